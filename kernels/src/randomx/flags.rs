@@ -1,0 +1,183 @@
+//! RandomX flags: what the operator asked for, resolved against what this CPU and build support.
+
+use std::fmt;
+
+use super::ffi;
+use crate::{KernelError, Result};
+
+/// Which Argon2 implementation fills the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Argon2Impl {
+    /// The fastest one this CPU supports.
+    #[default]
+    Auto,
+    /// AVX2.
+    Avx2,
+    /// SSSE3.
+    Ssse3,
+    /// Portable C.
+    Portable,
+}
+
+/// What the operator asked for. `None` means "whatever this CPU supports".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RandomXOptions {
+    /// JIT-compile programs (much faster; needs an x86-64 or ARM64 build).
+    pub jit: Option<bool>,
+    /// Hardware AES.
+    pub hard_aes: Option<bool>,
+    /// Hash from the full 2080 MiB dataset (mining) rather than the 256 MiB cache (light mode).
+    pub full_memory: bool,
+    /// Ask for 2 MiB pages; fall back to normal pages when the OS refuses.
+    pub large_pages: bool,
+    /// Argon2 implementation for the cache.
+    pub argon2: Argon2Impl,
+    /// W^X JIT pages (slower; for hardened systems).
+    pub secure: bool,
+}
+
+impl Default for RandomXOptions {
+    fn default() -> Self {
+        Self {
+            jit: None,
+            hard_aes: None,
+            full_memory: true,
+            large_pages: true,
+            argon2: Argon2Impl::Auto,
+            secure: false,
+        }
+    }
+}
+
+impl RandomXOptions {
+    /// The same options in light (verification) mode: cache only, no dataset.
+    pub fn light(self) -> Self {
+        Self {
+            full_memory: false,
+            ..self
+        }
+    }
+}
+
+/// Resolved RandomX flags, valid for this CPU.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RandomXFlags(u32);
+
+impl RandomXFlags {
+    /// What this CPU and build support, as RandomX reports it.
+    pub fn supported() -> Self {
+        // SAFETY: a pure query with no arguments.
+        Self(unsafe { ffi::randomx_get_flags() })
+    }
+
+    /// Resolves operator options against this CPU; a flag forced on that cannot work is an error.
+    pub fn resolve(options: &RandomXOptions) -> Result<Self> {
+        let supported = Self::supported().0;
+        let mut bits = 0;
+        let mut want = |asked: Option<bool>, flag: u32, name: &'static str| -> Result<()> {
+            let available = supported & flag != 0;
+            match asked {
+                Some(true) if !available => Err(KernelError::UnsupportedFlag {
+                    flag: name,
+                    reason: "this CPU or RandomX build does not support it",
+                }),
+                Some(true) => {
+                    bits |= flag;
+                    Ok(())
+                }
+                Some(false) => Ok(()),
+                None => {
+                    bits |= supported & flag;
+                    Ok(())
+                }
+            }
+        };
+        want(options.jit, ffi::FLAG_JIT, "jit")?;
+        want(options.hard_aes, ffi::FLAG_HARD_AES, "hard_aes")?;
+        bits |= match options.argon2 {
+            Argon2Impl::Auto if supported & ffi::FLAG_ARGON2_AVX2 != 0 => ffi::FLAG_ARGON2_AVX2,
+            Argon2Impl::Auto => supported & ffi::FLAG_ARGON2_SSSE3,
+            Argon2Impl::Avx2 if supported & ffi::FLAG_ARGON2_AVX2 != 0 => ffi::FLAG_ARGON2_AVX2,
+            Argon2Impl::Ssse3 if supported & ffi::FLAG_ARGON2_SSSE3 != 0 => ffi::FLAG_ARGON2_SSSE3,
+            Argon2Impl::Portable => 0,
+            Argon2Impl::Avx2 | Argon2Impl::Ssse3 => {
+                return Err(KernelError::UnsupportedFlag {
+                    flag: "argon2",
+                    reason: "this CPU lacks that instruction set",
+                });
+            }
+        };
+        if options.secure {
+            if bits & ffi::FLAG_JIT == 0 {
+                return Err(KernelError::UnsupportedFlag {
+                    flag: "secure",
+                    reason: "secure mode only applies to the JIT, which is off",
+                });
+            }
+            bits |= ffi::FLAG_SECURE;
+        }
+        if options.full_memory {
+            bits |= ffi::FLAG_FULL_MEM;
+        }
+        if options.large_pages {
+            bits |= ffi::FLAG_LARGE_PAGES;
+        }
+        Ok(Self(bits))
+    }
+
+    /// The raw RandomX flag bits.
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// True when the full dataset is used.
+    pub fn full_memory(self) -> bool {
+        self.0 & ffi::FLAG_FULL_MEM != 0
+    }
+
+    /// True when large pages are asked for.
+    pub fn large_pages(self) -> bool {
+        self.0 & ffi::FLAG_LARGE_PAGES != 0
+    }
+
+    /// The same flags without large pages (the fallback).
+    pub(crate) fn without_large_pages(self) -> Self {
+        Self(self.0 & !ffi::FLAG_LARGE_PAGES)
+    }
+
+    /// The same flags in light mode.
+    pub fn light(self) -> Self {
+        Self(self.0 & !ffi::FLAG_FULL_MEM)
+    }
+}
+
+impl fmt::Display for RandomXFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = [
+            (ffi::FLAG_JIT, "jit"),
+            (ffi::FLAG_HARD_AES, "hard_aes"),
+            (ffi::FLAG_FULL_MEM, "full_mem"),
+            (ffi::FLAG_SECURE, "secure"),
+            (ffi::FLAG_LARGE_PAGES, "large_pages"),
+        ];
+        let mut parts: Vec<&str> = names
+            .iter()
+            .filter(|(bit, _)| self.0 & bit != 0)
+            .map(|(_, name)| *name)
+            .collect();
+        parts.push(if self.0 & ffi::FLAG_ARGON2_AVX2 != 0 {
+            "argon2=avx2"
+        } else if self.0 & ffi::FLAG_ARGON2_SSSE3 != 0 {
+            "argon2=ssse3"
+        } else {
+            "argon2=portable"
+        });
+        f.write_str(&parts.join(" "))
+    }
+}
+
+impl fmt::Debug for RandomXFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RandomXFlags({self})")
+    }
+}

@@ -1,0 +1,252 @@
+//! RandomX caches and datasets: allocation with a large-page fallback, in-place re-keying, and
+//! dataset builds split across threads.
+
+use std::ffi::c_ulong;
+use std::fmt;
+use std::ptr::NonNull;
+use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::RandomXFlags;
+use super::ffi;
+use crate::{KernelError, Result};
+
+/// Which pages a RandomX structure actually got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageSize {
+    /// 2 MiB huge pages (what was asked for).
+    Huge,
+    /// Normal 4 KiB pages (huge pages not asked for, or refused by the OS).
+    Normal,
+}
+
+impl fmt::Display for PageSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PageSize::Huge => "2MiB",
+            PageSize::Normal => "4KiB",
+        })
+    }
+}
+
+/// Huge pages one CPU unit needs: its dataset, its cache and one scratchpad per thread.
+pub fn huge_pages_per_unit(threads: u64) -> u64 {
+    let page = 2 << 20;
+    (dataset_bytes() + ffi::CACHE_BYTES) / page + threads * (ffi::SCRATCHPAD_BYTES / page)
+}
+
+/// Bytes of one full dataset (2080 MiB with stock parameters).
+pub fn dataset_bytes() -> u64 {
+    dataset_items() * ffi::DATASET_ITEM_BYTES
+}
+
+/// Items in one full dataset.
+pub fn dataset_items() -> u64 {
+    // SAFETY: a pure query with no arguments.
+    u64::from(unsafe { ffi::randomx_dataset_item_count() })
+}
+
+/// Bytes of one cache (256 MiB).
+pub const fn cache_bytes() -> u64 {
+    ffi::CACHE_BYTES
+}
+
+static HUGE_PAGE_WARNING: Once = Once::new();
+
+/// Allocates with the asked flags; if large pages were asked for and refused, logs one warning
+/// for the whole process and retries with normal pages.
+pub(crate) fn alloc_with_fallback<T>(
+    flags: RandomXFlags,
+    what: &'static str,
+    bytes: u64,
+    alloc: impl Fn(u32) -> *mut T,
+) -> Result<(NonNull<T>, PageSize)> {
+    if flags.large_pages() {
+        if let Some(ptr) = NonNull::new(alloc(flags.bits())) {
+            return Ok((ptr, PageSize::Huge));
+        }
+        HUGE_PAGE_WARNING.call_once(|| {
+            tracing::warn!(
+                "huge pages refused by the OS for the RandomX {what}: falling back to normal pages, \
+                 which costs hashrate. Reserve them with `sysctl -w vm.nr_hugepages={}` \
+                 (2 MiB pages: {} per CPU unit with one thread), then restart capminer",
+                huge_pages_per_unit(1),
+                huge_pages_per_unit(1),
+            );
+        });
+    }
+    NonNull::new(alloc(flags.without_large_pages().bits()))
+        .map(|ptr| (ptr, PageSize::Normal))
+        .ok_or(KernelError::RandomXAlloc { what, bytes })
+}
+
+/// A RandomX cache (256 MiB), keyed in place. Read-only once keyed, so it can be shared.
+#[derive(Debug)]
+pub struct Cache {
+    ptr: NonNull<ffi::RandomxCache>,
+    pages: PageSize,
+    key: Option<[u8; 32]>,
+}
+
+// SAFETY: RandomX caches have no thread affinity; `init` takes `&mut self`, and every other use
+// reads the cache, which RandomX allows from many threads at once.
+unsafe impl Send for Cache {}
+// SAFETY: see above: shared access is read-only.
+unsafe impl Sync for Cache {}
+
+impl Cache {
+    /// Allocates a cache for these flags (JIT, Argon2 variant, large pages).
+    pub fn new(flags: RandomXFlags) -> Result<Self> {
+        let (ptr, pages) = alloc_with_fallback(flags, "cache", ffi::CACHE_BYTES, |bits| {
+            // SAFETY: allocation with valid flag bits; a null result is handled.
+            unsafe { ffi::randomx_alloc_cache(bits) }
+        })?;
+        Ok(Self {
+            ptr,
+            pages,
+            key: None,
+        })
+    }
+
+    /// Keys the cache (Argon2 fill plus program generation, about a second).
+    pub fn init(&mut self, key: &[u8; 32]) {
+        // SAFETY: `ptr` is a live cache and we hold it exclusively; the key is 32 readable bytes.
+        unsafe { ffi::randomx_init_cache(self.ptr.as_ptr(), key.as_ptr().cast(), key.len()) };
+        self.key = Some(*key);
+    }
+
+    /// The key the cache was last initialised with.
+    pub fn key(&self) -> Option<&[u8; 32]> {
+        self.key.as_ref()
+    }
+
+    /// Which pages it got.
+    pub fn pages(&self) -> PageSize {
+        self.pages
+    }
+
+    pub(crate) fn raw(&self) -> *mut ffi::RandomxCache {
+        self.ptr.as_ptr()
+    }
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        // SAFETY: we own the cache and nothing borrows it any more.
+        unsafe { ffi::randomx_release_cache(self.ptr.as_ptr()) }
+    }
+}
+
+/// A RandomX dataset (2080 MiB), allocated once and rebuilt in place for every new key.
+#[derive(Debug)]
+pub struct Dataset {
+    ptr: NonNull<ffi::RandomxDataset>,
+    pages: PageSize,
+}
+
+// SAFETY: datasets have no thread affinity; building needs `&mut self`, and hashing only reads.
+unsafe impl Send for Dataset {}
+// SAFETY: see above.
+unsafe impl Sync for Dataset {}
+
+/// Items built between two progress reports and stop checks (about 1/500 of a dataset).
+const BUILD_CHUNK_ITEMS: u64 = 1 << 16;
+
+impl Dataset {
+    /// Allocates a dataset (only the large-pages flag matters here).
+    pub fn new(flags: RandomXFlags) -> Result<Self> {
+        let (ptr, pages) = alloc_with_fallback(flags, "dataset", dataset_bytes(), |bits| {
+            // SAFETY: allocation with valid flag bits; a null result is handled.
+            unsafe { ffi::randomx_alloc_dataset(bits) }
+        })?;
+        Ok(Self { ptr, pages })
+    }
+
+    /// Which pages it got.
+    pub fn pages(&self) -> PageSize {
+        self.pages
+    }
+
+    /// Builds every item from `cache` on `threads` threads, each taking one contiguous slice.
+    ///
+    /// `on_thread_start(i)` runs first on build thread `i` (the miner pins it there).
+    /// `progress` grows by the number of items built, in chunks; `stop()` is checked between
+    /// chunks. Returns `false` if stopped before the end (the dataset is then unusable).
+    pub fn build(
+        &mut self,
+        cache: &Cache,
+        threads: usize,
+        on_thread_start: &(dyn Fn(usize) + Sync),
+        progress: &AtomicU64,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> bool {
+        let items = dataset_items();
+        let threads = threads.max(1) as u64;
+        let dataset = SendPtr(self.ptr.as_ptr());
+        let cache_ptr = SendPtr(cache.raw());
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|i| {
+                    let (first, end) = (items * i / threads, items * (i + 1) / threads);
+                    std::thread::Builder::new()
+                        .name(format!("randomx-build-{i}"))
+                        .spawn_scoped(scope, move || {
+                            on_thread_start(i as usize);
+                            let mut at = first;
+                            while at < end {
+                                if stop() {
+                                    return false;
+                                }
+                                let n = BUILD_CHUNK_ITEMS.min(end - at);
+                                let (ds, cs) = (dataset.get(), cache_ptr.get());
+                                // SAFETY: the dataset and cache are live for the whole scope; we
+                                // hold the dataset exclusively (`&mut self`) and each thread
+                                // writes a disjoint item range, which RandomX allows
+                                // concurrently; the cache is only read.
+                                unsafe {
+                                    ffi::randomx_init_dataset(ds, cs, at as c_ulong, n as c_ulong)
+                                };
+                                at += n;
+                                progress.fetch_add(n, Ordering::Relaxed);
+                            }
+                            true
+                        })
+                        .expect("spawning a dataset build thread")
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("dataset build thread panicked"))
+                .fold(true, |all, done| all && done)
+        })
+    }
+
+    pub(crate) fn raw(&self) -> *mut ffi::RandomxDataset {
+        self.ptr.as_ptr()
+    }
+}
+
+impl Drop for Dataset {
+    fn drop(&mut self) {
+        // SAFETY: we own the dataset and nothing borrows it any more.
+        unsafe { ffi::randomx_release_dataset(self.ptr.as_ptr()) }
+    }
+}
+
+/// A raw pointer we promise to use only as the SAFETY comments at its uses say.
+struct SendPtr<T>(*mut T);
+impl<T> Clone for SendPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SendPtr<T> {}
+// SAFETY: only used inside `Dataset::build`, whose comments justify the sharing.
+unsafe impl<T> Send for SendPtr<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for SendPtr<T> {}
+impl<T> SendPtr<T> {
+    fn get(self) -> *mut T {
+        self.0
+    }
+}

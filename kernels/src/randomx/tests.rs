@@ -1,0 +1,172 @@
+//! Known-answer tests: upstream RandomX's own vectors, and light/full/pipelined agreement.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use super::*;
+use crate::search::Searcher;
+
+fn light_vm(options: RandomXOptions, key: &[u8]) -> Vm {
+    let flags = RandomXFlags::resolve(&options.light()).unwrap();
+    let mut cache = Cache::new(flags).unwrap();
+    // Upstream vectors use short ASCII keys: key the raw FFI with exactly those bytes.
+    init_cache_raw(&mut cache, key);
+    Vm::new(flags, VmMemory::Cache(Arc::new(cache))).unwrap()
+}
+
+fn init_cache_raw(cache: &mut Cache, key: &[u8]) {
+    // SAFETY: live cache held exclusively; key readable.
+    unsafe { ffi::randomx_init_cache(cache.raw(), key.as_ptr().cast(), key.len()) }
+}
+
+/// The vectors of upstream RandomX's `src/tests/tests.cpp` ("Hash test 1a-1e").
+const UPSTREAM: &[(&str, &str, &str)] = &[
+    (
+        "test key 000",
+        "This is a test",
+        "639183aae1bf4c9a35884cb46b09cad9175f04efd7684e7262a0ac1c2f0b4e3f",
+    ),
+    (
+        "test key 000",
+        "Lorem ipsum dolor sit amet",
+        "300a0adb47603dedb42228ccb2b211104f4da45af709cd7547cd049e9489c969",
+    ),
+    (
+        "test key 000",
+        "sed do eiusmod tempor incididunt ut labore et dolore magna aliqua",
+        "c36d4ed4191e617309867ed66a443be4075014e2b061bcdaf9ce7b721d2b77a8",
+    ),
+    (
+        "test key 001",
+        "sed do eiusmod tempor incididunt ut labore et dolore magna aliqua",
+        "e9ff4503201c0c2cca26d285c93ae883f9b1d30c9eb240b820756f2d5a7905fc",
+    ),
+];
+
+/// Upstream "Hash test 1e": a binary input given in hex.
+const UPSTREAM_HEX: (&str, &str, &str) = (
+    "test key 001",
+    "0b0b98bea7e805e0010a2126d287a2a0cc833d312cb786385a7c2f9de69d25537f584a9bc9977b00000000666fd8753bf61a8631f12984e3fd44f4014eca629276817b56f32e9b68bd82f416",
+    "c56414121acda1713c2f2a819d8ae38aed7c80c35c2a769298d34f03833cd5f1",
+);
+
+fn check_upstream(options: RandomXOptions) {
+    for key in ["test key 000", "test key 001"] {
+        let mut vm = light_vm(options, key.as_bytes());
+        for (k, input, want) in UPSTREAM.iter().filter(|(k, _, _)| *k == key) {
+            assert_eq!(hex::encode(vm.hash(input.as_bytes())), *want, "{k} / {input}");
+        }
+        if key == UPSTREAM_HEX.0 {
+            let input = hex::decode(UPSTREAM_HEX.1).unwrap();
+            assert_eq!(hex::encode(vm.hash(&input)), UPSTREAM_HEX.2, "hex vector");
+        }
+    }
+}
+
+#[test]
+fn upstream_vectors_with_the_jit() {
+    check_upstream(RandomXOptions {
+        jit: Some(true),
+        large_pages: false,
+        ..RandomXOptions::default()
+    });
+}
+
+#[test]
+fn upstream_vectors_with_the_interpreter_and_soft_aes() {
+    check_upstream(RandomXOptions {
+        jit: Some(false),
+        hard_aes: Some(false),
+        argon2: Argon2Impl::Portable,
+        large_pages: false,
+        ..RandomXOptions::default()
+    });
+}
+
+#[test]
+fn pipelined_search_equals_single_hashes_and_finds_every_hit() {
+    let options = RandomXOptions {
+        large_pages: false,
+        ..RandomXOptions::default()
+    };
+    let key = crate::key::cpu_unit_key(&[7; 32], &[9; 32]);
+    let mut single = light_vm(options, &key);
+    let expected: Vec<[u8; 32]> = (100..108)
+        .map(|n| single.hash(&crate::key::cpu_input(n)))
+        .collect();
+    // A target between the hashes' values: exactly the hashes at or below it are hits.
+    let mut sorted = expected.clone();
+    sorted.sort();
+    let target = sorted[3];
+    let mut searcher = RandomXSearcher::new(light_vm(options, &key));
+    let searched = searcher.search(100, 8, &target, &mut || false).unwrap();
+    assert_eq!(searched.hashed, 8);
+    let want: Vec<u64> = (100..108u64)
+        .filter(|n| expected[(n - 100) as usize] <= target)
+        .collect();
+    assert_eq!(want.len(), 4);
+    assert_eq!(searched.hits.iter().map(|h| h.nonce).collect::<Vec<_>>(), want);
+    for hit in &searched.hits {
+        assert_eq!(hit.hash, expected[(hit.nonce - 100) as usize]);
+    }
+}
+
+#[test]
+fn search_stops_when_asked_after_the_current_hash() {
+    let options = RandomXOptions {
+        large_pages: false,
+        ..RandomXOptions::default()
+    };
+    let mut searcher = RandomXSearcher::new(light_vm(options, b"stop"));
+    let mut calls = 0;
+    let searched = searcher
+        .search(0, 1000, &[0xff; 32], &mut || {
+            calls += 1;
+            calls >= 3
+        })
+        .unwrap();
+    assert_eq!(searched.hashed, 3, "stop is checked between hashes");
+    assert_eq!(searched.hits.len(), 3, "an all-ones target accepts every hash");
+}
+
+#[test]
+fn flags_resolve_modes_and_refuse_secure_without_jit() {
+    let flags = RandomXFlags::resolve(&RandomXOptions::default()).unwrap();
+    assert!(flags.full_memory() && flags.large_pages());
+    assert!(!flags.light().full_memory());
+    assert!(flags.to_string().contains("full_mem"));
+    let err = RandomXFlags::resolve(&RandomXOptions {
+        jit: Some(false),
+        secure: true,
+        ..RandomXOptions::default()
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("secure"), "{err}");
+}
+
+/// The one full-dataset test: a dataset built on two threads in slices hashes exactly as light
+/// mode does (2080 MiB, about 40 s on two cores).
+#[test]
+fn full_dataset_built_in_slices_hashes_like_light_mode() {
+    let options = RandomXOptions {
+        large_pages: true, // exercises the fallback where the OS has no huge pages
+        ..RandomXOptions::default()
+    };
+    let flags = RandomXFlags::resolve(&options).unwrap();
+    let key = crate::key::cpu_unit_key(&[1; 32], &[2; 32]);
+    let mut cache = Cache::new(flags).unwrap();
+    cache.init(&key);
+    let mut dataset = Dataset::new(flags).unwrap();
+    let progress = AtomicU64::new(0);
+    assert!(dataset.build(&cache, 2, &|_| {}, &progress, &|| false));
+    assert_eq!(progress.into_inner(), dataset_items());
+    let mut full = RandomXSearcher::new(Vm::new(flags, VmMemory::Dataset(Arc::new(dataset))).unwrap());
+    let mut light = Vm::new(flags.light(), VmMemory::Cache(Arc::new(cache))).unwrap();
+    for nonce in [0u64, 1, 0xdead_beef, u64::MAX] {
+        assert_eq!(
+            full.hash_one(nonce).unwrap(),
+            light.hash(&crate::key::cpu_input(nonce)),
+            "nonce {nonce}"
+        );
+    }
+}

@@ -1,0 +1,167 @@
+//! RandomX virtual machines and the RandomX [`Searcher`].
+
+use std::ptr::{NonNull, null_mut};
+use std::sync::Arc;
+
+use super::memory::{Cache, Dataset, PageSize, alloc_with_fallback};
+use super::{RandomXFlags, ffi};
+use crate::key::{cpu_input, meets_target};
+use crate::search::{Hit, Searched, Searcher};
+use crate::{KernelError, Result};
+
+/// What a VM hashes from: the dataset (mining) or the cache (light mode, verification).
+#[derive(Debug, Clone)]
+pub enum VmMemory {
+    /// Full mode: the shared dataset.
+    Dataset(Arc<Dataset>),
+    /// Light mode: the shared cache.
+    Cache(Arc<Cache>),
+}
+
+/// One RandomX VM: 2 MiB scratchpad plus JIT code. Used by one thread at a time.
+#[derive(Debug)]
+pub struct Vm {
+    ptr: NonNull<ffi::RandomxVm>,
+    pages: PageSize,
+    // Keeps the memory the VM reads alive for as long as the VM.
+    _memory: VmMemory,
+}
+
+// SAFETY: a VM may move between threads; it is never used from two at once (`&mut self`).
+unsafe impl Send for Vm {}
+
+impl Vm {
+    /// Creates a VM over `memory`; `flags` must be full-memory exactly when `memory` is a dataset.
+    pub fn new(flags: RandomXFlags, memory: VmMemory) -> Result<Self> {
+        let (cache, dataset) = match &memory {
+            VmMemory::Dataset(_) if !flags.full_memory() => {
+                return Err(KernelError::VmSetup("full-memory flags to hash from a dataset"));
+            }
+            VmMemory::Cache(_) if flags.full_memory() => {
+                return Err(KernelError::VmSetup("light-mode flags to hash from a cache"));
+            }
+            VmMemory::Dataset(d) => (null_mut(), d.raw()),
+            VmMemory::Cache(c) => (c.raw(), null_mut()),
+        };
+        let (ptr, pages) = alloc_with_fallback(flags, "VM", ffi::SCRATCHPAD_BYTES, |bits| {
+            // SAFETY: the cache or dataset is live (held in `memory`, moved into the VM below).
+            unsafe { ffi::randomx_create_vm(bits, cache, dataset) }
+        })?;
+        Ok(Self {
+            ptr,
+            pages,
+            _memory: memory,
+        })
+    }
+
+    /// Which pages the scratchpad got.
+    pub fn pages(&self) -> PageSize {
+        self.pages
+    }
+
+    /// Hashes one input.
+    pub fn hash(&mut self, input: &[u8]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        // SAFETY: live VM used exclusively; input readable; output is 32 writable bytes.
+        unsafe {
+            ffi::randomx_calculate_hash(
+                self.ptr.as_ptr(),
+                input.as_ptr().cast(),
+                input.len(),
+                out.as_mut_ptr().cast(),
+            )
+        };
+        out
+    }
+
+    /// Starts a pipelined run with its first input.
+    fn hash_first(&mut self, input: &[u8]) {
+        // SAFETY: as in `hash`.
+        unsafe { ffi::randomx_calculate_hash_first(self.ptr.as_ptr(), input.as_ptr().cast(), input.len()) }
+    }
+
+    /// Feeds the next input and returns the hash of the previous one.
+    fn hash_next(&mut self, next: &[u8]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        // SAFETY: as in `hash`; a run was started by `hash_first`.
+        unsafe {
+            ffi::randomx_calculate_hash_next(
+                self.ptr.as_ptr(),
+                next.as_ptr().cast(),
+                next.len(),
+                out.as_mut_ptr().cast(),
+            )
+        };
+        out
+    }
+
+    /// Ends a pipelined run and returns the hash of its last input.
+    fn hash_last(&mut self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        // SAFETY: as in `hash`; a run was started by `hash_first`.
+        unsafe { ffi::randomx_calculate_hash_last(self.ptr.as_ptr(), out.as_mut_ptr().cast()) };
+        out
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        // SAFETY: we own the VM; the memory it reads is still alive (dropped after us).
+        unsafe { ffi::randomx_destroy_vm(self.ptr.as_ptr()) }
+    }
+}
+
+/// The CPU unit's searcher: RandomX over nonces encoded as in [`cpu_input`].
+#[derive(Debug)]
+pub struct RandomXSearcher {
+    vm: Vm,
+}
+
+impl RandomXSearcher {
+    /// Wraps a VM keyed for one unit and epoch.
+    pub fn new(vm: Vm) -> Self {
+        Self { vm }
+    }
+
+    /// The VM, for reporting its page size.
+    pub fn vm(&self) -> &Vm {
+        &self.vm
+    }
+}
+
+impl Searcher for RandomXSearcher {
+    fn search(
+        &mut self,
+        start: u64,
+        count: u64,
+        target: &[u8; 32],
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<Searched> {
+        let mut searched = Searched::default();
+        if count == 0 {
+            return Ok(searched);
+        }
+        // Pipelined: while the VM finishes nonce n it already starts generating n + 1's program.
+        self.vm.hash_first(&cpu_input(start));
+        loop {
+            let nonce = start + searched.hashed;
+            let more = searched.hashed + 1 < count && !stop();
+            let hash = if more {
+                self.vm.hash_next(&cpu_input(nonce + 1))
+            } else {
+                self.vm.hash_last()
+            };
+            searched.hashed += 1;
+            if meets_target(&hash, target) {
+                searched.hits.push(Hit { nonce, hash });
+            }
+            if !more {
+                return Ok(searched);
+            }
+        }
+    }
+
+    fn hash_one(&mut self, nonce: u64) -> Result<[u8; 32]> {
+        Ok(self.vm.hash(&cpu_input(nonce)))
+    }
+}

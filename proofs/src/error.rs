@@ -1,0 +1,30 @@
+//! Errors of the proof store.
+
+use std::path::PathBuf;
+
+/// Result alias for store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What went wrong with the proof store, and where.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An I/O error on a store file.
+    #[error("proof store {path}: {op}: {source}")]
+    Io {
+        /// File or directory.
+        path: PathBuf,
+        /// What we were doing.
+        op: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Another process holds the store.
+    #[error("proof store {0} is in use by another capminer process (lock held on its LOCK file)")]
+    Locked(PathBuf),
+    /// A state change names a proof the store does not hold.
+    #[error("proof store has no proof {0}")]
+    UnknownProof(crate::ProofRef),
+    /// A proof was stored for an epoch whose seed and targets were never recorded.
+    #[error("proof store has no record of epoch {0}: record the epoch before its proofs")]
+    UnknownEpoch(u64),
+}

@@ -1,0 +1,14 @@
+//! The proof types every part of capminer shares, and the crash-safe [`store::ProofStore`].
+//!
+//! ```text
+//!  miner units ──found──▶ ProofStore (append-only log, fsync) ──▶ batcher / chain client
+//!                             ▲                                         │
+//!                             └──── submitted(tx) → included(block) → final ◀┘
+//! ```
+
+pub mod error;
+pub mod store;
+mod types;
+
+pub use error::{Result, StoreError};
+pub use types::{Bytes32, Epoch, Hash, Proof, ProofRef, Seed, Target, UnitId, UnitKind};

@@ -1,0 +1,260 @@
+//! The append-only log file: framing, checksums, and recovery after a crash or corruption.
+//!
+//! Each record is framed as `magic "CMP1" ‖ len u32 LE ‖ crc32c(len ‖ payload) u32 LE ‖ payload`.
+//! A crash can only tear the tail (everything before the last fsync is intact), so a bad record
+//! with nothing valid after it is a torn tail and is cut off. A bad region followed by valid
+//! records is corruption in the middle: its bytes are saved aside and the log is rewritten
+//! with every valid record, so a good record is never lost either way.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::{Result, StoreError};
+
+const MAGIC: [u8; 4] = *b"CMP1";
+const HEADER: usize = 12;
+/// Largest payload accepted when scanning (a sanity bound against corrupt lengths).
+const MAX_PAYLOAD: usize = 64 << 20;
+
+/// Frames a payload.
+pub fn frame(payload: &[u8]) -> Vec<u8> {
+    let len = (payload.len() as u32).to_le_bytes();
+    let mut crc = crc32c::crc32c(&len);
+    crc = crc32c::crc32c_append(crc, payload);
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&len);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The payload of a valid record at `at`, and the record's total length.
+fn record_at(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    let header = bytes.get(at..at + HEADER)?;
+    if header[..4] != MAGIC {
+        return None;
+    }
+    let len_bytes: [u8; 4] = header[4..8].try_into().ok()?;
+    let len = u32::from_le_bytes(len_bytes) as usize;
+    if len > MAX_PAYLOAD {
+        return None;
+    }
+    let payload = bytes.get(at + HEADER..at + HEADER + len)?;
+    let crc = u32::from_le_bytes(header[8..12].try_into().ok()?);
+    let actual = crc32c::crc32c_append(crc32c::crc32c(&len_bytes), payload);
+    (crc == actual).then_some((payload, HEADER + len))
+}
+
+/// What scanning a log found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Valid payloads in file order.
+    pub payloads: Vec<Vec<u8>>,
+    /// Bytes after the last valid record that form no valid record (a torn write).
+    pub torn_tail: Option<std::ops::Range<usize>>,
+    /// Corrupt regions followed by valid records.
+    pub corrupt: Vec<std::ops::Range<usize>>,
+    /// Length of the valid prefix when there is no mid-file corruption.
+    pub valid_len: usize,
+}
+
+/// Scans a whole log image. `accept` rejects payloads that checksum but do not decode.
+pub fn scan(bytes: &[u8], accept: impl Fn(&[u8]) -> bool) -> Scan {
+    let mut scan = Scan::default();
+    let mut at = 0;
+    while at < bytes.len() {
+        if let Some((payload, len)) = record_at(bytes, at).filter(|(p, _)| accept(p)) {
+            scan.payloads.push(payload.to_vec());
+            at += len;
+            if scan.corrupt.is_empty() {
+                scan.valid_len = at;
+            }
+            continue;
+        }
+        // Look for the next valid record after the bad byte.
+        let next = (at + 1..bytes.len()).find(|&p| {
+            bytes[p..].starts_with(&MAGIC) && record_at(bytes, p).is_some_and(|(pl, _)| accept(pl))
+        });
+        match next {
+            Some(p) => {
+                scan.corrupt.push(at..p);
+                at = p;
+            }
+            None => {
+                scan.torn_tail = Some(at..bytes.len());
+                break;
+            }
+        }
+    }
+    scan
+}
+
+fn io<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        op,
+        source,
+    }
+}
+
+/// Fsyncs a directory, so a created or renamed file's entry is durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir, "fsync directory"))
+}
+
+/// The open log, positioned for appends.
+#[derive(Debug)]
+pub struct Log {
+    path: PathBuf,
+    file: File,
+    len: u64,
+}
+
+/// What recovery did when the log was opened.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Valid records read.
+    pub records: usize,
+    /// Bytes of a torn tail cut off.
+    pub torn_bytes: usize,
+    /// Corrupt regions moved aside, with the files they were saved to.
+    pub quarantined: Vec<(std::ops::Range<usize>, PathBuf)>,
+}
+
+impl Log {
+    /// Opens (creating) the log, repairs it and returns its valid payloads.
+    pub fn open(path: &Path, accept: impl Fn(&[u8]) -> bool) -> Result<(Log, Vec<Vec<u8>>, Recovery)> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let existed = path.exists();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(io(path, "open"))?;
+        if !existed {
+            sync_dir(dir)?;
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io(path, "read"))?;
+        let scan = scan(&bytes, accept);
+        let mut recovery = Recovery {
+            records: scan.payloads.len(),
+            ..Recovery::default()
+        };
+        if !scan.corrupt.is_empty() {
+            for region in &scan.corrupt {
+                let aside = path.with_extension(format!("corrupt-at-{}", region.start));
+                std::fs::write(&aside, &bytes[region.clone()]).map_err(io(&aside, "save corrupt bytes"))?;
+                tracing::error!(
+                    "proof store {}: {} corrupt bytes at offset {} saved to {}; every valid record is kept",
+                    path.display(),
+                    region.len(),
+                    region.start,
+                    aside.display()
+                );
+                recovery.quarantined.push((region.clone(), aside));
+            }
+            file = rewrite(path, &scan.payloads)?;
+        } else if let Some(tail) = &scan.torn_tail {
+            tracing::warn!(
+                "proof store {}: cut off a torn tail of {} bytes at offset {} (a write interrupted by a crash)",
+                path.display(),
+                tail.len(),
+                tail.start
+            );
+            recovery.torn_bytes = tail.len();
+            file.set_len(scan.valid_len as u64).map_err(io(path, "truncate torn tail"))?;
+            file.sync_all().map_err(io(path, "fsync"))?;
+        }
+        let len = file.metadata().map_err(io(path, "stat"))?.len();
+        Ok((
+            Log {
+                path: path.to_path_buf(),
+                file,
+                len,
+            },
+            scan.payloads,
+            recovery,
+        ))
+    }
+
+    /// Appends one record and fsyncs it: when this returns `Ok`, the record is durable.
+    pub fn append(&mut self, payload: &[u8]) -> Result<()> {
+        let framed = frame(payload);
+        let written = self
+            .file
+            .write_all(&framed)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // Never leave a partial record for the next append to follow.
+            let _ = self.file.set_len(self.len);
+            return Err(io(&self.path, "append")(e));
+        }
+        self.len += framed.len() as u64;
+        Ok(())
+    }
+}
+
+/// Writes `payloads` into a fresh log beside `path` and renames it over `path`, durably.
+fn rewrite(path: &Path, payloads: &[Vec<u8>]) -> Result<File> {
+    let tmp = path.with_extension("rewrite");
+    let mut out = File::create(&tmp).map_err(io(&tmp, "create"))?;
+    for payload in payloads {
+        out.write_all(&frame(payload)).map_err(io(&tmp, "write"))?;
+    }
+    out.sync_all().map_err(io(&tmp, "fsync"))?;
+    std::fs::rename(&tmp, path).map_err(io(path, "rename rewritten log"))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .open(path)
+        .map_err(io(path, "reopen"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(payloads: &[&[u8]]) -> Vec<u8> {
+        payloads.iter().flat_map(|p| frame(p)).collect()
+    }
+
+    #[test]
+    fn frame_layout_is_magic_len_crc_payload() {
+        let f = frame(b"abc");
+        assert_eq!(&f[..4], b"CMP1");
+        assert_eq!(&f[4..8], &[3, 0, 0, 0]);
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&[3, 0, 0, 0]), b"abc");
+        assert_eq!(&f[8..12], &crc.to_le_bytes());
+        assert_eq!(&f[12..], b"abc");
+    }
+
+    #[test]
+    fn a_torn_tail_is_reported_and_valid_records_kept() {
+        let mut bytes = image(&[b"one", b"two"]);
+        let good = bytes.len();
+        bytes.extend_from_slice(&frame(b"three")[..9]);
+        let scan = scan(&bytes, |_| true);
+        assert_eq!(scan.payloads, vec![b"one".to_vec(), b"two".to_vec()]);
+        assert_eq!(scan.torn_tail, Some(good..bytes.len()));
+        assert_eq!(scan.valid_len, good);
+        assert!(scan.corrupt.is_empty());
+    }
+
+    #[test]
+    fn corruption_in_the_middle_keeps_the_records_after_it() {
+        let mut bytes = image(&[b"one", b"two", b"three"]);
+        let second = frame(b"one").len();
+        bytes[second + 13] ^= 0xff; // flip a payload byte of "two"
+        let scan = scan(&bytes, |_| true);
+        assert_eq!(scan.payloads, vec![b"one".to_vec(), b"three".to_vec()]);
+        assert_eq!(scan.corrupt, vec![second..second + frame(b"two").len()]);
+        assert_eq!(scan.torn_tail, None);
+    }
+}

@@ -1,0 +1,103 @@
+use super::*;
+use crate::{Seed, Target};
+
+fn epoch(n: u64) -> Epoch {
+    Epoch {
+        number: n,
+        seed: Seed([n as u8; 32]),
+        targets: [Target([0x0f; 32]), Target([0x1f; 32])],
+    }
+}
+
+fn proof(epoch: u64, unit: u8, nonce: u64) -> Proof {
+    Proof {
+        unit: UnitId([unit; 32]),
+        kind: UnitKind::Cpu,
+        epoch,
+        nonce,
+        hash: Hash([nonce as u8; 32]),
+    }
+}
+
+#[test]
+fn proofs_and_states_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, recovery) = ProofStore::open(dir.path()).unwrap();
+        assert_eq!(recovery, Recovery::default());
+        store.record_epoch(&epoch(1)).unwrap();
+        assert_eq!(store.append(&[proof(1, 1, 5), proof(1, 1, 3), proof(1, 2, 9)]).unwrap(), 3);
+        assert_eq!(store.append(&[proof(1, 1, 5)]).unwrap(), 0, "duplicates are skipped");
+        let tx = Hash([7; 32]);
+        store.set_state(&[proof(1, 1, 3).id()], ProofState::Submitted { tx }).unwrap();
+    }
+    let (store, recovery) = ProofStore::open(dir.path()).unwrap();
+    assert_eq!(recovery.records, 3, "epoch, one record of three proofs, one state change");
+    assert_eq!(store.epoch(1), Some(epoch(1)));
+    let all = store.proofs(|_| true);
+    let names: Vec<(u8, u64)> = all.iter().map(|s| (s.proof.unit.0[0], s.proof.nonce)).collect();
+    assert_eq!(names, vec![(1, 3), (1, 5), (2, 9)], "ordered by unit then nonce");
+    assert_eq!(all[0].state, ProofState::Submitted { tx: Hash([7; 32]) });
+    assert_eq!(all[1].state, ProofState::Found);
+    assert_eq!(store.max_nonce(1, &UnitId([1; 32])), Some(5));
+    assert_eq!(store.max_nonce(2, &UnitId([1; 32])), None);
+}
+
+#[test]
+fn proofs_of_an_unrecorded_epoch_and_states_of_unknown_proofs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = ProofStore::open(dir.path()).unwrap();
+    assert!(matches!(store.append(&[proof(4, 1, 1)]), Err(StoreError::UnknownEpoch(4))));
+    let err = store.set_state(&[proof(4, 1, 1).id()], ProofState::Final).unwrap_err();
+    assert!(matches!(err, StoreError::UnknownProof(_)), "{err}");
+}
+
+#[test]
+fn a_second_writer_is_refused_but_a_reader_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = ProofStore::open(dir.path()).unwrap();
+    store.record_epoch(&epoch(1)).unwrap();
+    store.append(&[proof(1, 1, 1)]).unwrap();
+    assert!(matches!(ProofStore::open(dir.path()), Err(StoreError::Locked(_))));
+    let reader = ProofStore::open_read_only(dir.path()).unwrap();
+    assert_eq!(reader.proofs(|_| true).len(), 1);
+    assert!(reader.record_epoch(&epoch(2)).is_err(), "a reader cannot write");
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_corruption_in_the_middle_loses_no_good_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(LOG_FILE);
+    {
+        let (store, _) = ProofStore::open(dir.path()).unwrap();
+        store.record_epoch(&epoch(1)).unwrap();
+        for n in 0..3 {
+            store.append(&[proof(1, 1, n)]).unwrap();
+        }
+    }
+    // Corrupt the second proof record's payload, and tear a record at the end.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let epoch_len = 12 + 105;
+    let proof_len = 12 + 1 + 4 + 81;
+    bytes[epoch_len + proof_len + 20] ^= 0x40;
+    let torn = log::frame(&Record::Proofs(vec![proof(1, 1, 99)]).encode());
+    bytes.extend_from_slice(&torn[..torn.len() / 2]);
+    std::fs::write(&path, &bytes).unwrap();
+
+    let (store, recovery) = ProofStore::open(dir.path()).unwrap();
+    assert_eq!(recovery.records, 3, "epoch + proofs 0 and 2");
+    assert_eq!(recovery.quarantined.len(), 1);
+    let start = epoch_len + proof_len;
+    assert_eq!(recovery.quarantined[0].0, start..start + proof_len);
+    let nonces: Vec<u64> = store.proofs(|_| true).iter().map(|s| s.proof.nonce).collect();
+    assert_eq!(nonces, vec![0, 2]);
+    let saved = std::fs::read(&recovery.quarantined[0].1).unwrap();
+    assert_eq!(saved.len(), proof_len);
+    // The rewritten log is clean: appends continue and a reopen finds no damage.
+    store.append(&[proof(1, 1, 7)]).unwrap();
+    drop(store);
+    let (store, recovery) = ProofStore::open(dir.path()).unwrap();
+    assert_eq!(recovery.torn_bytes, 0);
+    assert!(recovery.quarantined.is_empty());
+    assert_eq!(store.proofs(|_| true).len(), 3);
+}
