@@ -1,1 +1,339 @@
+//! capminer's configuration: one TOML file, every key documented with its default in
+//! `config/capminer.example.toml`, unknown keys refused, and `CAPMINER_<SECTION>__<KEY>`
+//! environment variables overriding the file (`__` separates the levels, e.g.
+//! `CAPMINER_CPU__RANDOMX__JIT=false`).
+//!
+//! Every error names the file (and line) or the environment variable, and the key.
 
+mod error;
+pub mod hex;
+mod load;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub use error::{ConfigError, Source};
+pub use load::{Origin, load};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Miner-wide settings.
+    pub miner: MinerConfig,
+    /// The fixed epoch used by solo runs and `capminer bench`.
+    pub epoch: FixedEpochConfig,
+    /// CPU units.
+    pub cpu: CpuConfig,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Where each value came from, for error messages. Not part of the file.
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// `[miner]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MinerConfig {
+    /// Directory of the proof store; relative paths are relative to the config file.
+    pub state_dir: PathBuf,
+    /// The provider's 20-byte address; unit ids not given explicitly are derived from it.
+    #[serde(with = "hex::bytes")]
+    pub provider: [u8; 20],
+}
+
+impl Default for MinerConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from("state"),
+            provider: [0; 20],
+        }
+    }
+}
+
+/// `[epoch]`: a fixed epoch, for solo runs and benchmarks (the chain supplies epochs otherwise).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FixedEpochConfig {
+    /// Epoch number.
+    pub number: u64,
+    /// 32-byte seed.
+    #[serde(with = "hex::bytes")]
+    pub seed: [u8; 32],
+    /// CPU target: a 256-bit big-endian threshold.
+    #[serde(with = "hex::bytes")]
+    pub cpu_target: [u8; 32],
+}
+
+impl Default for FixedEpochConfig {
+    fn default() -> Self {
+        let mut seed = [0u8; 32];
+        seed[..13].copy_from_slice(b"capminer-solo");
+        // About one proof per 8192 hashes: a full-memory unit finds one every ~45 s.
+        let mut cpu_target = [0xff; 32];
+        cpu_target[0] = 0;
+        cpu_target[1] = 0x07;
+        Self {
+            number: 1,
+            seed,
+            cpu_target,
+        }
+    }
+}
+
+/// `[cpu]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CpuConfig {
+    /// Run CPU units at all.
+    pub enabled: bool,
+    /// `"auto"` (one unit per physical core, minus the utility cores) or a list of units.
+    pub units: Units,
+    /// Physical cores left to the runtime (metrics, chain client); auto mode puts no unit there.
+    pub utility_cores: Vec<usize>,
+    /// Threads per unit; absent means one per logical CPU (SMT sibling) of the core.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads_per_core: Option<usize>,
+    /// Threads that build a unit's dataset; absent means the unit's own threads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset_threads: Option<usize>,
+    /// Memory (MiB) kept free for everything else; startup refuses units that do not fit.
+    pub memory_reserve_mib: u64,
+    /// Length of one hashing round in milliseconds (100-250): pause, stop and new epochs take
+    /// effect within one round.
+    pub round_ms: u64,
+    /// RandomX flags.
+    pub randomx: RandomXConfig,
+}
+
+impl Default for CpuConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            units: Units::Auto,
+            utility_cores: Vec::new(),
+            threads_per_core: None,
+            dataset_threads: None,
+            memory_reserve_mib: 1024,
+            round_ms: 200,
+            randomx: RandomXConfig::default(),
+        }
+    }
+}
+
+/// CPU units: `"auto"` or an explicit list.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Units {
+    /// One unit per physical core that is not a utility core.
+    #[default]
+    Auto,
+    /// Exactly these units.
+    List(Vec<UnitConfig>),
+}
+
+/// One `[[cpu.units]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnitConfig {
+    /// Physical core index (0-based, in the order the OS lists cores).
+    pub core: usize,
+    /// 32-byte unit id; absent means derived from `miner.provider`, the kind and the core.
+    #[serde(default, with = "hex::option", skip_serializing_if = "Option::is_none")]
+    pub id: Option<[u8; 32]>,
+}
+
+impl Serialize for Units {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Units::Auto => s.serialize_str("auto"),
+            Units::List(units) => units.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Units {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Units;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#""auto" or a list of units like [{ core = 0 }]"#)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Units, E> {
+                match v {
+                    "auto" => Ok(Units::Auto),
+                    other => Err(E::invalid_value(serde::de::Unexpected::Str(other), &self)),
+                }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Units, A::Error> {
+                let mut units = Vec::new();
+                while let Some(unit) = seq.next_element()? {
+                    units.push(unit);
+                }
+                Ok(Units::List(units))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// `[cpu.randomx]`: RandomX flags. Absent booleans mean "what this CPU supports".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RandomXConfig {
+    /// JIT-compile RandomX programs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jit: Option<bool>,
+    /// Hardware AES.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hard_aes: Option<bool>,
+    /// Hash from the full 2080 MiB dataset; `false` is light mode (256 MiB cache, ~30x slower),
+    /// for tests and machines without the memory.
+    pub full_memory: bool,
+    /// Ask for 2 MiB huge pages; fall back to normal pages with a warning when refused.
+    pub large_pages: bool,
+    /// Argon2 implementation: "auto", "avx2", "ssse3" or "portable".
+    pub argon2: Argon2,
+    /// W^X JIT pages (slower).
+    pub secure: bool,
+}
+
+impl Default for RandomXConfig {
+    fn default() -> Self {
+        Self {
+            jit: None,
+            hard_aes: None,
+            full_memory: true,
+            large_pages: true,
+            argon2: Argon2::Auto,
+            secure: false,
+        }
+    }
+}
+
+/// Argon2 implementation choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Argon2 {
+    /// Fastest supported.
+    #[default]
+    Auto,
+    /// AVX2.
+    Avx2,
+    /// SSSE3.
+    Ssse3,
+    /// Portable C.
+    Portable,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve Prometheus metrics at all.
+    pub enabled: bool,
+    /// Address of `GET /metrics`; loopback unless you mean to expose it.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9477)),
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter: a level ("info") or directives ("info,capminer_miner=debug").
+    pub level: String,
+    /// "text" or "json".
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+impl Config {
+    /// An error about `key`, located where that key's value came from.
+    pub fn key_error(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Key {
+            at: self.origin.source_of(key),
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// Checks what can be checked without looking at the machine.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let cpu = &self.cpu;
+        if !(100..=250).contains(&cpu.round_ms) {
+            return Err(self.key_error("cpu.round_ms", format!("{} is outside 100..=250 ms", cpu.round_ms)));
+        }
+        if cpu.threads_per_core == Some(0) {
+            return Err(self.key_error("cpu.threads_per_core", "must be at least 1 (or absent)"));
+        }
+        if cpu.dataset_threads == Some(0) {
+            return Err(self.key_error("cpu.dataset_threads", "must be at least 1 (or absent)"));
+        }
+        if let Units::List(units) = &cpu.units {
+            for (i, unit) in units.iter().enumerate() {
+                if let Some(j) = units[..i].iter().position(|u| u.core == unit.core) {
+                    return Err(self.key_error(
+                        &format!("cpu.units[{i}].core"),
+                        format!("core {} is already used by cpu.units[{j}]: one unit per core", unit.core),
+                    ));
+                }
+                if let Some(id) = unit.id {
+                    if let Some(j) = units[..i].iter().position(|u| u.id == Some(id)) {
+                        return Err(self.key_error(
+                            &format!("cpu.units[{i}].id"),
+                            format!("id is already used by cpu.units[{j}]: unit ids are unique"),
+                        ));
+                    }
+                }
+                if cpu.utility_cores.contains(&unit.core) {
+                    return Err(self.key_error(
+                        &format!("cpu.units[{i}].core"),
+                        format!("core {} is listed in cpu.utility_cores", unit.core),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("configuration serializes to TOML")
+    }
+}
+
+#[cfg(test)]
+mod tests;

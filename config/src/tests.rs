@@ -1,0 +1,126 @@
+use std::io::Write;
+
+use super::*;
+
+fn write(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let f = write(text);
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    load(Some(f.path()), env)
+}
+
+#[test]
+fn the_example_file_is_valid_and_documents_every_key() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("capminer.example.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let config = load(Some(&path), Vec::new()).unwrap();
+    // The example states the defaults (apart from paths, resolved against the file).
+    let mut defaults = Config::default();
+    defaults.miner.state_dir = config.miner.state_dir.clone();
+    defaults.origin = config.origin.clone();
+    assert_eq!(config, defaults, "the example file must state the defaults");
+    // Every key of the full schema appears in it, commented or not.
+    let mut full = Config::default();
+    full.cpu.threads_per_core = Some(1);
+    full.cpu.dataset_threads = Some(1);
+    full.cpu.randomx.jit = Some(true);
+    full.cpu.randomx.hard_aes = Some(true);
+    full.cpu.units = Units::List(vec![UnitConfig { core: 0, id: Some([1; 32]) }]);
+    let table = toml::Table::try_from(&full).unwrap();
+    let mut missing = Vec::new();
+    collect_keys(&table, "", &mut missing, &text);
+    assert!(missing.is_empty(), "keys not documented in the example: {missing:?}");
+}
+
+fn collect_keys(table: &toml::Table, prefix: &str, missing: &mut Vec<String>, text: &str) {
+    for (key, value) in table {
+        let path = format!("{prefix}{key}");
+        match value {
+            toml::Value::Table(t) => {
+                if !text.contains(&format!("[{path}]")) {
+                    missing.push(path.clone());
+                }
+                collect_keys(t, &format!("{path}."), missing, text);
+            }
+            toml::Value::Array(items) if items.iter().all(toml::Value::is_table) && !items.is_empty() => {
+                for item in items {
+                    collect_keys(item.as_table().unwrap(), &format!("{path}."), missing, text);
+                }
+            }
+            _ => {
+                if !text.lines().any(|l| l.trim_start_matches(['#', ' ']).starts_with(&format!("{key} ="))) {
+                    missing.push(path);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn an_unknown_key_is_refused_with_file_line_and_key() {
+    let err = load_text("[cpu]\nround_ms = 150\nround_mss = 3\n", &[]).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("line 3"), "{msg}");
+    assert!(msg.contains("round_mss"), "{msg}");
+    assert!(msg.contains("unknown field"), "{msg}");
+}
+
+#[test]
+fn a_wrong_type_names_the_key_and_line() {
+    let err = load_text("[metrics]\nenabled = true\n\n[cpu]\nround_ms = \"fast\"\n", &[]).unwrap_err();
+    let ConfigError::Key { at, key, message } = &err else { panic!("{err}") };
+    assert_eq!(key, "cpu.round_ms");
+    assert!(matches!(at, Source::File { line: Some(5), .. }), "{at:?}");
+    assert!(message.contains("invalid type"), "{message}");
+}
+
+#[test]
+fn invalid_values_are_refused_by_key() {
+    let err = load_text("[cpu]\nround_ms = 20\n", &[]).unwrap_err();
+    assert!(err.to_string().contains("key `cpu.round_ms`: 20 is outside 100..=250 ms"), "{err}");
+    let err = load_text("[cpu]\nunits = [{ core = 1 }, { core = 1 }]\n", &[]).unwrap_err();
+    assert!(err.to_string().contains("key `cpu.units[1].core`: core 1 is already used"), "{err}");
+    let err = load_text("[cpu]\nunits = \"all\"\n", &[]).unwrap_err();
+    assert!(err.to_string().contains(r#""auto" or a list of units"#), "{err}");
+    let err = load_text("[epoch]\nseed = \"0x1234\"\n", &[]).unwrap_err();
+    assert!(err.to_string().contains("key `epoch.seed`"), "{err}");
+}
+
+#[test]
+fn environment_overrides_apply_and_their_errors_name_the_variable() {
+    let config = load_text(
+        "[cpu]\nround_ms = 150\n",
+        &[("CAPMINER_CPU__ROUND_MS", "120"), ("CAPMINER_CPU__RANDOMX__JIT", "false"), ("CAPMINER_KEY_FILE", "x")],
+    )
+    .unwrap();
+    assert_eq!(config.cpu.round_ms, 120);
+    assert_eq!(config.cpu.randomx.jit, Some(false));
+    let err = load_text("", &[("CAPMINER_CPU__ROUNDMS", "120")]).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("environment variable CAPMINER_CPU__ROUNDMS"), "{msg}");
+    assert!(msg.contains("unknown field `roundms`"), "{msg}");
+    // A value set by the environment is blamed on the environment.
+    let err = load_text("", &[("CAPMINER_CPU__ROUND_MS", "5")]).unwrap_err();
+    assert!(err.to_string().starts_with("environment variable CAPMINER_CPU__ROUND_MS: key `cpu.round_ms`"), "{err}");
+}
+
+#[test]
+fn relative_state_dir_is_resolved_against_the_config_file() {
+    let f = write("[miner]\nstate_dir = \"st\"\n");
+    let config = load(Some(f.path()), Vec::new()).unwrap();
+    assert_eq!(config.miner.state_dir, f.path().parent().unwrap().join("st"));
+}
+
+#[test]
+fn printing_and_reloading_gives_the_same_config() {
+    let config = load_text("[cpu]\nunits = [{ core = 0, id = \"0x0101010101010101010101010101010101010101010101010101010101010101\" }]\n", &[]).unwrap();
+    let printed = config.to_toml();
+    let again = load_text(&printed, &[]).unwrap();
+    assert_eq!(again.cpu, config.cpu);
+    assert_eq!(again.epoch, config.epoch);
+}
