@@ -4,7 +4,7 @@
 pub type Result<T, E = KernelError> = std::result::Result<T, E>;
 
 /// What went wrong in a kernel, with what the reader needs to act on it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum KernelError {
     /// RandomX could not allocate a structure even with normal pages.
     #[error("RandomX could not allocate its {what} ({bytes} bytes) even with normal pages: out of memory?")]

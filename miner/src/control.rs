@@ -1,0 +1,111 @@
+//! The control every unit thread watches: the current epoch, pause and stop.
+//!
+//! Any change bumps one atomic generation number. Hashing threads compare it between hashes
+//! (a relaxed load, no lock), so a new epoch, a pause or a stop takes effect within one hash;
+//! the round then ends and the thread reads the new state under the lock.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use capminer_proofs::Epoch;
+
+/// A consistent view of the control state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Generation when read.
+    pub generation: u64,
+    /// The current epoch and its sequence number (1 for the first epoch set, then 2, ...).
+    pub epoch: Option<(u64, Epoch)>,
+    /// Units should idle.
+    pub paused: bool,
+    /// Units should exit.
+    pub stopped: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    epoch: Option<(u64, Epoch)>,
+    paused: bool,
+    stopped: bool,
+}
+
+/// Shared by the miner and every unit thread.
+#[derive(Debug, Default)]
+pub struct Control {
+    generation: AtomicU64,
+    epoch_seq: AtomicU64,
+    stopped: AtomicBool,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Control {
+    /// A control with no epoch yet, running.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut State)) {
+        let mut state = self.state.lock().expect("control lock poisoned");
+        f(&mut state);
+        self.epoch_seq
+            .store(state.epoch.map_or(0, |(seq, _)| seq), Ordering::Release);
+        self.stopped.store(state.stopped, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_all();
+    }
+
+    /// Publishes a new epoch: every unit re-keys, keeping its threads.
+    pub fn set_epoch(&self, epoch: Epoch) {
+        self.update(|s| {
+            let seq = s.epoch.map_or(1, |(seq, _)| seq + 1);
+            s.epoch = Some((seq, epoch));
+        });
+    }
+
+    /// Pauses or resumes hashing.
+    pub fn set_paused(&self, paused: bool) {
+        self.update(|s| s.paused = paused);
+    }
+
+    /// Asks every unit to exit.
+    pub fn stop(&self) {
+        self.update(|s| s.stopped = true);
+    }
+
+    /// The generation: changes whenever anything else does. Cheap; read between hashes.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Sequence number of the current epoch (0: none yet). Cheap.
+    pub fn epoch_seq(&self) -> u64 {
+        self.epoch_seq.load(Ordering::Acquire)
+    }
+
+    /// True once `stop` was called. Cheap.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// The current state.
+    pub fn snapshot(&self) -> Snapshot {
+        let state = self.state.lock().expect("control lock poisoned");
+        Snapshot {
+            generation: self.generation(),
+            epoch: state.epoch,
+            paused: state.paused,
+            stopped: state.stopped,
+        }
+    }
+
+    /// Blocks until the generation differs from `seen` (or `timeout` passes).
+    pub fn wait_for_change(&self, seen: u64, timeout: Duration) {
+        let state = self.state.lock().expect("control lock poisoned");
+        let _unused = self
+            .changed
+            .wait_timeout_while(state, timeout, |_| self.generation() == seen)
+            .expect("control lock poisoned");
+    }
+}

@@ -1,0 +1,221 @@
+//! The miner: plans units on this machine, starts them, feeds them epochs, samples hashrates.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use capminer_config::Config;
+use capminer_kernels::KernelError;
+use capminer_kernels::randomx::{Argon2Impl, RandomXFlags, RandomXOptions};
+use capminer_proofs::Epoch;
+use capminer_proofs::store::ProofStore;
+use prometheus::Registry;
+
+use crate::control::Control;
+use crate::cpu::CpuUnit;
+use crate::hashrate::{Hashrate, WINDOWS};
+use crate::metrics::MinerMetrics;
+use crate::plan::{CpuUnitPlan, available_memory, plan_cpu_units};
+use crate::topology::Topology;
+use crate::unit::{Unit, UnitContext, UnitInfo, UnitState};
+use crate::{MinerError, Result};
+
+/// RandomX options from the configuration.
+pub fn randomx_options(config: &Config) -> RandomXOptions {
+    let r = &config.cpu.randomx;
+    RandomXOptions {
+        jit: r.jit,
+        hard_aes: r.hard_aes,
+        full_memory: r.full_memory,
+        large_pages: r.large_pages,
+        argon2: match r.argon2 {
+            capminer_config::Argon2::Auto => Argon2Impl::Auto,
+            capminer_config::Argon2::Avx2 => Argon2Impl::Avx2,
+            capminer_config::Argon2::Ssse3 => Argon2Impl::Ssse3,
+            capminer_config::Argon2::Portable => Argon2Impl::Portable,
+        },
+        secure: r.secure,
+    }
+}
+
+/// Resolves the configured RandomX flags, blaming the config key of a flag this CPU lacks.
+pub fn randomx_flags(config: &Config) -> Result<RandomXFlags> {
+    RandomXFlags::resolve(&randomx_options(config)).map_err(|e| match e {
+        KernelError::UnsupportedFlag { flag, reason } => config
+            .key_error(&format!("cpu.randomx.{flag}"), format!("cannot be used: {reason}"))
+            .into(),
+        other => MinerError::Kernel {
+            unit: "cpu".into(),
+            source: other,
+        },
+    })
+}
+
+/// Hashrate of one unit over each window of [`WINDOWS`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitRates {
+    /// Unit label.
+    pub label: String,
+    /// H/s over 10 s, 60 s and 15 min.
+    pub rates: [f64; 3],
+}
+
+/// The running miner.
+#[derive(Debug)]
+pub struct Miner {
+    control: Arc<Control>,
+    units: Vec<Box<dyn Unit>>,
+    store: Arc<ProofStore>,
+    metrics: MinerMetrics,
+    rates: Arc<Mutex<Vec<UnitRates>>>,
+    sampler: Option<(JoinHandle<()>, Arc<AtomicBool>)>,
+}
+
+impl Miner {
+    /// Plans the configured units on this machine and starts them; they wait for an epoch.
+    pub fn start(config: &Config, store: Arc<ProofStore>, registry: &Registry) -> Result<Self> {
+        let topology = Topology::detect()?;
+        let plans = plan_cpu_units(config, &topology, available_memory()?)?;
+        let flags = randomx_flags(config)?;
+        Self::start_planned(config, plans, flags, store, registry)
+    }
+
+    /// Starts the given CPU units.
+    pub fn start_planned(
+        config: &Config,
+        plans: Vec<CpuUnitPlan>,
+        flags: RandomXFlags,
+        store: Arc<ProofStore>,
+        registry: &Registry,
+    ) -> Result<Self> {
+        let metrics = MinerMetrics::register(registry).map_err(|e| MinerError::UnitFailed {
+            unit: "miner".into(),
+            reason: format!("cannot register metrics: {e}"),
+        })?;
+        let control = Arc::new(Control::new());
+        let round = Duration::from_millis(config.cpu.round_ms);
+        let mut units: Vec<Box<dyn Unit>> = Vec::new();
+        let mut contexts = Vec::new();
+        for plan in plans {
+            let info = UnitInfo {
+                label: plan.label.clone(),
+                id: plan.id,
+                kind: capminer_proofs::UnitKind::Cpu,
+                place: format!(
+                    "core {} (cpus {})",
+                    plan.core.index,
+                    plan.core.cpus.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+                ),
+                threads: plan.threads,
+            };
+            tracing::info!(unit = %info.label, id = %info.id, "{}, {} threads, RandomX {flags}", info.place, info.threads);
+            let ctx = Arc::new(UnitContext::new(info, control.clone(), store.clone(), round, &metrics));
+            contexts.push(ctx.clone());
+            units.push(Box::new(CpuUnit::start(plan, flags, ctx, &metrics)?));
+        }
+        let rates = Arc::new(Mutex::new(Vec::new()));
+        let sampler = spawn_sampler(contexts, metrics.clone(), rates.clone());
+        Ok(Self {
+            control,
+            units,
+            store,
+            metrics,
+            rates,
+            sampler: Some(sampler),
+        })
+    }
+
+    /// Moves every unit to `epoch`: recorded in the store first, then published to the units.
+    pub fn set_epoch(&self, epoch: Epoch) -> Result<()> {
+        self.store.record_epoch(&epoch)?;
+        self.metrics.epoch.set(epoch.number as i64);
+        tracing::info!(epoch = epoch.number, seed = %epoch.seed, "new epoch: re-keying every unit");
+        self.control.set_epoch(epoch);
+        Ok(())
+    }
+
+    /// Pauses or resumes hashing (takes effect within one hash).
+    pub fn set_paused(&self, paused: bool) {
+        self.control.set_paused(paused);
+    }
+
+    /// The units.
+    pub fn units(&self) -> &[Box<dyn Unit>] {
+        &self.units
+    }
+
+    /// Latest hashrates, sampled every second.
+    pub fn rates(&self) -> Vec<UnitRates> {
+        self.rates.lock().expect("rates lock poisoned").clone()
+    }
+
+    /// The label of a unit that stopped after an error, if any.
+    pub fn failed_unit(&self) -> Option<String> {
+        self.units
+            .iter()
+            .find(|u| u.state() == UnitState::Failed)
+            .map(|u| u.info().label.clone())
+    }
+
+    /// Stops every unit and waits for them; the first unit error, if any.
+    pub fn stop(mut self) -> Result<()> {
+        self.control.stop();
+        let mut first = Ok(());
+        for unit in std::mem::take(&mut self.units) {
+            let r = unit.join();
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        if let Some((handle, running)) = self.sampler.take() {
+            running.store(false, Ordering::Release);
+            let _ = handle.join();
+        }
+        first
+    }
+}
+
+fn spawn_sampler(
+    contexts: Vec<Arc<UnitContext>>,
+    metrics: MinerMetrics,
+    rates: Arc<Mutex<Vec<UnitRates>>>,
+) -> (JoinHandle<()>, Arc<AtomicBool>) {
+    let running = Arc::new(AtomicBool::new(true));
+    let flag = running.clone();
+    let handle = std::thread::Builder::new()
+        .name("hashrate".into())
+        .spawn(move || {
+            let mut windows: Vec<Hashrate> = contexts.iter().map(|_| Hashrate::default()).collect();
+            let mut last_log = Instant::now();
+            while flag.load(Ordering::Acquire) {
+                let now = Instant::now();
+                let mut sampled = Vec::with_capacity(contexts.len());
+                for (ctx, window) in contexts.iter().zip(&mut windows) {
+                    window.record(now, ctx.hashes());
+                    let mut r = [0.0; 3];
+                    for (i, (span, name)) in WINDOWS.iter().enumerate() {
+                        r[i] = window.rate(*span);
+                        metrics
+                            .hashrate
+                            .with_label_values(&[ctx.info.label.as_str(), ctx.info.kind.as_str(), name])
+                            .set(r[i]);
+                    }
+                    sampled.push(UnitRates {
+                        label: ctx.info.label.clone(),
+                        rates: r,
+                    });
+                }
+                if now.duration_since(last_log) >= Duration::from_secs(60) {
+                    last_log = now;
+                    for s in &sampled {
+                        tracing::info!(unit = %s.label, "hashrate 10s/60s/15m: {:.1} {:.1} {:.1} H/s", s.rates[0], s.rates[1], s.rates[2]);
+                    }
+                }
+                *rates.lock().expect("rates lock poisoned") = sampled;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+        .expect("spawning the hashrate sampler");
+    (handle, running)
+}

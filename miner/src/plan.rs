@@ -1,0 +1,190 @@
+//! Turning the configuration into concrete units for this machine, refusing what cannot work:
+//! cores that do not exist, and datasets that do not fit in memory.
+
+use capminer_config::{Config, Units};
+use capminer_kernels::key::keccak256;
+use capminer_kernels::randomx::{cache_bytes, dataset_bytes};
+use capminer_proofs::{UnitId, UnitKind};
+
+use crate::topology::{Core, Topology};
+use crate::Result;
+
+/// One CPU unit, placed on a core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuUnitPlan {
+    /// `cpu<core>`.
+    pub label: String,
+    /// Network-wide id.
+    pub id: UnitId,
+    /// Its physical core.
+    pub core: Core,
+    /// Hashing threads.
+    pub threads: usize,
+    /// Dataset build threads.
+    pub dataset_threads: usize,
+}
+
+/// The id of a unit the config does not name: `keccak256("capminer/unit" ‖ provider ‖ kind ‖ index)`
+/// with the kind as one byte and the core (or device slot) index as a u32 big-endian.
+pub fn derived_unit_id(provider: &[u8; 20], kind: UnitKind, index: u32) -> UnitId {
+    UnitId(keccak256(&[b"capminer/unit", provider, &[kind as u8], &index.to_be_bytes()]))
+}
+
+const MIB: u64 = 1 << 20;
+
+/// Memory one CPU unit needs while keying: its dataset plus the cache it is built from (light
+/// mode: the cache alone), plus a scratchpad per thread.
+pub fn cpu_unit_bytes(full_memory: bool, threads: usize) -> u64 {
+    let scratchpads = threads as u64 * 2 * MIB;
+    if full_memory {
+        dataset_bytes() + cache_bytes() + scratchpads
+    } else {
+        cache_bytes() + scratchpads
+    }
+}
+
+/// Plans the CPU units of `config` on `topology`, given `available` bytes of memory.
+pub fn plan_cpu_units(config: &Config, topology: &Topology, available: u64) -> Result<Vec<CpuUnitPlan>> {
+    let cpu = &config.cpu;
+    if !cpu.enabled {
+        return Ok(Vec::new());
+    }
+    let cores_text = describe(topology);
+    if let Some(&bad) = cpu.utility_cores.iter().find(|c| topology.core(**c).is_none()) {
+        return Err(config
+            .key_error("cpu.utility_cores", format!("core {bad} does not exist: {cores_text}"))
+            .into());
+    }
+    let placed: Vec<(usize, Option<UnitId>, String)> = match &cpu.units {
+        Units::Auto => topology
+            .cores
+            .iter()
+            .filter(|c| !cpu.utility_cores.contains(&c.index))
+            .map(|c| (c.index, None, "cpu.units".to_string()))
+            .collect(),
+        Units::List(units) => units
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.core, u.id.map(UnitId), format!("cpu.units[{i}].core")))
+            .collect(),
+    };
+    if placed.is_empty() && matches!(cpu.units, Units::Auto) {
+        return Err(config
+            .key_error("cpu.utility_cores", format!("auto units leave no core to mine on: {cores_text}"))
+            .into());
+    }
+    let mut plans = Vec::new();
+    for (index, id, key) in placed {
+        let core = topology
+            .core(index)
+            .ok_or_else(|| config.key_error(&key, format!("core {index} does not exist: {cores_text}")))?;
+        let threads = cpu.threads_per_core.unwrap_or(core.cpus.len());
+        plans.push(CpuUnitPlan {
+            label: format!("cpu{index}"),
+            id: id.unwrap_or_else(|| derived_unit_id(&config.miner.provider, UnitKind::Cpu, index as u32)),
+            core: core.clone(),
+            threads,
+            dataset_threads: cpu.dataset_threads.unwrap_or(threads),
+        });
+    }
+    let full = cpu.randomx.full_memory;
+    let need: u64 = plans.iter().map(|p| cpu_unit_bytes(full, p.threads)).sum();
+    let reserve = cpu.memory_reserve_mib * MIB;
+    if need + reserve > available {
+        let what = if full { "RandomX datasets" } else { "RandomX light caches" };
+        return Err(config
+            .key_error(
+                "cpu.units",
+                format!(
+                    "{} {what} need {} MiB (each {} MiB while keying) plus cpu.memory_reserve_mib = {} MiB, \
+                     but only {} MiB is available: use fewer units, a smaller reserve, or light mode",
+                    plans.len(),
+                    need / MIB,
+                    cpu_unit_bytes(full, 1) / MIB,
+                    cpu.memory_reserve_mib,
+                    available / MIB
+                ),
+            )
+            .into());
+    }
+    Ok(plans)
+}
+
+fn describe(topology: &Topology) -> String {
+    let n = topology.cores.len();
+    format!(
+        "this machine has {n} physical core{} usable here (0..={})",
+        if n == 1 { "" } else { "s" },
+        n.saturating_sub(1)
+    )
+}
+
+/// `MemAvailable` from `/proc/meminfo`, in bytes.
+pub fn available_memory() -> Result<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo")
+        .map_err(|e| crate::MinerError::Topology(format!("cannot read /proc/meminfo: {e}")))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .ok_or_else(|| crate::MinerError::Topology("no MemAvailable in /proc/meminfo".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use capminer_config::UnitConfig;
+
+    fn topo(cores: usize) -> Topology {
+        Topology {
+            cores: (0..cores)
+                .map(|i| Core {
+                    index: i,
+                    cpus: vec![i, i + cores],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn auto_places_one_unit_per_core_except_utility_cores() {
+        let mut config = Config::default();
+        config.cpu.utility_cores = vec![0];
+        let plans = plan_cpu_units(&config, &topo(3), u64::MAX / 2).unwrap();
+        let cores: Vec<usize> = plans.iter().map(|p| p.core.index).collect();
+        assert_eq!(cores, vec![1, 2]);
+        assert_eq!(plans[0].threads, 2, "one thread per SMT sibling");
+        assert_eq!(plans[0].label, "cpu1");
+        assert_eq!(plans[0].id, derived_unit_id(&[0; 20], UnitKind::Cpu, 1));
+        assert_ne!(plans[0].id, plans[1].id);
+    }
+
+    #[test]
+    fn a_missing_core_is_refused_by_key() {
+        let mut config = Config::default();
+        config.cpu.units = Units::List(vec![UnitConfig { core: 0, id: None }, UnitConfig { core: 7, id: None }]);
+        let err = plan_cpu_units(&config, &topo(2), u64::MAX / 2).unwrap_err().to_string();
+        assert!(err.contains("key `cpu.units[1].core`: core 7 does not exist"), "{err}");
+        assert!(err.contains("2 physical cores"), "{err}");
+    }
+
+    #[test]
+    fn datasets_that_do_not_fit_are_refused() {
+        let config = Config::default();
+        let one = cpu_unit_bytes(true, 2);
+        let fits = plan_cpu_units(&config, &topo(2), 2 * one + 1024 * MIB);
+        assert_eq!(fits.unwrap().len(), 2);
+        let err = plan_cpu_units(&config, &topo(2), 2 * one + 1024 * MIB - 1).unwrap_err().to_string();
+        assert!(err.contains("key `cpu.units`: 2 RandomX datasets need"), "{err}");
+    }
+
+    #[test]
+    fn derived_ids_follow_the_documented_bytes() {
+        let provider = [0x11; 20];
+        let mut preimage = b"capminer/unit".to_vec();
+        preimage.extend_from_slice(&provider);
+        preimage.push(0);
+        preimage.extend_from_slice(&[0, 0, 0, 3]);
+        assert_eq!(derived_unit_id(&provider, UnitKind::Cpu, 3).0, keccak256(&[&preimage]));
+    }
+}

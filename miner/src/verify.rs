@@ -1,0 +1,134 @@
+//! Independent verification of proofs, from the key alone (RandomX light mode).
+//!
+//! This is the one verification path: `capminer verify` and the verifier service both call
+//! [`Verifier::verify`]. Claims are grouped by key (seed, unit): each key's 256 MiB cache is
+//! built once and every claim under it is hashed in parallel, one VM per worker thread.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use capminer_kernels::key::{cpu_input, cpu_unit_key};
+use capminer_kernels::randomx::{Cache, RandomXFlags, RandomXOptions, Vm, VmMemory};
+use capminer_proofs::{Epoch, Hash, UnitId, UnitKind};
+use rayon::prelude::*;
+
+use crate::{MinerError, Result};
+
+/// A proof to check, with the epoch it claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    /// Unit.
+    pub unit: UnitId,
+    /// Its kind.
+    pub kind: UnitKind,
+    /// The epoch's seed and targets.
+    pub epoch: Epoch,
+    /// Nonce.
+    pub nonce: u64,
+    /// The hash the prover reported, if any.
+    pub hash: Option<Hash>,
+}
+
+/// The outcome for one claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The recomputed hash meets the target (and equals the reported one, if reported).
+    Valid {
+        /// The recomputed hash.
+        hash: Hash,
+    },
+    /// The recomputed hash is above the target.
+    AboveTarget {
+        /// The recomputed hash.
+        hash: Hash,
+    },
+    /// The hash meets the target but differs from the one the prover reported.
+    WrongHash {
+        /// The recomputed hash.
+        hash: Hash,
+        /// The reported one.
+        claimed: Hash,
+    },
+    /// This build cannot check this kind of proof.
+    Unverifiable(&'static str),
+}
+
+impl Verdict {
+    /// True for [`Verdict::Valid`].
+    pub fn is_valid(&self) -> bool {
+        matches!(self, Verdict::Valid { .. })
+    }
+}
+
+/// Verifies claims in light mode.
+#[derive(Debug, Clone, Copy)]
+pub struct Verifier {
+    flags: RandomXFlags,
+}
+
+impl Verifier {
+    /// A verifier with these RandomX options (always run in light mode).
+    pub fn new(options: RandomXOptions) -> Result<Self> {
+        let flags = RandomXFlags::resolve(&options.light()).map_err(|source| MinerError::Kernel {
+            unit: "verifier".into(),
+            source,
+        })?;
+        Ok(Self { flags })
+    }
+
+    /// Verdicts for `claims`, in the same order.
+    pub fn verify(&self, claims: &[Claim]) -> Result<Vec<Verdict>> {
+        let mut groups: BTreeMap<([u8; 32], UnitId), Vec<usize>> = BTreeMap::new();
+        let mut verdicts: Vec<Option<Verdict>> = vec![None; claims.len()];
+        for (i, c) in claims.iter().enumerate() {
+            match c.kind {
+                UnitKind::Cpu => groups.entry((c.epoch.seed.0, c.unit)).or_default().push(i),
+                UnitKind::Gpu => {
+                    verdicts[i] = Some(Verdict::Unverifiable("GPU proofs are not supported by this build"));
+                }
+            }
+        }
+        let results: Vec<Result<Vec<(usize, Verdict)>>> = groups
+            .into_par_iter()
+            .map(|((seed, unit), indices)| self.verify_key(&seed, &unit, &indices, claims))
+            .collect();
+        for group in results {
+            for (i, verdict) in group? {
+                verdicts[i] = Some(verdict);
+            }
+        }
+        Ok(verdicts.into_iter().map(|v| v.expect("every claim has a verdict")).collect())
+    }
+
+    fn verify_key(&self, seed: &[u8; 32], unit: &UnitId, indices: &[usize], claims: &[Claim]) -> Result<Vec<(usize, Verdict)>> {
+        let kernel = |source| MinerError::Kernel {
+            unit: unit.to_string(),
+            source,
+        };
+        let mut cache = Cache::new(self.flags).map_err(kernel)?;
+        cache.init(&cpu_unit_key(seed, unit.as_bytes()));
+        let memory = VmMemory::Cache(Arc::new(cache));
+        indices
+            .par_iter()
+            .map_init(
+                || Vm::new(self.flags, memory.clone()),
+                |vm, &i| {
+                    let vm = vm.as_mut().map_err(|e| kernel(e.clone()))?;
+                    let claim = &claims[i];
+                    let hash = Hash(vm.hash(&cpu_input(claim.nonce)));
+                    Ok((i, judge(claim, hash)))
+                },
+            )
+            .collect()
+    }
+}
+
+fn judge(claim: &Claim, hash: Hash) -> Verdict {
+    if !claim.epoch.target(claim.kind).is_met_by(&hash.0) {
+        Verdict::AboveTarget { hash }
+    } else if let Some(claimed) = claim.hash.filter(|c| *c != hash) {
+        Verdict::WrongHash { hash, claimed }
+    } else {
+        Verdict::Valid { hash }
+    }
+}
