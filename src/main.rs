@@ -1,1 +1,85 @@
-fn main() {}
+//! `capminer`: the command line.
+//!
+//! ```text
+//!  capminer run      ── config ─▶ proof store ─▶ Miner (units) ◀─ epoch source (fixed epoch)
+//!                                      ▲              │
+//!                                      └── proofs ────┘      metrics ─▶ GET /metrics
+//!  capminer bench    ── the same units on the fixed epoch, hashrate per unit
+//!  capminer verify   ── proofs from the store or a JSON file, re-checked in light mode
+//!  capminer proofs   ── export the store's proofs as JSON
+//!  capminer config   ── check or print the effective configuration
+//! ```
+
+mod bench;
+mod config_cmd;
+mod epoch;
+mod logging;
+mod metrics_server;
+mod progress;
+mod proofs_cmd;
+mod run;
+mod verify_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Proof-of-capacity miner: CPU units on RandomX, proofs stored crash-safely.
+#[derive(Debug, Parser)]
+#[command(name = "capminer", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArg {
+    /// TOML configuration file (every key optional; see config/capminer.example.toml).
+    /// CAPMINER_<SECTION>__<KEY> environment variables override it.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Mine: run every configured unit, store proofs, serve metrics.
+    Run(run::RunArgs),
+    /// Measure the hashrate of every configured unit on the fixed epoch.
+    Bench(bench::BenchArgs),
+    /// Re-check proofs in light mode; exits non-zero if any is invalid.
+    Verify(verify_cmd::VerifyArgs),
+    /// Work with the proof store.
+    #[command(subcommand)]
+    Proofs(proofs_cmd::ProofsCommand),
+    /// Check or print the configuration.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Bench(args) => bench::bench(args),
+        Command::Verify(args) => verify_cmd::verify(args),
+        Command::Proofs(cmd) => proofs_cmd::proofs(cmd),
+        Command::Config(cmd) => config_cmd::config(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("capminer: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Loads the configuration named by `arg`, with the process environment's overrides.
+pub fn load_config(arg: &ConfigArg) -> anyhow::Result<capminer_config::Config> {
+    Ok(capminer_config::load(
+        arg.config.as_deref(),
+        std::env::vars(),
+    )?)
+}

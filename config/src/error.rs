@@ -22,7 +22,10 @@ pub enum Source {
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Source::File { path, line: Some(line) } => write!(f, "config file {}, line {line}", path.display()),
+            Source::File {
+                path,
+                line: Some(line),
+            } => write!(f, "config file {}, line {line}", path.display()),
             Source::File { path, line: None } => write!(f, "config file {}", path.display()),
             Source::Env(var) => write!(f, "environment variable {var}"),
             Source::Defaults => f.write_str("built-in defaults"),

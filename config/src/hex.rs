@@ -6,8 +6,12 @@ use serde::{Deserialize, Deserializer, Serializer};
 pub fn parse<const N: usize>(s: &str) -> Result<[u8; N], String> {
     let digits = s.strip_prefix("0x").unwrap_or(s);
     let mut out = [0u8; N];
-    hex::decode_to_slice(digits, &mut out)
-        .map_err(|_| format!("expected {N} bytes as {} hex digits (0x-prefixed), got {s:?}", 2 * N))?;
+    hex::decode_to_slice(digits, &mut out).map_err(|_| {
+        format!(
+            "expected {N} bytes as {} hex digits (0x-prefixed), got {s:?}",
+            2 * N
+        )
+    })?;
     Ok(out)
 }
 
@@ -21,7 +25,9 @@ pub mod bytes {
     }
 
     /// Deserializes from hex of exactly `N` bytes.
-    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(d: D) -> Result<[u8; N], D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+        d: D,
+    ) -> Result<[u8; N], D::Error> {
         let s = String::deserialize(d)?;
         parse(&s).map_err(serde::de::Error::custom)
     }
@@ -32,7 +38,10 @@ pub mod option {
     use super::*;
 
     /// Serializes as `0x…`.
-    pub fn serialize<S: Serializer, const N: usize>(v: &Option<[u8; N]>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer, const N: usize>(
+        v: &Option<[u8; N]>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match v {
             Some(v) => bytes::serialize(v, s),
             None => s.serialize_none(),
@@ -40,7 +49,9 @@ pub mod option {
     }
 
     /// Deserializes from hex of exactly `N` bytes.
-    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(d: D) -> Result<Option<[u8; N]>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+        d: D,
+    ) -> Result<Option<[u8; N]>, D::Error> {
         bytes::deserialize(d).map(Some)
     }
 }

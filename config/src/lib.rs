@@ -170,7 +170,10 @@ impl<'de> Deserialize<'de> for Units {
                     other => Err(E::invalid_value(serde::de::Unexpected::Str(other), &self)),
                 }
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Units, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Units, A::Error> {
                 let mut units = Vec::new();
                 while let Some(unit) = seq.next_element()? {
                     units.push(unit);
@@ -294,7 +297,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let cpu = &self.cpu;
         if !(100..=250).contains(&cpu.round_ms) {
-            return Err(self.key_error("cpu.round_ms", format!("{} is outside 100..=250 ms", cpu.round_ms)));
+            return Err(self.key_error(
+                "cpu.round_ms",
+                format!("{} is outside 100..=250 ms", cpu.round_ms),
+            ));
         }
         if cpu.threads_per_core == Some(0) {
             return Err(self.key_error("cpu.threads_per_core", "must be at least 1 (or absent)"));
@@ -307,7 +313,10 @@ impl Config {
                 if let Some(j) = units[..i].iter().position(|u| u.core == unit.core) {
                     return Err(self.key_error(
                         &format!("cpu.units[{i}].core"),
-                        format!("core {} is already used by cpu.units[{j}]: one unit per core", unit.core),
+                        format!(
+                            "core {} is already used by cpu.units[{j}]: one unit per core",
+                            unit.core
+                        ),
                     ));
                 }
                 if let Some(id) = unit.id {

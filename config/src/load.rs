@@ -28,7 +28,11 @@ impl Origin {
         if let Some(var) = self
             .env_keys
             .iter()
-            .find(|(k, _)| key == k.as_str() || key.starts_with(&format!("{k}.")) || key.starts_with(&format!("{k}[")))
+            .find(|(k, _)| {
+                key == k.as_str()
+                    || key.starts_with(&format!("{k}."))
+                    || key.starts_with(&format!("{k}["))
+            })
             .map(|(_, v)| v)
         {
             return Source::Env(var.clone());
@@ -44,7 +48,10 @@ impl Origin {
 }
 
 /// Loads the configuration from `file` (or defaults) and the `CAPMINER_*__*` variables in `env`.
-pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+pub fn load(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
     let text = match file {
         Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -70,10 +77,12 @@ pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>
             .map(str::to_ascii_lowercase)
             .collect();
         let mut table = toml::Table::try_from(&config).expect("configuration serializes to TOML");
-        set_path(&mut table, &path, parse_env_value(&value)).map_err(|message| ConfigError::Key {
-            at: Source::Env(var.clone()),
-            key: path.join("."),
-            message,
+        set_path(&mut table, &path, parse_env_value(&value)).map_err(|message| {
+            ConfigError::Key {
+                at: Source::Env(var.clone()),
+                key: path.join("."),
+                message,
+            }
         })?;
         config = from_value(toml::Value::Table(table), &Source::Env(var.clone()))?;
         origin.env_keys.insert(path.join("."), var);
@@ -137,7 +146,9 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
     let (last, parents) = path.split_last().ok_or("empty key")?;
     let mut at = table;
     for (i, part) in parents.iter().enumerate() {
-        let entry = at.entry(part.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = at
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         at = entry
             .as_table_mut()
             .ok_or_else(|| format!("`{}` is not a section", path[..=i].join(".")))?;
@@ -155,7 +166,9 @@ fn locate(text: &str, key: &str) -> Option<usize> {
     let root = toml::de::DeTable::parse(text).ok()?;
     let mut segments = Vec::new();
     for part in key.split('.') {
-        let (name, indices) = part.split_once('[').map_or((part, ""), |(n, rest)| (n, rest));
+        let (name, indices) = part
+            .split_once('[')
+            .map_or((part, ""), |(n, rest)| (n, rest));
         segments.push(Err(name));
         for index in indices.split('[').filter(|s| !s.is_empty()) {
             segments.push(Ok(index.trim_end_matches(']').parse::<usize>().ok()?));

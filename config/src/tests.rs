@@ -10,7 +10,10 @@ fn write(text: &str) -> tempfile::NamedTempFile {
 
 fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let f = write(text);
-    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     load(Some(f.path()), env)
 }
 
@@ -30,11 +33,17 @@ fn the_example_file_is_valid_and_documents_every_key() {
     full.cpu.dataset_threads = Some(1);
     full.cpu.randomx.jit = Some(true);
     full.cpu.randomx.hard_aes = Some(true);
-    full.cpu.units = Units::List(vec![UnitConfig { core: 0, id: Some([1; 32]) }]);
+    full.cpu.units = Units::List(vec![UnitConfig {
+        core: 0,
+        id: Some([1; 32]),
+    }]);
     let table = toml::Table::try_from(&full).unwrap();
     let mut missing = Vec::new();
     collect_keys(&table, "", &mut missing, &text);
-    assert!(missing.is_empty(), "keys not documented in the example: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "keys not documented in the example: {missing:?}"
+    );
 }
 
 fn collect_keys(table: &toml::Table, prefix: &str, missing: &mut Vec<String>, text: &str) {
@@ -47,13 +56,18 @@ fn collect_keys(table: &toml::Table, prefix: &str, missing: &mut Vec<String>, te
                 }
                 collect_keys(t, &format!("{path}."), missing, text);
             }
-            toml::Value::Array(items) if items.iter().all(toml::Value::is_table) && !items.is_empty() => {
+            toml::Value::Array(items)
+                if items.iter().all(toml::Value::is_table) && !items.is_empty() =>
+            {
                 for item in items {
                     collect_keys(item.as_table().unwrap(), &format!("{path}."), missing, text);
                 }
             }
             _ => {
-                if !text.lines().any(|l| l.trim_start_matches(['#', ' ']).starts_with(&format!("{key} ="))) {
+                if !text.lines().any(|l| {
+                    l.trim_start_matches(['#', ' '])
+                        .starts_with(&format!("{key} ="))
+                }) {
                     missing.push(path);
                 }
             }
@@ -72,8 +86,14 @@ fn an_unknown_key_is_refused_with_file_line_and_key() {
 
 #[test]
 fn a_wrong_type_names_the_key_and_line() {
-    let err = load_text("[metrics]\nenabled = true\n\n[cpu]\nround_ms = \"fast\"\n", &[]).unwrap_err();
-    let ConfigError::Key { at, key, message } = &err else { panic!("{err}") };
+    let err = load_text(
+        "[metrics]\nenabled = true\n\n[cpu]\nround_ms = \"fast\"\n",
+        &[],
+    )
+    .unwrap_err();
+    let ConfigError::Key { at, key, message } = &err else {
+        panic!("{err}")
+    };
     assert_eq!(key, "cpu.round_ms");
     assert!(matches!(at, Source::File { line: Some(5), .. }), "{at:?}");
     assert!(message.contains("invalid type"), "{message}");
@@ -82,11 +102,22 @@ fn a_wrong_type_names_the_key_and_line() {
 #[test]
 fn invalid_values_are_refused_by_key() {
     let err = load_text("[cpu]\nround_ms = 20\n", &[]).unwrap_err();
-    assert!(err.to_string().contains("key `cpu.round_ms`: 20 is outside 100..=250 ms"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("key `cpu.round_ms`: 20 is outside 100..=250 ms"),
+        "{err}"
+    );
     let err = load_text("[cpu]\nunits = [{ core = 1 }, { core = 1 }]\n", &[]).unwrap_err();
-    assert!(err.to_string().contains("key `cpu.units[1].core`: core 1 is already used"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("key `cpu.units[1].core`: core 1 is already used"),
+        "{err}"
+    );
     let err = load_text("[cpu]\nunits = \"all\"\n", &[]).unwrap_err();
-    assert!(err.to_string().contains(r#""auto" or a list of units"#), "{err}");
+    assert!(
+        err.to_string().contains(r#""auto" or a list of units"#),
+        "{err}"
+    );
     let err = load_text("[epoch]\nseed = \"0x1234\"\n", &[]).unwrap_err();
     assert!(err.to_string().contains("key `epoch.seed`"), "{err}");
 }
@@ -95,25 +126,39 @@ fn invalid_values_are_refused_by_key() {
 fn environment_overrides_apply_and_their_errors_name_the_variable() {
     let config = load_text(
         "[cpu]\nround_ms = 150\n",
-        &[("CAPMINER_CPU__ROUND_MS", "120"), ("CAPMINER_CPU__RANDOMX__JIT", "false"), ("CAPMINER_KEY_FILE", "x")],
+        &[
+            ("CAPMINER_CPU__ROUND_MS", "120"),
+            ("CAPMINER_CPU__RANDOMX__JIT", "false"),
+            ("CAPMINER_KEY_FILE", "x"),
+        ],
     )
     .unwrap();
     assert_eq!(config.cpu.round_ms, 120);
     assert_eq!(config.cpu.randomx.jit, Some(false));
     let err = load_text("", &[("CAPMINER_CPU__ROUNDMS", "120")]).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("environment variable CAPMINER_CPU__ROUNDMS"), "{msg}");
+    assert!(
+        msg.contains("environment variable CAPMINER_CPU__ROUNDMS"),
+        "{msg}"
+    );
     assert!(msg.contains("unknown field `roundms`"), "{msg}");
     // A value set by the environment is blamed on the environment.
     let err = load_text("", &[("CAPMINER_CPU__ROUND_MS", "5")]).unwrap_err();
-    assert!(err.to_string().starts_with("environment variable CAPMINER_CPU__ROUND_MS: key `cpu.round_ms`"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("environment variable CAPMINER_CPU__ROUND_MS: key `cpu.round_ms`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn relative_state_dir_is_resolved_against_the_config_file() {
     let f = write("[miner]\nstate_dir = \"st\"\n");
     let config = load(Some(f.path()), Vec::new()).unwrap();
-    assert_eq!(config.miner.state_dir, f.path().parent().unwrap().join("st"));
+    assert_eq!(
+        config.miner.state_dir,
+        f.path().parent().unwrap().join("st")
+    );
 }
 
 #[test]

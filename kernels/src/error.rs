@@ -7,7 +7,9 @@ pub type Result<T, E = KernelError> = std::result::Result<T, E>;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum KernelError {
     /// RandomX could not allocate a structure even with normal pages.
-    #[error("RandomX could not allocate its {what} ({bytes} bytes) even with normal pages: out of memory?")]
+    #[error(
+        "RandomX could not allocate its {what} ({bytes} bytes) even with normal pages: out of memory?"
+    )]
     RandomXAlloc {
         /// Which structure: "cache", "dataset" or "VM".
         what: &'static str,

@@ -74,10 +74,16 @@ mod tests {
         let mut hash = target;
         assert!(meets_target(&hash, &target), "equal hash meets the target");
         hash[31] = 1;
-        assert!(!meets_target(&hash, &target), "one more in the lowest byte fails");
+        assert!(
+            !meets_target(&hash, &target),
+            "one more in the lowest byte fails"
+        );
         let mut low = [0u8; 32];
         low[1] = 0x0f;
         low[2..].fill(0xff);
-        assert!(meets_target(&low, &target), "a smaller high byte wins over larger low bytes");
+        assert!(
+            meets_target(&low, &target),
+            "a smaller high byte wins over larger low bytes"
+        );
     }
 }

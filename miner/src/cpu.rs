@@ -23,7 +23,7 @@ use crate::metrics::MinerMetrics;
 use crate::order::NonceOrder;
 use crate::plan::CpuUnitPlan;
 use crate::topology::{current_tid, pin_current_thread};
-use crate::unit::{Unit, UnitContext, UnitInfo, UnitState};
+use crate::unit::{BuildReport, Unit, UnitContext, UnitInfo, UnitState};
 use crate::{MinerError, Result};
 
 /// What the leader publishes for one epoch.
@@ -48,6 +48,7 @@ struct Shared {
     building: AtomicU64,
     hashing_epoch: AtomicU64,
     tids: Mutex<Vec<i32>>,
+    last_build: Mutex<Option<BuildReport>>,
     build_seconds: Histogram,
     huge_pages: IntGauge,
 }
@@ -61,7 +62,12 @@ pub struct CpuUnit {
 
 impl CpuUnit {
     /// Starts the unit's threads; they wait for the first epoch.
-    pub fn start(plan: CpuUnitPlan, flags: RandomXFlags, ctx: Arc<UnitContext>, metrics: &MinerMetrics) -> Result<Self> {
+    pub fn start(
+        plan: CpuUnitPlan,
+        flags: RandomXFlags,
+        ctx: Arc<UnitContext>,
+        metrics: &MinerMetrics,
+    ) -> Result<Self> {
         let labels = [ctx.info.label.as_str(), ctx.info.kind.as_str()];
         metrics
             .unit_info
@@ -86,6 +92,7 @@ impl CpuUnit {
             building: AtomicU64::new(0),
             hashing_epoch: AtomicU64::new(u64::MAX),
             tids: Mutex::new(Vec::new()),
+            last_build: Mutex::new(None),
         });
         let threads = (0..shared.plan.threads)
             .map(|t| {
@@ -111,7 +118,6 @@ impl CpuUnit {
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { shared, threads })
     }
-
 }
 
 impl Unit for CpuUnit {
@@ -129,7 +135,11 @@ impl Unit for CpuUnit {
             return UnitState::Failed;
         }
         if s.building.load(Ordering::Acquire) != 0 {
-            let total = if s.flags.full_memory() { dataset_items() } else { 0 };
+            let total = if s.flags.full_memory() {
+                dataset_items()
+            } else {
+                0
+            };
             return UnitState::Building {
                 done: s.built_items.load(Ordering::Relaxed),
                 total,
@@ -139,6 +149,14 @@ impl Unit for CpuUnit {
             u64::MAX => UnitState::Idle,
             e => UnitState::Hashing(e),
         }
+    }
+
+    fn last_build(&self) -> Option<BuildReport> {
+        *self
+            .shared
+            .last_build
+            .lock()
+            .expect("build report lock poisoned")
     }
 
     fn thread_ids(&self) -> Vec<i32> {
@@ -165,7 +183,11 @@ impl Unit for CpuUnit {
 fn thread_main(shared: &Shared, t: usize) -> Result<()> {
     let cpus = &shared.plan.core.cpus;
     pin_current_thread(&[cpus[t % cpus.len()]])?;
-    shared.tids.lock().expect("tids lock poisoned").push(current_tid());
+    shared
+        .tids
+        .lock()
+        .expect("tids lock poisoned")
+        .push(current_tid());
     let ctx = &shared.ctx;
     let mut keyed: Option<(u64, RandomXSearcher, Arc<NonceOrder>, Epoch)> = None;
     loop {
@@ -177,7 +199,8 @@ fn thread_main(shared: &Shared, t: usize) -> Result<()> {
             if t == 0 {
                 shared.hashing_epoch.store(u64::MAX, Ordering::Release);
             }
-            ctx.control.wait_for_change(snap.generation, Duration::from_secs(1));
+            ctx.control
+                .wait_for_change(snap.generation, Duration::from_secs(1));
             continue;
         };
         if keyed.as_ref().map(|k| k.0) != Some(seq) {
@@ -280,7 +303,8 @@ fn rekey(shared: &Shared, seq: u64) -> Result<Published> {
                 let _ = pin_current_thread(&[cpus[i % cpus.len()]]);
             }
         };
-        let exclusive = Arc::get_mut(&mut dataset).expect("leader holds the only dataset reference");
+        let exclusive =
+            Arc::get_mut(&mut dataset).expect("leader holds the only dataset reference");
         let done = exclusive.build(&cache, threads, &pin, &shared.built_items, &stop);
         let pages = dataset.pages();
         (done.then_some(VmMemory::Dataset(dataset)), pages)
@@ -289,7 +313,9 @@ fn rekey(shared: &Shared, seq: u64) -> Result<Published> {
             Some(VmMemory::Cache(c)) => c,
             _ => Arc::new(Cache::new(shared.flags.light()).map_err(kernel)?),
         };
-        Arc::get_mut(&mut cache).expect("leader holds the only cache reference").init(&key);
+        Arc::get_mut(&mut cache)
+            .expect("leader holds the only cache reference")
+            .init(&key);
         let pages = cache.pages();
         (Some(VmMemory::Cache(cache)), pages)
     };
@@ -300,6 +326,14 @@ fn rekey(shared: &Shared, seq: u64) -> Result<Published> {
     let seconds = started.elapsed().as_secs_f64();
     shared.build_seconds.observe(seconds);
     shared.huge_pages.set(i64::from(pages == PageSize::Huge));
+    *shared
+        .last_build
+        .lock()
+        .expect("build report lock poisoned") = Some(BuildReport {
+        epoch: epoch.number,
+        seconds,
+        huge_pages: pages == PageSize::Huge,
+    });
     tracing::info!(
         unit = %ctx.info.label,
         epoch = epoch.number,
@@ -308,7 +342,10 @@ fn rekey(shared: &Shared, seq: u64) -> Result<Published> {
         pages,
         shared.plan.dataset_threads,
     );
-    let order = Arc::new(NonceOrder::new(ctx.start_nonce(epoch.number), shared.plan.threads));
+    let order = Arc::new(NonceOrder::new(
+        ctx.start_nonce(epoch.number),
+        shared.plan.threads,
+    ));
     let mut slot = shared.slot.lock().expect("slot lock poisoned");
     *slot = Slot {
         seq,

@@ -40,7 +40,9 @@ impl Hashrate {
             .or_else(|| self.samples.front())
             .copied();
         match first {
-            Some((t, total)) if t < now => (last - total) as f64 / now.duration_since(t).as_secs_f64(),
+            Some((t, total)) if t < now => {
+                (last - total) as f64 / now.duration_since(t).as_secs_f64()
+            }
             _ => 0.0,
         }
     }

@@ -32,4 +32,4 @@ pub mod verify;
 
 pub use error::{MinerError, Result};
 pub use miner::{Miner, UnitRates, randomx_flags, randomx_options};
-pub use unit::{Unit, UnitInfo, UnitState};
+pub use unit::{BuildReport, Unit, UnitInfo, UnitState};

@@ -35,26 +35,70 @@ impl MinerMetrics {
     /// Creates and registers the families.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let metrics = Self {
-            hashes: IntCounterVec::new(Opts::new("capminer_hashes_total", "Hashes computed by a unit, across all epochs"), UNIT)?,
+            hashes: IntCounterVec::new(
+                Opts::new(
+                    "capminer_hashes_total",
+                    "Hashes computed by a unit, across all epochs",
+                ),
+                UNIT,
+            )?,
             hashrate: GaugeVec::new(
-                Opts::new("capminer_hashrate", "Hashes per second of a unit over a sliding window (10s, 60s, 15m)"),
+                Opts::new(
+                    "capminer_hashrate",
+                    "Hashes per second of a unit over a sliding window (10s, 60s, 15m)",
+                ),
                 &["unit", "kind", "window"],
             )?,
-            proofs_found: IntCounterVec::new(Opts::new("capminer_proofs_found_total", "Proofs found by a unit (hash at or below the target)"), UNIT)?,
-            proofs_stored: IntCounterVec::new(Opts::new("capminer_proofs_stored_total", "Proofs written durably to the proof store"), UNIT)?,
+            proofs_found: IntCounterVec::new(
+                Opts::new(
+                    "capminer_proofs_found_total",
+                    "Proofs found by a unit (hash at or below the target)",
+                ),
+                UNIT,
+            )?,
+            proofs_stored: IntCounterVec::new(
+                Opts::new(
+                    "capminer_proofs_stored_total",
+                    "Proofs written durably to the proof store",
+                ),
+                UNIT,
+            )?,
             proofs_waiting: IntGaugeVec::new(
-                Opts::new("capminer_proofs_waiting", "Proofs found but not yet stored (nonce ordering or store retry)"),
+                Opts::new(
+                    "capminer_proofs_waiting",
+                    "Proofs found but not yet stored (nonce ordering or store retry)",
+                ),
                 UNIT,
             )?,
-            store_errors: IntCounterVec::new(Opts::new("capminer_store_errors_total", "Failed writes to the proof store; the proofs are kept and retried"), UNIT)?,
+            store_errors: IntCounterVec::new(
+                Opts::new(
+                    "capminer_store_errors_total",
+                    "Failed writes to the proof store; the proofs are kept and retried",
+                ),
+                UNIT,
+            )?,
             dataset_build_seconds: HistogramVec::new(
-                HistogramOpts::new("capminer_dataset_build_seconds", "Time to key a unit: cache plus dataset build")
-                    .buckets(vec![0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0]),
+                HistogramOpts::new(
+                    "capminer_dataset_build_seconds",
+                    "Time to key a unit: cache plus dataset build",
+                )
+                .buckets(vec![
+                    0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0,
+                ]),
                 UNIT,
             )?,
-            huge_pages: IntGaugeVec::new(Opts::new("capminer_huge_pages", "1 when the unit's dataset (or light cache) is on 2 MiB pages, 0 on normal pages"), UNIT)?,
+            huge_pages: IntGaugeVec::new(
+                Opts::new(
+                    "capminer_huge_pages",
+                    "1 when the unit's dataset (or light cache) is on 2 MiB pages, 0 on normal pages",
+                ),
+                UNIT,
+            )?,
             unit_info: IntGaugeVec::new(
-                Opts::new("capminer_unit_info", "Always 1; the labels describe the unit"),
+                Opts::new(
+                    "capminer_unit_info",
+                    "Always 1; the labels describe the unit",
+                ),
                 &["unit", "kind", "id", "place", "threads", "flags"],
             )?,
             epoch: IntGauge::new("capminer_epoch", "Number of the epoch being mined")?,

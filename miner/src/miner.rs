@@ -43,7 +43,10 @@ pub fn randomx_options(config: &Config) -> RandomXOptions {
 pub fn randomx_flags(config: &Config) -> Result<RandomXFlags> {
     RandomXFlags::resolve(&randomx_options(config)).map_err(|e| match e {
         KernelError::UnsupportedFlag { flag, reason } => config
-            .key_error(&format!("cpu.randomx.{flag}"), format!("cannot be used: {reason}"))
+            .key_error(
+                &format!("cpu.randomx.{flag}"),
+                format!("cannot be used: {reason}"),
+            )
             .into(),
         other => MinerError::Kernel {
             unit: "cpu".into(),
@@ -105,12 +108,23 @@ impl Miner {
                 place: format!(
                     "core {} (cpus {})",
                     plan.core.index,
-                    plan.core.cpus.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+                    plan.core
+                        .cpus
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
                 ),
                 threads: plan.threads,
             };
             tracing::info!(unit = %info.label, id = %info.id, "{}, {} threads, RandomX {flags}", info.place, info.threads);
-            let ctx = Arc::new(UnitContext::new(info, control.clone(), store.clone(), round, &metrics));
+            let ctx = Arc::new(UnitContext::new(
+                info,
+                control.clone(),
+                store.clone(),
+                round,
+                &metrics,
+            ));
             contexts.push(ctx.clone());
             units.push(Box::new(CpuUnit::start(plan, flags, ctx, &metrics)?));
         }

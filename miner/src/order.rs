@@ -90,7 +90,11 @@ impl NonceOrder {
 
     /// Proofs found but not yet released.
     pub fn pending(&self) -> usize {
-        self.state.lock().expect("order lock poisoned").pending.len()
+        self.state
+            .lock()
+            .expect("order lock poisoned")
+            .pending
+            .len()
     }
 }
 
@@ -141,8 +145,15 @@ mod tests {
         order.join(0);
         order.join(1);
         let _ = order.take(5);
-        assert_eq!(order.end_round(1, [], false, |_| Err("unused")), Ok(0), "thread 1 passes 105");
-        assert_eq!(order.end_round(0, [proof(103)], true, |_| Err("disk full")), Err("disk full"));
+        assert_eq!(
+            order.end_round(1, [], false, |_| Err("unused")),
+            Ok(0),
+            "thread 1 passes 105"
+        );
+        assert_eq!(
+            order.end_round(0, [proof(103)], true, |_| Err("disk full")),
+            Err("disk full")
+        );
         assert_eq!(order.pending(), 1, "a failed store keeps the proof waiting");
         let mut out = Vec::new();
         order
@@ -167,7 +178,10 @@ mod tests {
                     for round in 0..200u64 {
                         let start = order.take(7);
                         // "Find" every nonce divisible by 5 in the chunk.
-                        let found: Vec<Proof> = (start..start + 7).filter(|n| n % 5 == 0).map(proof).collect();
+                        let found: Vec<Proof> = (start..start + 7)
+                            .filter(|n| n % 5 == 0)
+                            .map(proof)
+                            .collect();
                         let leaving = round == 199;
                         order
                             .end_round(t, found, leaving, |p: &[Proof]| -> Result<(), ()> {
@@ -180,7 +194,14 @@ mod tests {
             }
         });
         let released = released.lock().unwrap();
-        assert!(released.windows(2).all(|w| w[0] < w[1]), "strictly increasing");
-        assert_eq!(released.len(), (0..4 * 200 * 7).filter(|n| n % 5 == 0).count(), "none lost");
+        assert!(
+            released.windows(2).all(|w| w[0] < w[1]),
+            "strictly increasing"
+        );
+        assert_eq!(
+            released.len(),
+            (0..4 * 200 * 7).filter(|n| n % 5 == 0).count(),
+            "none lost"
+        );
     }
 }

@@ -6,8 +6,8 @@ use capminer_kernels::key::keccak256;
 use capminer_kernels::randomx::{cache_bytes, dataset_bytes};
 use capminer_proofs::{UnitId, UnitKind};
 
-use crate::topology::{Core, Topology};
 use crate::Result;
+use crate::topology::{Core, Topology};
 
 /// One CPU unit, placed on a core.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +27,12 @@ pub struct CpuUnitPlan {
 /// The id of a unit the config does not name: `keccak256("capminer/unit" ‖ provider ‖ kind ‖ index)`
 /// with the kind as one byte and the core (or device slot) index as a u32 big-endian.
 pub fn derived_unit_id(provider: &[u8; 20], kind: UnitKind, index: u32) -> UnitId {
-    UnitId(keccak256(&[b"capminer/unit", provider, &[kind as u8], &index.to_be_bytes()]))
+    UnitId(keccak256(&[
+        b"capminer/unit",
+        provider,
+        &[kind as u8],
+        &index.to_be_bytes(),
+    ]))
 }
 
 const MIB: u64 = 1 << 20;
@@ -44,15 +49,26 @@ pub fn cpu_unit_bytes(full_memory: bool, threads: usize) -> u64 {
 }
 
 /// Plans the CPU units of `config` on `topology`, given `available` bytes of memory.
-pub fn plan_cpu_units(config: &Config, topology: &Topology, available: u64) -> Result<Vec<CpuUnitPlan>> {
+pub fn plan_cpu_units(
+    config: &Config,
+    topology: &Topology,
+    available: u64,
+) -> Result<Vec<CpuUnitPlan>> {
     let cpu = &config.cpu;
     if !cpu.enabled {
         return Ok(Vec::new());
     }
     let cores_text = describe(topology);
-    if let Some(&bad) = cpu.utility_cores.iter().find(|c| topology.core(**c).is_none()) {
+    if let Some(&bad) = cpu
+        .utility_cores
+        .iter()
+        .find(|c| topology.core(**c).is_none())
+    {
         return Err(config
-            .key_error("cpu.utility_cores", format!("core {bad} does not exist: {cores_text}"))
+            .key_error(
+                "cpu.utility_cores",
+                format!("core {bad} does not exist: {cores_text}"),
+            )
             .into());
     }
     let placed: Vec<(usize, Option<UnitId>, String)> = match &cpu.units {
@@ -70,18 +86,23 @@ pub fn plan_cpu_units(config: &Config, topology: &Topology, available: u64) -> R
     };
     if placed.is_empty() && matches!(cpu.units, Units::Auto) {
         return Err(config
-            .key_error("cpu.utility_cores", format!("auto units leave no core to mine on: {cores_text}"))
+            .key_error(
+                "cpu.utility_cores",
+                format!("auto units leave no core to mine on: {cores_text}"),
+            )
             .into());
     }
     let mut plans = Vec::new();
     for (index, id, key) in placed {
-        let core = topology
-            .core(index)
-            .ok_or_else(|| config.key_error(&key, format!("core {index} does not exist: {cores_text}")))?;
+        let core = topology.core(index).ok_or_else(|| {
+            config.key_error(&key, format!("core {index} does not exist: {cores_text}"))
+        })?;
         let threads = cpu.threads_per_core.unwrap_or(core.cpus.len());
         plans.push(CpuUnitPlan {
             label: format!("cpu{index}"),
-            id: id.unwrap_or_else(|| derived_unit_id(&config.miner.provider, UnitKind::Cpu, index as u32)),
+            id: id.unwrap_or_else(|| {
+                derived_unit_id(&config.miner.provider, UnitKind::Cpu, index as u32)
+            }),
             core: core.clone(),
             threads,
             dataset_threads: cpu.dataset_threads.unwrap_or(threads),
@@ -91,7 +112,11 @@ pub fn plan_cpu_units(config: &Config, topology: &Topology, available: u64) -> R
     let need: u64 = plans.iter().map(|p| cpu_unit_bytes(full, p.threads)).sum();
     let reserve = cpu.memory_reserve_mib * MIB;
     if need + reserve > available {
-        let what = if full { "RandomX datasets" } else { "RandomX light caches" };
+        let what = if full {
+            "RandomX datasets"
+        } else {
+            "RandomX light caches"
+        };
         return Err(config
             .key_error(
                 "cpu.units",
@@ -162,9 +187,17 @@ mod tests {
     #[test]
     fn a_missing_core_is_refused_by_key() {
         let mut config = Config::default();
-        config.cpu.units = Units::List(vec![UnitConfig { core: 0, id: None }, UnitConfig { core: 7, id: None }]);
-        let err = plan_cpu_units(&config, &topo(2), u64::MAX / 2).unwrap_err().to_string();
-        assert!(err.contains("key `cpu.units[1].core`: core 7 does not exist"), "{err}");
+        config.cpu.units = Units::List(vec![
+            UnitConfig { core: 0, id: None },
+            UnitConfig { core: 7, id: None },
+        ]);
+        let err = plan_cpu_units(&config, &topo(2), u64::MAX / 2)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("key `cpu.units[1].core`: core 7 does not exist"),
+            "{err}"
+        );
         assert!(err.contains("2 physical cores"), "{err}");
     }
 
@@ -174,8 +207,13 @@ mod tests {
         let one = cpu_unit_bytes(true, 2);
         let fits = plan_cpu_units(&config, &topo(2), 2 * one + 1024 * MIB);
         assert_eq!(fits.unwrap().len(), 2);
-        let err = plan_cpu_units(&config, &topo(2), 2 * one + 1024 * MIB - 1).unwrap_err().to_string();
-        assert!(err.contains("key `cpu.units`: 2 RandomX datasets need"), "{err}");
+        let err = plan_cpu_units(&config, &topo(2), 2 * one + 1024 * MIB - 1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("key `cpu.units`: 2 RandomX datasets need"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -185,6 +223,9 @@ mod tests {
         preimage.extend_from_slice(&provider);
         preimage.push(0);
         preimage.extend_from_slice(&[0, 0, 0, 3]);
-        assert_eq!(derived_unit_id(&provider, UnitKind::Cpu, 3).0, keccak256(&[&preimage]));
+        assert_eq!(
+            derived_unit_id(&provider, UnitKind::Cpu, 3).0,
+            keccak256(&[&preimage])
+        );
     }
 }

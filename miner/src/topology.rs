@@ -40,17 +40,22 @@ impl Topology {
                 .map(|s| s.trim().to_string())
                 .map_err(|e| MinerError::Topology(format!("cannot read {}: {e}", path.display())))
         };
-        let online = parse_cpu_list(&read("online".into())?)
-            .ok_or_else(|| MinerError::Topology(format!("cannot parse {}/online", root.display())))?;
+        let online = parse_cpu_list(&read("online".into())?).ok_or_else(|| {
+            MinerError::Topology(format!("cannot parse {}/online", root.display()))
+        })?;
         let mut groups: BTreeMap<(i64, i64), Vec<usize>> = BTreeMap::new();
         for cpu in online.into_iter().filter(|c| allowed.contains(c)) {
             let package = read(format!("cpu{cpu}/topology/physical_package_id"))?;
             let core = read(format!("cpu{cpu}/topology/core_id"))?;
             let parse = |s: &str| {
-                s.parse::<i64>()
-                    .map_err(|_| MinerError::Topology(format!("cpu{cpu}: bad topology value {s:?}")))
+                s.parse::<i64>().map_err(|_| {
+                    MinerError::Topology(format!("cpu{cpu}: bad topology value {s:?}"))
+                })
             };
-            groups.entry((parse(&package)?, parse(&core)?)).or_default().push(cpu);
+            groups
+                .entry((parse(&package)?, parse(&core)?))
+                .or_default()
+                .push(cpu);
         }
         let mut cores: Vec<Vec<usize>> = groups.into_values().collect();
         for cpus in &mut cores {
@@ -164,12 +169,19 @@ mod tests {
         assert_eq!(cores, vec![vec![0, 4], vec![1, 5], vec![2, 6], vec![3, 7]]);
         let restricted = Topology::from_sysfs(sys.path(), &[1, 5, 3]).unwrap();
         let cores: Vec<Vec<usize>> = restricted.cores.iter().map(|c| c.cpus.clone()).collect();
-        assert_eq!(cores, vec![vec![1, 5], vec![3]], "CPUs outside the affinity mask are left out");
+        assert_eq!(
+            cores,
+            vec![vec![1, 5], vec![3]],
+            "CPUs outside the affinity mask are left out"
+        );
     }
 
     #[test]
     fn cpu_lists_parse_like_the_kernel_writes_them() {
-        assert_eq!(parse_cpu_list("0-3,8,10-11"), Some(vec![0, 1, 2, 3, 8, 10, 11]));
+        assert_eq!(
+            parse_cpu_list("0-3,8,10-11"),
+            Some(vec![0, 1, 2, 3, 8, 10, 11])
+        );
         assert_eq!(parse_cpu_list("5"), Some(vec![5]));
         assert_eq!(parse_cpu_list("x"), None);
     }
@@ -180,9 +192,16 @@ mod tests {
         let cpus = topo.cores.last().unwrap().cpus.clone();
         // libtest runs each test on a thread of its own: pinning it touches no other test.
         pin_current_thread(&cpus).unwrap();
-        let status = std::fs::read_to_string(format!("/proc/self/task/{}/status", current_tid())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("Cpus_allowed_list:")).unwrap();
-        assert_eq!(parse_cpu_list(line.split(':').nth(1).unwrap()).unwrap(), cpus);
+        let status =
+            std::fs::read_to_string(format!("/proc/self/task/{}/status", current_tid())).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("Cpus_allowed_list:"))
+            .unwrap();
+        assert_eq!(
+            parse_cpu_list(line.split(':').nth(1).unwrap()).unwrap(),
+            cpus
+        );
         assert_eq!(current_affinity(current_tid()).unwrap(), cpus);
     }
 }

@@ -6,8 +6,8 @@
 //!      ─▶ count hashes ─▶ NonceOrder::end_round ─▶ ProofStore::append (fsync), in nonce order
 //! ```
 
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use capminer_kernels::Searcher;
@@ -53,6 +53,17 @@ pub enum UnitState {
     Failed,
 }
 
+/// The last completed re-keying of a unit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BuildReport {
+    /// Epoch number keyed for.
+    pub epoch: u64,
+    /// Seconds to build the cache and dataset.
+    pub seconds: f64,
+    /// True when the dataset (or light cache) sits on 2 MiB pages.
+    pub huge_pages: bool,
+}
+
 /// One unit of committed hardware. Units start when created, follow the shared
 /// [`Control`], and are joined after `Control::stop`.
 pub trait Unit: Send + Sync + std::fmt::Debug {
@@ -62,6 +73,8 @@ pub trait Unit: Send + Sync + std::fmt::Debug {
     fn hashes(&self) -> u64;
     /// What it is doing now.
     fn state(&self) -> UnitState;
+    /// Its last completed re-keying.
+    fn last_build(&self) -> Option<BuildReport>;
     /// Kernel thread ids of its hashing threads (to check pinning through the OS).
     fn thread_ids(&self) -> Vec<i32>;
     /// Waits for its threads to exit (after `Control::stop`); the first error, if any.
@@ -122,7 +135,9 @@ impl UnitContext {
     /// The first nonce to hash in `epoch`: one past the last proof already stored, so a restart
     /// within an epoch keeps the unit's nonces strictly increasing.
     pub fn start_nonce(&self, epoch: u64) -> u64 {
-        self.store.max_nonce(epoch, &self.info.id).map_or(0, |n| n + 1)
+        self.store
+            .max_nonce(epoch, &self.info.id)
+            .map_or(0, |n| n + 1)
     }
 
     /// Hashes rounds of `epoch` on thread `thread` until the control's generation moves from
@@ -184,7 +199,10 @@ impl UnitContext {
     pub fn retire(&self, order: &NonceOrder) {
         let left = order.drain();
         if !left.is_empty() {
-            self.orphans.lock().expect("orphans lock poisoned").extend(left);
+            self.orphans
+                .lock()
+                .expect("orphans lock poisoned")
+                .extend(left);
         }
     }
 
@@ -204,7 +222,9 @@ impl UnitContext {
                 }
             }
         }
-        let released = order.end_round(thread, found, leaving, |proofs| self.store.append(proofs).map(drop));
+        let released = order.end_round(thread, found, leaving, |proofs| {
+            self.store.append(proofs).map(drop)
+        });
         match released {
             Ok(n) => self.stored_metric.inc_by(n as u64),
             Err(e) => {

@@ -69,10 +69,11 @@ pub struct Verifier {
 impl Verifier {
     /// A verifier with these RandomX options (always run in light mode).
     pub fn new(options: RandomXOptions) -> Result<Self> {
-        let flags = RandomXFlags::resolve(&options.light()).map_err(|source| MinerError::Kernel {
-            unit: "verifier".into(),
-            source,
-        })?;
+        let flags =
+            RandomXFlags::resolve(&options.light()).map_err(|source| MinerError::Kernel {
+                unit: "verifier".into(),
+                source,
+            })?;
         Ok(Self { flags })
     }
 
@@ -84,7 +85,9 @@ impl Verifier {
             match c.kind {
                 UnitKind::Cpu => groups.entry((c.epoch.seed.0, c.unit)).or_default().push(i),
                 UnitKind::Gpu => {
-                    verdicts[i] = Some(Verdict::Unverifiable("GPU proofs are not supported by this build"));
+                    verdicts[i] = Some(Verdict::Unverifiable(
+                        "GPU proofs are not supported by this build",
+                    ));
                 }
             }
         }
@@ -97,10 +100,19 @@ impl Verifier {
                 verdicts[i] = Some(verdict);
             }
         }
-        Ok(verdicts.into_iter().map(|v| v.expect("every claim has a verdict")).collect())
+        Ok(verdicts
+            .into_iter()
+            .map(|v| v.expect("every claim has a verdict"))
+            .collect())
     }
 
-    fn verify_key(&self, seed: &[u8; 32], unit: &UnitId, indices: &[usize], claims: &[Claim]) -> Result<Vec<(usize, Verdict)>> {
+    fn verify_key(
+        &self,
+        seed: &[u8; 32],
+        unit: &UnitId,
+        indices: &[usize],
+        claims: &[Claim],
+    ) -> Result<Vec<(usize, Verdict)>> {
         let kernel = |source| MinerError::Kernel {
             unit: unit.to_string(),
             source,

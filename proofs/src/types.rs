@@ -183,7 +183,11 @@ pub struct ProofRef {
 
 impl fmt::Display for ProofRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unit {} epoch {} nonce {}", self.unit, self.epoch, self.nonce)
+        write!(
+            f,
+            "unit {} epoch {} nonce {}",
+            self.unit, self.epoch, self.nonce
+        )
     }
 }
 

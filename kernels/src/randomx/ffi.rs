@@ -70,7 +70,11 @@ unsafe extern "C" {
         input_size: usize,
         output: *mut c_void,
     );
-    pub fn randomx_calculate_hash_first(vm: *mut RandomxVm, input: *const c_void, input_size: usize);
+    pub fn randomx_calculate_hash_first(
+        vm: *mut RandomxVm,
+        input: *const c_void,
+        input_size: usize,
+    );
     pub fn randomx_calculate_hash_next(
         vm: *mut RandomxVm,
         next_input: *const c_void,

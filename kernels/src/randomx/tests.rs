@@ -54,7 +54,11 @@ fn check_upstream(options: RandomXOptions) {
     for key in ["test key 000", "test key 001"] {
         let mut vm = light_vm(options, key.as_bytes());
         for (k, input, want) in UPSTREAM.iter().filter(|(k, _, _)| *k == key) {
-            assert_eq!(hex::encode(vm.hash(input.as_bytes())), *want, "{k} / {input}");
+            assert_eq!(
+                hex::encode(vm.hash(input.as_bytes())),
+                *want,
+                "{k} / {input}"
+            );
         }
         if key == UPSTREAM_HEX.0 {
             let input = hex::decode(UPSTREAM_HEX.1).unwrap();
@@ -105,7 +109,10 @@ fn pipelined_search_equals_single_hashes_and_finds_every_hit() {
         .filter(|n| expected[(n - 100) as usize] <= target)
         .collect();
     assert_eq!(want.len(), 4);
-    assert_eq!(searched.hits.iter().map(|h| h.nonce).collect::<Vec<_>>(), want);
+    assert_eq!(
+        searched.hits.iter().map(|h| h.nonce).collect::<Vec<_>>(),
+        want
+    );
     for hit in &searched.hits {
         assert_eq!(hit.hash, expected[(hit.nonce - 100) as usize]);
     }
@@ -126,7 +133,11 @@ fn search_stops_when_asked_after_the_current_hash() {
         })
         .unwrap();
     assert_eq!(searched.hashed, 3, "stop is checked between hashes");
-    assert_eq!(searched.hits.len(), 3, "an all-ones target accepts every hash");
+    assert_eq!(
+        searched.hits.len(),
+        3,
+        "an all-ones target accepts every hash"
+    );
 }
 
 #[test]
@@ -160,7 +171,8 @@ fn full_dataset_built_in_slices_hashes_like_light_mode() {
     let progress = AtomicU64::new(0);
     assert!(dataset.build(&cache, 2, &|_| {}, &progress, &|| false));
     assert_eq!(progress.into_inner(), dataset_items());
-    let mut full = RandomXSearcher::new(Vm::new(flags, VmMemory::Dataset(Arc::new(dataset))).unwrap());
+    let mut full =
+        RandomXSearcher::new(Vm::new(flags, VmMemory::Dataset(Arc::new(dataset))).unwrap());
     let mut light = Vm::new(flags.light(), VmMemory::Cache(Arc::new(cache))).unwrap();
     for nonce in [0u64, 1, 0xdead_beef, u64::MAX] {
         assert_eq!(

@@ -35,10 +35,14 @@ impl Vm {
     pub fn new(flags: RandomXFlags, memory: VmMemory) -> Result<Self> {
         let (cache, dataset) = match &memory {
             VmMemory::Dataset(_) if !flags.full_memory() => {
-                return Err(KernelError::VmSetup("full-memory flags to hash from a dataset"));
+                return Err(KernelError::VmSetup(
+                    "full-memory flags to hash from a dataset",
+                ));
             }
             VmMemory::Cache(_) if flags.full_memory() => {
-                return Err(KernelError::VmSetup("light-mode flags to hash from a cache"));
+                return Err(KernelError::VmSetup(
+                    "light-mode flags to hash from a cache",
+                ));
             }
             VmMemory::Dataset(d) => (null_mut(), d.raw()),
             VmMemory::Cache(c) => (c.raw(), null_mut()),
@@ -77,7 +81,9 @@ impl Vm {
     /// Starts a pipelined run with its first input.
     fn hash_first(&mut self, input: &[u8]) {
         // SAFETY: as in `hash`.
-        unsafe { ffi::randomx_calculate_hash_first(self.ptr.as_ptr(), input.as_ptr().cast(), input.len()) }
+        unsafe {
+            ffi::randomx_calculate_hash_first(self.ptr.as_ptr(), input.as_ptr().cast(), input.len())
+        }
     }
 
     /// Feeds the next input and returns the hash of the previous one.

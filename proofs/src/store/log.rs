@@ -127,7 +127,10 @@ pub struct Recovery {
 
 impl Log {
     /// Opens (creating) the log, repairs it and returns its valid payloads.
-    pub fn open(path: &Path, accept: impl Fn(&[u8]) -> bool) -> Result<(Log, Vec<Vec<u8>>, Recovery)> {
+    pub fn open(
+        path: &Path,
+        accept: impl Fn(&[u8]) -> bool,
+    ) -> Result<(Log, Vec<Vec<u8>>, Recovery)> {
         let dir = path.parent().unwrap_or(Path::new("."));
         let existed = path.exists();
         let mut file = OpenOptions::new()
@@ -149,7 +152,8 @@ impl Log {
         if !scan.corrupt.is_empty() {
             for region in &scan.corrupt {
                 let aside = path.with_extension(format!("corrupt-at-{}", region.start));
-                std::fs::write(&aside, &bytes[region.clone()]).map_err(io(&aside, "save corrupt bytes"))?;
+                std::fs::write(&aside, &bytes[region.clone()])
+                    .map_err(io(&aside, "save corrupt bytes"))?;
                 tracing::error!(
                     "proof store {}: {} corrupt bytes at offset {} saved to {}; every valid record is kept",
                     path.display(),
@@ -168,7 +172,8 @@ impl Log {
                 tail.start
             );
             recovery.torn_bytes = tail.len();
-            file.set_len(scan.valid_len as u64).map_err(io(path, "truncate torn tail"))?;
+            file.set_len(scan.valid_len as u64)
+                .map_err(io(path, "truncate torn tail"))?;
             file.sync_all().map_err(io(path, "fsync"))?;
         }
         let len = file.metadata().map_err(io(path, "stat"))?.len();

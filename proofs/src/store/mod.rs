@@ -54,11 +54,15 @@ impl Index {
             }
             Record::Proofs(proofs) => {
                 for p in proofs {
-                    self.proofs.entry((p.epoch, p.unit)).or_default().entry(p.nonce).or_insert(Entry {
-                        kind: p.kind,
-                        hash: p.hash,
-                        state: ProofState::Found,
-                    });
+                    self.proofs
+                        .entry((p.epoch, p.unit))
+                        .or_default()
+                        .entry(p.nonce)
+                        .or_insert(Entry {
+                            kind: p.kind,
+                            hash: p.hash,
+                            state: ProofState::Found,
+                        });
                 }
             }
             Record::State(state, refs) => {
@@ -109,7 +113,8 @@ impl ProofStore {
             source,
         })?;
         let lock = lock_dir(dir)?;
-        let (log, payloads, recovery) = log::Log::open(&dir.join(LOG_FILE), |p| Record::decode(p).is_some())?;
+        let (log, payloads, recovery) =
+            log::Log::open(&dir.join(LOG_FILE), |p| Record::decode(p).is_some())?;
         let index = replay(&payloads);
         if recovery.records > 0 {
             tracing::info!(
@@ -162,7 +167,10 @@ impl ProofStore {
         let log = inner.log.as_mut().ok_or_else(|| StoreError::Io {
             path: self.dir.clone(),
             op: "write",
-            source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, "store opened read-only"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "store opened read-only",
+            ),
         })?;
         log.append(&record.encode())?;
         inner.index.apply(record);
@@ -182,7 +190,10 @@ impl ProofStore {
     pub fn append(&self, proofs: &[Proof]) -> Result<usize> {
         let fresh: Vec<Proof> = {
             let inner = self.inner.lock().expect("proof store lock poisoned");
-            if let Some(p) = proofs.iter().find(|p| !inner.index.epochs.contains_key(&p.epoch)) {
+            if let Some(p) = proofs
+                .iter()
+                .find(|p| !inner.index.epochs.contains_key(&p.epoch))
+            {
                 return Err(StoreError::UnknownEpoch(p.epoch));
             }
             let mut seen = std::collections::HashSet::new();
@@ -216,7 +227,13 @@ impl ProofStore {
 
     /// An epoch's record.
     pub fn epoch(&self, number: u64) -> Option<Epoch> {
-        self.inner.lock().expect("proof store lock poisoned").index.epochs.get(&number).copied()
+        self.inner
+            .lock()
+            .expect("proof store lock poisoned")
+            .index
+            .epochs
+            .get(&number)
+            .copied()
     }
 
     /// Every recorded epoch, oldest first.

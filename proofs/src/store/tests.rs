@@ -26,17 +26,38 @@ fn proofs_and_states_survive_reopening() {
         let (store, recovery) = ProofStore::open(dir.path()).unwrap();
         assert_eq!(recovery, Recovery::default());
         store.record_epoch(&epoch(1)).unwrap();
-        assert_eq!(store.append(&[proof(1, 1, 5), proof(1, 1, 3), proof(1, 2, 9)]).unwrap(), 3);
-        assert_eq!(store.append(&[proof(1, 1, 5)]).unwrap(), 0, "duplicates are skipped");
+        assert_eq!(
+            store
+                .append(&[proof(1, 1, 5), proof(1, 1, 3), proof(1, 2, 9)])
+                .unwrap(),
+            3
+        );
+        assert_eq!(
+            store.append(&[proof(1, 1, 5)]).unwrap(),
+            0,
+            "duplicates are skipped"
+        );
         let tx = Hash([7; 32]);
-        store.set_state(&[proof(1, 1, 3).id()], ProofState::Submitted { tx }).unwrap();
+        store
+            .set_state(&[proof(1, 1, 3).id()], ProofState::Submitted { tx })
+            .unwrap();
     }
     let (store, recovery) = ProofStore::open(dir.path()).unwrap();
-    assert_eq!(recovery.records, 3, "epoch, one record of three proofs, one state change");
+    assert_eq!(
+        recovery.records, 3,
+        "epoch, one record of three proofs, one state change"
+    );
     assert_eq!(store.epoch(1), Some(epoch(1)));
     let all = store.proofs(|_| true);
-    let names: Vec<(u8, u64)> = all.iter().map(|s| (s.proof.unit.0[0], s.proof.nonce)).collect();
-    assert_eq!(names, vec![(1, 3), (1, 5), (2, 9)], "ordered by unit then nonce");
+    let names: Vec<(u8, u64)> = all
+        .iter()
+        .map(|s| (s.proof.unit.0[0], s.proof.nonce))
+        .collect();
+    assert_eq!(
+        names,
+        vec![(1, 3), (1, 5), (2, 9)],
+        "ordered by unit then nonce"
+    );
     assert_eq!(all[0].state, ProofState::Submitted { tx: Hash([7; 32]) });
     assert_eq!(all[1].state, ProofState::Found);
     assert_eq!(store.max_nonce(1, &UnitId([1; 32])), Some(5));
@@ -47,8 +68,13 @@ fn proofs_and_states_survive_reopening() {
 fn proofs_of_an_unrecorded_epoch_and_states_of_unknown_proofs_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = ProofStore::open(dir.path()).unwrap();
-    assert!(matches!(store.append(&[proof(4, 1, 1)]), Err(StoreError::UnknownEpoch(4))));
-    let err = store.set_state(&[proof(4, 1, 1).id()], ProofState::Final).unwrap_err();
+    assert!(matches!(
+        store.append(&[proof(4, 1, 1)]),
+        Err(StoreError::UnknownEpoch(4))
+    ));
+    let err = store
+        .set_state(&[proof(4, 1, 1).id()], ProofState::Final)
+        .unwrap_err();
     assert!(matches!(err, StoreError::UnknownProof(_)), "{err}");
 }
 
@@ -58,10 +84,16 @@ fn a_second_writer_is_refused_but_a_reader_is_not() {
     let (store, _) = ProofStore::open(dir.path()).unwrap();
     store.record_epoch(&epoch(1)).unwrap();
     store.append(&[proof(1, 1, 1)]).unwrap();
-    assert!(matches!(ProofStore::open(dir.path()), Err(StoreError::Locked(_))));
+    assert!(matches!(
+        ProofStore::open(dir.path()),
+        Err(StoreError::Locked(_))
+    ));
     let reader = ProofStore::open_read_only(dir.path()).unwrap();
     assert_eq!(reader.proofs(|_| true).len(), 1);
-    assert!(reader.record_epoch(&epoch(2)).is_err(), "a reader cannot write");
+    assert!(
+        reader.record_epoch(&epoch(2)).is_err(),
+        "a reader cannot write"
+    );
 }
 
 #[test]
@@ -89,7 +121,11 @@ fn a_torn_tail_is_cut_and_corruption_in_the_middle_loses_no_good_record() {
     assert_eq!(recovery.quarantined.len(), 1);
     let start = epoch_len + proof_len;
     assert_eq!(recovery.quarantined[0].0, start..start + proof_len);
-    let nonces: Vec<u64> = store.proofs(|_| true).iter().map(|s| s.proof.nonce).collect();
+    let nonces: Vec<u64> = store
+        .proofs(|_| true)
+        .iter()
+        .map(|s| s.proof.nonce)
+        .collect();
     assert_eq!(nonces, vec![0, 2]);
     let saved = std::fs::read(&recovery.quarantined[0].1).unwrap();
     assert_eq!(saved.len(), proof_len);
