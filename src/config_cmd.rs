@@ -2,9 +2,7 @@
 
 use std::process::ExitCode;
 
-use capminer_miner::plan::{available_memory, plan_cpu_units};
-use capminer_miner::randomx_flags;
-use capminer_miner::topology::Topology;
+use capminer_miner::Miner;
 
 use crate::{ConfigArg, load_config};
 
@@ -22,8 +20,7 @@ pub fn config(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ConfigCommand::Check(arg) => {
             let config = load_config(&arg)?;
-            let flags = randomx_flags(&config)?;
-            let plans = plan_cpu_units(&config, &Topology::detect()?, available_memory()?)?;
+            let (plans, flags) = Miner::plan(&config)?;
             println!(
                 "configuration is valid: {} CPU unit(s), RandomX {flags}",
                 plans.len()

@@ -23,13 +23,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.config)?;
     logging::init(&config)?;
     let runtime = runtime(&config)?;
+    let (plans, flags) = Miner::plan(&config)?;
     let (store, recovery) = ProofStore::open(&config.miner.state_dir)?;
     if recovery.torn_bytes > 0 || !recovery.quarantined.is_empty() {
         tracing::warn!("proof store repaired on open: {recovery:?}");
     }
     let store = Arc::new(store);
     let registry = Registry::new();
-    let miner = Miner::start(&config, store.clone(), &registry)?;
+    let miner = Miner::start_planned(&config, plans, flags, store.clone(), &registry)?;
     if config.metrics.enabled {
         runtime.block_on(metrics_server::serve(
             config.metrics.listen,

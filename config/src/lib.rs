@@ -319,13 +319,13 @@ impl Config {
                         ),
                     ));
                 }
-                if let Some(id) = unit.id {
-                    if let Some(j) = units[..i].iter().position(|u| u.id == Some(id)) {
-                        return Err(self.key_error(
-                            &format!("cpu.units[{i}].id"),
-                            format!("id is already used by cpu.units[{j}]: unit ids are unique"),
-                        ));
-                    }
+                if let Some(id) = unit.id
+                    && let Some(j) = units[..i].iter().position(|u| u.id == Some(id))
+                {
+                    return Err(self.key_error(
+                        &format!("cpu.units[{i}].id"),
+                        format!("id is already used by cpu.units[{j}]: unit ids are unique"),
+                    ));
                 }
                 if cpu.utility_cores.contains(&unit.core) {
                     return Err(self.key_error(

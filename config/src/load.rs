@@ -88,11 +88,11 @@ pub fn load(
         origin.env_keys.insert(path.join("."), var);
     }
 
-    if let Some(path) = file {
-        if config.miner.state_dir.is_relative() {
-            let base = path.parent().unwrap_or(Path::new("."));
-            config.miner.state_dir = base.join(&config.miner.state_dir);
-        }
+    if let Some(path) = file
+        && config.miner.state_dir.is_relative()
+    {
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.miner.state_dir = base.join(&config.miner.state_dir);
     }
     config.origin = origin;
     config.validate()?;

@@ -76,11 +76,16 @@ pub struct Miner {
 }
 
 impl Miner {
-    /// Plans the configured units on this machine and starts them; they wait for an epoch.
-    pub fn start(config: &Config, store: Arc<ProofStore>, registry: &Registry) -> Result<Self> {
-        let topology = Topology::detect()?;
-        let plans = plan_cpu_units(config, &topology, available_memory()?)?;
+    /// Plans the configured units on this machine, refusing what cannot run here.
+    pub fn plan(config: &Config) -> Result<(Vec<CpuUnitPlan>, RandomXFlags)> {
         let flags = randomx_flags(config)?;
+        let plans = plan_cpu_units(config, &Topology::detect()?, available_memory()?)?;
+        Ok((plans, flags))
+    }
+
+    /// Plans the configured units and starts them; they wait for an epoch.
+    pub fn start(config: &Config, store: Arc<ProofStore>, registry: &Registry) -> Result<Self> {
+        let (plans, flags) = Self::plan(config)?;
         Self::start_planned(config, plans, flags, store, registry)
     }
 

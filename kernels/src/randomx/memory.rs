@@ -43,6 +43,7 @@ pub fn dataset_bytes() -> u64 {
 /// Items in one full dataset.
 pub fn dataset_items() -> u64 {
     // SAFETY: a pure query with no arguments.
+    #[allow(clippy::useless_conversion)] // c_ulong is u32 on some targets
     u64::from(unsafe { ffi::randomx_dataset_item_count() })
 }
 
@@ -214,10 +215,12 @@ impl Dataset {
                         .expect("spawning a dataset build thread")
                 })
                 .collect();
-            workers
+            // Join every worker before judging, so none is left running.
+            let finished: Vec<bool> = workers
                 .into_iter()
                 .map(|w| w.join().expect("dataset build thread panicked"))
-                .fold(true, |all, done| all && done)
+                .collect();
+            finished.into_iter().all(|done| done)
         })
     }
 

@@ -8,7 +8,7 @@
 //! Proof states move found → submitted(tx) → included(block) → final; a dropped transaction or
 //! a block that left the canonical chain moves proofs back to found.
 
-mod log;
+pub mod log;
 mod record;
 
 use std::collections::BTreeMap;

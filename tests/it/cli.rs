@@ -1,0 +1,189 @@
+//! The command line: config errors with clear messages and non-zero exits, `config print`,
+//! `bench`, `proofs export` and `verify` on good and tampered proofs.
+
+use crate::common::{free_port, light_config, run, text, write_config};
+
+fn assert_refused(config: &str, expect: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), config);
+    let out = run(&["config", "check", "-c", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&path.display().to_string()),
+        "names the file: {stderr}"
+    );
+    for e in expect {
+        assert!(stderr.contains(e), "expected {e:?} in: {stderr}");
+    }
+    // `run` refuses the same file the same way, before mining anything.
+    let out = run(&["run", "-c", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        !dir.path().join("state").exists(),
+        "refused before touching the proof store"
+    );
+}
+
+#[test]
+fn an_unknown_key_is_refused() {
+    assert_refused(
+        "[cpu]\nround_ms = 150\nhuge_pages = true\n",
+        &[
+            "line 3",
+            "key `cpu.huge_pages`",
+            "unknown field `huge_pages`",
+        ],
+    );
+}
+
+#[test]
+fn a_wrong_type_is_refused() {
+    assert_refused(
+        "[metrics]\nlisten = 9477\n",
+        &["line 2", "key `metrics.listen`", "invalid type"],
+    );
+}
+
+#[test]
+fn a_missing_core_is_refused() {
+    assert_refused(
+        "[cpu]\nunits = [{ core = 0 }, { core = 64 }]\n",
+        &[
+            "line 2",
+            "key `cpu.units[1].core`",
+            "core 64 does not exist",
+        ],
+    );
+}
+
+#[test]
+fn more_datasets_than_memory_are_refused() {
+    // Two full datasets cannot fit when almost all memory is reserved for something else.
+    let total_mib = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        / 1024;
+    let config = format!("[cpu]\nunits = [{{ core = 0 }}]\nmemory_reserve_mib = {total_mib}\n");
+    assert_refused(
+        &config,
+        &[
+            "key `cpu.units`",
+            "RandomX datasets need",
+            "MiB is available",
+        ],
+    );
+}
+
+#[test]
+fn config_print_shows_the_effective_config_with_env_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "[cpu]\nround_ms = 150\n");
+    let out = crate::common::capminer()
+        .args(["config", "print", "-c", path.to_str().unwrap()])
+        .env("CAPMINER_METRICS__LISTEN", "127.0.0.1:9999")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("round_ms = 150"), "{printed}");
+    assert!(printed.contains("listen = \"127.0.0.1:9999\""), "{printed}");
+    assert!(printed.contains("units = \"auto\""), "{printed}");
+}
+
+#[test]
+fn bench_reports_every_unit_with_flags_and_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &light_config(free_port(), ""));
+    let out = run(&[
+        "bench",
+        "-c",
+        path.to_str().unwrap(),
+        "--seconds",
+        "2",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let units = report["units"].as_array().unwrap();
+    assert_eq!(
+        units.len(),
+        capminer_miner::topology::Topology::detect()
+            .unwrap()
+            .cores
+            .len()
+    );
+    for u in units {
+        assert!(u["hashrate"].as_f64().unwrap() > 1.0, "{u}");
+        assert_eq!(u["pages"], "4KiB", "large_pages = false in this config");
+    }
+    let flags = report["randomx_flags"].as_str().unwrap();
+    assert!(
+        flags.contains("jit") && !flags.contains("full_mem"),
+        "{flags}"
+    );
+    assert!(
+        !dir.path().join("state").exists(),
+        "bench writes no proofs to the real store"
+    );
+}
+
+#[test]
+fn verify_accepts_mined_proofs_and_names_a_tampered_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &light_config(free_port(), ""));
+    let mut child = crate::common::capminer()
+        .args(["run", "-c", path.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let state = dir.path().join("state");
+    let found = crate::common::wait_for(std::time::Duration::from_secs(60), || {
+        let out = run(&["proofs", "export", "--store", state.to_str().unwrap()]);
+        let file: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (file["proofs"].as_array()?.len() >= 6).then_some(())
+    });
+    // SAFETY: plain kill(2) of our child; SIGTERM asks for a clean stop.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(found.is_some(), "the miner stored proofs");
+    assert!(
+        status.success(),
+        "SIGTERM stops the miner cleanly: {status:?}"
+    );
+
+    let out = run(&["verify", "-c", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(" 0 invalid"),
+        "{}",
+        text(&out)
+    );
+
+    let out = run(&["proofs", "export", "-c", path.to_str().unwrap()]);
+    let mut file: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nonce = file["proofs"][2]["nonce"].as_u64().unwrap();
+    file["proofs"][2]["nonce"] = (nonce + 1_000_000).into();
+    let tampered = dir.path().join("tampered.json");
+    std::fs::write(&tampered, serde_json::to_vec(&file).unwrap()).unwrap();
+    let out = run(&[
+        "verify",
+        "-c",
+        path.to_str().unwrap(),
+        "--file",
+        tampered.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "INVALID unit {} epoch 7 nonce {}",
+            file["proofs"][2]["unit"].as_str().unwrap(),
+            nonce + 1_000_000
+        )),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("INVALID").count(), 1, "{stdout}");
+}

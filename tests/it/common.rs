@@ -1,0 +1,97 @@
+//! Helpers shared by the integration tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// The capminer binary under test.
+pub fn capminer() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_capminer"))
+}
+
+/// Runs capminer with `args` and no CAPMINER_* variables from the outer environment.
+pub fn run(args: &[&str]) -> Output {
+    let mut cmd = capminer();
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("CAPMINER_")) {
+        cmd.env_remove(k);
+    }
+    cmd.args(args).output().expect("capminer runs")
+}
+
+/// Stdout and stderr of an output, for assertion messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Writes a config file into `dir` and returns its path.
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("capminer.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A light-mode config (256 MiB cache a unit, ~10 ms a hash) with an easy target, so tests
+/// find proofs within seconds. `extra` is appended.
+pub fn light_config(metrics_port: u16, extra: &str) -> String {
+    format!(
+        r#"
+[miner]
+state_dir = "state"
+[epoch]
+number = 7
+cpu_target = "0x0fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"
+[cpu]
+round_ms = 100
+[cpu.randomx]
+full_memory = false
+large_pages = false
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
+[log]
+level = "info"
+{extra}
+"#
+    )
+}
+
+/// A free loopback TCP port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A plain HTTP/1.0 GET on loopback; the body.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    s.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.0 200")
+        .then(|| body.to_string())
+        .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_string()))
+}

@@ -1,0 +1,144 @@
+//! The metrics endpoint of a running miner: valid exposition (`promtool check metrics`), the
+//! documented families with live values, and a real Prometheus server scraping it.
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::common::{capminer, free_port, http_get, light_config, text, wait_for, write_config};
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The value of the first sample line starting with `prefix`.
+fn sample(body: &str, prefix: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn metrics_are_valid_live_and_scraped_by_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let path = write_config(dir.path(), &light_config(port, ""));
+    let _miner = Kill(
+        capminer()
+            .args(["run", "-c", path.to_str().unwrap()])
+            .spawn()
+            .unwrap(),
+    );
+
+    let body = wait_for(Duration::from_secs(60), || {
+        let body = http_get(port, "/metrics")?;
+        let found = sample(&body, "capminer_proofs_found_total{")?;
+        let rate = sample(
+            &body,
+            "capminer_hashrate{kind=\"cpu\",unit=\"cpu0\",window=\"10s\"}",
+        )?;
+        (found > 0.0 && rate > 0.0).then_some(body)
+    })
+    .expect("the miner reports proofs and a hashrate");
+
+    for family in [
+        "capminer_hashes_total",
+        "capminer_hashrate",
+        "capminer_proofs_found_total",
+        "capminer_proofs_stored_total",
+        "capminer_dataset_build_seconds",
+        "capminer_huge_pages",
+        "capminer_unit_info",
+        "capminer_epoch",
+    ] {
+        assert_eq!(
+            body.matches(&format!("# TYPE {family} ")).count(),
+            1,
+            "one family {family}:\n{body}"
+        );
+    }
+    assert_eq!(sample(&body, "capminer_epoch "), Some(7.0));
+    assert_eq!(
+        sample(&body, "capminer_huge_pages{kind=\"cpu\",unit=\"cpu0\"}"),
+        Some(0.0)
+    );
+    assert!(
+        sample(
+            &body,
+            "capminer_dataset_build_seconds_count{kind=\"cpu\",unit=\"cpu0\"}"
+        )
+        .unwrap()
+            >= 1.0
+    );
+    for window in ["10s", "60s", "15m"] {
+        assert!(body.contains(&format!("window=\"{window}\"")), "{window}");
+    }
+
+    // promtool accepts the exposition.
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) is installed");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}",
+        text(&out)
+    );
+
+    // A real Prometheus scrapes it.
+    let prom_port = free_port();
+    let prom_dir = tempfile::tempdir().unwrap();
+    let prom_config = prom_dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: capminer\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        ),
+    )
+    .unwrap();
+    let _prometheus = Kill(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", prom_config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                prom_dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus (Debian package prometheus) is installed"),
+    );
+    let units = capminer_miner::topology::Topology::detect()
+        .unwrap()
+        .cores
+        .len();
+    let answer = wait_for(Duration::from_secs(60), || {
+        let body = http_get(prom_port, "/api/v1/query?query=capminer_hashes_total")?;
+        let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let series = json["data"]["result"].as_array()?;
+        (series.len() == units).then_some(json)
+    })
+    .expect("prometheus scraped one capminer_hashes_total series per unit");
+    for series in answer["data"]["result"].as_array().unwrap() {
+        assert_eq!(series["metric"]["job"], "capminer");
+        assert_eq!(series["metric"]["kind"], "cpu");
+        let value: f64 = series["value"][1].as_str().unwrap().parse().unwrap();
+        assert!(value > 0.0, "{series}");
+    }
+}
