@@ -182,3 +182,58 @@ fn full_dataset_built_in_slices_hashes_like_light_mode() {
         );
     }
 }
+
+/// capminer's own CPU proof vectors, as `docs/PROTOCOL.md` lists them: seed and unit id give
+/// `K = keccak256(seed ‖ unit_id)`; the RandomX input is the nonce as 8 little-endian bytes.
+const PROTOCOL: &[(&str, &str, &str, u64, &str)] = &[
+    (
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "ad3228b676f7d3cd4284a5443f17f1962b36e491b30a40b2405849e597ba5fb5",
+        0,
+        "a2dd3f45a01e6eeeb6b51ba8084215befeeeffcf5e17ceb83156cd9cf6f80a8b",
+    ),
+    (
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "ad3228b676f7d3cd4284a5443f17f1962b36e491b30a40b2405849e597ba5fb5",
+        1,
+        "45d459d449c97906e78e027fd7df7f51ac61156a3b7ef568b10c0810d19d76c8",
+    ),
+    (
+        "1111111111111111111111111111111111111111111111111111111111111111",
+        "2222222222222222222222222222222222222222222222222222222222222222",
+        "3e92e0db88d6afea9edc4eedf62fffa4d92bcdfc310dccbe943747fe8302e871",
+        0,
+        "e4be1eb6530f14ca883c62eeaa1e48012553f9e753505e10a2a09ec951e34e41",
+    ),
+    (
+        "1111111111111111111111111111111111111111111111111111111111111111",
+        "2222222222222222222222222222222222222222222222222222222222222222",
+        "3e92e0db88d6afea9edc4eedf62fffa4d92bcdfc310dccbe943747fe8302e871",
+        42,
+        "d9c76ab8ab796efd370045b95299426f1d30f32a3407941be2d6d192c541d6f4",
+    ),
+    (
+        "1111111111111111111111111111111111111111111111111111111111111111",
+        "2222222222222222222222222222222222222222222222222222222222222222",
+        "3e92e0db88d6afea9edc4eedf62fffa4d92bcdfc310dccbe943747fe8302e871",
+        u64::MAX,
+        "7af0cea2474daefdd8796fe59df64a1962c3b2d382f8195ad081e512f437f066",
+    ),
+];
+
+#[test]
+fn capminer_cpu_proof_vectors() {
+    let options = RandomXOptions {
+        large_pages: false,
+        ..RandomXOptions::default()
+    };
+    let b32 = |s: &str| -> [u8; 32] { hex::decode(s).unwrap().try_into().unwrap() };
+    for (seed, unit, key, nonce, hash) in PROTOCOL {
+        let k = crate::key::cpu_unit_key(&b32(seed), &b32(unit));
+        assert_eq!(hex::encode(k), *key, "K for seed {seed} unit {unit}");
+        let mut searcher = RandomXSearcher::new(light_vm(options, &k));
+        assert_eq!(hex::encode(searcher.hash_one(*nonce).unwrap()), *hash, "nonce {nonce}");
+    }
+}

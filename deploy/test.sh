@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The README's second command: set up this machine and run the whole test suite, with the
+# checks CI applies (format, lints, benchmarks built).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bash "$root/deploy/setup.sh"
+cd "$root"
+export PATH="$root/tools/node_modules/.bin:$PATH"
+# Lavapipe: Mesa's Vulkan driver on the CPU, the GPU of machines without one.
+export WGPU_BACKEND=vulkan
+export VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json
+
+step() { printf '\n== %s\n' "$*"; }
+step "format"; cargo fmt --all --check
+step "lints"; cargo clippy --locked --all-targets -- -D warnings
+step "tests"; cargo nextest run --locked --workspace --no-fail-fast
+step "doc tests"; cargo test --locked --workspace --doc
+step "benchmarks build"; cargo bench --locked --no-run
+echo; echo "all checks passed"
