@@ -31,7 +31,7 @@ struct UnitResult {
     kind: String,
     place: String,
     threads: usize,
-    pages: &'static str,
+    huge_pages: f64,
     build_seconds: f64,
     hashes: u64,
     seconds: f64,
@@ -87,11 +87,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 kind: u.info().kind.to_string(),
                 place: u.info().place.clone(),
                 threads: u.info().threads,
-                pages: if build.is_some_and(|b| b.huge_pages) {
-                    "2MiB"
-                } else {
-                    "4KiB"
-                },
+                huge_pages: build.map_or(0.0, |b| b.huge_pages),
                 build_seconds: build.map_or(0.0, |b| b.seconds),
                 hashes,
                 seconds,
@@ -116,14 +112,21 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
 fn print_table(r: &Report) {
     println!("RandomX flags: {}", r.randomx_flags);
     println!(
-        "{:<6} {:<4} {:<22} {:>7} {:>5} {:>9} {:>10} {:>10}",
-        "unit", "kind", "place", "threads", "pages", "build s", "hashes", "H/s"
+        "{:<6} {:<4} {:<22} {:>7} {:>6} {:>9} {:>10} {:>10}",
+        "unit", "kind", "place", "threads", "huge %", "build s", "hashes", "H/s"
     );
     for u in &r.units {
         println!(
-            "{:<6} {:<4} {:<22} {:>7} {:>5} {:>9.1} {:>10} {:>10.1}",
-            u.unit, u.kind, u.place, u.threads, u.pages, u.build_seconds, u.hashes, u.hashrate
+            "{:<6} {:<4} {:<22} {:>7} {:>6.0} {:>9.1} {:>10} {:>10.1}",
+            u.unit,
+            u.kind,
+            u.place,
+            u.threads,
+            u.huge_pages * 100.0,
+            u.build_seconds,
+            u.hashes,
+            u.hashrate
         );
     }
-    println!("{:<75} {:>10.1}", "total", r.total_hashrate);
+    println!("{:<76} {:>10.1}", "total", r.total_hashrate);
 }

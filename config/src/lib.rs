@@ -204,6 +204,9 @@ pub struct RandomXConfig {
     pub argon2: Argon2,
     /// W^X JIT pages (slower).
     pub secure: bool,
+    /// Without reserved huge pages, advise the kernel to back datasets with transparent huge
+    /// pages (`MADV_HUGEPAGE`).
+    pub transparent_huge_pages: bool,
 }
 
 impl Default for RandomXConfig {
@@ -215,6 +218,7 @@ impl Default for RandomXConfig {
             large_pages: true,
             argon2: Argon2::Auto,
             secure: false,
+            transparent_huge_pages: true,
         }
     }
 }

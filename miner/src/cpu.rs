@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use capminer_kernels::key::cpu_unit_key;
 use capminer_kernels::randomx::{
-    Cache, Dataset, PageSize, RandomXFlags, RandomXSearcher, Vm, VmMemory, dataset_items,
+    Cache, Dataset, RandomXFlags, RandomXSearcher, Vm, VmMemory, dataset_items,
 };
 use capminer_proofs::Epoch;
-use prometheus::{Histogram, IntGauge};
+use prometheus::{Gauge, Histogram};
 
 use crate::metrics::MinerMetrics;
 use crate::order::NonceOrder;
@@ -50,7 +50,7 @@ struct Shared {
     tids: Mutex<Vec<i32>>,
     last_build: Mutex<Option<BuildReport>>,
     build_seconds: Histogram,
-    huge_pages: IntGauge,
+    huge_pages: Gauge,
 }
 
 /// A running CPU unit.
@@ -296,11 +296,11 @@ fn rekey(shared: &Shared, seq: u64) -> Result<Published> {
             Some(VmMemory::Dataset(d)) => d,
             _ => Arc::new(Dataset::new(shared.flags).map_err(kernel)?),
         };
-        let cpus = shared.plan.core.cpus.clone();
+        let cpus = &shared.plan.dataset_cpus;
         let threads = shared.plan.dataset_threads;
         let pin = |i: usize| {
-            if threads <= cpus.len() {
-                let _ = pin_current_thread(&[cpus[i % cpus.len()]]);
+            if let Err(e) = pin_current_thread(&[cpus[i % cpus.len()]]) {
+                tracing::warn!("dataset build thread {i}: {e}");
             }
         };
         let exclusive =
@@ -325,14 +325,14 @@ fn rekey(shared: &Shared, seq: u64) -> Result<Published> {
     };
     let seconds = started.elapsed().as_secs_f64();
     shared.build_seconds.observe(seconds);
-    shared.huge_pages.set(i64::from(pages == PageSize::Huge));
+    shared.huge_pages.set(pages.huge_share());
     *shared
         .last_build
         .lock()
         .expect("build report lock poisoned") = Some(BuildReport {
         epoch: epoch.number,
         seconds,
-        huge_pages: pages == PageSize::Huge,
+        huge_pages: pages.huge_share(),
     });
     tracing::info!(
         unit = %ctx.info.label,

@@ -21,8 +21,8 @@ pub struct MinerMetrics {
     pub store_errors: IntCounterVec,
     /// Dataset (or light cache) build time.
     pub dataset_build_seconds: HistogramVec,
-    /// 1 when the unit's dataset sits on huge pages.
-    pub huge_pages: IntGaugeVec,
+    /// Share of the unit's dataset on 2 MiB pages (reserved or transparent), 0 to 1.
+    pub huge_pages: GaugeVec,
     /// Static facts about each unit, as labels.
     pub unit_info: IntGaugeVec,
     /// The epoch being mined.
@@ -87,10 +87,10 @@ impl MinerMetrics {
                 ]),
                 UNIT,
             )?,
-            huge_pages: IntGaugeVec::new(
+            huge_pages: GaugeVec::new(
                 Opts::new(
                     "capminer_huge_pages",
-                    "1 when the unit's dataset (or light cache) is on 2 MiB pages, 0 on normal pages",
+                    "Share of the unit's dataset on 2 MiB pages, reserved or transparent (0 to 1)",
                 ),
                 UNIT,
             )?,

@@ -36,6 +36,7 @@ pub fn randomx_options(config: &Config) -> RandomXOptions {
             capminer_config::Argon2::Portable => Argon2Impl::Portable,
         },
         secure: r.secure,
+        transparent_huge_pages: r.transparent_huge_pages,
     }
 }
 

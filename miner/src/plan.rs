@@ -22,6 +22,10 @@ pub struct CpuUnitPlan {
     pub threads: usize,
     /// Dataset build threads.
     pub dataset_threads: usize,
+    /// CPUs the build threads are pinned to, one each in turn: the unit's own when they are
+    /// enough, else every usable CPU (a build thread must never inherit the pinning of the
+    /// unit thread that spawns it, or all of them would share one core).
+    pub dataset_cpus: Vec<usize>,
 }
 
 /// The id of a unit the config does not name: `keccak256("capminer/unit" ‖ provider ‖ kind ‖ index)`
@@ -98,6 +102,16 @@ pub fn plan_cpu_units(
             config.key_error(&key, format!("core {index} does not exist: {cores_text}"))
         })?;
         let threads = cpu.threads_per_core.unwrap_or(core.cpus.len());
+        let dataset_threads = cpu.dataset_threads.unwrap_or(threads);
+        let dataset_cpus = if dataset_threads <= core.cpus.len() {
+            core.cpus.clone()
+        } else {
+            topology
+                .cores
+                .iter()
+                .flat_map(|c| c.cpus.iter().copied())
+                .collect()
+        };
         plans.push(CpuUnitPlan {
             label: format!("cpu{index}"),
             id: id.unwrap_or_else(|| {
@@ -105,7 +119,8 @@ pub fn plan_cpu_units(
             }),
             core: core.clone(),
             threads,
-            dataset_threads: cpu.dataset_threads.unwrap_or(threads),
+            dataset_threads,
+            dataset_cpus,
         });
     }
     let full = cpu.randomx.full_memory;
@@ -182,6 +197,18 @@ mod tests {
         assert_eq!(plans[0].label, "cpu1");
         assert_eq!(plans[0].id, derived_unit_id(&[0; 20], UnitKind::Cpu, 1));
         assert_ne!(plans[0].id, plans[1].id);
+        assert_eq!(
+            plans[0].dataset_cpus,
+            vec![1, 4],
+            "builds on its own siblings"
+        );
+        config.cpu.dataset_threads = Some(3);
+        let plans = plan_cpu_units(&config, &topo(3), u64::MAX / 2).unwrap();
+        assert_eq!(
+            plans[0].dataset_cpus,
+            vec![0, 3, 1, 4, 2, 5],
+            "more build threads than siblings spread over every CPU"
+        );
     }
 
     #[test]

@@ -60,8 +60,8 @@ pub struct BuildReport {
     pub epoch: u64,
     /// Seconds to build the cache and dataset.
     pub seconds: f64,
-    /// True when the dataset (or light cache) sits on 2 MiB pages.
-    pub huge_pages: bool,
+    /// Share of the dataset (or light cache) on 2 MiB pages, 0 to 1.
+    pub huge_pages: f64,
 }
 
 /// One unit of committed hardware. Units start when created, follow the shared

@@ -118,7 +118,10 @@ fn bench_reports_every_unit_with_flags_and_pages() {
     );
     for u in units {
         assert!(u["hashrate"].as_f64().unwrap() > 1.0, "{u}");
-        assert_eq!(u["pages"], "4KiB", "large_pages = false in this config");
+        assert_eq!(
+            u["huge_pages"], 0.0,
+            "large_pages = false and light caches get no THP advice"
+        );
     }
     let flags = report["randomx_flags"].as_str().unwrap();
     assert!(

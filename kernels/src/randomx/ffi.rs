@@ -57,6 +57,7 @@ unsafe extern "C" {
         start_item: c_ulong,
         item_count: c_ulong,
     );
+    pub fn randomx_get_dataset_memory(dataset: *mut RandomxDataset) -> *mut c_void;
     pub fn randomx_release_dataset(dataset: *mut RandomxDataset);
     pub fn randomx_create_vm(
         flags: u32,

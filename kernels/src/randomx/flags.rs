@@ -34,6 +34,9 @@ pub struct RandomXOptions {
     pub argon2: Argon2Impl,
     /// W^X JIT pages (slower; for hardened systems).
     pub secure: bool,
+    /// When reserved huge pages are refused, advise the kernel to back the dataset with
+    /// transparent huge pages (capminer's own option, not a RandomX flag).
+    pub transparent_huge_pages: bool,
 }
 
 impl Default for RandomXOptions {
@@ -45,6 +48,7 @@ impl Default for RandomXOptions {
             large_pages: true,
             argon2: Argon2Impl::Auto,
             secure: false,
+            transparent_huge_pages: true,
         }
     }
 }
@@ -59,7 +63,10 @@ impl RandomXOptions {
     }
 }
 
-/// Resolved RandomX flags, valid for this CPU.
+/// capminer's own bit, above RandomX's flags: advise transparent huge pages for datasets.
+const CAPMINER_THP: u32 = 1 << 31;
+
+/// Resolved RandomX flags, valid for this CPU (plus capminer's transparent-huge-pages choice).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RandomXFlags(u32);
 
@@ -122,12 +129,20 @@ impl RandomXFlags {
         if options.large_pages {
             bits |= ffi::FLAG_LARGE_PAGES;
         }
+        if options.transparent_huge_pages {
+            bits |= CAPMINER_THP;
+        }
         Ok(Self(bits))
     }
 
     /// The raw RandomX flag bits.
     pub fn bits(self) -> u32 {
-        self.0
+        self.0 & !CAPMINER_THP
+    }
+
+    /// True when datasets without reserved huge pages get transparent huge pages advice.
+    pub fn transparent_huge_pages(self) -> bool {
+        self.0 & CAPMINER_THP != 0
     }
 
     /// True when the full dataset is used.
@@ -159,6 +174,7 @@ impl fmt::Display for RandomXFlags {
             (ffi::FLAG_FULL_MEM, "full_mem"),
             (ffi::FLAG_SECURE, "secure"),
             (ffi::FLAG_LARGE_PAGES, "large_pages"),
+            (CAPMINER_THP, "thp"),
         ];
         let mut parts: Vec<&str> = names
             .iter()

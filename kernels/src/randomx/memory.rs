@@ -12,20 +12,35 @@ use super::ffi;
 use crate::{KernelError, Result};
 
 /// Which pages a RandomX structure actually got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum PageSize {
-    /// 2 MiB huge pages (what was asked for).
+    /// Reserved 2 MiB huge pages (hugetlbfs), what large pages ask for.
     Huge,
-    /// Normal 4 KiB pages (huge pages not asked for, or refused by the OS).
+    /// Normal pages that the kernel was advised to back with transparent huge pages
+    /// (`MADV_HUGEPAGE`); the share it actually backed is measured from `/proc/self/smaps`.
+    Transparent(f64),
+    /// Normal 4 KiB pages.
     Normal,
+}
+
+impl PageSize {
+    /// The share of the memory on 2 MiB pages, 0 to 1.
+    pub fn huge_share(&self) -> f64 {
+        match self {
+            PageSize::Huge => 1.0,
+            PageSize::Transparent(share) => *share,
+            PageSize::Normal => 0.0,
+        }
+    }
 }
 
 impl fmt::Display for PageSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PageSize::Huge => "2MiB",
-            PageSize::Normal => "4KiB",
-        })
+        match self {
+            PageSize::Huge => f.write_str("2MiB"),
+            PageSize::Transparent(share) => write!(f, "THP {:.0}%", share * 100.0),
+            PageSize::Normal => f.write_str("4KiB"),
+        }
     }
 }
 
@@ -154,18 +169,37 @@ unsafe impl Sync for Dataset {}
 const BUILD_CHUNK_ITEMS: u64 = 1 << 16;
 
 impl Dataset {
-    /// Allocates a dataset (only the large-pages flag matters here).
+    /// Allocates a dataset (only the large-pages flag matters here). Without reserved huge
+    /// pages, the dataset is advised to the kernel for transparent huge pages before it is
+    /// first written, as the random reads of hashing thrash the TLB on 4 KiB pages.
     pub fn new(flags: RandomXFlags) -> Result<Self> {
         let (ptr, pages) = alloc_with_fallback(flags, "dataset", dataset_bytes(), |bits| {
             // SAFETY: allocation with valid flag bits; a null result is handled.
             unsafe { ffi::randomx_alloc_dataset(bits) }
         })?;
-        Ok(Self { ptr, pages })
+        let mut dataset = Self { ptr, pages };
+        if pages == PageSize::Normal
+            && flags.transparent_huge_pages()
+            && advise_huge_pages(dataset.memory(), dataset_bytes())
+        {
+            dataset.pages = PageSize::Transparent(0.0);
+        }
+        Ok(dataset)
     }
 
-    /// Which pages it got.
+    /// Which pages it got (for transparent huge pages: the share the kernel backed so far).
     pub fn pages(&self) -> PageSize {
-        self.pages
+        match self.pages {
+            PageSize::Transparent(_) => {
+                PageSize::Transparent(thp_share(self.memory(), dataset_bytes()))
+            }
+            other => other,
+        }
+    }
+
+    fn memory(&self) -> *mut u8 {
+        // SAFETY: a live dataset; the call only reads a field.
+        unsafe { ffi::randomx_get_dataset_memory(self.ptr.as_ptr()).cast() }
     }
 
     /// Builds every item from `cache` on `threads` threads, each taking one contiguous slice.
@@ -234,6 +268,48 @@ impl Drop for Dataset {
         // SAFETY: we own the dataset and nothing borrows it any more.
         unsafe { ffi::randomx_release_dataset(self.ptr.as_ptr()) }
     }
+}
+
+/// Advises the kernel to back `[ptr, ptr + len)` with transparent huge pages; false if refused
+/// (THP disabled, or not a Linux kernel with THP).
+fn advise_huge_pages(ptr: *mut u8, len: u64) -> bool {
+    let page = 4096usize;
+    let start = (ptr as usize).div_ceil(page) * page;
+    let end = (ptr as usize + len as usize) / page * page;
+    if end <= start {
+        return false;
+    }
+    // SAFETY: the range lies inside an allocation we own; MADV_HUGEPAGE only changes how the
+    // kernel backs it, never its contents.
+    unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) == 0 }
+}
+
+/// The share of `[ptr, ptr + len)` the kernel backs with transparent huge pages, from the
+/// `AnonHugePages` of the mappings in `/proc/self/smaps` that overlap it.
+fn thp_share(ptr: *mut u8, len: u64) -> f64 {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return 0.0;
+    };
+    let (lo, hi) = (ptr as u64, ptr as u64 + len);
+    let mut huge = 0u64;
+    let mut inside = false;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-')
+            && let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16))
+        {
+            inside = a < hi && b > lo;
+        } else if inside && let Some(kb) = line.strip_prefix("AnonHugePages:") {
+            huge += kb
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0)
+                * 1024;
+        }
+    }
+    (huge as f64 / len as f64).min(1.0)
 }
 
 /// A raw pointer we promise to use only as the SAFETY comments at its uses say.

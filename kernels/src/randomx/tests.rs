@@ -234,6 +234,10 @@ fn capminer_cpu_proof_vectors() {
         let k = crate::key::cpu_unit_key(&b32(seed), &b32(unit));
         assert_eq!(hex::encode(k), *key, "K for seed {seed} unit {unit}");
         let mut searcher = RandomXSearcher::new(light_vm(options, &k));
-        assert_eq!(hex::encode(searcher.hash_one(*nonce).unwrap()), *hash, "nonce {nonce}");
+        assert_eq!(
+            hex::encode(searcher.hash_one(*nonce).unwrap()),
+            *hash,
+            "nonce {nonce}"
+        );
     }
 }
