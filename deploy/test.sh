@@ -11,6 +11,7 @@ export WGPU_BACKEND=vulkan
 export VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json
 
 step() { printf '\n== %s\n' "$*"; }
+step "contract artifact matches its source"; bash contracts/build.sh --check
 step "format"; cargo fmt --all --check
 step "lints"; cargo clippy --locked --all-targets -- -D warnings
 step "tests"; cargo nextest run --locked --workspace --no-fail-fast

@@ -27,6 +27,8 @@ pub struct Config {
     pub epoch: FixedEpochConfig,
     /// CPU units.
     pub cpu: CpuConfig,
+    /// The chain: where epochs come from and proofs go.
+    pub chain: ChainConfig,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
     /// Logging.
@@ -238,6 +240,122 @@ pub enum Argon2 {
     Portable,
 }
 
+/// `[chain]`: the capacity contract on an EVM chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChainConfig {
+    /// Take epochs from the chain and submit proofs to it; `false` mines the fixed `[epoch]`.
+    pub enabled: bool,
+    /// JSON-RPC endpoint (http or https).
+    pub rpc_url: String,
+    /// Address of the capacity contract.
+    #[serde(with = "hex::option", skip_serializing_if = "Option::is_none")]
+    pub contract: Option<[u8; 20]>,
+    /// Expected chain id; startup refuses a node that reports another. Absent: not checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain_id: Option<u64>,
+    /// File holding the provider's private key (hex). Absent: the `CAPMINER_PRIVATE_KEY`
+    /// environment variable. The key itself never goes in this file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// How often to poll the node for new blocks, in milliseconds.
+    pub poll_ms: u64,
+    /// Blocks on top of a proof's block before it is final.
+    pub confirmations: u64,
+    /// Fees and replacement of stuck transactions.
+    pub gas: GasConfig,
+    /// Batching of proofs into transactions.
+    pub batch: BatchConfig,
+    /// Reward claims.
+    pub claim: ClaimConfig,
+}
+
+impl Default for ChainConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            rpc_url: "http://127.0.0.1:8545".into(),
+            contract: None,
+            chain_id: None,
+            key_file: None,
+            poll_ms: 1000,
+            confirmations: 3,
+            gas: GasConfig::default(),
+            batch: BatchConfig::default(),
+            claim: ClaimConfig::default(),
+        }
+    }
+}
+
+/// `[chain.gas]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GasConfig {
+    /// Highest max fee per gas ever offered, in gwei (replacements stop there).
+    pub max_fee_gwei: u64,
+    /// Priority fee (tip) per gas of a first submission, in gwei.
+    pub priority_fee_gwei: u64,
+    /// Fee increase of a replacement, in percent (nodes require at least 10).
+    pub bump_percent: u64,
+    /// Blocks a transaction may wait before it is replaced with higher fees.
+    pub stuck_blocks: u64,
+    /// Margin added to the gas estimate, in percent.
+    pub limit_margin_percent: u64,
+}
+
+impl Default for GasConfig {
+    fn default() -> Self {
+        Self {
+            max_fee_gwei: 200,
+            priority_fee_gwei: 1,
+            bump_percent: 25,
+            stuck_blocks: 3,
+            limit_margin_percent: 25,
+        }
+    }
+}
+
+/// `[chain.batch]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Most proofs in one transaction.
+    pub max_proofs: usize,
+    /// Most gas one transaction may use.
+    pub max_gas: u64,
+    /// Longest a found proof waits for a fuller batch, in milliseconds.
+    pub max_wait_ms: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_proofs: 1000,
+            max_gas: 10_000_000,
+            max_wait_ms: 20_000,
+        }
+    }
+}
+
+/// `[chain.claim]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimConfig {
+    /// Claim rewards automatically.
+    pub enabled: bool,
+    /// Claim once at least this much is claimable, in gwei.
+    pub threshold_gwei: u64,
+}
+
+impl Default for ClaimConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            threshold_gwei: 0,
+        }
+    }
+}
+
 /// `[metrics]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -305,6 +423,28 @@ impl Config {
                 "cpu.round_ms",
                 format!("{} is outside 100..=250 ms", cpu.round_ms),
             ));
+        }
+        let chain = &self.chain;
+        if chain.enabled && chain.contract.is_none() {
+            return Err(self.key_error(
+                "chain.contract",
+                "the contract address is required when chain.enabled = true",
+            ));
+        }
+        if !(chain.rpc_url.starts_with("http://") || chain.rpc_url.starts_with("https://")) {
+            return Err(self.key_error(
+                "chain.rpc_url",
+                format!("{:?} is not an http(s) URL", chain.rpc_url),
+            ));
+        }
+        if chain.gas.bump_percent < 10 {
+            return Err(self.key_error(
+                "chain.gas.bump_percent",
+                "nodes refuse replacements that raise fees by less than 10%",
+            ));
+        }
+        if chain.batch.max_proofs == 0 || chain.batch.max_proofs > u16::MAX as usize {
+            return Err(self.key_error("chain.batch.max_proofs", "must be within 1..=65535"));
         }
         if cpu.threads_per_core == Some(0) {
             return Err(self.key_error("cpu.threads_per_core", "must be at least 1 (or absent)"));

@@ -33,6 +33,9 @@ fn the_example_file_is_valid_and_documents_every_key() {
     full.cpu.dataset_threads = Some(1);
     full.cpu.randomx.jit = Some(true);
     full.cpu.randomx.hard_aes = Some(true);
+    full.chain.contract = Some([1; 20]);
+    full.chain.chain_id = Some(1);
+    full.chain.key_file = Some("k".into());
     full.cpu.units = Units::List(vec![UnitConfig {
         core: 0,
         id: Some([1; 32]),
