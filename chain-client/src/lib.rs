@@ -1,1 +1,30 @@
-//! placeholder while dependencies build
+//! capminer's chain client: epochs from the capacity contract, proofs into it in batches,
+//! exactly once in effect whatever fails, and rewards back.
+//!
+//! ```text
+//!             ┌────────── ChainService::tick (every chain.poll_ms) ──────────┐
+//!  node ──────▶ head block ─▶ EpochWatcher ─▶ new epoch (seed, targets) ─────┼─▶ miner re-keys
+//!             │                                                             │
+//!  ProofStore ─▶ found proofs ─▶ Batcher (gas-bounded, min first, max cap) ─┼─▶ TxManager ─▶ node
+//!      ▲      │                                                             │   (nonces, EIP-1559,
+//!      │      │  ProofsAccepted logs (canonical) ─▶ Tracker ────────────────┤    fee-bump replacement)
+//!      └──────┼── submitted(tx) → included(block) → final | skipped | found  │
+//!             │  Claimer: claimable ≥ threshold ─▶ claim(units, epoch) ─────┘
+//! ```
+//!
+//! The chain's `ProofsAccepted` logs are the truth: a proof is included when a canonical log
+//! accepts it and final once that log is `confirmations` deep; a proof whose log left the
+//! canonical chain, or whose transaction was dropped, is found again and resubmitted. The
+//! contract skips duplicates, so resubmitting is harmless.
+
+pub mod batch;
+pub mod bindings;
+mod error;
+pub mod key;
+pub mod metrics;
+pub mod service;
+pub mod tracker;
+pub mod txmanager;
+
+pub use error::{ChainError, Result};
+pub use service::{ChainService, ChainSetup};

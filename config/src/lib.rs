@@ -258,6 +258,8 @@ pub struct ChainConfig {
     /// environment variable. The key itself never goes in this file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_file: Option<PathBuf>,
+    /// First block to scan for the contract's logs (its deployment block).
+    pub start_block: u64,
     /// How often to poll the node for new blocks, in milliseconds.
     pub poll_ms: u64,
     /// Blocks on top of a proof's block before it is final.
@@ -278,6 +280,7 @@ impl Default for ChainConfig {
             contract: None,
             chain_id: None,
             key_file: None,
+            start_block: 0,
             poll_ms: 1000,
             confirmations: 3,
             gas: GasConfig::default(),

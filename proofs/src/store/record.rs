@@ -6,7 +6,8 @@
 //! | 2 | proofs found | `n u32 ‖ n × (unit 32 ‖ kind u8 ‖ epoch u64 ‖ nonce u64 ‖ hash 32)` |
 //! | 3 | state change | `state u8 ‖ tx 32 ‖ block u64 ‖ block hash 32 ‖ n u32 ‖ n × (epoch u64 ‖ unit 32 ‖ nonce u64)` |
 //!
-//! States: 0 found, 1 submitted, 2 included, 3 final. Fields a state does not use are zero.
+//! States: 0 found, 1 submitted, 2 included, 3 final, 4 skipped. Fields a state does not use
+//! are zero.
 
 use crate::{Epoch, Hash, Proof, ProofRef, Seed, Target, UnitId, UnitKind};
 
@@ -30,8 +31,11 @@ pub enum ProofState {
         /// Block hash, to notice the block leaving the canonical chain.
         block_hash: Hash,
     },
-    /// Its transaction is final at the configured depth: done for good.
+    /// Accepted by the contract in a block now final at the configured depth: done for good.
     Final,
+    /// Will never count: the contract skipped it (over the unit's maximum, or stale), or its
+    /// epoch's submission window closed before it got in. Done for good.
+    Skipped,
 }
 
 impl ProofState {
@@ -42,7 +46,13 @@ impl ProofState {
             ProofState::Submitted { .. } => "submitted",
             ProofState::Included { .. } => "included",
             ProofState::Final => "final",
+            ProofState::Skipped => "skipped",
         }
+    }
+
+    /// True for states nothing will change any more.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, ProofState::Final | ProofState::Skipped)
     }
 }
 
@@ -95,6 +105,7 @@ impl Record {
                         block_hash,
                     } => (2, tx, block, block_hash),
                     ProofState::Final => (3, Hash::default(), 0, Hash::default()),
+                    ProofState::Skipped => (4, Hash::default(), 0, Hash::default()),
                 };
                 out.push(code);
                 out.extend_from_slice(&tx.0);
@@ -146,6 +157,7 @@ impl Record {
                         block_hash,
                     },
                     3 => ProofState::Final,
+                    4 => ProofState::Skipped,
                     _ => return None,
                 };
                 let n = r.u32()?;

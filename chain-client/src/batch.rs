@@ -1,0 +1,173 @@
+//! Batches: which found proofs go into the next `submitProofs` transaction, and their bytes.
+//!
+//! `packed` is a sequence of groups `uint32 unit ‖ uint16 n ‖ n × uint64 nonce`, big-endian
+//! (`docs/PROTOCOL.md`). One transaction carries one epoch. Units below their epoch's minimum
+//! go first; a unit is never sent beyond its maximum (proofs past it are reported as over the
+//! maximum, to be marked skipped); the batch stops at `max_proofs` and at a gas bound.
+
+use capminer_proofs::UnitId;
+
+/// Gas model used to bound a batch before the node's exact estimate: intrinsic cost, one group
+/// (two fresh storage words, a unit read, an event), one proof (calldata, loop, event data).
+pub const TX_BASE_GAS: u64 = 21_000;
+/// See [`TX_BASE_GAS`].
+pub const GROUP_GAS: u64 = 52_000;
+/// See [`TX_BASE_GAS`].
+pub const PROOF_GAS: u64 = 700;
+
+/// Found proofs of one unit in one epoch, waiting to be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backlog {
+    /// The unit.
+    pub unit: UnitId,
+    /// Its on-chain index.
+    pub index: u32,
+    /// Proofs the contract already counts for it in the epoch.
+    pub onchain: u32,
+    /// The epoch's minimum and maximum for its kind.
+    pub min: u32,
+    /// See `min`.
+    pub max: u32,
+    /// Nonces waiting, strictly increasing.
+    pub nonces: Vec<u64>,
+}
+
+/// What to send, and what can never count.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Groups for the transaction: (unit, index, nonces).
+    pub groups: Vec<(UnitId, u32, Vec<u64>)>,
+    /// Nonces beyond a unit's maximum.
+    pub over_max: Vec<(UnitId, Vec<u64>)>,
+}
+
+impl Plan {
+    /// Proofs in the transaction.
+    pub fn proofs(&self) -> usize {
+        self.groups.iter().map(|(_, _, n)| n.len()).sum()
+    }
+
+    /// The `packed` argument of `submitProofs`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.groups.len() * 6 + self.proofs() * 8);
+        for (_, index, nonces) in &self.groups {
+            out.extend_from_slice(&index.to_be_bytes());
+            out.extend_from_slice(&(nonces.len() as u16).to_be_bytes());
+            for n in nonces {
+                out.extend_from_slice(&n.to_be_bytes());
+            }
+        }
+        out
+    }
+}
+
+/// Plans the next transaction from the backlogs of one epoch.
+pub fn plan(mut backlogs: Vec<Backlog>, max_proofs: usize, max_gas: u64) -> Plan {
+    backlogs.sort_by_key(|b| (b.onchain >= b.min, b.index));
+    let mut plan = Plan::default();
+    let mut gas = TX_BASE_GAS;
+    let mut proofs = 0usize;
+    for b in backlogs {
+        let room = b.max.saturating_sub(b.onchain) as usize;
+        let (sendable, beyond) = b.nonces.split_at(room.min(b.nonces.len()));
+        if !beyond.is_empty() {
+            plan.over_max.push((b.unit, beyond.to_vec()));
+        }
+        if sendable.is_empty() || proofs >= max_proofs {
+            continue;
+        }
+        let fit_gas = gas
+            .checked_add(GROUP_GAS)
+            .filter(|g| *g < max_gas)
+            .map_or(0, |g| ((max_gas - g) / PROOF_GAS) as usize);
+        let take = sendable
+            .len()
+            .min(max_proofs - proofs)
+            .min(fit_gas)
+            .min(u16::MAX as usize);
+        if take == 0 {
+            continue;
+        }
+        gas += GROUP_GAS + take as u64 * PROOF_GAS;
+        proofs += take;
+        plan.groups
+            .push((b.unit, b.index, sendable[..take].to_vec()));
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backlog(i: u8, onchain: u32, min: u32, max: u32, nonces: &[u64]) -> Backlog {
+        Backlog {
+            unit: UnitId([i; 32]),
+            index: u32::from(i),
+            onchain,
+            min,
+            max,
+            nonces: nonces.to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_packed_bytes_are_exact() {
+        let plan = Plan {
+            groups: vec![(UnitId([1; 32]), 0x0102_0304, vec![5, 0x1122_3344_5566_7788])],
+            over_max: vec![],
+        };
+        assert_eq!(
+            hex(&plan.encode()),
+            "01020304\
+             0002\
+             0000000000000005\
+             1122334455667788"
+        );
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn units_below_their_minimum_go_first_and_none_passes_its_maximum() {
+        let plan = plan(
+            vec![
+                backlog(1, 10, 5, 12, &[20, 21, 22, 23]), // above min: room 2
+                backlog(2, 0, 5, 12, &[7, 8]),            // below min: first
+            ],
+            100,
+            30_000_000,
+        );
+        assert_eq!(
+            plan.groups.iter().map(|g| g.1).collect::<Vec<_>>(),
+            vec![2, 1]
+        );
+        assert_eq!(plan.groups[1].2, vec![20, 21]);
+        assert_eq!(plan.over_max, vec![(UnitId([1; 32]), vec![22, 23])]);
+    }
+
+    #[test]
+    fn a_batch_stops_at_max_proofs_and_at_the_gas_bound() {
+        let many: Vec<u64> = (0..500).collect();
+        let p = plan(vec![backlog(1, 0, 1, 10_000, &many)], 120, u64::MAX);
+        assert_eq!(p.proofs(), 120);
+        let gas_for_100 = TX_BASE_GAS + GROUP_GAS + 100 * PROOF_GAS;
+        let p = plan(
+            vec![backlog(1, 0, 1, 10_000, &many)],
+            1000,
+            gas_for_100 + PROOF_GAS / 2,
+        );
+        assert_eq!(p.proofs(), 100);
+        let p = plan(
+            vec![
+                backlog(1, 0, 1, 10_000, &many),
+                backlog(2, 0, 1, 10_000, &many),
+            ],
+            1000,
+            gas_for_100,
+        );
+        assert_eq!(p.groups.len(), 1, "no room for a second group's fixed cost");
+    }
+}

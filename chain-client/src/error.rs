@@ -1,0 +1,89 @@
+//! Chain errors, each saying whether trying again later can help.
+
+use alloy::transports::{RpcError, TransportErrorKind};
+
+use crate::bindings::Capacity::CapacityErrors;
+
+/// Result alias for chain operations.
+pub type Result<T, E = ChainError> = std::result::Result<T, E>;
+
+/// What went wrong talking to the chain.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The node could not be reached or answered with a transport error: retry later.
+    #[error("RPC {endpoint}: {message}")]
+    Transport {
+        /// The endpoint (never with credentials: only scheme, host and port).
+        endpoint: String,
+        /// What happened.
+        message: String,
+    },
+    /// The contract reverted with one of its own errors.
+    #[error("contract reverted in {call}: {error:?}")]
+    Revert {
+        /// Which call.
+        call: &'static str,
+        /// The decoded error.
+        error: CapacityErrors,
+    },
+    /// The node refused a transaction or a call for another reason.
+    #[error("{call}: {message}")]
+    Rejected {
+        /// Which call.
+        call: &'static str,
+        /// The node's message.
+        message: String,
+    },
+    /// Startup cannot go on: wrong chain, no contract, no key, unregistered units.
+    #[error("{0}")]
+    Setup(String),
+    /// The proof store failed.
+    #[error(transparent)]
+    Store(#[from] capminer_proofs::StoreError),
+}
+
+impl ChainError {
+    /// True when the same operation may succeed later (transport trouble, a busy node).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ChainError::Transport { .. })
+    }
+
+    /// Classifies an RPC error of `call`: reverts are decoded into the contract's own errors.
+    pub fn from_rpc(endpoint: &str, call: &'static str, e: RpcError<TransportErrorKind>) -> Self {
+        if let Some(payload) = e.as_error_resp() {
+            if let Some(error) = payload.as_decoded_interface_error::<CapacityErrors>() {
+                return ChainError::Revert { call, error };
+            }
+            return ChainError::Rejected {
+                call,
+                message: payload.message.to_string(),
+            };
+        }
+        ChainError::Transport {
+            endpoint: endpoint.to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// `scheme://host:port` of a URL, without path, query or credentials (which may hold API keys).
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.rsplit('@').next().unwrap_or(host);
+    format!("{scheme}://{host}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_credentials_paths_and_queries() {
+        assert_eq!(
+            redact_url("https://user:secret@rpc.example:8545/v3/APIKEY?x=1"),
+            "https://rpc.example:8545"
+        );
+        assert_eq!(redact_url("http://127.0.0.1:8545"), "http://127.0.0.1:8545");
+    }
+}

@@ -1,0 +1,90 @@
+//! The chain client's Prometheus metrics.
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Metric families of the chain client.
+#[derive(Debug, Clone)]
+pub struct ChainMetrics {
+    /// Proofs put into transactions (resubmissions included).
+    pub proofs_submitted: IntCounter,
+    /// Proofs the contract accepted (counted once, when first seen in a canonical log).
+    pub proofs_accepted: IntCounter,
+    /// Proofs the contract skipped, or that could not be sent before their epoch closed.
+    pub proofs_skipped: IntCounterVec,
+    /// Proofs not yet final.
+    pub proofs_pending: IntGauge,
+    /// Transactions by kind and event (sent, replaced, failed).
+    pub transactions: IntCounterVec,
+    /// Gas used by included transactions.
+    pub gas_used: IntCounter,
+    /// Gas per accepted proof of the last included batch.
+    pub gas_per_proof: IntGauge,
+    /// Last block seen.
+    pub last_block: IntGauge,
+    /// The chain's current epoch.
+    pub chain_epoch: IntGauge,
+    /// Rewards claimed, in gwei.
+    pub rewards_claimed_gwei: IntCounter,
+}
+
+impl ChainMetrics {
+    /// Creates and registers the families.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let m = Self {
+            proofs_submitted: IntCounter::new(
+                "capminer_chain_proofs_submitted_total",
+                "Proofs put into transactions, resubmissions included",
+            )?,
+            proofs_accepted: IntCounter::new(
+                "capminer_chain_proofs_accepted_total",
+                "Proofs the contract accepted, counted once",
+            )?,
+            proofs_skipped: IntCounterVec::new(
+                Opts::new(
+                    "capminer_chain_proofs_skipped_total",
+                    "Proofs that will never count: skipped by the contract, over the unit's maximum, or their epoch closed",
+                ),
+                &["reason"],
+            )?,
+            proofs_pending: IntGauge::new(
+                "capminer_chain_proofs_pending",
+                "Proofs found, submitted or included but not yet final",
+            )?,
+            transactions: IntCounterVec::new(
+                Opts::new(
+                    "capminer_chain_transactions_total",
+                    "Transactions by kind (submit, advance, claim) and event (sent, replaced, failed)",
+                ),
+                &["kind", "event"],
+            )?,
+            gas_used: IntCounter::new(
+                "capminer_chain_gas_used_total",
+                "Gas used by included transactions",
+            )?,
+            gas_per_proof: IntGauge::new(
+                "capminer_chain_gas_per_proof",
+                "Gas per accepted proof of the last included proof batch",
+            )?,
+            last_block: IntGauge::new(
+                "capminer_chain_last_block",
+                "Number of the last block seen",
+            )?,
+            chain_epoch: IntGauge::new("capminer_chain_epoch", "The contract's current epoch")?,
+            rewards_claimed_gwei: IntCounter::new(
+                "capminer_chain_rewards_claimed_gwei_total",
+                "Rewards claimed, in gwei",
+            )?,
+        };
+        registry.register(Box::new(m.proofs_submitted.clone()))?;
+        registry.register(Box::new(m.proofs_accepted.clone()))?;
+        registry.register(Box::new(m.proofs_skipped.clone()))?;
+        registry.register(Box::new(m.proofs_pending.clone()))?;
+        registry.register(Box::new(m.transactions.clone()))?;
+        registry.register(Box::new(m.gas_used.clone()))?;
+        registry.register(Box::new(m.gas_per_proof.clone()))?;
+        registry.register(Box::new(m.last_block.clone()))?;
+        registry.register(Box::new(m.chain_epoch.clone()))?;
+        registry.register(Box::new(m.rewards_claimed_gwei.clone()))?;
+        Ok(m)
+    }
+}

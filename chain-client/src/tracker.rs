@@ -1,0 +1,159 @@
+//! Where each proof stands, decided from the chain: the canonical `ProofsAccepted` logs, the
+//! transactions in flight and the receipts of the rest.
+//!
+//! | state now | chain says | next state |
+//! |---|---|---|
+//! | any | a canonical log accepts it, `confirmations` deep | final |
+//! | any | a canonical log accepts it, shallower | included(tx, block) |
+//! | included | no log accepts it any more (reorg) | found: resubmit |
+//! | submitted(tx) | tx in flight | unchanged |
+//! | submitted(tx) | tx mined, no log accepts it | skipped |
+//! | submitted(tx) | tx unknown (dropped, or sent before a restart and gone) | found: resubmit |
+
+use std::collections::{HashMap, HashSet};
+
+use capminer_proofs::store::{ProofState, StoredProof};
+use capminer_proofs::{Hash, ProofRef, UnitId};
+
+/// One nonce accepted by a canonical log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acceptance {
+    /// Block number of the log.
+    pub block: u64,
+    /// Its hash.
+    pub block_hash: Hash,
+    /// The transaction that carried it.
+    pub tx: Hash,
+}
+
+/// What the chain says, gathered for one reconciliation.
+#[derive(Debug, Default)]
+pub struct ChainView {
+    /// Head block number.
+    pub head: u64,
+    /// Canonical acceptances by (unit, nonce), for the epochs being reconciled.
+    pub accepted: HashMap<(UnitId, u64), Acceptance>,
+    /// Hashes of transactions in flight (every hash of every nonce in flight).
+    pub inflight: HashSet<Hash>,
+    /// Hashes of transactions known to be mined.
+    pub mined: HashSet<Hash>,
+}
+
+/// Decides the next state of every non-terminal proof; returns only the changes.
+pub fn reconcile(
+    proofs: &[StoredProof],
+    view: &ChainView,
+    confirmations: u64,
+) -> Vec<(ProofRef, ProofState)> {
+    let mut changes = Vec::new();
+    for p in proofs.iter().filter(|p| !p.state.is_terminal()) {
+        let key = (p.proof.unit, p.proof.nonce);
+        let next = match (view.accepted.get(&key), p.state) {
+            (Some(a), _) if view.head + 1 >= a.block + confirmations.max(1) => ProofState::Final,
+            (Some(a), _) => ProofState::Included {
+                tx: a.tx,
+                block: a.block,
+                block_hash: a.block_hash,
+            },
+            (None, ProofState::Included { .. }) => ProofState::Found,
+            (None, ProofState::Submitted { tx }) if view.inflight.contains(&tx) => continue,
+            (None, ProofState::Submitted { tx }) if view.mined.contains(&tx) => ProofState::Skipped,
+            (None, ProofState::Submitted { .. }) => ProofState::Found,
+            (None, state) => state,
+        };
+        if next != p.state {
+            changes.push((p.proof.id(), next));
+        }
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use capminer_proofs::{Proof, UnitKind};
+
+    fn stored(nonce: u64, state: ProofState) -> StoredProof {
+        StoredProof {
+            proof: Proof {
+                unit: UnitId([1; 32]),
+                kind: UnitKind::Cpu,
+                epoch: 4,
+                nonce,
+                hash: Hash::default(),
+            },
+            state,
+        }
+    }
+
+    fn acceptance(block: u64) -> Acceptance {
+        Acceptance {
+            block,
+            block_hash: Hash([block as u8; 32]),
+            tx: Hash([9; 32]),
+        }
+    }
+
+    #[test]
+    fn logs_decide_inclusion_finality_and_reorgs() {
+        let tx = Hash([9; 32]);
+        let proofs = vec![
+            stored(1, ProofState::Submitted { tx }),
+            stored(2, ProofState::Submitted { tx }),
+            stored(
+                3,
+                ProofState::Included {
+                    tx,
+                    block: 10,
+                    block_hash: Hash([10; 32]),
+                },
+            ),
+            stored(4, ProofState::Final),
+        ];
+        let mut view = ChainView {
+            head: 12,
+            ..ChainView::default()
+        };
+        view.accepted.insert((UnitId([1; 32]), 1), acceptance(12));
+        view.accepted.insert((UnitId([1; 32]), 2), acceptance(10));
+        view.inflight.insert(tx);
+        let changes = reconcile(&proofs, &view, 3);
+        assert_eq!(
+            changes,
+            vec![
+                (
+                    proofs[0].proof.id(),
+                    ProofState::Included {
+                        tx,
+                        block: 12,
+                        block_hash: Hash([12; 32])
+                    }
+                ),
+                (proofs[1].proof.id(), ProofState::Final), // blocks 10, 11, 12: three deep
+                (proofs[2].proof.id(), ProofState::Found), // its log left the canonical chain
+            ]
+        );
+    }
+
+    #[test]
+    fn transactions_decide_what_logs_do_not_show() {
+        let (inflight, mined, gone) = (Hash([1; 32]), Hash([2; 32]), Hash([3; 32]));
+        let proofs = vec![
+            stored(1, ProofState::Submitted { tx: inflight }),
+            stored(2, ProofState::Submitted { tx: mined }),
+            stored(3, ProofState::Submitted { tx: gone }),
+            stored(4, ProofState::Found),
+        ];
+        let mut view = ChainView::default();
+        view.inflight.insert(inflight);
+        view.mined.insert(mined);
+        let changes = reconcile(&proofs, &view, 3);
+        assert_eq!(
+            changes,
+            vec![
+                (proofs[1].proof.id(), ProofState::Skipped),
+                (proofs[2].proof.id(), ProofState::Found)
+            ]
+        );
+    }
+}
