@@ -15,6 +15,7 @@ mod config_cmd;
 mod epoch;
 mod logging;
 mod metrics_server;
+mod node;
 mod progress;
 mod proofs_cmd;
 mod run;

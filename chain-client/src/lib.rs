@@ -19,6 +19,7 @@
 
 pub mod batch;
 pub mod bindings;
+pub mod devnet;
 mod error;
 pub mod key;
 pub mod metrics;

@@ -1,0 +1,202 @@
+//! Setting up a capacity contract: deployment, unit registration, pool funding, verifiers.
+//! `capminer devnet` and the chain tests both use these, against a real anvil.
+
+use std::path::Path;
+
+use alloy::network::EthereumWallet;
+use alloy::node_bindings::{Anvil, AnvilInstance};
+use alloy::primitives::{Address, FixedBytes, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use capminer_proofs::{Target, UnitId, UnitKind};
+
+use crate::bindings::Capacity;
+use crate::{ChainError, Result};
+
+/// Parameters of one unit kind at deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindSpec {
+    /// Hash threshold.
+    pub target: Target,
+    /// Proofs per unit per epoch to earn the reward.
+    pub min_proofs: u32,
+    /// Proofs per unit per epoch counted at most.
+    pub max_proofs: u32,
+    /// Reward per rewardable unit-epoch, in wei.
+    pub reward_wei: u128,
+    /// Collateral per unit, in wei.
+    pub collateral_wei: u128,
+}
+
+/// Constructor arguments of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContractSpec {
+    /// Seconds per epoch.
+    pub epoch_seconds: u64,
+    /// Seconds after an epoch during which its proofs are still accepted.
+    pub grace_seconds: u64,
+    /// Attestations (and reports) per unit-epoch.
+    pub quorum: u32,
+    /// Share of a unit's collateral slashed per failed unit-epoch, in basis points.
+    pub slash_bps: u64,
+    /// CPU and GPU parameters.
+    pub kinds: [KindSpec; 2],
+}
+
+/// A deployed contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deployment {
+    /// Its address.
+    pub address: Address,
+    /// The block it was deployed in.
+    pub block: u64,
+}
+
+/// Starts anvil from `path` with `args`; killed when the instance is dropped.
+pub fn spawn_anvil(path: &Path, args: &[&str]) -> Result<AnvilInstance> {
+    Anvil::at(path)
+        .args(args.iter().copied())
+        .try_spawn()
+        .map_err(|e| ChainError::Setup(format!("cannot start anvil from {}: {e}", path.display())))
+}
+
+/// A provider signing with `key` (recommended fillers: fine for setup, not for mining).
+pub fn signing_provider(url: &str, key: PrivateKeySigner) -> Result<DynProvider> {
+    let url = url.parse().map_err(|_| {
+        ChainError::Setup(format!(
+            "not a valid URL: {}",
+            crate::error::redact_url(url)
+        ))
+    })?;
+    Ok(ProviderBuilder::new()
+        .wallet(EthereumWallet::from(key))
+        .connect_http(url)
+        .erased())
+}
+
+fn kind_params(k: &KindSpec) -> Capacity::KindParams {
+    Capacity::KindParams {
+        target: FixedBytes(k.target.0),
+        minProofs: k.min_proofs,
+        maxProofs: k.max_proofs,
+        reward: k.reward_wei,
+        collateral: k.collateral_wei,
+    }
+}
+
+fn setup_error(what: &'static str) -> impl Fn(alloy::contract::Error) -> ChainError {
+    move |e| ChainError::Setup(format!("{what}: {e}"))
+}
+
+/// Deploys the contract from the committed artifact, owned by `owner`.
+pub async fn deploy(url: &str, owner: PrivateKeySigner, spec: &ContractSpec) -> Result<Deployment> {
+    let provider = signing_provider(url, owner)?;
+    let builder = Capacity::deploy_builder(
+        provider.clone(),
+        U256::from(spec.epoch_seconds),
+        U256::from(spec.grace_seconds),
+        spec.quorum,
+        U256::from(spec.slash_bps),
+        [kind_params(&spec.kinds[0]), kind_params(&spec.kinds[1])],
+    );
+    let receipt = builder
+        .send()
+        .await
+        .map_err(setup_error("deploying the capacity contract"))?
+        .get_receipt()
+        .await
+        .map_err(|e| ChainError::Setup(format!("deploying the capacity contract: {e}")))?;
+    let address = receipt
+        .contract_address
+        .ok_or_else(|| ChainError::Setup("deployment receipt has no contract address".into()))?;
+    Ok(Deployment {
+        address,
+        block: receipt.block_number.unwrap_or_default(),
+    })
+}
+
+async fn send_and_wait(
+    call: alloy::contract::CallBuilder<
+        &DynProvider,
+        std::marker::PhantomData<impl alloy::sol_types::SolCall>,
+    >,
+    what: &'static str,
+) -> Result<()> {
+    let receipt = call
+        .send()
+        .await
+        .map_err(setup_error(what))?
+        .get_receipt()
+        .await
+        .map_err(|e| ChainError::Setup(format!("{what}: {e}")))?;
+    if !receipt.status() {
+        return Err(ChainError::Setup(format!("{what}: transaction reverted")));
+    }
+    Ok(())
+}
+
+/// Registers `units` to the signer of `key`, paying each kind's collateral; returns their
+/// on-chain indices.
+pub async fn register_units(
+    url: &str,
+    key: PrivateKeySigner,
+    address: Address,
+    units: &[(UnitId, UnitKind)],
+) -> Result<Vec<u32>> {
+    let provider = signing_provider(url, key)?;
+    let contract = Capacity::new(address, provider.clone());
+    let mut value = U256::ZERO;
+    for kind in units.iter().map(|(_, k)| *k as u8) {
+        let p = contract
+            .kindParams(kind)
+            .call()
+            .await
+            .map_err(setup_error("reading kind parameters"))?;
+        value += U256::from(p.collateral);
+    }
+    let ids: Vec<FixedBytes<32>> = units.iter().map(|(id, _)| FixedBytes(id.0)).collect();
+    let kinds: Vec<u8> = units.iter().map(|(_, k)| *k as u8).collect();
+    send_and_wait(
+        contract.registerUnits(ids.clone(), kinds).value(value),
+        "registering units",
+    )
+    .await?;
+    let mut indices = Vec::new();
+    for id in ids {
+        indices.push(
+            contract
+                .unitIndexOf(id)
+                .call()
+                .await
+                .map_err(setup_error("reading unit index"))?,
+        );
+    }
+    Ok(indices)
+}
+
+/// Adds `wei` to the reward pool.
+pub async fn fund_pool(
+    url: &str,
+    key: PrivateKeySigner,
+    address: Address,
+    wei: U256,
+) -> Result<()> {
+    let provider = signing_provider(url, key)?;
+    let contract = Capacity::new(address, provider.clone());
+    send_and_wait(contract.fundPool().value(wei), "funding the reward pool").await
+}
+
+/// Adds verifiers (the signer of `owner` must own the contract).
+pub async fn add_verifiers(
+    url: &str,
+    owner: PrivateKeySigner,
+    address: Address,
+    verifiers: &[Address],
+) -> Result<()> {
+    let provider = signing_provider(url, owner)?;
+    let contract = Capacity::new(address, provider.clone());
+    for v in verifiers {
+        send_and_wait(contract.addVerifier(*v), "adding a verifier").await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! The miner's main job, shared by `capminer run` and `capminer devnet`: units mining, proofs
+//! stored, epochs from the fixed epoch or the chain, the chain client submitting and claiming,
+//! metrics served, until SIGINT or SIGTERM.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use capminer_chain::metrics::ChainMetrics;
+use capminer_chain::{ChainService, ChainSetup};
+use capminer_config::Config;
+use capminer_miner::Miner;
+use capminer_proofs::store::ProofStore;
+use prometheus::Registry;
+
+use crate::{epoch, metrics_server, progress::BuildProgress};
+
+/// The chain part of a node: the signer and the units it submits for come from the miner.
+pub struct ChainJob {
+    /// The provider's signer.
+    pub signer: alloy::signers::local::PrivateKeySigner,
+}
+
+/// Runs the node until a signal; non-zero when a unit failed.
+pub fn run_node(
+    config: &Config,
+    chain: Option<ChainJob>,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<ExitCode> {
+    let (plans, flags) = Miner::plan(config)?;
+    let (store, recovery) = ProofStore::open(&config.miner.state_dir)?;
+    if recovery.torn_bytes > 0 || !recovery.quarantined.is_empty() {
+        tracing::warn!("proof store repaired on open: {recovery:?}");
+    }
+    let store = Arc::new(store);
+    let registry = Registry::new();
+    let miner = Arc::new(Miner::start_planned(
+        config,
+        plans,
+        flags,
+        store.clone(),
+        &registry,
+    )?);
+    if config.metrics.enabled {
+        runtime.block_on(metrics_server::serve(
+            config.metrics.listen,
+            registry.clone(),
+        ))?;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    runtime.spawn(wait_for_signal(stop.clone()));
+
+    let chain_task = match chain {
+        None => {
+            miner.set_epoch(epoch::fixed_epoch(config))?;
+            None
+        }
+        Some(job) => {
+            let units = miner
+                .units()
+                .iter()
+                .map(|u| (u.info().id, u.info().kind, u.info().label.clone()))
+                .collect();
+            let setup = ChainSetup {
+                config: config.chain.clone(),
+                units,
+                signer: job.signer,
+            };
+            let metrics = ChainMetrics::register(&registry)?;
+            let service = runtime.block_on(ChainService::connect(setup, store.clone(), metrics))?;
+            let (m, s) = (miner.clone(), stop.clone());
+            Some(runtime.spawn(service.run(
+                move |e| {
+                    if let Err(err) = m.set_epoch(e) {
+                        tracing::error!("cannot start epoch {}: {err}", e.number);
+                    }
+                },
+                move || s.load(Ordering::Acquire),
+            )))
+        }
+    };
+
+    let mut progress = BuildProgress::new();
+    let failed = loop {
+        if stop.load(Ordering::Acquire) {
+            break None;
+        }
+        if let Some(unit) = miner.failed_unit() {
+            break Some(unit);
+        }
+        progress.update(miner.units());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    stop.store(true, Ordering::Release);
+    tracing::info!("stopping: waiting for the chain client and the units to finish");
+    if let Some(task) = chain_task {
+        let _ = runtime.block_on(task);
+    }
+    let miner = Arc::try_unwrap(miner)
+        .map_err(|_| anyhow::anyhow!("the miner is still shared at shutdown"))?;
+    let stopped = miner.stop();
+    match (failed, stopped) {
+        (None, Ok(())) => Ok(ExitCode::SUCCESS),
+        (_, Err(e)) => Err(e.into()),
+        (Some(unit), Ok(())) => Err(anyhow::anyhow!("unit {unit} failed; see the log above")),
+    }
+}
+
+/// A small runtime for the chain client, the metrics endpoint and signals; pinned to the
+/// utility cores if any.
+pub fn runtime(config: &Config) -> anyhow::Result<tokio::runtime::Runtime> {
+    let topology = capminer_miner::topology::Topology::detect()?;
+    let utility: Vec<usize> = config
+        .cpu
+        .utility_cores
+        .iter()
+        .filter_map(|c| topology.core(*c))
+        .flat_map(|c| c.cpus.clone())
+        .collect();
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("capminer-rt")
+        .enable_all()
+        .on_thread_start(move || {
+            if !utility.is_empty() {
+                let _ = capminer_miner::topology::pin_current_thread(&utility);
+            }
+        })
+        .build()?)
+}
+
+async fn wait_for_signal(stop: Arc<AtomicBool>) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot listen for SIGTERM: {e}");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    stop.store(true, Ordering::Release);
+}
