@@ -146,8 +146,33 @@ impl TxManager {
     }
 
     /// Estimates, signs and sends a call of `data` to `to`. Reverts are decoded and nothing is
-    /// sent; nonce trouble resynchronises the nonce cache.
+    /// sent. A nonce the node refuses resynchronises the cache and the send is tried once more.
     pub async fn send(
+        &mut self,
+        kind: TxKind,
+        to: Address,
+        data: Bytes,
+        head: Head,
+    ) -> Result<TxHash> {
+        match self.try_send(kind, to, data.clone(), head).await {
+            Err(_) if self.next_nonce.is_none() => self.try_send(kind, to, data, head).await,
+            other => other,
+        }
+        .inspect(|_| {
+            self.metrics
+                .transactions
+                .with_label_values(&[kind.label(), "sent"])
+                .inc();
+        })
+        .inspect_err(|_| {
+            self.metrics
+                .transactions
+                .with_label_values(&[kind.label(), "failed"])
+                .inc();
+        })
+    }
+
+    async fn try_send(
         &mut self,
         kind: TxKind,
         to: Address,
@@ -186,18 +211,9 @@ impl TxManager {
             tip,
             sent_at: head.number,
         };
-        let hash = self.sign_and_send(&flight).await.inspect_err(|_| {
-            self.metrics
-                .transactions
-                .with_label_values(&[kind.label(), "failed"])
-                .inc();
-        })?;
+        let hash = self.sign_and_send(&flight).await?;
         flight.hashes.push(hash);
         self.next_nonce = Some(nonce + 1);
-        self.metrics
-            .transactions
-            .with_label_values(&[kind.label(), "sent"])
-            .inc();
         tracing::info!(?kind, nonce, %hash, gas_limit, max_fee_gwei = max_fee as f64 / GWEI as f64, "transaction sent");
         self.inflight.push(flight);
         Ok(hash)
@@ -249,12 +265,22 @@ impl TxManager {
         let mut settled = Vec::new();
         let mut replaced = Vec::new();
         if self.inflight.is_empty() {
+            // Nothing of ours is pending: take the nonce from the node at the next send, so a
+            // reorg that un-mined a transaction, or another sender of this key, cannot leave
+            // the cache ahead of the chain.
+            self.next_nonce = None;
             return Ok((settled, replaced));
         }
         let mined_nonce = self
             .provider
             .get_transaction_count(self.from)
             .latest()
+            .await
+            .map_err(self.rpc("eth_getTransactionCount"))?;
+        let known_nonce = self
+            .provider
+            .get_transaction_count(self.from)
+            .pending()
             .await
             .map_err(self.rpc("eth_getTransactionCount"))?;
         let mut keep = Vec::new();
@@ -288,12 +314,15 @@ impl TxManager {
                 settled.push(Settled::Mined(flight, Box::new(r)));
                 continue;
             }
-            if mined_nonce > flight.nonce {
+            if mined_nonce > flight.nonce || known_nonce <= flight.nonce {
+                // Its nonce was used by another transaction, or the node no longer knows it
+                // (dropped from the pool, or un-mined by a reorg): what it carried goes again.
                 self.metrics
                     .transactions
                     .with_label_values(&[flight.kind.label(), "failed"])
                     .inc();
-                tracing::warn!(kind = ?flight.kind, nonce = flight.nonce, "transaction dropped: its nonce was used by another");
+                tracing::warn!(kind = ?flight.kind, nonce = flight.nonce, "transaction dropped");
+                self.next_nonce = None;
                 settled.push(Settled::Dropped(flight));
                 continue;
             }

@@ -101,6 +101,14 @@ async fn proofs_land_units_rekey_and_rewards_are_claimed() {
         );
     }
     miner.stop().unwrap();
+    // Send what the units found before they stopped, while the window is open.
+    for _ in 0..20 {
+        if store.proofs(|p| p.state == ProofState::Found).is_empty() {
+            break;
+        }
+        client.tick().await.unwrap();
+        net.advance(0).await;
+    }
 
     // Close the second epoch's window, then let every proof settle.
     net.next_epoch().await;

@@ -1,6 +1,7 @@
 //! Chain tests: a real anvil, the real contract compiled from source (the committed artifact,
 //! which CI checks against the source), the real chain client.
 
+mod delivery;
 mod flow;
 
 use std::path::PathBuf;
@@ -126,13 +127,15 @@ impl Net {
 
     /// The chain config a provider's client uses.
     pub fn chain_config(&self) -> ChainConfig {
-        let mut c = ChainConfig::default();
-        c.enabled = true;
-        c.rpc_url = self.url.clone();
-        c.contract = Some(self.address().0.0);
-        c.start_block = self.deployment.block;
-        c.confirmations = 2;
-        c.poll_ms = 200;
+        let mut c = ChainConfig {
+            enabled: true,
+            rpc_url: self.url.clone(),
+            contract: Some(self.address().0.0),
+            start_block: self.deployment.block,
+            confirmations: 2,
+            poll_ms: 200,
+            ..ChainConfig::default()
+        };
         c.batch.max_wait_ms = 0;
         c
     }

@@ -1,0 +1,393 @@
+//! Delivery under trouble, on a real anvil: resubmission, the maximum, foreign units, a reorg
+//! that drops an included batch, a stuck transaction, and the RPC endpoint gone for a while.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::Bytes;
+use alloy::providers::Provider;
+use alloy::providers::ext::AnvilApi;
+use alloy::sol_types::SolCall;
+use capminer_chain::ChainError;
+use capminer_chain::bindings::Capacity;
+use capminer_chain::bindings::Capacity::CapacityErrors;
+use capminer_chain::txmanager::{Head, TxKind};
+use capminer_proofs::store::{ProofState, ProofStore};
+use capminer_proofs::{Hash, Proof, Target, UnitId, UnitKind};
+
+use super::{Net, spec};
+
+const UNIT: UnitId = UnitId([0xa1; 32]);
+const OTHER: UnitId = UnitId([0xb2; 32]);
+
+fn store() -> (tempfile::TempDir, Arc<ProofStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ProofStore::open(dir.path()).unwrap().0);
+    (dir, store)
+}
+
+/// Stores found proofs (the contract does not recompute hashes; verifiers do, elsewhere).
+fn found(store: &ProofStore, epoch: u64, nonces: impl IntoIterator<Item = u64>) {
+    let proofs: Vec<Proof> = nonces
+        .into_iter()
+        .map(|nonce| Proof {
+            unit: UNIT,
+            kind: UnitKind::Cpu,
+            epoch,
+            nonce,
+            hash: Hash::default(),
+        })
+        .collect();
+    store.append(&proofs).unwrap();
+}
+
+/// Ticks until the client delivers the current epoch (it fixes the seed itself if needed).
+async fn deliver_epoch(client: &mut capminer_chain::ChainService) -> u64 {
+    for _ in 0..5 {
+        if let Some(e) = client.tick().await.unwrap().new_epoch {
+            return e.number;
+        }
+    }
+    panic!("no epoch delivered");
+}
+
+fn states(store: &ProofStore) -> Vec<(u64, ProofState)> {
+    store
+        .proofs(|_| true)
+        .iter()
+        .map(|p| (p.proof.nonce, p.state))
+        .collect()
+}
+
+fn count_state(store: &ProofStore, f: impl Fn(&ProofState) -> bool) -> usize {
+    store.proofs(|p| f(&p.state)).len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resubmission_changes_nothing_extra_proofs_are_skipped_and_foreign_units_refused() {
+    let net = Net::start(&spec(Target([0xff; 32]), 1, 7), &[]).await;
+    let index = net.register(1, &[(UNIT, UnitKind::Cpu)]).await[0];
+    let other = net.register(3, &[(OTHER, UnitKind::Cpu)]).await[0];
+    let epoch = net.next_epoch().await;
+    let (_dir, store) = store();
+    let mut client = net
+        .client(
+            1,
+            net.chain_config(),
+            store.clone(),
+            &[(UNIT, UnitKind::Cpu)],
+        )
+        .await;
+    assert_eq!(deliver_epoch(&mut client).await, epoch);
+
+    found(&store, epoch, 10..15);
+    let tx = client
+        .tick()
+        .await
+        .unwrap()
+        .submitted
+        .expect("a batch goes out");
+    for _ in 0..4 {
+        client.tick().await.unwrap();
+        net.advance(0).await;
+    }
+    assert_eq!(net.count(index, epoch).await, 5);
+    assert_eq!(count_state(&store, |s| *s == ProofState::Final), 5);
+
+    // The same batch again, byte for byte: accepted by the node, counted by nobody.
+    let sent = net
+        .provider
+        .get_transaction_by_hash(tx)
+        .await
+        .unwrap()
+        .unwrap();
+    let again = capminer_chain::devnet::signing_provider(&net.url, net.key(1)).unwrap();
+    let input = alloy::consensus::Transaction::input(&sent).clone();
+    let call = Capacity::submitProofsCall::abi_decode(&input).unwrap();
+    let receipt = Capacity::new(net.address(), again)
+        .submitProofs(call.epoch, call.packed)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(receipt.status());
+    assert!(
+        receipt
+            .inner
+            .logs()
+            .iter()
+            .all(|l| l.log_decode::<Capacity::ProofsAccepted>().is_err()),
+        "no proof accepted twice"
+    );
+    assert_eq!(net.count(index, epoch).await, 5);
+
+    // Five more, with room for two under the maximum of 7: two sent, three skipped.
+    found(&store, epoch, 20..25);
+    client.tick().await.unwrap();
+    for _ in 0..4 {
+        client.tick().await.unwrap();
+        net.advance(0).await;
+    }
+    assert_eq!(net.count(index, epoch).await, 7);
+    let all = states(&store);
+    assert_eq!(
+        all.iter().filter(|(_, s)| *s == ProofState::Final).count(),
+        7
+    );
+    assert_eq!(
+        all.iter()
+            .filter(|(n, s)| *s == ProofState::Skipped && *n >= 22)
+            .count(),
+        3,
+        "{all:?}"
+    );
+
+    // Someone else's unit: the contract refuses the batch with a typed error.
+    let head = Head {
+        number: 0,
+        base_fee: 1_000_000_000,
+    };
+    let packed = [
+        other.to_be_bytes().as_slice(),
+        &1u16.to_be_bytes(),
+        &99u64.to_be_bytes(),
+    ]
+    .concat();
+    let data = Capacity::submitProofsCall {
+        epoch,
+        packed: Bytes::from(packed),
+    }
+    .abi_encode();
+    let mut txm = client_txm(&net, 1);
+    let err = txm
+        .send(TxKind::Submit(epoch), net.address(), data.into(), head)
+        .await
+        .unwrap_err();
+    match err {
+        ChainError::Revert {
+            error: CapacityErrors::NotUnitOwner(e),
+            ..
+        } => {
+            assert_eq!(e.unit, other);
+            assert_eq!(e.provider, net.key(3).address());
+        }
+        other => panic!("expected NotUnitOwner, got {other:?}"),
+    }
+}
+
+fn client_txm(net: &Net, account: usize) -> capminer_chain::txmanager::TxManager {
+    let signer = net.key(account);
+    let from = signer.address();
+    capminer_chain::txmanager::TxManager::new(
+        net.provider.clone(),
+        alloy::network::EthereumWallet::from(signer),
+        from,
+        31337,
+        net.url.clone(),
+        capminer_config::GasConfig::default(),
+        capminer_chain::metrics::ChainMetrics::register(&prometheus::Registry::new()).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorg_that_drops_an_included_batch_leads_to_its_resubmission() {
+    let net = Net::start(&spec(Target([0xff; 32]), 1, 1000), &[]).await;
+    let index = net.register(1, &[(UNIT, UnitKind::Cpu)]).await[0];
+    let epoch = net.next_epoch().await;
+    let (_dir, store) = store();
+    let mut config = net.chain_config();
+    config.confirmations = 3;
+    let mut client = net
+        .client(1, config, store.clone(), &[(UNIT, UnitKind::Cpu)])
+        .await;
+    assert_eq!(deliver_epoch(&mut client).await, epoch);
+    found(&store, epoch, 100..110);
+    let first = client.tick().await.unwrap().submitted.unwrap();
+    client.tick().await.unwrap();
+    assert_eq!(
+        count_state(&store, |s| matches!(s, ProofState::Included { .. })),
+        10
+    );
+    assert_eq!(net.count(index, epoch).await, 10);
+
+    // The block with the batch leaves the chain, and its transaction with it.
+    net.provider.anvil_set_auto_mine(false).await.unwrap();
+    net.provider.anvil_rollback(Some(1)).await.unwrap();
+    net.provider.anvil_drop_all_transactions().await.unwrap();
+    net.provider.anvil_set_auto_mine(true).await.unwrap();
+    assert_eq!(
+        net.count(index, epoch).await,
+        0,
+        "the reorg removed the batch"
+    );
+
+    let mut resubmitted = None;
+    for _ in 0..10 {
+        let report = client.tick().await.unwrap();
+        resubmitted = resubmitted.or(report.submitted);
+        net.advance(0).await;
+    }
+    // The same proofs with the same account nonce and fees make the very same transaction.
+    let again = resubmitted.expect("the dropped proofs were submitted again");
+    assert!(
+        net.provider
+            .get_transaction_receipt(again)
+            .await
+            .unwrap()
+            .is_some(),
+        "{first} {again}"
+    );
+    assert_eq!(
+        net.count(index, epoch).await,
+        10,
+        "every proof counted once"
+    );
+    assert_eq!(count_state(&store, |s| *s == ProofState::Final), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_transaction_is_replaced_with_higher_fees() {
+    let net = Net::start(&spec(Target([0xff; 32]), 1, 1000), &[]).await;
+    let index = net.register(1, &[(UNIT, UnitKind::Cpu)]).await[0];
+    let epoch = net.next_epoch().await;
+    let (_dir, store) = store();
+    let mut config = net.chain_config();
+    config.gas.stuck_blocks = 2;
+    config.gas.max_fee_gwei = 500;
+    let mut client = net
+        .client(1, config, store.clone(), &[(UNIT, UnitKind::Cpu)])
+        .await;
+    assert_eq!(deliver_epoch(&mut client).await, epoch);
+    net.provider.anvil_set_auto_mine(false).await.unwrap();
+    found(&store, epoch, 1..4);
+    let first = client.tick().await.unwrap().submitted.unwrap();
+
+    // Blocks come, but the base fee is far above what the transaction offers.
+    let gwei = 1_000_000_000u128;
+    for _ in 0..3 {
+        net.provider
+            .anvil_set_next_block_base_fee_per_gas(100 * gwei)
+            .await
+            .unwrap();
+        net.provider.anvil_mine(Some(1), None).await.unwrap();
+        client.tick().await.unwrap();
+    }
+    for _ in 0..4 {
+        net.provider.anvil_mine(Some(1), None).await.unwrap();
+        client.tick().await.unwrap();
+    }
+    assert_eq!(net.count(index, epoch).await, 3);
+    assert_eq!(count_state(&store, |s| *s == ProofState::Final), 3);
+    assert!(
+        net.provider
+            .get_transaction_receipt(first)
+            .await
+            .unwrap()
+            .is_none(),
+        "the first one never got in"
+    );
+    let filter = alloy::rpc::types::Filter::new()
+        .address(net.address())
+        .event_signature(<Capacity::ProofsAccepted as alloy::sol_types::SolEvent>::SIGNATURE_HASH)
+        .from_block(0);
+    let logs = net.provider.get_logs(&filter).await.unwrap();
+    assert_eq!(logs.len(), 1);
+    let carrier = logs[0].transaction_hash.unwrap();
+    assert_ne!(carrier, first, "a replacement carried the proofs");
+    let tx = net
+        .provider
+        .get_transaction_by_hash(carrier)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        alloy::consensus::Transaction::nonce(&tx),
+        alloy::consensus::Transaction::nonce(
+            &net.provider
+                .get_transaction_by_hash(first)
+                .await
+                .unwrap()
+                .map_or(tx.clone(), |t| t)
+        )
+    );
+    let fee = alloy::consensus::Transaction::max_fee_per_gas(&tx);
+    assert!(
+        fee >= 200 * gwei,
+        "bumped to at least twice the high base fee: {fee}"
+    );
+}
+
+/// A TCP proxy that can cut every connection and refuse new ones, then come back.
+struct Proxy {
+    port: u16,
+    up: tokio::sync::watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start(target: u16) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (up, watch) = tokio::sync::watch::channel(true);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut watch = watch.clone();
+                if !*watch.borrow() {
+                    continue; // down: the connection is dropped at once
+                }
+                tokio::spawn(async move {
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = watch.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Proxy { port, up }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_proof_is_delivered_after_the_rpc_endpoint_comes_back() {
+    let net = Net::start(&spec(Target([0xff; 32]), 1, 1000), &[]).await;
+    let index = net.register(1, &[(UNIT, UnitKind::Cpu)]).await[0];
+    let epoch = net.next_epoch().await;
+    let proxy = Proxy::start(net.anvil.port()).await;
+    let (_dir, store) = store();
+    let mut config = net.chain_config();
+    config.rpc_url = format!("http://127.0.0.1:{}", proxy.port);
+    let mut client = net
+        .client(1, config, store.clone(), &[(UNIT, UnitKind::Cpu)])
+        .await;
+    assert_eq!(deliver_epoch(&mut client).await, epoch);
+    found(&store, epoch, 0..5);
+    client.tick().await.unwrap();
+
+    proxy.up.send(true).ok();
+    proxy.up.send_replace(false);
+    found(&store, epoch, 5..12);
+    for _ in 0..3 {
+        let err = client.tick().await.unwrap_err();
+        assert!(
+            err.is_retryable(),
+            "an unreachable node is worth retrying: {err}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    proxy.up.send_replace(true);
+    for _ in 0..8 {
+        client.tick().await.unwrap();
+        net.advance(0).await;
+    }
+    assert_eq!(net.count(index, epoch).await, 12);
+    assert_eq!(count_state(&store, |s| *s == ProofState::Final), 12);
+}
