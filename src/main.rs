@@ -11,7 +11,9 @@
 //! ```
 
 mod bench;
+mod checker;
 mod config_cmd;
+mod devnet_cmd;
 mod epoch;
 mod logging;
 mod metrics_server;
@@ -19,6 +21,7 @@ mod node;
 mod progress;
 mod proofs_cmd;
 mod run;
+mod verifier_cmd;
 mod verify_cmd;
 
 use std::path::PathBuf;
@@ -47,10 +50,14 @@ pub struct ConfigArg {
 enum Command {
     /// Mine: run every configured unit, store proofs, serve metrics.
     Run(run::RunArgs),
+    /// Everything on one machine: anvil, the contract, the miner, its chain client, verifiers.
+    Devnet(devnet_cmd::DevnetArgs),
     /// Measure the hashrate of every configured unit on the fixed epoch.
     Bench(bench::BenchArgs),
     /// Re-check proofs in light mode; exits non-zero if any is invalid.
     Verify(verify_cmd::VerifyArgs),
+    /// Verify the proofs submitted on chain and attest (or report invalid ones).
+    Verifier(verifier_cmd::VerifierArgs),
     /// Work with the proof store.
     #[command(subcommand)]
     Proofs(proofs_cmd::ProofsCommand),
@@ -63,8 +70,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Devnet(args) => devnet_cmd::devnet(args),
         Command::Bench(args) => bench::bench(args),
         Command::Verify(args) => verify_cmd::verify(args),
+        Command::Verifier(args) => verifier_cmd::verifier(args),
         Command::Proofs(cmd) => proofs_cmd::proofs(cmd),
         Command::Config(cmd) => config_cmd::config(cmd),
     };

@@ -27,6 +27,7 @@ pub fn run_node(
     config: &Config,
     chain: Option<ChainJob>,
     runtime: &tokio::runtime::Runtime,
+    registry: &Registry,
 ) -> anyhow::Result<ExitCode> {
     let (plans, flags) = Miner::plan(config)?;
     let (store, recovery) = ProofStore::open(&config.miner.state_dir)?;
@@ -34,13 +35,12 @@ pub fn run_node(
         tracing::warn!("proof store repaired on open: {recovery:?}");
     }
     let store = Arc::new(store);
-    let registry = Registry::new();
     let miner = Arc::new(Miner::start_planned(
         config,
         plans,
         flags,
         store.clone(),
-        &registry,
+        registry,
     )?);
     if config.metrics.enabled {
         runtime.block_on(metrics_server::serve(
@@ -67,7 +67,7 @@ pub fn run_node(
                 units,
                 signer: job.signer,
             };
-            let metrics = ChainMetrics::register(&registry)?;
+            let metrics = ChainMetrics::register(registry)?;
             let service = runtime.block_on(ChainService::connect(setup, store.clone(), metrics))?;
             let (m, s) = (miner.clone(), stop.clone());
             Some(runtime.spawn(service.run(
@@ -130,7 +130,8 @@ pub fn runtime(config: &Config) -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-async fn wait_for_signal(stop: Arc<AtomicBool>) {
+/// Sets `stop` on SIGINT or SIGTERM.
+pub async fn wait_for_signal(stop: Arc<AtomicBool>) {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use capminer_chain::key::load_signer;
+use capminer_chain::key::{KeySource, load_signer};
 
 use crate::node::{ChainJob, run_node, runtime};
 use crate::{ConfigArg, load_config, logging};
@@ -20,11 +20,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.config)?;
     logging::init(&config)?;
     let chain = if config.chain.enabled {
-        let signer = load_signer(config.chain.key_file.as_deref(), |k| std::env::var(k).ok())?;
+        let signer = load_signer(KeySource::provider(config.chain.key_file.as_deref()), |k| {
+            std::env::var(k).ok()
+        })?;
         Some(ChainJob { signer })
     } else {
         None
     };
     let runtime = runtime(&config)?;
-    run_node(&config, chain, &runtime)
+    run_node(&config, chain, &runtime, &prometheus::Registry::new())
 }

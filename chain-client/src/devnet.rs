@@ -52,10 +52,14 @@ pub struct Deployment {
     pub block: u64,
 }
 
-/// Starts anvil from `path` with `args`; killed when the instance is dropped.
-pub fn spawn_anvil(path: &Path, args: &[&str]) -> Result<AnvilInstance> {
-    Anvil::at(path)
-        .args(args.iter().copied())
+/// Starts anvil from `path` on `port` (any free port if `None`) with `args`; killed when the
+/// instance is dropped.
+pub fn spawn_anvil(path: &Path, port: Option<u16>, args: &[&str]) -> Result<AnvilInstance> {
+    let mut anvil = Anvil::at(path).args(args.iter().copied());
+    if let Some(port) = port {
+        anvil = anvil.port(port);
+    }
+    anvil
         .try_spawn()
         .map_err(|e| ChainError::Setup(format!("cannot start anvil from {}: {e}", path.display())))
 }

@@ -1,5 +1,5 @@
-//! The provider's private key: from a file or the environment, never from the main config,
-//! never in a log, an error or a metric.
+//! Private keys (the provider's, a verifier's): from a file or the environment, never from the
+//! main config, never in a log, an error or a metric.
 
 use std::path::Path;
 
@@ -7,32 +7,67 @@ use alloy::signers::local::PrivateKeySigner;
 
 use crate::{ChainError, Result};
 
-/// Environment variable holding the key when no key file is configured.
+/// Environment variable holding the provider's key when `chain.key_file` is not set.
 pub const KEY_ENV: &str = "CAPMINER_PRIVATE_KEY";
+/// Environment variable holding a verifier's key when `verifier.key_file` is not set.
+pub const VERIFIER_KEY_ENV: &str = "CAPMINER_VERIFIER_KEY";
 
-/// Loads the signer from `key_file` (hex, optionally 0x-prefixed, surrounding whitespace
-/// ignored) or, without a file, from `CAPMINER_PRIVATE_KEY`. Errors never contain key material.
+/// Where a key comes from: a config key naming a file, or an environment variable.
+#[derive(Debug, Clone, Copy)]
+pub struct KeySource<'a> {
+    /// The config key of the file (`chain.key_file`).
+    pub config_key: &'a str,
+    /// The file, if configured.
+    pub file: Option<&'a Path>,
+    /// The environment variable used without a file.
+    pub env_var: &'a str,
+}
+
+impl KeySource<'_> {
+    /// The provider's key: `chain.key_file`, else `CAPMINER_PRIVATE_KEY`.
+    pub fn provider(file: Option<&Path>) -> KeySource<'_> {
+        KeySource {
+            config_key: "chain.key_file",
+            file,
+            env_var: KEY_ENV,
+        }
+    }
+
+    /// A verifier's key: `verifier.key_file`, else `CAPMINER_VERIFIER_KEY`.
+    pub fn verifier(file: Option<&Path>) -> KeySource<'_> {
+        KeySource {
+            config_key: "verifier.key_file",
+            file,
+            env_var: VERIFIER_KEY_ENV,
+        }
+    }
+}
+
+/// Loads a signer from the key file (hex, optionally 0x-prefixed, surrounding whitespace
+/// ignored) or, without one, from the environment variable. Errors never contain key material.
 pub fn load_signer(
-    key_file: Option<&Path>,
+    source: KeySource<'_>,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<PrivateKeySigner> {
-    let (text, origin) = match key_file {
+    let (text, origin) = match source.file {
         Some(path) => (
             std::fs::read_to_string(path).map_err(|e| {
                 ChainError::Setup(format!(
-                    "chain.key_file {}: cannot read: {e}",
+                    "{} {}: cannot read: {e}",
+                    source.config_key,
                     path.display()
                 ))
             })?,
-            format!("chain.key_file {}", path.display()),
+            format!("{} {}", source.config_key, path.display()),
         ),
         None => (
-            env(KEY_ENV).ok_or_else(|| {
+            env(source.env_var).ok_or_else(|| {
                 ChainError::Setup(format!(
-                    "no provider key: set chain.key_file or the {KEY_ENV} environment variable"
+                    "no key: set {} or the {} environment variable",
+                    source.config_key, source.env_var
                 ))
             })?,
-            format!("environment variable {KEY_ENV}"),
+            format!("environment variable {}", source.env_var),
         ),
     };
     let hex = text.trim();
@@ -57,14 +92,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("k");
         std::fs::write(&file, format!("0x{KEY}\n")).unwrap();
-        let signer = load_signer(Some(&file), |_| None).unwrap();
+        let signer = load_signer(KeySource::provider(Some(&file)), |_| None).unwrap();
         // anvil's first development account
         assert_eq!(
             signer.address().to_string(),
             "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
         );
-        let from_env = load_signer(None, |k| (k == KEY_ENV).then(|| KEY.to_string())).unwrap();
+        let from_env = load_signer(KeySource::provider(None), |k| {
+            (k == KEY_ENV).then(|| KEY.to_string())
+        })
+        .unwrap();
         assert_eq!(from_env.address(), signer.address());
+        let verifier = load_signer(KeySource::verifier(None), |k| {
+            (k == VERIFIER_KEY_ENV).then(|| KEY.to_string())
+        })
+        .unwrap();
+        assert_eq!(verifier.address(), signer.address());
     }
 
     #[test]
@@ -73,17 +116,29 @@ mod tests {
         let file = dir.path().join("k");
         let almost = &KEY[..63];
         std::fs::write(&file, almost).unwrap();
-        let err = load_signer(Some(&file), |_| None).unwrap_err().to_string();
-        assert!(!err.contains(almost), "{err}");
-        assert!(err.contains("64 hex digits"), "{err}");
-        let err = load_signer(None, |_| Some(format!("zz{}", &KEY[2..])))
+        let err = load_signer(KeySource::provider(Some(&file)), |_| None)
             .unwrap_err()
             .to_string();
+        assert!(!err.contains(almost), "{err}");
+        assert!(
+            err.contains("chain.key_file") && err.contains("64 hex digits"),
+            "{err}"
+        );
+        let err = load_signer(KeySource::provider(None), |_| {
+            Some(format!("zz{}", &KEY[2..]))
+        })
+        .unwrap_err()
+        .to_string();
         assert!(!err.contains(&KEY[2..]), "{err}");
-        let err = load_signer(None, |_| None).unwrap_err().to_string();
-        assert!(err.contains(KEY_ENV), "{err}");
+        let err = load_signer(KeySource::verifier(None), |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(VERIFIER_KEY_ENV) && err.contains("verifier.key_file"),
+            "{err}"
+        );
         // The signer's Debug does not print the key either.
-        let signer = load_signer(None, |_| Some(KEY.to_string())).unwrap();
+        let signer = load_signer(KeySource::provider(None), |_| Some(KEY.to_string())).unwrap();
         assert!(!format!("{signer:?}").contains(KEY));
     }
 }

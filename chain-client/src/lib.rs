@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod service;
 pub mod tracker;
 pub mod txmanager;
+pub mod verifier;
 
 pub use error::{ChainError, Result};
 pub use service::{ChainService, ChainSetup};

@@ -391,6 +391,7 @@ impl ChainService {
                 );
             }
             TxKind::Advance(_) => self.advancing = None,
+            TxKind::Attest(_) => {}
             TxKind::Claim => {
                 for l in receipt.inner.logs() {
                     if let Ok(c) = l.log_decode::<Capacity::RewardsClaimed>() {
@@ -715,7 +716,11 @@ impl ChainService {
 }
 
 /// Maps a contract call error: reverts decoded into the contract's errors.
-fn contract_error(endpoint: &str, call: &'static str, e: alloy::contract::Error) -> ChainError {
+pub(crate) fn contract_error(
+    endpoint: &str,
+    call: &'static str,
+    e: alloy::contract::Error,
+) -> ChainError {
     match e {
         alloy::contract::Error::TransportError(t) => ChainError::from_rpc(endpoint, call, t),
         other => ChainError::Rejected {

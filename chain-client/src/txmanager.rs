@@ -29,6 +29,8 @@ pub enum TxKind {
     Advance(u64),
     /// `claim`.
     Claim,
+    /// `attest` or `reportInvalid` for an epoch.
+    Attest(u64),
 }
 
 impl TxKind {
@@ -37,6 +39,7 @@ impl TxKind {
             TxKind::Submit(_) => "submit",
             TxKind::Advance(_) => "advance",
             TxKind::Claim => "claim",
+            TxKind::Attest(_) => "attest",
         }
     }
 }

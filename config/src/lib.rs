@@ -29,6 +29,8 @@ pub struct Config {
     pub cpu: CpuConfig,
     /// The chain: where epochs come from and proofs go.
     pub chain: ChainConfig,
+    /// The verifier (`capminer verifier`, and the verifiers `capminer devnet` runs).
+    pub verifier: VerifierConfig,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
     /// Logging.
@@ -359,6 +361,31 @@ impl Default for ClaimConfig {
     }
 }
 
+/// `[verifier]`: recomputing providers' proofs and attesting on chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifierConfig {
+    /// Directory of the verifier's progress file; relative paths are relative to the config file.
+    pub state_dir: PathBuf,
+    /// File holding the verifier's private key (hex). Absent: the `CAPMINER_VERIFIER_KEY`
+    /// environment variable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// Share of each unit-epoch's proofs to recompute, in (0, 1]; the sample is drawn after
+    /// the submission window closes, from a block hash, so no provider can predict it.
+    pub sample_rate: f64,
+}
+
+impl Default for VerifierConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from("verifier-state"),
+            key_file: None,
+            sample_rate: 1.0,
+        }
+    }
+}
+
 /// `[metrics]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -438,6 +465,12 @@ impl Config {
             return Err(self.key_error(
                 "chain.rpc_url",
                 format!("{:?} is not an http(s) URL", chain.rpc_url),
+            ));
+        }
+        if !(self.verifier.sample_rate > 0.0 && self.verifier.sample_rate <= 1.0) {
+            return Err(self.key_error(
+                "verifier.sample_rate",
+                format!("{} is outside (0, 1]", self.verifier.sample_rate),
             ));
         }
         if chain.gas.bump_percent < 10 {

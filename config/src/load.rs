@@ -88,11 +88,13 @@ pub fn load(
         origin.env_keys.insert(path.join("."), var);
     }
 
-    if let Some(path) = file
-        && config.miner.state_dir.is_relative()
-    {
+    if let Some(path) = file {
         let base = path.parent().unwrap_or(Path::new("."));
-        config.miner.state_dir = base.join(&config.miner.state_dir);
+        for dir in [&mut config.miner.state_dir, &mut config.verifier.state_dir] {
+            if dir.is_relative() {
+                *dir = base.join(&*dir);
+            }
+        }
     }
     config.origin = origin;
     config.validate()?;

@@ -25,6 +25,7 @@ fn the_example_file_is_valid_and_documents_every_key() {
     // The example states the defaults (apart from paths, resolved against the file).
     let mut defaults = Config::default();
     defaults.miner.state_dir = config.miner.state_dir.clone();
+    defaults.verifier.state_dir = config.verifier.state_dir.clone();
     defaults.origin = config.origin.clone();
     assert_eq!(config, defaults, "the example file must state the defaults");
     // Every key of the full schema appears in it, commented or not.
@@ -36,6 +37,7 @@ fn the_example_file_is_valid_and_documents_every_key() {
     full.chain.contract = Some([1; 20]);
     full.chain.chain_id = Some(1);
     full.chain.key_file = Some("k".into());
+    full.verifier.key_file = Some("k".into());
     full.cpu.units = Units::List(vec![UnitConfig {
         core: 0,
         id: Some([1; 32]),

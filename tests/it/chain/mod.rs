@@ -57,7 +57,7 @@ pub struct Net {
 
 impl Net {
     pub async fn start(spec: &ContractSpec, anvil_args: &[&str]) -> Net {
-        let anvil = devnet::spawn_anvil(&anvil_path(), anvil_args)
+        let anvil = devnet::spawn_anvil(&anvil_path(), None, anvil_args)
             .expect("anvil starts (deploy/setup.sh installs it)");
         let url = anvil.endpoint();
         let deployment = devnet::deploy(&url, Net::key_of(&anvil, 0), spec)

@@ -1,0 +1,54 @@
+//! `capminer verifier`: recompute the proofs submitted to the contract and attest on chain.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use capminer_chain::key::{KeySource, load_signer};
+use capminer_chain::verifier::VerifierService;
+use capminer_miner::randomx_options;
+use capminer_miner::verify::Verifier;
+use prometheus::Registry;
+
+use crate::checker::MinerChecker;
+use crate::node::{runtime, wait_for_signal};
+use crate::{ConfigArg, load_config, logging, metrics_server};
+
+/// Arguments of `capminer verifier`.
+#[derive(Debug, clap::Args)]
+pub struct VerifierArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+/// Runs the verifier until SIGINT or SIGTERM.
+pub fn verifier(args: VerifierArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args.config)?;
+    logging::init(&config)?;
+    if config.chain.contract.is_none() {
+        return Err(config
+            .key_error("chain.contract", "the verifier needs the contract address")
+            .into());
+    }
+    let signer = load_signer(
+        KeySource::verifier(config.verifier.key_file.as_deref()),
+        |k| std::env::var(k).ok(),
+    )?;
+    let runtime = runtime(&config)?;
+    let registry = Registry::new();
+    if config.metrics.enabled {
+        runtime.block_on(metrics_server::serve(
+            config.metrics.listen,
+            registry.clone(),
+        ))?;
+    }
+    let checker = Box::new(MinerChecker(Verifier::new(randomx_options(&config))?));
+    let service = runtime.block_on(VerifierService::connect(
+        &config, signer, checker, &registry,
+    ))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    runtime.spawn(wait_for_signal(stop.clone()));
+    let s = stop.clone();
+    runtime.block_on(service.run(move || s.load(Ordering::Acquire)));
+    Ok(ExitCode::SUCCESS)
+}
