@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# The README's first command: set up this machine, build capminer, and run its main job.
-# Today that is the miner alone on the fixed epoch of config/solo.toml (every physical core a
-# CPU unit with its own RandomX dataset, proofs in ./state, metrics on 127.0.0.1:9477).
+# The README's first command: set up this machine, build capminer, and run its main job
+# against a local chain it starts itself: `capminer devnet` starts anvil, deploys the capacity
+# contract, registers every physical core as a CPU unit, funds the reward pool, starts a
+# verifier, and mines: proofs found, submitted, accepted, attested, rewards claimed.
+# State in ./state/devnet, metrics on 127.0.0.1:9477, anvil on 127.0.0.1:8545.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/deploy/setup.sh"
 cd "$root"
 cargo build --release --locked
-exec target/release/capminer run --config config/solo.toml "$@"
+export PATH="$root/tools/node_modules/.bin:$PATH"
+rm -rf state/devnet # every devnet starts a fresh chain, so it starts a fresh store too
+exec target/release/capminer devnet --config config/devnet.toml "$@"

@@ -389,13 +389,25 @@ impl VerifierService {
         self.metrics
             .backlog
             .set(closed.saturating_sub(self.next_epoch) as i64);
-        let e = self.next_epoch;
-        if now < self.close_time(e) {
-            return Ok(None);
+        // Epochs with nothing to send (no proofs, or all attested already) are done at once.
+        loop {
+            let e = self.next_epoch;
+            if now < self.close_time(e) {
+                return Ok(None);
+            }
+            if self.verify_epoch(e, head).await? {
+                self.sent_for = Some(e);
+                return Ok(Some(e));
+            }
+            self.next_epoch = e + 1;
+            save_progress(
+                &self.state_dir,
+                Progress {
+                    contract: self.address,
+                    next_epoch: self.next_epoch,
+                },
+            )?;
         }
-        let sent = self.verify_epoch(e, head).await?;
-        self.sent_for = Some(e);
-        Ok(sent.then_some(e))
     }
 
     /// Verifies epoch `e`; returns true if it sent any transaction.

@@ -3,6 +3,7 @@
 
 mod delivery;
 mod flow;
+mod verifiers;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,0 +1,455 @@
+//! Verifiers on a real anvil: honest work attested and rewarded; invalid proofs reported and
+//! unpaid; the quorum; outsiders refused; a verifier killed and restarted attests once.
+
+use std::sync::Arc;
+
+use alloy::primitives::{Address, U256};
+use alloy::providers::ext::AnvilApi;
+use capminer_chain::bindings::Capacity;
+use capminer_chain::bindings::Capacity::CapacityErrors;
+use capminer_chain::devnet;
+use capminer_chain::verifier::VerifierService;
+use capminer_config::Config;
+use capminer_kernels::key::{cpu_input, cpu_unit_key};
+use capminer_kernels::randomx::{Cache, RandomXFlags, RandomXOptions, Vm, VmMemory};
+use capminer_miner::verify::Verifier;
+use capminer_proofs::store::ProofStore;
+use capminer_proofs::{Epoch, Hash, Proof, Target, UnitId, UnitKind};
+
+use super::{GRACE, Net, spec};
+
+/// One proof in four meets this target.
+fn target() -> Target {
+    Target::for_expected_hashes(4)
+}
+
+/// Light-mode hashes of `unit` for nonces `0..n` in `epoch`.
+fn hashes(epoch: &Epoch, unit: UnitId, n: u64) -> Vec<(u64, [u8; 32])> {
+    let flags = RandomXFlags::resolve(
+        &RandomXOptions {
+            large_pages: false,
+            ..RandomXOptions::default()
+        }
+        .light(),
+    )
+    .unwrap();
+    let mut cache = Cache::new(flags).unwrap();
+    cache.init(&cpu_unit_key(epoch.seed.as_bytes(), unit.as_bytes()));
+    let mut vm = Vm::new(flags, VmMemory::Cache(Arc::new(cache))).unwrap();
+    (0..n)
+        .map(|nonce| (nonce, vm.hash(&cpu_input(nonce))))
+        .collect()
+}
+
+fn store_proofs(store: &ProofStore, unit: UnitId, epoch: u64, nonces: &[u64]) {
+    let proofs: Vec<Proof> = nonces
+        .iter()
+        .map(|&nonce| Proof {
+            unit,
+            kind: UnitKind::Cpu,
+            epoch,
+            nonce,
+            hash: Hash::default(),
+        })
+        .collect();
+    store.append(&proofs).unwrap();
+}
+
+fn verifier_config(net: &Net, dir: &std::path::Path, sample_rate: f64) -> Config {
+    let mut config = Config::default();
+    config.chain = net.chain_config();
+    config.verifier.state_dir = dir.to_path_buf();
+    config.verifier.sample_rate = sample_rate;
+    config.cpu.randomx.large_pages = false;
+    config
+}
+
+async fn verifier(net: &Net, account: usize, dir: &std::path::Path) -> VerifierService {
+    let config = verifier_config(net, dir, 1.0);
+    let checker = Box::new(crate::chain::verifiers::MinerCheck(
+        Verifier::new(capminer_miner::randomx_options(&config)).unwrap(),
+    ));
+    VerifierService::connect(
+        &config,
+        net.key(account),
+        checker,
+        &prometheus::Registry::new(),
+    )
+    .await
+    .unwrap()
+}
+
+/// The binary's checker, rebuilt here from the same public pieces.
+pub struct MinerCheck(pub Verifier);
+
+impl capminer_chain::verifier::Checker for MinerCheck {
+    fn check(
+        &self,
+        claims: &[capminer_chain::verifier::Claim],
+    ) -> Result<Vec<capminer_chain::verifier::Check>, String> {
+        use capminer_chain::verifier::Check;
+        let claims: Vec<capminer_miner::verify::Claim> = claims
+            .iter()
+            .map(|c| capminer_miner::verify::Claim {
+                unit: c.unit,
+                kind: c.kind,
+                epoch: c.epoch,
+                nonce: c.nonce,
+                hash: None,
+            })
+            .collect();
+        Ok(self
+            .0
+            .verify(&claims)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|v| match v {
+                capminer_miner::verify::Verdict::AboveTarget { .. } => Check::AboveTarget,
+                capminer_miner::verify::Verdict::Unverifiable(_) => Check::Unsupported,
+                _ => Check::Valid,
+            })
+            .collect())
+    }
+}
+
+/// Ticks the provider's client until nothing is left to send and every batch is in.
+async fn deliver(net: &Net, client: &mut capminer_chain::ChainService, store: &ProofStore) {
+    for _ in 0..20 {
+        client.tick().await.unwrap();
+        net.advance(0).await;
+        if store.proofs(|p| !p.state.is_terminal()).is_empty() {
+            return;
+        }
+    }
+    panic!(
+        "proofs not delivered: {:?}",
+        store.proofs(|p| !p.state.is_terminal())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn honest_work_is_attested_and_paid_invalid_proofs_are_reported_and_unpaid() {
+    let net = Net::start(&spec(target(), 2, 1000), &[]).await;
+    let (honest, cheat, thief) = (UnitId([0x11; 32]), UnitId([0x22; 32]), UnitId([0x33; 32]));
+    let units = [
+        (honest, UnitKind::Cpu),
+        (cheat, UnitKind::Cpu),
+        (thief, UnitKind::Cpu),
+    ];
+    let idx = net.register(1, &units).await;
+    devnet::add_verifiers(&net.url, net.key(0), net.address(), &[net.key(2).address()])
+        .await
+        .unwrap();
+    devnet::fund_pool(
+        &net.url,
+        net.key(0),
+        net.address(),
+        U256::from(10u64.pow(19)),
+    )
+    .await
+    .unwrap();
+    let e = net.next_epoch().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ProofStore::open(dir.path()).unwrap().0);
+    let mut client = net
+        .client(1, net.chain_config(), store.clone(), &units)
+        .await;
+    let epoch = loop {
+        if let Some(epoch) = client.tick().await.unwrap().new_epoch {
+            break epoch;
+        }
+    };
+    assert_eq!(epoch.number, e);
+    let t = *epoch.target(UnitKind::Cpu);
+    let good: Vec<u64> = hashes(&epoch, honest, 40)
+        .into_iter()
+        .filter(|(_, h)| t.is_met_by(h))
+        .map(|(n, _)| n)
+        .collect();
+    assert!(good.len() >= 4, "{good:?}");
+    // The cheat submits nonces it never hashed (their hashes miss the target) after real ones;
+    let cheat_hashes = hashes(&epoch, cheat, 40);
+    let mut cheating: Vec<u64> = cheat_hashes
+        .iter()
+        .filter(|(_, h)| t.is_met_by(h))
+        .map(|(n, _)| *n)
+        .take(2)
+        .collect();
+    let never_hashed = cheat_hashes
+        .iter()
+        .find(|(n, h)| !t.is_met_by(h) && *n > cheating[1])
+        .unwrap()
+        .0;
+    cheating.push(never_hashed);
+    // the thief submits the honest unit's proofs as its own: under its key they miss.
+    let thief_hashes = hashes(&epoch, thief, 40);
+    let stolen: Vec<u64> = good
+        .iter()
+        .copied()
+        .filter(|n| !t.is_met_by(&thief_hashes[*n as usize].1))
+        .take(3)
+        .collect();
+    assert_eq!(stolen.len(), 3);
+    store_proofs(&store, honest, e, &good);
+    store_proofs(&store, cheat, e, &cheating);
+    store_proofs(&store, thief, e, &stolen);
+    deliver(&net, &mut client, &store).await;
+
+    // Close the window; the verifier recomputes every proof.
+    net.next_epoch().await;
+    net.advance(GRACE + 1).await;
+    let vdir = tempfile::tempdir().unwrap();
+    let mut v = verifier(&net, 2, vdir.path()).await;
+    assert_eq!(v.tick().await.unwrap(), Some(e));
+    net.advance(0).await;
+    v.tick().await.unwrap();
+    assert_eq!(v.next_epoch(), e + 1, "the epoch is done and recorded");
+
+    let c = net.contract();
+    let honest_state = c.unitEpoch(idx[0], e).call().await.unwrap();
+    assert!(honest_state.isAttested && !honest_state.failed);
+    for (i, name) in [(1, "cheat"), (2, "thief")] {
+        let s = c.unitEpoch(idx[i], e).call().await.unwrap();
+        assert!(s.failed && !s.isAttested, "{name}: {s:?}");
+        let info = c.unitInfo(idx[i]).call().await.unwrap();
+        assert_eq!(
+            info.collateral,
+            info.registeredCollateral * 9 / 10,
+            "{name} slashed 10%"
+        );
+    }
+    let reported = c.unitEpoch(idx[1], e).call().await.unwrap();
+    assert_eq!(reported.count as usize, cheating.len());
+
+    // The provider's client claims at the next epoch: the honest unit only.
+    let pool = c.rewardPool().call().await.unwrap();
+    net.next_epoch().await;
+    for _ in 0..4 {
+        client.tick().await.unwrap();
+        net.advance(0).await;
+    }
+    let paid = pool - c.rewardPool().call().await.unwrap();
+    assert_eq!(
+        paid,
+        U256::from(10u64.pow(18)),
+        "one reward: the honest unit's"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_quorum_nothing_is_rewardable_and_outsiders_cannot_attest() {
+    let mut s = spec(target(), 1, 1000);
+    s.quorum = 2;
+    let net = Net::start(&s, &[]).await;
+    let unit = UnitId([0x44; 32]);
+    let index = net.register(1, &[(unit, UnitKind::Cpu)]).await[0];
+    devnet::add_verifiers(
+        &net.url,
+        net.key(0),
+        net.address(),
+        &[net.key(2).address(), net.key(4).address()],
+    )
+    .await
+    .unwrap();
+    let e = net.next_epoch().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ProofStore::open(dir.path()).unwrap().0);
+    let mut client = net
+        .client(
+            1,
+            net.chain_config(),
+            store.clone(),
+            &[(unit, UnitKind::Cpu)],
+        )
+        .await;
+    let epoch = loop {
+        if let Some(epoch) = client.tick().await.unwrap().new_epoch {
+            break epoch;
+        }
+    };
+    let t = *epoch.target(UnitKind::Cpu);
+    let good: Vec<u64> = hashes(&epoch, unit, 16)
+        .into_iter()
+        .filter(|(_, h)| t.is_met_by(h))
+        .map(|(n, _)| n)
+        .collect();
+    store_proofs(&store, unit, e, &good);
+    deliver(&net, &mut client, &store).await;
+    net.next_epoch().await;
+    net.advance(GRACE + 1).await;
+
+    // An address outside the verifier set is refused, with the contract's own error.
+    let digest = net
+        .contract()
+        .unitEpoch(index, e)
+        .call()
+        .await
+        .unwrap()
+        .digest;
+    let outsider = devnet::signing_provider(&net.url, net.key(5)).unwrap();
+    let err = Capacity::new(net.address(), outsider)
+        .attest(index, e, digest)
+        .call()
+        .await
+        .unwrap_err();
+    let decoded = err.as_decoded_interface_error::<CapacityErrors>();
+    assert!(
+        matches!(decoded, Some(CapacityErrors::NotVerifier(ref x)) if x.account == net.key(5).address()),
+        "{err}"
+    );
+
+    // One attestation of two: nothing to claim yet.
+    let vdir = tempfile::tempdir().unwrap();
+    let mut first = verifier(&net, 2, vdir.path()).await;
+    first.tick().await.unwrap();
+    net.advance(0).await;
+    first.tick().await.unwrap();
+    let state = net.contract().unitEpoch(index, e).call().await.unwrap();
+    assert_eq!((state.attestations, state.isAttested), (1, false));
+    let now = net.epoch().await;
+    assert_eq!(
+        net.contract()
+            .claimable(index, now)
+            .call()
+            .await
+            .unwrap()
+            .amount,
+        U256::ZERO
+    );
+    // The second makes the quorum.
+    let vdir2 = tempfile::tempdir().unwrap();
+    let mut second = verifier(&net, 4, vdir2.path()).await;
+    second.tick().await.unwrap();
+    net.advance(0).await;
+    second.tick().await.unwrap();
+    assert!(
+        net.contract()
+            .unitEpoch(index, e)
+            .call()
+            .await
+            .unwrap()
+            .isAttested
+    );
+    assert_eq!(
+        net.contract()
+            .claimable(index, now)
+            .call()
+            .await
+            .unwrap()
+            .amount,
+        U256::from(10u64.pow(18))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verifier_killed_mid_epoch_resumes_without_attesting_twice() {
+    let net = Net::start(&spec(target(), 1, 1000), &[]).await;
+    let units = [
+        (UnitId([0x55; 32]), UnitKind::Cpu),
+        (UnitId([0x66; 32]), UnitKind::Cpu),
+    ];
+    let idx = net.register(1, &units).await;
+    let verifier_key = net.key(2);
+    devnet::add_verifiers(
+        &net.url,
+        net.key(0),
+        net.address(),
+        &[verifier_key.address()],
+    )
+    .await
+    .unwrap();
+    let e = net.next_epoch().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ProofStore::open(dir.path()).unwrap().0);
+    let mut client = net
+        .client(1, net.chain_config(), store.clone(), &units)
+        .await;
+    let epoch = loop {
+        if let Some(epoch) = client.tick().await.unwrap().new_epoch {
+            break epoch;
+        }
+    };
+    let t = *epoch.target(UnitKind::Cpu);
+    for (unit, _) in &units {
+        let good: Vec<u64> = hashes(&epoch, *unit, 12)
+            .into_iter()
+            .filter(|(_, h)| t.is_met_by(h))
+            .map(|(n, _)| n)
+            .collect();
+        store_proofs(&store, *unit, e, &good);
+    }
+    deliver(&net, &mut client, &store).await;
+    net.next_epoch().await;
+    net.advance(GRACE + 1).await;
+
+    // The verifier process sends its attestations, which stay pending (no mining), and dies.
+    net.provider.anvil_set_auto_mine(false).await.unwrap();
+    let vdir = tempfile::tempdir().unwrap();
+    let config_path = vdir.path().join("verifier.toml");
+    let mut config = verifier_config(&net, &vdir.path().join("state"), 1.0);
+    config.metrics.enabled = false;
+    std::fs::write(&config_path, config.to_toml()).unwrap();
+    let key_hex = alloy::hex::encode(verifier_key.to_bytes());
+    let spawn = || {
+        crate::common::capminer()
+            .args(["verifier", "-c", config_path.to_str().unwrap()])
+            .env("CAPMINER_VERIFIER_KEY", &key_hex)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = spawn();
+    let mut pending = None;
+    for _ in 0..300 {
+        let count = alloy::providers::Provider::get_transaction_count(
+            &net.provider,
+            verifier_key.address(),
+        )
+        .pending()
+        .await
+        .unwrap();
+        if count >= 2 {
+            pending = Some(());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(pending.is_some(), "the verifier sent its two attestations");
+    child.kill().unwrap(); // SIGKILL, before they are mined and before progress is saved
+    child.wait().unwrap();
+    net.provider.anvil_set_auto_mine(true).await.unwrap();
+    net.advance(0).await;
+
+    // Restarted, it finds both attested and moves on without a second attestation.
+    let mut child = spawn();
+    let progress = vdir.path().join("state/progress.json");
+    let done = crate::common::wait_for(std::time::Duration::from_secs(60), || {
+        let text = std::fs::read_to_string(&progress).ok()?;
+        let p: serde_json::Value = serde_json::from_str(&text).ok()?;
+        (p["next_epoch"].as_u64()? > e).then_some(())
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(done.is_some(), "the restarted verifier finished the epoch");
+    let filter = alloy::rpc::types::Filter::new()
+        .address(net.address())
+        .event_signature(<Capacity::Attested as alloy::sol_types::SolEvent>::SIGNATURE_HASH)
+        .from_block(0);
+    let logs = alloy::providers::Provider::get_logs(&net.provider, &filter)
+        .await
+        .unwrap();
+    assert_eq!(logs.len(), 2, "one attestation per unit-epoch");
+    for index in idx {
+        let state = net.contract().unitEpoch(index, e).call().await.unwrap();
+        assert_eq!((state.attestations, state.isAttested), (1, true));
+    }
+    let verifier_address: Address = verifier_key.address();
+    assert!(
+        net.contract()
+            .hasAttested(0, e, verifier_address)
+            .call()
+            .await
+            .unwrap()
+    );
+}
