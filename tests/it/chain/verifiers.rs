@@ -56,8 +56,10 @@ fn store_proofs(store: &ProofStore, unit: UnitId, epoch: u64, nonces: &[u64]) {
 }
 
 fn verifier_config(net: &Net, dir: &std::path::Path, sample_rate: f64) -> Config {
-    let mut config = Config::default();
-    config.chain = net.chain_config();
+    let mut config = Config {
+        chain: net.chain_config(),
+        ..Config::default()
+    };
     config.verifier.state_dir = dir.to_path_buf();
     config.verifier.sample_rate = sample_rate;
     config.cpu.randomx.large_pages = false;
