@@ -3,6 +3,7 @@
 
 mod delivery;
 mod flow;
+mod restart;
 mod verifiers;
 
 use std::path::PathBuf;
