@@ -30,7 +30,14 @@ async fn a_miner_killed_between_sending_and_the_receipt_loses_nothing_and_counts
     let epoch = net.next_epoch().await;
     let owner = capminer_chain::devnet::signing_provider(&net.url, net.key(0)).unwrap();
     let contract = capminer_chain::bindings::Capacity::new(net.address(), owner);
-    contract.advanceEpoch().send().await.unwrap().get_receipt().await.unwrap();
+    contract
+        .advanceEpoch()
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
     let path = dir.path().join("capminer.toml");
     std::fs::write(&path, config.to_toml()).unwrap();
     let key = alloy::hex::encode(net.key(1).to_bytes());
@@ -57,7 +64,12 @@ async fn a_miner_killed_between_sending_and_the_receipt_loses_nothing_and_counts
     .expect("a batch was sent");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let before: Vec<_> = read().unwrap().proofs(|_| true).iter().map(|p| p.proof.id()).collect();
+    let before: Vec<_> = read()
+        .unwrap()
+        .proofs(|_| true)
+        .iter()
+        .map(|p| p.proof.id())
+        .collect();
     assert!(before.len() >= submitted.len());
 
     // The transaction gets in while the miner is down; then the miner comes back.
@@ -66,7 +78,12 @@ async fn a_miner_killed_between_sending_and_the_receipt_loses_nothing_and_counts
     let mut child = start();
     wait_for(Duration::from_secs(60), || {
         let store = read()?;
-        (store.proofs(|p| p.state == ProofState::Final || matches!(p.state, ProofState::Included { .. })).len() > before.len() + 4)
+        (store
+            .proofs(|p| {
+                p.state == ProofState::Final || matches!(p.state, ProofState::Included { .. })
+            })
+            .len()
+            > before.len() + 4)
             .then_some(())
     })
     .expect("the restarted miner goes on delivering");
@@ -76,11 +93,18 @@ async fn a_miner_killed_between_sending_and_the_receipt_loses_nothing_and_counts
 
     // Finish delivery in-process, close the window, and settle everything.
     let store = Arc::new(ProofStore::open(&state).unwrap().0);
-    let mut client = net.client(1, config.chain.clone(), store.clone(), &units).await;
+    let mut client = net
+        .client(1, config.chain.clone(), store.clone(), &units)
+        .await;
     for _ in 0..20 {
         client.tick().await.unwrap();
         net.advance(0).await;
-        if store.proofs(|p| p.state == ProofState::Found || matches!(p.state, ProofState::Submitted { .. })).is_empty() {
+        if store
+            .proofs(|p| {
+                p.state == ProofState::Found || matches!(p.state, ProofState::Submitted { .. })
+            })
+            .is_empty()
+        {
             break;
         }
     }
@@ -92,11 +116,23 @@ async fn a_miner_killed_between_sending_and_the_receipt_loses_nothing_and_counts
     }
     let all = store.proofs(|_| true);
     for r in &before {
-        let p = all.iter().find(|p| p.proof.id() == *r).expect("no proof lost");
+        let p = all
+            .iter()
+            .find(|p| p.proof.id() == *r)
+            .expect("no proof lost");
         assert_eq!(p.state, ProofState::Final, "{r}");
     }
     for ((unit, _), index) in units.iter().zip(&indices) {
-        let finals = all.iter().filter(|p| p.proof.unit == *unit && p.proof.epoch == epoch && p.state == ProofState::Final).count();
-        assert_eq!(net.count(*index, epoch).await as usize, finals, "counted once each");
+        let finals = all
+            .iter()
+            .filter(|p| {
+                p.proof.unit == *unit && p.proof.epoch == epoch && p.state == ProofState::Final
+            })
+            .count();
+        assert_eq!(
+            net.count(*index, epoch).await as usize,
+            finals,
+            "counted once each"
+        );
     }
 }
