@@ -15,7 +15,10 @@ use capminer_chain::bindings::Capacity;
 use capminer_chain::devnet::{self, ContractSpec, KindSpec};
 use capminer_proofs::{Target, UnitId, UnitKind};
 
-fn packed(groups: &[(u32, std::ops::Range<u64>)]) -> Bytes {
+/// One unit's nonces in a batch.
+type Group = (u32, std::ops::Range<u64>);
+
+fn packed(groups: &[Group]) -> Bytes {
     let mut out = Vec::new();
     for (unit, nonces) in groups {
         out.extend_from_slice(&unit.to_be_bytes());
@@ -73,7 +76,7 @@ async fn main() {
         .await
         .unwrap();
 
-    let cases: Vec<(&str, Vec<(u32, std::ops::Range<u64>)>)> = vec![
+    let cases: Vec<(&str, Vec<Group>)> = vec![
         ("1 proof, 1 unit", vec![(indices[0], 0..1)]),
         ("10 proofs, 1 unit", vec![(indices[1], 0..10)]),
         ("100 proofs, 1 unit", vec![(indices[2], 0..100)]),
@@ -93,7 +96,7 @@ async fn main() {
         let proofs: u64 = groups.iter().map(|(_, r)| r.end - r.start).sum();
         let mut row = Vec::new();
         for round in 0..2u64 {
-            let shifted: Vec<(u32, std::ops::Range<u64>)> = groups
+            let shifted: Vec<Group> = groups
                 .iter()
                 .map(|(u, r)| (*u, r.start + round * 100_000..r.end + round * 100_000))
                 .collect();
