@@ -25,9 +25,13 @@
 //! Needs two cores and two datasets' worth of memory (about 4.5 GiB).
 //! Run with `cargo bench --bench randomx_reference`.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
+
+use common::{build_reference, env_u64};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,78 +40,6 @@ use capminer_miner::topology::Topology;
 use capminer_miner::{Miner, Unit, UnitState};
 use capminer_proofs::store::ProofStore;
 use capminer_proofs::{Epoch, Seed, Target};
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// The RandomX source directory vendored by the randomx-rs this workspace locks.
-fn randomx_sources() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--locked"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("cargo metadata runs");
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("cargo metadata JSON");
-    let manifest = meta["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "randomx-rs")
-        .expect("randomx-rs is a dependency")["manifest_path"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    Path::new(&manifest).parent().unwrap().join("RandomX")
-}
-
-/// Builds `randomx-benchmark` (cached under target/) and returns its path.
-fn build_reference() -> PathBuf {
-    let target = std::env::current_exe()
-        .unwrap()
-        .ancestors()
-        .nth(3)
-        .unwrap()
-        .to_path_buf();
-    let build = target.join("randomx-reference");
-    let binary = build.join("randomx-benchmark");
-    if !binary.exists() {
-        let src = randomx_sources();
-        eprintln!(
-            "building the reference randomx-benchmark from {}",
-            src.display()
-        );
-        let ok = Command::new("cmake")
-            .args([
-                "-S",
-                src.to_str().unwrap(),
-                "-B",
-                build.to_str().unwrap(),
-                "-DCMAKE_BUILD_TYPE=Release",
-            ])
-            .status()
-            .expect("cmake runs")
-            .success()
-            && Command::new("cmake")
-                .args([
-                    "--build",
-                    build.to_str().unwrap(),
-                    "--target",
-                    "randomx-benchmark",
-                    "-j",
-                    "2",
-                ])
-                .status()
-                .expect("cmake --build runs")
-                .success();
-        assert!(ok, "building randomx-benchmark failed");
-    }
-    binary
-}
 
 /// One head-to-head run.
 struct Run {

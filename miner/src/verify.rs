@@ -120,18 +120,27 @@ impl Verifier {
         let mut cache = Cache::new(self.flags).map_err(kernel)?;
         cache.init(&cpu_unit_key(seed, unit.as_bytes()));
         let memory = VmMemory::Cache(Arc::new(cache));
-        indices
-            .par_iter()
-            .map_init(
-                || Vm::new(self.flags, memory.clone()),
-                |vm, &i| {
-                    let vm = vm.as_mut().map_err(|e| kernel(e.clone()))?;
-                    let claim = &claims[i];
-                    let hash = Hash(vm.hash(&cpu_input(claim.nonce)));
-                    Ok((i, judge(claim, hash)))
-                },
-            )
-            .collect()
+        // One VM per worker, each hashing a contiguous share of the claims pipelined.
+        let share = indices.len().div_ceil(rayon::current_num_threads()).max(1);
+        let shares: Vec<Result<Vec<(usize, Verdict)>>> = indices
+            .par_chunks(share)
+            .map(|chunk| {
+                let mut vm = Vm::new(self.flags, memory.clone()).map_err(kernel)?;
+                let inputs: Vec<[u8; 8]> =
+                    chunk.iter().map(|&i| cpu_input(claims[i].nonce)).collect();
+                let refs: Vec<&[u8]> = inputs.iter().map(|i| i.as_slice()).collect();
+                Ok(chunk
+                    .iter()
+                    .zip(vm.hash_batch(&refs))
+                    .map(|(&i, h)| (i, judge(&claims[i], Hash(h))))
+                    .collect())
+            })
+            .collect();
+        let mut out = Vec::with_capacity(indices.len());
+        for share in shares {
+            out.extend(share?);
+        }
+        Ok(out)
     }
 }
 

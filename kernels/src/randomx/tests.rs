@@ -119,6 +119,21 @@ fn pipelined_search_equals_single_hashes_and_finds_every_hit() {
 }
 
 #[test]
+fn batched_hashes_equal_single_hashes_for_any_inputs() {
+    let options = RandomXOptions {
+        large_pages: false,
+        ..RandomXOptions::default()
+    };
+    let mut vm = light_vm(options, b"batch");
+    let inputs: Vec<Vec<u8>> = vec![b"a".to_vec(), vec![0; 76], b"This is a test".to_vec()];
+    let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+    let batched = vm.hash_batch(&refs);
+    let single: Vec<[u8; 32]> = inputs.iter().map(|i| vm.hash(i)).collect();
+    assert_eq!(batched, single);
+    assert!(vm.hash_batch(&[]).is_empty());
+}
+
+#[test]
 fn search_stops_when_asked_after_the_current_hash() {
     let options = RandomXOptions {
         large_pages: false,
