@@ -27,4 +27,7 @@ pub enum KernelError {
     /// A full-memory VM was asked for without a dataset, or a light VM without a cache.
     #[error("RandomX VM needs {0}")]
     VmSetup(&'static str),
+    /// The GPU failed.
+    #[error("GPU: {0}")]
+    Gpu(String),
 }

@@ -16,6 +16,8 @@
 //! Nothing here knows about threads, epochs, stores or chains: the miner drives these pieces.
 
 pub mod error;
+pub mod gpu;
+pub mod gpu_challenge;
 pub mod key;
 pub mod randomx;
 pub mod search;

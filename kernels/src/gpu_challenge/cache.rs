@@ -1,0 +1,89 @@
+//! The epoch's light cache and a unit's keys.
+
+use rayon::prelude::*;
+
+use super::hash::{b3, words_of, x64, xor16};
+use super::params::{CACHE_ROUNDS, GpuParams};
+
+/// The light cache of one epoch: `cache_bytes / 64` nodes of 16 words.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LightCache {
+    /// The nodes.
+    pub nodes: Vec<[u32; 16]>,
+}
+
+impl std::fmt::Debug for LightCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LightCache({} nodes)", self.nodes.len())
+    }
+}
+
+impl LightCache {
+    /// Builds the cache of `seed`: `c[0] = X64("capminer/gpu/cache" ‖ seed)`,
+    /// `c[i] = X64(c[i-1])`, then [`CACHE_ROUNDS`] rounds of
+    /// `c[i] = X64(c[(i-1) mod n] XOR c[c[i].word0 mod n])`. Sequential by design.
+    pub fn build(seed: &[u8; 32], params: &GpuParams) -> Self {
+        let n = params.nodes() as usize;
+        let mut nodes = Vec::with_capacity(n);
+        nodes.push(x64(&[b"capminer/gpu/cache".as_slice(), seed].concat()));
+        for i in 1..n {
+            let previous = bytes_of(&nodes[i - 1]);
+            nodes.push(x64(&previous));
+        }
+        for _ in 0..CACHE_ROUNDS {
+            for i in 0..n {
+                let v = nodes[i][0] as usize % n;
+                let mixed = xor16(&nodes[(i + n - 1) % n], &nodes[v]);
+                nodes[i] = x64(&bytes_of(&mixed));
+            }
+        }
+        Self { nodes }
+    }
+
+    /// The nodes as one flat slice of words (what the GPU gets).
+    pub fn words(&self) -> Vec<u32> {
+        self.nodes
+            .par_iter()
+            .flat_map_iter(|n| n.iter().copied())
+            .collect()
+    }
+}
+
+/// 16 words as 64 little-endian bytes.
+pub fn bytes_of(words: &[u32; 16]) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    for (chunk, w) in out.chunks_exact_mut(4).zip(words) {
+        chunk.copy_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
+/// What a unit's dataset and hashes are keyed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnitKeys {
+    /// `X64("capminer/gpu/salt" ‖ B3(seed ‖ unit_id))`, mixed into every item.
+    pub salt: [u32; 16],
+    /// `B3("capminer/gpu/head" ‖ B3(seed ‖ unit_id))`, hashed with every nonce.
+    pub header: [u8; 32],
+}
+
+impl UnitKeys {
+    /// The keys of a unit in an epoch.
+    pub fn new(seed: &[u8; 32], unit_id: &[u8; 32]) -> Self {
+        let unit_key = b3(&[seed.as_slice(), unit_id].concat());
+        Self {
+            salt: x64(&[b"capminer/gpu/salt".as_slice(), &unit_key].concat()),
+            header: b3(&[b"capminer/gpu/head".as_slice(), &unit_key].concat()),
+        }
+    }
+
+    /// The salt's words, flattened for a GPU uniform.
+    pub fn salt_words(&self) -> [u32; 16] {
+        self.salt
+    }
+
+    /// The header as 8 little-endian words.
+    pub fn header_words(&self) -> [u32; 8] {
+        words_of(&self.header)
+    }
+}
