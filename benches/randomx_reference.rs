@@ -74,11 +74,10 @@ fn head_to_head(
         id: None,
     }]);
     config.cpu.dataset_threads = Some(init_threads as usize);
-    let (plans, flags) = Miner::plan(&config).unwrap();
+    let plan = Miner::plan(&config).unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let store = Arc::new(ProofStore::open(scratch.path()).unwrap().0);
-    let miner =
-        Miner::start_planned(&config, plans, flags, store, &prometheus::Registry::new()).unwrap();
+    let miner = Miner::start_planned(&config, plan, store, &prometheus::Registry::new()).unwrap();
     miner
         .set_epoch(Epoch {
             number: 1,

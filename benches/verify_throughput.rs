@@ -74,7 +74,8 @@ fn main() {
     build.sort_by(f64::total_cmp);
     let cache_seconds = build[build.len() / 2];
 
-    let verifier = Verifier::new(options).unwrap();
+    let verifier =
+        Verifier::new(options, capminer_kernels::gpu_challenge::GpuParams::NETWORK).unwrap();
     let one_key = claims(1, per_key);
     let many = claims(keys, per_key);
     let single = throughput(&verifier, &one_key, 1);

@@ -9,6 +9,7 @@ export PATH="$root/tools/node_modules/.bin:$PATH"
 # Lavapipe: Mesa's Vulkan driver on the CPU, the GPU of machines without one.
 export WGPU_BACKEND=vulkan
 export VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}" # Mesa's loader complains without one
 
 step() { printf '\n== %s\n' "$*"; }
 step "contract artifact matches its source"; bash contracts/build.sh --check

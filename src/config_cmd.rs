@@ -20,12 +20,20 @@ pub fn config(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ConfigCommand::Check(arg) => {
             let config = load_config(&arg)?;
-            let (plans, flags) = Miner::plan(&config)?;
+            let plan = Miner::plan(&config)?;
             println!(
-                "configuration is valid: {} CPU unit(s), RandomX {flags}",
-                plans.len()
+                "configuration is valid: {} CPU unit(s), RandomX {}; {} GPU unit(s)",
+                plan.cpu.len(),
+                plan.flags,
+                plan.gpu.len()
             );
-            for p in plans {
+            for p in &plan.gpu {
+                println!(
+                    "  {} id {} on {} ({})",
+                    p.label, p.id, p.device.info.name, p.device.info.backend
+                );
+            }
+            for p in plan.cpu {
                 println!(
                     "  {} id {} on core {} (cpus {:?}), {} threads",
                     p.label, p.id, p.core.index, p.core.cpus, p.threads

@@ -13,8 +13,8 @@ use alloy::signers::local::PrivateKeySigner;
 use capminer_chain::devnet::{self, ContractSpec, KindSpec};
 use capminer_chain::verifier::VerifierService;
 use capminer_miner::verify::Verifier;
-use capminer_miner::{Miner, randomx_options};
-use capminer_proofs::{Target, UnitKind};
+use capminer_miner::{Miner, gpu_params, randomx_options};
+use capminer_proofs::Target;
 use prometheus::Registry;
 
 use crate::checker::MinerChecker;
@@ -71,7 +71,7 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     let mut config = load_config(&args.config)?;
     logging::init(&config)?;
     let runtime = runtime(&config)?;
-    let (plans, _) = Miner::plan(&config)?;
+    let plan = Miner::plan(&config)?;
     let anvil_path = find_anvil(args.anvil);
     let anvil = devnet::spawn_anvil(&anvil_path, Some(args.port), &["--block-time", "1"])?;
     let url = anvil.endpoint();
@@ -93,7 +93,11 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
         slash_bps: 1000,
         kinds: [kind(config.epoch.cpu_target), kind(config.epoch.cpu_target)],
     };
-    let units: Vec<_> = plans.iter().map(|p| (p.id, UnitKind::Cpu)).collect();
+    let units: Vec<_> = plan
+        .units()
+        .into_iter()
+        .map(|(id, kind, _)| (id, kind))
+        .collect();
     let deployment = runtime.block_on(async {
         let deployment = devnet::deploy(&url, owner.clone(), &spec).await?;
         devnet::register_units(&url, provider.clone(), deployment.address, &units).await?;
@@ -128,7 +132,10 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     for (i, signer) in verifiers.into_iter().enumerate() {
         let mut vconfig = config.clone();
         vconfig.verifier.state_dir = config.verifier.state_dir.join(format!("verifier-{i}"));
-        let checker = Box::new(MinerChecker(Verifier::new(randomx_options(&config))?));
+        let checker = Box::new(MinerChecker(Verifier::new(
+            randomx_options(&config),
+            gpu_params(&config)?,
+        )?));
         let service = runtime.block_on(VerifierService::connect(
             &vconfig, signer, checker, &registry,
         ))?;

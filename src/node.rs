@@ -29,19 +29,13 @@ pub fn run_node(
     runtime: &tokio::runtime::Runtime,
     registry: &Registry,
 ) -> anyhow::Result<ExitCode> {
-    let (plans, flags) = Miner::plan(config)?;
+    let plan = Miner::plan(config)?;
     let (store, recovery) = ProofStore::open(&config.miner.state_dir)?;
     if recovery.torn_bytes > 0 || !recovery.quarantined.is_empty() {
         tracing::warn!("proof store repaired on open: {recovery:?}");
     }
     let store = Arc::new(store);
-    let miner = Arc::new(Miner::start_planned(
-        config,
-        plans,
-        flags,
-        store.clone(),
-        registry,
-    )?);
+    let miner = Arc::new(Miner::start_planned(config, plan, store.clone(), registry)?);
     if config.metrics.enabled {
         runtime.block_on(metrics_server::serve(
             config.metrics.listen,

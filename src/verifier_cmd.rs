@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use capminer_chain::key::{KeySource, load_signer};
 use capminer_chain::verifier::VerifierService;
-use capminer_miner::randomx_options;
 use capminer_miner::verify::Verifier;
+use capminer_miner::{gpu_params, randomx_options};
 use prometheus::Registry;
 
 use crate::checker::MinerChecker;
@@ -42,7 +42,10 @@ pub fn verifier(args: VerifierArgs) -> anyhow::Result<ExitCode> {
             registry.clone(),
         ))?;
     }
-    let checker = Box::new(MinerChecker(Verifier::new(randomx_options(&config))?));
+    let checker = Box::new(MinerChecker(Verifier::new(
+        randomx_options(&config),
+        gpu_params(&config)?,
+    )?));
     let service = runtime.block_on(VerifierService::connect(
         &config, signer, checker, &registry,
     ))?;

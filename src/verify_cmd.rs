@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use capminer_miner::randomx_options;
 use capminer_miner::verify::{Claim, Verdict, Verifier};
+use capminer_miner::{gpu_params, randomx_options};
 
 use crate::proofs_cmd::ProofsFile;
 use crate::{ConfigArg, load_config};
@@ -67,7 +67,8 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let verdicts = Verifier::new(randomx_options(&config))?.verify(&claims)?;
+    let verdicts =
+        Verifier::new(randomx_options(&config), gpu_params(&config)?)?.verify(&claims)?;
     let mut invalid = 0;
     for (p, verdict) in file.proofs.iter().zip(&verdicts) {
         let why = match verdict {

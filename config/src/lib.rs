@@ -27,6 +27,10 @@ pub struct Config {
     pub epoch: FixedEpochConfig,
     /// CPU units.
     pub cpu: CpuConfig,
+    /// GPU units.
+    pub gpu: GpuConfig,
+    /// Network parameters every prover and verifier must share.
+    pub network: NetworkConfig,
     /// The chain: where epochs come from and proofs go.
     pub chain: ChainConfig,
     /// The verifier (`capminer verifier`, and the verifiers `capminer devnet` runs).
@@ -72,6 +76,9 @@ pub struct FixedEpochConfig {
     /// CPU target: a 256-bit big-endian threshold.
     #[serde(with = "hex::bytes")]
     pub cpu_target: [u8; 32],
+    /// GPU target: a 256-bit big-endian threshold.
+    #[serde(with = "hex::bytes")]
+    pub gpu_target: [u8; 32],
 }
 
 impl Default for FixedEpochConfig {
@@ -82,10 +89,16 @@ impl Default for FixedEpochConfig {
         let mut cpu_target = [0xff; 32];
         cpu_target[0] = 0;
         cpu_target[1] = 0x07;
+        // About one proof per 2^20 hashes: a GPU hashes orders of magnitude faster.
+        let mut gpu_target = [0xff; 32];
+        gpu_target[0] = 0;
+        gpu_target[1] = 0;
+        gpu_target[2] = 0x0f;
         Self {
             number: 1,
             seed,
             cpu_target,
+            gpu_target,
         }
     }
 }
@@ -240,6 +253,74 @@ pub enum Argon2 {
     Ssse3,
     /// Portable C.
     Portable,
+}
+
+/// `[gpu]`: GPU units, each a slice of one GPU's memory holding its own dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GpuConfig {
+    /// Run GPU units at all.
+    pub enabled: bool,
+    /// Also use software adapters (lavapipe, llvmpipe): for tests and machines without a GPU.
+    pub allow_software: bool,
+    /// The devices to use and their units; empty: every eligible adapter, one unit each.
+    pub devices: Vec<GpuDeviceConfig>,
+    /// Nonces per dispatch; absent: auto-tuned to about 100 ms of work a submit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u32>,
+    /// Device memory (MiB) kept free on each device.
+    pub memory_reserve_mib: u64,
+}
+
+impl Default for GpuConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            allow_software: false,
+            devices: Vec::new(),
+            batch: None,
+            memory_reserve_mib: 512,
+        }
+    }
+}
+
+/// One `[[gpu.devices]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuDeviceConfig {
+    /// Which adapter: its index in `capminer devices`, `pci:<bus id>`, or a substring of its name.
+    pub select: String,
+    /// Units on it.
+    pub units: u32,
+    /// The device's memory in MiB; units beyond it (minus the reserve) are refused.
+    /// Absent: not checked (wgpu does not report device memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
+}
+
+/// `[network]`: parameters of the network, the same for every prover and verifier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// Bytes of one GPU unit's dataset (a multiple of 128).
+    pub gpu_unit_bytes: u64,
+    /// Bytes of the GPU challenge's light cache (a multiple of 64).
+    pub gpu_cache_bytes: u64,
+    /// Cache nodes folded into each half item.
+    pub gpu_parents: u32,
+    /// Item reads per GPU hash.
+    pub gpu_accesses: u32,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            gpu_unit_bytes: 1 << 30,
+            gpu_cache_bytes: 16 << 20,
+            gpu_parents: 256,
+            gpu_accesses: 64,
+        }
+    }
 }
 
 /// `[chain]`: the capacity contract on an EVM chain.

@@ -38,6 +38,12 @@ fn the_example_file_is_valid_and_documents_every_key() {
     full.chain.chain_id = Some(1);
     full.chain.key_file = Some("k".into());
     full.verifier.key_file = Some("k".into());
+    full.gpu.batch = Some(1);
+    full.gpu.devices = vec![GpuDeviceConfig {
+        select: "0".into(),
+        units: 1,
+        memory_mib: Some(1),
+    }];
     full.cpu.units = Units::List(vec![UnitConfig {
         core: 0,
         id: Some([1; 32]),

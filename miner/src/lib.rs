@@ -21,6 +21,7 @@
 pub mod control;
 pub mod cpu;
 mod error;
+pub mod gpu;
 pub mod hashrate;
 pub mod metrics;
 mod miner;
@@ -31,5 +32,5 @@ pub mod unit;
 pub mod verify;
 
 pub use error::{MinerError, Result};
-pub use miner::{Miner, UnitRates, randomx_flags, randomx_options};
+pub use miner::{Miner, MinerPlan, UnitRates, gpu_params, randomx_flags, randomx_options};
 pub use unit::{BuildReport, Unit, UnitInfo, UnitState};

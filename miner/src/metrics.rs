@@ -27,6 +27,10 @@ pub struct MinerMetrics {
     pub unit_info: IntGaugeVec,
     /// The epoch being mined.
     pub epoch: IntGauge,
+    /// GPU results the CPU reference did not reproduce (dropped, never stored).
+    pub compute_errors: IntCounterVec,
+    /// Device memory a GPU unit holds.
+    pub gpu_memory: IntGaugeVec,
 }
 
 const UNIT: &[&str] = &["unit", "kind"];
@@ -102,6 +106,20 @@ impl MinerMetrics {
                 &["unit", "kind", "id", "place", "threads", "flags"],
             )?,
             epoch: IntGauge::new("capminer_epoch", "Number of the epoch being mined")?,
+            compute_errors: IntCounterVec::new(
+                Opts::new(
+                    "capminer_compute_errors_total",
+                    "GPU results the CPU reference did not reproduce; dropped, never stored",
+                ),
+                UNIT,
+            )?,
+            gpu_memory: IntGaugeVec::new(
+                Opts::new(
+                    "capminer_gpu_memory_bytes",
+                    "Device memory a GPU unit holds",
+                ),
+                &["unit", "device"],
+            )?,
         };
         registry.register(Box::new(metrics.hashes.clone()))?;
         registry.register(Box::new(metrics.hashrate.clone()))?;
@@ -113,6 +131,8 @@ impl MinerMetrics {
         registry.register(Box::new(metrics.huge_pages.clone()))?;
         registry.register(Box::new(metrics.unit_info.clone()))?;
         registry.register(Box::new(metrics.epoch.clone()))?;
+        registry.register(Box::new(metrics.compute_errors.clone()))?;
+        registry.register(Box::new(metrics.gpu_memory.clone()))?;
         Ok(metrics)
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use capminer_config::Config;
 use capminer_kernels::KernelError;
+use capminer_kernels::gpu_challenge::GpuParams;
 use capminer_kernels::randomx::{Argon2Impl, RandomXFlags, RandomXOptions};
 use capminer_proofs::Epoch;
 use capminer_proofs::store::ProofStore;
@@ -14,9 +15,10 @@ use prometheus::Registry;
 
 use crate::control::Control;
 use crate::cpu::CpuUnit;
+use crate::gpu::{GpuUnit, GpuUnitPlan};
 use crate::hashrate::{Hashrate, WINDOWS};
 use crate::metrics::MinerMetrics;
-use crate::plan::{CpuUnitPlan, available_memory, plan_cpu_units};
+use crate::plan::{CpuUnitPlan, available_memory, plan_cpu_units, plan_gpu_units};
 use crate::topology::Topology;
 use crate::unit::{Unit, UnitContext, UnitInfo, UnitState};
 use crate::{MinerError, Result};
@@ -38,6 +40,21 @@ pub fn randomx_options(config: &Config) -> RandomXOptions {
         secure: r.secure,
         transparent_huge_pages: r.transparent_huge_pages,
     }
+}
+
+/// The network's GPU challenge parameters from `[network]`, checked.
+pub fn gpu_params(config: &Config) -> Result<GpuParams> {
+    let n = &config.network;
+    let params = GpuParams {
+        unit_bytes: n.gpu_unit_bytes,
+        cache_bytes: n.gpu_cache_bytes,
+        parents: n.gpu_parents,
+        accesses: n.gpu_accesses,
+    };
+    params
+        .validate()
+        .map_err(|e| config.key_error("network", e.to_string()))?;
+    Ok(params)
 }
 
 /// Resolves the configured RandomX flags, blaming the config key of a flag this CPU lacks.
@@ -76,28 +93,68 @@ pub struct Miner {
     sampler: Option<(JoinHandle<()>, Arc<AtomicBool>)>,
 }
 
+/// The units of a machine, planned.
+#[derive(Debug, Clone)]
+pub struct MinerPlan {
+    /// CPU units.
+    pub cpu: Vec<CpuUnitPlan>,
+    /// RandomX flags of the CPU units.
+    pub flags: RandomXFlags,
+    /// GPU units.
+    pub gpu: Vec<GpuUnitPlan>,
+    /// The GPU challenge's parameters.
+    pub gpu_params: GpuParams,
+}
+
+impl MinerPlan {
+    /// Id, kind and label of every unit, CPU units first.
+    pub fn units(&self) -> Vec<(capminer_proofs::UnitId, capminer_proofs::UnitKind, String)> {
+        let cpu = self
+            .cpu
+            .iter()
+            .map(|p| (p.id, capminer_proofs::UnitKind::Cpu, p.label.clone()));
+        let gpu = self
+            .gpu
+            .iter()
+            .map(|p| (p.id, capminer_proofs::UnitKind::Gpu, p.label.clone()));
+        cpu.chain(gpu).collect()
+    }
+}
+
 impl Miner {
     /// Plans the configured units on this machine, refusing what cannot run here.
-    pub fn plan(config: &Config) -> Result<(Vec<CpuUnitPlan>, RandomXFlags)> {
+    pub fn plan(config: &Config) -> Result<MinerPlan> {
         let flags = randomx_flags(config)?;
-        let plans = plan_cpu_units(config, &Topology::detect()?, available_memory()?)?;
-        Ok((plans, flags))
+        let cpu = plan_cpu_units(config, &Topology::detect()?, available_memory()?)?;
+        let gpu_params = gpu_params(config)?;
+        let gpu = plan_gpu_units(config, &gpu_params)?;
+        Ok(MinerPlan {
+            cpu,
+            flags,
+            gpu,
+            gpu_params,
+        })
     }
 
     /// Plans the configured units and starts them; they wait for an epoch.
     pub fn start(config: &Config, store: Arc<ProofStore>, registry: &Registry) -> Result<Self> {
-        let (plans, flags) = Self::plan(config)?;
-        Self::start_planned(config, plans, flags, store, registry)
+        let plan = Self::plan(config)?;
+        Self::start_planned(config, plan, store, registry)
     }
 
-    /// Starts the given CPU units.
+    /// Starts the planned units.
     pub fn start_planned(
         config: &Config,
-        plans: Vec<CpuUnitPlan>,
-        flags: RandomXFlags,
+        plan: MinerPlan,
         store: Arc<ProofStore>,
         registry: &Registry,
     ) -> Result<Self> {
+        let MinerPlan {
+            cpu: plans,
+            flags,
+            gpu,
+            gpu_params,
+        } = plan;
         let metrics = MinerMetrics::register(registry).map_err(|e| MinerError::UnitFailed {
             unit: "miner".into(),
             reason: format!("cannot register metrics: {e}"),
@@ -133,6 +190,25 @@ impl Miner {
             ));
             contexts.push(ctx.clone());
             units.push(Box::new(CpuUnit::start(plan, flags, ctx, &metrics)?));
+        }
+        for plan in gpu {
+            let info = UnitInfo {
+                label: plan.label.clone(),
+                id: plan.id,
+                kind: capminer_proofs::UnitKind::Gpu,
+                place: format!("{} ({})", plan.device.info.name, plan.device.info.backend),
+                threads: 1,
+            };
+            tracing::info!(unit = %info.label, id = %info.id, "{}, {} MiB dataset", info.place, gpu_params.unit_bytes >> 20);
+            let ctx = Arc::new(UnitContext::new(
+                info,
+                control.clone(),
+                store.clone(),
+                round,
+                &metrics,
+            ));
+            contexts.push(ctx.clone());
+            units.push(Box::new(GpuUnit::start(plan, gpu_params, ctx, &metrics)?));
         }
         let rates = Arc::new(Mutex::new(Vec::new()));
         let sampler = spawn_sampler(contexts, metrics.clone(), rates.clone());

@@ -1,12 +1,16 @@
 //! Turning the configuration into concrete units for this machine, refusing what cannot work:
-//! cores that do not exist, and datasets that do not fit in memory.
+//! cores that do not exist, datasets that do not fit in memory, GPU units that do not fit a
+//! device's binding or stated memory, adapters that are not there.
 
 use capminer_config::{Config, Units};
+use capminer_kernels::gpu::GpuDevice;
+use capminer_kernels::gpu_challenge::GpuParams;
 use capminer_kernels::key::keccak256;
 use capminer_kernels::randomx::{cache_bytes, dataset_bytes};
 use capminer_proofs::{UnitId, UnitKind};
 
 use crate::Result;
+use crate::gpu::GpuUnitPlan;
 use crate::topology::{Core, Topology};
 
 /// One CPU unit, placed on a core.
@@ -29,7 +33,8 @@ pub struct CpuUnitPlan {
 }
 
 /// The id of a unit the config does not name: `keccak256("capminer/unit" ‖ provider ‖ kind ‖ index)`
-/// with the kind as one byte and the core (or device slot) index as a u32 big-endian.
+/// with the kind as one byte and the index as a u32 big-endian: the core index for CPU units,
+/// `device << 8 | slot` for GPU units.
 pub fn derived_unit_id(provider: &[u8; 20], kind: UnitKind, index: u32) -> UnitId {
     UnitId(keccak256(&[
         b"capminer/unit",
@@ -157,6 +162,142 @@ fn describe(topology: &Topology) -> String {
         if n == 1 { "" } else { "s" },
         n.saturating_sub(1)
     )
+}
+
+/// Plans GPU units: the configured devices (or every eligible adapter), their units checked
+/// against one storage binding and the stated device memory; each device opened once.
+pub fn plan_gpu_units(config: &Config, params: &GpuParams) -> Result<Vec<GpuUnitPlan>> {
+    let gpu = &config.gpu;
+    if !gpu.enabled {
+        return Ok(Vec::new());
+    }
+    let adapters = capminer_kernels::gpu::enumerate();
+    let listing = adapters
+        .iter()
+        .map(|(d, _)| {
+            format!(
+                "{} {} ({}{})",
+                d.index,
+                d.name,
+                d.backend,
+                if d.software { ", software" } else { "" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let wanted: Vec<(usize, u32, Option<u64>, String)> = if gpu.devices.is_empty() {
+        adapters
+            .iter()
+            .filter(|(d, _)| gpu.allow_software || !d.software)
+            .map(|(d, _)| (d.index, 1, None, "gpu.devices".to_string()))
+            .collect()
+    } else {
+        let mut out = Vec::new();
+        for (i, entry) in gpu.devices.iter().enumerate() {
+            let key = format!("gpu.devices[{i}].select");
+            let select = entry.select.as_str();
+            let found = adapters
+                .iter()
+                .find(|(d, _)| match select.strip_prefix("pci:") {
+                    Some(bus) => d.pci_bus_id.eq_ignore_ascii_case(bus),
+                    None => select.parse::<usize>().map_or_else(
+                        |_| {
+                            d.name
+                                .to_ascii_lowercase()
+                                .contains(&select.to_ascii_lowercase())
+                        },
+                        |index| index == d.index,
+                    ),
+                });
+            let Some((d, _)) = found else {
+                return Err(config
+                    .key_error(
+                        &key,
+                        format!(
+                            "no GPU adapter matches {select:?}; adapters: {}",
+                            if listing.is_empty() { "none" } else { &listing }
+                        ),
+                    )
+                    .into());
+            };
+            if d.software && !gpu.allow_software {
+                return Err(config
+                    .key_error(
+                        &key,
+                        format!(
+                            "{} is a software adapter: set gpu.allow_software = true to use it",
+                            d.name
+                        ),
+                    )
+                    .into());
+            }
+            out.push((
+                d.index,
+                entry.units,
+                entry.memory_mib,
+                format!("gpu.devices[{i}].units"),
+            ));
+        }
+        out
+    };
+    if wanted.is_empty() {
+        return Err(config
+            .key_error(
+                "gpu.enabled",
+                format!(
+                    "no eligible GPU adapter (adapters: {}); software ones need gpu.allow_software",
+                    if listing.is_empty() { "none" } else { &listing }
+                ),
+            )
+            .into());
+    }
+    let mut plans = Vec::new();
+    for (index, units, memory_mib, key) in wanted {
+        let (info, adapter) = &adapters[index];
+        if params.unit_bytes > info.max_binding {
+            return Err(config
+                .key_error(
+                    "network.gpu_unit_bytes",
+                    format!(
+                        "a unit of {} bytes does not fit one storage binding of {} (at most {} bytes)",
+                        params.unit_bytes, info.name, info.max_binding
+                    ),
+                )
+                .into());
+        }
+        if let Some(mib) = memory_mib {
+            let need = u64::from(units) * params.unit_bytes + gpu.memory_reserve_mib * MIB;
+            if need > mib * MIB {
+                return Err(config
+                    .key_error(
+                        &key,
+                        format!(
+                            "{units} units of {} MiB plus gpu.memory_reserve_mib = {} MiB need {} MiB, but {} has {mib} MiB",
+                            params.unit_bytes / MIB,
+                            gpu.memory_reserve_mib,
+                            need / MIB,
+                            info.name
+                        ),
+                    )
+                    .into());
+            }
+        }
+        let device = GpuDevice::open(info.clone(), adapter)
+            .map_err(|e| crate::MinerError::Topology(e.to_string()))?;
+        for slot in 0..units {
+            plans.push(GpuUnitPlan {
+                label: format!("gpu{index}.{slot}"),
+                id: derived_unit_id(
+                    &config.miner.provider,
+                    UnitKind::Gpu,
+                    (index as u32) << 8 | slot,
+                ),
+                device: device.clone(),
+                batch: gpu.batch,
+            });
+        }
+    }
+    Ok(plans)
 }
 
 /// `MemAvailable` from `/proc/meminfo`, in bytes.

@@ -1,12 +1,15 @@
 //! Independent verification of proofs, from the key alone (RandomX light mode).
 //!
 //! This is the one verification path: `capminer verify` and the verifier service both call
-//! [`Verifier::verify`]. Claims are grouped by key (seed, unit): each key's 256 MiB cache is
-//! built once and every claim under it is hashed in parallel, one VM per worker thread.
+//! [`Verifier::verify`]. CPU claims are grouped by key (seed, unit): each key's 256 MiB cache
+//! is built once and every claim under it is hashed in parallel, one VM per worker thread. GPU
+//! claims are grouped by epoch: the epoch's light cache is built once, and each claim's items
+//! are rebuilt from it (`2 × parents` cache nodes per item read).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use capminer_kernels::gpu_challenge::{GpuParams, LightCache, UnitKeys, hash_light};
 use capminer_kernels::key::{cpu_input, cpu_unit_key};
 use capminer_kernels::randomx::{Cache, RandomXFlags, RandomXOptions, Vm, VmMemory};
 use capminer_proofs::{Epoch, Hash, UnitId, UnitKind};
@@ -60,41 +63,44 @@ impl Verdict {
     }
 }
 
-/// Verifies claims in light mode.
+/// Verifies claims: CPU proofs in RandomX light mode, GPU proofs from the light cache.
 #[derive(Debug, Clone, Copy)]
 pub struct Verifier {
     flags: RandomXFlags,
+    gpu: GpuParams,
 }
 
 impl Verifier {
-    /// A verifier with these RandomX options (always run in light mode).
-    pub fn new(options: RandomXOptions) -> Result<Self> {
+    /// A verifier with these RandomX options (always run in light mode) and the network's GPU
+    /// challenge parameters.
+    pub fn new(options: RandomXOptions, gpu: GpuParams) -> Result<Self> {
         let flags =
             RandomXFlags::resolve(&options.light()).map_err(|source| MinerError::Kernel {
                 unit: "verifier".into(),
                 source,
             })?;
-        Ok(Self { flags })
+        Ok(Self { flags, gpu })
     }
 
     /// Verdicts for `claims`, in the same order.
     pub fn verify(&self, claims: &[Claim]) -> Result<Vec<Verdict>> {
-        let mut groups: BTreeMap<([u8; 32], UnitId), Vec<usize>> = BTreeMap::new();
+        // CPU claims by RandomX key (seed, unit); GPU claims by epoch seed (one light cache).
+        let mut cpu: BTreeMap<([u8; 32], UnitId), Vec<usize>> = BTreeMap::new();
+        let mut gpu: BTreeMap<[u8; 32], Vec<usize>> = BTreeMap::new();
         let mut verdicts: Vec<Option<Verdict>> = vec![None; claims.len()];
         for (i, c) in claims.iter().enumerate() {
             match c.kind {
-                UnitKind::Cpu => groups.entry((c.epoch.seed.0, c.unit)).or_default().push(i),
-                UnitKind::Gpu => {
-                    verdicts[i] = Some(Verdict::Unverifiable(
-                        "GPU proofs are not supported by this build",
-                    ));
-                }
+                UnitKind::Cpu => cpu.entry((c.epoch.seed.0, c.unit)).or_default().push(i),
+                UnitKind::Gpu => gpu.entry(c.epoch.seed.0).or_default().push(i),
             }
         }
-        let results: Vec<Result<Vec<(usize, Verdict)>>> = groups
+        let mut results: Vec<Result<Vec<(usize, Verdict)>>> = cpu
             .into_par_iter()
             .map(|((seed, unit), indices)| self.verify_key(&seed, &unit, &indices, claims))
             .collect();
+        for (seed, indices) in gpu {
+            results.push(Ok(self.verify_gpu(&seed, &indices, claims)));
+        }
         for group in results {
             for (i, verdict) in group? {
                 verdicts[i] = Some(verdict);
@@ -141,6 +147,32 @@ impl Verifier {
             out.extend(share?);
         }
         Ok(out)
+    }
+}
+
+impl Verifier {
+    /// GPU claims of one epoch: the light cache once, then each hash from it, in parallel.
+    fn verify_gpu(
+        &self,
+        seed: &[u8; 32],
+        indices: &[usize],
+        claims: &[Claim],
+    ) -> Vec<(usize, Verdict)> {
+        let cache = LightCache::build(seed, &self.gpu);
+        indices
+            .par_iter()
+            .map(|&i| {
+                let claim = &claims[i];
+                let keys = UnitKeys::new(seed, claim.unit.as_bytes());
+                (
+                    i,
+                    judge(
+                        claim,
+                        Hash(hash_light(&cache, &keys, &self.gpu, claim.nonce)),
+                    ),
+                )
+            })
+            .collect()
     }
 }
 

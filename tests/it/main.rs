@@ -3,6 +3,7 @@
 mod chain;
 mod cli;
 mod common;
+mod gpu;
 mod metrics;
 mod miner_flow;
 mod store_crash;

@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capminer_config::Config;
-use capminer_miner::plan::{available_memory, plan_cpu_units};
 use capminer_miner::topology::{Topology, parse_cpu_list};
 use capminer_miner::verify::{Claim, Verdict, Verifier};
-use capminer_miner::{Miner, randomx_flags, randomx_options};
+use capminer_miner::{Miner, randomx_options};
 use capminer_proofs::store::{ProofStore, Record, StoredProof};
 use capminer_proofs::{Epoch, Hash, Seed, Target};
 use prometheus::Registry;
@@ -32,16 +31,9 @@ fn epoch(number: u64, seed: u8) -> Epoch {
 }
 
 fn start(config: &Config, store: &Arc<ProofStore>) -> Miner {
-    let plans = plan_cpu_units(
-        config,
-        &Topology::detect().unwrap(),
-        available_memory().unwrap(),
-    )
-    .unwrap();
     Miner::start_planned(
         config,
-        plans,
-        randomx_flags(config).unwrap(),
+        Miner::plan(config).unwrap(),
         store.clone(),
         &Registry::new(),
     )
@@ -172,7 +164,11 @@ fn units_prove_rekey_pause_restart_and_every_proof_verifies() {
     assert_eq!(logged, all.len());
 
     // Every stored proof re-verifies in light mode; tampered claims do not.
-    let verifier = Verifier::new(randomx_options(&config)).unwrap();
+    let verifier = Verifier::new(
+        randomx_options(&config),
+        capminer_miner::gpu_params(&config).unwrap(),
+    )
+    .unwrap();
     let claims: Vec<Claim> = all
         .iter()
         .map(|p| Claim {

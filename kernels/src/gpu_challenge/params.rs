@@ -42,12 +42,12 @@ impl GpuParams {
     /// Checks the parameters.
     pub fn validate(&self) -> Result<(), ParamsError> {
         if self.unit_bytes == 0
-            || self.unit_bytes % 128 != 0
+            || !self.unit_bytes.is_multiple_of(128)
             || self.unit_bytes / 128 > u64::from(u32::MAX)
         {
             return Err(ParamsError::UnitBytes(self.unit_bytes));
         }
-        if self.cache_bytes % 64 != 0
+        if !self.cache_bytes.is_multiple_of(64)
             || self.cache_bytes < 128
             || self.cache_bytes / 64 > u64::from(u32::MAX)
         {

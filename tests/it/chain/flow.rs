@@ -39,8 +39,12 @@ async fn proofs_land_units_rekey_and_rewards_are_claimed() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(ProofStore::open(dir.path()).unwrap().0);
     let config = light();
-    let (plans, flags) = Miner::plan(&config).unwrap();
-    let units: Vec<(UnitId, UnitKind)> = plans.iter().map(|p| (p.id, UnitKind::Cpu)).collect();
+    let plan = Miner::plan(&config).unwrap();
+    let units: Vec<(UnitId, UnitKind)> = plan
+        .units()
+        .into_iter()
+        .map(|(id, kind, _)| (id, kind))
+        .collect();
     let indices = net.register(1, &units).await;
     devnet::add_verifiers(&net.url, net.key(0), net.address(), &[net.key(2).address()])
         .await
@@ -54,8 +58,7 @@ async fn proofs_land_units_rekey_and_rewards_are_claimed() {
     .await
     .unwrap();
     let first = net.next_epoch().await; // the units prove from here on
-    let miner =
-        Miner::start_planned(&config, plans, flags, store.clone(), &Registry::new()).unwrap();
+    let miner = Miner::start_planned(&config, plan, store.clone(), &Registry::new()).unwrap();
     let mut client = net
         .client(1, net.chain_config(), store.clone(), &units)
         .await;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use alloy::providers::ext::AnvilApi;
 use capminer_config::Config;
 use capminer_miner::Miner;
+use capminer_proofs::Target;
 use capminer_proofs::store::{ProofState, ProofStore};
-use capminer_proofs::{Target, UnitKind};
 
 use super::{GRACE, Net, spec};
 use crate::common::{capminer, wait_for};
@@ -24,8 +24,12 @@ async fn a_miner_killed_between_sending_and_the_receipt_loses_nothing_and_counts
     config.cpu.round_ms = 100;
     config.metrics.enabled = false;
     config.chain = net.chain_config();
-    let (plans, _) = Miner::plan(&config).unwrap();
-    let units: Vec<_> = plans.iter().map(|p| (p.id, UnitKind::Cpu)).collect();
+    let units: Vec<_> = Miner::plan(&config)
+        .unwrap()
+        .units()
+        .into_iter()
+        .map(|(id, kind, _)| (id, kind))
+        .collect();
     let indices = net.register(1, &units).await;
     let epoch = net.next_epoch().await;
     let owner = capminer_chain::devnet::signing_provider(&net.url, net.key(0)).unwrap();

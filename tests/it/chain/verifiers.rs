@@ -69,7 +69,11 @@ fn verifier_config(net: &Net, dir: &std::path::Path, sample_rate: f64) -> Config
 async fn verifier(net: &Net, account: usize, dir: &std::path::Path) -> VerifierService {
     let config = verifier_config(net, dir, 1.0);
     let checker = Box::new(crate::chain::verifiers::MinerCheck(
-        Verifier::new(capminer_miner::randomx_options(&config)).unwrap(),
+        Verifier::new(
+            capminer_miner::randomx_options(&config),
+            capminer_miner::gpu_params(&config).unwrap(),
+        )
+        .unwrap(),
     ));
     VerifierService::connect(
         &config,

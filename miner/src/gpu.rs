@@ -1,0 +1,281 @@
+//! GPU units: a slice of one GPU's memory holding the unit's own dataset, built on the GPU from
+//! the epoch's light cache, searched by the WGSL kernel, every hit re-checked on the CPU.
+//!
+//! One thread drives a unit: at a new epoch it builds the light cache (CPU), rebuilds the
+//! dataset in place on the GPU (the device and the buffer are kept), and hashes rounds through
+//! the same [`UnitContext::run_rounds`] as CPU units, with a [`CheckedSearcher`] between the
+//! GPU and the proof store: a GPU hit whose hash the CPU reference does not reproduce, or that
+//! misses the target, is a compute error, counted and never stored.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use capminer_kernels::gpu::{GpuDataset, GpuDevice, GpuSearcher};
+use capminer_kernels::gpu_challenge::{GpuParams, LightCache, UnitKeys, hash_light};
+use capminer_kernels::key::meets_target;
+use capminer_kernels::{Searched, Searcher};
+use capminer_proofs::{Epoch, UnitId};
+use prometheus::{Histogram, IntCounter};
+
+use crate::metrics::MinerMetrics;
+use crate::order::NonceOrder;
+use crate::topology::current_tid;
+use crate::unit::{BuildReport, Unit, UnitContext, UnitInfo, UnitState};
+use crate::{MinerError, Result};
+
+/// One GPU unit, placed on a device.
+#[derive(Debug, Clone)]
+pub struct GpuUnitPlan {
+    /// `gpu<device>.<slot>`.
+    pub label: String,
+    /// Network-wide id.
+    pub id: UnitId,
+    /// The opened device, shared by its units.
+    pub device: GpuDevice,
+    /// Nonces per dispatch; `None`: auto-tuned.
+    pub batch: Option<u32>,
+}
+
+/// The GPU's hits, re-checked with the CPU reference before they go on.
+#[derive(Debug)]
+pub struct CheckedSearcher {
+    inner: GpuSearcher,
+    cache: Arc<LightCache>,
+    keys: UnitKeys,
+    params: GpuParams,
+    errors: IntCounter,
+    label: String,
+}
+
+impl CheckedSearcher {
+    /// Wraps a GPU searcher with the reference for the same epoch and unit.
+    pub fn new(
+        inner: GpuSearcher,
+        cache: Arc<LightCache>,
+        keys: UnitKeys,
+        params: GpuParams,
+        errors: IntCounter,
+        label: String,
+    ) -> Self {
+        Self {
+            inner,
+            cache,
+            keys,
+            params,
+            errors,
+            label,
+        }
+    }
+}
+
+impl Searcher for CheckedSearcher {
+    fn search(
+        &mut self,
+        start: u64,
+        count: u64,
+        target: &[u8; 32],
+        stop: &mut dyn FnMut() -> bool,
+    ) -> capminer_kernels::Result<Searched> {
+        let mut searched = self.inner.search(start, count, target, stop)?;
+        searched.hits.retain(|hit| {
+            let reference = hash_light(&self.cache, &self.keys, &self.params, hit.nonce);
+            let good = reference == hit.hash && meets_target(&reference, target);
+            if !good {
+                self.errors.inc();
+                tracing::warn!(unit = %self.label, nonce = hit.nonce, "GPU compute error: the CPU reference disagrees; result dropped");
+            }
+            good
+        });
+        Ok(searched)
+    }
+
+    fn hash_one(&mut self, nonce: u64) -> capminer_kernels::Result<[u8; 32]> {
+        Ok(hash_light(&self.cache, &self.keys, &self.params, nonce))
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    building: bool,
+    hashing: Option<u64>,
+    failed: bool,
+    last_build: Option<BuildReport>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    ctx: Arc<UnitContext>,
+    plan: GpuUnitPlan,
+    params: GpuParams,
+    state: Mutex<State>,
+    tid: AtomicI32,
+    build_seconds: Histogram,
+    compute_errors: IntCounter,
+    memory: prometheus::IntGauge,
+}
+
+/// A running GPU unit.
+#[derive(Debug)]
+pub struct GpuUnit {
+    shared: Arc<Shared>,
+    thread: JoinHandle<Result<()>>,
+}
+
+impl GpuUnit {
+    /// Starts the unit's thread; it allocates the dataset and waits for the first epoch.
+    pub fn start(
+        plan: GpuUnitPlan,
+        params: GpuParams,
+        ctx: Arc<UnitContext>,
+        metrics: &MinerMetrics,
+    ) -> Result<Self> {
+        let labels = [ctx.info.label.as_str(), ctx.info.kind.as_str()];
+        metrics
+            .unit_info
+            .with_label_values(&[
+                ctx.info.label.as_str(),
+                ctx.info.kind.as_str(),
+                &ctx.info.id.to_string(),
+                &ctx.info.place,
+                "1",
+                &format!(
+                    "unit {} B, cache {} B, parents {}, accesses {}",
+                    params.unit_bytes, params.cache_bytes, params.parents, params.accesses
+                ),
+            ])
+            .set(1);
+        let shared = Arc::new(Shared {
+            build_seconds: metrics.dataset_build_seconds.with_label_values(&labels),
+            compute_errors: metrics.compute_errors.with_label_values(&labels),
+            memory: metrics
+                .gpu_memory
+                .with_label_values(&[ctx.info.label.as_str(), plan.device.info.name.as_str()]),
+            ctx,
+            plan,
+            params,
+            state: Mutex::new(State::default()),
+            tid: AtomicI32::new(0),
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(shared.ctx.info.label.clone())
+            .spawn(move || {
+                let result = thread_main(&s);
+                if let Err(e) = &result {
+                    tracing::error!(unit = %s.ctx.info.label, "GPU unit failed: {e}");
+                    s.state.lock().expect("state lock poisoned").failed = true;
+                }
+                result
+            })
+            .map_err(|e| MinerError::UnitFailed {
+                unit: shared.ctx.info.label.clone(),
+                reason: format!("cannot spawn thread: {e}"),
+            })?;
+        Ok(Self { shared, thread })
+    }
+}
+
+fn thread_main(shared: &Shared) -> Result<()> {
+    shared.tid.store(current_tid(), Ordering::Release);
+    let ctx = &shared.ctx;
+    let gpu = |e: capminer_kernels::gpu::GpuError| MinerError::Kernel {
+        unit: ctx.info.label.clone(),
+        source: capminer_kernels::KernelError::Gpu(e.to_string()),
+    };
+    let dataset = Arc::new(GpuDataset::new(&shared.plan.device, shared.params).map_err(gpu)?);
+    shared.memory.set(dataset.bytes() as i64);
+    let mut keyed: Option<(u64, CheckedSearcher, Arc<NonceOrder>, Epoch)> = None;
+    loop {
+        let snap = ctx.control.snapshot();
+        if snap.stopped {
+            return Ok(());
+        }
+        let Some((seq, epoch)) = snap.epoch.filter(|_| !snap.paused) else {
+            shared.state.lock().expect("state lock poisoned").hashing = None;
+            ctx.control
+                .wait_for_change(snap.generation, Duration::from_secs(1));
+            continue;
+        };
+        if keyed.as_ref().map(|k| k.0) != Some(seq) {
+            if let Some((_, _, order, _)) = keyed.take() {
+                ctx.retire(&order);
+            }
+            shared.state.lock().expect("state lock poisoned").building = true;
+            let started = Instant::now();
+            let cache = Arc::new(LightCache::build(epoch.seed.as_bytes(), &shared.params));
+            let keys = UnitKeys::new(epoch.seed.as_bytes(), ctx.info.id.as_bytes());
+            dataset.build(&cache, &keys);
+            let seconds = started.elapsed().as_secs_f64();
+            shared.build_seconds.observe(seconds);
+            tracing::info!(unit = %ctx.info.label, epoch = epoch.number, "GPU dataset built in {seconds:.2} s");
+            let searcher = CheckedSearcher::new(
+                dataset.searcher(&keys, shared.plan.batch),
+                cache,
+                keys,
+                shared.params,
+                shared.compute_errors.clone(),
+                ctx.info.label.clone(),
+            );
+            let order = Arc::new(NonceOrder::new(ctx.start_nonce(epoch.number), 1));
+            let mut state = shared.state.lock().expect("state lock poisoned");
+            state.building = false;
+            state.last_build = Some(BuildReport {
+                epoch: epoch.number,
+                seconds,
+                huge_pages: 0.0,
+            });
+            drop(state);
+            keyed = Some((seq, searcher, order, epoch));
+        }
+        let (_, searcher, order, epoch) = keyed.as_mut().expect("keyed above");
+        shared.state.lock().expect("state lock poisoned").hashing = Some(epoch.number);
+        ctx.run_rounds(0, searcher, order, epoch, snap.generation)?;
+    }
+}
+
+impl Unit for GpuUnit {
+    fn info(&self) -> &UnitInfo {
+        &self.shared.ctx.info
+    }
+
+    fn hashes(&self) -> u64 {
+        self.shared.ctx.hashes()
+    }
+
+    fn state(&self) -> UnitState {
+        let state = self.shared.state.lock().expect("state lock poisoned");
+        if state.failed {
+            UnitState::Failed
+        } else if state.building {
+            UnitState::Building { done: 0, total: 0 }
+        } else {
+            state.hashing.map_or(UnitState::Idle, UnitState::Hashing)
+        }
+    }
+
+    fn last_build(&self) -> Option<BuildReport> {
+        self.shared
+            .state
+            .lock()
+            .expect("state lock poisoned")
+            .last_build
+    }
+
+    fn thread_ids(&self) -> Vec<i32> {
+        match self.shared.tid.load(Ordering::Acquire) {
+            0 => Vec::new(),
+            tid => vec![tid],
+        }
+    }
+
+    fn join(self: Box<Self>) -> Result<()> {
+        self.thread.join().unwrap_or_else(|_| {
+            Err(MinerError::UnitFailed {
+                unit: self.shared.ctx.info.label.clone(),
+                reason: "its thread panicked".into(),
+            })
+        })
+    }
+}

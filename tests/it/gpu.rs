@@ -1,0 +1,168 @@
+//! GPU units on lavapipe (or any Vulkan adapter): proofs mined through the same store and
+//! epoch path as CPU units and verified from the light cache; a new epoch rebuilt on the same
+//! device; a planted wrong GPU result caught as a compute error and never stored.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use capminer_config::{Config, GpuDeviceConfig};
+use capminer_kernels::Searcher;
+use capminer_kernels::gpu::{GpuDataset, GpuDevice};
+use capminer_kernels::gpu_challenge::{LightCache, UnitKeys};
+use capminer_miner::control::Control;
+use capminer_miner::gpu::CheckedSearcher;
+use capminer_miner::metrics::MinerMetrics;
+use capminer_miner::order::NonceOrder;
+use capminer_miner::unit::{UnitContext, UnitInfo};
+use capminer_miner::verify::{Claim, Verifier};
+use capminer_miner::{Miner, gpu_params, randomx_options};
+use capminer_proofs::store::ProofStore;
+use capminer_proofs::{Epoch, Seed, Target, UnitId, UnitKind};
+use prometheus::Registry;
+
+use crate::common::wait_for;
+
+fn gpu_config() -> Config {
+    let mut config = Config::default();
+    config.cpu.enabled = false;
+    config.cpu.randomx.large_pages = false;
+    config.cpu.round_ms = 100;
+    config.gpu.enabled = true;
+    config.gpu.allow_software = true;
+    config.gpu.devices = vec![GpuDeviceConfig {
+        select: "0".into(),
+        units: 1,
+        memory_mib: None,
+    }];
+    config.network.gpu_unit_bytes = 4 << 20;
+    config.network.gpu_cache_bytes = 64 << 10;
+    config
+}
+
+fn epoch(number: u64, seed: u8) -> Epoch {
+    Epoch {
+        number,
+        seed: Seed([seed; 32]),
+        targets: [Target([0; 32]), Target::for_expected_hashes(64)],
+    }
+}
+
+fn verify_all(config: &Config, store: &ProofStore) -> usize {
+    let proofs = store.proofs(|_| true);
+    let claims: Vec<Claim> = proofs
+        .iter()
+        .map(|p| Claim {
+            unit: p.proof.unit,
+            kind: p.proof.kind,
+            epoch: store.epoch(p.proof.epoch).unwrap(),
+            nonce: p.proof.nonce,
+            hash: Some(p.proof.hash),
+        })
+        .collect();
+    let verifier = Verifier::new(randomx_options(config), gpu_params(config).unwrap()).unwrap();
+    let verdicts = verifier.verify(&claims).unwrap();
+    assert!(verdicts.iter().all(|v| v.is_valid()), "{verdicts:?}");
+    claims.len()
+}
+
+#[test]
+fn a_gpu_unit_mines_proofs_that_verify_and_rekeys_on_the_same_device() {
+    let config = gpu_config();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ProofStore::open(dir.path()).unwrap().0);
+    let plan = Miner::plan(&config).unwrap();
+    assert_eq!((plan.cpu.len(), plan.gpu.len()), (0, 1));
+    let miner = Miner::start_planned(&config, plan, store.clone(), &Registry::new()).unwrap();
+    assert_eq!(miner.units()[0].info().kind, UnitKind::Gpu);
+    for (number, seed) in [(1, 0x31), (2, 0x32)] {
+        miner.set_epoch(epoch(number, seed)).unwrap();
+        let enough = wait_for(Duration::from_secs(120), || {
+            (store.proofs(|p| p.proof.epoch == number).len() >= 8).then_some(())
+        });
+        assert!(enough.is_some(), "GPU proofs in epoch {number}");
+        assert_eq!(miner.units()[0].last_build().unwrap().epoch, number);
+    }
+    let tids = miner.units()[0].thread_ids();
+    assert_eq!(tids.len(), 1, "one driver thread, kept across epochs");
+    miner.stop().unwrap();
+    assert!(verify_all(&config, &store) >= 16);
+    assert!(store.proofs(|p| p.proof.kind != UnitKind::Gpu).is_empty());
+}
+
+#[test]
+fn a_wrong_gpu_result_is_a_compute_error_and_never_stored() {
+    let config = gpu_config();
+    let params = gpu_params(&config).unwrap();
+    let (info, adapter) = capminer_kernels::gpu::enumerate()
+        .into_iter()
+        .next()
+        .expect("a Vulkan adapter (lavapipe)");
+    let device = GpuDevice::open(info, &adapter).unwrap();
+    let e = epoch(5, 0x55);
+    let unit = UnitId([0x77; 32]);
+    let cache = Arc::new(LightCache::build(e.seed.as_bytes(), &params));
+    let keys = UnitKeys::new(e.seed.as_bytes(), unit.as_bytes());
+    let dataset = Arc::new(GpuDataset::new(&device, params).unwrap());
+    dataset.build(&cache, &keys);
+    // Corrupt every eighth item in device memory: almost every hash now reads a bad one.
+    for i in (0..params.items()).step_by(8) {
+        dataset.overwrite_item(i, &[0xdead_beef; 32]);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ProofStore::open(dir.path()).unwrap().0);
+    store.record_epoch(&e).unwrap();
+    let registry = Registry::new();
+    let metrics = MinerMetrics::register(&registry).unwrap();
+    let control = Arc::new(Control::new());
+    control.set_epoch(e);
+    let info = UnitInfo {
+        label: "gpu-test".into(),
+        id: unit,
+        kind: UnitKind::Gpu,
+        place: device.info.name.clone(),
+        threads: 1,
+    };
+    let ctx = UnitContext::new(
+        info,
+        control.clone(),
+        store.clone(),
+        Duration::from_millis(100),
+        &metrics,
+    );
+    let errors = metrics
+        .compute_errors
+        .with_label_values(&["gpu-test", "gpu"]);
+    let mut checked = CheckedSearcher::new(
+        dataset.searcher(&keys, Some(128)),
+        cache.clone(),
+        keys,
+        params,
+        errors.clone(),
+        "gpu-test".into(),
+    );
+    let order = NonceOrder::new(0, 1);
+    let stopper = {
+        let control = control.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(3));
+            control.stop();
+        })
+    };
+    ctx.run_rounds(0, &mut checked, &order, &e, control.generation())
+        .unwrap();
+    stopper.join().unwrap();
+    assert!(
+        errors.get() > 0,
+        "the corrupted dataset produced compute errors"
+    );
+    assert!(ctx.hashes() > 0);
+    // What reached the store is what the CPU reference confirms, and nothing else.
+    let stored = store.proofs(|_| true);
+    for p in &stored {
+        let reference = checked.hash_one(p.proof.nonce).unwrap();
+        assert_eq!(p.proof.hash.0, reference);
+        assert!(e.target(UnitKind::Gpu).is_met_by(&reference));
+    }
+    verify_all(&config, &store);
+}
