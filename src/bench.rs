@@ -1,10 +1,12 @@
-//! `capminer bench`: hashrate of every configured unit on the fixed epoch.
+//! `capminer bench`: hashrate of every configured unit on the fixed epoch; for GPU units also
+//! the bytes they read per second against a copy bandwidth measured on the same device.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use capminer_miner::{Miner, UnitState, randomx_flags};
+use capminer_miner::{Miner, UnitState};
+use capminer_proofs::UnitKind;
 use capminer_proofs::store::ProofStore;
 use prometheus::Registry;
 use serde::Serialize;
@@ -36,6 +38,12 @@ struct UnitResult {
     hashes: u64,
     seconds: f64,
     hashrate: f64,
+    /// GPU units: dataset bytes read per second (hashrate × accesses × 128).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes_read_per_second: Option<f64>,
+    /// GPU units: bytes per second of a buffer copy on the same device (read + write).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    copy_bandwidth: Option<f64>,
 }
 
 /// The whole report.
@@ -50,10 +58,17 @@ struct Report {
 pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.config)?;
     logging::init(&config)?;
-    let flags = randomx_flags(&config)?;
+    let plan = Miner::plan(&config)?;
+    let flags = plan.flags;
+    let bytes_per_hash = plan.gpu_params.bytes_per_hash() as f64;
+    let devices: Vec<(String, capminer_kernels::gpu::GpuDevice)> = plan
+        .gpu
+        .iter()
+        .map(|p| (p.label.clone(), p.device.clone()))
+        .collect();
     let scratch = tempfile::tempdir()?;
     let (store, _) = ProofStore::open(scratch.path())?;
-    let miner = Miner::start(&config, Arc::new(store), &Registry::new())?;
+    let miner = Miner::start_planned(&config, plan, Arc::new(store), &Registry::new())?;
     if miner.units().is_empty() {
         anyhow::bail!("no units to benchmark: the configuration enables none");
     }
@@ -75,13 +90,14 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let before: Vec<u64> = miner.units().iter().map(|u| u.hashes()).collect();
     std::thread::sleep(Duration::from_secs(args.seconds));
     let seconds = start.elapsed().as_secs_f64();
-    let units: Vec<UnitResult> = miner
+    let mut units: Vec<UnitResult> = miner
         .units()
         .iter()
         .zip(before)
         .map(|(u, b)| {
             let hashes = u.hashes() - b;
             let build = u.last_build();
+            let hashrate = hashes as f64 / seconds;
             UnitResult {
                 unit: u.info().label.clone(),
                 kind: u.info().kind.to_string(),
@@ -91,11 +107,21 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 build_seconds: build.map_or(0.0, |b| b.seconds),
                 hashes,
                 seconds,
-                hashrate: hashes as f64 / seconds,
+                hashrate,
+                bytes_read_per_second: (u.info().kind == UnitKind::Gpu)
+                    .then_some(hashrate * bytes_per_hash),
+                copy_bandwidth: None,
             }
         })
         .collect();
     miner.stop()?;
+    // Copy bandwidth, measured after mining so the units do not compete with it.
+    for (label, device) in &devices {
+        let bandwidth = device.copy_bandwidth(256 << 20);
+        if let Some(u) = units.iter_mut().find(|u| &u.unit == label) {
+            u.copy_bandwidth = Some(bandwidth);
+        }
+    }
     let report = Report {
         randomx_flags: flags.to_string(),
         total_hashrate: units.iter().map(|u| u.hashrate).sum(),
@@ -112,15 +138,15 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
 fn print_table(r: &Report) {
     println!("RandomX flags: {}", r.randomx_flags);
     println!(
-        "{:<6} {:<4} {:<22} {:>7} {:>6} {:>9} {:>10} {:>10}",
+        "{:<7} {:<4} {:<34} {:>7} {:>6} {:>9} {:>10} {:>12}",
         "unit", "kind", "place", "threads", "huge %", "build s", "hashes", "H/s"
     );
     for u in &r.units {
         println!(
-            "{:<6} {:<4} {:<22} {:>7} {:>6.0} {:>9.1} {:>10} {:>10.1}",
+            "{:<7} {:<4} {:<34} {:>7} {:>6.0} {:>9.1} {:>10} {:>12.1}",
             u.unit,
             u.kind,
-            u.place,
+            u.place.chars().take(34).collect::<String>(),
             u.threads,
             u.huge_pages * 100.0,
             u.build_seconds,
@@ -128,5 +154,16 @@ fn print_table(r: &Report) {
             u.hashrate
         );
     }
-    println!("{:<76} {:>10.1}", "total", r.total_hashrate);
+    println!("{:<83} {:>12.1}", "total", r.total_hashrate);
+    for u in r.units.iter().filter(|u| u.bytes_read_per_second.is_some()) {
+        let read = u.bytes_read_per_second.unwrap_or_default();
+        let copy = u.copy_bandwidth.unwrap_or_default();
+        println!(
+            "{}: reads {:.2} GB/s of its dataset; device copy bandwidth {:.2} GB/s; ratio {:.3}",
+            u.unit,
+            read / 1e9,
+            copy / 1e9,
+            if copy > 0.0 { read / copy } else { 0.0 }
+        );
+    }
 }

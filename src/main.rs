@@ -13,6 +13,7 @@
 mod bench;
 mod checker;
 mod config_cmd;
+mod devices_cmd;
 mod devnet_cmd;
 mod epoch;
 mod logging;
@@ -58,6 +59,8 @@ enum Command {
     Verify(verify_cmd::VerifyArgs),
     /// Verify the proofs submitted on chain and attest (or report invalid ones).
     Verifier(verifier_cmd::VerifierArgs),
+    /// List the GPU adapters (for `gpu.devices`).
+    Devices,
     /// Work with the proof store.
     #[command(subcommand)]
     Proofs(proofs_cmd::ProofsCommand),
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify_cmd::verify(args),
         Command::Verifier(args) => verifier_cmd::verifier(args),
         Command::Proofs(cmd) => proofs_cmd::proofs(cmd),
+        Command::Devices => devices_cmd::devices(),
         Command::Config(cmd) => config_cmd::config(cmd),
     };
     match result {

@@ -235,6 +235,64 @@ mod tests {
         );
     }
 
+    /// The known-answer vectors of docs/PROTOCOL.md ("GPU proofs").
+    #[test]
+    fn known_answer_vectors() {
+        let p = GpuParams {
+            unit_bytes: 128 * 1024,
+            cache_bytes: 64 * 1024,
+            parents: 256,
+            accesses: 64,
+        };
+        let cache = LightCache::build(&[0x11; 32], &p);
+        let keys = UnitKeys::new(&[0x11; 32], &[0x22; 32]);
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        assert_eq!(
+            cache.nodes[0][..4],
+            [0x660308e0, 0x83a9ab31, 0x62b321f5, 0x0ef99bf4]
+        );
+        assert_eq!(
+            cache.nodes[1023][..4],
+            [0x888500d2, 0x32240619, 0x1c884760, 0xac324da8]
+        );
+        assert_eq!(
+            keys.salt[..4],
+            [0x6f485da0, 0xfe908bb7, 0xf9721bc9, 0xcea3d8c5]
+        );
+        assert_eq!(
+            hex(&keys.header),
+            "d6c33d5f5933745db4e8ea024635431096ecb4a4a9fe0ef601193987962a5c3c"
+        );
+        assert_eq!(
+            item(&cache, &keys.salt, 0, 256)[..4],
+            [0xb7ebd023, 0x70907ce0, 0x2a57ebd4, 0x9d51f710]
+        );
+        assert_eq!(
+            item(&cache, &keys.salt, 1023, 256)[..4],
+            [0xe625191b, 0xeb6f14c6, 0x21070330, 0xc8a0a6fc]
+        );
+        for (nonce, want) in [
+            (
+                0,
+                "f0058655dc1263a5e9244f5b500653f2f6e2cb6d21cddf43ddce02d11774140d",
+            ),
+            (
+                1,
+                "6f8907ceb0608b5dbe6a8e0cb9748215867e5a3960f1ddf9bbac75248748002d",
+            ),
+            (
+                1 << 32,
+                "c85ed678419286cfacd8686376d782bc916ac3d6bb21fee893069098c845b9c4",
+            ),
+        ] {
+            assert_eq!(
+                hex(&hash_light(&cache, &keys, &p, nonce)),
+                want,
+                "nonce {nonce}"
+            );
+        }
+    }
+
     #[test]
     fn the_search_finds_exactly_the_hashes_at_or_below_the_target() {
         let cache = LightCache::build(&[1; 32], &SMALL);

@@ -1,0 +1,40 @@
+//! `capminer devices`: the GPU adapters wgpu sees, as `gpu.devices` selects them.
+
+use std::process::ExitCode;
+
+/// Lists the adapters: index, name, vendor and device ids, backend, type, PCI bus id, and the
+/// largest storage binding (the largest GPU unit the device can hold).
+pub fn devices() -> anyhow::Result<ExitCode> {
+    let adapters = capminer_kernels::gpu::enumerate();
+    if adapters.is_empty() {
+        println!(
+            "no GPU adapter found (Vulkan, Metal or DX12); for a software one install mesa-vulkan-drivers (lavapipe)"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<5} {:<40} {:<11} {:<8} {:<14} {:<14} {:>14}",
+        "index", "name", "vendor:dev", "backend", "type", "pci", "max unit MiB"
+    );
+    for (d, _) in adapters {
+        println!(
+            "{:<5} {:<40} {:<11} {:<8} {:<14} {:<14} {:>14}",
+            d.index,
+            d.name,
+            format!("{:04x}:{:04x}", d.vendor, d.device),
+            d.backend,
+            if d.software {
+                format!("{} (software)", d.device_type)
+            } else {
+                d.device_type
+            },
+            if d.pci_bus_id.is_empty() {
+                "-".to_string()
+            } else {
+                d.pci_bus_id
+            },
+            d.max_binding >> 20
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
