@@ -166,3 +166,40 @@ fn a_wrong_gpu_result_is_a_compute_error_and_never_stored() {
     }
     verify_all(&config, &store);
 }
+
+#[test]
+fn gpu_configs_the_machine_cannot_run_are_refused_by_key() {
+    let mut config = gpu_config();
+    config.gpu.allow_software = false;
+    let err = Miner::plan(&config).unwrap_err().to_string();
+    assert!(
+        err.contains("key `gpu.devices[0].select`") && err.contains("software adapter"),
+        "{err}"
+    );
+
+    let mut config = gpu_config();
+    config.gpu.devices[0].select = "no-such-gpu".into();
+    let err = Miner::plan(&config).unwrap_err().to_string();
+    assert!(
+        err.contains("no GPU adapter matches \"no-such-gpu\""),
+        "{err}"
+    );
+
+    let mut config = gpu_config();
+    config.network.gpu_unit_bytes = 1 << 30; // lavapipe binds at most 128 MiB
+    let err = Miner::plan(&config).unwrap_err().to_string();
+    assert!(
+        err.contains("key `network.gpu_unit_bytes`")
+            && err.contains("does not fit one storage binding"),
+        "{err}"
+    );
+
+    let mut config = gpu_config();
+    config.gpu.devices[0].units = 3;
+    config.gpu.devices[0].memory_mib = Some(520); // 3 × 4 MiB + a 512 MiB reserve: 524 MiB
+    let err = Miner::plan(&config).unwrap_err().to_string();
+    assert!(
+        err.contains("key `gpu.devices[0].units`") && err.contains("524 MiB"),
+        "{err}"
+    );
+}
