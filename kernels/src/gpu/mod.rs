@@ -369,32 +369,54 @@ impl GpuDataset {
     /// A searcher over this dataset for a unit's header.
     pub fn searcher(self: &Arc<Self>, keys: &UnitKeys, batch: Option<u32>) -> GpuSearcher {
         let d = &self.device;
-        let results = d.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("results"),
-            size: u64::from(4 + MAX_HITS * HIT_WORDS * 4),
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let buffer = |label, usage| {
+            d.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: RESULT_BYTES,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        let results = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST;
+        let staging = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
         GpuSearcher {
             dataset: self.clone(),
             header: keys.header_words(),
-            results,
+            slots: [0, 1].map(|_| {
+                (
+                    buffer("results", results),
+                    buffer("results staging", staging),
+                )
+            }),
             batch: batch.unwrap_or(1 << 16).max(WORKGROUP),
             tune: batch.is_none(),
         }
     }
 }
 
+/// Bytes of a result buffer: the hit count and `MAX_HITS` slots.
+const RESULT_BYTES: u64 = (4 + MAX_HITS * HIT_WORDS * 4) as u64;
+
 /// The GPU search as a [`Searcher`]: dispatches of `batch` nonces, auto-tuned to about
-/// 100 ms of work a submit unless fixed by the operator.
+/// 100 ms of work a submit unless fixed by the operator. Two result slots alternate, so the
+/// results of one dispatch are read back while the next one already runs.
 pub struct GpuSearcher {
     dataset: Arc<GpuDataset>,
     header: [u32; 8],
-    results: wgpu::Buffer,
+    /// (result buffer, staging buffer) per slot.
+    slots: [(wgpu::Buffer, wgpu::Buffer); 2],
     batch: u32,
     tune: bool,
+}
+
+/// A dispatch in flight.
+struct Pending {
+    slot: usize,
+    start: u64,
+    count: u32,
+    submission: wgpu::SubmissionIndex,
 }
 
 impl std::fmt::Debug for GpuSearcher {
@@ -474,16 +496,12 @@ impl GpuSearcher {
         Ok(words.chunks_exact(8).map(hash_bytes).collect())
     }
 
-    /// One dispatch over `start..start + count`: the hits, or `None` when more hashes met the
-    /// target than the result buffer holds.
-    fn dispatch(
-        &self,
-        start: u64,
-        count: u32,
-        target: &[u8; 32],
-    ) -> Result<Option<Vec<Hit>>, GpuError> {
+    /// Submits a search of `start..start + count` into result slot `slot` (reset first), with
+    /// the copy of its results to the slot's staging buffer.
+    fn submit(&self, slot: usize, start: u64, count: u32, target: &[u8; 32]) -> Pending {
         let d = &self.dataset.device;
-        d.queue.write_buffer(&self.results, 0, &[0u8; 4]);
+        let (results, staging) = &self.slots[slot];
+        d.queue.write_buffer(results, 0, &[0u8; 4]);
         let params = self.params(start, count, target);
         let group = d.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("search"),
@@ -499,13 +517,47 @@ impl GpuSearcher {
                 },
                 wgpu::BindGroupEntry {
                     binding: 2,
-                    resource: self.results.as_entire_binding(),
+                    resource: results.as_entire_binding(),
                 },
             ],
         });
-        d.queue
-            .submit([d.dispatch(&d.pipelines.search, &group, count)]);
-        let words = d.read(&self.results, u64::from(4 + MAX_HITS * HIT_WORDS * 4))?;
+        let search = d.dispatch(&d.pipelines.search, &group, count);
+        let mut enc = d.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(results, 0, staging, 0, RESULT_BYTES);
+        let submission = d.queue.submit([search, enc.finish()]);
+        Pending {
+            slot,
+            start,
+            count,
+            submission,
+        }
+    }
+
+    /// Waits for a submitted search and reads its hits; `None` when more hashes met the
+    /// target than a result buffer holds.
+    fn collect(&self, pending: &Pending) -> Result<Option<Vec<Hit>>, GpuError> {
+        let d = &self.dataset.device;
+        let staging = &self.slots[pending.slot].1;
+        let slice = staging.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        d.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(pending.submission.clone()),
+                timeout: None,
+            })
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        rx.recv()
+            .map_err(|e| GpuError::Readback(e.to_string()))?
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        let view = slice
+            .get_mapped_range()
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        let words = bytemuck::cast_slice::<u8, u32>(&view).to_vec();
+        drop(view);
+        staging.unmap();
         let found = words[0];
         if found > MAX_HITS {
             return Ok(None);
@@ -522,14 +574,16 @@ impl GpuSearcher {
         Ok(Some(hits))
     }
 
-    fn dispatch_all(
+    /// Searches a range synchronously, halving it whenever a result buffer overflows.
+    fn search_split(
         &self,
         start: u64,
         count: u32,
         target: &[u8; 32],
         hits: &mut Vec<Hit>,
     ) -> Result<(), GpuError> {
-        match self.dispatch(start, count, target)? {
+        let pending = self.submit(0, start, count, target);
+        match self.collect(&pending)? {
             Some(found) => hits.extend(found),
             None if count <= 1 => {
                 return Err(GpuError::Readback(
@@ -538,10 +592,25 @@ impl GpuSearcher {
             }
             None => {
                 let half = count / 2;
-                self.dispatch_all(start, half, target, hits)?;
-                self.dispatch_all(start + u64::from(half), count - half, target, hits)?;
+                self.search_split(start, half, target, hits)?;
+                self.search_split(start + u64::from(half), count - half, target, hits)?;
             }
         }
+        Ok(())
+    }
+
+    /// Collects a dispatch's hits into `searched`, redoing it in halves if it overflowed.
+    fn finish(
+        &self,
+        pending: &Pending,
+        target: &[u8; 32],
+        searched: &mut Searched,
+    ) -> Result<(), GpuError> {
+        match self.collect(pending)? {
+            Some(hits) => searched.hits.extend(hits),
+            None => self.search_split(pending.start, pending.count, target, &mut searched.hits)?,
+        }
+        searched.hashed += u64::from(pending.count);
         Ok(())
     }
 }
@@ -562,26 +631,39 @@ impl Searcher for GpuSearcher {
         target: &[u8; 32],
         stop: &mut dyn FnMut() -> bool,
     ) -> crate::Result<Searched> {
+        let gpu = |e: GpuError| crate::KernelError::Gpu(e.to_string());
         let mut searched = Searched::default();
-        while searched.hashed < count {
-            let n = (count - searched.hashed).min(u64::from(self.batch)) as u32;
-            let began = Instant::now();
-            self.dispatch_all(start + searched.hashed, n, target, &mut searched.hits)
-                .map_err(|e| crate::KernelError::Gpu(e.to_string()))?;
-            searched.hashed += u64::from(n);
-            if self.tune && n == self.batch {
-                let took = began.elapsed().as_secs_f64().max(1e-4);
-                let scaled = f64::from(self.batch) * TARGET_SUBMIT.as_secs_f64() / took;
-                self.batch = (scaled
-                    .clamp(f64::from(WORKGROUP), f64::from(MAX_GROUPS_X * WORKGROUP))
-                    as u32)
-                    / WORKGROUP
-                    * WORKGROUP;
+        let mut submitted = 0u64;
+        let mut pending: Option<Pending> = None;
+        let mut last = Instant::now();
+        loop {
+            // Submit the next dispatch before reading the previous one back.
+            let next = (submitted < count && (pending.is_none() || !stop())).then(|| {
+                let n = (count - submitted).min(u64::from(self.batch)) as u32;
+                let slot = pending.as_ref().map_or(0, |p| 1 - p.slot);
+                let p = self.submit(slot, start + submitted, n, target);
+                submitted += u64::from(n);
+                p
+            });
+            if let Some(done) = pending.take() {
+                self.finish(&done, target, &mut searched).map_err(gpu)?;
+                if self.tune && done.count == self.batch {
+                    let took = last.elapsed().as_secs_f64().max(1e-4);
+                    let scaled = f64::from(self.batch) * TARGET_SUBMIT.as_secs_f64() / took;
+                    self.batch = (scaled
+                        .clamp(f64::from(WORKGROUP), f64::from(MAX_GROUPS_X * WORKGROUP))
+                        as u32)
+                        / WORKGROUP
+                        * WORKGROUP;
+                }
+                last = Instant::now();
             }
-            if stop() {
-                break;
+            match next {
+                Some(p) => pending = Some(p),
+                None => break,
             }
         }
+        searched.hits.sort_by_key(|h| h.nonce);
         Ok(searched)
     }
 

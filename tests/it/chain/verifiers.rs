@@ -42,11 +42,15 @@ fn hashes(epoch: &Epoch, unit: UnitId, n: u64) -> Vec<(u64, [u8; 32])> {
 }
 
 fn store_proofs(store: &ProofStore, unit: UnitId, epoch: u64, nonces: &[u64]) {
+    store_kind(store, unit, UnitKind::Cpu, epoch, nonces);
+}
+
+fn store_kind(store: &ProofStore, unit: UnitId, kind: UnitKind, epoch: u64, nonces: &[u64]) {
     let proofs: Vec<Proof> = nonces
         .iter()
         .map(|&nonce| Proof {
             unit,
-            kind: UnitKind::Cpu,
+            kind,
             epoch,
             nonce,
             hash: Hash::default(),
@@ -55,9 +59,40 @@ fn store_proofs(store: &ProofStore, unit: UnitId, epoch: u64, nonces: &[u64]) {
     store.append(&proofs).unwrap();
 }
 
+/// Small GPU challenge parameters, shared by the test's "provider" and its verifiers.
+fn small_gpu() -> capminer_config::NetworkConfig {
+    capminer_config::NetworkConfig {
+        gpu_unit_bytes: 128 << 10,
+        gpu_cache_bytes: 64 << 10,
+        gpu_parents: 256,
+        gpu_accesses: 64,
+    }
+}
+
+/// GPU-challenge hashes of `unit` for nonces `0..n`, from the CPU reference.
+fn gpu_hashes(epoch: &Epoch, unit: UnitId, n: u64) -> Vec<(u64, [u8; 32])> {
+    let config = Config {
+        network: small_gpu(),
+        ..Config::default()
+    };
+    let params = capminer_miner::gpu_params(&config).unwrap();
+    let cache = capminer_kernels::gpu_challenge::LightCache::build(epoch.seed.as_bytes(), &params);
+    let keys =
+        capminer_kernels::gpu_challenge::UnitKeys::new(epoch.seed.as_bytes(), unit.as_bytes());
+    (0..n)
+        .map(|nonce| {
+            (
+                nonce,
+                capminer_kernels::gpu_challenge::hash_light(&cache, &keys, &params, nonce),
+            )
+        })
+        .collect()
+}
+
 fn verifier_config(net: &Net, dir: &std::path::Path, sample_rate: f64) -> Config {
     let mut config = Config {
         chain: net.chain_config(),
+        network: small_gpu(),
         ..Config::default()
     };
     config.verifier.state_dir = dir.to_path_buf();
@@ -137,10 +172,13 @@ async fn deliver(net: &Net, client: &mut capminer_chain::ChainService, store: &P
 async fn honest_work_is_attested_and_paid_invalid_proofs_are_reported_and_unpaid() {
     let net = Net::start(&spec(target(), 2, 1000), &[]).await;
     let (honest, cheat, thief) = (UnitId([0x11; 32]), UnitId([0x22; 32]), UnitId([0x33; 32]));
+    let (gpu_honest, gpu_broken) = (UnitId([0x44; 32]), UnitId([0x55; 32]));
     let units = [
         (honest, UnitKind::Cpu),
         (cheat, UnitKind::Cpu),
         (thief, UnitKind::Cpu),
+        (gpu_honest, UnitKind::Gpu),
+        (gpu_broken, UnitKind::Gpu),
     ];
     let idx = net.register(1, &units).await;
     devnet::add_verifiers(&net.url, net.key(0), net.address(), &[net.key(2).address()])
@@ -199,6 +237,23 @@ async fn honest_work_is_attested_and_paid_invalid_proofs_are_reported_and_unpaid
     store_proofs(&store, honest, e, &good);
     store_proofs(&store, cheat, e, &cheating);
     store_proofs(&store, thief, e, &stolen);
+    // A GPU unit with good results, and one whose GPU returned corrupted results: nonces its
+    // GPU claimed but whose true hash (the CPU reference's) misses the target.
+    let gt = *epoch.target(UnitKind::Gpu);
+    let gpu_good: Vec<u64> = gpu_hashes(&epoch, gpu_honest, 40)
+        .into_iter()
+        .filter(|(_, h)| gt.is_met_by(h))
+        .map(|(n, _)| n)
+        .collect();
+    let corrupted: Vec<u64> = gpu_hashes(&epoch, gpu_broken, 40)
+        .into_iter()
+        .filter(|(_, h)| !gt.is_met_by(h))
+        .map(|(n, _)| n)
+        .take(3)
+        .collect();
+    assert!(gpu_good.len() >= 2 && corrupted.len() == 3);
+    store_kind(&store, gpu_honest, UnitKind::Gpu, e, &gpu_good);
+    store_kind(&store, gpu_broken, UnitKind::Gpu, e, &corrupted);
     deliver(&net, &mut client, &store).await;
 
     // Close the window; the verifier recomputes every proof.
@@ -212,9 +267,14 @@ async fn honest_work_is_attested_and_paid_invalid_proofs_are_reported_and_unpaid
     assert_eq!(v.next_epoch(), e + 1, "the epoch is done and recorded");
 
     let c = net.contract();
-    let honest_state = c.unitEpoch(idx[0], e).call().await.unwrap();
-    assert!(honest_state.isAttested && !honest_state.failed);
-    for (i, name) in [(1, "cheat"), (2, "thief")] {
+    for i in [0, 3] {
+        let state = c.unitEpoch(idx[i], e).call().await.unwrap();
+        assert!(
+            state.isAttested && !state.failed,
+            "honest unit {i}: {state:?}"
+        );
+    }
+    for (i, name) in [(1, "cheat"), (2, "thief"), (4, "broken GPU")] {
         let s = c.unitEpoch(idx[i], e).call().await.unwrap();
         assert!(s.failed && !s.isAttested, "{name}: {s:?}");
         let info = c.unitInfo(idx[i]).call().await.unwrap();
@@ -227,7 +287,7 @@ async fn honest_work_is_attested_and_paid_invalid_proofs_are_reported_and_unpaid
     let reported = c.unitEpoch(idx[1], e).call().await.unwrap();
     assert_eq!(reported.count as usize, cheating.len());
 
-    // The provider's client claims at the next epoch: the honest unit only.
+    // The provider's client claims at the next epoch: the honest units only.
     let pool = c.rewardPool().call().await.unwrap();
     net.next_epoch().await;
     for _ in 0..4 {
@@ -237,8 +297,8 @@ async fn honest_work_is_attested_and_paid_invalid_proofs_are_reported_and_unpaid
     let paid = pool - c.rewardPool().call().await.unwrap();
     assert_eq!(
         paid,
-        U256::from(10u64.pow(18)),
-        "one reward: the honest unit's"
+        U256::from(2 * 10u64.pow(18)),
+        "two rewards: the honest CPU and GPU units'"
     );
 }
 
