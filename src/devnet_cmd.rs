@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use alloy::primitives::U256;
+use alloy::providers::ext::AnvilApi;
 use alloy::signers::local::PrivateKeySigner;
 use capminer_chain::devnet::{self, ContractSpec, KindSpec};
 use capminer_chain::verifier::VerifierService;
@@ -110,6 +111,10 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
         .await?;
         let addresses: Vec<_> = verifiers.iter().map(PrivateKeySigner::address).collect();
         devnet::add_verifiers(&url, owner.clone(), deployment.address, &addresses).await?;
+        // Units prove from the epoch after their registration: on a devnet, go there now.
+        let chain = devnet::signing_provider(&url, owner.clone())?;
+        chain.anvil_increase_time(args.epoch_seconds).await?;
+        chain.anvil_mine(Some(1), None).await?;
         anyhow::Ok(deployment)
     })?;
     tracing::info!(
