@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alloy::eips::BlockNumberOrTag;
 use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, Bytes, TxHash, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
@@ -248,20 +247,7 @@ impl ChainService {
 
     /// One pass of everything.
     pub async fn tick(&mut self) -> Result<TickReport> {
-        let block = self
-            .provider
-            .get_block_by_number(BlockNumberOrTag::Latest)
-            .await
-            .map_err(self.rpc("eth_getBlockByNumber"))?
-            .ok_or_else(|| ChainError::Rejected {
-                call: "eth_getBlockByNumber",
-                message: "no latest block".into(),
-            })?;
-        let head = Head {
-            number: block.header.number,
-            base_fee: u128::from(block.header.base_fee_per_gas.unwrap_or(1_000_000_000)),
-        };
-        let now = block.header.timestamp;
+        let (head, now) = crate::txmanager::latest_head(&self.provider, &self.endpoint).await?;
         let current = now.saturating_sub(self.genesis) / self.duration;
         self.metrics.last_block.set(head.number as i64);
         self.metrics.chain_epoch.set(current as i64);

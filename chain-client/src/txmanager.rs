@@ -53,6 +53,23 @@ pub struct Head {
     pub base_fee: u128,
 }
 
+/// The latest block as a [`Head`], and its timestamp.
+pub async fn latest_head(provider: &DynProvider, endpoint: &str) -> Result<(Head, u64)> {
+    let block = provider
+        .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+        .await
+        .map_err(|e| ChainError::from_rpc(endpoint, "eth_getBlockByNumber", e))?
+        .ok_or_else(|| ChainError::Rejected {
+            call: "eth_getBlockByNumber",
+            message: "no latest block".into(),
+        })?;
+    let head = Head {
+        number: block.header.number,
+        base_fee: u128::from(block.header.base_fee_per_gas.unwrap_or(1_000_000_000)),
+    };
+    Ok((head, block.header.timestamp))
+}
+
 /// A transaction sent and not yet settled.
 #[derive(Debug, Clone)]
 pub struct InFlight {

@@ -343,6 +343,18 @@ impl VerifierService {
         move |e| ChainError::from_rpc(&self.endpoint, call, e)
     }
 
+    /// Records epoch `e` as done, durably.
+    fn done(&mut self, e: u64) -> Result<()> {
+        self.next_epoch = e + 1;
+        save_progress(
+            &self.state_dir,
+            Progress {
+                contract: self.address,
+                next_epoch: self.next_epoch,
+            },
+        )
+    }
+
     fn close_time(&self, e: u64) -> u64 {
         self.genesis + (e + 1) * self.duration + self.grace
     }
@@ -350,20 +362,7 @@ impl VerifierService {
     /// One pass: settle our transactions; when the epoch in hand is done, record it; verify
     /// the next closed epoch. Returns the epoch it sent transactions for, if any.
     pub async fn tick(&mut self) -> Result<Option<u64>> {
-        let block = self
-            .provider
-            .get_block_by_number(BlockNumberOrTag::Latest)
-            .await
-            .map_err(self.rpc("eth_getBlockByNumber"))?
-            .ok_or_else(|| ChainError::Rejected {
-                call: "eth_getBlockByNumber",
-                message: "no latest block".into(),
-            })?;
-        let head = Head {
-            number: block.header.number,
-            base_fee: u128::from(block.header.base_fee_per_gas.unwrap_or(1_000_000_000)),
-        };
-        let now = block.header.timestamp;
+        let (head, now) = crate::txmanager::latest_head(&self.provider, &self.endpoint).await?;
         let (settled, _) = self.txm.poll(head).await?;
         for s in settled {
             if let crate::txmanager::Settled::Dropped(flight) = s {
@@ -375,14 +374,7 @@ impl VerifierService {
             if !self.txm.inflight().is_empty() {
                 return Ok(None);
             }
-            self.next_epoch = e + 1;
-            save_progress(
-                &self.state_dir,
-                Progress {
-                    contract: self.address,
-                    next_epoch: self.next_epoch,
-                },
-            )?;
+            self.done(e)?;
             self.sent_for = None;
         }
         let closed = now.saturating_sub(self.genesis + self.grace) / self.duration; // epochs < this are closed
@@ -399,14 +391,7 @@ impl VerifierService {
                 self.sent_for = Some(e);
                 return Ok(Some(e));
             }
-            self.next_epoch = e + 1;
-            save_progress(
-                &self.state_dir,
-                Progress {
-                    contract: self.address,
-                    next_epoch: self.next_epoch,
-                },
-            )?;
+            self.done(e)?;
         }
     }
 

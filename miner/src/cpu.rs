@@ -69,17 +69,7 @@ impl CpuUnit {
         metrics: &MinerMetrics,
     ) -> Result<Self> {
         let labels = [ctx.info.label.as_str(), ctx.info.kind.as_str()];
-        metrics
-            .unit_info
-            .with_label_values(&[
-                ctx.info.label.as_str(),
-                ctx.info.kind.as_str(),
-                &ctx.info.id.to_string(),
-                &ctx.info.place,
-                &ctx.info.threads.to_string(),
-                &flags.to_string(),
-            ])
-            .set(1);
+        ctx.publish_info(metrics, &flags.to_string());
         let shared = Arc::new(Shared {
             build_seconds: metrics.dataset_build_seconds.with_label_values(&labels),
             huge_pages: metrics.huge_pages.with_label_values(&labels),

@@ -132,20 +132,13 @@ impl GpuUnit {
         metrics: &MinerMetrics,
     ) -> Result<Self> {
         let labels = [ctx.info.label.as_str(), ctx.info.kind.as_str()];
-        metrics
-            .unit_info
-            .with_label_values(&[
-                ctx.info.label.as_str(),
-                ctx.info.kind.as_str(),
-                &ctx.info.id.to_string(),
-                &ctx.info.place,
-                "1",
-                &format!(
-                    "unit {} B, cache {} B, parents {}, accesses {}",
-                    params.unit_bytes, params.cache_bytes, params.parents, params.accesses
-                ),
-            ])
-            .set(1);
+        ctx.publish_info(
+            metrics,
+            &format!(
+                "unit {} B, cache {} B, parents {}, accesses {}",
+                params.unit_bytes, params.cache_bytes, params.parents, params.accesses
+            ),
+        );
         let shared = Arc::new(Shared {
             build_seconds: metrics.dataset_build_seconds.with_label_values(&labels),
             compute_errors: metrics.compute_errors.with_label_values(&labels),

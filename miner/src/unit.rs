@@ -127,6 +127,21 @@ impl UnitContext {
         }
     }
 
+    /// Publishes `capminer_unit_info` for this unit, with `flags` describing how it hashes.
+    pub fn publish_info(&self, metrics: &MinerMetrics, flags: &str) {
+        metrics
+            .unit_info
+            .with_label_values(&[
+                self.info.label.as_str(),
+                self.info.kind.as_str(),
+                &self.info.id.to_string(),
+                &self.info.place,
+                &self.info.threads.to_string(),
+                flags,
+            ])
+            .set(1);
+    }
+
     /// Hashes computed so far.
     pub fn hashes(&self) -> u64 {
         self.hashes.load(Ordering::Relaxed)

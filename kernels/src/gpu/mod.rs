@@ -233,25 +233,54 @@ impl GpuDevice {
         });
         let mut enc = self.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
-        self.queue.submit([enc.finish()]);
+        let submission = self.queue.submit([enc.finish()]);
+        self.map_read(&staging, submission)
+    }
+
+    /// Waits for `submission`, then maps `staging` and copies its words out.
+    fn map_read(
+        &self,
+        staging: &wgpu::Buffer,
+        submission: wgpu::SubmissionIndex,
+    ) -> Result<Vec<u32>, GpuError> {
+        let failed = |e: &dyn std::fmt::Display| GpuError::Readback(e.to_string());
         let slice = staging.slice(..);
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
         self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| GpuError::Readback(e.to_string()))?;
-        rx.recv()
-            .map_err(|e| GpuError::Readback(e.to_string()))?
-            .map_err(|e| GpuError::Readback(e.to_string()))?;
-        let view = slice
-            .get_mapped_range()
-            .map_err(|e| GpuError::Readback(e.to_string()))?;
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(submission),
+                timeout: None,
+            })
+            .map_err(|e| failed(&e))?;
+        rx.recv().map_err(|e| failed(&e))?.map_err(|e| failed(&e))?;
+        let view = slice.get_mapped_range().map_err(|e| failed(&e))?;
         let words = bytemuck::cast_slice::<u8, u32>(&view).to_vec();
         drop(view);
         staging.unmap();
         Ok(words)
+    }
+
+    /// A bind group of `pipeline`'s layout over `(binding, buffer)` pairs.
+    fn bind(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        entries: &[(u32, &wgpu::Buffer)],
+    ) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry<'_>> = entries
+            .iter()
+            .map(|(binding, buffer)| wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: buffer.as_entire_binding(),
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        })
     }
 }
 
@@ -326,24 +355,10 @@ impl GpuDataset {
                     contents: bytemuck::cast_slice(&uniform),
                     usage: wgpu::BufferUsages::UNIFORM,
                 });
-            let group = d.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("build"),
-                layout: &d.pipelines.build.get_bind_group_layout(0),
-                entries: &[
-                    wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: params.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: cache_buffer.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 2,
-                        resource: self.buffer.as_entire_binding(),
-                    },
-                ],
-            });
+            let group = d.bind(
+                &d.pipelines.build,
+                &[(0, &params), (1, &cache_buffer), (2, &self.buffer)],
+            );
             let n = per_dispatch.min(total - offset);
             d.queue.submit([d.dispatch(&d.pipelines.build, &group, n)]);
             offset += n;
@@ -472,24 +487,10 @@ impl GpuSearcher {
             mapped_at_creation: false,
         });
         let params = self.params(start, count, &[0; 32]);
-        let group = d.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("hash_all"),
-            layout: &d.pipelines.hash_all.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: params.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: self.dataset.buffer.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 3,
-                    resource: out.as_entire_binding(),
-                },
-            ],
-        });
+        let group = d.bind(
+            &d.pipelines.hash_all,
+            &[(0, &params), (1, &self.dataset.buffer), (3, &out)],
+        );
         d.queue
             .submit([d.dispatch(&d.pipelines.hash_all, &group, count)]);
         let words = d.read(&out, u64::from(count) * 32)?;
@@ -503,24 +504,10 @@ impl GpuSearcher {
         let (results, staging) = &self.slots[slot];
         d.queue.write_buffer(results, 0, &[0u8; 4]);
         let params = self.params(start, count, target);
-        let group = d.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("search"),
-            layout: &d.pipelines.search.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: params.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: self.dataset.buffer.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: results.as_entire_binding(),
-                },
-            ],
-        });
+        let group = d.bind(
+            &d.pipelines.search,
+            &[(0, &params), (1, &self.dataset.buffer), (2, results)],
+        );
         let search = d.dispatch(&d.pipelines.search, &group, count);
         let mut enc = d.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(results, 0, staging, 0, RESULT_BYTES);
@@ -537,27 +524,7 @@ impl GpuSearcher {
     /// target than a result buffer holds.
     fn collect(&self, pending: &Pending) -> Result<Option<Vec<Hit>>, GpuError> {
         let d = &self.dataset.device;
-        let staging = &self.slots[pending.slot].1;
-        let slice = staging.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        d.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(pending.submission.clone()),
-                timeout: None,
-            })
-            .map_err(|e| GpuError::Readback(e.to_string()))?;
-        rx.recv()
-            .map_err(|e| GpuError::Readback(e.to_string()))?
-            .map_err(|e| GpuError::Readback(e.to_string()))?;
-        let view = slice
-            .get_mapped_range()
-            .map_err(|e| GpuError::Readback(e.to_string()))?;
-        let words = bytemuck::cast_slice::<u8, u32>(&view).to_vec();
-        drop(view);
-        staging.unmap();
+        let words = d.map_read(&self.slots[pending.slot].1, pending.submission.clone())?;
         let found = words[0];
         if found > MAX_HITS {
             return Ok(None);
