@@ -41,16 +41,6 @@ fn found(store: &ProofStore, epoch: u64, nonces: impl IntoIterator<Item = u64>) 
     store.append(&proofs).unwrap();
 }
 
-/// Ticks until the client delivers the current epoch (it fixes the seed itself if needed).
-async fn deliver_epoch(client: &mut capminer_chain::ChainService) -> u64 {
-    for _ in 0..5 {
-        if let Some(e) = client.tick().await.unwrap().new_epoch {
-            return e.number;
-        }
-    }
-    panic!("no epoch delivered");
-}
-
 fn states(store: &ProofStore) -> Vec<(u64, ProofState)> {
     store
         .proofs(|_| true)
@@ -78,7 +68,7 @@ async fn resubmission_changes_nothing_extra_proofs_are_skipped_and_foreign_units
             &[(UNIT, UnitKind::Cpu)],
         )
         .await;
-    assert_eq!(deliver_epoch(&mut client).await, epoch);
+    assert_eq!(super::deliver_epoch(&mut client).await.number, epoch);
 
     found(&store, epoch, 10..15);
     let tx = client
@@ -202,7 +192,7 @@ async fn a_reorg_that_drops_an_included_batch_leads_to_its_resubmission() {
     let mut client = net
         .client(1, config, store.clone(), &[(UNIT, UnitKind::Cpu)])
         .await;
-    assert_eq!(deliver_epoch(&mut client).await, epoch);
+    assert_eq!(super::deliver_epoch(&mut client).await.number, epoch);
     found(&store, epoch, 100..110);
     let first = client.tick().await.unwrap().submitted.unwrap();
     client.tick().await.unwrap();
@@ -259,7 +249,7 @@ async fn a_stuck_transaction_is_replaced_with_higher_fees() {
     let mut client = net
         .client(1, config, store.clone(), &[(UNIT, UnitKind::Cpu)])
         .await;
-    assert_eq!(deliver_epoch(&mut client).await, epoch);
+    assert_eq!(super::deliver_epoch(&mut client).await.number, epoch);
     net.provider.anvil_set_auto_mine(false).await.unwrap();
     found(&store, epoch, 1..4);
     let first = client.tick().await.unwrap().submitted.unwrap();
@@ -368,7 +358,7 @@ async fn every_proof_is_delivered_after_the_rpc_endpoint_comes_back() {
     let mut client = net
         .client(1, config, store.clone(), &[(UNIT, UnitKind::Cpu)])
         .await;
-    assert_eq!(deliver_epoch(&mut client).await, epoch);
+    assert_eq!(super::deliver_epoch(&mut client).await.number, epoch);
     found(&store, epoch, 0..5);
     client.tick().await.unwrap();
 

@@ -178,3 +178,13 @@ impl Net {
             .count
     }
 }
+
+/// Ticks until the client delivers the current epoch (it fixes the seed itself if needed).
+pub async fn deliver_epoch(client: &mut ChainService) -> capminer_proofs::Epoch {
+    for _ in 0..5 {
+        if let Some(e) = client.tick().await.unwrap().new_epoch {
+            return e;
+        }
+    }
+    panic!("no epoch delivered");
+}

@@ -198,11 +198,7 @@ async fn honest_work_is_attested_and_paid_invalid_proofs_are_reported_and_unpaid
     let mut client = net
         .client(1, net.chain_config(), store.clone(), &units)
         .await;
-    let epoch = loop {
-        if let Some(epoch) = client.tick().await.unwrap().new_epoch {
-            break epoch;
-        }
-    };
+    let epoch = super::deliver_epoch(&mut client).await;
     assert_eq!(epoch.number, e);
     let t = *epoch.target(UnitKind::Cpu);
     let good: Vec<u64> = hashes(&epoch, honest, 40)
@@ -328,11 +324,7 @@ async fn below_quorum_nothing_is_rewardable_and_outsiders_cannot_attest() {
             &[(unit, UnitKind::Cpu)],
         )
         .await;
-    let epoch = loop {
-        if let Some(epoch) = client.tick().await.unwrap().new_epoch {
-            break epoch;
-        }
-    };
+    let epoch = super::deliver_epoch(&mut client).await;
     let t = *epoch.target(UnitKind::Cpu);
     let good: Vec<u64> = hashes(&epoch, unit, 16)
         .into_iter()
@@ -430,11 +422,7 @@ async fn a_verifier_killed_mid_epoch_resumes_without_attesting_twice() {
     let mut client = net
         .client(1, net.chain_config(), store.clone(), &units)
         .await;
-    let epoch = loop {
-        if let Some(epoch) = client.tick().await.unwrap().new_epoch {
-            break epoch;
-        }
-    };
+    let epoch = super::deliver_epoch(&mut client).await;
     let t = *epoch.target(UnitKind::Cpu);
     for (unit, _) in &units {
         let good: Vec<u64> = hashes(&epoch, *unit, 12)
