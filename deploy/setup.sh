@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what capminer needs on a Debian machine, idempotently:
-#   - Debian packages: cmake and a C++ compiler (RandomX, built by randomx-rs), Mesa's Vulkan
+#   - Debian packages: cmake, make and a C++ compiler (RandomX, built by randomx-rs), Mesa's Vulkan
 #     drivers (lavapipe, the GPU of machines without one), Prometheus (promtool and the server
 #     the tests scrape with), Node.js and npm (for anvil and solc);
 #   - cargo-nextest, if missing (the test runner);
@@ -12,6 +12,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 need_apt=()
 command -v cmake >/dev/null || need_apt+=(cmake)
 command -v c++ >/dev/null || need_apt+=(g++)
+command -v make >/dev/null || need_apt+=(make)
 [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || need_apt+=(mesa-vulkan-drivers)
 command -v promtool >/dev/null && command -v prometheus >/dev/null || need_apt+=(prometheus)
 command -v npm >/dev/null || need_apt+=(nodejs npm)

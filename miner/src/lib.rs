@@ -32,5 +32,5 @@ pub mod unit;
 pub mod verify;
 
 pub use error::{MinerError, Result};
-pub use miner::{Miner, MinerPlan, UnitRates, gpu_params, randomx_flags, randomx_options};
+pub use miner::{Miner, MinerPlan, gpu_params, randomx_flags, randomx_options};
 pub use unit::{BuildReport, Unit, UnitInfo, UnitState};

@@ -1,7 +1,7 @@
 //! The miner: plans units on this machine, starts them, feeds them epochs, samples hashrates.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -73,15 +73,6 @@ pub fn randomx_flags(config: &Config) -> Result<RandomXFlags> {
     })
 }
 
-/// Hashrate of one unit over each window of [`WINDOWS`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct UnitRates {
-    /// Unit label.
-    pub label: String,
-    /// H/s over 10 s, 60 s and 15 min.
-    pub rates: [f64; 3],
-}
-
 /// The running miner.
 #[derive(Debug)]
 pub struct Miner {
@@ -89,7 +80,6 @@ pub struct Miner {
     units: Vec<Box<dyn Unit>>,
     store: Arc<ProofStore>,
     metrics: MinerMetrics,
-    rates: Arc<Mutex<Vec<UnitRates>>>,
     sampler: Option<(JoinHandle<()>, Arc<AtomicBool>)>,
 }
 
@@ -163,6 +153,17 @@ impl Miner {
         let round = Duration::from_millis(config.cpu.round_ms);
         let mut units: Vec<Box<dyn Unit>> = Vec::new();
         let mut contexts = Vec::new();
+        let mut context = |info: UnitInfo| {
+            let ctx = Arc::new(UnitContext::new(
+                info,
+                control.clone(),
+                store.clone(),
+                round,
+                &metrics,
+            ));
+            contexts.push(ctx.clone());
+            ctx
+        };
         for plan in plans {
             let info = UnitInfo {
                 label: plan.label.clone(),
@@ -181,15 +182,12 @@ impl Miner {
                 threads: plan.threads,
             };
             tracing::info!(unit = %info.label, id = %info.id, "{}, {} threads, RandomX {flags}", info.place, info.threads);
-            let ctx = Arc::new(UnitContext::new(
-                info,
-                control.clone(),
-                store.clone(),
-                round,
+            units.push(Box::new(CpuUnit::start(
+                plan,
+                flags,
+                context(info),
                 &metrics,
-            ));
-            contexts.push(ctx.clone());
-            units.push(Box::new(CpuUnit::start(plan, flags, ctx, &metrics)?));
+            )?));
         }
         for plan in gpu {
             let info = UnitInfo {
@@ -200,24 +198,19 @@ impl Miner {
                 threads: 1,
             };
             tracing::info!(unit = %info.label, id = %info.id, "{}, {} MiB dataset", info.place, gpu_params.unit_bytes >> 20);
-            let ctx = Arc::new(UnitContext::new(
-                info,
-                control.clone(),
-                store.clone(),
-                round,
+            units.push(Box::new(GpuUnit::start(
+                plan,
+                gpu_params,
+                context(info),
                 &metrics,
-            ));
-            contexts.push(ctx.clone());
-            units.push(Box::new(GpuUnit::start(plan, gpu_params, ctx, &metrics)?));
+            )?));
         }
-        let rates = Arc::new(Mutex::new(Vec::new()));
-        let sampler = spawn_sampler(contexts, metrics.clone(), rates.clone());
+        let sampler = spawn_sampler(contexts, metrics.clone());
         Ok(Self {
             control,
             units,
             store,
             metrics,
-            rates,
             sampler: Some(sampler),
         })
     }
@@ -239,11 +232,6 @@ impl Miner {
     /// The units.
     pub fn units(&self) -> &[Box<dyn Unit>] {
         &self.units
-    }
-
-    /// Latest hashrates, sampled every second.
-    pub fn rates(&self) -> Vec<UnitRates> {
-        self.rates.lock().expect("rates lock poisoned").clone()
     }
 
     /// The label of a unit that stopped after an error, if any.
@@ -275,7 +263,6 @@ impl Miner {
 fn spawn_sampler(
     contexts: Vec<Arc<UnitContext>>,
     metrics: MinerMetrics,
-    rates: Arc<Mutex<Vec<UnitRates>>>,
 ) -> (JoinHandle<()>, Arc<AtomicBool>) {
     let running = Arc::new(AtomicBool::new(true));
     let flag = running.clone();
@@ -286,7 +273,10 @@ fn spawn_sampler(
             let mut last_log = Instant::now();
             while flag.load(Ordering::Acquire) {
                 let now = Instant::now();
-                let mut sampled = Vec::with_capacity(contexts.len());
+                let log = now.duration_since(last_log) >= Duration::from_secs(60);
+                if log {
+                    last_log = now;
+                }
                 for (ctx, window) in contexts.iter().zip(&mut windows) {
                     window.record(now, ctx.hashes());
                     let mut r = [0.0; 3];
@@ -297,18 +287,10 @@ fn spawn_sampler(
                             .with_label_values(&[ctx.info.label.as_str(), ctx.info.kind.as_str(), name])
                             .set(r[i]);
                     }
-                    sampled.push(UnitRates {
-                        label: ctx.info.label.clone(),
-                        rates: r,
-                    });
-                }
-                if now.duration_since(last_log) >= Duration::from_secs(60) {
-                    last_log = now;
-                    for s in &sampled {
-                        tracing::info!(unit = %s.label, "hashrate 10s/60s/15m: {:.1} {:.1} {:.1} H/s", s.rates[0], s.rates[1], s.rates[2]);
+                    if log {
+                        tracing::info!(unit = %ctx.info.label, "hashrate 10s/60s/15m: {:.1} {:.1} {:.1} H/s", r[0], r[1], r[2]);
                     }
                 }
-                *rates.lock().expect("rates lock poisoned") = sampled;
                 std::thread::sleep(Duration::from_secs(1));
             }
         })

@@ -11,4 +11,4 @@ pub mod store;
 mod types;
 
 pub use error::{Result, StoreError};
-pub use types::{Bytes32, Epoch, Hash, Proof, ProofRef, Seed, Target, UnitId, UnitKind};
+pub use types::{Epoch, Hash, Proof, ProofRef, Seed, Target, UnitId, UnitKind};

@@ -83,10 +83,6 @@ bytes32_type!(
     /// A 32-byte hash (a proof's hash, a transaction or block hash).
     Hash
 );
-bytes32_type!(
-    /// Any other 32 bytes.
-    Bytes32
-);
 
 impl Target {
     /// True when `hash`, read big-endian, is at most this target.

@@ -95,3 +95,34 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
         .then(|| body.to_string())
         .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_string()))
 }
+
+/// Every stored proof as a claim, all re-verified with the verifier `config` describes;
+/// returns the verifier and the claims for further checks.
+pub fn verify_store(
+    config: &capminer_config::Config,
+    store: &capminer_proofs::store::ProofStore,
+) -> (
+    capminer_miner::verify::Verifier,
+    Vec<capminer_miner::verify::Claim>,
+) {
+    use capminer_miner::verify::{Claim, Verifier};
+    let claims: Vec<Claim> = store
+        .proofs(|_| true)
+        .iter()
+        .map(|p| Claim {
+            unit: p.proof.unit,
+            kind: p.proof.kind,
+            epoch: store.epoch(p.proof.epoch).unwrap(),
+            nonce: p.proof.nonce,
+            hash: Some(p.proof.hash),
+        })
+        .collect();
+    let verifier = Verifier::new(
+        capminer_miner::randomx_options(config),
+        capminer_miner::gpu_params(config).unwrap(),
+    )
+    .unwrap();
+    let verdicts = verifier.verify(&claims).unwrap();
+    assert!(verdicts.iter().all(|v| v.is_valid()), "{verdicts:?}");
+    (verifier, claims)
+}

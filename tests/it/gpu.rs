@@ -14,13 +14,12 @@ use capminer_miner::gpu::CheckedSearcher;
 use capminer_miner::metrics::MinerMetrics;
 use capminer_miner::order::NonceOrder;
 use capminer_miner::unit::{UnitContext, UnitInfo};
-use capminer_miner::verify::{Claim, Verifier};
-use capminer_miner::{Miner, gpu_params, randomx_options};
+use capminer_miner::{Miner, gpu_params};
 use capminer_proofs::store::ProofStore;
 use capminer_proofs::{Epoch, Seed, Target, UnitId, UnitKind};
 use prometheus::Registry;
 
-use crate::common::wait_for;
+use crate::common::{verify_store, wait_for};
 
 fn gpu_config() -> Config {
     let mut config = Config::default();
@@ -47,24 +46,6 @@ fn epoch(number: u64, seed: u8) -> Epoch {
     }
 }
 
-fn verify_all(config: &Config, store: &ProofStore) -> usize {
-    let proofs = store.proofs(|_| true);
-    let claims: Vec<Claim> = proofs
-        .iter()
-        .map(|p| Claim {
-            unit: p.proof.unit,
-            kind: p.proof.kind,
-            epoch: store.epoch(p.proof.epoch).unwrap(),
-            nonce: p.proof.nonce,
-            hash: Some(p.proof.hash),
-        })
-        .collect();
-    let verifier = Verifier::new(randomx_options(config), gpu_params(config).unwrap()).unwrap();
-    let verdicts = verifier.verify(&claims).unwrap();
-    assert!(verdicts.iter().all(|v| v.is_valid()), "{verdicts:?}");
-    claims.len()
-}
-
 #[test]
 fn a_gpu_unit_mines_proofs_that_verify_and_rekeys_on_the_same_device() {
     let config = gpu_config();
@@ -85,7 +66,7 @@ fn a_gpu_unit_mines_proofs_that_verify_and_rekeys_on_the_same_device() {
     let tids = miner.units()[0].thread_ids();
     assert_eq!(tids.len(), 1, "one driver thread, kept across epochs");
     miner.stop().unwrap();
-    assert!(verify_all(&config, &store) >= 16);
+    assert!(verify_store(&config, &store).1.len() >= 16);
     assert!(store.proofs(|p| p.proof.kind != UnitKind::Gpu).is_empty());
 }
 
@@ -164,7 +145,7 @@ fn a_wrong_gpu_result_is_a_compute_error_and_never_stored() {
         assert_eq!(p.proof.hash.0, reference);
         assert!(e.target(UnitKind::Gpu).is_met_by(&reference));
     }
-    verify_all(&config, &store);
+    verify_store(&config, &store);
 }
 
 #[test]

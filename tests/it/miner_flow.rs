@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capminer_config::Config;
+use capminer_miner::Miner;
 use capminer_miner::topology::{Topology, parse_cpu_list};
-use capminer_miner::verify::{Claim, Verdict, Verifier};
-use capminer_miner::{Miner, randomx_options};
+use capminer_miner::verify::Verdict;
 use capminer_proofs::store::{ProofStore, Record, StoredProof};
 use capminer_proofs::{Epoch, Hash, Seed, Target};
 use prometheus::Registry;
@@ -164,23 +164,7 @@ fn units_prove_rekey_pause_restart_and_every_proof_verifies() {
     assert_eq!(logged, all.len());
 
     // Every stored proof re-verifies in light mode; tampered claims do not.
-    let verifier = Verifier::new(
-        randomx_options(&config),
-        capminer_miner::gpu_params(&config).unwrap(),
-    )
-    .unwrap();
-    let claims: Vec<Claim> = all
-        .iter()
-        .map(|p| Claim {
-            unit: p.proof.unit,
-            kind: p.proof.kind,
-            epoch: store.epoch(p.proof.epoch).unwrap(),
-            nonce: p.proof.nonce,
-            hash: Some(p.proof.hash),
-        })
-        .collect();
-    let verdicts = verifier.verify(&claims).unwrap();
-    assert!(verdicts.iter().all(Verdict::is_valid), "{verdicts:?}");
+    let (verifier, claims) = crate::common::verify_store(&config, &store);
     let mut wrong_unit = claims[0];
     wrong_unit.unit = claims
         .iter()

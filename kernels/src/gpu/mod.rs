@@ -347,7 +347,7 @@ impl GpuDataset {
         let mut offset = 0;
         while offset < total {
             let mut uniform = vec![cache.nodes.len() as u32, self.params.parents, offset, total];
-            uniform.extend_from_slice(&keys.salt_words());
+            uniform.extend_from_slice(&keys.salt);
             let params = d
                 .device
                 .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -444,11 +444,6 @@ impl std::fmt::Debug for GpuSearcher {
 const TARGET_SUBMIT: Duration = Duration::from_millis(100);
 
 impl GpuSearcher {
-    /// Nonces per dispatch now.
-    pub fn batch(&self) -> u32 {
-        self.batch
-    }
-
     fn params(&self, start: u64, count: u32, target: &[u8; 32]) -> wgpu::Buffer {
         let p = &self.dataset.params;
         let mut uniform = vec![

@@ -77,11 +77,6 @@ impl UnitKeys {
         }
     }
 
-    /// The salt's words, flattened for a GPU uniform.
-    pub fn salt_words(&self) -> [u32; 16] {
-        self.salt
-    }
-
     /// The header as 8 little-endian words.
     pub fn header_words(&self) -> [u32; 8] {
         words_of(&self.header)

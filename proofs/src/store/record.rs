@@ -39,17 +39,6 @@ pub enum ProofState {
 }
 
 impl ProofState {
-    /// Short lower-case name, for logs and metrics.
-    pub fn name(&self) -> &'static str {
-        match self {
-            ProofState::Found => "found",
-            ProofState::Submitted { .. } => "submitted",
-            ProofState::Included { .. } => "included",
-            ProofState::Final => "final",
-            ProofState::Skipped => "skipped",
-        }
-    }
-
     /// True for states nothing will change any more.
     pub fn is_terminal(&self) -> bool {
         matches!(self, ProofState::Final | ProofState::Skipped)
