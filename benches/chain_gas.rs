@@ -47,17 +47,27 @@ async fn main() {
         max_proofs: 100_000,
         reward_wei: 1,
         collateral_wei: 0,
+        challenge: [0; 32],
     };
     let spec = ContractSpec {
         epoch_seconds: 86_400,
         grace_seconds: 3_600,
+        verify_seconds: 3_600,
+        timelock_seconds: 0,
         quorum: 1,
         slash_bps: 0,
+        verifiers: vec![key(2).address()],
+        guardian: key(0).address(),
         kinds: [kind, kind],
     };
     let deployment = devnet::deploy(&url, key(0), &spec).await.unwrap();
+    let provider_address = key(1).address();
     let units: Vec<(UnitId, UnitKind)> = (0..40u8)
-        .map(|i| (UnitId([i + 1; 32]), UnitKind::Cpu))
+        .map(|i| {
+            let mut id = [i + 1; 32];
+            id[..20].copy_from_slice(provider_address.as_slice());
+            (UnitId(id), UnitKind::Cpu)
+        })
         .collect();
     let indices = devnet::register_units(&url, key(1), deployment.address, &units)
         .await
@@ -75,6 +85,7 @@ async fn main() {
         .get_receipt()
         .await
         .unwrap();
+    let seed = contract.epochInfo(epoch).call().await.unwrap().seed;
 
     let cases: Vec<(&str, Vec<Group>)> = vec![
         ("1 proof, 1 unit", vec![(indices[0], 0..1)]),
@@ -101,7 +112,7 @@ async fn main() {
                 .map(|(u, r)| (*u, r.start + round * 100_000..r.end + round * 100_000))
                 .collect();
             let receipt = contract
-                .submitProofs(epoch, packed(&shifted))
+                .submitProofs(epoch, seed, packed(&shifted))
                 .send()
                 .await
                 .unwrap()

@@ -18,7 +18,6 @@ use capminer_miner::{Miner, gpu_params, randomx_options};
 use capminer_proofs::Target;
 use prometheus::Registry;
 
-use crate::checker::MinerChecker;
 use crate::node::{ChainJob, run_node, runtime};
 use crate::{ConfigArg, load_config, logging};
 
@@ -40,13 +39,19 @@ pub struct DevnetArgs {
     /// Seconds after an epoch during which its proofs are still accepted.
     #[arg(long, default_value_t = 30)]
     grace_seconds: u64,
+    /// Seconds after the grace window for attestations and reports; then an epoch settles.
+    #[arg(long, default_value_t = 60)]
+    verify_seconds: u64,
+    /// Seconds between scheduling a governance call and executing it.
+    #[arg(long, default_value_t = 0)]
+    timelock_seconds: u64,
     /// Proofs per unit per epoch needed for the reward.
     #[arg(long, default_value_t = 2)]
     min_proofs: u32,
     /// Proofs per unit per epoch counted at most.
     #[arg(long, default_value_t = 256)]
     max_proofs: u32,
-    /// Verifiers to run (the quorum is all of them).
+    /// Verifiers to run (the quorum is a majority of them).
     #[arg(long, default_value_t = 1)]
     verifiers: u32,
 }
@@ -72,27 +77,41 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     let mut config = load_config(&args.config)?;
     logging::init(&config)?;
     let runtime = runtime(&config)?;
-    let plan = Miner::plan(&config)?;
     let anvil_path = find_anvil(args.anvil);
     let anvil = devnet::spawn_anvil(&anvil_path, Some(args.port), &["--block-time", "1"])?;
     let url = anvil.endpoint();
     let key = |i: usize| PrivateKeySigner::from(anvil.keys()[i].clone());
     let (owner, provider) = (key(0), key(1));
-    let verifiers: Vec<PrivateKeySigner> =
-        (0..args.verifiers as usize).map(|i| key(2 + i)).collect();
-    let kind = |target: [u8; 32]| KindSpec {
+    // Unit ids start with their provider's address: derive them from the devnet's provider.
+    config.miner.provider = provider.address().0.0;
+    let plan = Miner::plan(&config)?;
+    let verifiers: Vec<PrivateKeySigner> = (0..args.verifiers.max(1) as usize)
+        .map(|i| key(2 + i))
+        .collect();
+    let kind = |target: [u8; 32], challenge: [u8; 32]| KindSpec {
         target: Target(target),
         min_proofs: args.min_proofs,
         max_proofs: args.max_proofs,
         reward_wei: ETHER,
         collateral_wei: ETHER / 10,
+        challenge,
     };
     let spec = ContractSpec {
         epoch_seconds: args.epoch_seconds,
         grace_seconds: args.grace_seconds,
-        quorum: args.verifiers.max(1),
+        verify_seconds: args.verify_seconds,
+        timelock_seconds: args.timelock_seconds,
+        quorum: devnet::majority(verifiers.len() as u32),
         slash_bps: 1000,
-        kinds: [kind(config.epoch.cpu_target), kind(config.epoch.cpu_target)],
+        verifiers: verifiers.iter().map(PrivateKeySigner::address).collect(),
+        guardian: owner.address(),
+        kinds: [
+            kind(config.epoch.cpu_target, [0; 32]),
+            kind(
+                config.epoch.gpu_target,
+                capminer_chain::network_challenge(&config.network),
+            ),
+        ],
     };
     let units: Vec<_> = plan
         .units()
@@ -109,8 +128,6 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
             U256::from(1000 * ETHER),
         )
         .await?;
-        let addresses: Vec<_> = verifiers.iter().map(PrivateKeySigner::address).collect();
-        devnet::add_verifiers(&url, owner.clone(), deployment.address, &addresses).await?;
         // Units prove from the epoch after their registration: on a devnet, go there now.
         let chain = devnet::signing_provider(&url, owner.clone())?;
         chain.anvil_increase_time(args.epoch_seconds).await?;
@@ -137,10 +154,10 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     for (i, signer) in verifiers.into_iter().enumerate() {
         let mut vconfig = config.clone();
         vconfig.verifier.state_dir = config.verifier.state_dir.join(format!("verifier-{i}"));
-        let checker = Box::new(MinerChecker(Verifier::new(
+        let checker = Arc::new(Verifier::new(
             randomx_options(&config),
             gpu_params(&config)?,
-        )?));
+        )?);
         let service = runtime.block_on(VerifierService::connect(
             &vconfig, signer, checker, &registry,
         ))?;

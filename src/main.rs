@@ -11,7 +11,6 @@
 //! ```
 
 mod bench;
-mod checker;
 mod config_cmd;
 mod devices_cmd;
 mod devnet_cmd;

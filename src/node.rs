@@ -60,6 +60,7 @@ pub fn run_node(
                 config: config.chain.clone(),
                 units,
                 signer: job.signer,
+                gpu_challenge: Some(capminer_chain::network_challenge(&config.network)),
             };
             let metrics = ChainMetrics::register(registry)?;
             let service = runtime.block_on(ChainService::connect(setup, store.clone(), metrics))?;

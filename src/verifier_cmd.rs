@@ -10,7 +10,6 @@ use capminer_miner::verify::Verifier;
 use capminer_miner::{gpu_params, randomx_options};
 use prometheus::Registry;
 
-use crate::checker::MinerChecker;
 use crate::node::{runtime, wait_for_signal};
 use crate::{ConfigArg, load_config, logging, metrics_server};
 
@@ -42,10 +41,10 @@ pub fn verifier(args: VerifierArgs) -> anyhow::Result<ExitCode> {
             registry.clone(),
         ))?;
     }
-    let checker = Box::new(MinerChecker(Verifier::new(
+    let checker = Arc::new(Verifier::new(
         randomx_options(&config),
         gpu_params(&config)?,
-    )?));
+    )?);
     let service = runtime.block_on(VerifierService::connect(
         &config, signer, checker, &registry,
     ))?;

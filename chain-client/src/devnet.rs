@@ -26,21 +26,36 @@ pub struct KindSpec {
     pub reward_wei: u128,
     /// Collateral per unit, in wei.
     pub collateral_wei: u128,
+    /// The kind's challenge parameters (`GpuChallenge::to_word` for GPU units, zero for CPU).
+    pub challenge: [u8; 32],
 }
 
 /// Constructor arguments of the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContractSpec {
     /// Seconds per epoch.
     pub epoch_seconds: u64,
     /// Seconds after an epoch during which its proofs are still accepted.
     pub grace_seconds: u64,
-    /// Attestations (and reports) per unit-epoch.
+    /// Seconds after the grace window for attestations and reports; then the epoch settles.
+    pub verify_seconds: u64,
+    /// Seconds between scheduling a governance call and executing it.
+    pub timelock_seconds: u64,
+    /// Attestations (and reports) per unit-epoch: at most `verifiers.len()`.
     pub quorum: u32,
     /// Share of a unit's collateral slashed per failed unit-epoch, in basis points.
     pub slash_bps: u64,
+    /// The initial verifier set.
+    pub verifiers: Vec<Address>,
+    /// May pause submissions and claims (zero: nobody).
+    pub guardian: Address,
     /// CPU and GPU parameters.
     pub kinds: [KindSpec; 2],
+}
+
+/// A majority of `n` verifiers: the devnet's default quorum.
+pub fn majority(n: u32) -> u32 {
+    n / 2 + 1
 }
 
 /// A deployed contract.
@@ -85,6 +100,7 @@ fn kind_params(k: &KindSpec) -> Capacity::KindParams {
         maxProofs: k.max_proofs,
         reward: k.reward_wei,
         collateral: k.collateral_wei,
+        challenge: FixedBytes(k.challenge),
     }
 }
 
@@ -97,10 +113,16 @@ pub async fn deploy(url: &str, owner: PrivateKeySigner, spec: &ContractSpec) -> 
     let provider = signing_provider(url, owner)?;
     let builder = Capacity::deploy_builder(
         provider.clone(),
-        U256::from(spec.epoch_seconds),
-        U256::from(spec.grace_seconds),
+        Capacity::Schedule {
+            epochDuration: spec.epoch_seconds,
+            graceWindow: spec.grace_seconds,
+            verifyWindow: spec.verify_seconds,
+            timelockDelay: spec.timelock_seconds,
+        },
         spec.quorum,
         U256::from(spec.slash_bps),
+        spec.verifiers.clone(),
+        spec.guardian,
         [kind_params(&spec.kinds[0]), kind_params(&spec.kinds[1])],
     );
     let receipt = builder
@@ -190,17 +212,43 @@ pub async fn fund_pool(
     send_and_wait(contract.fundPool().value(wei), "funding the reward pool").await
 }
 
-/// Adds verifiers (the signer of `owner` must own the contract).
-pub async fn add_verifiers(
+/// Schedules a governance call (`Capacity::addVerifierCall` and the like) through the
+/// timelock; returns when it becomes executable (unix seconds).
+pub async fn schedule(
     url: &str,
     owner: PrivateKeySigner,
     address: Address,
-    verifiers: &[Address],
+    call: &impl alloy::sol_types::SolCall,
+) -> Result<u64> {
+    let provider = signing_provider(url, owner)?;
+    let contract = Capacity::new(address, provider.clone());
+    let data = alloy::primitives::Bytes::from(call.abi_encode());
+    send_and_wait(
+        contract.schedule(data.clone()),
+        "scheduling a governance call",
+    )
+    .await?;
+    let id = alloy::primitives::keccak256(&data);
+    let eta: U256 = contract
+        .scheduledAt(id)
+        .call()
+        .await
+        .map_err(setup_error("reading the timelock"))?;
+    Ok(eta.to())
+}
+
+/// Executes a scheduled governance call whose delay has passed.
+pub async fn execute(
+    url: &str,
+    owner: PrivateKeySigner,
+    address: Address,
+    call: &impl alloy::sol_types::SolCall,
 ) -> Result<()> {
     let provider = signing_provider(url, owner)?;
     let contract = Capacity::new(address, provider.clone());
-    for v in verifiers {
-        send_and_wait(contract.addVerifier(*v), "adding a verifier").await?;
-    }
-    Ok(())
+    send_and_wait(
+        contract.execute(call.abi_encode().into()),
+        "executing a governance call",
+    )
+    .await
 }

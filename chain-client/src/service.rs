@@ -18,6 +18,7 @@ use capminer_proofs::{Epoch, Hash, ProofRef, Seed, Target, UnitId, UnitKind};
 
 use crate::batch::{self, Backlog};
 use crate::bindings::Capacity;
+use crate::bindings::Capacity::CapacityErrors;
 use crate::error::redact_url;
 use crate::metrics::ChainMetrics;
 use crate::tracker::{self, Acceptance, ChainView};
@@ -33,6 +34,9 @@ pub struct ChainSetup {
     pub units: Vec<(UnitId, UnitKind, String)>,
     /// The provider's signer.
     pub signer: PrivateKeySigner,
+    /// The GPU challenge word this miner computes (`GpuChallenge::to_word`), when it runs GPU
+    /// units: connecting refuses a contract that states other parameters.
+    pub gpu_challenge: Option<[u8; 32]>,
 }
 
 #[derive(Debug, Clone)]
@@ -41,9 +45,10 @@ struct UnitRow {
     label: String,
 }
 
-/// Per-epoch parameters of both kinds.
+/// Per-epoch seed and parameters of both kinds.
 #[derive(Debug, Clone, Copy)]
 struct EpochParams {
+    seed: Seed,
     min: [u32; 2],
     max: [u32; 2],
 }
@@ -144,6 +149,28 @@ impl ChainService {
             .call()
             .await
             .map_err(call("graceWindow"))?;
+        if let Some(local) = setup.gpu_challenge
+            && setup
+                .units
+                .iter()
+                .any(|(_, kind, _)| *kind == UnitKind::Gpu)
+        {
+            let onchain = contract
+                .kindParams(UnitKind::Gpu as u8)
+                .call()
+                .await
+                .map_err(call("kindParams"))?
+                .challenge
+                .0;
+            if onchain != local {
+                return Err(ChainError::Setup(format!(
+                    "the GPU challenge of [network] ({}) differs from contract {address}'s ({}): \
+                     set [network] to the contract's parameters",
+                    capminer_proofs::GpuChallenge::describe(&local),
+                    capminer_proofs::GpuChallenge::describe(&onchain)
+                )));
+            }
+        }
         let from = setup.signer.address();
         let mut units = HashMap::new();
         let mut by_index = HashMap::new();
@@ -266,12 +293,25 @@ impl ChainService {
         Ok(report)
     }
 
-    /// Delivers the current epoch once its seed is fixed, fixing it ourselves if needed.
+    /// Delivers the current epoch once its seed is fixed and final (its block
+    /// `chain.confirmations` deep), fixing it ourselves if needed. A delivered epoch's seed is
+    /// read again every tick while its window is open: if a reorg deeper than the
+    /// confirmations changed it, the proofs mined under the old seed are skipped (the contract
+    /// would refuse them) and the epoch is delivered again, so the miner re-keys.
     async fn watch_epoch(&mut self, current: u64, head: Head) -> Result<Option<Epoch>> {
+        if let Some(delivered) = self.delivered
+            && let Some(known) = self.params.get(&delivered).map(|p| p.seed)
+            && delivered + 1 >= current
+        {
+            let (now, _, _) = self.read_epoch(delivered).await?;
+            if now.seed != known {
+                self.seed_changed(delivered, known)?;
+            }
+        }
         if self.delivered == Some(current) {
             return Ok(None);
         }
-        let epoch = self.epoch(current).await?;
+        let (epoch, seed_block, params) = self.read_epoch(current).await?;
         if epoch.seed == Seed::default() {
             if self.advancing != Some(current) {
                 let data = Capacity::advanceEpochCall {}.abi_encode();
@@ -282,46 +322,78 @@ impl ChainService {
             }
             return Ok(None);
         }
+        if head.number + 1 < seed_block + self.config.confirmations.max(1) {
+            return Ok(None); // fixed, not final yet
+        }
+        self.remember(&epoch, params)?;
         self.delivered = Some(current);
         tracing::info!(epoch = current, seed = %epoch.seed, "chain epoch");
         Ok(Some(epoch))
     }
 
-    /// An epoch's seed and targets (seed zero if not fixed yet), caching its parameters.
-    async fn epoch(&mut self, e: u64) -> Result<Epoch> {
+    /// Proofs of epoch `e` mined under `old`, a seed the chain no longer has: skipped, and
+    /// the epoch delivered again.
+    fn seed_changed(&mut self, e: u64, old: Seed) -> Result<()> {
+        let refs: Vec<ProofRef> = self
+            .store
+            .proofs(|p| p.proof.epoch == e && !p.state.is_terminal())
+            .iter()
+            .map(|p| p.proof.id())
+            .collect();
+        tracing::warn!(epoch = e, %old, proofs = refs.len(), "the epoch's seed changed (a reorg deeper than chain.confirmations): proofs mined under the old seed skipped, re-keying");
+        self.metrics
+            .proofs_skipped
+            .with_label_values(&["seed_changed"])
+            .inc_by(refs.len() as u64);
+        self.store.set_state(&refs, ProofState::Skipped)?;
+        self.params.remove(&e);
+        self.delivered = None;
+        Ok(())
+    }
+
+    /// An epoch's seed, targets and parameters as the chain has them now (seed zero if not
+    /// fixed yet), and the block that fixed the seed.
+    async fn read_epoch(&self, e: u64) -> Result<(Epoch, u64, EpochParams)> {
         let info = self
             .contract()
             .epochInfo(e)
             .call()
             .await
             .map_err(|err| contract_error(&self.endpoint, "epochInfo", err))?;
+        let seed = Seed(info.seed.0);
         let epoch = Epoch {
             number: e,
-            seed: Seed(info.seed.0),
+            seed,
             targets: [Target(info.targets[0].0), Target(info.targets[1].0)],
         };
-        if epoch.seed != Seed::default() {
-            self.params.insert(
-                e,
-                EpochParams {
-                    min: info.minProofs,
-                    max: info.maxProofs,
-                },
-            );
-            self.store.record_epoch(&epoch)?;
-        }
-        Ok(epoch)
+        let params = EpochParams {
+            seed,
+            min: info.minProofs,
+            max: info.maxProofs,
+        };
+        Ok((epoch, info.seedBlock, params))
+    }
+
+    /// Keeps a seeded epoch's parameters and records it in the store.
+    fn remember(&mut self, epoch: &Epoch, params: EpochParams) -> Result<()> {
+        self.params.insert(epoch.number, params);
+        self.store.record_epoch(epoch)?;
+        Ok(())
     }
 
     async fn params(&mut self, e: u64) -> Result<EpochParams> {
         if let Some(p) = self.params.get(&e) {
             return Ok(*p);
         }
-        self.epoch(e).await?;
-        self.params.get(&e).copied().ok_or(ChainError::Rejected {
-            call: "epochInfo",
-            message: format!("epoch {e} has no seed"),
-        })
+        let (epoch, _, params) = self.read_epoch(e).await?;
+        if epoch.seed == Seed::default() {
+            return Err(ChainError::Rejected {
+                call: "epochInfo",
+                message: format!("epoch {e} has no seed"),
+            });
+        }
+        self.remember(&epoch, params)?;
+        Ok(params)
     }
 
     /// Settles transactions; records replacements in the store.
@@ -478,11 +550,7 @@ impl ChainService {
     }
 
     /// Canonical `ProofsAccepted` logs of epoch `e` for our units.
-    async fn accepted_logs(
-        &self,
-        e: u64,
-        out: &mut HashMap<(UnitId, u64), Acceptance>,
-    ) -> Result<()> {
+    async fn accepted_logs(&self, e: u64, out: &mut HashMap<ProofRef, Acceptance>) -> Result<()> {
         // Logs of epoch e come no earlier than epoch e itself. The first block we saw of epoch
         // e - 1 is before that; without it (after a restart) scan from the configured start.
         let from = e
@@ -519,7 +587,11 @@ impl ChainService {
             for chunk in data.nonces.chunks_exact(8) {
                 let nonce = u64::from_be_bytes(chunk.try_into().expect("8 bytes"));
                 out.insert(
-                    (*unit, nonce),
+                    ProofRef {
+                        unit: *unit,
+                        epoch: e,
+                        nonce,
+                    },
                     Acceptance {
                         block,
                         block_hash: Hash(block_hash.0),
@@ -635,13 +707,24 @@ impl ChainService {
         let packed = plan.encode();
         let data = Capacity::submitProofsCall {
             epoch,
+            seed: params.seed.0.into(),
             packed: Bytes::from(packed),
         }
         .abi_encode();
-        let hash = self
+        let sent = self
             .txm
             .send(TxKind::Submit(epoch), self.address, data.into(), head)
-            .await?;
+            .await;
+        let hash = match sent {
+            Err(ChainError::Revert {
+                error: CapacityErrors::SeedMismatch(_) | CapacityErrors::EpochNotSeeded(_),
+                ..
+            }) => {
+                self.seed_changed(epoch, params.seed)?;
+                return Ok(None);
+            }
+            other => other?,
+        };
         let refs: Vec<ProofRef> = plan
             .groups
             .iter()

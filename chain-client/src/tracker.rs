@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet};
 
 use capminer_proofs::store::{ProofState, StoredProof};
-use capminer_proofs::{Hash, ProofRef, UnitId};
+use capminer_proofs::{Hash, ProofRef};
 
 /// One nonce accepted by a canonical log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,8 +31,9 @@ pub struct Acceptance {
 pub struct ChainView {
     /// Head block number.
     pub head: u64,
-    /// Canonical acceptances by (unit, nonce), for the epochs being reconciled.
-    pub accepted: HashMap<(UnitId, u64), Acceptance>,
+    /// Canonical acceptances by proof, (unit, epoch, nonce), for the epochs being reconciled.
+    /// Nonces start again every epoch: the epoch is part of a proof's identity.
+    pub accepted: HashMap<ProofRef, Acceptance>,
     /// Hashes of transactions in flight (every hash of every nonce in flight).
     pub inflight: HashSet<Hash>,
     /// Hashes of transactions known to be mined.
@@ -47,8 +48,7 @@ pub fn reconcile(
 ) -> Vec<(ProofRef, ProofState)> {
     let mut changes = Vec::new();
     for p in proofs.iter().filter(|p| !p.state.is_terminal()) {
-        let key = (p.proof.unit, p.proof.nonce);
-        let next = match (view.accepted.get(&key), p.state) {
+        let next = match (view.accepted.get(&p.proof.id()), p.state) {
             (Some(a), _) if view.head + 1 >= a.block + confirmations.max(1) => ProofState::Final,
             (Some(a), _) => ProofState::Included {
                 tx: a.tx,
@@ -71,14 +71,18 @@ pub fn reconcile(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use capminer_proofs::{Proof, UnitKind};
+    use capminer_proofs::{Proof, UnitId, UnitKind};
 
     fn stored(nonce: u64, state: ProofState) -> StoredProof {
+        stored_in(4, nonce, state)
+    }
+
+    fn stored_in(epoch: u64, nonce: u64, state: ProofState) -> StoredProof {
         StoredProof {
             proof: Proof {
                 unit: UnitId([1; 32]),
                 kind: UnitKind::Cpu,
-                epoch: 4,
+                epoch,
                 nonce,
                 hash: Hash::default(),
             },
@@ -114,8 +118,8 @@ mod tests {
             head: 12,
             ..ChainView::default()
         };
-        view.accepted.insert((UnitId([1; 32]), 1), acceptance(12));
-        view.accepted.insert((UnitId([1; 32]), 2), acceptance(10));
+        view.accepted.insert(proofs[0].proof.id(), acceptance(12));
+        view.accepted.insert(proofs[1].proof.id(), acceptance(10));
         view.inflight.insert(tx);
         let changes = reconcile(&proofs, &view, 3);
         assert_eq!(
@@ -154,6 +158,28 @@ mod tests {
                 (proofs[1].proof.id(), ProofState::Skipped),
                 (proofs[2].proof.id(), ProofState::Found)
             ]
+        );
+    }
+
+    #[test]
+    fn an_acceptance_in_one_epoch_says_nothing_of_the_same_nonce_in_another() {
+        // A restart reconciles two epochs at once; nonces start again every epoch. Keyed by
+        // (unit, nonce), the acceptance of nonce 7 in epoch 4 made epoch 5's nonce 7 final
+        // though no log ever accepted it: a proof lost and reported counted.
+        let tx = Hash([9; 32]);
+        let proofs = vec![
+            stored_in(4, 7, ProofState::Submitted { tx }),
+            stored_in(5, 7, ProofState::Found),
+        ];
+        let mut view = ChainView {
+            head: 100,
+            ..ChainView::default()
+        };
+        view.accepted.insert(proofs[0].proof.id(), acceptance(10));
+        assert_eq!(
+            reconcile(&proofs, &view, 3),
+            vec![(proofs[0].proof.id(), ProofState::Final)],
+            "epoch 5's nonce 7 stays found, to be submitted"
         );
     }
 }

@@ -1,29 +1,39 @@
-//! The verifier: follows the proofs accepted on chain, recomputes every one (or a sample drawn
-//! after submission from a block hash), and attests per (unit, epoch) over the digest of the
-//! accepted nonces, or reports an invalid one. Rewards go only to attested unit-epochs.
+//! The verifier: follows the proofs accepted on chain, recomputes every one (or its own sample,
+//! drawn from its signature over the unit-epoch), and attests per (unit, epoch) over the digest
+//! of the accepted nonces, or reports an invalid one with the evidence that it was accepted.
+//! Rewards go only to attested unit-epochs.
 //!
 //! ```text
-//!  window of epoch e closed ─▶ ProofsAccepted logs of e ─▶ per unit: nonces, digest chain
-//!      ─▶ sample (keccak(hash of the first block after the close ‖ unit ‖ e)) ─▶ Checker
-//!      ─▶ all valid: attest(unit, e, digest) │ any invalid: reportInvalid(smallest invalid)
+//!  window of epoch e closed ─▶ ProofsAccepted logs of e (bounded slices) ─▶ per unit: nonces,
+//!      groups, digest chain ─▶ sig = sign(sampleHash(unit, e, digest)) ─▶ sample(keccak(sig))
+//!      ─▶ Checker (spawn_blocking) ─▶ all valid: attest(unit, e, digest, checked, sig)
+//!      │ any invalid: reportInvalid(smallest invalid, groups) │ cannot check: abstain(reason)
 //!      ─▶ once every transaction of e is mined: progress.json next_epoch = e + 1
 //! ```
+//!
+//! Each verifier's sample is its own: keccak256 of its deterministic (RFC 6979) signature, so a
+//! provider or block producer cannot predict it, the verifier cannot grind it, and anyone can
+//! audit it from the `Attested` event. With a fraction `f` of a unit-epoch's `n` nonces fake
+//! and `k = ceil(rate × n)` of them checked, a verifier misses every fake one with probability
+//! `C(n − fn, k) / C(n, k) ≤ (1 − f)^k` (docs/THREATS.md has the table).
 //!
 //! Restarting resumes at `next_epoch`; `hasAttested` keeps a unit-epoch from being attested
 //! twice, and a report already made reverts with `AlreadyReported`, which counts as done.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alloy::eips::BlockNumberOrTag;
 use alloy::network::EthereumWallet;
-use alloy::primitives::{Address, B256, U256, keccak256};
+use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::Filter;
+use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::{SolCall, SolEvent};
+use alloy::sol_types::{SolCall, SolEvent, SolValue};
 use capminer_config::Config;
+use capminer_proofs::verify::{Checker, Claim, Verdict};
 use capminer_proofs::{Epoch, Seed, Target, UnitId, UnitKind};
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
 
@@ -33,38 +43,6 @@ use crate::error::redact_url;
 use crate::metrics::ChainMetrics;
 use crate::txmanager::{Head, TxKind, TxManager};
 use crate::{ChainError, Result};
-
-/// One proof to recompute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Claim {
-    /// Unit id.
-    pub unit: UnitId,
-    /// Its kind.
-    pub kind: UnitKind,
-    /// The epoch's seed and targets.
-    pub epoch: Epoch,
-    /// Nonce.
-    pub nonce: u64,
-}
-
-/// What recomputing one proof found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Check {
-    /// The hash meets the target.
-    Valid,
-    /// The hash is above the target (a nonce never hashed, another unit's proof, a wrong
-    /// GPU result: all end up here).
-    AboveTarget,
-    /// This verifier cannot check this kind of proof; it neither attests nor reports.
-    Unsupported,
-}
-
-/// Recomputes proofs. The binary gives the miner's verifier (one path for `capminer verify`
-/// and this service).
-pub trait Checker: Send + Sync {
-    /// One result per claim, in order.
-    fn check(&self, claims: &[Claim]) -> std::result::Result<Vec<Check>, String>;
-}
 
 /// Reason code of an invalid-proof report: the hash is above the target.
 pub const REASON_ABOVE_TARGET: u8 = 1;
@@ -191,26 +169,70 @@ fn save_progress(dir: &Path, progress: Progress) -> Result<()> {
 struct UnitNonces {
     nonces: Vec<u64>,
     digest: B256,
+    /// The accepted nonces of each log, in log order: the evidence of a report.
+    groups: Vec<Bytes>,
+}
+
+/// Why a verifier could not check a unit-epoch (the contract's `abstain` reasons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Abstain {
+    /// The unit's kind is one this verifier cannot recompute.
+    UnsupportedKind = 1,
+    /// The epoch's challenge parameters differ from this verifier's `[network]`.
+    ChallengeMismatch = 2,
+    /// The logs this verifier read do not replay to the contract's digest.
+    DigestMismatch = 3,
+    /// Recomputation itself failed.
+    CheckFailed = 4,
+}
+
+/// What a verifier signs to draw its sample of a unit-epoch: `keccak256(abi.encode(
+/// "capminer/sample/v1", chain id, contract, unit, epoch, digest))`, the contract's
+/// `sampleHash`.
+pub fn sample_hash(chain_id: u64, contract: Address, unit: u32, epoch: u64, digest: B256) -> B256 {
+    keccak256(
+        (
+            "capminer/sample/v1".to_string(),
+            U256::from(chain_id),
+            contract,
+            unit,
+            epoch,
+            digest,
+        )
+            .abi_encode_params(),
+    )
+}
+
+/// The sample seed of a verifier's signature: `keccak256(r ‖ s ‖ v)`. The signature is
+/// deterministic (RFC 6979), so the verifier cannot grind it, and nobody without the key can
+/// predict it.
+pub fn sample_seed(signature: &[u8; 65]) -> B256 {
+    keccak256(signature)
 }
 
 /// A verifier of one contract.
 pub struct VerifierService {
     provider: DynProvider,
     address: Address,
+    chain_id: u64,
     endpoint: String,
     txm: TxManager,
-    checker: Box<dyn Checker>,
+    signer: PrivateKeySigner,
+    checker: Arc<dyn Checker>,
     metrics: VerifierMetrics,
     state_dir: PathBuf,
     sample_rate: f64,
-    start_block: u64,
+    log_range: u64,
+    gpu_challenge: [u8; 32],
     poll: Duration,
     genesis: u64,
     duration: u64,
     grace: u64,
+    verify_window: u64,
     next_epoch: u64,
     sent_for: Option<u64>,
-    units: BTreeMap<u32, (UnitId, UnitKind)>,
+    units: BTreeMap<u32, (UnitId, Option<UnitKind>)>,
 }
 
 impl std::fmt::Debug for VerifierService {
@@ -224,11 +246,12 @@ impl std::fmt::Debug for VerifierService {
 }
 
 impl VerifierService {
-    /// Connects with `config.chain` (node, contract, gas) and `config.verifier` (state, sample).
+    /// Connects with `config.chain` (node, contract, gas), `config.verifier` (state, sample)
+    /// and `config.network` (the GPU challenge, which must be the contract's).
     pub async fn connect(
         config: &Config,
         signer: PrivateKeySigner,
-        checker: Box<dyn Checker>,
+        checker: Arc<dyn Checker>,
         registry: &Registry,
     ) -> Result<Self> {
         let endpoint = redact_url(&config.chain.rpc_url);
@@ -264,6 +287,22 @@ impl VerifierService {
         {
             tracing::warn!(%me, "this address is not in the contract's verifier set: its attestations will be refused");
         }
+        let gpu_challenge = crate::network_challenge(&config.network);
+        let onchain = contract
+            .kindParams(UnitKind::Gpu as u8)
+            .call()
+            .await
+            .map_err(call("kindParams"))?
+            .challenge
+            .0;
+        if onchain != gpu_challenge {
+            return Err(ChainError::Setup(format!(
+                "the GPU challenge of [network] ({}) differs from contract {address}'s ({}): \
+                 this verifier would report honest GPU proofs; set [network] to the contract's",
+                capminer_proofs::GpuChallenge::describe(&gpu_challenge),
+                capminer_proofs::GpuChallenge::describe(&onchain)
+            )));
+        }
         let genesis: U256 = contract
             .genesisTime()
             .call()
@@ -279,10 +318,15 @@ impl VerifierService {
             .call()
             .await
             .map_err(call("graceWindow"))?;
+        let verify_window: U256 = contract
+            .verifyWindow()
+            .call()
+            .await
+            .map_err(call("verifyWindow"))?;
         let next_epoch = load_progress(&config.verifier.state_dir, address)?;
         let txm = TxManager::new(
             provider.clone(),
-            EthereumWallet::from(signer),
+            EthereumWallet::from(signer.clone()),
             me,
             chain_id,
             endpoint.clone(),
@@ -294,18 +338,22 @@ impl VerifierService {
         Ok(Self {
             provider,
             address,
+            chain_id,
             endpoint,
             txm,
+            signer,
             checker,
             metrics: VerifierMetrics::register(registry, me)
                 .map_err(|e| ChainError::Setup(e.to_string()))?,
             state_dir: config.verifier.state_dir.clone(),
             sample_rate: config.verifier.sample_rate,
-            start_block: config.chain.start_block,
+            log_range: config.chain.log_range.max(1),
+            gpu_challenge,
             poll: Duration::from_millis(config.chain.poll_ms),
             genesis: genesis.to(),
             duration: duration.to(),
             grace: grace.to(),
+            verify_window: verify_window.to(),
             next_epoch,
             sent_for: None,
             units: BTreeMap::new(),
@@ -335,12 +383,8 @@ impl VerifierService {
         Capacity::new(self.address, self.provider.clone())
     }
 
-    fn rpc(
-        &self,
-        call: &'static str,
-    ) -> impl Fn(alloy::transports::RpcError<alloy::transports::TransportErrorKind>) -> ChainError + '_
-    {
-        move |e| ChainError::from_rpc(&self.endpoint, call, e)
+    fn call_error(&self, call: &'static str) -> impl Fn(alloy::contract::Error) -> ChainError + '_ {
+        move |e| crate::service::contract_error(&self.endpoint, call, e)
     }
 
     /// Records epoch `e` as done, durably.
@@ -387,7 +431,12 @@ impl VerifierService {
             if now < self.close_time(e) {
                 return Ok(None);
             }
-            if self.verify_epoch(e, head).await? {
+            if now >= self.close_time(e) + self.verify_window {
+                tracing::warn!(
+                    epoch = e,
+                    "epoch settled before this verifier reached it: nothing to attest any more"
+                );
+            } else if self.verify_epoch(e, head).await? {
                 self.sent_for = Some(e);
                 return Ok(Some(e));
             }
@@ -395,7 +444,8 @@ impl VerifierService {
         }
     }
 
-    /// Verifies epoch `e`; returns true if it sent any transaction.
+    /// Verifies epoch `e`; returns true if it sent any transaction. One unit-epoch that cannot
+    /// be checked or whose transaction the contract refuses never holds up the others.
     async fn verify_epoch(&mut self, e: u64, head: Head) -> Result<bool> {
         let started = Instant::now();
         let info = self
@@ -403,7 +453,7 @@ impl VerifierService {
             .epochInfo(e)
             .call()
             .await
-            .map_err(|err| crate::service::contract_error(&self.endpoint, "epochInfo", err))?;
+            .map_err(self.call_error("epochInfo"))?;
         if info.seed == B256::ZERO {
             return Ok(false); // nobody started it: no proofs
         }
@@ -412,13 +462,13 @@ impl VerifierService {
             seed: Seed(info.seed.0),
             targets: [Target(info.targets[0].0), Target(info.targets[1].0)],
         };
-        let by_unit = self.accepted(e).await?;
+        let by_unit = self.accepted(e, info.seedBlock, head.number).await?;
         if by_unit.is_empty() {
             return Ok(false);
         }
-        let sample_seed = self.sample_seed(e, head.number).await?;
         let me = self.txm.address();
-        let mut plan: Vec<(u32, B256, Vec<usize>)> = Vec::new();
+        let mut sent = false;
+        let mut plan: Vec<(u32, UnitKind, B256, [u8; 65], Vec<usize>)> = Vec::new();
         let mut claims = Vec::new();
         for (index, unit) in &by_unit {
             let onchain = self
@@ -426,78 +476,144 @@ impl VerifierService {
                 .unitEpoch(*index, e)
                 .call()
                 .await
-                .map_err(|err| crate::service::contract_error(&self.endpoint, "unitEpoch", err))?;
-            if onchain.digest != unit.digest {
-                tracing::error!(
-                    unit = index,
-                    epoch = e,
-                    "the logs' digest differs from the contract's: logs missing; not attesting"
-                );
-                continue;
-            }
+                .map_err(self.call_error("unitEpoch"))?;
             if onchain.failed
                 || self
                     .contract()
                     .hasAttested(*index, e, me)
                     .call()
                     .await
-                    .map_err(|err| {
-                        crate::service::contract_error(&self.endpoint, "hasAttested", err)
-                    })?
+                    .map_err(self.call_error("hasAttested"))?
             {
                 continue;
             }
+            if onchain.digest != unit.digest {
+                tracing::error!(
+                    unit = index,
+                    epoch = e,
+                    "the logs' digest differs from the contract's: logs missing; abstaining"
+                );
+                sent |= self
+                    .abstain(*index, e, Abstain::DigestMismatch, head)
+                    .await?;
+                continue;
+            }
             let (id, kind) = self.unit(*index).await?;
-            let sample = sample(&unit.nonces, self.sample_rate, &sample_seed, *index, e);
+            let Some(kind) = kind else {
+                tracing::error!(
+                    unit = index,
+                    epoch = e,
+                    "unit of a kind this verifier does not know: abstaining"
+                );
+                sent |= self
+                    .abstain(*index, e, Abstain::UnsupportedKind, head)
+                    .await?;
+                continue;
+            };
+            if kind == UnitKind::Gpu && info.challenges[1].0 != self.gpu_challenge {
+                tracing::error!(
+                    unit = index,
+                    epoch = e,
+                    "the epoch's GPU challenge ({}) is not this verifier's ({}): abstaining",
+                    capminer_proofs::GpuChallenge::describe(&info.challenges[1].0),
+                    capminer_proofs::GpuChallenge::describe(&self.gpu_challenge)
+                );
+                sent |= self
+                    .abstain(*index, e, Abstain::ChallengeMismatch, head)
+                    .await?;
+                continue;
+            }
+            let hash = sample_hash(self.chain_id, self.address, *index, e, unit.digest);
+            let signature = self
+                .signer
+                .sign_hash_sync(&hash)
+                .map_err(|err| ChainError::Setup(format!("signing the sample hash: {err}")))?
+                .as_bytes();
+            let chosen = sample(
+                &unit.nonces,
+                self.sample_rate,
+                &sample_seed(&signature),
+                *index,
+                e,
+            );
             let mut at = Vec::new();
-            for &i in &sample {
+            for i in chosen {
                 at.push(claims.len());
                 claims.push(Claim {
                     unit: id,
                     kind,
                     epoch,
                     nonce: unit.nonces[i],
+                    hash: None,
                 });
             }
-            plan.push((*index, unit.digest, at));
+            plan.push((*index, kind, unit.digest, signature, at));
         }
         if plan.is_empty() {
-            return Ok(false);
+            return Ok(sent);
         }
-        let checker = &self.checker;
-        let checks = tokio::task::block_in_place(|| checker.check(&claims))
-            .map_err(|e| ChainError::Setup(format!("verifying epoch {e}: {e}")))?;
-        let mut sent = false;
-        for (index, digest, at) in plan {
-            let kind = claims.get(at[0]).map_or("cpu", |c| c.kind.as_str());
+        let checker = self.checker.clone();
+        let n = claims.len();
+        let checked =
+            tokio::task::spawn_blocking(move || checker.check(&claims).map(|c| (c, claims)))
+                .await
+                .map_err(|err| {
+                    ChainError::Setup(format!("verification task of epoch {e}: {err}"))
+                })?;
+        let (checks, claims) = match checked {
+            Ok(c) => c,
+            Err(err) => {
+                tracing::error!(
+                    epoch = e,
+                    proofs = n,
+                    "recomputation failed: {err}; abstaining"
+                );
+                for (index, ..) in &plan {
+                    sent |= self.abstain(*index, e, Abstain::CheckFailed, head).await?;
+                }
+                return Ok(sent);
+            }
+        };
+        for (index, kind, digest, signature, at) in plan {
             self.metrics
                 .verified
-                .with_label_values(&[kind])
+                .with_label_values(&[kind.as_str()])
                 .inc_by(at.len() as u64);
-            if at.iter().any(|&i| checks[i] == Check::Unsupported) {
-                tracing::warn!(
+            if at
+                .iter()
+                .any(|&i| matches!(checks[i], Verdict::Unverifiable(_)))
+            {
+                tracing::error!(
                     unit = index,
                     epoch = e,
-                    "cannot verify this unit's proofs: neither attesting nor reporting"
+                    "cannot verify this unit's proofs: abstaining"
                 );
+                sent |= self
+                    .abstain(index, e, Abstain::UnsupportedKind, head)
+                    .await?;
                 continue;
             }
             let invalid: Vec<u64> = at
                 .iter()
-                .filter(|&&i| checks[i] == Check::AboveTarget)
+                .filter(|&&i| matches!(checks[i], Verdict::AboveTarget { .. }))
                 .map(|&i| claims[i].nonce)
                 .collect();
             self.metrics
                 .invalid
-                .with_label_values(&[kind])
+                .with_label_values(&[kind.as_str()])
                 .inc_by(invalid.len() as u64);
-            let data = match invalid.iter().min() {
-                None => Capacity::attestCall {
-                    unit: index,
-                    epoch: e,
-                    digest,
-                }
-                .abi_encode(),
+            let (what, data) = match invalid.iter().min() {
+                None => (
+                    "attest",
+                    Capacity::attestCall {
+                        unit: index,
+                        epoch: e,
+                        digest,
+                        checked: at.len() as u32,
+                        sampleSignature: Bytes::copy_from_slice(&signature),
+                    }
+                    .abi_encode(),
+                ),
                 Some(&nonce) => {
                     tracing::warn!(
                         unit = index,
@@ -506,35 +622,22 @@ impl VerifierService {
                         invalid = invalid.len(),
                         "invalid proof found: reporting it"
                     );
-                    Capacity::reportInvalidCall {
-                        unit: index,
-                        epoch: e,
-                        nonce,
-                        reason: REASON_ABOVE_TARGET,
-                    }
-                    .abi_encode()
+                    (
+                        "report",
+                        Capacity::reportInvalidCall {
+                            unit: index,
+                            epoch: e,
+                            nonce,
+                            reason: REASON_ABOVE_TARGET,
+                            groups: by_unit[&index].groups.clone(),
+                        }
+                        .abi_encode(),
+                    )
                 }
             };
-            let what = if invalid.is_empty() {
-                "attest"
-            } else {
-                "report"
-            };
-            match self
-                .txm
-                .send(TxKind::Attest(e), self.address, data.into(), head)
-                .await
-            {
-                Ok(_) => {
-                    sent = true;
-                    self.metrics.attestations.with_label_values(&[what]).inc();
-                    tracing::info!(unit = index, epoch = e, proofs = at.len(), "{what} sent");
-                }
-                Err(ChainError::Revert {
-                    error: CapacityErrors::AlreadyAttested(_) | CapacityErrors::AlreadyReported(_),
-                    ..
-                }) => {}
-                Err(other) => return Err(other),
+            if self.send(index, e, what, data, head).await? {
+                sent = true;
+                tracing::info!(unit = index, epoch = e, proofs = at.len(), "{what} sent");
             }
         }
         self.metrics
@@ -543,7 +646,58 @@ impl VerifierService {
         Ok(sent)
     }
 
-    async fn unit(&mut self, index: u32) -> Result<(UnitId, UnitKind)> {
+    /// States on chain that this verifier could not check the unit-epoch.
+    async fn abstain(&mut self, unit: u32, e: u64, why: Abstain, head: Head) -> Result<bool> {
+        let data = Capacity::abstainCall {
+            unit,
+            epoch: e,
+            reason: why as u8,
+        }
+        .abi_encode();
+        self.send(unit, e, "abstain", data, head).await
+    }
+
+    /// Sends one verifier transaction. A refusal by the contract is logged and skipped (it
+    /// concerns this unit-epoch alone); a node error is returned, to retry the epoch.
+    async fn send(
+        &mut self,
+        unit: u32,
+        e: u64,
+        what: &'static str,
+        data: Vec<u8>,
+        head: Head,
+    ) -> Result<bool> {
+        match self
+            .txm
+            .send(TxKind::Attest(e), self.address, data.into(), head)
+            .await
+        {
+            Ok(_) => {
+                self.metrics.attestations.with_label_values(&[what]).inc();
+                Ok(true)
+            }
+            Err(ChainError::Revert {
+                error: CapacityErrors::AlreadyAttested(_) | CapacityErrors::AlreadyReported(_),
+                ..
+            }) => Ok(false),
+            Err(ChainError::Revert { error, .. }) => {
+                tracing::error!(
+                    unit,
+                    epoch = e,
+                    "the contract refused the {what}: {error:?}"
+                );
+                self.metrics
+                    .attestations
+                    .with_label_values(&["refused"])
+                    .inc();
+                Ok(false)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// A unit's id and kind (`None`: a kind this verifier does not know).
+    async fn unit(&mut self, index: u32) -> Result<(UnitId, Option<UnitKind>)> {
         if let Some(u) = self.units.get(&index) {
             return Ok(*u);
         }
@@ -552,25 +706,34 @@ impl VerifierService {
             .unitInfo(index)
             .call()
             .await
-            .map_err(|err| crate::service::contract_error(&self.endpoint, "unitInfo", err))?;
-        let kind = UnitKind::from_index(info.kind).unwrap_or(UnitKind::Cpu);
-        let u = (UnitId(info.id.0), kind);
+            .map_err(self.call_error("unitInfo"))?;
+        let u = (UnitId(info.id.0), UnitKind::from_index(info.kind));
         self.units.insert(index, u);
         Ok(u)
     }
 
-    /// Every unit's accepted nonces in epoch `e`, in log order, with the digest chain.
-    async fn accepted(&self, e: u64) -> Result<BTreeMap<u32, UnitNonces>> {
-        let filter = Filter::new()
-            .address(self.address)
-            .event_signature(Capacity::ProofsAccepted::SIGNATURE_HASH)
-            .topic1(U256::from(e))
-            .from_block(self.start_block);
-        let mut logs = self
-            .provider
-            .get_logs(&filter)
-            .await
-            .map_err(self.rpc("eth_getLogs"))?;
+    /// Every unit's accepted nonces in epoch `e`, in log order, with the digest chain. Logs of
+    /// `e` come no earlier than the block that fixed its seed; they are read in slices of
+    /// `chain.log_range` blocks up to `head`.
+    async fn accepted(&self, e: u64, from: u64, head: u64) -> Result<BTreeMap<u32, UnitNonces>> {
+        let mut logs = Vec::new();
+        let mut start = from;
+        while start <= head {
+            let end = head.min(start + self.log_range - 1);
+            let filter = Filter::new()
+                .address(self.address)
+                .event_signature(Capacity::ProofsAccepted::SIGNATURE_HASH)
+                .topic1(U256::from(e))
+                .from_block(start)
+                .to_block(end);
+            logs.extend(
+                self.provider
+                    .get_logs(&filter)
+                    .await
+                    .map_err(|err| ChainError::from_rpc(&self.endpoint, "eth_getLogs", err))?,
+            );
+            start = end + 1;
+        }
         logs.sort_by_key(|l| (l.block_number, l.log_index));
         let mut out: BTreeMap<u32, UnitNonces> = BTreeMap::new();
         for log in logs.iter().filter(|l| !l.removed) {
@@ -585,37 +748,9 @@ impl VerifierService {
                     .chunks_exact(8)
                     .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes"))),
             );
+            unit.groups.push(data.nonces);
         }
         Ok(out)
-    }
-
-    /// The hash of the first block at or after epoch `e`'s window closed: fixed after every
-    /// submission, unknown before. Found by binary search over block timestamps.
-    async fn sample_seed(&self, e: u64, head: u64) -> Result<B256> {
-        let close = self.close_time(e);
-        let (mut lo, mut hi) = (self.start_block, head);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let block = self
-                .provider
-                .get_block_by_number(BlockNumberOrTag::Number(mid))
-                .await
-                .map_err(self.rpc("eth_getBlockByNumber"))?;
-            match block {
-                Some(b) if b.header.timestamp >= close => hi = mid,
-                _ => lo = mid + 1,
-            }
-        }
-        let block = self
-            .provider
-            .get_block_by_number(BlockNumberOrTag::Number(lo))
-            .await
-            .map_err(self.rpc("eth_getBlockByNumber"))?
-            .ok_or_else(|| ChainError::Rejected {
-                call: "eth_getBlockByNumber",
-                message: format!("no block {lo}"),
-            })?;
-        Ok(block.header.hash)
     }
 }
 

@@ -347,6 +347,9 @@ pub struct ChainConfig {
     pub poll_ms: u64,
     /// Blocks on top of a proof's block before it is final.
     pub confirmations: u64,
+    /// Most blocks one `eth_getLogs` query spans (nodes cap log queries; the range is read in
+    /// slices of this size).
+    pub log_range: u64,
     /// Fees and replacement of stuck transactions.
     pub gas: GasConfig,
     /// Batching of proofs into transactions.
@@ -366,6 +369,7 @@ impl Default for ChainConfig {
             start_block: 0,
             poll_ms: 1000,
             confirmations: 3,
+            log_range: 5000,
             gas: GasConfig::default(),
             batch: BatchConfig::default(),
             claim: ClaimConfig::default(),
@@ -452,8 +456,8 @@ pub struct VerifierConfig {
     /// environment variable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_file: Option<PathBuf>,
-    /// Share of each unit-epoch's proofs to recompute, in (0, 1]; the sample is drawn after
-    /// the submission window closes, from a block hash, so no provider can predict it.
+    /// Share of each unit-epoch's proofs to recompute, in (0, 1]. Each verifier draws its
+    /// own sample from its signature over the unit-epoch's digest, after the window closes.
     pub sample_rate: f64,
 }
 
@@ -559,6 +563,9 @@ impl Config {
                 "chain.gas.bump_percent",
                 "nodes refuse replacements that raise fees by less than 10%",
             ));
+        }
+        if chain.log_range == 0 {
+            return Err(self.key_error("chain.log_range", "must be at least 1 block"));
         }
         if chain.batch.max_proofs == 0 || chain.batch.max_proofs > u16::MAX as usize {
             return Err(self.key_error("chain.batch.max_proofs", "must be within 1..=65535"));

@@ -5,21 +5,32 @@ pragma solidity 0.8.37;
 /// @notice Providers register units (CPU or GPU) with collateral. Every epoch, each unit proves it
 /// holds its hardware by finding nonces whose hash (RandomX for CPU units, capminer's GPU
 /// challenge for GPU units, keyed by the epoch seed and the unit id) is at most the epoch's
-/// target for its kind. Providers submit nonces in cheap batches; the EVM does not recompute
-/// hashes. Registered verifiers recompute them off chain and attest per (unit, epoch) over the
-/// digest of the submitted nonces; a quorum of attestations makes the unit-epoch rewardable, a
-/// quorum of reports of one invalid nonce makes it failed and slashes collateral. Rewards are
-/// pulled per unit over a range of epochs from a funded pool.
+/// target for its kind. Providers submit nonces in cheap batches, each bound to the seed it was
+/// mined under; the EVM does not recompute hashes. Registered verifiers recompute them off chain
+/// (each its own unpredictable sample) and attest per (unit, epoch) over the digest of the
+/// submitted nonces; a quorum of attestations makes the unit-epoch rewardable, a quorum of
+/// reports of one invalid nonce, each carrying the evidence that the nonce was accepted, makes it
+/// failed and slashes collateral. Rewards are pulled per unit once an epoch is settled.
+///
+/// Life of a unit-epoch `e` (times from `genesisTime`):
+/// ```
+///  epochStart(e) ── proofs ── epochStart(e+1) ── grace ──┬── attest / report ──┬── settled
+///                                                         windowClosed(e)        settleTime(e)
+/// ```
+/// At `settleTime(e)` the unit-epoch is final: failed (no reward, slashed), attested (reward),
+/// or unsettled (no reward, no slash). Nothing waits on a verifier beyond that.
 ///
 /// Storage and gas design:
 /// - One word per (unit, epoch): `lastNonce u64 | count u32 << 64 | flags << 96`
 ///   (HAS_PROOF, ATTESTED, FAILED, and the attestation count in bits 104..119), plus one word for
-///   the running digest of the accepted nonces. A batch reads and writes each once per unit.
-/// - A unit's hot fields (provider, kind, start and end epoch) share one slot.
-/// - An epoch record is two words: its seed and the parameter version in force.
+///   the running digest of the accepted nonces: `digest = keccak256(digest ‖ accepted nonces of
+///   one group)` per group, in log order. A batch reads and writes each once per unit.
 /// - Nonces must strictly increase per (unit, epoch): duplicates and stale nonces are skipped,
 ///   never counted twice, so resubmitting a batch after a crash, a replacement or a reorg is
 ///   harmless. Skipping instead of reverting keeps one stale proof from sinking a batch.
+/// - Governance: parameter and verifier-set changes go through a timelock (`schedule`, then
+///   `execute` after `timelockDelay`); ownership moves in two steps; a guardian may pause
+///   submissions and claims, never collateral.
 contract Capacity {
     // ---------------------------------------------------------------- constants
 
@@ -37,6 +48,8 @@ contract Capacity {
     uint256 internal constant ATTESTATIONS_SHIFT = 104;
     uint256 internal constant ATTESTATIONS_MASK = 0xffff;
     uint64 internal constant NO_END = type(uint64).max;
+    /// secp256k1 order / 2: signatures with a larger s are refused (one signature per message).
+    uint256 internal constant HALF_ORDER = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
 
     // ---------------------------------------------------------------- types
 
@@ -47,6 +60,7 @@ contract Capacity {
         uint32 maxProofs; // per unit per epoch, more are skipped
         uint128 reward; // wei per rewardable unit-epoch
         uint128 collateral; // wei per unit at registration
+        bytes32 challenge; // the kind's challenge parameters (docs/PROTOCOL.md); zero for RandomX
     }
 
     struct Unit {
@@ -54,23 +68,37 @@ contract Capacity {
         uint8 kind;
         uint64 startEpoch; // first epoch it may prove
         uint64 endEpoch; // first epoch it may no longer prove
-        bytes32 id;
-        uint128 collateral; // what remains after slashing
-        uint128 registeredCollateral; // what was deposited
+        bytes32 id; // starts with the provider's address
+        uint128 collateral; // what remains after slashing, plus top-ups
+        uint128 registeredCollateral; // what its kind required at registration
         uint64 claimedUpTo; // next epoch to claim
     }
 
     struct EpochRecord {
         bytes32 seed;
         uint64 version; // index into paramsVersions
+        uint64 seedBlock; // block that fixed the seed
+    }
+
+    /// Times of the contract, in seconds.
+    struct Schedule {
+        uint64 epochDuration; // per epoch
+        uint64 graceWindow; // after an epoch ends, its proofs are still accepted
+        uint64 verifyWindow; // after the grace window: attestations and reports, then settlement
+        uint64 timelockDelay; // between scheduling a governance call and executing it
     }
 
     // ---------------------------------------------------------------- storage
 
     address public owner;
+    bool public paused;
+    address public pendingOwner;
+    address public guardian;
     uint256 public immutable genesisTime;
     uint256 public immutable epochDuration;
     uint256 public immutable graceWindow;
+    uint256 public immutable verifyWindow;
+    uint256 public immutable timelockDelay;
     uint256 public immutable slashRateBps;
 
     KindParams[KINDS][] internal paramsVersions;
@@ -92,33 +120,52 @@ contract Capacity {
     mapping(bytes32 => bool) internal reported; // keccak(unit-epoch key, nonce, verifier)
     mapping(bytes32 => uint256) internal reportCount; // keccak(unit-epoch key, nonce)
 
+    /// Timelocked calls: keccak256(calldata) => earliest execution time.
+    mapping(bytes32 => uint256) public scheduledAt;
+
     uint256 public rewardPool;
+    /// Rewards a claim could not pay because the pool was short; paid by later claims.
+    mapping(address => uint256) public owed;
     uint256 internal locked = 1;
 
     // ---------------------------------------------------------------- events
 
     event UnitRegistered(uint32 indexed index, bytes32 indexed id, address indexed provider, uint8 kind, uint64 startEpoch);
     event UnitRetired(uint32 indexed index, uint64 endEpoch);
+    event CollateralToppedUp(uint32 indexed index, uint256 amount, uint256 collateral);
     event CollateralWithdrawn(uint32 indexed index, address indexed provider, uint256 amount);
     event EpochStarted(uint64 indexed epoch, bytes32 seed, uint64 version);
-    event KindParamsSet(uint8 indexed kind, uint64 version, uint64 fromEpoch, bytes32 target, uint32 minProofs, uint32 maxProofs, uint128 reward, uint128 collateral);
+    event KindParamsSet(uint8 indexed kind, uint64 version, uint64 fromEpoch, KindParams params);
     event ProofsAccepted(uint64 indexed epoch, uint32 indexed unit, uint32 count, uint64 lastNonce, bytes nonces);
     event VerifierAdded(address indexed verifier);
     event VerifierRemoved(address indexed verifier);
     event QuorumSet(uint32 quorum);
-    event Attested(uint32 indexed unit, uint64 indexed epoch, address indexed verifier, bytes32 digest);
+    event Attested(uint32 indexed unit, uint64 indexed epoch, address indexed verifier, bytes32 digest, uint32 checked, bytes sampleSignature);
     event UnitEpochAttested(uint32 indexed unit, uint64 indexed epoch);
     event InvalidProofReported(uint32 indexed unit, uint64 indexed epoch, uint64 nonce, uint8 reason, address indexed verifier);
     event UnitEpochFailed(uint32 indexed unit, uint64 indexed epoch, uint256 slashed);
+    event VerificationAbstained(uint32 indexed unit, uint64 indexed epoch, address indexed verifier, uint8 reason);
     event PoolFunded(address indexed from, uint256 amount);
     event RewardsClaimed(address indexed provider, uint256 amount, uint64 toEpoch);
+    event RewardsOwed(address indexed provider, uint256 amount);
+    event OwnershipTransferStarted(address indexed from, address indexed to);
     event OwnershipTransferred(address indexed from, address indexed to);
+    event GuardianSet(address indexed guardian);
+    event Paused(bool paused);
+    event CallScheduled(bytes32 indexed id, uint256 eta, bytes data);
+    event CallExecuted(bytes32 indexed id);
+    event CallCancelled(bytes32 indexed id);
 
     // ---------------------------------------------------------------- errors
 
     error OnlyOwner();
+    error OnlyGuardian();
+    error OnlyTimelock();
+    error IsPaused();
+    error ZeroAddress();
     error UnknownKind(uint8 kind);
     error DuplicateUnit(bytes32 id);
+    error IdNotBound(bytes32 id, address provider);
     error LengthMismatch();
     error WrongCollateral(uint256 expected, uint256 sent);
     error UnknownUnit(uint32 unit);
@@ -126,18 +173,27 @@ contract Capacity {
     error NotUnitOwner(uint32 unit, address provider);
     error EpochClosed(uint64 epoch, uint64 current);
     error EpochNotSeeded(uint64 epoch);
+    error SeedMismatch(uint64 epoch, bytes32 expected, bytes32 given);
     error MalformedBatch(uint256 offset);
     error NotVerifier(address account);
     error WindowOpen(uint64 epoch);
+    error VerificationClosed(uint64 epoch, uint256 settledAt);
     error DigestMismatch(bytes32 expected, bytes32 given);
+    error BadSampleSignature(address signer, address verifier);
     error AlreadyAttested(uint32 unit, uint64 epoch, address verifier);
     error AlreadyReported(uint32 unit, uint64 epoch, uint64 nonce, address verifier);
+    error AlreadyFailed(uint32 unit, uint64 epoch);
     error NothingSubmitted(uint32 unit, uint64 epoch);
-    error BadQuorum(uint32 quorum);
+    error BadEvidence(bytes32 expected, bytes32 computed);
+    error NonceNotSubmitted(uint32 unit, uint64 epoch, uint64 nonce);
+    error BadQuorum(uint32 quorum, uint32 verifiers);
     error BadParams();
     error NotRetired(uint32 unit);
-    error CollateralLocked(uint32 unit, uint64 untilEpoch);
-    error PoolExhausted(uint256 needed, uint256 available);
+    error CollateralLocked(uint32 unit, uint256 untilTime);
+    error NotScheduled(bytes32 id);
+    error AlreadyScheduled(bytes32 id);
+    error TimelockPending(bytes32 id, uint256 eta);
+    error NotTimelocked(bytes4 selector);
     error TransferFailed();
     error Reentrancy();
 
@@ -145,6 +201,17 @@ contract Capacity {
 
     modifier onlyOwner() {
         if (msg.sender != owner) revert OnlyOwner();
+        _;
+    }
+
+    /// Governance calls come only through `execute`, after the timelock.
+    modifier onlyTimelock() {
+        if (msg.sender != address(this)) revert OnlyTimelock();
+        _;
+    }
+
+    modifier whenNotPaused() {
+        if (paused) revert IsPaused();
         _;
     }
 
@@ -160,28 +227,43 @@ contract Capacity {
         _;
     }
 
-    /// @param epochDuration_ seconds per epoch
-    /// @param graceWindow_ seconds after an epoch ends during which its proofs are still accepted
-    /// @param quorum_ attestations (and reports) needed per unit-epoch
+    /// @param s epoch, grace, verification and timelock times
+    /// @param quorum_ attestations (and reports) needed per unit-epoch, at most the verifiers
     /// @param slashRateBps_ share of a unit's registered collateral slashed per failed unit-epoch
+    /// @param verifiers_ the initial verifier set
+    /// @param guardian_ may pause submissions and claims (zero: nobody until set)
     /// @param initial parameters of the CPU and GPU kinds, in force from epoch 0
-    constructor(uint256 epochDuration_, uint256 graceWindow_, uint32 quorum_, uint256 slashRateBps_, KindParams[KINDS] memory initial) {
-        if (epochDuration_ == 0 || graceWindow_ >= epochDuration_ || slashRateBps_ > BPS) revert BadParams();
-        if (quorum_ == 0) revert BadQuorum(quorum_);
+    constructor(
+        Schedule memory s,
+        uint32 quorum_,
+        uint256 slashRateBps_,
+        address[] memory verifiers_,
+        address guardian_,
+        KindParams[KINDS] memory initial
+    ) {
+        if (s.epochDuration == 0 || s.graceWindow >= s.epochDuration || s.verifyWindow == 0 || slashRateBps_ > BPS) {
+            revert BadParams();
+        }
         owner = msg.sender;
         genesisTime = block.timestamp;
-        epochDuration = epochDuration_;
-        graceWindow = graceWindow_;
+        epochDuration = s.epochDuration;
+        graceWindow = s.graceWindow;
+        verifyWindow = s.verifyWindow;
+        timelockDelay = s.timelockDelay;
         slashRateBps = slashRateBps_;
-        quorum = quorum_;
+        for (uint256 i = 0; i < verifiers_.length; ++i) {
+            _addVerifier(verifiers_[i]);
+        }
+        _setQuorum(quorum_);
+        guardian = guardian_;
         paramsVersions.push();
         for (uint8 k = 0; k < KINDS; ++k) {
             _checkParams(initial[k]);
             paramsVersions[0][k] = initial[k];
-            emit KindParamsSet(k, 0, 0, initial[k].target, initial[k].minProofs, initial[k].maxProofs, initial[k].reward, initial[k].collateral);
+            emit KindParamsSet(k, 0, 0, initial[k]);
         }
         emit OwnershipTransferred(address(0), msg.sender);
-        emit QuorumSet(quorum_);
+        emit GuardianSet(guardian_);
     }
 
     // ---------------------------------------------------------------- epochs
@@ -196,25 +278,49 @@ contract Capacity {
         return genesisTime + uint256(e) * epochDuration;
     }
 
+    /// @notice When epoch `e`'s unit-epochs are settled: no attestation or report after it.
+    function settleTime(uint64 e) public view returns (uint256) {
+        return epochStart(e + 1) + graceWindow + verifyWindow;
+    }
+
+    /// @notice True once proofs for `epoch` can no longer be submitted.
+    function windowClosed(uint64 epoch) public view returns (bool) {
+        return block.timestamp >= epochStart(epoch + 1) + graceWindow;
+    }
+
     /// @notice Fixes the current epoch's seed (and parameters) if nobody has yet. Permissionless.
+    /// The seed mixes the hash of the previous block: a reorg that drops the fixing block
+    /// changes it, which is why clients wait for `seedBlock` to be final before mining and
+    /// every batch names the seed it was mined under.
     function advanceEpoch() external returns (bytes32 seed) {
         return _seedOf(currentEpoch());
     }
 
-    /// @notice An epoch's seed (zero until fixed) and the parameters of both kinds in force.
+    /// @notice An epoch's seed (zero until fixed), the block that fixed it, and the parameters
+    /// of both kinds in force.
     function epochInfo(uint64 e)
         external
         view
-        returns (bytes32 seed, bytes32[2] memory targets, uint32[2] memory minProofs, uint32[2] memory maxProofs, uint128[2] memory rewards)
+        returns (
+            bytes32 seed,
+            uint64 seedBlock,
+            bytes32[2] memory targets,
+            uint32[2] memory minProofs,
+            uint32[2] memory maxProofs,
+            uint128[2] memory rewards,
+            bytes32[2] memory challenges
+        )
     {
         EpochRecord storage r = epochs[e];
         seed = r.seed;
+        seedBlock = r.seedBlock;
         KindParams[KINDS] storage p = paramsVersions[seed == 0 ? _versionFor(e) : r.version];
         for (uint8 k = 0; k < KINDS; ++k) {
             targets[k] = p[k].target;
             minProofs[k] = p[k].minProofs;
             maxProofs[k] = p[k].maxProofs;
             rewards[k] = p[k].reward;
+            challenges[k] = p[k].challenge;
         }
     }
 
@@ -231,14 +337,89 @@ contract Capacity {
             pendingVersion = 0;
         }
         seed = keccak256(abi.encode(block.chainid, address(this), e, blockhash(block.number - 1)));
-        epochs[e] = EpochRecord(seed, version);
+        epochs[e] = EpochRecord(seed, version, uint64(block.number));
         emit EpochStarted(e, seed, version);
+    }
+
+    // ---------------------------------------------------------------- governance
+
+    /// @notice Schedules a governance call (`setKindParams`, `addVerifier`, `removeVerifier`,
+    /// `setQuorum`, `setGuardian`), executable after `timelockDelay`.
+    function schedule(bytes calldata data) external onlyOwner returns (bytes32 id, uint256 eta) {
+        _checkTimelocked(data);
+        id = keccak256(data);
+        if (scheduledAt[id] != 0) revert AlreadyScheduled(id);
+        eta = block.timestamp + timelockDelay;
+        scheduledAt[id] = eta;
+        emit CallScheduled(id, eta, data);
+    }
+
+    /// @notice Executes a scheduled call whose delay has passed.
+    function execute(bytes calldata data) external onlyOwner {
+        bytes32 id = keccak256(data);
+        uint256 eta = scheduledAt[id];
+        if (eta == 0) revert NotScheduled(id);
+        if (block.timestamp < eta) revert TimelockPending(id, eta);
+        delete scheduledAt[id];
+        (bool ok, bytes memory ret) = address(this).call(data);
+        if (!ok) {
+            assembly {
+                revert(add(ret, 32), mload(ret))
+            }
+        }
+        emit CallExecuted(id);
+    }
+
+    /// @notice Drops a scheduled call.
+    function cancel(bytes32 id) external onlyOwner {
+        if (scheduledAt[id] == 0) revert NotScheduled(id);
+        delete scheduledAt[id];
+        emit CallCancelled(id);
+    }
+
+    function _checkTimelocked(bytes calldata data) internal pure {
+        if (data.length < 4) revert NotTimelocked(bytes4(0));
+        bytes4 selector = bytes4(data[:4]);
+        if (
+            selector != this.setKindParams.selector && selector != this.addVerifier.selector
+                && selector != this.removeVerifier.selector && selector != this.setQuorum.selector
+                && selector != this.setGuardian.selector
+        ) revert NotTimelocked(selector);
+    }
+
+    /// @notice First step of an ownership transfer; `to` takes over with `acceptOwnership`.
+    function transferOwnership(address to) external onlyOwner {
+        if (to == address(0)) revert ZeroAddress();
+        pendingOwner = to;
+        emit OwnershipTransferStarted(owner, to);
+    }
+
+    /// @notice Second step: the pending owner takes over.
+    function acceptOwnership() external {
+        if (msg.sender != pendingOwner) revert OnlyOwner();
+        emit OwnershipTransferred(owner, msg.sender);
+        owner = msg.sender;
+        pendingOwner = address(0);
+    }
+
+    /// @notice Sets the pause guardian (timelocked).
+    function setGuardian(address g) external onlyTimelock {
+        guardian = g;
+        emit GuardianSet(g);
+    }
+
+    /// @notice Stops or resumes submissions and claims. Collateral never moves by it.
+    function setPaused(bool p) external {
+        if (msg.sender != guardian) revert OnlyGuardian();
+        paused = p;
+        emit Paused(p);
     }
 
     // ---------------------------------------------------------------- parameters
 
-    /// @notice Sets a kind's parameters, in force from the next epoch on.
-    function setKindParams(uint8 kind, KindParams calldata p) external onlyOwner {
+    /// @notice Sets a kind's parameters, in force from the epoch after the one it executes in
+    /// (timelocked).
+    function setKindParams(uint8 kind, KindParams calldata p) external onlyTimelock {
         if (kind >= KINDS) revert UnknownKind(kind);
         _checkParams(p);
         uint64 from = currentEpoch() + 1;
@@ -258,7 +439,7 @@ contract Capacity {
         }
         pendingFrom = from;
         paramsVersions[pendingVersion][kind] = p;
-        emit KindParamsSet(kind, pendingVersion, from, p.target, p.minProofs, p.maxProofs, p.reward, p.collateral);
+        emit KindParamsSet(kind, pendingVersion, from, p);
     }
 
     /// @notice Parameters of a kind that a registration made now pays and the next epochs use.
@@ -274,6 +455,7 @@ contract Capacity {
     // ---------------------------------------------------------------- units
 
     /// @notice Registers units owned by the sender, each with the collateral its kind requires.
+    /// An id must start with the sender's address (nobody can take another provider's ids).
     /// Units prove from the next epoch on.
     function registerUnits(bytes32[] calldata ids, uint8[] calldata kinds) external payable returns (uint32 firstIndex) {
         if (ids.length != kinds.length || ids.length == 0) revert LengthMismatch();
@@ -288,13 +470,23 @@ contract Capacity {
         uint64 start = currentEpoch() + 1;
         for (uint256 i = 0; i < ids.length; ++i) {
             bytes32 id = ids[i];
-            if (unitIndexPlusOne[id] != 0 || id == 0) revert DuplicateUnit(id);
+            if (address(bytes20(id)) != msg.sender) revert IdNotBound(id, msg.sender);
+            if (unitIndexPlusOne[id] != 0) revert DuplicateUnit(id);
             uint128 c = p[kinds[i]].collateral;
             units.push(Unit(msg.sender, kinds[i], start, NO_END, id, c, c, start));
             uint32 index = uint32(units.length - 1);
             unitIndexPlusOne[id] = uint256(index) + 1;
             emit UnitRegistered(index, id, msg.sender, kinds[i], start);
         }
+    }
+
+    /// @notice Restores a slashed unit's collateral; until then its proofs are skipped.
+    function topUp(uint32 index) external payable {
+        Unit storage u = _ownedUnit(index);
+        uint256 need = u.registeredCollateral - u.collateral;
+        if (msg.value == 0 || msg.value > need) revert WrongCollateral(need, msg.value);
+        u.collateral += uint128(msg.value);
+        emit CollateralToppedUp(index, msg.value, u.collateral);
     }
 
     /// @notice Stops units from proving from the next epoch on.
@@ -309,17 +501,20 @@ contract Capacity {
         }
     }
 
-    /// @notice Returns retired units' remaining collateral once their last epochs are settled
-    /// past the verification window (two epochs after retirement).
+    /// @notice Returns retired units' remaining collateral once every epoch they could prove in
+    /// is settled (`settleTime` of their last epoch).
     function withdrawCollateral(uint32[] calldata indices) external nonReentrant {
         uint256 total;
-        uint64 cur = currentEpoch();
         for (uint256 i = 0; i < indices.length; ++i) {
             Unit storage u = _ownedUnit(indices[i]);
             if (u.endEpoch == NO_END) revert NotRetired(indices[i]);
-            if (cur < u.endEpoch + 2) revert CollateralLocked(indices[i], u.endEpoch + 2);
+            if (u.endEpoch > u.startEpoch) {
+                uint256 until = settleTime(u.endEpoch - 1);
+                if (block.timestamp < until) revert CollateralLocked(indices[i], until);
+            }
             uint256 amount = u.collateral;
             u.collateral = 0;
+            u.registeredCollateral = 0;
             total += amount;
             emit CollateralWithdrawn(indices[i], msg.sender, amount);
         }
@@ -353,21 +548,25 @@ contract Capacity {
 
     // ---------------------------------------------------------------- proofs
 
-    /// @notice Submits nonces for `epoch`. `packed` is a sequence of groups, each
-    /// `uint32 unit ‖ uint16 n ‖ n × uint64 nonce`, big-endian. Per (unit, epoch) nonces must
-    /// strictly increase; duplicates, stale nonces and nonces beyond the kind's maximum are
-    /// skipped. Units the sender does not own revert the call.
+    /// @notice Submits nonces for `epoch`, mined under `seed`. `packed` is a sequence of
+    /// groups, each `uint32 unit ‖ uint16 n ‖ n × uint64 nonce`, big-endian. Per (unit, epoch)
+    /// nonces must strictly increase; duplicates, stale nonces, nonces beyond the kind's maximum
+    /// and nonces of units short of collateral or not active in the epoch are skipped. Units the
+    /// sender does not own revert the call, and so does a seed that is not the epoch's.
     /// @return accepted nonces counted, skipped nonces ignored
-    function submitProofs(uint64 epoch, bytes calldata packed) external returns (uint256 accepted, uint256 skipped) {
+    function submitProofs(uint64 epoch, bytes32 seed, bytes calldata packed)
+        external
+        whenNotPaused
+        returns (uint256 accepted, uint256 skipped)
+    {
         uint64 cur = currentEpoch();
         if (epoch != cur && !(epoch + 1 == cur && block.timestamp < epochStart(cur) + graceWindow)) {
             revert EpochClosed(epoch, cur);
         }
         EpochRecord storage record = epochs[epoch];
-        if (record.seed == 0) {
-            if (epoch != cur) revert EpochNotSeeded(epoch);
-            _seedOf(epoch);
-        }
+        bytes32 fixedSeed = record.seed;
+        if (fixedSeed == 0) revert EpochNotSeeded(epoch);
+        if (fixedSeed != seed) revert SeedMismatch(epoch, fixedSeed, seed);
         KindParams[KINDS] storage p = paramsVersions[record.version];
         uint32[KINDS] memory maxProofs = [p[0].maxProofs, p[1].maxProofs];
 
@@ -399,7 +598,9 @@ contract Capacity {
         if (unit >= units.length) revert UnknownUnit(unit);
         Unit storage u = units[unit];
         if (u.provider != msg.sender) revert NotUnitOwner(unit, u.provider);
-        if (epoch < u.startEpoch || epoch >= u.endEpoch) return (next, 0, n);
+        if (epoch < u.startEpoch || epoch >= u.endEpoch || u.collateral < u.registeredCollateral) {
+            return (next, 0, n);
+        }
         took = _acceptGroup(epoch, unit, maxProofs[u.kind], packed, offset + GROUP_HEADER_BYTES, n);
         left = n - took;
     }
@@ -457,7 +658,28 @@ contract Capacity {
 
     // ---------------------------------------------------------------- verification
 
-    function addVerifier(address v) external onlyOwner {
+    /// @notice Adds a verifier (timelocked).
+    function addVerifier(address v) external onlyTimelock {
+        _addVerifier(v);
+    }
+
+    /// @notice Removes a verifier (timelocked); refused if fewer than the quorum would remain.
+    function removeVerifier(address v) external onlyTimelock {
+        if (!isVerifier[v]) return;
+        if (verifierCount - 1 < quorum) revert BadQuorum(quorum, verifierCount - 1);
+        isVerifier[v] = false;
+        --verifierCount;
+        emit VerifierRemoved(v);
+    }
+
+    /// @notice Attestations (and reports) needed per unit-epoch (timelocked): at least one, at
+    /// most the number of verifiers.
+    function setQuorum(uint32 q) external onlyTimelock {
+        _setQuorum(q);
+    }
+
+    function _addVerifier(address v) internal {
+        if (v == address(0)) revert ZeroAddress();
         if (!isVerifier[v]) {
             isVerifier[v] = true;
             ++verifierCount;
@@ -465,47 +687,52 @@ contract Capacity {
         }
     }
 
-    function removeVerifier(address v) external onlyOwner {
-        if (isVerifier[v]) {
-            isVerifier[v] = false;
-            --verifierCount;
-            emit VerifierRemoved(v);
-        }
-    }
-
-    /// @notice Attestations (and reports) needed per unit-epoch. It may exceed the number of
-    /// verifiers; then nothing becomes rewardable until enough are added.
-    function setQuorum(uint32 q) external onlyOwner {
-        if (q == 0) revert BadQuorum(q);
+    function _setQuorum(uint32 q) internal {
+        if (q == 0 || q > verifierCount) revert BadQuorum(q, verifierCount);
         quorum = q;
         emit QuorumSet(q);
-    }
-
-    /// @notice True once proofs for `epoch` can no longer be submitted.
-    function windowClosed(uint64 epoch) public view returns (bool) {
-        return block.timestamp >= epochStart(epoch + 1) + graceWindow;
     }
 
     function hasAttested(uint32 unit, uint64 epoch, address v) external view returns (bool) {
         return attested[keccak256(abi.encode(_key(unit, epoch), v))];
     }
 
-    /// @notice A verifier confirms that it recomputed the unit's nonces of the epoch (all, or a
-    /// sample drawn after submission) and found them valid. `digest` must be the chained digest
-    /// of the accepted nonces, so the attestation covers exactly what was submitted.
-    function attest(uint32 unit, uint64 epoch, bytes32 digest) external onlyVerifier {
+    /// @notice What a verifier signs (a bare secp256k1 signature over this hash) to draw its
+    /// sample of the unit-epoch: keccak256 of the signature seeds the sample (docs/PROTOCOL.md).
+    /// Neither the provider nor a block producer can predict it; anyone can audit it from the
+    /// `Attested` event.
+    function sampleHash(uint32 unit, uint64 epoch, bytes32 digest) public view returns (bytes32) {
+        return keccak256(abi.encode("capminer/sample/v1", block.chainid, address(this), unit, epoch, digest));
+    }
+
+    function _checkVerifying(uint64 epoch) internal view {
         if (!windowClosed(epoch)) revert WindowOpen(epoch);
+        uint256 until = settleTime(epoch);
+        if (block.timestamp >= until) revert VerificationClosed(epoch, until);
+    }
+
+    /// @notice A verifier confirms that it recomputed `checked` of the unit's nonces of the
+    /// epoch, drawn from `sampleSignature` (its signature over `sampleHash`), and found them
+    /// valid. `digest` must be the chained digest of the accepted nonces.
+    function attest(uint32 unit, uint64 epoch, bytes32 digest, uint32 checked, bytes calldata sampleSignature)
+        external
+        onlyVerifier
+    {
+        _checkVerifying(epoch);
         uint256 key = _key(unit, epoch);
         bytes32 expected = unitEpochDigest[key];
         if (expected == 0) revert NothingSubmitted(unit, epoch);
         if (digest != expected) revert DigestMismatch(expected, digest);
+        uint256 word = unitEpochWord[key];
+        if (word & FAILED != 0) revert AlreadyFailed(unit, epoch);
+        address signer = _recover(sampleHash(unit, epoch, digest), sampleSignature);
+        if (signer != msg.sender) revert BadSampleSignature(signer, msg.sender);
         bytes32 mark = keccak256(abi.encode(key, msg.sender));
         if (attested[mark]) revert AlreadyAttested(unit, epoch, msg.sender);
         attested[mark] = true;
-        uint256 word = unitEpochWord[key];
         uint256 n = ((word >> ATTESTATIONS_SHIFT) & ATTESTATIONS_MASK) + 1;
         word = (word & ~(ATTESTATIONS_MASK << ATTESTATIONS_SHIFT)) | (n << ATTESTATIONS_SHIFT);
-        emit Attested(unit, epoch, msg.sender, digest);
+        emit Attested(unit, epoch, msg.sender, digest, checked, sampleSignature);
         if (n >= quorum && word & ATTESTED == 0) {
             word |= ATTESTED;
             emit UnitEpochAttested(unit, epoch);
@@ -513,23 +740,30 @@ contract Capacity {
         unitEpochWord[key] = word;
     }
 
-    /// @notice A verifier reports that `nonce`, submitted for the unit in the epoch, is invalid
-    /// (`reason`: 1 hash above target, 2 other). At quorum the unit-epoch fails: no reward, and
-    /// `slashRateBps` of the unit's registered collateral goes to the reward pool.
-    function reportInvalid(uint32 unit, uint64 epoch, uint64 nonce, uint8 reason) external onlyVerifier {
-        if (!windowClosed(epoch)) revert WindowOpen(epoch);
+    /// @notice A verifier reports that `nonce`, accepted for the unit in the epoch, is invalid
+    /// (`reason`: 1 hash above target, 2 other). `groups` is the evidence: the accepted nonces of
+    /// every `ProofsAccepted` log of the unit-epoch, in log order; their chained digest must be
+    /// the contract's and one of them must hold `nonce`. At quorum the unit-epoch fails (no
+    /// reward, even if attested) and `slashRateBps` of the unit's registered collateral goes to
+    /// the reward pool. Only between the window's close and `settleTime`.
+    function reportInvalid(uint32 unit, uint64 epoch, uint64 nonce, uint8 reason, bytes[] calldata groups)
+        external
+        onlyVerifier
+    {
+        _checkVerifying(epoch);
         if (unit >= units.length) revert UnknownUnit(unit);
         uint256 key = _key(unit, epoch);
-        if (unitEpochWord[key] & HAS_PROOF == 0) revert NothingSubmitted(unit, epoch);
+        bytes32 expected = unitEpochDigest[key];
+        if (expected == 0) revert NothingSubmitted(unit, epoch);
+        _checkEvidence(unit, epoch, nonce, expected, groups);
         bytes32 mark = keccak256(abi.encode(key, nonce, msg.sender));
         if (reported[mark]) revert AlreadyReported(unit, epoch, nonce, msg.sender);
         reported[mark] = true;
-        bytes32 proof = keccak256(abi.encode(key, nonce));
-        uint256 n = ++reportCount[proof];
+        uint256 n = ++reportCount[keccak256(abi.encode(key, nonce))];
         emit InvalidProofReported(unit, epoch, nonce, reason, msg.sender);
         uint256 word = unitEpochWord[key];
         if (n >= quorum && word & FAILED == 0) {
-            unitEpochWord[key] = word | FAILED;
+            unitEpochWord[key] = (word & ~ATTESTED) | FAILED;
             Unit storage u = units[unit];
             uint256 slash = (uint256(u.registeredCollateral) * slashRateBps) / BPS;
             if (slash > u.collateral) slash = u.collateral;
@@ -537,6 +771,47 @@ contract Capacity {
             rewardPool += slash;
             emit UnitEpochFailed(unit, epoch, slash);
         }
+    }
+
+    /// Checks that `groups` replays to `expected` and holds `nonce`.
+    function _checkEvidence(uint32 unit, uint64 epoch, uint64 nonce, bytes32 expected, bytes[] calldata groups)
+        internal
+        pure
+    {
+        bytes32 d;
+        bool found;
+        for (uint256 g = 0; g < groups.length; ++g) {
+            bytes calldata b = groups[g];
+            d = keccak256(abi.encodePacked(d, b));
+            if (found) continue;
+            if (b.length % NONCE_BYTES != 0) revert MalformedBatch(g);
+            for (uint256 pos = 0; pos < b.length; pos += NONCE_BYTES) {
+                if (uint64(bytes8(b[pos:pos + NONCE_BYTES])) == nonce) {
+                    found = true;
+                    break;
+                }
+            }
+        }
+        if (d != expected) revert BadEvidence(expected, d);
+        if (!found) revert NonceNotSubmitted(unit, epoch, nonce);
+    }
+
+    /// @notice A verifier states on chain that it could not check a unit-epoch (`reason`:
+    /// 1 unsupported kind, 2 challenge parameters differ, 3 logs do not replay to the digest,
+    /// 4 recomputation failed), instead of skipping it silently.
+    function abstain(uint32 unit, uint64 epoch, uint8 reason) external onlyVerifier {
+        _checkVerifying(epoch);
+        emit VerificationAbstained(unit, epoch, msg.sender, reason);
+    }
+
+    function _recover(bytes32 hash, bytes calldata sig) internal pure returns (address) {
+        if (sig.length != 65) return address(0);
+        bytes32 r = bytes32(sig[0:32]);
+        bytes32 s = bytes32(sig[32:64]);
+        uint8 v = uint8(sig[64]);
+        if (v < 27) v += 27;
+        if (uint256(s) > HALF_ORDER) return address(0);
+        return ecrecover(hash, v, r, s);
     }
 
     // ---------------------------------------------------------------- rewards
@@ -552,41 +827,45 @@ contract Capacity {
         emit PoolFunded(msg.sender, msg.value);
     }
 
-    /// @notice What claiming `unit` up to `toEpoch` would pay now, and the epoch it would stop
-    /// before.
+    /// @notice What claiming `unit` up to `toEpoch` would earn now (before what the pool can
+    /// pay), and the epoch it would stop before.
     function claimable(uint32 unit, uint64 toEpoch) external view returns (uint256 amount, uint64 nextEpoch) {
         if (unit >= units.length) revert UnknownUnit(unit);
         return _walk(units[unit], unit, toEpoch);
     }
 
-    /// @notice Claims the rewards of the sender's units for every settled epoch up to `toEpoch`.
-    /// An epoch with enough proofs that is neither attested nor failed yet is not settled: the
-    /// walk stops there, so a lagging verifier never costs a reward.
-    function claim(uint32[] calldata unitIndices, uint64 toEpoch) external nonReentrant returns (uint256 paid) {
+    /// @notice Claims the rewards of the sender's units for every settled epoch up to `toEpoch`,
+    /// plus what earlier claims still owe. Never reverts for lack of funds: what the pool cannot
+    /// pay now is recorded in `owed` (event `RewardsOwed`) and paid by a later claim.
+    function claim(uint32[] calldata unitIndices, uint64 toEpoch) external whenNotPaused nonReentrant returns (uint256 paid) {
+        uint256 due = owed[msg.sender];
         for (uint256 i = 0; i < unitIndices.length; ++i) {
             Unit storage u = _ownedUnit(unitIndices[i]);
             (uint256 amount, uint64 next) = _walk(u, unitIndices[i], toEpoch);
             u.claimedUpTo = next;
-            paid += amount;
+            due += amount;
         }
-        if (paid > rewardPool) revert PoolExhausted(paid, rewardPool);
+        paid = due > rewardPool ? rewardPool : due;
         rewardPool -= paid;
+        owed[msg.sender] = due - paid;
         emit RewardsClaimed(msg.sender, paid, toEpoch);
+        if (due > paid) emit RewardsOwed(msg.sender, due - paid);
         _pay(msg.sender, paid);
     }
 
-    /// One shared walk for `claim` and `claimable`.
+    /// One shared walk for `claim` and `claimable`: every settled epoch pays if its unit-epoch
+    /// was attested, not failed and had enough proofs; unsettled ones pay nothing and never
+    /// block the later ones.
     function _walk(Unit storage u, uint32 unit, uint64 toEpoch) internal view returns (uint256 amount, uint64 e) {
         e = u.claimedUpTo;
         uint64 last = u.endEpoch == NO_END ? toEpoch : (u.endEpoch - 1 < toEpoch ? u.endEpoch - 1 : toEpoch);
-        while (e <= last && windowClosed(e)) {
+        while (e <= last && block.timestamp >= settleTime(e)) {
             EpochRecord storage r = epochs[e];
             if (r.seed != 0) {
                 uint256 word = unitEpochWord[_key(unit, e)];
                 uint256 count = uint32(word >> COUNT_SHIFT);
                 KindParams storage p = paramsVersions[r.version][u.kind];
-                if (count >= p.minProofs && count > 0 && word & FAILED == 0) {
-                    if (word & ATTESTED == 0) break; // not settled: verifiers have not attested yet
+                if (word & (ATTESTED | FAILED) == ATTESTED && count >= p.minProofs && count > 0) {
                     amount += p.reward;
                 }
             }
@@ -598,12 +877,5 @@ contract Capacity {
         if (amount == 0) return;
         (bool ok,) = to.call{value: amount}("");
         if (!ok) revert TransferFailed();
-    }
-
-    // ---------------------------------------------------------------- ownership
-
-    function transferOwnership(address to) external onlyOwner {
-        emit OwnershipTransferred(owner, to);
-        owner = to;
     }
 }

@@ -32,16 +32,22 @@ pub struct CpuUnitPlan {
     pub dataset_cpus: Vec<usize>,
 }
 
-/// The id of a unit the config does not name: `keccak256("capminer/unit" ‖ provider ‖ kind ‖ index)`
-/// with the kind as one byte and the index as a u32 big-endian: the core index for CPU units,
-/// `device << 8 | slot` for GPU units.
+/// The id of a unit the config does not name: `provider ‖ keccak256("capminer/unit" ‖
+/// provider ‖ kind ‖ index)[..12]`, with the kind as one byte and the index as a u32
+/// big-endian: the core index for CPU units, `device << 8 | slot` for GPU units. The contract
+/// accepts only ids that start with the registering provider's address, so no one else can
+/// take them.
 pub fn derived_unit_id(provider: &[u8; 20], kind: UnitKind, index: u32) -> UnitId {
-    UnitId(keccak256(&[
+    let h = keccak256(&[
         b"capminer/unit",
         provider,
         &[kind as u8],
         &index.to_be_bytes(),
-    ]))
+    ]);
+    let mut id = [0u8; 32];
+    id[..20].copy_from_slice(provider);
+    id[20..].copy_from_slice(&h[..12]);
+    UnitId(id)
 }
 
 const MIB: u64 = 1 << 20;
@@ -391,9 +397,8 @@ mod tests {
         preimage.extend_from_slice(&provider);
         preimage.push(0);
         preimage.extend_from_slice(&[0, 0, 0, 3]);
-        assert_eq!(
-            derived_unit_id(&provider, UnitKind::Cpu, 3).0,
-            keccak256(&[&preimage])
-        );
+        let id = derived_unit_id(&provider, UnitKind::Cpu, 3).0;
+        assert_eq!(id[..20], provider, "starts with the provider's address");
+        assert_eq!(id[20..], keccak256(&[&preimage])[..12]);
     }
 }

@@ -12,56 +12,11 @@ use std::sync::Arc;
 use capminer_kernels::gpu_challenge::{GpuParams, LightCache, UnitKeys, hash_light};
 use capminer_kernels::key::{cpu_input, cpu_unit_key};
 use capminer_kernels::randomx::{Cache, RandomXFlags, RandomXOptions, Vm, VmMemory};
-use capminer_proofs::{Epoch, Hash, UnitId, UnitKind};
+pub use capminer_proofs::verify::{Checker, Claim, Verdict};
+use capminer_proofs::{Hash, UnitId, UnitKind};
 use rayon::prelude::*;
 
 use crate::{MinerError, Result};
-
-/// A proof to check, with the epoch it claims.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Claim {
-    /// Unit.
-    pub unit: UnitId,
-    /// Its kind.
-    pub kind: UnitKind,
-    /// The epoch's seed and targets.
-    pub epoch: Epoch,
-    /// Nonce.
-    pub nonce: u64,
-    /// The hash the prover reported, if any.
-    pub hash: Option<Hash>,
-}
-
-/// The outcome for one claim.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// The recomputed hash meets the target (and equals the reported one, if reported).
-    Valid {
-        /// The recomputed hash.
-        hash: Hash,
-    },
-    /// The recomputed hash is above the target.
-    AboveTarget {
-        /// The recomputed hash.
-        hash: Hash,
-    },
-    /// The hash meets the target but differs from the one the prover reported.
-    WrongHash {
-        /// The recomputed hash.
-        hash: Hash,
-        /// The reported one.
-        claimed: Hash,
-    },
-    /// This build cannot check this kind of proof.
-    Unverifiable(&'static str),
-}
-
-impl Verdict {
-    /// True for [`Verdict::Valid`].
-    pub fn is_valid(&self) -> bool {
-        matches!(self, Verdict::Valid { .. })
-    }
-}
 
 /// Verifies claims: CPU proofs in RandomX light mode, GPU proofs from the light cache.
 #[derive(Debug, Clone, Copy)]
@@ -147,6 +102,12 @@ impl Verifier {
             out.extend(share?);
         }
         Ok(out)
+    }
+}
+
+impl Checker for Verifier {
+    fn check(&self, claims: &[Claim]) -> std::result::Result<Vec<Verdict>, String> {
+        self.verify(claims).map_err(|e| e.to_string())
     }
 }
 

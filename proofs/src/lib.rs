@@ -6,9 +6,12 @@
 //!                             └──── submitted(tx) → included(block) → final ◀┘
 //! ```
 
+pub mod challenge;
 pub mod error;
 pub mod store;
 mod types;
+pub mod verify;
 
+pub use challenge::GpuChallenge;
 pub use error::{Result, StoreError};
 pub use types::{Epoch, Hash, Proof, ProofRef, Seed, Target, UnitId, UnitKind};

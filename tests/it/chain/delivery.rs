@@ -17,8 +17,8 @@ use capminer_proofs::{Hash, Proof, Target, UnitId, UnitKind};
 
 use super::{Net, spec};
 
-const UNIT: UnitId = UnitId([0xa1; 32]);
-const OTHER: UnitId = UnitId([0xb2; 32]);
+const UNIT: UnitId = super::unit_id(1, 0xa1);
+const OTHER: UnitId = super::unit_id(3, 0xb2);
 
 fn store() -> (tempfile::TempDir, Arc<ProofStore>) {
     let dir = tempfile::tempdir().unwrap();
@@ -68,7 +68,7 @@ async fn resubmission_changes_nothing_extra_proofs_are_skipped_and_foreign_units
             &[(UNIT, UnitKind::Cpu)],
         )
         .await;
-    assert_eq!(super::deliver_epoch(&mut client).await.number, epoch);
+    assert_eq!(super::deliver_epoch(&net, &mut client).await.number, epoch);
 
     found(&store, epoch, 10..15);
     let tx = client
@@ -95,7 +95,7 @@ async fn resubmission_changes_nothing_extra_proofs_are_skipped_and_foreign_units
     let input = alloy::consensus::Transaction::input(&sent).clone();
     let call = Capacity::submitProofsCall::abi_decode(&input).unwrap();
     let receipt = Capacity::new(net.address(), again)
-        .submitProofs(call.epoch, call.packed)
+        .submitProofs(call.epoch, call.seed, call.packed)
         .send()
         .await
         .unwrap()
@@ -145,8 +145,10 @@ async fn resubmission_changes_nothing_extra_proofs_are_skipped_and_foreign_units
         &99u64.to_be_bytes(),
     ]
     .concat();
+    let seed = net.contract().epochInfo(epoch).call().await.unwrap().seed;
     let data = Capacity::submitProofsCall {
         epoch,
+        seed,
         packed: Bytes::from(packed),
     }
     .abi_encode();
@@ -192,7 +194,7 @@ async fn a_reorg_that_drops_an_included_batch_leads_to_its_resubmission() {
     let mut client = net
         .client(1, config, store.clone(), &[(UNIT, UnitKind::Cpu)])
         .await;
-    assert_eq!(super::deliver_epoch(&mut client).await.number, epoch);
+    assert_eq!(super::deliver_epoch(&net, &mut client).await.number, epoch);
     found(&store, epoch, 100..110);
     let first = client.tick().await.unwrap().submitted.unwrap();
     client.tick().await.unwrap();
@@ -249,7 +251,7 @@ async fn a_stuck_transaction_is_replaced_with_higher_fees() {
     let mut client = net
         .client(1, config, store.clone(), &[(UNIT, UnitKind::Cpu)])
         .await;
-    assert_eq!(super::deliver_epoch(&mut client).await.number, epoch);
+    assert_eq!(super::deliver_epoch(&net, &mut client).await.number, epoch);
     net.provider.anvil_set_auto_mine(false).await.unwrap();
     found(&store, epoch, 1..4);
     let first = client.tick().await.unwrap().submitted.unwrap();
@@ -358,7 +360,7 @@ async fn every_proof_is_delivered_after_the_rpc_endpoint_comes_back() {
     let mut client = net
         .client(1, config, store.clone(), &[(UNIT, UnitKind::Cpu)])
         .await;
-    assert_eq!(super::deliver_epoch(&mut client).await.number, epoch);
+    assert_eq!(super::deliver_epoch(&net, &mut client).await.number, epoch);
     found(&store, epoch, 0..5);
     client.tick().await.unwrap();
 

@@ -12,7 +12,7 @@ use capminer_proofs::store::{ProofState, ProofStore};
 use capminer_proofs::{Target, UnitId, UnitKind};
 use prometheus::Registry;
 
-use super::{GRACE, Net, spec};
+use super::{EPOCH, GRACE, Net, VERIFY, spec};
 
 fn light() -> Config {
     let mut config = Config::default();
@@ -35,10 +35,15 @@ fn count_in(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proofs_land_units_rekey_and_rewards_are_claimed() {
-    let net = Net::start(&spec(Target::for_expected_hashes(8), 3, 1000), &[]).await;
+    // Both epochs are attested at the end: the first one's verification window must reach
+    // past the second one's close.
+    let mut s = spec(Target::for_expected_hashes(8), 3, 1000);
+    s.verify_seconds = EPOCH + VERIFY;
+    let net = Net::start(&s, &[]).await;
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(ProofStore::open(dir.path()).unwrap().0);
-    let config = light();
+    let mut config = light();
+    config.miner.provider = net.key(1).address().0.0; // derived unit ids start with it
     let plan = Miner::plan(&config).unwrap();
     let units: Vec<(UnitId, UnitKind)> = plan
         .units()
@@ -46,9 +51,6 @@ async fn proofs_land_units_rekey_and_rewards_are_claimed() {
         .map(|(id, kind, _)| (id, kind))
         .collect();
     let indices = net.register(1, &units).await;
-    devnet::add_verifiers(&net.url, net.key(0), net.address(), &[net.key(2).address()])
-        .await
-        .unwrap();
     devnet::fund_pool(
         &net.url,
         net.key(0),
@@ -142,30 +144,15 @@ async fn proofs_land_units_rekey_and_rewards_are_claimed() {
         }
     }
 
-    // A verifier attests every unit-epoch; the client claims at the next epoch.
-    let verifier = devnet::signing_provider(&net.url, net.key(2)).unwrap();
-    let as_verifier = capminer_chain::bindings::Capacity::new(net.address(), verifier);
+    // A verifier attests every unit-epoch; the client claims once they are settled.
     for index in &indices {
         for epoch in [first, first + 1] {
-            let digest = net
-                .contract()
-                .unitEpoch(*index, epoch)
-                .call()
-                .await
-                .unwrap()
-                .digest;
-            as_verifier
-                .attest(*index, epoch, digest)
-                .send()
-                .await
-                .unwrap()
-                .get_receipt()
-                .await
-                .unwrap();
+            assert!(net.attest(2, *index, epoch).await);
         }
     }
     let pool_before: U256 = net.contract().rewardPool().call().await.unwrap();
     net.next_epoch().await;
+    net.advance(GRACE + VERIFY + 1).await; // past the verification window of both epochs
     for _ in 0..10 {
         client.tick().await.unwrap();
         net.advance(0).await;

@@ -26,11 +26,36 @@ pub fn anvil_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/node_modules/.bin/anvil")
 }
 
+/// anvil's first accounts (its default mnemonic); `Net::start` checks them.
+pub const ACCOUNTS: [Address; 7] = [
+    alloy::primitives::address!("f39Fd6e51aad88F6F4ce6aB8827279cffFb92266"),
+    alloy::primitives::address!("70997970C51812dc3A010C7d01b50e0d17dc79C8"),
+    alloy::primitives::address!("3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"),
+    alloy::primitives::address!("90F79bf6EB2c4f870365E785982E1f101E93b906"),
+    alloy::primitives::address!("15d34AAf54267DB7D7c367839AAf71A00a2C6A65"),
+    alloy::primitives::address!("9965507D1a55bcC2695C58ba16FB37d819B0A4dc"),
+    alloy::primitives::address!("976EA74026E726554dB657fA54763abd0C3a0aa9"),
+];
+
+/// A unit id of account `account`'s (ids start with the provider's address), then `tag`.
+pub const fn unit_id(account: usize, tag: u8) -> UnitId {
+    let mut id = [tag; 32];
+    let address = ACCOUNTS[account].0.0;
+    let mut i = 0;
+    while i < 20 {
+        id[i] = address[i];
+        i += 1;
+    }
+    UnitId(id)
+}
+
 pub const EPOCH: u64 = 60;
 pub const GRACE: u64 = 20;
+pub const VERIFY: u64 = 30;
 
 /// A contract spec for tests: CPU target `cpu_target`, min/max proofs, 1 ether reward,
-/// 0.1 ether collateral.
+/// 0.1 ether collateral, no timelock delay; `Net::start` makes account 2 the verifier (quorum
+/// 1) and account 0 the guardian unless the spec names others.
 pub fn spec(cpu_target: Target, min: u32, max: u32) -> ContractSpec {
     let kind = KindSpec {
         target: cpu_target,
@@ -38,12 +63,17 @@ pub fn spec(cpu_target: Target, min: u32, max: u32) -> ContractSpec {
         max_proofs: max,
         reward_wei: 10u128.pow(18),
         collateral_wei: 10u128.pow(17),
+        challenge: [0; 32],
     };
     ContractSpec {
         epoch_seconds: EPOCH,
         grace_seconds: GRACE,
+        verify_seconds: VERIFY,
+        timelock_seconds: 0,
         quorum: 1,
         slash_bps: 1000,
+        verifiers: Vec::new(),
+        guardian: Address::ZERO,
         kinds: [kind, kind],
     }
 }
@@ -62,7 +92,17 @@ impl Net {
         let anvil = devnet::spawn_anvil(&anvil_path(), None, anvil_args)
             .expect("anvil starts (deploy/setup.sh installs it)");
         let url = anvil.endpoint();
-        let deployment = devnet::deploy(&url, Net::key_of(&anvil, 0), spec)
+        for (i, a) in ACCOUNTS.iter().enumerate() {
+            assert_eq!(Net::key_of(&anvil, i).address(), *a, "anvil account {i}");
+        }
+        let mut spec = spec.clone();
+        if spec.verifiers.is_empty() {
+            spec.verifiers = vec![Net::key_of(&anvil, 2).address()];
+        }
+        if spec.guardian == Address::ZERO {
+            spec.guardian = Net::key_of(&anvil, 0).address();
+        }
+        let deployment = devnet::deploy(&url, Net::key_of(&anvil, 0), &spec)
             .await
             .unwrap();
         let provider = ProviderBuilder::new()
@@ -86,6 +126,36 @@ impl Net {
 
     pub fn address(&self) -> Address {
         self.deployment.address
+    }
+
+    /// Attests a unit-epoch from account `account` by hand (no recomputation), signing the
+    /// sample hash as a verifier does; returns the receipt's status.
+    pub async fn attest(&self, account: usize, unit: u32, epoch: u64) -> bool {
+        use alloy::signers::SignerSync;
+        let digest = self
+            .contract()
+            .unitEpoch(unit, epoch)
+            .call()
+            .await
+            .unwrap()
+            .digest;
+        let chain_id = self.provider.get_chain_id().await.unwrap();
+        let hash =
+            capminer_chain::verifier::sample_hash(chain_id, self.address(), unit, epoch, digest);
+        let signature = self.key(account).sign_hash_sync(&hash).unwrap().as_bytes();
+        let as_verifier = capminer_chain::bindings::Capacity::new(
+            self.address(),
+            devnet::signing_provider(&self.url, self.key(account)).unwrap(),
+        );
+        as_verifier
+            .attest(unit, epoch, digest, 0, signature.to_vec().into())
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap()
+            .status()
     }
 
     /// Registers units to account `account`; returns their indices.
@@ -158,6 +228,7 @@ impl Net {
                 .map(|(i, (id, kind))| (*id, *kind, format!("u{i}")))
                 .collect(),
             signer: self.key(account),
+            gpu_challenge: None,
         };
         ChainService::connect(
             setup,
@@ -179,12 +250,14 @@ impl Net {
     }
 }
 
-/// Ticks until the client delivers the current epoch (it fixes the seed itself if needed).
-pub async fn deliver_epoch(client: &mut ChainService) -> capminer_proofs::Epoch {
-    for _ in 0..5 {
+/// Ticks until the client delivers the current epoch (it fixes the seed itself if needed and
+/// waits for the seed's block to be final), mining a block after each tick.
+pub async fn deliver_epoch(net: &Net, client: &mut ChainService) -> capminer_proofs::Epoch {
+    for _ in 0..10 {
         if let Some(e) = client.tick().await.unwrap().new_epoch {
             return e;
         }
+        net.advance(0).await;
     }
     panic!("no epoch delivered");
 }

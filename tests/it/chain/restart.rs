@@ -24,6 +24,7 @@ async fn a_miner_killed_between_sending_and_the_receipt_loses_nothing_and_counts
     config.cpu.round_ms = 100;
     config.metrics.enabled = false;
     config.chain = net.chain_config();
+    config.miner.provider = super::ACCOUNTS[1].0.0; // derived unit ids start with it
     let units: Vec<_> = Miner::plan(&config)
         .unwrap()
         .units()
@@ -42,6 +43,7 @@ async fn a_miner_killed_between_sending_and_the_receipt_loses_nothing_and_counts
         .get_receipt()
         .await
         .unwrap();
+    net.advance(0).await; // the seed's block is final at 2 confirmations: the miner may start
     let path = dir.path().join("capminer.toml");
     std::fs::write(&path, config.to_toml()).unwrap();
     let key = alloy::hex::encode(net.key(1).to_bytes());

@@ -16,7 +16,7 @@ use capminer_miner::verify::Verifier;
 use capminer_proofs::store::ProofStore;
 use capminer_proofs::{Epoch, Hash, Proof, Target, UnitId, UnitKind};
 
-use super::{GRACE, Net, spec};
+use super::{ACCOUNTS, GRACE, Net, VERIFY, spec, unit_id};
 
 /// One proof in four meets this target.
 fn target() -> Target {
@@ -89,6 +89,12 @@ fn gpu_hashes(epoch: &Epoch, unit: UnitId, n: u64) -> Vec<(u64, [u8; 32])> {
         .collect()
 }
 
+/// `spec` with the GPU kind's challenge set to [`small_gpu`]'s, as the verifiers require.
+fn gpu_spec(mut spec: devnet::ContractSpec) -> devnet::ContractSpec {
+    spec.kinds[1].challenge = capminer_chain::network_challenge(&small_gpu());
+    spec
+}
+
 fn verifier_config(net: &Net, dir: &std::path::Path, sample_rate: f64) -> Config {
     let mut config = Config {
         chain: net.chain_config(),
@@ -103,13 +109,13 @@ fn verifier_config(net: &Net, dir: &std::path::Path, sample_rate: f64) -> Config
 
 async fn verifier(net: &Net, account: usize, dir: &std::path::Path) -> VerifierService {
     let config = verifier_config(net, dir, 1.0);
-    let checker = Box::new(crate::chain::verifiers::MinerCheck(
+    let checker = Arc::new(
         Verifier::new(
             capminer_miner::randomx_options(&config),
             capminer_miner::gpu_params(&config).unwrap(),
         )
         .unwrap(),
-    ));
+    );
     VerifierService::connect(
         &config,
         net.key(account),
@@ -118,39 +124,6 @@ async fn verifier(net: &Net, account: usize, dir: &std::path::Path) -> VerifierS
     )
     .await
     .unwrap()
-}
-
-/// The binary's checker, rebuilt here from the same public pieces.
-pub struct MinerCheck(pub Verifier);
-
-impl capminer_chain::verifier::Checker for MinerCheck {
-    fn check(
-        &self,
-        claims: &[capminer_chain::verifier::Claim],
-    ) -> Result<Vec<capminer_chain::verifier::Check>, String> {
-        use capminer_chain::verifier::Check;
-        let claims: Vec<capminer_miner::verify::Claim> = claims
-            .iter()
-            .map(|c| capminer_miner::verify::Claim {
-                unit: c.unit,
-                kind: c.kind,
-                epoch: c.epoch,
-                nonce: c.nonce,
-                hash: None,
-            })
-            .collect();
-        Ok(self
-            .0
-            .verify(&claims)
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|v| match v {
-                capminer_miner::verify::Verdict::AboveTarget { .. } => Check::AboveTarget,
-                capminer_miner::verify::Verdict::Unverifiable(_) => Check::Unsupported,
-                _ => Check::Valid,
-            })
-            .collect())
-    }
 }
 
 /// Ticks the provider's client until nothing is left to send and every batch is in.
@@ -170,9 +143,9 @@ async fn deliver(net: &Net, client: &mut capminer_chain::ChainService, store: &P
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn honest_work_is_attested_and_paid_invalid_proofs_are_reported_and_unpaid() {
-    let net = Net::start(&spec(target(), 2, 1000), &[]).await;
-    let (honest, cheat, thief) = (UnitId([0x11; 32]), UnitId([0x22; 32]), UnitId([0x33; 32]));
-    let (gpu_honest, gpu_broken) = (UnitId([0x44; 32]), UnitId([0x55; 32]));
+    let net = Net::start(&gpu_spec(spec(target(), 2, 1000)), &[]).await;
+    let (honest, cheat, thief) = (unit_id(1, 0x11), unit_id(1, 0x22), unit_id(1, 0x33));
+    let (gpu_honest, gpu_broken) = (unit_id(1, 0x44), unit_id(1, 0x55));
     let units = [
         (honest, UnitKind::Cpu),
         (cheat, UnitKind::Cpu),
@@ -181,9 +154,6 @@ async fn honest_work_is_attested_and_paid_invalid_proofs_are_reported_and_unpaid
         (gpu_broken, UnitKind::Gpu),
     ];
     let idx = net.register(1, &units).await;
-    devnet::add_verifiers(&net.url, net.key(0), net.address(), &[net.key(2).address()])
-        .await
-        .unwrap();
     devnet::fund_pool(
         &net.url,
         net.key(0),
@@ -198,7 +168,7 @@ async fn honest_work_is_attested_and_paid_invalid_proofs_are_reported_and_unpaid
     let mut client = net
         .client(1, net.chain_config(), store.clone(), &units)
         .await;
-    let epoch = super::deliver_epoch(&mut client).await;
+    let epoch = super::deliver_epoch(&net, &mut client).await;
     assert_eq!(epoch.number, e);
     let t = *epoch.target(UnitKind::Cpu);
     let good: Vec<u64> = hashes(&epoch, honest, 40)
@@ -300,19 +270,12 @@ async fn honest_work_is_attested_and_paid_invalid_proofs_are_reported_and_unpaid
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn below_quorum_nothing_is_rewardable_and_outsiders_cannot_attest() {
-    let mut s = spec(target(), 1, 1000);
+    let mut s = gpu_spec(spec(target(), 1, 1000));
     s.quorum = 2;
+    s.verifiers = vec![ACCOUNTS[2], ACCOUNTS[4]];
     let net = Net::start(&s, &[]).await;
-    let unit = UnitId([0x44; 32]);
+    let unit = unit_id(1, 0x44);
     let index = net.register(1, &[(unit, UnitKind::Cpu)]).await[0];
-    devnet::add_verifiers(
-        &net.url,
-        net.key(0),
-        net.address(),
-        &[net.key(2).address(), net.key(4).address()],
-    )
-    .await
-    .unwrap();
     let e = net.next_epoch().await;
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(ProofStore::open(dir.path()).unwrap().0);
@@ -324,7 +287,7 @@ async fn below_quorum_nothing_is_rewardable_and_outsiders_cannot_attest() {
             &[(unit, UnitKind::Cpu)],
         )
         .await;
-    let epoch = super::deliver_epoch(&mut client).await;
+    let epoch = super::deliver_epoch(&net, &mut client).await;
     let t = *epoch.target(UnitKind::Cpu);
     let good: Vec<u64> = hashes(&epoch, unit, 16)
         .into_iter()
@@ -346,7 +309,7 @@ async fn below_quorum_nothing_is_rewardable_and_outsiders_cannot_attest() {
         .digest;
     let outsider = devnet::signing_provider(&net.url, net.key(5)).unwrap();
     let err = Capacity::new(net.address(), outsider)
-        .attest(index, e, digest)
+        .attest(index, e, digest, 0, Default::default())
         .call()
         .await
         .unwrap_err();
@@ -388,6 +351,8 @@ async fn below_quorum_nothing_is_rewardable_and_outsiders_cannot_attest() {
             .unwrap()
             .isAttested
     );
+    // Rewards once the verification window is over (reports could still fail it before).
+    net.advance(VERIFY).await;
     assert_eq!(
         net.contract()
             .claimable(index, now)
@@ -401,28 +366,20 @@ async fn below_quorum_nothing_is_rewardable_and_outsiders_cannot_attest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verifier_killed_mid_epoch_resumes_without_attesting_twice() {
-    let net = Net::start(&spec(target(), 1, 1000), &[]).await;
+    let net = Net::start(&gpu_spec(spec(target(), 1, 1000)), &[]).await;
     let units = [
-        (UnitId([0x55; 32]), UnitKind::Cpu),
-        (UnitId([0x66; 32]), UnitKind::Cpu),
+        (unit_id(1, 0x55), UnitKind::Cpu),
+        (unit_id(1, 0x66), UnitKind::Cpu),
     ];
     let idx = net.register(1, &units).await;
     let verifier_key = net.key(2);
-    devnet::add_verifiers(
-        &net.url,
-        net.key(0),
-        net.address(),
-        &[verifier_key.address()],
-    )
-    .await
-    .unwrap();
     let e = net.next_epoch().await;
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(ProofStore::open(dir.path()).unwrap().0);
     let mut client = net
         .client(1, net.chain_config(), store.clone(), &units)
         .await;
-    let epoch = super::deliver_epoch(&mut client).await;
+    let epoch = super::deliver_epoch(&net, &mut client).await;
     let t = *epoch.target(UnitKind::Cpu);
     for (unit, _) in &units {
         let good: Vec<u64> = hashes(&epoch, *unit, 12)
