@@ -1,6 +1,7 @@
 //! Chain tests: a real anvil, the real contract compiled from source (the committed artifact,
 //! which CI checks against the source), the real chain client.
 
+mod attacks;
 mod delivery;
 mod flow;
 mod restart;
