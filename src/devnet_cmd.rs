@@ -151,6 +151,7 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let registry = Registry::new();
+    let mut critical = Vec::new();
     for (i, signer) in verifiers.into_iter().enumerate() {
         let mut vconfig = config.clone();
         vconfig.verifier.state_dir = config.verifier.state_dir.join(format!("verifier-{i}"));
@@ -162,13 +163,16 @@ pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
             &vconfig, signer, checker, &registry,
         ))?;
         let s = stop.clone();
-        runtime.spawn(service.run(move || s.load(Ordering::Acquire)));
+        let task = runtime.spawn(service.run(move || s.load(Ordering::Acquire)));
+        critical.push((format!("verifier {i}"), task));
     }
     let result = run_node(
         &config,
         Some(ChainJob { signer: provider }),
         &runtime,
         &registry,
+        stop.clone(),
+        critical,
     );
     stop.store(true, Ordering::Release);
     drop(anvil);

@@ -22,12 +22,20 @@ pub struct ChainJob {
     pub signer: alloy::signers::local::PrivateKeySigner,
 }
 
-/// Runs the node until a signal; non-zero when a unit failed.
+/// A task the node cannot live without (the chain client, a verifier): if it ends while the
+/// node runs, the node stops with an error naming it, so a supervisor restarts the process
+/// instead of keeping one alive that does nothing.
+pub type CriticalTask = (String, tokio::task::JoinHandle<()>);
+
+/// Runs the node until a signal; non-zero when a unit failed or a critical task died.
+/// `stop` is the node's one stop flag: the critical tasks passed in must end when it is set.
 pub fn run_node(
     config: &Config,
     chain: Option<ChainJob>,
     runtime: &tokio::runtime::Runtime,
     registry: &Registry,
+    stop: Arc<AtomicBool>,
+    mut critical: Vec<CriticalTask>,
 ) -> anyhow::Result<ExitCode> {
     let plan = Miner::plan(config)?;
     let (store, recovery) = ProofStore::open(&config.miner.state_dir)?;
@@ -42,14 +50,10 @@ pub fn run_node(
             registry.clone(),
         ))?;
     }
-    let stop = Arc::new(AtomicBool::new(false));
     runtime.spawn(wait_for_signal(stop.clone()));
 
-    let chain_task = match chain {
-        None => {
-            miner.set_epoch(epoch::fixed_epoch(config))?;
-            None
-        }
+    match chain {
+        None => miner.set_epoch(epoch::fixed_epoch(config))?,
         Some(job) => {
             let units = miner
                 .units()
@@ -65,16 +69,17 @@ pub fn run_node(
             let metrics = ChainMetrics::register(registry)?;
             let service = runtime.block_on(ChainService::connect(setup, store.clone(), metrics))?;
             let (m, s) = (miner.clone(), stop.clone());
-            Some(runtime.spawn(service.run(
+            let task = runtime.spawn(service.run(
                 move |e| {
                     if let Err(err) = m.set_epoch(e) {
                         tracing::error!("cannot start epoch {}: {err}", e.number);
                     }
                 },
                 move || s.load(Ordering::Acquire),
-            )))
+            ));
+            critical.push(("the chain client".into(), task));
         }
-    };
+    }
 
     let mut progress = BuildProgress::new();
     let failed = loop {
@@ -82,14 +87,24 @@ pub fn run_node(
             break None;
         }
         if let Some(unit) = miner.failed_unit() {
-            break Some(unit);
+            break Some(format!("unit {unit} failed; see the log above"));
+        }
+        if let Some(i) = critical.iter().position(|(_, t)| t.is_finished()) {
+            let (name, task) = critical.swap_remove(i);
+            let why = match runtime.block_on(task) {
+                Err(e) if e.is_panic() => format!("panicked: {}", panic_message(e.into_panic())),
+                Err(e) => e.to_string(),
+                Ok(()) => "returned".into(),
+            };
+            tracing::error!("{name} stopped while the node runs ({why}): stopping");
+            break Some(format!("{name} stopped unexpectedly ({why})"));
         }
         progress.update(miner.units());
         std::thread::sleep(Duration::from_millis(200));
     };
     stop.store(true, Ordering::Release);
     tracing::info!("stopping: waiting for the chain client and the units to finish");
-    if let Some(task) = chain_task {
+    for (_, task) in critical {
         let _ = runtime.block_on(task);
     }
     let miner = Arc::try_unwrap(miner)
@@ -98,8 +113,16 @@ pub fn run_node(
     match (failed, stopped) {
         (None, Ok(())) => Ok(ExitCode::SUCCESS),
         (_, Err(e)) => Err(e.into()),
-        (Some(unit), Ok(())) => Err(anyhow::anyhow!("unit {unit} failed; see the log above")),
+        (Some(why), Ok(())) => Err(anyhow::anyhow!(why)),
     }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// A small runtime for the chain client, the metrics endpoint and signals; pinned to the

@@ -28,5 +28,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let runtime = runtime(&config)?;
-    run_node(&config, chain, &runtime, &prometheus::Registry::new())
+    run_node(
+        &config,
+        chain,
+        &runtime,
+        &prometheus::Registry::new(),
+        Default::default(),
+        Vec::new(),
+    )
 }

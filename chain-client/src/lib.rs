@@ -22,6 +22,7 @@ pub mod bindings;
 pub mod devnet;
 mod error;
 pub mod key;
+pub mod logs;
 pub mod metrics;
 pub mod service;
 pub mod tracker;

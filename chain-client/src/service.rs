@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, Bytes, TxHash, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
-use alloy::rpc::types::{Filter, TransactionReceipt};
+use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::{SolCall, SolEvent};
+use alloy::sol_types::SolCall;
 use capminer_config::ChainConfig;
 use capminer_proofs::store::{ProofState, ProofStore, StoredProof};
 use capminer_proofs::{Epoch, Hash, ProofRef, Seed, Target, UnitId, UnitKind};
@@ -49,6 +49,7 @@ struct UnitRow {
 #[derive(Debug, Clone, Copy)]
 struct EpochParams {
     seed: Seed,
+    seed_block: u64,
     min: [u32; 2],
     max: [u32; 2],
 }
@@ -83,7 +84,6 @@ pub struct ChainService {
     grace: u64,
     delivered: Option<u64>,
     params: BTreeMap<u64, EpochParams>,
-    first_block: HashMap<u64, u64>,
     first_seen: HashMap<ProofRef, Instant>,
     advancing: Option<u64>,
     claimed_at: Option<u64>,
@@ -223,7 +223,6 @@ impl ChainService {
             grace: grace.to(),
             delivered: None,
             params: BTreeMap::new(),
-            first_block: HashMap::new(),
             first_seen: HashMap::new(),
             advancing: None,
             claimed_at: None,
@@ -278,7 +277,6 @@ impl ChainService {
         let current = now.saturating_sub(self.genesis) / self.duration;
         self.metrics.last_block.set(head.number as i64);
         self.metrics.chain_epoch.set(current as i64);
-        self.first_block.entry(current).or_insert(head.number);
         let mut report = TickReport {
             head: head.number,
             chain_epoch: current,
@@ -368,6 +366,7 @@ impl ChainService {
         };
         let params = EpochParams {
             seed,
+            seed_block: info.seedBlock,
             min: info.minProofs,
             max: info.maxProofs,
         };
@@ -483,7 +482,7 @@ impl ChainService {
         };
         let epochs: HashSet<u64> = proofs.iter().map(|p| p.proof.epoch).collect();
         for e in epochs {
-            self.accepted_logs(e, &mut view.accepted).await?;
+            self.accepted_logs(e, head, &mut view.accepted).await?;
         }
         let orphans: HashSet<Hash> = proofs
             .iter()
@@ -549,43 +548,34 @@ impl ChainService {
         Ok(())
     }
 
-    /// Canonical `ProofsAccepted` logs of epoch `e` for our units.
-    async fn accepted_logs(&self, e: u64, out: &mut HashMap<ProofRef, Acceptance>) -> Result<()> {
-        // Logs of epoch e come no earlier than epoch e itself. The first block we saw of epoch
-        // e - 1 is before that; without it (after a restart) scan from the configured start.
-        let from = e
-            .checked_sub(1)
-            .and_then(|previous| self.first_block.get(&previous))
-            .copied()
-            .unwrap_or(self.config.start_block);
-        let filter = Filter::new()
-            .address(self.address)
-            .event_signature(Capacity::ProofsAccepted::SIGNATURE_HASH)
-            .topic1(U256::from(e))
-            .from_block(from);
-        let logs = self
-            .provider
-            .get_logs(&filter)
-            .await
-            .map_err(self.rpc("eth_getLogs"))?;
-        for log in logs {
-            if log.removed {
-                continue;
-            }
-            let (Some(block), Some(block_hash), Some(tx)) =
-                (log.block_number, log.block_hash, log.transaction_hash)
-            else {
-                continue;
-            };
-            let Ok(decoded) = log.log_decode::<Capacity::ProofsAccepted>() else {
+    /// Canonical `ProofsAccepted` logs of epoch `e` for our units, from the block that fixed
+    /// its seed to `head`.
+    async fn accepted_logs(
+        &mut self,
+        e: u64,
+        head: u64,
+        out: &mut HashMap<ProofRef, Acceptance>,
+    ) -> Result<()> {
+        let from = self
+            .params(e)
+            .await?
+            .seed_block
+            .max(self.config.start_block);
+        let logs = crate::logs::proofs_accepted(
+            &self.provider,
+            &self.endpoint,
+            self.address,
+            e,
+            from,
+            head,
+            self.config.log_range,
+        )
+        .await?;
+        for log in &logs {
+            let Some(unit) = self.by_index.get(&log.unit) else {
                 continue;
             };
-            let data = decoded.inner.data;
-            let Some(unit) = self.by_index.get(&data.unit) else {
-                continue;
-            };
-            for chunk in data.nonces.chunks_exact(8) {
-                let nonce = u64::from_be_bytes(chunk.try_into().expect("8 bytes"));
+            for nonce in log.nonces() {
                 out.insert(
                     ProofRef {
                         unit: *unit,
@@ -593,9 +583,9 @@ impl ChainService {
                         nonce,
                     },
                     Acceptance {
-                        block,
-                        block_hash: Hash(block_hash.0),
-                        tx: Hash(tx.0),
+                        block: log.block,
+                        block_hash: log.block_hash,
+                        tx: log.tx,
                     },
                 );
             }

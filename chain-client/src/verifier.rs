@@ -28,10 +28,9 @@ use std::time::{Duration, Instant};
 use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
-use alloy::rpc::types::Filter;
 use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::{SolCall, SolEvent, SolValue};
+use alloy::sol_types::{SolCall, SolValue};
 use capminer_config::Config;
 use capminer_proofs::verify::{Checker, Claim, Verdict};
 use capminer_proofs::{Epoch, Seed, Target, UnitId, UnitKind};
@@ -224,6 +223,7 @@ pub struct VerifierService {
     state_dir: PathBuf,
     sample_rate: f64,
     log_range: u64,
+    start_block: u64,
     gpu_challenge: [u8; 32],
     poll: Duration,
     genesis: u64,
@@ -348,6 +348,7 @@ impl VerifierService {
             state_dir: config.verifier.state_dir.clone(),
             sample_rate: config.verifier.sample_rate,
             log_range: config.chain.log_range.max(1),
+            start_block: config.chain.start_block,
             gpu_challenge,
             poll: Duration::from_millis(config.chain.poll_ms),
             genesis: genesis.to(),
@@ -462,7 +463,8 @@ impl VerifierService {
             seed: Seed(info.seed.0),
             targets: [Target(info.targets[0].0), Target(info.targets[1].0)],
         };
-        let by_unit = self.accepted(e, info.seedBlock, head.number).await?;
+        let from = info.seedBlock.max(self.start_block);
+        let by_unit = self.accepted(e, from, head.number).await?;
         if by_unit.is_empty() {
             return Ok(false);
         }
@@ -712,43 +714,24 @@ impl VerifierService {
         Ok(u)
     }
 
-    /// Every unit's accepted nonces in epoch `e`, in log order, with the digest chain. Logs of
-    /// `e` come no earlier than the block that fixed its seed; they are read in slices of
-    /// `chain.log_range` blocks up to `head`.
+    /// Every unit's accepted nonces in epoch `e`, in log order, with the digest chain.
     async fn accepted(&self, e: u64, from: u64, head: u64) -> Result<BTreeMap<u32, UnitNonces>> {
-        let mut logs = Vec::new();
-        let mut start = from;
-        while start <= head {
-            let end = head.min(start + self.log_range - 1);
-            let filter = Filter::new()
-                .address(self.address)
-                .event_signature(Capacity::ProofsAccepted::SIGNATURE_HASH)
-                .topic1(U256::from(e))
-                .from_block(start)
-                .to_block(end);
-            logs.extend(
-                self.provider
-                    .get_logs(&filter)
-                    .await
-                    .map_err(|err| ChainError::from_rpc(&self.endpoint, "eth_getLogs", err))?,
-            );
-            start = end + 1;
-        }
-        logs.sort_by_key(|l| (l.block_number, l.log_index));
+        let logs = crate::logs::proofs_accepted(
+            &self.provider,
+            &self.endpoint,
+            self.address,
+            e,
+            from,
+            head,
+            self.log_range,
+        )
+        .await?;
         let mut out: BTreeMap<u32, UnitNonces> = BTreeMap::new();
-        for log in logs.iter().filter(|l| !l.removed) {
-            let Ok(decoded) = log.log_decode::<Capacity::ProofsAccepted>() else {
-                continue;
-            };
-            let data = decoded.inner.data;
-            let unit = out.entry(data.unit).or_default();
-            unit.digest = keccak256([unit.digest.as_slice(), &data.nonces].concat());
-            unit.nonces.extend(
-                data.nonces
-                    .chunks_exact(8)
-                    .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes"))),
-            );
-            unit.groups.push(data.nonces);
+        for log in logs {
+            let unit = out.entry(log.unit).or_default();
+            unit.digest = keccak256([unit.digest.as_slice(), &log.nonces].concat());
+            unit.nonces.extend(log.nonces());
+            unit.groups.push(log.nonces);
         }
         Ok(out)
     }

@@ -341,7 +341,8 @@ pub struct ChainConfig {
     /// environment variable. The key itself never goes in this file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_file: Option<PathBuf>,
-    /// First block to scan for the contract's logs (its deployment block).
+    /// No log of the contract is read before this block (its deployment block); logs of an
+    /// epoch are read from the block that fixed its seed.
     pub start_block: u64,
     /// How often to poll the node for new blocks, in milliseconds.
     pub poll_ms: u64,

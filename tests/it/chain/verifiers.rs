@@ -103,12 +103,22 @@ fn verifier_config(net: &Net, dir: &std::path::Path, sample_rate: f64) -> Config
     };
     config.verifier.state_dir = dir.to_path_buf();
     config.verifier.sample_rate = sample_rate;
+    config.chain.log_range = 3; // many small log queries, as against a node that caps them
     config.cpu.randomx.large_pages = false;
     config
 }
 
 async fn verifier(net: &Net, account: usize, dir: &std::path::Path) -> VerifierService {
-    let config = verifier_config(net, dir, 1.0);
+    sampling_verifier(net, account, dir, 1.0).await
+}
+
+async fn sampling_verifier(
+    net: &Net,
+    account: usize,
+    dir: &std::path::Path,
+    sample_rate: f64,
+) -> VerifierService {
+    let config = verifier_config(net, dir, sample_rate);
     let checker = Arc::new(
         Verifier::new(
             capminer_miner::randomx_options(&config),
@@ -462,5 +472,170 @@ async fn a_verifier_killed_mid_epoch_resumes_without_attesting_twice() {
             .call()
             .await
             .unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_rate_one_the_verifier_checks_its_own_signed_sample_and_reports_what_it_finds() {
+    use alloy::signers::SignerSync;
+    use capminer_chain::verifier::{sample, sample_hash, sample_seed};
+    let net = Net::start(&gpu_spec(spec(target(), 1, 1000)), &[]).await;
+    let (genuine, fake) = (unit_id(1, 0x71), unit_id(1, 0x72));
+    let units = [(genuine, UnitKind::Cpu), (fake, UnitKind::Cpu)];
+    let idx = net.register(1, &units).await;
+    let e = net.next_epoch().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ProofStore::open(dir.path()).unwrap().0);
+    let mut client = net
+        .client(1, net.chain_config(), store.clone(), &units)
+        .await;
+    let epoch = super::deliver_epoch(&net, &mut client).await;
+    let t = *epoch.target(UnitKind::Cpu);
+    let pick = |unit, valid: bool| -> Vec<u64> {
+        hashes(&epoch, unit, 80)
+            .into_iter()
+            .filter(|(_, h)| t.is_met_by(h) == valid)
+            .map(|(n, _)| n)
+            .take(12)
+            .collect()
+    };
+    let (good, bad) = (pick(genuine, true), pick(fake, false));
+    assert_eq!((good.len(), bad.len()), (12, 12));
+    store_proofs(&store, genuine, e, &good);
+    store_proofs(&store, fake, e, &bad);
+    deliver(&net, &mut client, &store).await;
+    net.next_epoch().await;
+    net.advance(GRACE + 1).await;
+
+    // The known answer: verifier 2's sample of each unit-epoch, drawn from its signature.
+    let head = alloy::providers::Provider::get_block_number(&net.provider)
+        .await
+        .unwrap();
+    let logs = capminer_chain::logs::proofs_accepted(
+        &net.provider,
+        &net.url,
+        net.address(),
+        e,
+        0,
+        head,
+        1000,
+    )
+    .await
+    .unwrap();
+    let expect = |index: u32| {
+        let nonces: Vec<u64> = logs
+            .iter()
+            .filter(|l| l.unit == index)
+            .flat_map(|l| l.nonces().collect::<Vec<_>>())
+            .collect();
+        let digest = logs
+            .iter()
+            .filter(|l| l.unit == index)
+            .fold(alloy::primitives::B256::ZERO, |d, l| {
+                alloy::primitives::keccak256([d.as_slice(), &l.nonces].concat())
+            });
+        let hash = sample_hash(31337, net.address(), index, e, digest);
+        let sig = net.key(2).sign_hash_sync(&hash).unwrap().as_bytes();
+        let chosen: Vec<u64> = sample(&nonces, 0.25, &sample_seed(&sig), index, e)
+            .into_iter()
+            .map(|i| nonces[i])
+            .collect();
+        (chosen, sig)
+    };
+    let (good_sample, good_sig) = expect(idx[0]);
+    let (bad_sample, _) = expect(idx[1]);
+    assert_eq!(
+        (good_sample.len(), bad_sample.len()),
+        (3, 3),
+        "ceil(0.25 × 12)"
+    );
+
+    let vdir = tempfile::tempdir().unwrap();
+    let mut v = sampling_verifier(&net, 2, vdir.path(), 0.25).await;
+    assert_eq!(v.tick().await.unwrap(), Some(e));
+    net.advance(0).await;
+    v.tick().await.unwrap();
+
+    let receipts = alloy::providers::Provider::get_logs(
+        &net.provider,
+        &alloy::rpc::types::Filter::new()
+            .address(net.address())
+            .from_block(0),
+    )
+    .await
+    .unwrap();
+    let attested: Vec<_> = receipts
+        .iter()
+        .filter_map(|l| l.log_decode::<Capacity::Attested>().ok())
+        .map(|l| l.inner.data)
+        .collect();
+    assert_eq!(attested.len(), 1, "the genuine unit only");
+    assert_eq!(attested[0].unit, idx[0]);
+    assert_eq!(attested[0].checked, 3, "what it recomputed");
+    assert_eq!(attested[0].sampleSignature.as_ref(), good_sig.as_slice());
+    let reported: Vec<_> = receipts
+        .iter()
+        .filter_map(|l| l.log_decode::<Capacity::InvalidProofReported>().ok())
+        .map(|l| l.inner.data)
+        .collect();
+    assert_eq!(reported.len(), 1);
+    assert_eq!(
+        (reported[0].unit, reported[0].nonce),
+        (idx[1], *bad_sample.iter().min().unwrap()),
+        "the smallest invalid nonce of its own sample"
+    );
+    let c = net.contract();
+    assert!(c.unitEpoch(idx[0], e).call().await.unwrap().isAttested);
+    assert!(c.unitEpoch(idx[1], e).call().await.unwrap().failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn challenge_parameters_that_differ_from_the_contracts_are_refused_naming_both() {
+    let net = Net::start(&gpu_spec(spec(target(), 1, 1000)), &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = verifier_config(&net, dir.path(), 1.0);
+    config.network.gpu_accesses = 32;
+    let err = VerifierService::connect(
+        &config,
+        net.key(2),
+        Arc::new(
+            Verifier::new(
+                capminer_miner::randomx_options(&config),
+                capminer_miner::gpu_params(&config).unwrap(),
+            )
+            .unwrap(),
+        ),
+        &prometheus::Registry::new(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("unit_bytes 131072 cache_bytes 65536 parents 256 accesses 32")
+            && err.contains("unit_bytes 131072 cache_bytes 65536 parents 256 accesses 64"),
+        "{err}"
+    );
+
+    // The provider's client too, when it runs GPU units.
+    let unit = unit_id(1, 0x99);
+    net.register(1, &[(unit, UnitKind::Gpu)]).await;
+    let store = Arc::new(ProofStore::open(&dir.path().join("store")).unwrap().0);
+    let setup = capminer_chain::ChainSetup {
+        config: net.chain_config(),
+        units: vec![(unit, UnitKind::Gpu, "gpu0".into())],
+        signer: net.key(1),
+        gpu_challenge: Some(capminer_chain::network_challenge(&config.network)),
+    };
+    let err = capminer_chain::ChainService::connect(
+        setup,
+        store,
+        capminer_chain::metrics::ChainMetrics::register(&prometheus::Registry::new()).unwrap(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("accesses 32") && err.contains("accesses 64"),
+        "{err}"
     );
 }
