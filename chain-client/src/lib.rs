@@ -21,6 +21,7 @@ pub mod batch;
 pub mod bindings;
 pub mod devnet;
 mod error;
+pub mod handle;
 pub mod key;
 pub mod logs;
 pub mod metrics;

@@ -4,6 +4,7 @@
 mod attacks;
 mod delivery;
 mod flow;
+mod gas;
 mod restart;
 mod verifiers;
 

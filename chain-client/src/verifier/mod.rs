@@ -21,147 +21,37 @@
 //! twice, and a report already made reverts with `AlreadyReported`, which counts as done.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::network::EthereumWallet;
-use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::primitives::{B256, Bytes, keccak256};
 use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::{SolCall, SolValue};
+use alloy::sol_types::SolCall;
 use capminer_config::Config;
 use capminer_proofs::verify::{Checker, Claim, Verdict};
 use capminer_proofs::{Epoch, Seed, Target, UnitId, UnitKind};
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::Registry;
 
 use crate::bindings::Capacity;
 use crate::bindings::Capacity::CapacityErrors;
-use crate::error::redact_url;
+use crate::handle::ChainHandle;
 use crate::metrics::ChainMetrics;
 use crate::txmanager::{Head, TxKind, TxManager};
 use crate::{ChainError, Result};
 
+mod metrics;
+mod progress;
+mod sample;
+
+pub use metrics::VerifierMetrics;
+use progress::{Progress, load_progress, save_progress};
+pub use sample::{sample, sample_hash, sample_seed};
+
 /// Reason code of an invalid-proof report: the hash is above the target.
 pub const REASON_ABOVE_TARGET: u8 = 1;
-
-/// Metrics of a verifier.
-#[derive(Debug, Clone)]
-pub struct VerifierMetrics {
-    verified: IntCounterVec,
-    invalid: IntCounterVec,
-    seconds: Histogram,
-    backlog: IntGauge,
-    attestations: IntCounterVec,
-}
-
-impl VerifierMetrics {
-    /// Creates and registers the families; every series carries the verifier's address, so
-    /// several verifiers can share one registry.
-    pub fn register(registry: &Registry, verifier: Address) -> prometheus::Result<Self> {
-        let v = verifier.to_string();
-        let opts =
-            |name: &str, help: &str| Opts::new(name, help).const_label("verifier", v.clone());
-        let m = Self {
-            verified: IntCounterVec::new(
-                opts(
-                    "capminer_verifier_proofs_verified_total",
-                    "Proofs recomputed",
-                ),
-                &["kind"],
-            )?,
-            invalid: IntCounterVec::new(
-                opts(
-                    "capminer_verifier_invalid_found_total",
-                    "Recomputed proofs found invalid",
-                ),
-                &["kind"],
-            )?,
-            seconds: Histogram::with_opts(
-                HistogramOpts::new(
-                    "capminer_verifier_epoch_seconds",
-                    "Time to verify every unit of one epoch",
-                )
-                .const_label("verifier", v.clone())
-                .buckets(vec![
-                    0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
-                ]),
-            )?,
-            backlog: IntGauge::with_opts(opts(
-                "capminer_verifier_backlog_epochs",
-                "Closed epochs not yet verified",
-            ))?,
-            attestations: IntCounterVec::new(
-                opts(
-                    "capminer_verifier_transactions_total",
-                    "Attestations and invalid-proof reports sent",
-                ),
-                &["what"],
-            )?,
-        };
-        registry.register(Box::new(m.verified.clone()))?;
-        registry.register(Box::new(m.invalid.clone()))?;
-        registry.register(Box::new(m.seconds.clone()))?;
-        registry.register(Box::new(m.backlog.clone()))?;
-        registry.register(Box::new(m.attestations.clone()))?;
-        Ok(m)
-    }
-}
-
-/// The verifier's progress on disk: the next epoch to verify, per contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct Progress {
-    contract: Address,
-    next_epoch: u64,
-}
-
-fn progress_path(dir: &Path) -> PathBuf {
-    dir.join("progress.json")
-}
-
-fn load_progress(dir: &Path, contract: Address) -> Result<u64> {
-    let path = progress_path(dir);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let p: Progress = serde_json::from_str(&text).map_err(|e| {
-                ChainError::Setup(format!("verifier progress file {}: {e}", path.display()))
-            })?;
-            Ok(if p.contract == contract {
-                p.next_epoch
-            } else {
-                0
-            })
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(ChainError::Setup(format!(
-            "verifier progress file {}: {e}",
-            path.display()
-        ))),
-    }
-}
-
-/// Writes the progress atomically and durably (temporary file, fsync, rename, fsync dir).
-fn save_progress(dir: &Path, progress: Progress) -> Result<()> {
-    use std::io::Write;
-    let io = |e: std::io::Error| {
-        ChainError::Setup(format!("verifier progress in {}: {e}", dir.display()))
-    };
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let tmp = dir.join("progress.json.tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(
-        serde_json::to_string(&progress)
-            .expect("progress serializes")
-            .as_bytes(),
-    )
-    .and_then(|()| f.sync_all())
-    .map_err(io)?;
-    std::fs::rename(&tmp, progress_path(dir)).map_err(io)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)
-}
 
 /// The nonces of one unit in one epoch, as the logs give them.
 #[derive(Debug, Default)]
@@ -171,6 +61,10 @@ struct UnitNonces {
     /// The accepted nonces of each log, in log order: the evidence of a report.
     groups: Vec<Bytes>,
 }
+
+/// One unit-epoch to settle after recomputation: unit, kind, digest, sample signature, and the
+/// positions of its sampled claims.
+type Planned = (u32, UnitKind, B256, [u8; 65], Vec<usize>);
 
 /// Why a verifier could not check a unit-epoch (the contract's `abstain` reasons).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,36 +80,9 @@ pub enum Abstain {
     CheckFailed = 4,
 }
 
-/// What a verifier signs to draw its sample of a unit-epoch: `keccak256(abi.encode(
-/// "capminer/sample/v1", chain id, contract, unit, epoch, digest))`, the contract's
-/// `sampleHash`.
-pub fn sample_hash(chain_id: u64, contract: Address, unit: u32, epoch: u64, digest: B256) -> B256 {
-    keccak256(
-        (
-            "capminer/sample/v1".to_string(),
-            U256::from(chain_id),
-            contract,
-            unit,
-            epoch,
-            digest,
-        )
-            .abi_encode_params(),
-    )
-}
-
-/// The sample seed of a verifier's signature: `keccak256(r ‖ s ‖ v)`. The signature is
-/// deterministic (RFC 6979), so the verifier cannot grind it, and nobody without the key can
-/// predict it.
-pub fn sample_seed(signature: &[u8; 65]) -> B256 {
-    keccak256(signature)
-}
-
 /// A verifier of one contract.
 pub struct VerifierService {
-    provider: DynProvider,
-    address: Address,
-    chain_id: u64,
-    endpoint: String,
+    chain: ChainHandle,
     txm: TxManager,
     signer: PrivateKeySigner,
     checker: Arc<dyn Checker>,
@@ -226,10 +93,6 @@ pub struct VerifierService {
     start_block: u64,
     gpu_challenge: [u8; 32],
     poll: Duration,
-    genesis: u64,
-    duration: u64,
-    grace: u64,
-    verify_window: u64,
     next_epoch: u64,
     sent_for: Option<u64>,
     units: BTreeMap<u32, (UnitId, Option<UnitKind>)>,
@@ -238,7 +101,7 @@ pub struct VerifierService {
 impl std::fmt::Debug for VerifierService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VerifierService")
-            .field("address", &self.address)
+            .field("address", &self.chain.address)
             .field("verifier", &self.txm.address())
             .field("next_epoch", &self.next_epoch)
             .finish_non_exhaustive()
@@ -254,92 +117,33 @@ impl VerifierService {
         checker: Arc<dyn Checker>,
         registry: &Registry,
     ) -> Result<Self> {
-        let endpoint = redact_url(&config.chain.rpc_url);
-        let url =
-            config.chain.rpc_url.parse().map_err(|_| {
-                ChainError::Setup(format!("chain.rpc_url {endpoint}: not a valid URL"))
-            })?;
-        let provider = ProviderBuilder::new()
-            .disable_recommended_fillers()
-            .connect_http(url)
-            .erased();
-        let address = Address::from(
-            config
-                .chain
-                .contract
-                .ok_or_else(|| ChainError::Setup("chain.contract is not set".into()))?,
-        );
-        let chain_id = provider
-            .get_chain_id()
-            .await
-            .map_err(|e| ChainError::from_rpc(&endpoint, "eth_chainId", e))?;
-        let contract = Capacity::new(address, provider.clone());
-        let call = |name: &'static str| {
-            let endpoint = endpoint.clone();
-            move |e| crate::service::contract_error(&endpoint, name, e)
-        };
+        let chain = ChainHandle::connect(&config.chain).await?;
         let me = signer.address();
-        if !contract
+        if !chain
+            .contract()
             .isVerifier(me)
             .call()
             .await
-            .map_err(call("isVerifier"))?
+            .map_err(chain.call_error("isVerifier"))?
         {
             tracing::warn!(%me, "this address is not in the contract's verifier set: its attestations will be refused");
         }
         let gpu_challenge = crate::network_challenge(&config.network);
-        let onchain = contract
-            .kindParams(UnitKind::Gpu as u8)
-            .call()
-            .await
-            .map_err(call("kindParams"))?
-            .challenge
-            .0;
-        if onchain != gpu_challenge {
-            return Err(ChainError::Setup(format!(
-                "the GPU challenge of [network] ({}) differs from contract {address}'s ({}): \
-                 this verifier would report honest GPU proofs; set [network] to the contract's",
-                capminer_proofs::GpuChallenge::describe(&gpu_challenge),
-                capminer_proofs::GpuChallenge::describe(&onchain)
-            )));
-        }
-        let genesis: U256 = contract
-            .genesisTime()
-            .call()
-            .await
-            .map_err(call("genesisTime"))?;
-        let duration: U256 = contract
-            .epochDuration()
-            .call()
-            .await
-            .map_err(call("epochDuration"))?;
-        let grace: U256 = contract
-            .graceWindow()
-            .call()
-            .await
-            .map_err(call("graceWindow"))?;
-        let verify_window: U256 = contract
-            .verifyWindow()
-            .call()
-            .await
-            .map_err(call("verifyWindow"))?;
-        let next_epoch = load_progress(&config.verifier.state_dir, address)?;
+        chain.check_gpu_challenge(&gpu_challenge).await?;
+        let next_epoch = load_progress(&config.verifier.state_dir, chain.address)?;
         let txm = TxManager::new(
-            provider.clone(),
+            chain.provider.clone(),
             EthereumWallet::from(signer.clone()),
             me,
-            chain_id,
-            endpoint.clone(),
+            chain.chain_id,
+            chain.endpoint.clone(),
             config.chain.gas.clone(),
             ChainMetrics::register(&Registry::new())
                 .map_err(|e| ChainError::Setup(e.to_string()))?,
         );
-        tracing::info!(%address, verifier = %me, next_epoch, sample_rate = config.verifier.sample_rate, "verifier connected to {endpoint}");
+        tracing::info!(address = %chain.address, verifier = %me, next_epoch, sample_rate = config.verifier.sample_rate, "verifier connected to {}", chain.endpoint);
         Ok(Self {
-            provider,
-            address,
-            chain_id,
-            endpoint,
+            chain,
             txm,
             signer,
             checker,
@@ -351,10 +155,6 @@ impl VerifierService {
             start_block: config.chain.start_block,
             gpu_challenge,
             poll: Duration::from_millis(config.chain.poll_ms),
-            genesis: genesis.to(),
-            duration: duration.to(),
-            grace: grace.to(),
-            verify_window: verify_window.to(),
             next_epoch,
             sent_for: None,
             units: BTreeMap::new(),
@@ -380,34 +180,23 @@ impl VerifierService {
         }
     }
 
-    fn contract(&self) -> Capacity::CapacityInstance<DynProvider> {
-        Capacity::new(self.address, self.provider.clone())
-    }
-
-    fn call_error(&self, call: &'static str) -> impl Fn(alloy::contract::Error) -> ChainError + '_ {
-        move |e| crate::service::contract_error(&self.endpoint, call, e)
-    }
-
     /// Records epoch `e` as done, durably.
     fn done(&mut self, e: u64) -> Result<()> {
         self.next_epoch = e + 1;
         save_progress(
             &self.state_dir,
             Progress {
-                contract: self.address,
+                contract: self.chain.address,
                 next_epoch: self.next_epoch,
             },
         )
     }
 
-    fn close_time(&self, e: u64) -> u64 {
-        self.genesis + (e + 1) * self.duration + self.grace
-    }
-
     /// One pass: settle our transactions; when the epoch in hand is done, record it; verify
     /// the next closed epoch. Returns the epoch it sent transactions for, if any.
     pub async fn tick(&mut self) -> Result<Option<u64>> {
-        let (head, now) = crate::txmanager::latest_head(&self.provider, &self.endpoint).await?;
+        let (head, now) =
+            crate::txmanager::latest_head(&self.chain.provider, &self.chain.endpoint).await?;
         let (settled, _) = self.txm.poll(head).await?;
         for s in settled {
             if let crate::txmanager::Settled::Dropped(flight) = s {
@@ -422,17 +211,18 @@ impl VerifierService {
             self.done(e)?;
             self.sent_for = None;
         }
-        let closed = now.saturating_sub(self.genesis + self.grace) / self.duration; // epochs < this are closed
+        let schedule = self.chain.schedule;
+        let closed = schedule.epoch_at(now.saturating_sub(schedule.grace)); // epochs < this are closed
         self.metrics
             .backlog
             .set(closed.saturating_sub(self.next_epoch) as i64);
         // Epochs with nothing to send (no proofs, or all attested already) are done at once.
         loop {
             let e = self.next_epoch;
-            if now < self.close_time(e) {
+            if now < schedule.close_time(e) {
                 return Ok(None);
             }
-            if now >= self.close_time(e) + self.verify_window {
+            if now >= schedule.settle_time(e) {
                 tracing::warn!(
                     epoch = e,
                     "epoch settled before this verifier reached it: nothing to attest any more"
@@ -450,11 +240,12 @@ impl VerifierService {
     async fn verify_epoch(&mut self, e: u64, head: Head) -> Result<bool> {
         let started = Instant::now();
         let info = self
+            .chain
             .contract()
             .epochInfo(e)
             .call()
             .await
-            .map_err(self.call_error("epochInfo"))?;
+            .map_err(self.chain.call_error("epochInfo"))?;
         if info.seed == B256::ZERO {
             return Ok(false); // nobody started it: no proofs
         }
@@ -470,22 +261,24 @@ impl VerifierService {
         }
         let me = self.txm.address();
         let mut sent = false;
-        let mut plan: Vec<(u32, UnitKind, B256, [u8; 65], Vec<usize>)> = Vec::new();
+        let mut plan: Vec<Planned> = Vec::new();
         let mut claims = Vec::new();
         for (index, unit) in &by_unit {
             let onchain = self
+                .chain
                 .contract()
                 .unitEpoch(*index, e)
                 .call()
                 .await
-                .map_err(self.call_error("unitEpoch"))?;
+                .map_err(self.chain.call_error("unitEpoch"))?;
             if onchain.failed
                 || self
+                    .chain
                     .contract()
                     .hasAttested(*index, e, me)
                     .call()
                     .await
-                    .map_err(self.call_error("hasAttested"))?
+                    .map_err(self.chain.call_error("hasAttested"))?
             {
                 continue;
             }
@@ -525,7 +318,13 @@ impl VerifierService {
                     .await?;
                 continue;
             }
-            let hash = sample_hash(self.chain_id, self.address, *index, e, unit.digest);
+            let hash = sample_hash(
+                self.chain.chain_id,
+                self.chain.address,
+                *index,
+                e,
+                unit.digest,
+            );
             let signature = self
                 .signer
                 .sign_hash_sync(&hash)
@@ -671,7 +470,7 @@ impl VerifierService {
     ) -> Result<bool> {
         match self
             .txm
-            .send(TxKind::Attest(e), self.address, data.into(), head)
+            .send(TxKind::Attest(e), self.chain.address, data.into(), head)
             .await
         {
             Ok(_) => {
@@ -704,11 +503,12 @@ impl VerifierService {
             return Ok(*u);
         }
         let info = self
+            .chain
             .contract()
             .unitInfo(index)
             .call()
             .await
-            .map_err(self.call_error("unitInfo"))?;
+            .map_err(self.chain.call_error("unitInfo"))?;
         let u = (UnitId(info.id.0), UnitKind::from_index(info.kind));
         self.units.insert(index, u);
         Ok(u)
@@ -717,9 +517,9 @@ impl VerifierService {
     /// Every unit's accepted nonces in epoch `e`, in log order, with the digest chain.
     async fn accepted(&self, e: u64, from: u64, head: u64) -> Result<BTreeMap<u32, UnitNonces>> {
         let logs = crate::logs::proofs_accepted(
-            &self.provider,
-            &self.endpoint,
-            self.address,
+            &self.chain.provider,
+            &self.chain.endpoint,
+            self.chain.address,
             e,
             from,
             head,
@@ -734,87 +534,5 @@ impl VerifierService {
             unit.groups.push(log.nonces);
         }
         Ok(out)
-    }
-}
-
-/// Indices of the nonces to recompute: all of them at rate 1, else `ceil(rate × n)` distinct
-/// ones drawn from `keccak256(seed ‖ unit ‖ epoch ‖ counter)`, in increasing order.
-pub fn sample(nonces: &[u64], rate: f64, seed: &B256, unit: u32, epoch: u64) -> Vec<usize> {
-    let n = nonces.len();
-    let k = ((n as f64 * rate).ceil() as usize).clamp(1.min(n), n);
-    if k == n {
-        return (0..n).collect();
-    }
-    let mut chosen = std::collections::BTreeSet::new();
-    let mut counter = 0u64;
-    while chosen.len() < k {
-        let h = keccak256(
-            [
-                seed.as_slice(),
-                &unit.to_be_bytes(),
-                &epoch.to_be_bytes(),
-                &counter.to_be_bytes(),
-            ]
-            .concat(),
-        );
-        chosen
-            .insert((u64::from_be_bytes(h[..8].try_into().expect("8 bytes")) % n as u64) as usize);
-        counter += 1;
-    }
-    chosen.into_iter().collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn samples_are_deterministic_distinct_and_sized() {
-        let nonces: Vec<u64> = (0..100).collect();
-        let seed = B256::repeat_byte(7);
-        assert_eq!(
-            sample(&nonces, 1.0, &seed, 3, 9),
-            (0..100).collect::<Vec<_>>()
-        );
-        let a = sample(&nonces, 0.1, &seed, 3, 9);
-        assert_eq!(a.len(), 10);
-        assert!(a.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(
-            a,
-            sample(&nonces, 0.1, &seed, 3, 9),
-            "every verifier draws the same sample"
-        );
-        assert_ne!(
-            a,
-            sample(&nonces, 0.1, &B256::repeat_byte(8), 3, 9),
-            "another block hash, another sample"
-        );
-        assert_eq!(
-            sample(&nonces[..3], 0.01, &seed, 3, 9).len(),
-            1,
-            "at least one"
-        );
-        assert!(sample(&[], 0.5, &seed, 3, 9).is_empty());
-    }
-
-    #[test]
-    fn progress_survives_and_is_per_contract() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = Address::repeat_byte(1);
-        assert_eq!(load_progress(dir.path(), a).unwrap(), 0);
-        save_progress(
-            dir.path(),
-            Progress {
-                contract: a,
-                next_epoch: 7,
-            },
-        )
-        .unwrap();
-        assert_eq!(load_progress(dir.path(), a).unwrap(), 7);
-        assert_eq!(
-            load_progress(dir.path(), Address::repeat_byte(2)).unwrap(),
-            0,
-            "another contract starts over"
-        );
     }
 }

@@ -1,0 +1,229 @@
+//! The one connection to the capacity contract under every chain-facing service (the provider's
+//! client and the verifier): the node, the contract, its schedule, and errors decoded into the
+//! contract's own types.
+
+use alloy::primitives::{Address, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::transports::{RpcError, TransportErrorKind};
+use capminer_config::ChainConfig;
+use capminer_proofs::{GpuChallenge, UnitKind};
+
+use crate::bindings::Capacity;
+use crate::error::redact_url;
+use crate::{ChainError, Result};
+
+/// The contract's times, in seconds (unix time and durations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// When epoch 0 started.
+    pub genesis: u64,
+    /// Seconds per epoch.
+    pub duration: u64,
+    /// After an epoch ends, its proofs are still accepted this long.
+    pub grace: u64,
+    /// After the grace window: attestations and reports, then the epoch settles.
+    pub verify_window: u64,
+}
+
+impl Schedule {
+    /// The epoch at unix time `now`.
+    pub fn epoch_at(&self, now: u64) -> u64 {
+        now.saturating_sub(self.genesis) / self.duration
+    }
+
+    /// When epoch `e` starts.
+    pub fn epoch_start(&self, e: u64) -> u64 {
+        self.genesis + e * self.duration
+    }
+
+    /// When proofs of epoch `e` can no longer be submitted.
+    pub fn close_time(&self, e: u64) -> u64 {
+        self.epoch_start(e + 1) + self.grace
+    }
+
+    /// When epoch `e` settles: no attestation or report after it.
+    pub fn settle_time(&self, e: u64) -> u64 {
+        self.close_time(e) + self.verify_window
+    }
+}
+
+/// A connection to one capacity contract.
+#[derive(Debug, Clone)]
+pub struct ChainHandle {
+    /// The node (no fillers: transactions go through the `TxManager`).
+    pub provider: DynProvider,
+    /// The contract.
+    pub address: Address,
+    /// The node's URL without credentials, for messages.
+    pub endpoint: String,
+    /// The chain id the node reports.
+    pub chain_id: u64,
+    /// The contract's schedule.
+    pub schedule: Schedule,
+}
+
+impl ChainHandle {
+    /// Connects to `config.rpc_url`: checks the chain id (when `chain.chain_id` is set) and that
+    /// `chain.contract` holds code; reads the schedule.
+    pub async fn connect(config: &ChainConfig) -> Result<Self> {
+        let endpoint = redact_url(&config.rpc_url);
+        let url = config
+            .rpc_url
+            .parse()
+            .map_err(|_| ChainError::Setup(format!("chain.rpc_url {endpoint}: not a valid URL")))?;
+        let provider = ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .connect_http(url)
+            .erased();
+        let address = Address::from(
+            config
+                .contract
+                .ok_or_else(|| ChainError::Setup("chain.contract is not set".into()))?,
+        );
+        let mut handle = Self {
+            provider,
+            address,
+            endpoint,
+            chain_id: 0,
+            schedule: Schedule {
+                genesis: 0,
+                duration: 1,
+                grace: 0,
+                verify_window: 0,
+            },
+        };
+        let chain_id = handle
+            .provider
+            .get_chain_id()
+            .await
+            .map_err(handle.rpc_error("eth_chainId"))?;
+        if let Some(want) = config.chain_id
+            && want != chain_id
+        {
+            return Err(ChainError::Setup(format!(
+                "chain.chain_id is {want} but the node at {} serves chain {chain_id}",
+                handle.endpoint
+            )));
+        }
+        handle.chain_id = chain_id;
+        let code = handle
+            .provider
+            .get_code_at(address)
+            .await
+            .map_err(handle.rpc_error("eth_getCode"))?;
+        if code.is_empty() {
+            return Err(ChainError::Setup(format!(
+                "chain.contract {address}: no contract there on chain {chain_id}"
+            )));
+        }
+        let c = handle.contract();
+        let read = |v: U256| v.to::<u64>();
+        handle.schedule = Schedule {
+            genesis: read(
+                c.genesisTime()
+                    .call()
+                    .await
+                    .map_err(handle.call_error("genesisTime"))?,
+            ),
+            duration: read(
+                c.epochDuration()
+                    .call()
+                    .await
+                    .map_err(handle.call_error("epochDuration"))?,
+            ),
+            grace: read(
+                c.graceWindow()
+                    .call()
+                    .await
+                    .map_err(handle.call_error("graceWindow"))?,
+            ),
+            verify_window: read(
+                c.verifyWindow()
+                    .call()
+                    .await
+                    .map_err(handle.call_error("verifyWindow"))?,
+            ),
+        };
+        Ok(handle)
+    }
+
+    /// The contract's bindings on this node.
+    pub fn contract(&self) -> Capacity::CapacityInstance<DynProvider> {
+        Capacity::new(self.address, self.provider.clone())
+    }
+
+    /// Maps a node error of `call`.
+    pub fn rpc_error(
+        &self,
+        call: &'static str,
+    ) -> impl Fn(RpcError<TransportErrorKind>) -> ChainError + '_ {
+        move |e| ChainError::from_rpc(&self.endpoint, call, e)
+    }
+
+    /// Maps a contract call error of `call`: reverts decoded into the contract's errors.
+    pub fn call_error(
+        &self,
+        call: &'static str,
+    ) -> impl Fn(alloy::contract::Error) -> ChainError + '_ {
+        move |e| contract_error(&self.endpoint, call, e)
+    }
+
+    /// Refuses to go on when the contract's GPU challenge (for the next epochs) is not
+    /// `local`, naming both.
+    pub async fn check_gpu_challenge(&self, local: &[u8; 32]) -> Result<()> {
+        let onchain = self
+            .contract()
+            .kindParams(UnitKind::Gpu as u8)
+            .call()
+            .await
+            .map_err(self.call_error("kindParams"))?
+            .challenge
+            .0;
+        if onchain != *local {
+            return Err(ChainError::Setup(format!(
+                "the GPU challenge of [network] ({}) differs from contract {}'s ({}): set \
+                 [network] to the contract's parameters",
+                GpuChallenge::describe(local),
+                self.address,
+                GpuChallenge::describe(&onchain)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Maps a contract call error: reverts decoded into the contract's errors.
+pub(crate) fn contract_error(
+    endpoint: &str,
+    call: &'static str,
+    e: alloy::contract::Error,
+) -> ChainError {
+    match e {
+        alloy::contract::Error::TransportError(t) => ChainError::from_rpc(endpoint, call, t),
+        other => ChainError::Rejected {
+            call,
+            message: other.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_places_windows_and_settlement() {
+        let s = Schedule {
+            genesis: 1000,
+            duration: 60,
+            grace: 20,
+            verify_window: 30,
+        };
+        assert_eq!(s.epoch_at(999), 0);
+        assert_eq!(s.epoch_at(1059), 0);
+        assert_eq!(s.epoch_at(1060), 1);
+        assert_eq!(s.epoch_start(2), 1120);
+        assert_eq!(s.close_time(2), 1200);
+        assert_eq!(s.settle_time(2), 1230);
+    }
+}

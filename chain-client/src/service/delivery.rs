@@ -1,0 +1,367 @@
+//! Proof delivery: transactions settled, every non-terminal proof reconciled with the canonical
+//! `ProofsAccepted` logs, and the next batch submitted when one is due.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Bytes, TxHash, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::TransactionReceipt;
+use alloy::sol_types::SolCall;
+use capminer_proofs::store::{ProofState, StoredProof};
+use capminer_proofs::{Hash, ProofRef};
+
+use super::ChainService;
+use crate::batch::{self, Backlog};
+use crate::bindings::Capacity;
+use crate::bindings::Capacity::CapacityErrors;
+use crate::tracker::{self, Acceptance, ChainView};
+use crate::txmanager::{Head, Settled, TxKind};
+use crate::{ChainError, Result};
+
+impl ChainService {
+    /// Settles transactions; records replacements in the store.
+    pub(super) async fn settle(&mut self, head: Head) -> Result<()> {
+        let (settled, replaced) = self.txm.poll(head).await?;
+        for (kind, old, new) in replaced {
+            if let TxKind::Submit(_) = kind {
+                let refs: Vec<ProofRef> = self
+                    .store
+                    .proofs(|p| p.state == ProofState::Submitted { tx: Hash(old.0) })
+                    .iter()
+                    .map(|p| p.proof.id())
+                    .collect();
+                self.store
+                    .set_state(&refs, ProofState::Submitted { tx: Hash(new.0) })?;
+            }
+        }
+        for s in settled {
+            match s {
+                Settled::Mined(flight, receipt) => self.on_mined(flight.kind, &receipt),
+                Settled::Dropped(flight) => {
+                    if let TxKind::Advance(_) = flight.kind {
+                        self.advancing = None;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_mined(&mut self, kind: TxKind, receipt: &TransactionReceipt) {
+        self.metrics.gas_used.inc_by(receipt.gas_used);
+        match kind {
+            TxKind::Submit(epoch) => {
+                let accepted: usize = receipt
+                    .inner
+                    .logs()
+                    .iter()
+                    .filter_map(|l| l.log_decode::<Capacity::ProofsAccepted>().ok())
+                    .map(|l| l.inner.data.nonces.len() / 8)
+                    .sum();
+                if accepted > 0 {
+                    self.metrics
+                        .gas_per_proof
+                        .set((receipt.gas_used / accepted as u64) as i64);
+                }
+                tracing::info!(
+                    epoch,
+                    accepted,
+                    gas = receipt.gas_used,
+                    status = receipt.status(),
+                    "proof batch mined"
+                );
+            }
+            TxKind::Advance(_) => self.advancing = None,
+            TxKind::Attest(_) => {}
+            TxKind::Claim => {
+                for l in receipt.inner.logs() {
+                    if let Ok(c) = l.log_decode::<Capacity::RewardsClaimed>() {
+                        let gwei: u64 = (c.inner.data.amount / U256::from(1_000_000_000u64)).to();
+                        self.metrics.rewards_claimed_gwei.inc_by(gwei);
+                        tracing::info!(wei = %c.inner.data.amount, "rewards claimed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Brings every non-terminal proof of our units in line with the chain.
+    pub(super) async fn reconcile(&mut self, head: u64, now: u64, current: u64) -> Result<()> {
+        let proofs: Vec<StoredProof> = self
+            .store
+            .proofs(|p| !p.state.is_terminal() && self.units.contains_key(&p.proof.unit));
+        self.metrics.proofs_pending.set(proofs.len() as i64);
+        if proofs.is_empty() {
+            return Ok(());
+        }
+        let mut view = ChainView {
+            head,
+            inflight: self
+                .txm
+                .inflight()
+                .iter()
+                .flat_map(|f| f.hashes.iter().map(|h| Hash(h.0)))
+                .collect(),
+            ..ChainView::default()
+        };
+        let epochs: HashSet<u64> = proofs.iter().map(|p| p.proof.epoch).collect();
+        for e in epochs {
+            self.accepted_logs(e, head, &mut view.accepted).await?;
+        }
+        let orphans: HashSet<Hash> = proofs
+            .iter()
+            .filter_map(|p| match p.state {
+                ProofState::Submitted { tx } if !view.inflight.contains(&tx) => Some(tx),
+                _ => None,
+            })
+            .collect();
+        for tx in orphans {
+            let receipt = self
+                .chain
+                .provider
+                .get_transaction_receipt(TxHash::from(tx.0))
+                .await
+                .map_err(self.chain.rpc_error("eth_getTransactionReceipt"))?;
+            if receipt.is_some() {
+                view.mined.insert(tx);
+            }
+        }
+        let changes = tracker::reconcile(&proofs, &view, self.config.confirmations);
+        let mut by_state: HashMap<String, (ProofState, Vec<ProofRef>)> = HashMap::new();
+        for (r, state) in changes {
+            by_state
+                .entry(format!("{state:?}"))
+                .or_insert((state, Vec::new()))
+                .1
+                .push(r);
+        }
+        for (state, refs) in by_state.into_values() {
+            match state {
+                ProofState::Final => self.metrics.proofs_accepted.inc_by(refs.len() as u64),
+                ProofState::Skipped => self
+                    .metrics
+                    .proofs_skipped
+                    .with_label_values(&["contract"])
+                    .inc_by(refs.len() as u64),
+                ProofState::Found => tracing::warn!(
+                    proofs = refs.len(),
+                    "proofs back to found (reorg or dropped transaction): resubmitting"
+                ),
+                _ => {}
+            }
+            self.store.set_state(&refs, state)?;
+        }
+        // Found proofs of epochs whose window has closed can never count.
+        let expired: Vec<ProofRef> = self
+            .store
+            .proofs(|p| p.state == ProofState::Found && self.units.contains_key(&p.proof.unit))
+            .into_iter()
+            .filter(|p| p.proof.epoch < current && !self.open(p.proof.epoch, now, current))
+            .map(|p| p.proof.id())
+            .collect();
+        if !expired.is_empty() {
+            tracing::warn!(
+                proofs = expired.len(),
+                "proofs expired: their epoch closed before they were submitted"
+            );
+            self.metrics
+                .proofs_skipped
+                .with_label_values(&["expired"])
+                .inc_by(expired.len() as u64);
+            self.store.set_state(&expired, ProofState::Skipped)?;
+        }
+        Ok(())
+    }
+
+    /// Canonical `ProofsAccepted` logs of epoch `e` for our units, from the block that fixed
+    /// its seed to `head`.
+    pub(super) async fn accepted_logs(
+        &mut self,
+        e: u64,
+        head: u64,
+        out: &mut HashMap<ProofRef, Acceptance>,
+    ) -> Result<()> {
+        let from = self
+            .params(e)
+            .await?
+            .seed_block
+            .max(self.config.start_block);
+        let logs = crate::logs::proofs_accepted(
+            &self.chain.provider,
+            &self.chain.endpoint,
+            self.chain.address,
+            e,
+            from,
+            head,
+            self.config.log_range,
+        )
+        .await?;
+        for log in &logs {
+            let Some(unit) = self.by_index.get(&log.unit) else {
+                continue;
+            };
+            for nonce in log.nonces() {
+                out.insert(
+                    ProofRef {
+                        unit: *unit,
+                        epoch: e,
+                        nonce,
+                    },
+                    Acceptance {
+                        block: log.block,
+                        block_hash: log.block_hash,
+                        tx: log.tx,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the next batch when one is due and none is in flight.
+    pub(super) async fn submit(
+        &mut self,
+        head: Head,
+        now: u64,
+        current: u64,
+    ) -> Result<Option<TxHash>> {
+        if self
+            .txm
+            .inflight()
+            .iter()
+            .any(|f| matches!(f.kind, TxKind::Submit(_)))
+        {
+            return Ok(None);
+        }
+        let found: Vec<StoredProof> = self
+            .store
+            .proofs(|p| p.state == ProofState::Found && self.units.contains_key(&p.proof.unit));
+        let seen_now = Instant::now();
+        for p in &found {
+            self.first_seen.entry(p.proof.id()).or_insert(seen_now);
+        }
+        self.first_seen
+            .retain(|r, _| found.iter().any(|p| p.proof.id() == *r));
+        // The oldest open epoch first: its window closes sooner.
+        let mut epochs: Vec<u64> = found
+            .iter()
+            .map(|p| p.proof.epoch)
+            .filter(|e| self.open(*e, now, current))
+            .collect();
+        epochs.sort_unstable();
+        epochs.dedup();
+        let Some(&epoch) = epochs.first() else {
+            return Ok(None);
+        };
+        let params = self.params(epoch).await?;
+        let mut backlogs = Vec::new();
+        for (unit, row) in &self.units {
+            let nonces: Vec<u64> = found
+                .iter()
+                .filter(|p| p.proof.epoch == epoch && p.proof.unit == *unit)
+                .map(|p| p.proof.nonce)
+                .collect();
+            if nonces.is_empty() {
+                continue;
+            }
+            let kind = found
+                .iter()
+                .find(|p| p.proof.unit == *unit)
+                .map_or(0, |p| p.proof.kind.index());
+            let onchain = self
+                .chain
+                .contract()
+                .unitEpoch(row.index, epoch)
+                .call()
+                .await
+                .map_err(self.chain.call_error("unitEpoch"))?;
+            backlogs.push(Backlog {
+                unit: *unit,
+                index: row.index,
+                onchain: onchain.count,
+                min: params.min[kind],
+                max: params.max[kind],
+                nonces,
+            });
+        }
+        let batch_cfg = &self.config.batch;
+        let plan = batch::plan(backlogs, batch_cfg.max_proofs, batch_cfg.max_gas);
+        for (unit, nonces) in &plan.over_max {
+            let refs: Vec<ProofRef> = nonces
+                .iter()
+                .map(|&nonce| ProofRef {
+                    epoch,
+                    unit: *unit,
+                    nonce,
+                })
+                .collect();
+            tracing::info!(unit = %self.units[unit].label, epoch, proofs = refs.len(), "unit at its maximum for the epoch: extra proofs skipped");
+            self.metrics
+                .proofs_skipped
+                .with_label_values(&["over_max"])
+                .inc_by(refs.len() as u64);
+            self.store.set_state(&refs, ProofState::Skipped)?;
+        }
+        if plan.groups.is_empty() {
+            return Ok(None);
+        }
+        let oldest = plan
+            .groups
+            .iter()
+            .flat_map(|(u, _, ns)| {
+                ns.iter().map(move |&nonce| ProofRef {
+                    epoch,
+                    unit: *u,
+                    nonce,
+                })
+            })
+            .filter_map(|r| self.first_seen.get(&r))
+            .min()
+            .copied()
+            .unwrap_or(seen_now);
+        let due = plan.proofs() >= batch_cfg.max_proofs
+            || epoch < current
+            || seen_now.duration_since(oldest) >= Duration::from_millis(batch_cfg.max_wait_ms);
+        if !due {
+            return Ok(None);
+        }
+        let packed = plan.encode();
+        let data = Capacity::submitProofsCall {
+            epoch,
+            seed: params.seed.0.into(),
+            packed: Bytes::from(packed),
+        }
+        .abi_encode();
+        let sent = self
+            .txm
+            .send(TxKind::Submit(epoch), self.chain.address, data.into(), head)
+            .await;
+        let hash = match sent {
+            Err(ChainError::Revert {
+                error: CapacityErrors::SeedMismatch(_) | CapacityErrors::EpochNotSeeded(_),
+                ..
+            }) => {
+                self.seed_changed(epoch, params.seed)?;
+                return Ok(None);
+            }
+            other => other?,
+        };
+        let refs: Vec<ProofRef> = plan
+            .groups
+            .iter()
+            .flat_map(|(u, _, ns)| {
+                ns.iter().map(move |&nonce| ProofRef {
+                    epoch,
+                    unit: *u,
+                    nonce,
+                })
+            })
+            .collect();
+        self.store
+            .set_state(&refs, ProofState::Submitted { tx: Hash(hash.0) })?;
+        self.metrics.proofs_submitted.inc_by(refs.len() as u64);
+        tracing::info!(epoch, proofs = refs.len(), units = plan.groups.len(), %hash, "proof batch submitted");
+        Ok(Some(hash))
+    }
+}

@@ -1,0 +1,210 @@
+//! The chain service: one `tick` does everything once; `run` ticks every `chain.poll_ms` until
+//! asked to stop. Every state lives in the proof store or on the chain, so any tick may fail and
+//! the next one repairs. One concern a file:
+//!
+//! - `epochs`: the current epoch, delivered once its seed is final, watched for seed changes;
+//! - `delivery`: transactions settled, proofs reconciled with the logs, batches submitted;
+//! - `claims`: rewards claimed once an epoch.
+
+mod claims;
+mod delivery;
+mod epochs;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::TxHash;
+use alloy::signers::local::PrivateKeySigner;
+use capminer_config::ChainConfig;
+use capminer_proofs::store::ProofStore;
+use capminer_proofs::{Epoch, ProofRef, Seed, UnitId, UnitKind};
+
+use crate::handle::ChainHandle;
+use crate::metrics::ChainMetrics;
+use crate::txmanager::TxManager;
+use crate::{ChainError, Result};
+
+/// What the service needs besides the proof store.
+#[derive(Debug, Clone)]
+pub struct ChainSetup {
+    /// `[chain]`.
+    pub config: ChainConfig,
+    /// The units whose proofs this service submits: id, kind, label.
+    pub units: Vec<(UnitId, UnitKind, String)>,
+    /// The provider's signer.
+    pub signer: PrivateKeySigner,
+    /// The GPU challenge word this miner computes (`GpuChallenge::to_word`), when it runs GPU
+    /// units: connecting refuses a contract that states other parameters.
+    pub gpu_challenge: Option<[u8; 32]>,
+}
+
+#[derive(Debug, Clone)]
+struct UnitRow {
+    index: u32,
+    label: String,
+}
+
+/// Per-epoch seed and parameters of both kinds.
+#[derive(Debug, Clone, Copy)]
+struct EpochParams {
+    seed: Seed,
+    seed_block: u64,
+    min: [u32; 2],
+    max: [u32; 2],
+}
+
+/// What one tick saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Head block number.
+    pub head: u64,
+    /// The chain's current epoch.
+    pub chain_epoch: u64,
+    /// A new epoch for the miner, if one started (or on the first tick).
+    pub new_epoch: Option<Epoch>,
+    /// Hash of a proof batch sent this tick.
+    pub submitted: Option<TxHash>,
+}
+
+/// The chain client of one provider.
+#[derive(Debug)]
+pub struct ChainService {
+    config: ChainConfig,
+    chain: ChainHandle,
+    store: Arc<ProofStore>,
+    metrics: ChainMetrics,
+    txm: TxManager,
+    units: HashMap<UnitId, UnitRow>,
+    by_index: HashMap<u32, UnitId>,
+    delivered: Option<u64>,
+    params: BTreeMap<u64, EpochParams>,
+    first_seen: HashMap<ProofRef, Instant>,
+    advancing: Option<u64>,
+    claimed_at: Option<u64>,
+}
+
+impl ChainService {
+    /// Connects: checks the chain id, the contract, the GPU challenge when it runs GPU units,
+    /// and that every unit is registered to the signer; reads the epoch schedule.
+    pub async fn connect(
+        setup: ChainSetup,
+        store: Arc<ProofStore>,
+        metrics: ChainMetrics,
+    ) -> Result<Self> {
+        let config = setup.config;
+        let chain = ChainHandle::connect(&config).await?;
+        if let Some(local) = setup.gpu_challenge
+            && setup
+                .units
+                .iter()
+                .any(|(_, kind, _)| *kind == UnitKind::Gpu)
+        {
+            chain.check_gpu_challenge(&local).await?;
+        }
+        let contract = chain.contract();
+        let address = chain.address;
+        let from = setup.signer.address();
+        let mut units = HashMap::new();
+        let mut by_index = HashMap::new();
+        for (id, _kind, label) in setup.units {
+            let index = contract
+                .unitIndexOf(id.0.into())
+                .call()
+                .await
+                .map_err(|e| match chain.call_error("unitIndexOf")(e) {
+                    ChainError::Revert { .. } => ChainError::Setup(format!(
+                        "unit {label} ({id}) is not registered on contract {address}: register it first"
+                    )),
+                    other => other,
+                })?;
+            let info = contract
+                .unitInfo(index)
+                .call()
+                .await
+                .map_err(chain.call_error("unitInfo"))?;
+            if info.provider != from {
+                return Err(ChainError::Setup(format!(
+                    "unit {label} ({id}) is registered to {}, not to this signer {from}",
+                    info.provider
+                )));
+            }
+            if info.collateral < info.registeredCollateral {
+                tracing::warn!(unit = %label, have = info.collateral, need = info.registeredCollateral, "unit short of collateral (slashed): its proofs are skipped until it is topped up");
+            }
+            by_index.insert(index, id);
+            units.insert(id, UnitRow { index, label });
+        }
+        let txm = TxManager::new(
+            chain.provider.clone(),
+            EthereumWallet::from(setup.signer),
+            from,
+            chain.chain_id,
+            chain.endpoint.clone(),
+            config.gas.clone(),
+            metrics.clone(),
+        );
+        tracing::info!(%address, chain_id = chain.chain_id, %from, units = units.len(), epoch_seconds = chain.schedule.duration, "chain client connected to {}", chain.endpoint);
+        Ok(Self {
+            chain,
+            store,
+            metrics,
+            txm,
+            units,
+            by_index,
+            delivered: None,
+            params: BTreeMap::new(),
+            first_seen: HashMap::new(),
+            advancing: None,
+            claimed_at: None,
+            config,
+        })
+    }
+
+    /// Ticks every `chain.poll_ms` until `stop` returns true, handing new epochs to `on_epoch`.
+    /// Failed ticks are logged and retried; nothing is lost in between.
+    pub async fn run(mut self, mut on_epoch: impl FnMut(Epoch), stop: impl Fn() -> bool) {
+        let period = Duration::from_millis(self.config.poll_ms);
+        while !stop() {
+            match self.tick().await {
+                Ok(report) => {
+                    if let Some(epoch) = report.new_epoch {
+                        on_epoch(epoch);
+                    }
+                }
+                Err(e) if e.is_retryable() => tracing::warn!("chain: {e}; retrying"),
+                Err(e) => tracing::error!("chain: {e}"),
+            }
+            tokio::time::sleep(period).await;
+        }
+    }
+
+    /// True while proofs of `e` can still be submitted at time `now` (with a safety margin of
+    /// two polls for the transaction to get in).
+    fn open(&self, e: u64, now: u64, current: u64) -> bool {
+        let margin = 2 * self.config.poll_ms.div_ceil(1000);
+        e == current || (e + 1 == current && now + margin < self.chain.schedule.close_time(e))
+    }
+
+    /// One pass of everything.
+    pub async fn tick(&mut self) -> Result<TickReport> {
+        let (head, now) =
+            crate::txmanager::latest_head(&self.chain.provider, &self.chain.endpoint).await?;
+        let current = self.chain.schedule.epoch_at(now);
+        self.metrics.last_block.set(head.number as i64);
+        self.metrics.chain_epoch.set(current as i64);
+        let mut report = TickReport {
+            head: head.number,
+            chain_epoch: current,
+            ..TickReport::default()
+        };
+
+        report.new_epoch = self.watch_epoch(current, head).await?;
+        self.settle(head).await?;
+        self.reconcile(head.number, now, current).await?;
+        report.submitted = self.submit(head, now, current).await?;
+        self.claim(head, current).await?;
+        Ok(report)
+    }
+}

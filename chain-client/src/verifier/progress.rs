@@ -1,0 +1,88 @@
+//! The verifier's progress on disk: the next epoch to verify, per contract, written atomically
+//! and durably so a restart resumes there.
+
+use std::path::{Path, PathBuf};
+
+use alloy::primitives::Address;
+
+use crate::{ChainError, Result};
+
+/// The verifier's progress on disk: the next epoch to verify, per contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct Progress {
+    pub(super) contract: Address,
+    pub(super) next_epoch: u64,
+}
+
+fn progress_path(dir: &Path) -> PathBuf {
+    dir.join("progress.json")
+}
+
+pub(super) fn load_progress(dir: &Path, contract: Address) -> Result<u64> {
+    let path = progress_path(dir);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let p: Progress = serde_json::from_str(&text).map_err(|e| {
+                ChainError::Setup(format!("verifier progress file {}: {e}", path.display()))
+            })?;
+            Ok(if p.contract == contract {
+                p.next_epoch
+            } else {
+                0
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(ChainError::Setup(format!(
+            "verifier progress file {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Writes the progress atomically and durably (temporary file, fsync, rename, fsync dir).
+pub(super) fn save_progress(dir: &Path, progress: Progress) -> Result<()> {
+    use std::io::Write;
+    let io = |e: std::io::Error| {
+        ChainError::Setup(format!("verifier progress in {}: {e}", dir.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let tmp = dir.join("progress.json.tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(
+        serde_json::to_string(&progress)
+            .expect("progress serializes")
+            .as_bytes(),
+    )
+    .and_then(|()| f.sync_all())
+    .map_err(io)?;
+    std::fs::rename(&tmp, progress_path(dir)).map_err(io)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_survives_and_is_per_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Address::repeat_byte(1);
+        assert_eq!(load_progress(dir.path(), a).unwrap(), 0);
+        save_progress(
+            dir.path(),
+            Progress {
+                contract: a,
+                next_epoch: 7,
+            },
+        )
+        .unwrap();
+        assert_eq!(load_progress(dir.path(), a).unwrap(), 7);
+        assert_eq!(
+            load_progress(dir.path(), Address::repeat_byte(2)).unwrap(),
+            0,
+            "another contract starts over"
+        );
+    }
+}

@@ -1,0 +1,56 @@
+//! The gas budget of `submitProofs`, enforced: gas is deterministic, so this fails the moment a
+//! change makes a 100-proof batch cost more than 1,500 gas a proof (whole transaction: 21,000
+//! base, calldata and execution). `cargo bench --bench chain_gas` prints the full table.
+
+use capminer_chain::bindings::Capacity;
+use capminer_chain::devnet;
+use capminer_proofs::{Target, UnitKind};
+
+use super::{Net, spec, unit_id};
+
+/// Gas a proof at 100 proofs of one unit, first batch of the epoch, at most.
+const BUDGET: u64 = 1_500;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_proof_batch_stays_within_the_gas_budget() {
+    let net = Net::start(&spec(Target([0xff; 32]), 1, 100_000), &[]).await;
+    let unit = net.register(1, &[(unit_id(1, 1), UnitKind::Cpu)]).await[0];
+    let e = net.next_epoch().await;
+    let contract = Capacity::new(
+        net.address(),
+        devnet::signing_provider(&net.url, net.key(1)).unwrap(),
+    );
+    contract
+        .advanceEpoch()
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let seed = net.contract().epochInfo(e).call().await.unwrap().seed;
+    let mut packed = unit.to_be_bytes().to_vec();
+    packed.extend_from_slice(&100u16.to_be_bytes());
+    for n in 0..100u64 {
+        packed.extend_from_slice(&(n * 7919 + 13).to_be_bytes());
+    }
+    let receipt = contract
+        .submitProofs(e, seed, packed.into())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(receipt.status());
+    assert_eq!(net.count(unit, e).await, 100);
+    let per_proof = receipt.gas_used / 100;
+    eprintln!(
+        "submitProofs, 100 proofs: {} gas, {per_proof} a proof",
+        receipt.gas_used
+    );
+    assert!(
+        per_proof <= BUDGET,
+        "{per_proof} gas a proof is over the budget of {BUDGET}"
+    );
+}
