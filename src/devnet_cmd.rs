@@ -40,7 +40,7 @@ pub struct DevnetArgs {
     #[arg(long, default_value_t = 30)]
     grace_seconds: u64,
     /// Seconds after the grace window for attestations and reports; then an epoch settles.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 90)]
     verify_seconds: u64,
     /// Seconds between scheduling a governance call and executing it.
     #[arg(long, default_value_t = 0)]

@@ -749,3 +749,107 @@ async fn samples_are_signed_per_verifier_and_the_sample_hash_is_the_contracts() 
     );
     assert_eq!(attested.inner.data.checked, 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn governance_changes_take_effect_and_a_report_quorum_above_one_slashes_into_the_pool() {
+    let net = Net::start(&spec(Target([0xff; 32]), 1, 100), &[]).await;
+    let unit = net.register(1, &[(unit_id(1, 4), UnitKind::Cpu)]).await[0];
+    // A second verifier, then a quorum of two; new parameters from the next epoch.
+    let add = Capacity::addVerifierCall { v: ACCOUNTS[4] };
+    devnet::schedule(&net.url, net.key(0), net.address(), &add)
+        .await
+        .unwrap();
+    devnet::execute(&net.url, net.key(0), net.address(), &add)
+        .await
+        .unwrap();
+    let quorum = Capacity::setQuorumCall { q: 2 };
+    devnet::schedule(&net.url, net.key(0), net.address(), &quorum)
+        .await
+        .unwrap();
+    devnet::execute(&net.url, net.key(0), net.address(), &quorum)
+        .await
+        .unwrap();
+    assert_eq!(net.contract().quorum().call().await.unwrap(), 2);
+    assert_eq!(net.contract().verifierCount().call().await.unwrap(), 2);
+    let now = net.epoch().await;
+    let mut params = net.contract().kindParams(0).call().await.unwrap();
+    params.maxProofs = 3;
+    let set = Capacity::setKindParamsCall { kind: 0, p: params };
+    devnet::schedule(&net.url, net.key(0), net.address(), &set)
+        .await
+        .unwrap();
+    devnet::execute(&net.url, net.key(0), net.address(), &set)
+        .await
+        .unwrap();
+    let info = net.contract().epochInfo(now).call().await.unwrap();
+    assert_eq!(
+        info.maxProofs[0], 100,
+        "the running epoch keeps its parameters"
+    );
+
+    let e = net.next_epoch().await;
+    seeded(&net).await;
+    assert_eq!(
+        net.contract().epochInfo(e).call().await.unwrap().maxProofs[0],
+        3
+    );
+    assert_eq!(
+        submit(&net, unit, &[1, 2, 3, 4, 5]).await,
+        3,
+        "the new maximum"
+    );
+    close(&net, e).await;
+
+    // One report of two changes nothing; the second fails the unit-epoch and slashes into the
+    // reward pool.
+    let evidence = groups(&net, unit, e).await;
+    report(&net, 2, unit, e, 2, evidence.clone()).await.unwrap();
+    let state = net.contract().unitEpoch(unit, e).call().await.unwrap();
+    assert!(!state.failed);
+    assert_eq!(collateral(&net, unit).await, COLLATERAL as u128);
+    let twice = report(&net, 2, unit, e, 2, evidence.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(twice, CapacityErrors::AlreadyReported(_)),
+        "{twice:?}"
+    );
+    let pool: U256 = net.contract().rewardPool().call().await.unwrap();
+    report(&net, 4, unit, e, 2, evidence).await.unwrap();
+    assert!(
+        net.contract()
+            .unitEpoch(unit, e)
+            .call()
+            .await
+            .unwrap()
+            .failed
+    );
+    assert_eq!(collateral(&net, unit).await, (COLLATERAL * 9 / 10) as u128);
+    assert_eq!(
+        net.contract().rewardPool().call().await.unwrap() - pool,
+        U256::from(COLLATERAL / 10),
+        "the slash went to the pool"
+    );
+
+    // Back to one verifier: the quorum first, then the removal.
+    let quorum = Capacity::setQuorumCall { q: 1 };
+    devnet::schedule(&net.url, net.key(0), net.address(), &quorum)
+        .await
+        .unwrap();
+    devnet::execute(&net.url, net.key(0), net.address(), &quorum)
+        .await
+        .unwrap();
+    let remove = Capacity::removeVerifierCall { v: ACCOUNTS[4] };
+    devnet::schedule(&net.url, net.key(0), net.address(), &remove)
+        .await
+        .unwrap();
+    devnet::execute(&net.url, net.key(0), net.address(), &remove)
+        .await
+        .unwrap();
+    assert!(!net.contract().isVerifier(ACCOUNTS[4]).call().await.unwrap());
+    let outsider = send(at(&net, 4).abstain(unit, e, 1)).await.unwrap_err();
+    assert!(
+        matches!(outsider, CapacityErrors::NotVerifier(_)),
+        "{outsider:?}"
+    );
+}
