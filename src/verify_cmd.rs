@@ -82,7 +82,6 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             Verdict::WrongHash { hash, claimed } => {
                 format!("hash is {hash}, the prover reported {claimed}")
             }
-            Verdict::Unverifiable(why) => why.to_string(),
         };
         invalid += 1;
         println!("INVALID {} ({}): {why}", p.proof.id(), p.proof.kind);

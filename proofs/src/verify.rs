@@ -40,8 +40,6 @@ pub enum Verdict {
         /// The reported one.
         claimed: Hash,
     },
-    /// This build cannot check this kind of proof.
-    Unverifiable(&'static str),
 }
 
 impl Verdict {

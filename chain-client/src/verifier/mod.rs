@@ -380,21 +380,7 @@ impl VerifierService {
                 .verified
                 .with_label_values(&[kind.as_str()])
                 .inc_by(at.len() as u64);
-            if at
-                .iter()
-                .any(|&i| matches!(checks[i], Verdict::Unverifiable(_)))
-            {
-                tracing::error!(
-                    unit = index,
-                    epoch = e,
-                    "cannot verify this unit's proofs: abstaining"
-                );
-                sent |= self
-                    .abstain(index, e, Abstain::UnsupportedKind, head)
-                    .await?;
-                continue;
-            }
-            let invalid: Vec<u64> = at
+let invalid: Vec<u64> = at
                 .iter()
                 .filter(|&&i| matches!(checks[i], Verdict::AboveTarget { .. }))
                 .map(|&i| claims[i].nonce)
