@@ -380,7 +380,7 @@ impl VerifierService {
                 .verified
                 .with_label_values(&[kind.as_str()])
                 .inc_by(at.len() as u64);
-let invalid: Vec<u64> = at
+            let invalid: Vec<u64> = at
                 .iter()
                 .filter(|&&i| matches!(checks[i], Verdict::AboveTarget { .. }))
                 .map(|&i| claims[i].nonce)
