@@ -51,6 +51,8 @@ pub fn run_node(
         ))?;
     }
     runtime.spawn(wait_for_signal(stop.clone()));
+    // The chain client stops after the miner, so it can deliver what the units found last.
+    let chain_stop = Arc::new(AtomicBool::new(false));
 
     match chain {
         None => miner.set_epoch(epoch::fixed_epoch(config))?,
@@ -68,10 +70,12 @@ pub fn run_node(
             };
             let metrics = ChainMetrics::register(registry)?;
             let service = runtime.block_on(ChainService::connect(setup, store.clone(), metrics))?;
-            let (m, s) = (miner.clone(), stop.clone());
+            let (m, s) = (Arc::downgrade(&miner), chain_stop.clone());
             let task = runtime.spawn(service.run(
                 move |e| {
-                    if let Err(err) = m.set_epoch(e) {
+                    if let Some(m) = m.upgrade()
+                        && let Err(err) = m.set_epoch(e)
+                    {
                         tracing::error!("cannot start epoch {}: {err}", e.number);
                     }
                 },
@@ -103,13 +107,14 @@ pub fn run_node(
         std::thread::sleep(Duration::from_millis(200));
     };
     stop.store(true, Ordering::Release);
-    tracing::info!("stopping: waiting for the chain client and the units to finish");
-    for (_, task) in critical {
-        let _ = runtime.block_on(task);
-    }
+    tracing::info!("stopping: units first, then the chain client delivers what they found");
     let miner = Arc::try_unwrap(miner)
         .map_err(|_| anyhow::anyhow!("the miner is still shared at shutdown"))?;
     let stopped = miner.stop();
+    chain_stop.store(true, Ordering::Release);
+    for (_, task) in critical {
+        let _ = runtime.block_on(task);
+    }
     match (failed, stopped) {
         (None, Ok(())) => Ok(ExitCode::SUCCESS),
         (_, Err(e)) => Err(e.into()),

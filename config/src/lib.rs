@@ -346,6 +346,9 @@ pub struct ChainConfig {
     pub start_block: u64,
     /// How often to poll the node for new blocks, in milliseconds.
     pub poll_ms: u64,
+    /// On SIGINT or SIGTERM, how long the client keeps delivering the proofs already found
+    /// (of epochs whose window is still open) before it exits, in milliseconds.
+    pub stop_timeout_ms: u64,
     /// Blocks on top of a proof's block before it is final.
     pub confirmations: u64,
     /// Most blocks one `eth_getLogs` query spans (nodes cap log queries; the range is read in
@@ -369,6 +372,7 @@ impl Default for ChainConfig {
             key_file: None,
             start_block: 0,
             poll_ms: 1000,
+            stop_timeout_ms: 30_000,
             confirmations: 3,
             log_range: 5000,
             gas: GasConfig::default(),

@@ -320,7 +320,8 @@ impl ChainService {
             .min()
             .copied()
             .unwrap_or(seen_now);
-        let due = plan.proofs() >= batch_cfg.max_proofs
+        let due = self.draining
+            || plan.proofs() >= batch_cfg.max_proofs
             || epoch < current
             || seen_now.duration_since(oldest) >= Duration::from_millis(batch_cfg.max_wait_ms);
         if !due {

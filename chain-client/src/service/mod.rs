@@ -18,7 +18,7 @@ use alloy::network::EthereumWallet;
 use alloy::primitives::TxHash;
 use alloy::signers::local::PrivateKeySigner;
 use capminer_config::ChainConfig;
-use capminer_proofs::store::ProofStore;
+use capminer_proofs::store::{ProofState, ProofStore};
 use capminer_proofs::{Epoch, ProofRef, Seed, UnitId, UnitKind};
 
 use crate::handle::ChainHandle;
@@ -83,6 +83,8 @@ pub struct ChainService {
     first_seen: HashMap<ProofRef, Instant>,
     advancing: Option<u64>,
     claimed_at: Option<u64>,
+    /// Stopping: every found proof is due at once.
+    draining: bool,
 }
 
 impl ChainService {
@@ -158,12 +160,14 @@ impl ChainService {
             first_seen: HashMap::new(),
             advancing: None,
             claimed_at: None,
+            draining: false,
             config,
         })
     }
 
-    /// Ticks every `chain.poll_ms` until `stop` returns true, handing new epochs to `on_epoch`.
-    /// Failed ticks are logged and retried; nothing is lost in between.
+    /// Ticks every `chain.poll_ms` until `stop` returns true, handing new epochs to `on_epoch`;
+    /// then delivers what is left (see [`ChainService::drain`]). Failed ticks are logged and
+    /// retried; nothing is lost in between.
     pub async fn run(mut self, mut on_epoch: impl FnMut(Epoch), stop: impl Fn() -> bool) {
         let period = Duration::from_millis(self.config.poll_ms);
         while !stop() {
@@ -175,6 +179,51 @@ impl ChainService {
                 }
                 Err(e) if e.is_retryable() => tracing::warn!("chain: {e}; retrying"),
                 Err(e) => tracing::error!("chain: {e}"),
+            }
+            tokio::time::sleep(period).await;
+        }
+        self.drain().await;
+    }
+
+    /// The graceful stop: keeps ticking (new epochs are no longer handed on) until every proof
+    /// found is in a block, or `chain.stop_timeout_ms` has passed; then says what is left and
+    /// why. Proofs whose window closed are skipped as always; what is left stays in the store
+    /// and goes out at the next start while its window is open.
+    pub async fn drain(&mut self) {
+        let period = Duration::from_millis(self.config.poll_ms);
+        let deadline = Instant::now() + Duration::from_millis(self.config.stop_timeout_ms);
+        self.draining = true;
+        loop {
+            let pending = self.store.proofs(|p| {
+                matches!(p.state, ProofState::Found | ProofState::Submitted { .. })
+                    && self.units.contains_key(&p.proof.unit)
+            });
+            if pending.is_empty() {
+                tracing::info!("chain client stopped: every proof found is in a block");
+                return;
+            }
+            if Instant::now() >= deadline {
+                let mut by_epoch: BTreeMap<u64, (usize, usize)> = BTreeMap::new();
+                for p in &pending {
+                    let e = by_epoch.entry(p.proof.epoch).or_default();
+                    match p.state {
+                        ProofState::Found => e.0 += 1,
+                        _ => e.1 += 1,
+                    }
+                }
+                for (epoch, (found, submitted)) in by_epoch {
+                    tracing::warn!(
+                        epoch,
+                        found,
+                        submitted,
+                        timeout_ms = self.config.stop_timeout_ms,
+                        "chain client stopped before these proofs were in a block (chain.stop_timeout_ms passed): they stay in the store and are delivered at the next start while their epoch's window is open"
+                    );
+                }
+                return;
+            }
+            if let Err(e) = self.tick().await {
+                tracing::warn!("chain, stopping: {e}; retrying");
             }
             tokio::time::sleep(period).await;
         }

@@ -6,6 +6,7 @@ mod delivery;
 mod flow;
 mod gas;
 mod restart;
+mod stop;
 mod verifiers;
 
 use std::path::PathBuf;
