@@ -169,6 +169,17 @@ async fn resubmission_changes_nothing_extra_proofs_are_skipped_and_foreign_units
     }
 }
 
+/// The `submitProofs` call a transaction carried.
+async fn submitted_call(net: &Net, tx: alloy::primitives::TxHash) -> Capacity::submitProofsCall {
+    let sent = net
+        .provider
+        .get_transaction_by_hash(tx)
+        .await
+        .unwrap()
+        .expect("the transaction is known");
+    Capacity::submitProofsCall::abi_decode(alloy::consensus::Transaction::input(&sent)).unwrap()
+}
+
 fn client_txm(net: &Net, account: usize) -> capminer_chain::txmanager::TxManager {
     let signer = net.key(account);
     let from = signer.address();
@@ -203,6 +214,7 @@ async fn a_reorg_that_drops_an_included_batch_leads_to_its_resubmission() {
         10
     );
     assert_eq!(net.count(index, epoch).await, 10);
+    let first_call = submitted_call(&net, first).await;
 
     // The block with the batch leaves the chain, and its transaction with it.
     net.provider.anvil_set_auto_mine(false).await.unwrap();
@@ -221,7 +233,7 @@ async fn a_reorg_that_drops_an_included_batch_leads_to_its_resubmission() {
         resubmitted = resubmitted.or(report.submitted);
         net.advance(0).await;
     }
-    // The same proofs with the same account nonce and fees make the very same transaction.
+    // The same proofs went out again, under the same epoch and seed, and got in.
     let again = resubmitted.expect("the dropped proofs were submitted again");
     assert!(
         net.provider
@@ -230,6 +242,12 @@ async fn a_reorg_that_drops_an_included_batch_leads_to_its_resubmission() {
             .unwrap()
             .is_some(),
         "{first} {again}"
+    );
+    let again_call = submitted_call(&net, again).await;
+    assert_eq!(
+        (again_call.epoch, again_call.seed, &again_call.packed),
+        (first_call.epoch, first_call.seed, &first_call.packed),
+        "the resubmission carries exactly the dropped batch"
     );
     assert_eq!(
         net.count(index, epoch).await,
@@ -255,6 +273,13 @@ async fn a_stuck_transaction_is_replaced_with_higher_fees() {
     net.provider.anvil_set_auto_mine(false).await.unwrap();
     found(&store, epoch, 1..4);
     let first = client.tick().await.unwrap().submitted.unwrap();
+    let first_nonce = alloy::consensus::Transaction::nonce(
+        &net.provider
+            .get_transaction_by_hash(first)
+            .await
+            .unwrap()
+            .expect("the first transaction is pending"),
+    );
 
     // Blocks come, but the base fee is far above what the transaction offers.
     let gwei = 1_000_000_000u128;
@@ -296,13 +321,8 @@ async fn a_stuck_transaction_is_replaced_with_higher_fees() {
         .unwrap();
     assert_eq!(
         alloy::consensus::Transaction::nonce(&tx),
-        alloy::consensus::Transaction::nonce(
-            &net.provider
-                .get_transaction_by_hash(first)
-                .await
-                .unwrap()
-                .map_or(tx.clone(), |t| t)
-        )
+        first_nonce,
+        "the replacement reuses the stuck transaction's account nonce"
     );
     let fee = alloy::consensus::Transaction::max_fee_per_gas(&tx);
     assert!(
