@@ -157,16 +157,19 @@ fn verify_accepts_mined_proofs_and_names_a_tampered_one() {
         "SIGTERM stops the miner cleanly: {status:?}"
     );
 
+    let out = run(&["proofs", "export", "-c", path.to_str().unwrap()]);
+    let mut file: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let n = file["proofs"].as_array().unwrap().len();
+    assert!(n >= 6);
     let out = run(&["verify", "-c", path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains(" 0 invalid"),
-        "{}",
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("verified {n} proofs: {n} valid, 0 invalid")),
+        "every stored proof recomputed, none skipped: {}",
         text(&out)
     );
 
-    let out = run(&["proofs", "export", "-c", path.to_str().unwrap()]);
-    let mut file: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let nonce = file["proofs"][2]["nonce"].as_u64().unwrap();
     file["proofs"][2]["nonce"] = (nonce + 1_000_000).into();
     let tampered = dir.path().join("tampered.json");
@@ -189,4 +192,8 @@ fn verify_accepts_mined_proofs_and_names_a_tampered_one() {
         "{stdout}"
     );
     assert_eq!(stdout.matches("INVALID").count(), 1, "{stdout}");
+    assert!(
+        stdout.contains(&format!("verified {n} proofs: {} valid, 1 invalid", n - 1)),
+        "{stdout}"
+    );
 }
