@@ -85,8 +85,9 @@ fn a_wrong_gpu_result_is_a_compute_error_and_never_stored() {
     let keys = UnitKeys::new(e.seed.as_bytes(), unit.as_bytes());
     let dataset = Arc::new(GpuDataset::new(&device, params).unwrap());
     dataset.build(&cache, &keys);
-    // Corrupt every eighth item in device memory: almost every hash now reads a bad one.
-    for i in (0..params.items()).step_by(8) {
+    // Corrupt one item in 512 in device memory: about one hash in eight reads a bad one, so
+    // the GPU reports both true and false hits.
+    for i in (0..params.items()).step_by(512) {
         dataset.overwrite_item(i, &[0xdead_beef; 32]);
     }
 
@@ -140,6 +141,7 @@ fn a_wrong_gpu_result_is_a_compute_error_and_never_stored() {
     assert!(ctx.hashes() > 0);
     // What reached the store is what the CPU reference confirms, and nothing else.
     let stored = store.proofs(|_| true);
+    assert!(!stored.is_empty(), "the true hits were stored");
     for p in &stored {
         let reference = checked.hash_one(p.proof.nonce).unwrap();
         assert_eq!(p.proof.hash.0, reference);
