@@ -112,8 +112,14 @@ fn units_prove_rekey_pause_restart_and_every_proof_verifies() {
 
     // Pause stops hashing within a round; resume restarts it.
     miner.set_paused(true);
-    std::thread::sleep(Duration::from_millis(400));
-    let paused: Vec<u64> = miner.units().iter().map(|u| u.hashes()).collect();
+    let hashes = || -> Vec<u64> { miner.units().iter().map(|u| u.hashes()).collect() };
+    // The counters settle once the rounds in flight end (however loaded the machine), and stay.
+    let paused = wait_for(Duration::from_secs(10), || {
+        let before = hashes();
+        std::thread::sleep(Duration::from_millis(300));
+        (hashes() == before).then_some(before)
+    })
+    .expect("hashing stops once paused");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
         paused,
