@@ -117,8 +117,8 @@ contract Capacity {
     uint32 public verifierCount;
     uint32 public quorum;
     mapping(bytes32 => bool) internal attested; // keccak(unit-epoch key, verifier)
-    mapping(bytes32 => bool) internal reported; // keccak(unit-epoch key, nonce, verifier)
-    mapping(bytes32 => uint256) internal reportCount; // keccak(unit-epoch key, nonce)
+    mapping(bytes32 => bool) internal reported; // keccak(unit-epoch key, verifier)
+    mapping(uint256 => uint256) internal reportCount; // unit-epoch key => verifiers that reported
 
     /// Timelocked calls: keccak256(calldata) => earliest execution time.
     mapping(bytes32 => uint256) public scheduledAt;
@@ -743,9 +743,11 @@ contract Capacity {
     /// @notice A verifier reports that `nonce`, accepted for the unit in the epoch, is invalid
     /// (`reason`: 1 hash above target, 2 other). `groups` is the evidence: the accepted nonces of
     /// every `ProofsAccepted` log of the unit-epoch, in log order; their chained digest must be
-    /// the contract's and one of them must hold `nonce`. At quorum the unit-epoch fails (no
-    /// reward, even if attested) and `slashRateBps` of the unit's registered collateral goes to
-    /// the reward pool. Only between the window's close and `settleTime`.
+    /// the contract's and one of them must hold `nonce`. One report per verifier and unit-epoch;
+    /// the verifiers of a quorum may each name another invalid nonce (each from its own sample).
+    /// At quorum the unit-epoch fails (no reward, even if attested) and `slashRateBps` of the
+    /// unit's registered collateral goes to the reward pool. Only between the window's close and
+    /// `settleTime`.
     function reportInvalid(uint32 unit, uint64 epoch, uint64 nonce, uint8 reason, bytes[] calldata groups)
         external
         onlyVerifier
@@ -756,10 +758,10 @@ contract Capacity {
         bytes32 expected = unitEpochDigest[key];
         if (expected == 0) revert NothingSubmitted(unit, epoch);
         _checkEvidence(unit, epoch, nonce, expected, groups);
-        bytes32 mark = keccak256(abi.encode(key, nonce, msg.sender));
+        bytes32 mark = keccak256(abi.encode(key, msg.sender));
         if (reported[mark]) revert AlreadyReported(unit, epoch, nonce, msg.sender);
         reported[mark] = true;
-        uint256 n = ++reportCount[keccak256(abi.encode(key, nonce))];
+        uint256 n = ++reportCount[key];
         emit InvalidProofReported(unit, epoch, nonce, reason, msg.sender);
         uint256 word = unitEpochWord[key];
         if (n >= quorum && word & FAILED == 0) {

@@ -19,6 +19,8 @@ pub struct MinerMetrics {
     pub proofs_waiting: IntGaugeVec,
     /// Failed writes to the proof store (proofs kept in memory and retried).
     pub store_errors: IntCounterVec,
+    /// Proofs dropped because their epoch was re-seeded while they were mined.
+    pub proofs_stale: IntCounterVec,
     /// Dataset (or light cache) build time.
     pub dataset_build_seconds: HistogramVec,
     /// Share of the unit's dataset on 2 MiB pages (reserved or transparent), 0 to 1.
@@ -81,6 +83,13 @@ impl MinerMetrics {
                 ),
                 UNIT,
             )?,
+            proofs_stale: IntCounterVec::new(
+                Opts::new(
+                    "capminer_proofs_stale_total",
+                    "Proofs dropped: mined under a seed their epoch no longer has (a deep reorg)",
+                ),
+                UNIT,
+            )?,
             dataset_build_seconds: HistogramVec::new(
                 HistogramOpts::new(
                     "capminer_dataset_build_seconds",
@@ -127,6 +136,7 @@ impl MinerMetrics {
         registry.register(Box::new(metrics.proofs_stored.clone()))?;
         registry.register(Box::new(metrics.proofs_waiting.clone()))?;
         registry.register(Box::new(metrics.store_errors.clone()))?;
+        registry.register(Box::new(metrics.proofs_stale.clone()))?;
         registry.register(Box::new(metrics.dataset_build_seconds.clone()))?;
         registry.register(Box::new(metrics.huge_pages.clone()))?;
         registry.register(Box::new(metrics.unit_info.clone()))?;

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use capminer_kernels::Searcher;
+use capminer_proofs::StoreError;
 use capminer_proofs::store::ProofStore;
 use capminer_proofs::{Epoch, Hash, Proof, UnitId, UnitKind};
 use prometheus::{IntCounter, IntGauge};
@@ -100,6 +101,7 @@ pub struct UnitContext {
     stored_metric: IntCounter,
     waiting_metric: IntGauge,
     store_errors: IntCounter,
+    stale_metric: IntCounter,
 }
 
 impl UnitContext {
@@ -120,6 +122,7 @@ impl UnitContext {
             stored_metric: metrics.proofs_stored.with_label_values(&labels),
             waiting_metric: metrics.proofs_waiting.with_label_values(&labels),
             store_errors: metrics.store_errors.with_label_values(&labels),
+            stale_metric: metrics.proofs_stale.with_label_values(&labels),
             info,
             control,
             store,
@@ -201,11 +204,11 @@ impl UnitContext {
             for p in &found {
                 tracing::info!(unit = %self.info.label, epoch = epoch.number, nonce = p.nonce, "proof found");
             }
-            self.release(thread, order, found, false);
+            self.release(thread, order, epoch, found, false);
             // Ask for twice what fitted in this round: the deadline, not the chunk, ends rounds.
             chunk = searched.hashed.saturating_mul(2).clamp(1, 1 << 32);
         };
-        self.release(thread, order, Vec::new(), true);
+        self.release(thread, order, epoch, Vec::new(), true);
         result
     }
 
@@ -221,7 +224,14 @@ impl UnitContext {
         }
     }
 
-    fn release(&self, thread: usize, order: &NonceOrder, found: Vec<Proof>, leaving: bool) {
+    fn release(
+        &self,
+        thread: usize,
+        order: &NonceOrder,
+        epoch: &Epoch,
+        found: Vec<Proof>,
+        leaving: bool,
+    ) {
         {
             let mut orphans = self.orphans.lock().expect("orphans lock poisoned");
             if !orphans.is_empty() {
@@ -238,7 +248,16 @@ impl UnitContext {
             }
         }
         let released = order.end_round(thread, found, leaving, |proofs| {
-            self.store.append(proofs).map(drop)
+            match self.store.append_mined(epoch, proofs) {
+                Err(StoreError::StaleEpoch(e)) => {
+                    // Mined under a seed the chain no longer has: the contract would refuse
+                    // them (and verifiers would report them). Dropped, never retried.
+                    tracing::warn!(unit = %self.info.label, epoch = e, proofs = proofs.len(), "proofs mined under a seed the epoch no longer has (re-seeded by a reorg): dropped");
+                    self.stale_metric.inc_by(proofs.len() as u64);
+                    Ok(())
+                }
+                other => other.map(drop),
+            }
         });
         match released {
             Ok(n) => self.stored_metric.inc_by(n as u64),

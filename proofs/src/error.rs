@@ -27,4 +27,9 @@ pub enum StoreError {
     /// A proof was stored for an epoch whose seed and targets were never recorded.
     #[error("proof store has no record of epoch {0}: record the epoch before its proofs")]
     UnknownEpoch(u64),
+    /// Proofs mined under a seed that is no longer the store's record of their epoch.
+    #[error(
+        "proofs of epoch {0} were mined under a seed the epoch no longer has (re-seeded by a reorg): not stored"
+    )]
+    StaleEpoch(u64),
 }

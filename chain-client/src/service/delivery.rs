@@ -123,8 +123,15 @@ impl ChainService {
                 .get_transaction_receipt(TxHash::from(tx.0))
                 .await
                 .map_err(self.chain.rpc_error("eth_getTransactionReceipt"))?;
-            if receipt.is_some() {
-                view.mined.insert(tx);
+            // Logs were read up to `head`: a receipt from a later block says nothing yet.
+            match receipt.and_then(|r| r.block_number) {
+                Some(block) if block <= head => {
+                    view.mined.insert(tx);
+                }
+                Some(_) => {
+                    view.inflight.insert(tx);
+                }
+                None => {}
             }
         }
         let changes = tracker::reconcile(&proofs, &view, self.config.confirmations);
@@ -255,6 +262,10 @@ impl ChainService {
             return Ok(None);
         };
         let params = self.params(epoch).await?;
+        // Only proofs mined under the epoch's seed as the chain has it now go out.
+        let Some(seed) = self.mined_seed(epoch).filter(|s| *s == params.seed) else {
+            return Ok(None);
+        };
         let mut backlogs = Vec::new();
         for (unit, row) in &self.units {
             let nonces: Vec<u64> = found
@@ -330,7 +341,7 @@ impl ChainService {
         let packed = plan.encode();
         let data = Capacity::submitProofsCall {
             epoch,
-            seed: params.seed.0.into(),
+            seed: seed.0.into(),
             packed: Bytes::from(packed),
         }
         .abi_encode();
@@ -340,10 +351,18 @@ impl ChainService {
             .await;
         let hash = match sent {
             Err(ChainError::Revert {
-                error: CapacityErrors::SeedMismatch(_) | CapacityErrors::EpochNotSeeded(_),
+                error: CapacityErrors::SeedMismatch(_),
                 ..
             }) => {
-                self.seed_changed(epoch, params.seed)?;
+                self.seed_changed(epoch, seed)?;
+                return Ok(None);
+            }
+            Err(ChainError::Revert {
+                error: CapacityErrors::EpochNotSeeded(_),
+                ..
+            }) => {
+                // The seeding block left the chain; it may come back the same: wait.
+                self.params.remove(&epoch);
                 return Ok(None);
             }
             other => other?,

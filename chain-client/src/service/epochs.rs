@@ -12,18 +12,30 @@ use crate::{ChainError, Result};
 
 impl ChainService {
     /// Delivers the current epoch once its seed is fixed and final (its block
-    /// `chain.confirmations` deep), fixing it ourselves if needed. A delivered epoch's seed is
-    /// read again every tick while its window is open: if a reorg deeper than the
-    /// confirmations changed it, the proofs mined under the old seed are skipped (the contract
-    /// would refuse them) and the epoch is delivered again, so the miner re-keys.
+    /// `chain.confirmations` deep), fixing it ourselves if needed, and records it in the store:
+    /// the seed the miner mines under. A delivered epoch's seed is read again every tick while
+    /// its window is open. Gone (the seeding block left the chain): wait, it may come back the
+    /// same. Another seed (a reorg deeper than the confirmations): the proofs mined under the
+    /// old one are skipped and the old seed retired in the store (the contract would refuse
+    /// them, verifiers would report them), and the epoch is delivered again, so the miner
+    /// re-keys.
     pub(super) async fn watch_epoch(&mut self, current: u64, head: Head) -> Result<Option<Epoch>> {
         if let Some(delivered) = self.delivered
-            && let Some(known) = self.params.get(&delivered).map(|p| p.seed)
             && delivered + 1 >= current
+            && let Some(mined) = self.mined_seed(delivered)
         {
             let (now, _, _) = self.read_epoch(delivered).await?;
-            if now.seed != known {
-                self.seed_changed(delivered, known)?;
+            if now.seed == Seed::default() {
+                tracing::warn!(
+                    epoch = delivered,
+                    "the epoch's seed left the chain (a reorg): waiting for it to be fixed again"
+                );
+                self.params.remove(&delivered);
+                if delivered == current {
+                    self.delivered = None;
+                }
+            } else if now.seed != mined {
+                self.seed_changed(delivered, mined)?;
             }
         }
         if self.delivered == Some(current) {
@@ -48,14 +60,29 @@ impl ChainService {
         if head.number + 1 < seed_block + self.config.confirmations.max(1) {
             return Ok(None); // fixed, not final yet
         }
-        self.remember(&epoch, params)?;
+        if let Some(old) = self.mined_seed(current)
+            && old != epoch.seed
+        {
+            self.seed_changed(current, old)?;
+        }
+        self.params.insert(current, params);
+        self.store.record_epoch(&epoch)?;
         self.delivered = Some(current);
         tracing::info!(epoch = current, seed = %epoch.seed, "chain epoch");
         Ok(Some(epoch))
     }
 
-    /// Proofs of epoch `e` mined under `old`, a seed the chain no longer has: skipped, and
-    /// the epoch delivered again.
+    /// The seed the miner mines epoch `e` under: the store's record, unless retired.
+    pub(super) fn mined_seed(&self, e: u64) -> Option<Seed> {
+        self.store
+            .epoch(e)
+            .map(|r| r.seed)
+            .filter(|s| *s != Seed::default())
+    }
+
+    /// Proofs of epoch `e` mined under `old`, a seed the chain no longer has: skipped, the old
+    /// seed retired in the store (so the miner's late proofs under it are refused), and the
+    /// epoch delivered again.
     pub(super) fn seed_changed(&mut self, e: u64, old: Seed) -> Result<()> {
         let refs: Vec<ProofRef> = self
             .store
@@ -69,8 +96,11 @@ impl ChainService {
             .with_label_values(&["seed_changed"])
             .inc_by(refs.len() as u64);
         self.store.set_state(&refs, ProofState::Skipped)?;
+        self.store.retire_epoch_seed(e)?;
         self.params.remove(&e);
-        self.delivered = None;
+        if self.delivered == Some(e) {
+            self.delivered = None;
+        }
         Ok(())
     }
 
@@ -99,13 +129,8 @@ impl ChainService {
         Ok((epoch, info.seedBlock, params))
     }
 
-    /// Keeps a seeded epoch's parameters and records it in the store.
-    pub(super) fn remember(&mut self, epoch: &Epoch, params: EpochParams) -> Result<()> {
-        self.params.insert(epoch.number, params);
-        self.store.record_epoch(epoch)?;
-        Ok(())
-    }
-
+    /// Epoch `e`'s parameters as the chain has them (cached; never recorded in the store: only
+    /// a delivered, final seed is).
     pub(super) async fn params(&mut self, e: u64) -> Result<EpochParams> {
         if let Some(p) = self.params.get(&e) {
             return Ok(*p);
@@ -117,7 +142,7 @@ impl ChainService {
                 message: format!("epoch {e} has no seed"),
             });
         }
-        self.remember(&epoch, params)?;
+        self.params.insert(e, params);
         Ok(params)
     }
 }

@@ -12,8 +12,8 @@
 //! ```
 //!
 //! Each verifier's sample is its own: keccak256 of its deterministic (RFC 6979) signature, so a
-//! provider or block producer cannot predict it, the verifier cannot grind it, and anyone can
-//! audit it from the `Attested` event. With a fraction `f` of a unit-epoch's `n` nonces fake
+//! provider or block producer cannot predict it, and anyone can audit it from the `Attested`
+//! event. With a fraction `f` of a unit-epoch's `n` nonces fake
 //! and `k = ceil(rate × n)` of them checked, a verifier misses every fake one with probability
 //! `C(n − fn, k) / C(n, k) ≤ (1 − f)^k` (docs/THREATS.md has the table).
 //!
@@ -62,9 +62,9 @@ struct UnitNonces {
     groups: Vec<Bytes>,
 }
 
-/// One unit-epoch to settle after recomputation: unit, kind, digest, sample signature, and the
-/// positions of its sampled claims.
-type Planned = (u32, UnitKind, B256, [u8; 65], Vec<usize>);
+/// One unit-epoch to settle after recomputation: unit, kind, digest, sample signature, and its
+/// sampled claims.
+type Planned = (u32, UnitKind, B256, [u8; 65], Vec<Claim>);
 
 /// Why a verifier could not check a unit-epoch (the contract's `abstain` reasons).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,9 +199,18 @@ impl VerifierService {
             crate::txmanager::latest_head(&self.chain.provider, &self.chain.endpoint).await?;
         let (settled, _) = self.txm.poll(head).await?;
         for s in settled {
-            if let crate::txmanager::Settled::Dropped(flight) = s {
-                tracing::warn!(kind = ?flight.kind, "verifier transaction dropped: verifying the epoch again");
-                self.sent_for = None;
+            match s {
+                crate::txmanager::Settled::Dropped(flight) => {
+                    tracing::warn!(kind = ?flight.kind, "verifier transaction dropped: verifying the epoch again");
+                    self.sent_for = None;
+                }
+                // Estimated fine, mined reverted: the chain moved under it (a reorg changed the
+                // digest). The epoch is checked again against what the chain holds now.
+                crate::txmanager::Settled::Mined(flight, receipt) if !receipt.status() => {
+                    tracing::warn!(kind = ?flight.kind, "verifier transaction reverted when mined: verifying the epoch again");
+                    self.sent_for = None;
+                }
+                crate::txmanager::Settled::Mined(..) => {}
             }
         }
         if let Some(e) = self.sent_for {
@@ -262,7 +271,6 @@ impl VerifierService {
         let me = self.txm.address();
         let mut sent = false;
         let mut plan: Vec<Planned> = Vec::new();
-        let mut claims = Vec::new();
         for (index, unit) in &by_unit {
             let onchain = self
                 .chain
@@ -337,53 +345,51 @@ impl VerifierService {
                 *index,
                 e,
             );
-            let mut at = Vec::new();
-            for i in chosen {
-                at.push(claims.len());
-                claims.push(Claim {
+            let claims = chosen
+                .into_iter()
+                .map(|i| Claim {
                     unit: id,
                     kind,
                     epoch,
                     nonce: unit.nonces[i],
                     hash: None,
-                });
-            }
-            plan.push((*index, kind, unit.digest, signature, at));
+                })
+                .collect();
+            plan.push((*index, kind, unit.digest, signature, claims));
         }
         if plan.is_empty() {
             return Ok(sent);
         }
+        // Recomputation off the runtime, one unit-epoch at a time: a failure is that unit's.
         let checker = self.checker.clone();
-        let n = claims.len();
-        let checked =
-            tokio::task::spawn_blocking(move || checker.check(&claims).map(|c| (c, claims)))
-                .await
-                .map_err(|err| {
-                    ChainError::Setup(format!("verification task of epoch {e}: {err}"))
-                })?;
-        let (checks, claims) = match checked {
-            Ok(c) => c,
-            Err(err) => {
-                tracing::error!(
-                    epoch = e,
-                    proofs = n,
-                    "recomputation failed: {err}; abstaining"
-                );
-                for (index, ..) in &plan {
-                    sent |= self.abstain(*index, e, Abstain::CheckFailed, head).await?;
+        let (plan, results) = tokio::task::spawn_blocking(move || {
+            let results: Vec<_> = plan.iter().map(|p| checker.check(&p.4)).collect();
+            (plan, results)
+        })
+        .await
+        .map_err(|err| ChainError::Setup(format!("verification task of epoch {e}: {err}")))?;
+        for ((index, kind, digest, signature, claims), result) in plan.into_iter().zip(results) {
+            let checks = match result {
+                Ok(checks) => checks,
+                Err(err) => {
+                    tracing::error!(
+                        unit = index,
+                        epoch = e,
+                        "recomputation failed: {err}; abstaining"
+                    );
+                    sent |= self.abstain(index, e, Abstain::CheckFailed, head).await?;
+                    continue;
                 }
-                return Ok(sent);
-            }
-        };
-        for (index, kind, digest, signature, at) in plan {
+            };
             self.metrics
                 .verified
                 .with_label_values(&[kind.as_str()])
-                .inc_by(at.len() as u64);
-            let invalid: Vec<u64> = at
+                .inc_by(claims.len() as u64);
+            let invalid: Vec<u64> = claims
                 .iter()
-                .filter(|&&i| matches!(checks[i], Verdict::AboveTarget { .. }))
-                .map(|&i| claims[i].nonce)
+                .zip(&checks)
+                .filter(|(_, v)| matches!(v, Verdict::AboveTarget { .. }))
+                .map(|(c, _)| c.nonce)
                 .collect();
             self.metrics
                 .invalid
@@ -396,7 +402,7 @@ impl VerifierService {
                         unit: index,
                         epoch: e,
                         digest,
-                        checked: at.len() as u32,
+                        checked: claims.len() as u32,
                         sampleSignature: Bytes::copy_from_slice(&signature),
                     }
                     .abi_encode(),
@@ -424,7 +430,12 @@ impl VerifierService {
             };
             if self.send(index, e, what, data, head).await? {
                 sent = true;
-                tracing::info!(unit = index, epoch = e, proofs = at.len(), "{what} sent");
+                tracing::info!(
+                    unit = index,
+                    epoch = e,
+                    proofs = claims.len(),
+                    "{what} sent"
+                );
             }
         }
         self.metrics

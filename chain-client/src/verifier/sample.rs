@@ -1,6 +1,7 @@
-//! Each verifier's own sample of a unit-epoch: drawn from its deterministic signature over the
-//! unit-epoch's digest, so that no provider or block producer can predict it, the verifier
-//! cannot grind it, and anyone can audit it from the `Attested` event.
+//! Each verifier's own sample of a unit-epoch: drawn from its deterministic (RFC 6979)
+//! signature over the unit-epoch's digest, so that no provider or block producer can predict
+//! it, and anyone can audit it from the `Attested` event. (The contract cannot check that the
+//! signature is the RFC 6979 one: a dishonest verifier could grind; see docs/THREATS.md.)
 
 use alloy::primitives::{Address, B256, U256, keccak256};
 use alloy::sol_types::SolValue;
@@ -22,9 +23,8 @@ pub fn sample_hash(chain_id: u64, contract: Address, unit: u32, epoch: u64, dige
     )
 }
 
-/// The sample seed of a verifier's signature: `keccak256(r ‖ s ‖ v)`. The signature is
-/// deterministic (RFC 6979), so the verifier cannot grind it, and nobody without the key can
-/// predict it.
+/// The sample seed of a verifier's signature: `keccak256(r ‖ s ‖ v)`. capminer signs
+/// deterministically (RFC 6979); nobody without the key can predict it.
 pub fn sample_seed(signature: &[u8; 65]) -> B256 {
     keccak256(signature)
 }

@@ -164,6 +164,10 @@ impl ProofStore {
 
     fn write(&self, record: Record) -> Result<()> {
         let mut inner = self.inner.lock().expect("proof store lock poisoned");
+        self.write_locked(&mut inner, record)
+    }
+
+    fn write_locked(&self, inner: &mut Inner, record: Record) -> Result<()> {
         let log = inner.log.as_mut().ok_or_else(|| StoreError::Io {
             path: self.dir.clone(),
             op: "write",
@@ -188,27 +192,58 @@ impl ProofStore {
     /// Stores proofs durably (one fsync for all of them). Proofs already stored are skipped,
     /// so storing the same proofs twice is harmless. Their epoch must be recorded first.
     pub fn append(&self, proofs: &[Proof]) -> Result<usize> {
-        let fresh: Vec<Proof> = {
-            let inner = self.inner.lock().expect("proof store lock poisoned");
-            if let Some(p) = proofs
+        self.append_checked(proofs, None)
+    }
+
+    /// Stores proofs found under `epoch` (seed and targets), as [`ProofStore::append`] does,
+    /// only if `epoch` is still the store's record of that epoch number: proofs mined under a
+    /// seed the chain no longer has (a deep reorg re-seeded the epoch) are refused with
+    /// [`StoreError::StaleEpoch`], atomically with any concurrent `record_epoch`.
+    pub fn append_mined(&self, epoch: &Epoch, proofs: &[Proof]) -> Result<usize> {
+        self.append_checked(proofs, Some(epoch))
+    }
+
+    fn append_checked(&self, proofs: &[Proof], mined: Option<&Epoch>) -> Result<usize> {
+        let mut inner = self.inner.lock().expect("proof store lock poisoned");
+        if let Some(p) = proofs
+            .iter()
+            .find(|p| !inner.index.epochs.contains_key(&p.epoch))
+        {
+            return Err(StoreError::UnknownEpoch(p.epoch));
+        }
+        if let Some(e) = mined
+            && let Some(p) = proofs
                 .iter()
-                .find(|p| !inner.index.epochs.contains_key(&p.epoch))
-            {
-                return Err(StoreError::UnknownEpoch(p.epoch));
-            }
-            let mut seen = std::collections::HashSet::new();
-            proofs
-                .iter()
-                .filter(|p| !inner.index.contains(&p.id()) && seen.insert(p.id()))
-                .copied()
-                .collect()
-        };
+                .find(|p| p.epoch != e.number || inner.index.epochs.get(&p.epoch) != Some(e))
+        {
+            return Err(StoreError::StaleEpoch(p.epoch));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let fresh: Vec<Proof> = proofs
+            .iter()
+            .filter(|p| !inner.index.contains(&p.id()) && seen.insert(p.id()))
+            .copied()
+            .collect();
         if fresh.is_empty() {
             return Ok(0);
         }
         let n = fresh.len();
-        self.write(Record::Proofs(fresh))?;
+        self.write_locked(&mut inner, Record::Proofs(fresh))?;
         Ok(n)
+    }
+
+    /// Retires epoch `number`'s seed: from now on no proof mined under the recorded seed is
+    /// stored ([`ProofStore::append_mined`] refuses it) until the epoch is recorded again with
+    /// the chain's new seed. The record keeps the targets with a zero seed.
+    pub fn retire_epoch_seed(&self, number: u64) -> Result<()> {
+        let Some(mut e) = self.epoch(number) else {
+            return Ok(());
+        };
+        if e.seed == crate::Seed::default() {
+            return Ok(());
+        }
+        e.seed = crate::Seed::default();
+        self.write(Record::Epoch(e))
     }
 
     /// Moves proofs to `state`, durably. Every proof must be stored.

@@ -227,7 +227,25 @@ async fn a_reorg_cannot_swap_the_seed_under_a_provider() {
     assert_eq!(net.count(index, e).await, 0);
 
     // The client sees the new seed: the old proofs are skipped (never resubmitted, so never
-    // reported), and the epoch is delivered again under s2 for the miner to re-key.
+    // reported), the old seed is retired in the store, and the epoch is delivered again under
+    // s2 for the miner to re-key.
+    client.tick().await.unwrap();
+    assert_eq!(
+        store
+            .proofs(|p| p.proof.epoch == e && p.state == ProofState::Skipped)
+            .len(),
+        4
+    );
+    // The miner, still under s1 until it re-keys, finds one more: the store refuses it, so it
+    // can never go out under s2 (where every verifier would report it).
+    let late = Proof {
+        nonce: 5,
+        ..proofs[0]
+    };
+    assert!(matches!(
+        store.append_mined(&delivered, &[late]),
+        Err(capminer_proofs::StoreError::StaleEpoch(n)) if n == e
+    ));
     let mut again = None;
     for _ in 0..6 {
         again = again.or(client.tick().await.unwrap().new_epoch);
@@ -236,13 +254,27 @@ async fn a_reorg_cannot_swap_the_seed_under_a_provider() {
     let again = again.expect("the epoch is delivered again");
     assert_eq!((again.number, again.seed.0), (e, s2.0));
     assert_eq!(
-        store
-            .proofs(|p| p.proof.epoch == e && p.state == ProofState::Skipped)
-            .len(),
-        4
+        net.count(index, e).await,
+        0,
+        "nothing mined under s1 was accepted"
     );
-    assert_eq!(net.count(index, e).await, 0);
     assert_eq!(collateral(&net, index).await, COLLATERAL as u128);
+
+    // Re-keyed under s2, the miner's proofs are stored and delivered again.
+    assert!(matches!(
+        store.append_mined(&delivered, &[late]),
+        Err(capminer_proofs::StoreError::StaleEpoch(_))
+    ));
+    store.append_mined(&again, &[late]).unwrap();
+    for _ in 0..3 {
+        client.tick().await.unwrap();
+        net.advance(0).await;
+    }
+    assert_eq!(
+        net.count(index, e).await,
+        1,
+        "mined under s2, accepted under s2"
+    );
 }
 
 /// The block that fixed epoch `e`'s seed.
