@@ -106,11 +106,36 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(io(dir, "fsync directory"))
 }
 
+/// Where the log's appends go: the file itself, or a layer over it that injects faults (the
+/// tests cut power there: what was written but not synced is lost).
+pub trait LogSink: std::fmt::Debug + Send {
+    /// Writes all of `buf` at the end.
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()>;
+    /// Makes everything written so far durable.
+    fn sync_data(&mut self) -> std::io::Result<()>;
+    /// Cuts the log back to `len` bytes.
+    fn set_len(&mut self, len: u64) -> std::io::Result<()>;
+}
+
+impl LogSink for File {
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        Write::write_all(self, buf)
+    }
+
+    fn sync_data(&mut self) -> std::io::Result<()> {
+        File::sync_data(self)
+    }
+
+    fn set_len(&mut self, len: u64) -> std::io::Result<()> {
+        File::set_len(self, len)
+    }
+}
+
 /// The open log, positioned for appends.
 #[derive(Debug)]
 pub struct Log {
     path: PathBuf,
-    file: File,
+    file: Box<dyn LogSink>,
     len: u64,
 }
 
@@ -180,12 +205,18 @@ impl Log {
         Ok((
             Log {
                 path: path.to_path_buf(),
-                file,
+                file: Box::new(file),
                 len,
             },
             scan.payloads,
             recovery,
         ))
+    }
+
+    /// Puts a layer between the log and its file (fault injection).
+    pub fn wrap_sink(&mut self, wrap: impl FnOnce(Box<dyn LogSink>) -> Box<dyn LogSink>) {
+        let file = std::mem::replace(&mut self.file, Box::new(NoSink));
+        self.file = wrap(file);
     }
 
     /// Appends one record and fsyncs it: when this returns `Ok`, the record is durable.
@@ -210,7 +241,7 @@ fn rewrite(path: &Path, payloads: &[Vec<u8>]) -> Result<File> {
     let tmp = path.with_extension("rewrite");
     let mut out = File::create(&tmp).map_err(io(&tmp, "create"))?;
     for payload in payloads {
-        out.write_all(&frame(payload)).map_err(io(&tmp, "write"))?;
+        Write::write_all(&mut out, &frame(payload)).map_err(io(&tmp, "write"))?;
     }
     out.sync_all().map_err(io(&tmp, "fsync"))?;
     std::fs::rename(&tmp, path).map_err(io(path, "rename rewritten log"))?;
@@ -261,5 +292,23 @@ mod tests {
         assert_eq!(scan.payloads, vec![b"one".to_vec(), b"three".to_vec()]);
         assert_eq!(scan.corrupt, vec![second..second + frame(b"two").len()]);
         assert_eq!(scan.torn_tail, None);
+    }
+}
+
+/// A placeholder while a sink is being wrapped.
+#[derive(Debug)]
+struct NoSink;
+
+impl LogSink for NoSink {
+    fn write_all(&mut self, _: &[u8]) -> std::io::Result<()> {
+        Err(std::io::Error::other("no sink"))
+    }
+
+    fn sync_data(&mut self) -> std::io::Result<()> {
+        Err(std::io::Error::other("no sink"))
+    }
+
+    fn set_len(&mut self, _: u64) -> std::io::Result<()> {
+        Err(std::io::Error::other("no sink"))
     }
 }

@@ -104,6 +104,15 @@ const LOG_FILE: &str = "proofs.log";
 const LOCK_FILE: &str = "LOCK";
 
 impl ProofStore {
+    /// Puts a layer between the store's log and its file: fault injection for tests (a sink
+    /// that loses what was not synced when "power is cut", one that fails writes).
+    pub fn wrap_log_sink(&self, wrap: impl FnOnce(Box<dyn log::LogSink>) -> Box<dyn log::LogSink>) {
+        let mut inner = self.inner.lock().expect("proof store lock poisoned");
+        if let Some(log) = inner.log.as_mut() {
+            log.wrap_sink(wrap);
+        }
+    }
+
     /// Opens (creating) the store in `dir` for writing, repairing the log if a crash tore its
     /// tail. Fails if another process has it open for writing.
     pub fn open(dir: &Path) -> Result<(ProofStore, Recovery)> {
