@@ -69,7 +69,9 @@ pub fn run_node(
                 gpu_challenge: Some(capminer_chain::network_challenge(&config.network)),
             };
             let metrics = ChainMetrics::register(registry)?;
-            let service = runtime.block_on(ChainService::connect(setup, store.clone(), metrics))?;
+            let service = runtime.block_on(connect_with_retries(&stop, || {
+                ChainService::connect(setup.clone(), store.clone(), metrics.clone())
+            }))?;
             let (m, s) = (Arc::downgrade(&miner), chain_stop.clone());
             let task = runtime.spawn(service.run(
                 move |e| {
@@ -167,4 +169,28 @@ pub async fn wait_for_signal(stop: Arc<AtomicBool>) {
         _ = term.recv() => {}
     }
     stop.store(true, Ordering::Release);
+}
+
+/// Runs `connect` until it succeeds, retrying while the node is unreachable (with backoff up to
+/// 30 s, until a stop is asked): a process started while its node is briefly down waits for
+/// it. Any other error (a unit not registered, a wrong chain id) ends the start at once.
+pub async fn connect_with_retries<T, F>(
+    stop: &AtomicBool,
+    mut connect: impl FnMut() -> F,
+) -> anyhow::Result<T>
+where
+    F: std::future::Future<Output = capminer_chain::Result<T>>,
+{
+    let mut wait = Duration::from_secs(1);
+    loop {
+        match connect().await {
+            Ok(service) => return Ok(service),
+            Err(e) if e.is_retryable() && !stop.load(Ordering::Acquire) => {
+                tracing::warn!("chain: {e}; connecting again in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }

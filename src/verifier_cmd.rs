@@ -10,7 +10,7 @@ use capminer_miner::verify::Verifier;
 use capminer_miner::{gpu_params, randomx_options};
 use prometheus::Registry;
 
-use crate::node::{runtime, wait_for_signal};
+use crate::node::{connect_with_retries, runtime, wait_for_signal};
 use crate::{ConfigArg, load_config, logging, metrics_server};
 
 /// Arguments of `capminer verifier`.
@@ -45,11 +45,11 @@ pub fn verifier(args: VerifierArgs) -> anyhow::Result<ExitCode> {
         randomx_options(&config),
         gpu_params(&config)?,
     )?);
-    let service = runtime.block_on(VerifierService::connect(
-        &config, signer, checker, &registry,
-    ))?;
     let stop = Arc::new(AtomicBool::new(false));
     runtime.spawn(wait_for_signal(stop.clone()));
+    let service = runtime.block_on(connect_with_retries(&stop, || {
+        VerifierService::connect(&config, signer.clone(), checker.clone(), &registry)
+    }))?;
     let s = stop.clone();
     runtime.block_on(service.run(move || s.load(Ordering::Acquire)));
     Ok(ExitCode::SUCCESS)

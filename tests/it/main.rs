@@ -3,6 +3,8 @@
 mod chain;
 mod cli;
 mod common;
+mod contract_invariants;
+mod disk_faults;
 mod gpu;
 mod metrics;
 mod miner_flow;

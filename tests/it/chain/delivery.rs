@@ -331,49 +331,12 @@ async fn a_stuck_transaction_is_replaced_with_higher_fees() {
     );
 }
 
-/// A TCP proxy that can cut every connection and refuse new ones, then come back.
-struct Proxy {
-    port: u16,
-    up: tokio::sync::watch::Sender<bool>,
-}
-
-impl Proxy {
-    async fn start(target: u16) -> Proxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (up, watch) = tokio::sync::watch::channel(true);
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                let mut watch = watch.clone();
-                if !*watch.borrow() {
-                    continue; // down: the connection is dropped at once
-                }
-                tokio::spawn(async move {
-                    let Ok(mut outbound) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
-                    else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = watch.wait_for(|up| !*up) => {}
-                    }
-                });
-            }
-        });
-        Proxy { port, up }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_proof_is_delivered_after_the_rpc_endpoint_comes_back() {
     let net = Net::start(&spec(Target([0xff; 32]), 1, 1000), &[]).await;
     let index = net.register(1, &[(UNIT, UnitKind::Cpu)]).await[0];
     let epoch = net.next_epoch().await;
-    let proxy = Proxy::start(net.anvil.port()).await;
+    let proxy = super::Proxy::start(net.anvil.port()).await;
     let (_dir, store) = store();
     let mut config = net.chain_config();
     config.rpc_url = format!("http://127.0.0.1:{}", proxy.port);

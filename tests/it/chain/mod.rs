@@ -2,6 +2,7 @@
 //! which CI checks against the source), the real chain client.
 
 mod attacks;
+mod campaign;
 mod delivery;
 mod flow;
 mod gas;
@@ -250,6 +251,46 @@ impl Net {
             .await
             .unwrap()
             .count
+    }
+}
+
+/// A TCP proxy that can cut every connection and refuse new ones, then come back.
+pub struct Proxy {
+    /// The port it listens on.
+    pub port: u16,
+    /// `false` cuts every connection and refuses new ones; `true` lets them through again.
+    pub up: tokio::sync::watch::Sender<bool>,
+}
+
+impl Proxy {
+    /// A proxy to `127.0.0.1:target`.
+    pub async fn start(target: u16) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (up, watch) = tokio::sync::watch::channel(true);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut watch = watch.clone();
+                if !*watch.borrow() {
+                    continue; // down: the connection is dropped at once
+                }
+                tokio::spawn(async move {
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = watch.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Proxy { port, up }
     }
 }
 
