@@ -180,3 +180,63 @@ fn printing_and_reloading_gives_the_same_config() {
     assert_eq!(again.cpu, config.cpu);
     assert_eq!(again.epoch, config.epoch);
 }
+
+mod fuzz {
+    //! Random documents: the loader gives a configuration or an error, never a panic; a known
+    //! key with a value of the wrong type is named in the error. `PROPTEST_CASES` sets the
+    //! case count.
+
+    use proptest::prelude::*;
+
+    use super::load_text;
+
+    /// (section, key, a value of the wrong type for it)
+    const KEYS: &[(&str, &str, &str)] = &[
+        ("cpu", "round_ms", "\"fast\""),
+        ("chain", "poll_ms", "[1, 2]"),
+        ("chain", "rpc_url", "42"),
+        ("chain", "confirmations", "-3"),
+        ("chain.batch", "max_proofs", "1.5"),
+        ("verifier", "sample_rate", "\"half\""),
+        ("metrics", "enabled", "\"yes\""),
+        ("metrics", "listen", "9477"),
+        ("epoch", "cpu_target", "\"0x12\""),
+        ("network", "gpu_parents", "true"),
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn any_document_gives_a_config_or_an_error(text in "\\PC{0,300}") {
+            let _ = load_text(&text, &[]).map(|c| c.validate());
+        }
+
+        #[test]
+        fn toml_shaped_documents_never_panic(
+            lines in proptest::collection::vec(
+                (0..KEYS.len(), prop_oneof![
+                    Just("0".to_string()), Just("\"x\"".to_string()), Just("true".to_string()),
+                    Just("1e400".to_string()), Just("[]".to_string()), Just("{a = 1}".to_string()),
+                    "-?[0-9]{1,25}", "\"[a-z0-9:/.]{0,30}\"",
+                ]),
+                0..8,
+            )
+        ) {
+            let mut text = String::new();
+            for (k, value) in lines {
+                let (section, key, _) = KEYS[k];
+                text.push_str(&format!("[{section}]\n{key} = {value}\n"));
+            }
+            let _ = load_text(&text, &[]).map(|c| c.validate());
+        }
+
+        #[test]
+        fn a_value_of_the_wrong_type_is_named_by_its_key(k in 0..KEYS.len()) {
+            let (section, key, value) = KEYS[k];
+            let err = load_text(&format!("[{section}]\n{key} = {value}\n"), &[]).unwrap_err();
+            let full = format!("{section}.{key}");
+            prop_assert!(err.to_string().contains(&full), "{}: {}", full, err);
+        }
+    }
+}

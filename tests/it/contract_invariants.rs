@@ -32,7 +32,7 @@
 //! contract (same ABI), e.g. a change before its artifact is committed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use alloy::primitives::{Address, B256, Bytes, Log, U256, keccak256};
 use alloy::signers::SignerSync;
@@ -43,6 +43,8 @@ use capminer_chain::bindings::Capacity::{
     CapacityCalls, CapacityErrors, CapacityEvents as Ev, KindParams,
 };
 use capminer_chain::verifier::sample_hash;
+
+use crate::common::{Rng, env_u64, seed_from_env};
 use revm::context::TxEnv;
 use revm::context_interface::result::ExecutionResult;
 use revm::database::{CacheDB, EmptyDB};
@@ -62,46 +64,13 @@ const SECP256K1_ORDER: U256 = U256::from_be_bytes([
     0xba, 0xae, 0xdc, 0xe6, 0xaf, 0x48, 0xa0, 0x3b, 0xbf, 0xd2, 0x5e, 0x8c, 0xd0, 0x36, 0x41, 0x41,
 ]);
 
-// ------------------------------------------------------------------ random numbers
-
-/// splitmix64: small, fast, and enough for choosing operations.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+/// 32 random bytes.
+fn b256(rng: &mut Rng) -> B256 {
+    let mut b = [0u8; 32];
+    for c in b.chunks_mut(8) {
+        c.copy_from_slice(&rng.next_u64().to_le_bytes());
     }
-
-    /// Uniform in `0..n` (0 when n is 0).
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next_u64() % n }
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
-
-    fn b256(&mut self) -> B256 {
-        let mut b = [0u8; 32];
-        for c in b.chunks_mut(8) {
-            c.copy_from_slice(&self.next_u64().to_le_bytes());
-        }
-        B256::from(b)
-    }
+    B256::from(b)
 }
 
 // ------------------------------------------------------------------ the chain
@@ -1832,7 +1801,7 @@ impl Seq<'_> {
         let seed = if honest || self.rng.chance(92) {
             real
         } else {
-            self.rng.b256()
+            b256(&mut self.rng)
         };
         let mut packed = Vec::new();
         let groups = if self.rng.chance(4) {
@@ -1918,7 +1887,7 @@ impl Seq<'_> {
             .map_or(B256::ZERO, |u| u.digest);
         let digest = match self.rng.below(100) {
             0..85 => real,
-            85..95 => self.rng.b256(),
+            85..95 => b256(&mut self.rng),
             _ => B256::ZERO,
         };
         let hash = sample_hash(
@@ -2406,7 +2375,7 @@ impl Seq<'_> {
     fn random_params(&mut self) -> KindParams {
         let max = self.rng.range(1, 20) as u32;
         let mut p = KindParams {
-            target: self.rng.b256(),
+            target: b256(&mut self.rng),
             minProofs: if self.rng.chance(80) {
                 self.rng.below(u64::from(max.min(4)) + 1) as u32
             } else {
@@ -2423,7 +2392,7 @@ impl Seq<'_> {
             } else {
                 u128::from(self.rng.range(1, 10_000_000_000_000_000))
             },
-            challenge: self.rng.b256(),
+            challenge: b256(&mut self.rng),
         };
         if self.rng.chance(8) {
             match self.rng.below(3) {
@@ -2565,7 +2534,7 @@ impl Seq<'_> {
         let id = if !ids.is_empty() && self.rng.chance(80) {
             self.rng.pick(&ids)
         } else {
-            self.rng.b256()
+            b256(&mut self.rng)
         };
         let mut next = self.model.clone();
         let expect = next.cancel(from, id);
@@ -2910,7 +2879,7 @@ fn run_sequence(
     if genesis != U256::from(time) {
         seq.fail(&format!("genesisTime {genesis}, expected {time}"));
     }
-    let digest = seq.rng.b256();
+    let digest = b256(&mut seq.rng);
     let onchain = seq.chain.view(Capacity::sampleHashCall {
         unit: 3,
         epoch: 5,
@@ -2954,26 +2923,10 @@ fn creation_code() -> Vec<u8> {
     hex::decode(hex_code.trim_start_matches("0x")).expect("bytecode hex")
 }
 
-fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    let v = v.trim();
-    let parsed = match v.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => v.parse(),
-    };
-    Some(parsed.unwrap_or_else(|_| panic!("{name}={v} is not a number")))
-}
-
 #[test]
 fn random_sequences_keep_the_contract_invariants() {
     let sequences = env_u64("CAPMINER_FUZZ_SEQUENCES").unwrap_or(300);
-    let base = env_u64("CAPMINER_FUZZ_SEED").unwrap_or_else(|| {
-        let t = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos();
-        Rng(t as u64).next_u64()
-    });
+    let base = seed_from_env("CAPMINER_FUZZ_SEED");
     eprintln!(
         "contract invariants: {sequences} sequences from base seed {base} (CAPMINER_FUZZ_SEED={base})"
     );

@@ -364,4 +364,6 @@ fn lock_dir(dir: &Path) -> Result<File> {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;

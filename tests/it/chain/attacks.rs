@@ -124,25 +124,13 @@ async fn report(
 /// Moves past the end of epoch `e`'s submission window.
 async fn close(net: &Net, e: u64) {
     let end: U256 = net.contract().epochStart(e + 1).call().await.unwrap();
-    advance_to(net, end.to::<u64>() + GRACE).await;
+    net.advance_to(end.to::<u64>() + GRACE).await;
 }
 
 /// Moves past epoch `e`'s settlement.
 async fn settle(net: &Net, e: u64) {
     let t: U256 = net.contract().settleTime(e).call().await.unwrap();
-    advance_to(net, t.to()).await;
-}
-
-async fn advance_to(net: &Net, t: u64) {
-    let now = net
-        .provider
-        .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
-        .await
-        .unwrap()
-        .unwrap()
-        .header
-        .timestamp;
-    net.advance(t.saturating_sub(now)).await;
+    net.advance_to(t.to()).await;
 }
 
 async fn collateral(net: &Net, unit: u32) -> u128 {
@@ -572,7 +560,7 @@ async fn governance_is_timelocked_ownership_moves_in_two_steps_and_the_guardian_
         .await
         .unwrap_err();
     assert!(matches!(err, CapacityErrors::NotTimelocked(_)), "{err:?}");
-    advance_to(&net, eta).await;
+    net.advance_to(eta).await;
     devnet::execute(&net.url, net.key(0), net.address(), &add)
         .await
         .unwrap();

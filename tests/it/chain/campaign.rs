@@ -18,38 +18,18 @@ use alloy::providers::ext::AnvilApi;
 use alloy::sol_types::SolEvent;
 use capminer_chain::bindings::Capacity;
 use capminer_config::Config;
-use capminer_miner::Miner;
 use capminer_proofs::store::{ProofState, ProofStore};
 use capminer_proofs::{Target, UnitId};
 
-use super::{ACCOUNTS, Net, Proxy, spec};
-use crate::common::capminer;
+use super::{Net, Proxy, light_miner_config, register_planned, spec};
+use crate::common::{Rng, capminer, env_u64, seed_from_env};
 
 const EPOCH: u64 = 40;
 const GRACE: u64 = 10;
 
-/// xorshift64*, seeded and printed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn millis(&mut self, from: u64, to: u64) -> Duration {
-        Duration::from_millis(from + self.next() % (to - from))
-    }
-
-    fn one_in(&mut self, n: u64) -> bool {
-        self.next().is_multiple_of(n)
-    }
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
+/// A random pause between `from` and `to` milliseconds.
+fn millis(rng: &mut Rng, from: u64, to: u64) -> Duration {
+    Duration::from_millis(rng.range(from, to))
 }
 
 /// A process killed and restarted at random moments.
@@ -67,7 +47,7 @@ impl Victim {
         Victim {
             start,
             child,
-            next_kill: Instant::now() + rng.millis(2000, 7000),
+            next_kill: Instant::now() + millis(rng, 2000, 7000),
             kills: 0,
             exits: Vec::new(),
         }
@@ -86,9 +66,9 @@ impl Victim {
         self.child.kill().unwrap(); // SIGKILL
         self.child.wait().unwrap();
         self.kills += 1;
-        std::thread::sleep(rng.millis(0, 1500)); // down for a while
+        std::thread::sleep(millis(rng, 0, 1500)); // down for a while
         self.child = (self.start)();
-        self.next_kill = Instant::now() + rng.millis(1500, 7000);
+        self.next_kill = Instant::now() + millis(rng, 1500, 7000);
     }
 }
 
@@ -120,13 +100,7 @@ fn spawn(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_random_fault_campaign_loses_and_misreports_nothing() {
-    let seed = env_u64("CAPMINER_CAMPAIGN_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-            | 1
-    });
+    let seed = seed_from_env("CAPMINER_CAMPAIGN_SEED");
     let kills = env_u64("CAPMINER_CAMPAIGN_KILLS").unwrap_or(20) as usize;
     eprintln!(
         "campaign seed {seed} (CAPMINER_CAMPAIGN_SEED={seed} replays it), {kills} kills each"
@@ -134,36 +108,27 @@ async fn a_random_fault_campaign_loses_and_misreports_nothing() {
     let mut rng = Rng(seed);
 
     let dir = tempfile::tempdir().unwrap();
-    let mut miner_config = Config::default();
-    miner_config.miner.state_dir = dir.path().join("state");
-    miner_config.miner.provider = ACCOUNTS[1].0.0;
-    miner_config.cpu.randomx.full_memory = false;
-    miner_config.cpu.randomx.large_pages = false;
-    miner_config.cpu.round_ms = 100;
-    miner_config.metrics.enabled = false;
-
     let mut s = spec(Target::for_expected_hashes(6), 1, 100_000);
     s.epoch_seconds = EPOCH;
     s.grace_seconds = GRACE;
     s.verify_seconds = EPOCH;
-    s.kinds[1].challenge = capminer_chain::network_challenge(&miner_config.network);
+    s.kinds[1].challenge = capminer_chain::network_challenge(&Config::default().network);
     let net = Net::start(&s, &["--block-time", "1"]).await;
     let proxy = Proxy::start(net.anvil.port()).await;
-    let mut chain = net.chain_config();
+    let mut miner_config = light_miner_config(&net, dir.path());
+    let chain = &mut miner_config.chain;
     chain.rpc_url = format!("http://127.0.0.1:{}", proxy.port);
     chain.poll_ms = 300;
+    // Finality is `confirmations` deep: the campaign's reorgs (at most 5 blocks) stay within
+    // the threat model (docs/THREATS.md). At 2, a 5-block reorg undid "final" proofs, and the
+    // campaign caught it: 27 proofs final in the store that no canonical log held.
+    chain.confirmations = 6;
     chain.batch.max_wait_ms = 1000;
     chain.stop_timeout_ms = 10_000;
     chain.gas.stuck_blocks = 2;
     chain.gas.max_fee_gwei = 1000;
-    miner_config.chain = chain.clone();
-    let units: Vec<_> = Miner::plan(&miner_config)
-        .unwrap()
-        .units()
-        .into_iter()
-        .map(|(id, kind, _)| (id, kind))
-        .collect();
-    let indices = net.register(1, &units).await;
+    let chain = miner_config.chain.clone();
+    let (units, indices) = register_planned(&net, &miner_config).await;
     let index_of: HashMap<UnitId, u32> = units
         .iter()
         .map(|u| u.0)
@@ -224,21 +189,21 @@ async fn a_random_fault_campaign_loses_and_misreports_nothing() {
                 proxy.up.send_replace(true);
                 outage_until = None;
             }
-            None if rng.one_in(60) => {
+            None if rng.below(60) == 0 => {
                 proxy.up.send_replace(false);
-                outage_until = Some(Instant::now() + rng.millis(1000, 5000));
+                outage_until = Some(Instant::now() + millis(&mut rng, 1000, 5000));
                 outages += 1;
             }
             _ => {}
         }
-        if rng.one_in(70) {
+        if rng.below(70) == 0 {
             let head = net.provider.get_block_number().await.unwrap();
-            let depth = (1 + rng.next() % 5).min(head.saturating_sub(floor));
+            let depth = (1 + rng.below(5)).min(head.saturating_sub(floor));
             if depth > 0 && net.provider.anvil_rollback(Some(depth)).await.is_ok() {
                 reorgs += 1;
             }
         }
-        if rng.one_in(90) {
+        if rng.below(90) == 0 {
             net.provider
                 .anvil_set_next_block_base_fee_per_gas(200 * gwei)
                 .await

@@ -20,14 +20,7 @@ async fn a_hundred_proof_batch_stays_within_the_gas_budget() {
         net.address(),
         devnet::signing_provider(&net.url, net.key(1)).unwrap(),
     );
-    contract
-        .advanceEpoch()
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    net.seed_epoch().await;
     let seed = net.contract().epochInfo(e).call().await.unwrap().seed;
     let mut packed = unit.to_be_bytes().to_vec();
     packed.extend_from_slice(&100u16.to_be_bytes());

@@ -175,6 +175,19 @@ impl Net {
         self.provider.anvil_mine(Some(1), None).await.unwrap();
     }
 
+    /// Moves chain time to unix time `t` (if it is not past it) and mines a block.
+    pub async fn advance_to(&self, t: u64) {
+        let now = self
+            .provider
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .unwrap()
+            .unwrap()
+            .header
+            .timestamp;
+        self.advance(t.saturating_sub(now)).await;
+    }
+
     /// The contract's current epoch.
     pub async fn epoch(&self) -> u64 {
         self.contract().currentEpoch().call().await.unwrap()
@@ -184,15 +197,7 @@ impl Net {
     pub async fn next_epoch(&self) -> u64 {
         let e = self.epoch().await;
         let start: U256 = self.contract().epochStart(e + 1).call().await.unwrap();
-        let now = self
-            .provider
-            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
-            .await
-            .unwrap()
-            .unwrap()
-            .header
-            .timestamp;
-        self.advance(start.to::<u64>().saturating_sub(now)).await;
+        self.advance_to(start.to()).await;
         assert_eq!(self.epoch().await, e + 1);
         e + 1
     }
@@ -291,6 +296,53 @@ impl Proxy {
             }
         });
         Proxy { port, up }
+    }
+}
+
+/// The configuration of a light-mode `capminer run` of account 1 in these tests: its store
+/// under `dir`, unit ids derived from account 1, no metrics endpoint, the chain of `net`.
+pub fn light_miner_config(net: &Net, dir: &std::path::Path) -> capminer_config::Config {
+    let mut config = capminer_config::Config::default();
+    config.miner.state_dir = dir.join("state");
+    config.miner.provider = ACCOUNTS[1].0.0;
+    config.cpu.randomx.full_memory = false;
+    config.cpu.randomx.large_pages = false;
+    config.cpu.round_ms = 100;
+    config.metrics.enabled = false;
+    config.chain = net.chain_config();
+    config
+}
+
+/// Registers the units `config` plans on this machine to account 1; returns them with their
+/// on-chain indices.
+pub async fn register_planned(
+    net: &Net,
+    config: &capminer_config::Config,
+) -> (Vec<(UnitId, UnitKind)>, Vec<u32>) {
+    let units: Vec<_> = capminer_miner::Miner::plan(config)
+        .unwrap()
+        .units()
+        .into_iter()
+        .map(|(id, kind, _)| (id, kind))
+        .collect();
+    let indices = net.register(1, &units).await;
+    (units, indices)
+}
+
+impl Net {
+    /// Fixes the current epoch's seed (from account 0) and mines one more block, so the seed
+    /// is final at 2 confirmations and a miner may start under it.
+    pub async fn seed_epoch(&self) {
+        let owner = devnet::signing_provider(&self.url, self.key(0)).unwrap();
+        capminer_chain::bindings::Capacity::new(self.address(), owner)
+            .advanceEpoch()
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap();
+        self.advance(0).await;
     }
 }
 

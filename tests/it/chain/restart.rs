@@ -5,8 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::providers::ext::AnvilApi;
-use capminer_config::Config;
-use capminer_miner::Miner;
 use capminer_proofs::Target;
 use capminer_proofs::store::{ProofState, ProofStore};
 
@@ -17,33 +15,10 @@ use crate::common::{capminer, wait_for};
 async fn a_miner_killed_between_sending_and_the_receipt_loses_nothing_and_counts_nothing_twice() {
     let net = Net::start(&spec(Target::for_expected_hashes(8), 1, 10_000), &[]).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.miner.state_dir = dir.path().join("state");
-    config.cpu.randomx.full_memory = false;
-    config.cpu.randomx.large_pages = false;
-    config.cpu.round_ms = 100;
-    config.metrics.enabled = false;
-    config.chain = net.chain_config();
-    config.miner.provider = super::ACCOUNTS[1].0.0; // derived unit ids start with it
-    let units: Vec<_> = Miner::plan(&config)
-        .unwrap()
-        .units()
-        .into_iter()
-        .map(|(id, kind, _)| (id, kind))
-        .collect();
-    let indices = net.register(1, &units).await;
+    let config = super::light_miner_config(&net, dir.path());
+    let (units, indices) = super::register_planned(&net, &config).await;
     let epoch = net.next_epoch().await;
-    let owner = capminer_chain::devnet::signing_provider(&net.url, net.key(0)).unwrap();
-    let contract = capminer_chain::bindings::Capacity::new(net.address(), owner);
-    contract
-        .advanceEpoch()
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    net.advance(0).await; // the seed's block is final at 2 confirmations: the miner may start
+    net.seed_epoch().await;
     let path = dir.path().join("capminer.toml");
     std::fs::write(&path, config.to_toml()).unwrap();
     let key = alloy::hex::encode(net.key(1).to_bytes());

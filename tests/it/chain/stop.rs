@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use alloy::providers::ext::AnvilApi;
 use capminer_config::Config;
-use capminer_miner::Miner;
 use capminer_proofs::Target;
 use capminer_proofs::store::{ProofState, ProofStore};
 
-use super::{ACCOUNTS, Net, spec};
+use super::{Net, spec};
 use crate::common::{capminer, wait_for};
 
 /// Runs `capminer run` until it has stored `found` proofs not yet sent, then SIGTERMs it;
@@ -43,34 +42,12 @@ fn run_and_stop(config: &Config, dir: &std::path::Path, key: &str, found: usize)
 async fn on_sigterm_the_proofs_found_are_delivered_before_exit_or_said_to_be_left() {
     let net = Net::start(&spec(Target::for_expected_hashes(4), 1, 10_000), &[]).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.miner.state_dir = dir.path().join("state");
-    config.miner.provider = ACCOUNTS[1].0.0;
-    config.cpu.randomx.full_memory = false;
-    config.cpu.randomx.large_pages = false;
-    config.cpu.round_ms = 100;
-    config.metrics.enabled = false;
-    config.chain = net.chain_config();
+    let mut config = super::light_miner_config(&net, dir.path());
     config.chain.batch.max_wait_ms = 600_000; // nothing is sent before the stop
     config.chain.stop_timeout_ms = 30_000;
-    let units: Vec<_> = Miner::plan(&config)
-        .unwrap()
-        .units()
-        .into_iter()
-        .map(|(id, kind, _)| (id, kind))
-        .collect();
-    let indices = net.register(1, &units).await;
+    let (_, indices) = super::register_planned(&net, &config).await;
     let epoch = net.next_epoch().await;
-    let owner = capminer_chain::devnet::signing_provider(&net.url, net.key(0)).unwrap();
-    capminer_chain::bindings::Capacity::new(net.address(), owner)
-        .advanceEpoch()
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    net.advance(0).await; // the seed's block final at 2 confirmations
+    net.seed_epoch().await;
     // anvil mines a block every second, so the seed keeps getting deeper and batches get in.
     net.provider.anvil_set_interval_mining(1).await.unwrap();
 
