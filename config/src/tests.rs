@@ -204,8 +204,16 @@ mod fuzz {
         ("network", "gpu_parents", "true"),
     ];
 
+    /// `PROPTEST_CASES` if set (a benchmark-mode run), else `default`.
+    fn cases(default: u32) -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(500))]
+        #![proptest_config(ProptestConfig::with_cases(cases(500)))]
 
         #[test]
         fn any_document_gives_a_config_or_an_error(text in "\\PC{0,300}") {

@@ -62,8 +62,16 @@ fn record() -> impl Strategy<Value = Record> {
     ]
 }
 
+/// `PROPTEST_CASES` if set (a benchmark-mode run), else `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(cases(2000)))]
 
     #[test]
     fn random_bytes_never_make_the_decoders_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
