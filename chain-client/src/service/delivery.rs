@@ -317,7 +317,7 @@ impl ChainService {
         if plan.groups.is_empty() {
             return Ok(None);
         }
-        let oldest = plan
+        let refs: Vec<ProofRef> = plan
             .groups
             .iter()
             .flat_map(|(u, _, ns)| {
@@ -327,7 +327,10 @@ impl ChainService {
                     nonce,
                 })
             })
-            .filter_map(|r| self.first_seen.get(&r))
+            .collect();
+        let oldest = refs
+            .iter()
+            .filter_map(|r| self.first_seen.get(r))
             .min()
             .copied()
             .unwrap_or(seen_now);
@@ -367,17 +370,6 @@ impl ChainService {
             }
             other => other?,
         };
-        let refs: Vec<ProofRef> = plan
-            .groups
-            .iter()
-            .flat_map(|(u, _, ns)| {
-                ns.iter().map(move |&nonce| ProofRef {
-                    epoch,
-                    unit: *u,
-                    nonce,
-                })
-            })
-            .collect();
         self.store
             .set_state(&refs, ProofState::Submitted { tx: Hash(hash.0) })?;
         self.metrics.proofs_submitted.inc_by(refs.len() as u64);
