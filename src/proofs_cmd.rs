@@ -30,7 +30,7 @@ impl ProofsFile {
                 .into_iter()
                 .filter(|e| keep(e.number))
                 .collect(),
-            proofs: store.proofs(|p| keep(p.proof.epoch)),
+            proofs: store.proofs(|p| keep(p.proof.epoch))?,
         })
     }
 }

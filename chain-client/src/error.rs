@@ -37,6 +37,18 @@ pub enum ChainError {
     /// Startup cannot go on: wrong chain, no contract, no key, unregistered units.
     #[error("{0}")]
     Setup(String),
+    /// The node returned a log that is not what the contract emits: never read past.
+    #[error("malformed {event} log in block {block:?}, transaction {tx:?}: {reason}")]
+    BadLog {
+        /// The event.
+        event: &'static str,
+        /// Its block, if the node gave one.
+        block: Option<u64>,
+        /// Its transaction, if the node gave one.
+        tx: Option<alloy::primitives::TxHash>,
+        /// What is wrong.
+        reason: String,
+    },
     /// The proof store failed.
     #[error(transparent)]
     Store(#[from] capminer_proofs::StoreError),

@@ -86,7 +86,7 @@ impl MinerMetrics {
             proofs_stale: IntCounterVec::new(
                 Opts::new(
                     "capminer_proofs_stale_total",
-                    "Proofs dropped: mined under a seed their epoch no longer has (a deep reorg)",
+                    "Proofs dropped: mined under a seed their epoch no longer has (a deep reorg), or for an epoch already settled and archived",
                 ),
                 UNIT,
             )?,

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use capminer_kernels::Searcher;
-use capminer_proofs::StoreError;
 use capminer_proofs::store::ProofStore;
 use capminer_proofs::{Epoch, Hash, Proof, UnitId, UnitKind};
 use prometheus::{IntCounter, IntGauge};
@@ -240,6 +239,11 @@ impl UnitContext {
                         self.stored_metric.inc_by(n as u64);
                         orphans.clear();
                     }
+                    Err(e) if e.is_refusal() => {
+                        tracing::warn!(unit = %self.info.label, proofs = orphans.len(), "proofs of an earlier epoch dropped: {e}");
+                        self.stale_metric.inc_by(orphans.len() as u64);
+                        orphans.clear();
+                    }
                     Err(e) => {
                         self.store_errors.inc();
                         tracing::error!(unit = %self.info.label, "cannot store proofs of an earlier epoch, keeping them: {e}");
@@ -249,10 +253,10 @@ impl UnitContext {
         }
         let released = order.end_round(thread, found, leaving, |proofs| {
             match self.store.append_mined(epoch, proofs) {
-                Err(StoreError::StaleEpoch(e)) => {
-                    // Mined under a seed the chain no longer has: the contract would refuse
-                    // them (and verifiers would report them). Dropped, never retried.
-                    tracing::warn!(unit = %self.info.label, epoch = e, proofs = proofs.len(), "proofs mined under a seed the epoch no longer has (re-seeded by a reorg): dropped");
+                Err(e) if e.is_refusal() => {
+                    // Mined under a seed the chain no longer has, or for an epoch settled and
+                    // archived: the contract would refuse them. Dropped, never retried.
+                    tracing::warn!(unit = %self.info.label, proofs = proofs.len(), "proofs dropped: {e}");
                     self.stale_metric.inc_by(proofs.len() as u64);
                     Ok(())
                 }

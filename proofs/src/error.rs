@@ -32,4 +32,15 @@ pub enum StoreError {
         "proofs of epoch {0} were mined under a seed the epoch no longer has (re-seeded by a reorg): not stored"
     )]
     StaleEpoch(u64),
+    /// Proofs for an epoch already settled and moved to the archive.
+    #[error("proofs of epoch {0} arrived after the epoch was settled and archived: not stored")]
+    Archived(u64),
+}
+
+impl StoreError {
+    /// True for proofs the store refuses for good (their epoch's seed is gone, or the epoch is
+    /// settled): retrying cannot store them, and the chain would not count them.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, StoreError::StaleEpoch(_) | StoreError::Archived(_))
+    }
 }

@@ -108,6 +108,7 @@ pub fn verify_store(
     use capminer_miner::verify::{Claim, Verifier};
     let claims: Vec<Claim> = store
         .proofs(|_| true)
+        .unwrap()
         .iter()
         .map(|p| Claim {
             unit: p.proof.unit,

@@ -121,7 +121,7 @@ fn a_full_disk_loses_no_proof_and_stores_each_once_space_returns() {
     std::fs::remove_file(&filler).unwrap();
     let settled = || {
         let found = counter(&registry, "capminer_proofs_found_total");
-        (store.proofs(|_| true).len() as u64 == found).then_some(found)
+        (store.proofs(|_| true).unwrap().len() as u64 == found).then_some(found)
     };
     wait_for(Duration::from_secs(60), settled)
         .expect("every proof found is stored once space returns");
@@ -132,5 +132,5 @@ fn a_full_disk_loses_no_proof_and_stores_each_once_space_returns() {
     let found = counter(&registry, "capminer_proofs_found_total");
     drop(store);
     let reopened = ProofStore::open_read_only(&dir).unwrap();
-    assert_eq!(reopened.proofs(|_| true).len() as u64, found);
+    assert_eq!(reopened.proofs(|_| true).unwrap().len() as u64, found);
 }

@@ -58,7 +58,7 @@ fn a_gpu_unit_mines_proofs_that_verify_and_rekeys_on_the_same_device() {
     for (number, seed) in [(1, 0x31), (2, 0x32)] {
         miner.set_epoch(epoch(number, seed)).unwrap();
         let enough = wait_for(Duration::from_secs(120), || {
-            (store.proofs(|p| p.proof.epoch == number).len() >= 8).then_some(())
+            (store.proofs(|p| p.proof.epoch == number).unwrap().len() >= 8).then_some(())
         });
         assert!(enough.is_some(), "GPU proofs in epoch {number}");
         assert_eq!(miner.units()[0].last_build().unwrap().epoch, number);
@@ -67,7 +67,12 @@ fn a_gpu_unit_mines_proofs_that_verify_and_rekeys_on_the_same_device() {
     assert_eq!(tids.len(), 1, "one driver thread, kept across epochs");
     miner.stop().unwrap();
     assert!(verify_store(&config, &store).1.len() >= 16);
-    assert!(store.proofs(|p| p.proof.kind != UnitKind::Gpu).is_empty());
+    assert!(
+        store
+            .proofs(|p| p.proof.kind != UnitKind::Gpu)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -140,7 +145,7 @@ fn a_wrong_gpu_result_is_a_compute_error_and_never_stored() {
     );
     assert!(ctx.hashes() > 0);
     // What reached the store is what the CPU reference confirms, and nothing else.
-    let stored = store.proofs(|_| true);
+    let stored = store.proofs(|_| true).unwrap();
     assert!(!stored.is_empty(), "the true hits were stored");
     for p in &stored {
         let reference = checked.hash_one(p.proof.nonce).unwrap();

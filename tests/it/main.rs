@@ -3,7 +3,7 @@
 mod chain;
 mod cli;
 mod common;
-mod contract_invariants;
+mod contract;
 mod disk_faults;
 mod gpu;
 mod metrics;

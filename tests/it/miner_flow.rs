@@ -41,7 +41,7 @@ fn start(config: &Config, store: &Arc<ProofStore>) -> Miner {
 }
 
 fn proofs_in(store: &ProofStore, epoch: u64) -> Vec<StoredProof> {
-    store.proofs(|p| p.proof.epoch == epoch)
+    store.proofs(|p| p.proof.epoch == epoch).unwrap()
 }
 
 /// Waits until every unit has at least `n` proofs stored in `epoch`.
@@ -166,7 +166,7 @@ fn units_prove_rekey_pause_restart_and_every_proof_verifies() {
             }
         }
     }
-    let all = store.proofs(|_| true);
+    let all = store.proofs(|_| true).unwrap();
     assert_eq!(logged, all.len());
 
     // Every stored proof re-verifies in light mode; tampered claims do not.

@@ -102,6 +102,7 @@ fn a_store_killed_mid_write_keeps_every_fsynced_proof() {
     let (store, _recovery) = ProofStore::open(dir.path()).unwrap();
     let nonces: Vec<u64> = store
         .proofs(|_| true)
+        .unwrap()
         .iter()
         .map(|p| p.proof.nonce)
         .collect();
@@ -130,6 +131,7 @@ fn a_torn_tail_is_cut_off_and_nothing_before_it_is_lost() {
     );
     let nonces: Vec<u64> = store
         .proofs(|_| true)
+        .unwrap()
         .iter()
         .map(|p| p.proof.nonce)
         .collect();
@@ -137,7 +139,7 @@ fn a_torn_tail_is_cut_off_and_nothing_before_it_is_lost() {
     sorted.sort_unstable();
     assert_eq!(sorted, (0..40).collect::<Vec<_>>());
     // The store goes on working after the repair, and reopens clean.
-    let proof = store.proofs(|_| true)[0].proof;
+    let proof = store.proofs(|_| true).unwrap()[0].proof;
     let next = Proof {
         nonce: 1000,
         ..proof
@@ -146,5 +148,5 @@ fn a_torn_tail_is_cut_off_and_nothing_before_it_is_lost() {
     drop(store);
     let (store, recovery) = ProofStore::open(dir.path()).unwrap();
     assert_eq!(recovery.torn_bytes, 0);
-    assert_eq!(store.proofs(|_| true).len(), 41);
+    assert_eq!(store.proofs(|_| true).unwrap().len(), 41);
 }

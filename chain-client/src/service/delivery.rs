@@ -25,14 +25,15 @@ impl ChainService {
         let (settled, replaced) = self.txm.poll(head).await?;
         for (kind, old, new) in replaced {
             if let TxKind::Submit(_) = kind {
+                let old = ProofState::Submitted { tx: Hash(old.0) };
                 let refs: Vec<ProofRef> = self
-                    .store
-                    .proofs(|p| p.state == ProofState::Submitted { tx: Hash(old.0) })
+                    .unsettled(move |p| p.state == old)
+                    .await
                     .iter()
                     .map(|p| p.proof.id())
                     .collect();
-                self.store
-                    .set_state(&refs, ProofState::Submitted { tx: Hash(new.0) })?;
+                self.set_state(refs, ProofState::Submitted { tx: Hash(new.0) })
+                    .await?;
             }
         }
         for s in settled {
@@ -88,9 +89,7 @@ impl ChainService {
 
     /// Brings every non-terminal proof of our units in line with the chain.
     pub(super) async fn reconcile(&mut self, head: u64, now: u64, current: u64) -> Result<()> {
-        let proofs: Vec<StoredProof> = self
-            .store
-            .proofs(|p| !p.state.is_terminal() && self.units.contains_key(&p.proof.unit));
+        let proofs: Vec<StoredProof> = self.unsettled(|_| true).await;
         self.metrics.proofs_pending.set(proofs.len() as i64);
         if proofs.is_empty() {
             return Ok(());
@@ -157,12 +156,12 @@ impl ChainService {
                 ),
                 _ => {}
             }
-            self.store.set_state(&refs, state)?;
+            self.set_state(refs, state).await?;
         }
         // Found proofs of epochs whose window has closed can never count.
         let expired: Vec<ProofRef> = self
-            .store
-            .proofs(|p| p.state == ProofState::Found && self.units.contains_key(&p.proof.unit))
+            .unsettled(|p| p.state == ProofState::Found)
+            .await
             .into_iter()
             .filter(|p| p.proof.epoch < current && !self.open(p.proof.epoch, now, current))
             .map(|p| p.proof.id())
@@ -176,7 +175,7 @@ impl ChainService {
                 .proofs_skipped
                 .with_label_values(&["expired"])
                 .inc_by(expired.len() as u64);
-            self.store.set_state(&expired, ProofState::Skipped)?;
+            self.set_state(expired, ProofState::Skipped).await?;
         }
         Ok(())
     }
@@ -241,15 +240,13 @@ impl ChainService {
         {
             return Ok(None);
         }
-        let found: Vec<StoredProof> = self
-            .store
-            .proofs(|p| p.state == ProofState::Found && self.units.contains_key(&p.proof.unit));
+        let found: Vec<StoredProof> = self.unsettled(|p| p.state == ProofState::Found).await;
         let seen_now = Instant::now();
-        for p in &found {
-            self.first_seen.entry(p.proof.id()).or_insert(seen_now);
+        let ids: HashSet<ProofRef> = found.iter().map(|p| p.proof.id()).collect();
+        for r in &ids {
+            self.first_seen.entry(*r).or_insert(seen_now);
         }
-        self.first_seen
-            .retain(|r, _| found.iter().any(|p| p.proof.id() == *r));
+        self.first_seen.retain(|r, _| ids.contains(r));
         // The oldest open epoch first: its window closes sooner.
         let mut epochs: Vec<u64> = found
             .iter()
@@ -263,7 +260,7 @@ impl ChainService {
         };
         let params = self.params(epoch).await?;
         // Only proofs mined under the epoch's seed as the chain has it now go out.
-        let Some(seed) = self.mined_seed(epoch).filter(|s| *s == params.seed) else {
+        let Some(seed) = self.mined_seed(epoch).await.filter(|s| *s == params.seed) else {
             return Ok(None);
         };
         let mut backlogs = Vec::new();
@@ -312,7 +309,7 @@ impl ChainService {
                 .proofs_skipped
                 .with_label_values(&["over_max"])
                 .inc_by(refs.len() as u64);
-            self.store.set_state(&refs, ProofState::Skipped)?;
+            self.set_state(refs, ProofState::Skipped).await?;
         }
         if plan.groups.is_empty() {
             return Ok(None);
@@ -357,7 +354,7 @@ impl ChainService {
                 error: CapacityErrors::SeedMismatch(_),
                 ..
             }) => {
-                self.seed_changed(epoch, seed)?;
+                self.seed_changed(epoch, seed).await?;
                 return Ok(None);
             }
             Err(ChainError::Revert {
@@ -370,10 +367,11 @@ impl ChainService {
             }
             other => other?,
         };
-        self.store
-            .set_state(&refs, ProofState::Submitted { tx: Hash(hash.0) })?;
-        self.metrics.proofs_submitted.inc_by(refs.len() as u64);
-        tracing::info!(epoch, proofs = refs.len(), units = plan.groups.len(), %hash, "proof batch submitted");
+        let submitted = refs.len();
+        self.set_state(refs, ProofState::Submitted { tx: Hash(hash.0) })
+            .await?;
+        self.metrics.proofs_submitted.inc_by(submitted as u64);
+        tracing::info!(epoch, proofs = submitted, units = plan.groups.len(), %hash, "proof batch submitted");
         Ok(Some(hash))
     }
 }

@@ -22,7 +22,7 @@ impl ChainService {
     pub(super) async fn watch_epoch(&mut self, current: u64, head: Head) -> Result<Option<Epoch>> {
         if let Some(delivered) = self.delivered
             && delivered + 1 >= current
-            && let Some(mined) = self.mined_seed(delivered)
+            && let Some(mined) = self.mined_seed(delivered).await
         {
             let (now, _, _) = self.read_epoch(delivered).await?;
             if now.seed == Seed::default() {
@@ -35,7 +35,7 @@ impl ChainService {
                     self.delivered = None;
                 }
             } else if now.seed != mined {
-                self.seed_changed(delivered, mined)?;
+                self.seed_changed(delivered, mined).await?;
             }
         }
         if self.delivered == Some(current) {
@@ -60,22 +60,22 @@ impl ChainService {
         if head.number + 1 < seed_block + self.config.confirmations.max(1) {
             return Ok(None); // fixed, not final yet
         }
-        if let Some(old) = self.mined_seed(current)
+        if let Some(old) = self.mined_seed(current).await
             && old != epoch.seed
         {
-            self.seed_changed(current, old)?;
+            self.seed_changed(current, old).await?;
         }
         self.params.insert(current, params);
-        self.store.record_epoch(&epoch)?;
+        self.record_epoch(epoch).await?;
         self.delivered = Some(current);
         tracing::info!(epoch = current, seed = %epoch.seed, "chain epoch");
         Ok(Some(epoch))
     }
 
     /// The seed the miner mines epoch `e` under: the store's record, unless retired.
-    pub(super) fn mined_seed(&self, e: u64) -> Option<Seed> {
-        self.store
-            .epoch(e)
+    pub(super) async fn mined_seed(&self, e: u64) -> Option<Seed> {
+        self.stored_epoch(e)
+            .await
             .map(|r| r.seed)
             .filter(|s| *s != Seed::default())
     }
@@ -83,10 +83,10 @@ impl ChainService {
     /// Proofs of epoch `e` mined under `old`, a seed the chain no longer has: skipped, the old
     /// seed retired in the store (so the miner's late proofs under it are refused), and the
     /// epoch delivered again.
-    pub(super) fn seed_changed(&mut self, e: u64, old: Seed) -> Result<()> {
+    pub(super) async fn seed_changed(&mut self, e: u64, old: Seed) -> Result<()> {
         let refs: Vec<ProofRef> = self
-            .store
-            .proofs(|p| p.proof.epoch == e && !p.state.is_terminal())
+            .unsettled(move |p| p.proof.epoch == e)
+            .await
             .iter()
             .map(|p| p.proof.id())
             .collect();
@@ -95,8 +95,8 @@ impl ChainService {
             .proofs_skipped
             .with_label_values(&["seed_changed"])
             .inc_by(refs.len() as u64);
-        self.store.set_state(&refs, ProofState::Skipped)?;
-        self.store.retire_epoch_seed(e)?;
+        self.set_state(refs, ProofState::Skipped).await?;
+        self.retire_epoch_seed(e).await?;
         self.params.remove(&e);
         if self.delivered == Some(e) {
             self.delivered = None;

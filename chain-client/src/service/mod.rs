@@ -9,6 +9,7 @@
 mod claims;
 mod delivery;
 mod epochs;
+mod store;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -194,10 +195,9 @@ impl ChainService {
         let deadline = Instant::now() + Duration::from_millis(self.config.stop_timeout_ms);
         self.draining = true;
         loop {
-            let pending = self.store.proofs(|p| {
-                matches!(p.state, ProofState::Found | ProofState::Submitted { .. })
-                    && self.units.contains_key(&p.proof.unit)
-            });
+            let pending = self
+                .unsettled(|p| matches!(p.state, ProofState::Found | ProofState::Submitted { .. }))
+                .await;
             if pending.is_empty() {
                 tracing::info!("chain client stopped: every proof found is in a block");
                 return;
@@ -236,6 +236,25 @@ impl ChainService {
         e == current || (e + 1 == current && now + margin < self.chain.schedule.close_time(e))
     }
 
+    /// Moves epochs whose window has closed and whose proofs are all settled to the store's
+    /// archive. A failure (a full disk, say) is logged and tried again next tick: nothing
+    /// depends on it but the store's size.
+    async fn archive(&self, now: u64, current: u64) {
+        let first_open = (0..=current)
+            .rev()
+            .take_while(|e| self.open(*e, now, current))
+            .last()
+            .unwrap_or(current);
+        match self.archive_settled(first_open).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                epochs = n,
+                "settled epochs moved to the proof store's archive"
+            ),
+            Err(e) => tracing::warn!("proof store: archiving settled epochs: {e}; retrying"),
+        }
+    }
+
     /// One pass of everything.
     pub async fn tick(&mut self) -> Result<TickReport> {
         let (head, now) =
@@ -252,6 +271,7 @@ impl ChainService {
         report.new_epoch = self.watch_epoch(current, head).await?;
         self.settle(head).await?;
         self.reconcile(head.number, now, current).await?;
+        self.archive(now, current).await;
         report.submitted = self.submit(head, now, current).await?;
         self.claim(head, current).await?;
         Ok(report)

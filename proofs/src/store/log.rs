@@ -91,7 +91,10 @@ pub fn scan(bytes: &[u8], accept: impl Fn(&[u8]) -> bool) -> Scan {
     scan
 }
 
-fn io<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+pub(super) fn io<'a>(
+    path: &'a Path,
+    op: &'static str,
+) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
     move |source| StoreError::Io {
         path: path.to_path_buf(),
         op,
@@ -137,6 +140,8 @@ pub struct Log {
     path: PathBuf,
     file: Box<dyn LogSink>,
     len: u64,
+    /// A rename of a rewritten image not yet made durable by a directory sync.
+    dir_unsynced: bool,
 }
 
 /// What recovery did when the log was opened.
@@ -207,6 +212,7 @@ impl Log {
                 path: path.to_path_buf(),
                 file: Box::new(file),
                 len,
+                dir_unsynced: false,
             },
             scan.payloads,
             recovery,
@@ -219,8 +225,26 @@ impl Log {
         self.file = wrap(file);
     }
 
+    /// The log file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Continues on `file`, a rewritten image of this log (see [`Rewrite`]); a fault-injecting
+    /// layer over the old file is dropped with it.
+    pub fn install(&mut self, (file, synced): (File, bool)) -> Result<()> {
+        self.len = file.metadata().map_err(io(&self.path, "stat"))?.len();
+        self.file = Box::new(file);
+        self.dir_unsynced = !synced;
+        Ok(())
+    }
+
     /// Appends one record and fsyncs it: when this returns `Ok`, the record is durable.
     pub fn append(&mut self, payload: &[u8]) -> Result<()> {
+        if self.dir_unsynced {
+            sync_dir(self.path.parent().unwrap_or(Path::new(".")))?;
+            self.dir_unsynced = false;
+        }
         let framed = frame(payload);
         let written = self
             .file
@@ -236,21 +260,75 @@ impl Log {
     }
 }
 
+/// A new image of a log being written beside it: [`Rewrite::begin`] writes the bulk without
+/// holding up appends to the live log; [`Rewrite::finish`] adds what was appended meanwhile and
+/// renames it over the log, durably. Until the rename the old log stays whole and current.
+#[derive(Debug)]
+pub struct Rewrite {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: File,
+}
+
+impl Rewrite {
+    /// Writes `payloads` (framed) into `<path>.rewrite` and fsyncs it.
+    pub fn begin<'a>(path: &Path, payloads: impl IntoIterator<Item = &'a [u8]>) -> Result<Self> {
+        let tmp = path.with_extension("rewrite");
+        let mut file = File::create(&tmp).map_err(io(&tmp, "create"))?;
+        let mut buf = Vec::new();
+        for payload in payloads {
+            buf.extend_from_slice(&frame(payload));
+            if buf.len() >= 1 << 20 {
+                Write::write_all(&mut file, &buf).map_err(io(&tmp, "write"))?;
+                buf.clear();
+            }
+        }
+        Write::write_all(&mut file, &buf).map_err(io(&tmp, "write"))?;
+        file.sync_all().map_err(io(&tmp, "fsync"))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            tmp,
+            file,
+        })
+    }
+
+    /// Appends `tail`, fsyncs, renames the image over the log and reopens it for appends. The
+    /// flag says whether the rename is durable yet (its directory synced).
+    pub fn finish<'a>(mut self, tail: impl IntoIterator<Item = &'a [u8]>) -> Result<(File, bool)> {
+        let tmp = self.tmp.clone();
+        let mut buf = Vec::new();
+        for payload in tail {
+            buf.extend_from_slice(&frame(payload));
+        }
+        Write::write_all(&mut self.file, &buf).map_err(io(&tmp, "write"))?;
+        self.file.sync_all().map_err(io(&tmp, "fsync"))?;
+        // Opened before the rename: once the name points at the new image, we hold it.
+        let reopened = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&tmp)
+            .map_err(io(&tmp, "reopen"))?;
+        std::fs::rename(&tmp, &self.path).map_err(io(&self.path, "rename rewritten log"))?;
+        // The name already points at the new image: appends must go there even if the
+        // directory cannot be synced now (the log retries before its next append returns).
+        let synced = sync_dir(self.path.parent().unwrap_or(Path::new(".")))
+            .inspect_err(|e| tracing::error!("proof store: {e} after compacting; retrying"))
+            .is_ok();
+        Ok((reopened, synced))
+    }
+
+    pub fn abandon(self) {
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
 /// Writes `payloads` into a fresh log beside `path` and renames it over `path`, durably.
 fn rewrite(path: &Path, payloads: &[Vec<u8>]) -> Result<File> {
-    let tmp = path.with_extension("rewrite");
-    let mut out = File::create(&tmp).map_err(io(&tmp, "create"))?;
-    for payload in payloads {
-        Write::write_all(&mut out, &frame(payload)).map_err(io(&tmp, "write"))?;
+    let (file, synced) = Rewrite::begin(path, payloads.iter().map(Vec::as_slice))?.finish([])?;
+    if !synced {
+        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
     }
-    out.sync_all().map_err(io(&tmp, "fsync"))?;
-    std::fs::rename(&tmp, path).map_err(io(path, "rename rewritten log"))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
-    OpenOptions::new()
-        .read(true)
-        .append(true)
-        .open(path)
-        .map_err(io(path, "reopen"))
+    Ok(file)
 }
 
 #[cfg(test)]

@@ -3,15 +3,19 @@
 //! One directory holds `proofs.log` (see [`log`] for the framing and [`record`] for the bytes)
 //! and a `LOCK` file that one process holds while it writes. Every change is one record,
 //! appended and fsynced before the call returns: a proof counts as stored only then. On open,
-//! the log is replayed into an in-memory index per (epoch, unit), ordered by nonce.
+//! the log is replayed into an in-memory index per (epoch, unit), ordered by nonce (see
+//! [`index`]). Settled epochs move to the [`archive`], one file each, and leave the index and
+//! the log, which is then compacted: memory, ticks and start-up stay the size of the epochs
+//! still open, however long the miner runs.
 //!
 //! Proof states move found → submitted(tx) → included(block) → final; a dropped transaction or
 //! a block that left the canonical chain moves proofs back to found.
 
+mod archive;
+mod index;
 pub mod log;
 mod record;
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -20,7 +24,8 @@ use std::sync::Mutex;
 pub use log::Recovery;
 pub use record::{ProofState, Record};
 
-use crate::{Epoch, Hash, Proof, ProofRef, Result, StoreError, UnitId, UnitKind};
+use crate::{Epoch, Proof, ProofRef, Result, StoreError, UnitId};
+use index::Index;
 
 /// A stored proof with its state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -33,63 +38,12 @@ pub struct StoredProof {
     pub state: ProofState,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    kind: UnitKind,
-    hash: Hash,
-    state: ProofState,
-}
-
-#[derive(Debug, Default)]
-struct Index {
-    epochs: BTreeMap<u64, Epoch>,
-    proofs: BTreeMap<(u64, UnitId), BTreeMap<u64, Entry>>,
-}
-
-impl Index {
-    fn apply(&mut self, record: Record) {
-        match record {
-            Record::Epoch(e) => {
-                self.epochs.insert(e.number, e);
-            }
-            Record::Proofs(proofs) => {
-                for p in proofs {
-                    self.proofs
-                        .entry((p.epoch, p.unit))
-                        .or_default()
-                        .entry(p.nonce)
-                        .or_insert(Entry {
-                            kind: p.kind,
-                            hash: p.hash,
-                            state: ProofState::Found,
-                        });
-                }
-            }
-            Record::State(state, refs) => {
-                for r in refs {
-                    if let Some(entry) = self.entry_mut(&r) {
-                        entry.state = state;
-                    }
-                }
-            }
-        }
-    }
-
-    fn entry_mut(&mut self, r: &ProofRef) -> Option<&mut Entry> {
-        self.proofs.get_mut(&(r.epoch, r.unit))?.get_mut(&r.nonce)
-    }
-
-    fn contains(&self, r: &ProofRef) -> bool {
-        self.proofs
-            .get(&(r.epoch, r.unit))
-            .is_some_and(|m| m.contains_key(&r.nonce))
-    }
-}
-
 #[derive(Debug)]
 struct Inner {
     log: Option<log::Log>,
     index: Index,
+    /// While the log is being compacted: the records appended since its snapshot was taken.
+    compacting: Option<Vec<Vec<u8>>>,
 }
 
 /// The proof store of one miner. Cheap to share behind an `Arc`; every method takes `&self`.
@@ -124,26 +78,44 @@ impl ProofStore {
         let lock = lock_dir(dir)?;
         let (log, payloads, recovery) =
             log::Log::open(&dir.join(LOG_FILE), |p| Record::decode(p).is_some())?;
-        let index = replay(&payloads);
+        let mut index = Index {
+            archived: archive::epochs(dir)?.into_iter().collect(),
+            ..Index::default()
+        };
+        // An epoch both archived and in the log: a crash came between the two steps of
+        // archiving; the archive file is whole (renamed only once synced), so finish it.
+        let mut leftovers = false;
+        for p in &payloads {
+            if let Some(record) = Record::decode(p) {
+                leftovers |= record_epochs(&record).any(|e| index.archived.contains(&e));
+                index.apply(record);
+            }
+        }
+        for e in index.archived.clone() {
+            index.epochs.remove(&e);
+        }
         if recovery.records > 0 {
             tracing::info!(
-                "proof store {}: {} records, {} proofs",
+                "proof store {}: {} records, {} proofs in open epochs, {} epochs archived",
                 dir.display(),
                 recovery.records,
-                index.proofs.values().map(BTreeMap::len).sum::<usize>()
+                index.proofs.values().map(|m| m.len()).sum::<usize>(),
+                index.archived.len(),
             );
         }
-        Ok((
-            ProofStore {
-                dir: dir.to_path_buf(),
-                inner: Mutex::new(Inner {
-                    log: Some(log),
-                    index,
-                }),
-                _lock: Some(lock),
-            },
-            recovery,
-        ))
+        let store = ProofStore {
+            dir: dir.to_path_buf(),
+            inner: Mutex::new(Inner {
+                log: Some(log),
+                index,
+                compacting: None,
+            }),
+            _lock: Some(lock),
+        };
+        if leftovers {
+            store.compact()?;
+        }
+        Ok((store, recovery))
     }
 
     /// Opens the store for reading only, while a miner may be writing it: valid records are
@@ -156,11 +128,22 @@ impl ProofStore {
             source,
         })?;
         let scan = log::scan(&bytes, |p| Record::decode(p).is_some());
+        let mut index = Index::replay(&scan.payloads);
+        // Archived epochs come back from their files (the log's copy, if a crash left one,
+        // holds the same).
+        for e in archive::epochs(dir)? {
+            index.archive(e);
+            index.archived.remove(&e);
+            for record in archive::read(dir, e)? {
+                index.apply(record);
+            }
+        }
         Ok(ProofStore {
             dir: dir.to_path_buf(),
             inner: Mutex::new(Inner {
                 log: None,
-                index: replay(&scan.payloads),
+                index,
+                compacting: None,
             }),
             _lock: None,
         })
@@ -185,7 +168,11 @@ impl ProofStore {
                 "store opened read-only",
             ),
         })?;
-        log.append(&record.encode())?;
+        let payload = record.encode();
+        log.append(&payload)?;
+        if let Some(tail) = inner.compacting.as_mut() {
+            tail.push(payload);
+        }
         inner.index.apply(record);
         Ok(())
     }
@@ -214,6 +201,12 @@ impl ProofStore {
 
     fn append_checked(&self, proofs: &[Proof], mined: Option<&Epoch>) -> Result<usize> {
         let mut inner = self.inner.lock().expect("proof store lock poisoned");
+        if let Some(p) = proofs
+            .iter()
+            .find(|p| inner.index.archived.contains(&p.epoch))
+        {
+            return Err(StoreError::Archived(p.epoch));
+        }
         if let Some(p) = proofs
             .iter()
             .find(|p| !inner.index.epochs.contains_key(&p.epoch))
@@ -296,50 +289,154 @@ impl ProofStore {
             .and_then(|m| m.last_key_value().map(|(n, _)| *n))
     }
 
-    /// Every stored proof that `keep` accepts, ordered by (epoch, unit, nonce).
-    pub fn proofs(&self, mut keep: impl FnMut(&StoredProof) -> bool) -> Vec<StoredProof> {
+    /// Every stored proof that `keep` accepts, archived epochs included (read back from their
+    /// files), ordered by (epoch, unit, nonce). This walks everything ever stored: the chain
+    /// client's ticks use [`ProofStore::unsettled`] instead.
+    pub fn proofs(&self, mut keep: impl FnMut(&StoredProof) -> bool) -> Result<Vec<StoredProof>> {
+        let archived: Vec<u64> = {
+            let inner = self.inner.lock().expect("proof store lock poisoned");
+            inner.index.archived.iter().copied().collect()
+        };
+        let mut old = Index::default();
+        for e in archived {
+            for record in archive::read(&self.dir, e)? {
+                old.apply(record);
+            }
+        }
         let inner = self.inner.lock().expect("proof store lock poisoned");
         let mut out = Vec::new();
-        for ((epoch, unit), nonces) in &inner.index.proofs {
-            for (nonce, e) in nonces {
-                let stored = StoredProof {
-                    proof: Proof {
-                        unit: *unit,
-                        kind: e.kind,
+        for index in [&old, &inner.index] {
+            for ((epoch, unit), nonces) in &index.proofs {
+                for (nonce, e) in nonces {
+                    let r = ProofRef {
                         epoch: *epoch,
+                        unit: *unit,
                         nonce: *nonce,
-                        hash: e.hash,
-                    },
-                    state: e.state,
-                };
-                if keep(&stored) {
-                    out.push(stored);
+                    };
+                    let stored = index::stored(&r, e);
+                    if keep(&stored) {
+                        out.push(stored);
+                    }
                 }
             }
         }
-        out
+        out.sort_by_key(|p| p.proof.id());
+        Ok(out)
     }
 
-    /// The state of one proof.
-    pub fn state(&self, r: &ProofRef) -> Option<ProofState> {
+    /// The proofs not yet in a terminal state (found, submitted, included) that `keep` accepts,
+    /// ordered by (epoch, unit, nonce). Costs what is in flight, not what is stored.
+    pub fn unsettled(&self, mut keep: impl FnMut(&StoredProof) -> bool) -> Vec<StoredProof> {
         let inner = self.inner.lock().expect("proof store lock poisoned");
         inner
             .index
-            .proofs
-            .get(&(r.epoch, r.unit))
-            .and_then(|m| m.get(&r.nonce))
-            .map(|e| e.state)
+            .unsettled
+            .iter()
+            .filter_map(|r| inner.index.stored(r))
+            .filter(|p| keep(p))
+            .collect()
+    }
+
+    /// The state of one proof of an open epoch (`None` for a proof of an archived one).
+    pub fn state(&self, r: &ProofRef) -> Option<ProofState> {
+        let inner = self.inner.lock().expect("proof store lock poisoned");
+        inner.index.get(r).map(|e| e.state)
+    }
+
+    /// True if epoch `number` has been archived.
+    pub fn is_archived(&self, number: u64) -> bool {
+        let inner = self.inner.lock().expect("proof store lock poisoned");
+        inner.index.archived.contains(&number)
+    }
+
+    /// Moves a settled epoch (every proof final or skipped; the caller knows its window has
+    /// closed) to the archive, then compacts the log. Returns `false`, doing nothing, if some
+    /// proof of the epoch is not terminal yet or the epoch is unknown or archived already.
+    /// Proofs for the epoch that arrive afterwards are refused ([`StoreError::Archived`]).
+    pub fn archive_epoch(&self, number: u64) -> Result<bool> {
+        // 1. Fence the epoch (appends to it are refused from now on) and copy it out.
+        let records = {
+            let mut inner = self.inner.lock().expect("proof store lock poisoned");
+            let index = &mut inner.index;
+            let Some(epoch) = index.epochs.get(&number).copied() else {
+                return Ok(false);
+            };
+            if index.archived.contains(&number) || index.epoch_unsettled(number) {
+                return Ok(false);
+            }
+            index.archived.insert(number);
+            let mut proofs = Vec::new();
+            let mut states: Vec<(ProofState, Vec<ProofRef>)> = Vec::new();
+            for (r, e) in index.epoch_proofs(number) {
+                proofs.push(index::stored(&r, e).proof);
+                match states.iter_mut().find(|(s, _)| *s == e.state) {
+                    Some((_, refs)) => refs.push(r),
+                    None => states.push((e.state, vec![r])),
+                }
+            }
+            let mut records = vec![Record::Epoch(epoch)];
+            records.extend(proofs.chunks(4096).map(|c| Record::Proofs(c.to_vec())));
+            records.extend(states.into_iter().map(|(s, refs)| Record::State(s, refs)));
+            records
+        };
+        // 2. Write its file, without holding up appends.
+        if let Err(e) = archive::write(&self.dir, number, &records) {
+            let mut inner = self.inner.lock().expect("proof store lock poisoned");
+            inner.index.archived.remove(&number);
+            return Err(e);
+        }
+        // 3. Drop it from memory, then from the log.
+        self.inner
+            .lock()
+            .expect("proof store lock poisoned")
+            .index
+            .archive(number);
+        self.compact()?;
+        Ok(true)
+    }
+
+    /// Rewrites the log as a snapshot of the index (what archived epochs and superseded
+    /// states leave). Appends go on meanwhile: they land in the old log and are copied to the
+    /// new one before it takes the old one's place.
+    pub fn compact(&self) -> Result<()> {
+        let (path, snapshot) = {
+            let mut inner = self.inner.lock().expect("proof store lock poisoned");
+            let Some(log) = inner.log.as_ref() else {
+                return Ok(()); // read-only
+            };
+            if inner.compacting.is_some() {
+                return Ok(()); // another compaction is under way
+            }
+            let path = log.path().to_path_buf();
+            let snapshot: Vec<Vec<u8>> =
+                inner.index.snapshot().iter().map(Record::encode).collect();
+            inner.compacting = Some(Vec::new());
+            (path, snapshot)
+        };
+        let begun = log::Rewrite::begin(&path, snapshot.iter().map(Vec::as_slice));
+        let mut inner = self.inner.lock().expect("proof store lock poisoned");
+        let tail = inner.compacting.take().unwrap_or_default();
+        let installed = begun
+            .and_then(|rewrite| rewrite.finish(tail.iter().map(Vec::as_slice)))
+            .and_then(|file| match inner.log.as_mut() {
+                Some(log) => log.install(file),
+                None => Ok(()),
+            });
+        if let Err(e) = &installed {
+            let _ = std::fs::remove_file(path.with_extension("rewrite"));
+            tracing::warn!("proof store: compaction failed, the log is unchanged: {e}");
+        }
+        installed
     }
 }
 
-fn replay(payloads: &[Vec<u8>]) -> Index {
-    let mut index = Index::default();
-    for p in payloads {
-        if let Some(record) = Record::decode(p) {
-            index.apply(record);
-        }
+/// The epochs a record touches.
+fn record_epochs(record: &Record) -> Box<dyn Iterator<Item = u64> + '_> {
+    match record {
+        Record::Epoch(e) => Box::new(std::iter::once(e.number)),
+        Record::Proofs(proofs) => Box::new(proofs.iter().map(|p| p.epoch)),
+        Record::State(_, refs) => Box::new(refs.iter().map(|r| r.epoch)),
     }
-    index
 }
 
 /// Takes the store's exclusive lock (released by the OS when the process dies, even by kill -9).

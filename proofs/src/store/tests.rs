@@ -1,5 +1,5 @@
 use super::*;
-use crate::{Seed, Target};
+use crate::{Hash, Seed, Target, UnitKind};
 
 fn epoch(n: u64) -> Epoch {
     Epoch {
@@ -48,7 +48,7 @@ fn proofs_and_states_survive_reopening() {
         "epoch, one record of three proofs, one state change"
     );
     assert_eq!(store.epoch(1), Some(epoch(1)));
-    let all = store.proofs(|_| true);
+    let all = store.proofs(|_| true).unwrap();
     let names: Vec<(u8, u64)> = all
         .iter()
         .map(|s| (s.proof.unit.0[0], s.proof.nonce))
@@ -89,7 +89,7 @@ fn a_second_writer_is_refused_but_a_reader_is_not() {
         Err(StoreError::Locked(_))
     ));
     let reader = ProofStore::open_read_only(dir.path()).unwrap();
-    assert_eq!(reader.proofs(|_| true).len(), 1);
+    assert_eq!(reader.proofs(|_| true).unwrap().len(), 1);
     assert!(
         reader.record_epoch(&epoch(2)).is_err(),
         "a reader cannot write"
@@ -123,6 +123,7 @@ fn a_torn_tail_is_cut_and_corruption_in_the_middle_loses_no_good_record() {
     assert_eq!(recovery.quarantined[0].0, start..start + proof_len);
     let nonces: Vec<u64> = store
         .proofs(|_| true)
+        .unwrap()
         .iter()
         .map(|s| s.proof.nonce)
         .collect();
@@ -135,7 +136,7 @@ fn a_torn_tail_is_cut_and_corruption_in_the_middle_loses_no_good_record() {
     let (store, recovery) = ProofStore::open(dir.path()).unwrap();
     assert_eq!(recovery.torn_bytes, 0);
     assert!(recovery.quarantined.is_empty());
-    assert_eq!(store.proofs(|_| true).len(), 3);
+    assert_eq!(store.proofs(|_| true).unwrap().len(), 3);
 }
 
 /// A log sink that keeps what was synced and, when power is cut, loses a random part of what
@@ -248,7 +249,7 @@ fn power_cuts_at_random_moments_lose_no_acknowledged_proof() {
         file.set_len(kept).unwrap();
 
         let (store, _) = ProofStore::open(dir.path()).unwrap();
-        let stored = store.proofs(|_| true);
+        let stored = store.proofs(|_| true).unwrap();
         for p in &acknowledged {
             assert!(
                 stored.iter().any(|s| s.proof == *p),
@@ -267,4 +268,259 @@ fn power_cuts_at_random_moments_lose_no_acknowledged_proof() {
 /// One framed record of `payload`, as the log writes it.
 fn frame_bytes(payload: &[u8]) -> Vec<u8> {
     log::frame(payload)
+}
+
+/// Settles every unsettled proof of `e` in `store` as final.
+fn settle(store: &ProofStore, e: u64) {
+    let refs: Vec<ProofRef> = store
+        .unsettled(|p| p.proof.epoch == e)
+        .iter()
+        .map(|p| p.proof.id())
+        .collect();
+    store.set_state(&refs, ProofState::Final).unwrap();
+}
+
+#[test]
+fn settled_epochs_move_to_the_archive_out_of_memory_and_log_and_export_still_sees_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(LOG_FILE);
+    let (store, _) = ProofStore::open(dir.path()).unwrap();
+    for e in 1..=3 {
+        store.record_epoch(&epoch(e)).unwrap();
+        for n in 0..50 {
+            store.append(&[proof(e, (n % 2) as u8, n)]).unwrap();
+        }
+    }
+    let before = ProofStore::open_read_only(dir.path())
+        .unwrap()
+        .proofs(|_| true)
+        .unwrap();
+    store
+        .set_state(&[proof(1, 0, 0).id()], ProofState::Skipped)
+        .unwrap();
+    assert!(
+        !store.archive_epoch(1).unwrap(),
+        "epoch 1 still has found proofs: not archived"
+    );
+    assert_eq!(store.unsettled(|p| p.proof.epoch == 1).len(), 49);
+    settle(&store, 1);
+    assert!(store.unsettled(|p| p.proof.epoch == 1).is_empty());
+    let log_before = std::fs::metadata(&path).unwrap().len();
+    assert!(store.archive_epoch(1).unwrap());
+    assert!(!store.archive_epoch(1).unwrap(), "only once");
+    assert!(store.is_archived(1));
+    // Out of memory (the index holds the open epochs only), still readable from the archive.
+    assert_eq!(store.state(&proof(1, 1, 1).id()), None);
+    assert_eq!(store.epoch(1), None);
+    assert_eq!(
+        store.inner.lock().unwrap().index.proofs.len(),
+        4,
+        "two units of epochs 2 and 3"
+    );
+    let finals = store.proofs(|p| p.proof.epoch == 1).unwrap();
+    assert_eq!(finals.len(), 50);
+    assert_eq!(
+        finals
+            .iter()
+            .filter(|p| p.state == ProofState::Final)
+            .count(),
+        49
+    );
+    assert_eq!(store.proofs(|_| true).unwrap().len(), 150);
+    assert_eq!(store.unsettled(|_| true).len(), 100);
+    assert!(matches!(
+        store.append(&[proof(1, 0, 77)]),
+        Err(StoreError::Archived(1))
+    ));
+    assert!(StoreError::Archived(1).is_refusal());
+    // The log was compacted: epochs 2 and 3 only, 100 single-proof records folded into one.
+    let log_after = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(
+        log_after,
+        2 * (12 + 105) + (12 + 1 + 4 + 100 * 81),
+        "log {log_before} -> {log_after} bytes"
+    );
+    assert!(archive::path(dir.path(), 1).exists());
+
+    // Reopened: the archived epoch stays out; appends go on; export sees everything.
+    drop(store);
+    let (store, recovery) = ProofStore::open(dir.path()).unwrap();
+    assert_eq!(recovery.records, 3);
+    assert!(store.is_archived(1));
+    store.append(&[proof(3, 1, 99)]).unwrap();
+    let reader = ProofStore::open_read_only(dir.path()).unwrap();
+    let mut after = reader.proofs(|_| true).unwrap();
+    assert!(
+        after == store.proofs(|_| true).unwrap(),
+        "the writer sees what a reader sees"
+    );
+    assert_eq!(after.len(), 151);
+    after.retain(|p| p.proof.nonce != 99 || p.proof.epoch != 3);
+    let expect: Vec<StoredProof> = before
+        .iter()
+        .map(|p| StoredProof {
+            state: match (p.proof.epoch, p.proof.unit.0[0], p.proof.nonce) {
+                (1, 0, 0) => ProofState::Skipped,
+                (1, _, _) => ProofState::Final,
+                _ => ProofState::Found,
+            },
+            ..*p
+        })
+        .collect();
+    assert!(after == expect, "export after archiving differs");
+    assert_eq!(
+        reader.epochs().iter().map(|e| e.number).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+}
+
+#[test]
+fn a_crash_between_writing_the_archive_and_compacting_is_finished_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = ProofStore::open(dir.path()).unwrap();
+        for e in 1..=2 {
+            store.record_epoch(&epoch(e)).unwrap();
+            store.append(&[proof(e, 1, 1), proof(e, 1, 2)]).unwrap();
+        }
+        settle(&store, 1);
+        // What archive_epoch writes first, then "the process dies" before the compaction.
+        let inner = store.inner.lock().unwrap();
+        let records = vec![
+            Record::Epoch(epoch(1)),
+            Record::Proofs(vec![proof(1, 1, 1), proof(1, 1, 2)]),
+            Record::State(
+                ProofState::Final,
+                vec![proof(1, 1, 1).id(), proof(1, 1, 2).id()],
+            ),
+        ];
+        archive::write(dir.path(), 1, &records).unwrap();
+        drop(inner);
+    }
+    let log_len = |d: &Path| std::fs::metadata(d.join(LOG_FILE)).unwrap().len();
+    let (store, _) = ProofStore::open(dir.path()).unwrap();
+    assert!(store.is_archived(1));
+    assert_eq!(store.state(&proof(1, 1, 1).id()), None, "out of memory");
+    assert_eq!(
+        store.proofs(|p| p.proof.epoch == 1).unwrap().len(),
+        2,
+        "in the archive"
+    );
+    assert_eq!(log_len(dir.path()), (12 + 105) + (12 + 1 + 4 + 2 * 81));
+    drop(store);
+    let reader = ProofStore::open_read_only(dir.path()).unwrap();
+    let all = reader.proofs(|_| true).unwrap();
+    assert_eq!(all.len(), 4, "each proof once: {all:?}");
+    assert_eq!(
+        all.iter().filter(|p| p.state == ProofState::Final).count(),
+        2
+    );
+}
+
+#[test]
+fn compaction_while_units_append_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = ProofStore::open(dir.path()).unwrap();
+    let store = std::sync::Arc::new(store);
+    store.record_epoch(&epoch(1)).unwrap();
+    let writers: Vec<_> = (0..3u8)
+        .map(|unit| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for n in 0..150 {
+                    store.append(&[proof(1, unit, n)]).unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut compactions = 0;
+    while writers.iter().any(|w| !w.is_finished()) {
+        store.compact().unwrap();
+        compactions += 1;
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert!(compactions > 1, "{compactions} compactions");
+    assert_eq!(store.proofs(|_| true).unwrap().len(), 450);
+    drop(store);
+    let (store, recovery) = ProofStore::open(dir.path()).unwrap();
+    assert_eq!(recovery.torn_bytes, 0);
+    assert!(recovery.quarantined.is_empty());
+    assert_eq!(
+        store.proofs(|_| true).unwrap().len(),
+        450,
+        "after reopening"
+    );
+}
+
+/// A log sink over a file whose directory can turn read-only: writes fail with EROFS.
+#[derive(Debug)]
+struct ReadOnlyFs {
+    inner: Box<dyn log::LogSink>,
+    read_only: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ReadOnlyFs {
+    fn check(&self) -> std::io::Result<()> {
+        if self.read_only.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::from_raw_os_error(libc::EROFS));
+        }
+        Ok(())
+    }
+}
+
+impl log::LogSink for ReadOnlyFs {
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.check()?;
+        self.inner.write_all(buf)
+    }
+
+    fn sync_data(&mut self) -> std::io::Result<()> {
+        self.check()?;
+        self.inner.sync_data()
+    }
+
+    fn set_len(&mut self, len: u64) -> std::io::Result<()> {
+        self.check()?;
+        self.inner.set_len(len)
+    }
+}
+
+#[test]
+fn a_store_that_turns_read_only_refuses_cleanly_and_takes_everything_once_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = ProofStore::open(dir.path()).unwrap();
+    store.record_epoch(&epoch(1)).unwrap();
+    store.append(&[proof(1, 1, 1)]).unwrap();
+    let read_only = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = read_only.clone();
+    store.wrap_log_sink(|inner| {
+        Box::new(ReadOnlyFs {
+            inner,
+            read_only: flag,
+        })
+    });
+    let err = store.append(&[proof(1, 1, 2)]).unwrap_err();
+    assert!(
+        err.to_string().contains("Read-only file system") && err.to_string().contains("append"),
+        "{err}"
+    );
+    assert!(
+        store
+            .set_state(&[proof(1, 1, 1).id()], ProofState::Final)
+            .is_err()
+    );
+    assert_eq!(
+        store.proofs(|_| true).unwrap().len(),
+        1,
+        "nothing half-applied"
+    );
+    assert_eq!(store.state(&proof(1, 1, 1).id()), Some(ProofState::Found));
+    read_only.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(store.append(&[proof(1, 1, 2)]).unwrap(), 1, "retried");
+    drop(store);
+    let (store, recovery) = ProofStore::open(dir.path()).unwrap();
+    assert_eq!(recovery.torn_bytes, 0);
+    assert_eq!(store.proofs(|_| true).unwrap().len(), 2);
 }

@@ -221,6 +221,7 @@ async fn a_reorg_cannot_swap_the_seed_under_a_provider() {
     assert_eq!(
         store
             .proofs(|p| p.proof.epoch == e && p.state == ProofState::Skipped)
+            .unwrap()
             .len(),
         4
     );

@@ -238,11 +238,11 @@ async fn a_random_fault_campaign_loses_and_misreports_nothing() {
     for _ in 0..40 {
         client.tick().await.unwrap();
         net.advance(0).await;
-        if store.proofs(|p| !p.state.is_terminal()).is_empty() {
+        if store.proofs(|p| !p.state.is_terminal()).unwrap().is_empty() {
             break;
         }
     }
-    let all = store.proofs(|_| true);
+    let all = store.proofs(|_| true).unwrap();
     let unsettled: Vec<_> = all.iter().filter(|p| !p.state.is_terminal()).collect();
     assert!(
         unsettled.is_empty(),

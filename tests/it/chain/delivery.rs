@@ -44,13 +44,14 @@ fn found(store: &ProofStore, epoch: u64, nonces: impl IntoIterator<Item = u64>) 
 fn states(store: &ProofStore) -> Vec<(u64, ProofState)> {
     store
         .proofs(|_| true)
+        .unwrap()
         .iter()
         .map(|p| (p.proof.nonce, p.state))
         .collect()
 }
 
 fn count_state(store: &ProofStore, f: impl Fn(&ProofState) -> bool) -> usize {
-    store.proofs(|p| f(&p.state)).len()
+    store.proofs(|p| f(&p.state)).unwrap().len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

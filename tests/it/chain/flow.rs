@@ -30,6 +30,7 @@ fn count_in(
 ) -> usize {
     store
         .proofs(|p| p.proof.unit == unit && p.proof.epoch == epoch && pred(&p.state))
+        .unwrap()
         .len()
 }
 
@@ -108,7 +109,11 @@ async fn proofs_land_units_rekey_and_rewards_are_claimed() {
     miner.stop().unwrap();
     // Send what the units found before they stopped, while the window is open.
     for _ in 0..20 {
-        if store.proofs(|p| p.state == ProofState::Found).is_empty() {
+        if store
+            .proofs(|p| p.state == ProofState::Found)
+            .unwrap()
+            .is_empty()
+        {
             break;
         }
         client.tick().await.unwrap();
@@ -121,13 +126,17 @@ async fn proofs_land_units_rekey_and_rewards_are_claimed() {
     for _ in 0..50 {
         client.tick().await.unwrap();
         net.advance(0).await;
-        if store.proofs(|p| !p.state.is_terminal()).is_empty() {
+        if store.proofs(|p| !p.state.is_terminal()).unwrap().is_empty() {
             break;
         }
     }
     assert!(
-        store.proofs(|p| !p.state.is_terminal()).is_empty(),
+        store.proofs(|p| !p.state.is_terminal()).unwrap().is_empty(),
         "every proof settled"
+    );
+    assert!(
+        store.is_archived(first),
+        "epoch {first}: settled and closed, so moved to the store's archive"
     );
     for ((unit, _), index) in units.iter().zip(&indices) {
         for epoch in [first, first + 1] {

@@ -39,7 +39,9 @@ async fn a_miner_killed_between_sending_and_the_receipt_loses_nothing_and_counts
     let mut child = start();
     let submitted = wait_for(Duration::from_secs(60), || {
         let store = read()?;
-        let sent = store.proofs(|p| matches!(p.state, ProofState::Submitted { .. }));
+        let sent = store
+            .proofs(|p| matches!(p.state, ProofState::Submitted { .. }))
+            .unwrap();
         (!sent.is_empty()).then_some(sent)
     })
     .expect("a batch was sent");
@@ -48,6 +50,7 @@ async fn a_miner_killed_between_sending_and_the_receipt_loses_nothing_and_counts
     let before: Vec<_> = read()
         .unwrap()
         .proofs(|_| true)
+        .unwrap()
         .iter()
         .map(|p| p.proof.id())
         .collect();
@@ -63,6 +66,7 @@ async fn a_miner_killed_between_sending_and_the_receipt_loses_nothing_and_counts
             .proofs(|p| {
                 p.state == ProofState::Final || matches!(p.state, ProofState::Included { .. })
             })
+            .unwrap()
             .len()
             > before.len() + 4)
             .then_some(())
@@ -84,6 +88,7 @@ async fn a_miner_killed_between_sending_and_the_receipt_loses_nothing_and_counts
             .proofs(|p| {
                 p.state == ProofState::Found || matches!(p.state, ProofState::Submitted { .. })
             })
+            .unwrap()
             .is_empty()
         {
             break;
@@ -95,7 +100,7 @@ async fn a_miner_killed_between_sending_and_the_receipt_loses_nothing_and_counts
         client.tick().await.unwrap();
         net.advance(0).await;
     }
-    let all = store.proofs(|_| true);
+    let all = store.proofs(|_| true).unwrap();
     for r in &before {
         let p = all
             .iter()

@@ -29,7 +29,12 @@ fn run_and_stop(config: &Config, dir: &std::path::Path, key: &str, found: usize)
     let state = config.miner.state_dir.clone();
     wait_for(Duration::from_secs(120), || {
         let store = ProofStore::open_read_only(&state).ok()?;
-        (store.proofs(|p| p.state == ProofState::Found).len() >= found).then_some(())
+        (store
+            .proofs(|p| p.state == ProofState::Found)
+            .unwrap()
+            .len()
+            >= found)
+            .then_some(())
     })
     .expect("the miner finds proofs");
     // SAFETY: kill(2) of our own child with SIGTERM.
@@ -56,7 +61,7 @@ async fn on_sigterm_the_proofs_found_are_delivered_before_exit_or_said_to_be_lef
     assert!(ok, "a clean exit: {log}");
     assert!(log.contains("every proof found is in a block"), "{log}");
     let store = ProofStore::open_read_only(&config.miner.state_dir).unwrap();
-    let all = store.proofs(|_| true);
+    let all = store.proofs(|_| true).unwrap();
     assert!(all.len() >= 3);
     assert!(
         all.iter()
@@ -87,7 +92,8 @@ async fn on_sigterm_the_proofs_found_are_delivered_before_exit_or_said_to_be_lef
         "{log}"
     );
     let store = ProofStore::open_read_only(&config.miner.state_dir).unwrap();
-    let left =
-        store.proofs(|p| matches!(p.state, ProofState::Found | ProofState::Submitted { .. }));
+    let left = store
+        .proofs(|p| matches!(p.state, ProofState::Found | ProofState::Submitted { .. }))
+        .unwrap();
     assert!(left.len() >= 2, "left in the store, not lost");
 }

@@ -141,13 +141,13 @@ async fn deliver(net: &Net, client: &mut capminer_chain::ChainService, store: &P
     for _ in 0..20 {
         client.tick().await.unwrap();
         net.advance(0).await;
-        if store.proofs(|p| !p.state.is_terminal()).is_empty() {
+        if store.proofs(|p| !p.state.is_terminal()).unwrap().is_empty() {
             return;
         }
     }
     panic!(
         "proofs not delivered: {:?}",
-        store.proofs(|p| !p.state.is_terminal())
+        store.proofs(|p| !p.state.is_terminal()).unwrap()
     );
 }
 

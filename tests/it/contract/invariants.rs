@@ -34,7 +34,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
-use alloy::primitives::{Address, B256, Bytes, Log, U256, keccak256};
+use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{SolCall, SolConstructor, SolEventInterface, SolInterface, SolValue};
@@ -44,20 +44,12 @@ use capminer_chain::bindings::Capacity::{
 };
 use capminer_chain::verifier::sample_hash;
 
+use super::revm::{Chain, Outcome};
 use crate::common::{Rng, env_u64, seed_from_env};
-use revm::context::TxEnv;
-use revm::context_interface::result::ExecutionResult;
-use revm::database::{CacheDB, EmptyDB};
-use revm::database_interface::DatabaseRef;
-use revm::handler::{MainnetContext, MainnetEvm};
 use revm::primitives::TxKind;
-use revm::primitives::hardfork::SpecId;
-use revm::state::AccountInfo;
-use revm::{Context, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext};
 
 const NO_END: u64 = u64::MAX;
 const BPS: u128 = 10_000;
-const GAS_LIMIT: u64 = 15_000_000;
 /// The order of secp256k1, to make high-s twins of signatures.
 const SECP256K1_ORDER: U256 = U256::from_be_bytes([
     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe,
@@ -71,112 +63,6 @@ fn b256(rng: &mut Rng) -> B256 {
         c.copy_from_slice(&rng.next_u64().to_le_bytes());
     }
     B256::from(b)
-}
-
-// ------------------------------------------------------------------ the chain
-
-type Db = CacheDB<EmptyDB>;
-type Evm = MainnetEvm<MainnetContext<Db>>;
-
-enum Outcome {
-    Success { logs: Vec<Log>, output: Bytes },
-    Revert(Bytes),
-}
-
-/// The EVM, the contract and the head block: every transaction is mined in a block of its own.
-struct Chain {
-    evm: Evm,
-    chain_id: u64,
-    contract: Address,
-    time: u64,
-    block: u64,
-}
-
-impl Chain {
-    fn new(chain_id: u64, time: u64, block: u64, funded: &[Address]) -> Self {
-        let mut db = Db::new(EmptyDB::default());
-        for a in funded {
-            db.insert_account_info(*a, AccountInfo::from_balance(U256::from(10u128.pow(30))));
-        }
-        let evm = Context::mainnet()
-            .with_db(db)
-            .modify_cfg_chained(|c| {
-                c.set_spec_and_mainnet_gas_params(SpecId::CANCUN); // the artifact's evmVersion
-                c.chain_id = chain_id;
-                c.disable_nonce_check = true;
-            })
-            .build_mainnet();
-        Self {
-            evm,
-            chain_id,
-            contract: Address::ZERO,
-            time,
-            block,
-        }
-    }
-
-    fn sync_block(&mut self) {
-        self.evm.ctx.block.number = U256::from(self.block);
-        self.evm.ctx.block.timestamp = U256::from(self.time);
-    }
-
-    fn tx_env(&self, from: Address, kind: TxKind, value: u128, data: Vec<u8>) -> TxEnv {
-        TxEnv {
-            caller: from,
-            gas_limit: GAS_LIMIT,
-            gas_price: 0,
-            kind,
-            value: U256::from(value),
-            data: data.into(),
-            chain_id: Some(self.chain_id),
-            ..Default::default()
-        }
-    }
-
-    /// Mines `data` from `from` in a new block (same timestamp as the harness keeps).
-    fn send(&mut self, from: Address, kind: TxKind, value: u128, data: Vec<u8>) -> Outcome {
-        self.block += 1;
-        self.sync_block();
-        let tx = self.tx_env(from, kind, value, data);
-        match self.evm.transact_commit(tx) {
-            Ok(ExecutionResult::Success { logs, output, .. }) => Outcome::Success {
-                logs,
-                output: match output.address() {
-                    Some(a) => Bytes::copy_from_slice(a.as_slice()),
-                    None => output.into_data(),
-                },
-            },
-            Ok(ExecutionResult::Revert { output, .. }) => Outcome::Revert(output),
-            Ok(ExecutionResult::Halt { reason, .. }) => panic!("transaction halted: {reason:?}"),
-            Err(e) => panic!("transaction invalid: {e:?}"),
-        }
-    }
-
-    /// Calls a view at the head, without committing anything.
-    fn view<C: SolCall>(&mut self, call: C) -> C::Return {
-        self.sync_block();
-        let tx = self.tx_env(
-            Address::ZERO,
-            TxKind::Call(self.contract),
-            0,
-            call.abi_encode(),
-        );
-        match self.evm.transact(tx).map(|r| r.result) {
-            Ok(ExecutionResult::Success { output, .. }) => C::abi_decode_returns(output.data())
-                .unwrap_or_else(|e| panic!("{}: undecodable return: {e}", C::SIGNATURE)),
-            other => panic!("view {} failed: {other:?}", C::SIGNATURE),
-        }
-    }
-
-    fn balance(&self, a: Address) -> U256 {
-        self.evm
-            .ctx
-            .journaled_state
-            .database
-            .basic_ref(a)
-            .expect("in-memory database")
-            .map_or(U256::ZERO, |i| i.balance)
-    }
 }
 
 // ------------------------------------------------------------------ actors
