@@ -8,10 +8,13 @@
 //!  capminer verify   ── proofs from the store or a JSON file, re-checked in light mode
 //!  capminer proofs   ── export the store's proofs as JSON
 //!  capminer config   ── check or print the effective configuration
+//!  capminer status   ── a running node's state through its control API; `ctl` pauses, resumes
 //! ```
 
+mod api;
 mod bench;
 mod config_cmd;
+mod ctl_cmd;
 mod devices_cmd;
 mod devnet_cmd;
 mod epoch;
@@ -60,6 +63,10 @@ enum Command {
     Verifier(verifier_cmd::VerifierArgs),
     /// List the GPU adapters (for `gpu.devices`).
     Devices,
+    /// Show a running miner's units, hashrates, proofs and chain state (its control API).
+    Status(ctl_cmd::StatusArgs),
+    /// Pause or resume a running miner, or one of its units (needs api.token_file).
+    Ctl(ctl_cmd::CtlArgs),
     /// Work with the proof store.
     #[command(subcommand)]
     Proofs(proofs_cmd::ProofsCommand),
@@ -78,6 +85,8 @@ fn main() -> ExitCode {
         Command::Verifier(args) => verifier_cmd::verifier(args),
         Command::Proofs(cmd) => proofs_cmd::proofs(cmd),
         Command::Devices => devices_cmd::devices(),
+        Command::Status(args) => ctl_cmd::status(args),
+        Command::Ctl(args) => ctl_cmd::ctl(args),
         Command::Config(cmd) => config_cmd::config(cmd),
     };
     match result {

@@ -38,6 +38,12 @@ pub fn run_node(
     mut critical: Vec<CriticalTask>,
 ) -> anyhow::Result<ExitCode> {
     let plan = Miner::plan(config)?;
+    let token = config
+        .api
+        .token_file
+        .as_deref()
+        .map(crate::api::read_token)
+        .transpose()?;
     let (store, recovery) = ProofStore::open(&config.miner.state_dir)?;
     if recovery.torn_bytes > 0 || !recovery.quarantined.is_empty() {
         tracing::warn!("proof store repaired on open: {recovery:?}");
@@ -49,6 +55,17 @@ pub fn run_node(
             config.metrics.listen,
             registry.clone(),
         ))?;
+    }
+    if config.api.enabled {
+        let (_, task) = runtime.block_on(crate::api::serve(
+            config.api.listen,
+            token,
+            Arc::downgrade(&miner),
+            store.clone(),
+            registry.clone(),
+            stop.clone(),
+        ))?;
+        critical.push(("the control API".into(), task));
     }
     runtime.spawn(wait_for_signal(stop.clone()));
     // The chain client stops after the miner, so it can deliver what the units found last.

@@ -37,6 +37,8 @@ pub struct Config {
     pub verifier: VerifierConfig,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// `[api]`
+    pub api: ApiConfig,
     /// Logging.
     pub log: LogConfig,
     /// Where each value came from, for error messages. Not part of the file.
@@ -495,6 +497,29 @@ impl Default for MetricsConfig {
     }
 }
 
+/// `[api]`: the control API (`capminer status`, `capminer ctl`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Serve the API at all.
+    pub enabled: bool,
+    /// Listen address. Loopback by default; any other address needs `token_file`.
+    pub listen: SocketAddr,
+    /// File holding the bearer token that mutating calls must present (pause, resume). Without
+    /// it the API is read-only. Like key files, it must not be readable by group or others.
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9478)),
+            token_file: None,
+        }
+    }
+}
+
 /// `[log]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -574,6 +599,16 @@ impl Config {
         }
         if chain.batch.max_proofs == 0 || chain.batch.max_proofs > u16::MAX as usize {
             return Err(self.key_error("chain.batch.max_proofs", "must be within 1..=65535"));
+        }
+        if self.api.enabled && !self.api.listen.ip().is_loopback() && self.api.token_file.is_none()
+        {
+            return Err(self.key_error(
+                "api.listen",
+                format!(
+                    "{} is not a loopback address: set api.token_file too, so that only holders of the token can pause or change the miner",
+                    self.api.listen
+                ),
+            ));
         }
         if cpu.threads_per_core == Some(0) {
             return Err(self.key_error("cpu.threads_per_core", "must be at least 1 (or absent)"));

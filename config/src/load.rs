@@ -95,6 +95,11 @@ pub fn load(
                 *dir = base.join(&*dir);
             }
         }
+        if let Some(token) = config.api.token_file.as_mut()
+            && token.is_relative()
+        {
+            *token = base.join(&*token);
+        }
     }
     config.origin = origin;
     config.validate()?;

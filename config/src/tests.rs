@@ -131,6 +131,20 @@ fn invalid_values_are_refused_by_key() {
     );
     let err = load_text("[epoch]\nseed = \"0x1234\"\n", &[]).unwrap_err();
     assert!(err.to_string().contains("key `epoch.seed`"), "{err}");
+    let err = load_text("[api]\nlisten = \"0.0.0.0:9478\"\n", &[]).unwrap_err();
+    assert!(
+        err.to_string().contains("line 2")
+            && err.to_string().contains(
+                "key `api.listen`: 0.0.0.0:9478 is not a loopback address: set api.token_file"
+            ),
+        "{err}"
+    );
+    let open = load_text(
+        "[api]\nlisten = \"0.0.0.0:9478\"\ntoken_file = \"/etc/capminer/api.token\"\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(open.api.listen.port(), 9478, "with a token, any address");
 }
 
 #[test]

@@ -27,6 +27,8 @@ pub struct Snapshot {
 struct State {
     epoch: Option<(u64, Epoch)>,
     paused: bool,
+    /// Units paused one by one (by label), beside the pause of all.
+    paused_units: std::collections::BTreeSet<String>,
     stopped: bool,
 }
 
@@ -69,6 +71,28 @@ impl Control {
         self.update(|s| s.paused = paused);
     }
 
+    /// Pauses or resumes one unit (by label); the others go on.
+    pub fn set_unit_paused(&self, label: &str, paused: bool) {
+        self.update(|s| {
+            if paused {
+                s.paused_units.insert(label.to_string());
+            } else {
+                s.paused_units.remove(label);
+            }
+        });
+    }
+
+    /// The current epoch and its sequence number.
+    pub fn epoch(&self) -> Option<(u64, Epoch)> {
+        self.state.lock().expect("control lock poisoned").epoch
+    }
+
+    /// True if unit `label` is paused, alone or with all.
+    pub fn is_paused(&self, label: &str) -> bool {
+        let state = self.state.lock().expect("control lock poisoned");
+        state.paused || state.paused_units.contains(label)
+    }
+
     /// Asks every unit to exit.
     pub fn stop(&self) {
         self.update(|s| s.stopped = true);
@@ -89,13 +113,13 @@ impl Control {
         self.stopped.load(Ordering::Acquire)
     }
 
-    /// The current state.
-    pub fn snapshot(&self) -> Snapshot {
+    /// The current state as unit `label` sees it (paused if all are, or it alone is).
+    pub fn snapshot_for(&self, label: &str) -> Snapshot {
         let state = self.state.lock().expect("control lock poisoned");
         Snapshot {
             generation: self.generation(),
             epoch: state.epoch,
-            paused: state.paused,
+            paused: state.paused || state.paused_units.contains(label),
             stopped: state.stopped,
         }
     }

@@ -94,6 +94,7 @@ impl CpuUnit {
                         let result = thread_main(&shared, t);
                         if let Err(e) = &result {
                             tracing::error!(unit = %shared.ctx.info.label, "unit thread {t} failed: {e}");
+                            shared.ctx.mark_failed();
                             let mut slot = shared.slot.lock().expect("slot lock poisoned");
                             slot.failed.get_or_insert_with(|| e.to_string());
                             shared.ready.notify_all();
@@ -181,7 +182,7 @@ fn thread_main(shared: &Shared, t: usize) -> Result<()> {
     let ctx = &shared.ctx;
     let mut keyed: Option<(u64, RandomXSearcher, Arc<NonceOrder>, Epoch)> = None;
     loop {
-        let snap = ctx.control.snapshot();
+        let snap = ctx.control.snapshot_for(&ctx.info.label);
         if snap.stopped {
             return Ok(());
         }
@@ -259,7 +260,7 @@ fn rekey(shared: &Shared, seq: u64) -> Result<Published> {
     if let Some(order) = old_order {
         ctx.retire(&order);
     }
-    let Some((_, epoch)) = control.snapshot().epoch.filter(|(s, _)| *s == seq) else {
+    let Some((_, epoch)) = control.epoch().filter(|(s, _)| *s == seq) else {
         return Ok(None);
     };
     // Wait until every other thread has dropped its VM (within one hash).

@@ -158,6 +158,7 @@ impl GpuUnit {
                 let result = thread_main(&s);
                 if let Err(e) = &result {
                     tracing::error!(unit = %s.ctx.info.label, "GPU unit failed: {e}");
+                    s.ctx.mark_failed();
                     s.state.lock().expect("state lock poisoned").failed = true;
                 }
                 result
@@ -181,7 +182,7 @@ fn thread_main(shared: &Shared) -> Result<()> {
     shared.memory.set(dataset.bytes() as i64);
     let mut keyed: Option<(u64, CheckedSearcher, Arc<NonceOrder>, Epoch)> = None;
     loop {
-        let snap = ctx.control.snapshot();
+        let snap = ctx.control.snapshot_for(&ctx.info.label);
         if snap.stopped {
             return Ok(());
         }

@@ -33,6 +33,8 @@ pub struct MinerMetrics {
     pub compute_errors: IntCounterVec,
     /// Device memory a GPU unit holds.
     pub gpu_memory: IntGaugeVec,
+    /// 1 while a unit runs, 0 once it failed.
+    pub unit_up: IntGaugeVec,
 }
 
 const UNIT: &[&str] = &["unit", "kind"];
@@ -129,6 +131,13 @@ impl MinerMetrics {
                 ),
                 &["unit", "device"],
             )?,
+            unit_up: IntGaugeVec::new(
+                Opts::new(
+                    "capminer_unit_up",
+                    "1 while the unit runs (hashing, keying or idle), 0 once it stopped after an error",
+                ),
+                UNIT,
+            )?,
         };
         registry.register(Box::new(metrics.hashes.clone()))?;
         registry.register(Box::new(metrics.hashrate.clone()))?;
@@ -143,6 +152,7 @@ impl MinerMetrics {
         registry.register(Box::new(metrics.epoch.clone()))?;
         registry.register(Box::new(metrics.compute_errors.clone()))?;
         registry.register(Box::new(metrics.gpu_memory.clone()))?;
+        registry.register(Box::new(metrics.unit_up.clone()))?;
         Ok(metrics)
     }
 }

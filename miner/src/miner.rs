@@ -229,6 +229,25 @@ impl Miner {
         self.control.set_paused(paused);
     }
 
+    /// Pauses or resumes the unit labelled `label` alone; false if there is no such unit.
+    pub fn set_unit_paused(&self, label: &str, paused: bool) -> bool {
+        if !self.units.iter().any(|u| u.info().label == label) {
+            return false;
+        }
+        self.control.set_unit_paused(label, paused);
+        true
+    }
+
+    /// True if the unit labelled `label` is paused (alone or with all).
+    pub fn is_paused(&self, label: &str) -> bool {
+        self.control.is_paused(label)
+    }
+
+    /// The metric families of the miner (hashrates, counters), for status reports.
+    pub fn metrics(&self) -> &MinerMetrics {
+        &self.metrics
+    }
+
     /// The units.
     pub fn units(&self) -> &[Box<dyn Unit>] {
         &self.units
@@ -270,6 +289,14 @@ fn spawn_sampler(
         .name("hashrate".into())
         .spawn(move || {
             let mut windows: Vec<Hashrate> = contexts.iter().map(|_| Hashrate::default()).collect();
+            let ups: Vec<_> = contexts
+                .iter()
+                .map(|c| {
+                    metrics
+                        .unit_up
+                        .with_label_values(&[c.info.label.as_str(), c.info.kind.as_str()])
+                })
+                .collect();
             let mut last_log = Instant::now();
             while flag.load(Ordering::Acquire) {
                 let now = Instant::now();
@@ -277,7 +304,8 @@ fn spawn_sampler(
                 if log {
                     last_log = now;
                 }
-                for (ctx, window) in contexts.iter().zip(&mut windows) {
+                for ((ctx, window), up) in contexts.iter().zip(&mut windows).zip(&ups) {
+                    up.set(i64::from(!ctx.failed()));
                     window.record(now, ctx.hashes());
                     let mut r = [0.0; 3];
                     for (i, (span, name)) in WINDOWS.iter().enumerate() {

@@ -6,7 +6,7 @@
 //!      ─▶ count hashes ─▶ NonceOrder::end_round ─▶ ProofStore::append (fsync), in nonce order
 //! ```
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -93,6 +93,7 @@ pub struct UnitContext {
     /// Round length.
     pub round: Duration,
     hashes: AtomicU64,
+    failed: AtomicBool,
     /// Proofs of epochs this unit has left that the store refused; retried before new ones.
     orphans: Mutex<Vec<Proof>>,
     hashes_metric: IntCounter,
@@ -115,6 +116,7 @@ impl UnitContext {
         let labels = [info.label.as_str(), info.kind.as_str()];
         Self {
             hashes: AtomicU64::new(0),
+            failed: AtomicBool::new(false),
             orphans: Mutex::new(Vec::new()),
             hashes_metric: metrics.hashes.with_label_values(&labels),
             found_metric: metrics.proofs_found.with_label_values(&labels),
@@ -142,6 +144,16 @@ impl UnitContext {
                 flags,
             ])
             .set(1);
+    }
+
+    /// Records that a thread of the unit stopped after an error (`capminer_unit_up` 0).
+    pub fn mark_failed(&self) {
+        self.failed.store(true, Ordering::Release);
+    }
+
+    /// True once a thread of the unit stopped after an error.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
     }
 
     /// Hashes computed so far.

@@ -36,8 +36,14 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
 }
 
 /// A light-mode config (256 MiB cache a unit, ~10 ms a hash) with an easy target, so tests
-/// find proofs within seconds. `extra` is appended.
+/// find proofs within seconds. `extra` is appended; unless it has an `[api]` section, the
+/// control API listens on a port of the system's choosing (tests run side by side).
 pub fn light_config(metrics_port: u16, extra: &str) -> String {
+    let api = if extra.contains("[api]") {
+        ""
+    } else {
+        "[api]\nlisten = \"127.0.0.1:0\"\n"
+    };
     format!(
         r#"
 [miner]
@@ -54,7 +60,7 @@ large_pages = false
 listen = "127.0.0.1:{metrics_port}"
 [log]
 level = "info"
-{extra}
+{api}{extra}
 "#
     )
 }
@@ -84,16 +90,33 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
 
 /// A plain HTTP/1.0 GET on loopback; the body.
 pub fn http_get(port: u16, path: &str) -> Option<String> {
+    http(port, "GET", path, &[], "")
+        .filter(|(code, _)| *code == 200)
+        .map(|(_, body)| body)
+}
+
+/// One HTTP/1.0 request to `127.0.0.1:port` (the server closes when done): status and body.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\n");
+    for h in headers {
+        request.push_str(&format!("{h}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(request.as_bytes()).ok()?;
     let mut response = String::new();
     s.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.0 200")
-        .then(|| body.to_string())
-        .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_string()))
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, body.to_string()))
 }
 
 /// Every stored proof as a claim, all re-verified with the verifier `config` describes;

@@ -1,5 +1,6 @@
 //! capminer's integration tests: real processes, real files, real OS threads.
 
+mod api;
 mod chain;
 mod cli;
 mod common;

@@ -309,6 +309,7 @@ pub fn light_miner_config(net: &Net, dir: &std::path::Path) -> capminer_config::
     config.cpu.randomx.large_pages = false;
     config.cpu.round_ms = 100;
     config.metrics.enabled = false;
+    config.api.enabled = false;
     config.chain = net.chain_config();
     config
 }
