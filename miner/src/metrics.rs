@@ -33,6 +33,12 @@ pub struct MinerMetrics {
     pub compute_errors: IntCounterVec,
     /// Device memory a GPU unit holds.
     pub gpu_memory: IntGaugeVec,
+    /// 1 while a unit runs, 0 when it failed or is restarting.
+    pub unit_up: IntGaugeVec,
+    /// Unit restarts, by reason.
+    pub unit_restarts: IntCounterVec,
+    /// Always 1; the labels describe the build.
+    pub build_info: IntGaugeVec,
 }
 
 const UNIT: &[&str] = &["unit", "kind"];
@@ -129,6 +135,24 @@ impl MinerMetrics {
                 ),
                 &["unit", "device"],
             )?,
+            unit_up: IntGaugeVec::new(
+                Opts::new(
+                    "capminer_unit_up",
+                    "1 while the unit runs, 0 when it failed or is restarting",
+                ),
+                UNIT,
+            )?,
+            unit_restarts: IntCounterVec::new(
+                Opts::new("capminer_unit_restarts_total", "Unit restarts, by reason"),
+                &["unit", "kind", "reason"],
+            )?,
+            build_info: IntGaugeVec::new(
+                Opts::new(
+                    "capminer_build_info",
+                    "Always 1; the labels describe the build",
+                ),
+                &["version", "commit", "randomx_flags"],
+            )?,
         };
         registry.register(Box::new(metrics.hashes.clone()))?;
         registry.register(Box::new(metrics.hashrate.clone()))?;
@@ -143,6 +167,9 @@ impl MinerMetrics {
         registry.register(Box::new(metrics.epoch.clone()))?;
         registry.register(Box::new(metrics.compute_errors.clone()))?;
         registry.register(Box::new(metrics.gpu_memory.clone()))?;
+        registry.register(Box::new(metrics.unit_up.clone()))?;
+        registry.register(Box::new(metrics.unit_restarts.clone()))?;
+        registry.register(Box::new(metrics.build_info.clone()))?;
         Ok(metrics)
     }
 }
