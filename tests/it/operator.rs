@@ -99,7 +99,7 @@ const KEYWORDS: &[(&str, bool)] = &[
 
 /// The metric names a PromQL expression selects: identifiers outside label matchers, ranges,
 /// strings and label lists that are neither keywords nor function or aggregation names (those
-/// are followed by a parenthesis).
+/// are followed by a parenthesis, or `by`/`without`).
 fn metric_names(expr: &str) -> BTreeSet<String> {
     let b = expr.as_bytes();
     let mut names = BTreeSet::new();
@@ -151,11 +151,17 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
                     i += 1;
                 }
                 let word = &expr[start..i];
-                let next = expr[i..].trim_start().bytes().next();
+                let rest = expr[i..].trim_start();
+                let next_word: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                // A function or an aggregation: `name(`, `sum by (`, `sum without (`.
+                let call = rest.starts_with('(') || ["by", "without"].contains(&next_word.as_str());
                 if let Some((_, list)) = KEYWORDS.iter().find(|(k, _)| k.eq_ignore_ascii_case(word))
                 {
                     label_list = *list;
-                } else if next != Some(b'(') {
+                } else if !call {
                     names.insert(word.to_string());
                 }
             }
@@ -373,7 +379,7 @@ async fn a_real_prometheus_evaluates_every_panel_and_alert_on_a_live_miner_and_v
     // The chain: long epochs, moved on by the test.
     let mut s = spec(Target::for_expected_hashes(8), 2, 100_000);
     s.epoch_seconds = 600;
-    s.kinds[1].target = Target::for_expected_hashes(16);
+    s.kinds[1].target = Target::for_expected_hashes(8192); // lavapipe: thousands of hashes a second
     let mut config = capminer_config::Config::default();
     config.network.gpu_unit_bytes = 4 << 20;
     config.network.gpu_cache_bytes = 64 << 10;
@@ -493,8 +499,9 @@ async fn a_real_prometheus_evaluates_every_panel_and_alert_on_a_live_miner_and_v
         "the verifier attested every unit of epoch {epoch}; verifier log:\n{}",
         log("verifier")
     );
-    // The epoch settles: the miner claims its rewards.
+    // The epoch settles; in the next epoch the miner claims its rewards (once an epoch).
     net.advance(VERIFY + 1).await;
+    net.next_epoch().await;
     let claimed = wait_for(Duration::from_secs(120), || {
         scalar(
             &prometheus,
@@ -607,8 +614,8 @@ fn systemd_units_verify_and_are_hardened() {
         ("capminer.service", "run"),
         ("capminer-verifier.service", "verifier"),
     ] {
-        let text = read(&format!("systemd/{unit}"));
-        let service: BTreeMap<&str, &str> = text
+        let unit_text = read(&format!("systemd/{unit}"));
+        let service: BTreeMap<&str, &str> = unit_text
             .split("[Service]")
             .nth(1)
             .unwrap()
@@ -642,7 +649,7 @@ fn systemd_units_verify_and_are_hardened() {
         let copy = dir.path().join(unit);
         std::fs::write(
             &copy,
-            text.replace("/usr/local/bin/capminer", env!("CARGO_BIN_EXE_capminer")),
+            unit_text.replace("/usr/local/bin/capminer", env!("CARGO_BIN_EXE_capminer")),
         )
         .unwrap();
         let out = Command::new("systemd-analyze")
