@@ -181,9 +181,7 @@ fn metric_names_are_read_from_promql() {
         ["a_total", "e", "f", "g:h"]
     );
     assert_eq!(
-        names(
-            "sum by (instance, le) (rate(x_bucket[5m] offset 1h)) / 1e18 > bool 2 or vector(0)"
-        ),
+        names("sum by (instance, le) (rate(x_bucket[5m] offset 1h)) / 1e18 > bool 2 or vector(0)"),
         ["x_bucket"]
     );
     assert_eq!(
@@ -237,7 +235,10 @@ fn alert_rules_pass_promtool() {
     for test in tests["tests"].as_array().expect("tests") {
         for case in test["alert_rule_test"].as_array().expect("alert_rule_test") {
             let name = str_of(&case["alertname"], "alertname").to_string();
-            assert!(rules.contains_key(&name), "a test of an unknown alert {name}");
+            assert!(
+                rules.contains_key(&name),
+                "a test of an unknown alert {name}"
+            );
             let expected = case["exp_alerts"].as_array().map_or(0, Vec::len);
             if expected > 0 {
                 firing.insert(name);
@@ -289,7 +290,10 @@ fn substitute(expr: &str) -> String {
         .replace("$__interval", "15s")
         .replace("$__range", "1h")
         .replace("$instance", ".*");
-    assert!(!out.contains('$'), "a variable the test does not know: {expr}");
+    assert!(
+        !out.contains('$'),
+        "a variable the test does not know: {expr}"
+    );
     out
 }
 
@@ -429,8 +433,8 @@ async fn a_real_prometheus_evaluates_every_panel_and_alert_on_a_live_miner_and_v
         ("CAPMINER_VERIFIER_KEY", key(2)),
     ));
     let log = |name: &str| {
-        let log = std::fs::read_to_string(dir.path().join(format!("{name}.log")))
-            .unwrap_or_default();
+        let log =
+            std::fs::read_to_string(dir.path().join(format!("{name}.log"))).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
     };
@@ -523,9 +527,7 @@ async fn a_real_prometheus_evaluates_every_panel_and_alert_on_a_live_miner_and_v
     tokio::time::sleep(Duration::from_secs(5)).await;
 
     // Every metric name Prometheus has from the two jobs.
-    let names: BTreeSet<String> = prometheus
-        .api("label/__name__/values", &[])
-        .unwrap()["data"]
+    let names: BTreeSet<String> = prometheus.api("label/__name__/values", &[]).unwrap()["data"]
         .as_array()
         .unwrap()
         .iter()
@@ -583,11 +585,6 @@ async fn a_real_prometheus_evaluates_every_panel_and_alert_on_a_live_miner_and_v
             Err(e) => failures.push(format!("alert {alert}: {e}")),
         }
     }
-    eprintln!(
-        "evaluated {} panel expressions (all with data) and {} alert expressions (valid, every metric present; returning series now: {with_data:?})",
-        expressions.len(),
-        loaded.len()
-    );
     assert!(
         failures.is_empty(),
         "{} failures:\n{}\nmetrics present: {names:?}",
@@ -595,6 +592,11 @@ async fn a_real_prometheus_evaluates_every_panel_and_alert_on_a_live_miner_and_v
         failures.join("\n")
     );
     assert!(expressions.len() >= 20, "{}", expressions.len());
+    eprintln!(
+        "evaluated {} panel expressions (all with data) and {} alert expressions (valid, every metric present; returning series now: {with_data:?})",
+        expressions.len(),
+        loaded.len()
+    );
 }
 
 // ------------------------------------------------------------------ systemd
@@ -644,7 +646,11 @@ fn systemd_units_verify_and_are_hardened() {
             .unwrap_or_else(|| panic!("{unit}: ExecStart={exec}"));
         assert!(config.starts_with("/etc/capminer/"), "{unit}: {config}");
         let state = format!("/var/lib/{}", service["StateDirectory"]);
-        assert_eq!(service.get("ReadWritePaths"), Some(&state.as_str()), "{unit}");
+        assert_eq!(
+            service.get("ReadWritePaths"),
+            Some(&state.as_str()),
+            "{unit}"
+        );
 
         let copy = dir.path().join(unit);
         std::fs::write(
@@ -741,7 +747,10 @@ fn containerfile_builds_in_two_stages_and_runs_capminer_unprivileged() {
         .flat_map(|l| l.split_whitespace().skip(1))
         .map(|p| p.parse().unwrap())
         .collect();
-    assert!(expose.contains(&9477) && expose.contains(&9478), "{expose:?}");
+    assert!(
+        expose.contains(&9477) && expose.contains(&9478),
+        "{expose:?}"
+    );
 }
 
 // ------------------------------------------------------------------ Kubernetes
@@ -798,7 +807,10 @@ fn kubernetes_manifests_parse_and_agree_with_each_other_and_the_config() {
             .as_object()
             .unwrap();
         for (k, v) in selector {
-            assert_eq!(&template["metadata"]["labels"][k], v, "{kind}: selector matches");
+            assert_eq!(
+                &template["metadata"]["labels"][k], v,
+                "{kind}: selector matches"
+            );
         }
         let pod = &template["spec"];
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{kind}");
@@ -827,7 +839,10 @@ fn kubernetes_manifests_parse_and_agree_with_each_other_and_the_config() {
             .find(|m| m["mountPath"] == args[2])
             .unwrap_or_else(|| panic!("{kind}: the config file {} is mounted", args[2]));
         assert_eq!(config_mount["readOnly"], true);
-        assert_eq!(volume(&config_mount["name"])["configMap"]["name"], config_name);
+        assert_eq!(
+            volume(&config_mount["name"])["configMap"]["name"],
+            config_name
+        );
         let key = str_of(&config_mount["subPath"], "subPath");
         let config = load_config_text(str_of(&config_map["data"][key], "config"));
 
@@ -840,7 +855,11 @@ fn kubernetes_manifests_parse_and_agree_with_each_other_and_the_config() {
         );
         let annotations = &template["metadata"]["annotations"];
         assert_eq!(annotations["prometheus.io/scrape"], "true", "{kind}");
-        assert_eq!(annotations["prometheus.io/port"], port.to_string(), "{kind}");
+        assert_eq!(
+            annotations["prometheus.io/port"],
+            port.to_string(),
+            "{kind}"
+        );
         let ports = c["ports"].as_array().unwrap();
         assert!(
             ports
@@ -861,7 +880,10 @@ fn kubernetes_manifests_parse_and_agree_with_each_other_and_the_config() {
             .unwrap_or_else(|| panic!("{kind}: {} is mounted", key_file.display()));
         assert_eq!(key_mount["readOnly"], true, "{kind}: key read-only");
         let secret = &volume(&key_mount["name"])["secret"];
-        assert!(secret["secretName"].is_string(), "{kind}: the key is a Secret");
+        assert!(
+            secret["secretName"].is_string(),
+            "{kind}: the key is a Secret"
+        );
         assert_eq!(secret["defaultMode"], 0o400, "{kind}: key mode 0400");
         let item = &secret["items"][0];
         assert_eq!(
@@ -896,7 +918,10 @@ fn kubernetes_manifests_parse_and_agree_with_each_other_and_the_config() {
             }
         }
         if kind == "DaemonSet" {
-            assert!(requests.contains_key("hugepages-2Mi"), "miners ask for huge pages");
+            assert!(
+                requests.contains_key("hugepages-2Mi"),
+                "miners ask for huge pages"
+            );
             assert!(config.cpu.randomx.large_pages, "and the config uses them");
             assert!(
                 !pod["nodeSelector"].as_object().unwrap().is_empty(),
