@@ -96,6 +96,14 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
         .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_string()))
 }
 
+/// The value of the first sample line of a metrics exposition starting with `prefix`.
+pub fn sample(body: &str, prefix: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 /// Every stored proof as a claim, all re-verified with the verifier `config` describes;
 /// returns the verifier and the claims for further checks.
 pub fn verify_store(

@@ -6,16 +6,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::{
-    Kill, Prometheus, capminer, free_port, http_get, light_config, text, wait_for, write_config,
+    Kill, Prometheus, capminer, free_port, http_get, light_config, sample, text, wait_for,
+    write_config,
 };
-
-/// The value of the first sample line starting with `prefix`.
-fn sample(body: &str, prefix: &str) -> Option<f64> {
-    body.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 #[test]
 fn metrics_are_valid_live_and_scraped_by_prometheus() {

@@ -18,7 +18,9 @@ use std::time::Duration;
 use serde_json::Value as Json;
 use serde_yaml_ng::Value as Yaml;
 
-use crate::common::{Kill, Prometheus, free_port, spawn_capminer, text, wait_for};
+use crate::common::{
+    Kill, Prometheus, free_port, http_get, sample, spawn_capminer, text, wait_for,
+};
 
 fn deploy() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy")
@@ -403,6 +405,7 @@ async fn a_real_prometheus_evaluates_every_panel_and_alert_on_a_live_miner_and_v
     miner.metrics.enabled = true;
     miner.metrics.listen = format!("127.0.0.1:{miner_port}").parse().unwrap();
     let (units, indices) = register_planned(&net, &miner).await;
+    let plan_units = capminer_miner::Miner::plan(&miner).unwrap().units();
     assert_eq!(units.len(), 2, "one CPU unit, one GPU unit: {units:?}");
     capminer_chain::devnet::fund_pool(
         &net.url,
@@ -460,23 +463,64 @@ async fn a_real_prometheus_evaluates_every_panel_and_alert_on_a_live_miner_and_v
     let prometheus = Prometheus::start(&prom_config.to_string());
 
     // Chain activity: every unit's proofs accepted in the epoch, on chain.
-    let mut counted = false;
+    let mut counts = Vec::new();
     for _ in 0..300 {
-        let mut all = true;
+        counts.clear();
         for index in &indices {
-            all &= net.count(*index, epoch).await >= 3;
+            counts.push(net.count(*index, epoch).await);
         }
-        if all {
-            counted = true;
+        if counts.iter().all(|c| *c >= 3) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(
-        counted,
+        counts.iter().all(|c| *c >= 3),
         "every unit's proofs accepted in epoch {epoch}; miner log:\n{}",
         log("miner")
     );
+    // The chain client's epoch gauges, exactly: what the contract says.
+    let body = http_get(miner_port, "/metrics").unwrap();
+    let metric = |name: &str| {
+        sample(&body, name).unwrap_or_else(|| panic!("{name} in the miner's metrics:\n{body}"))
+    };
+    for (((_, kind, label), index), counted) in plan_units.iter().zip(&indices).zip(&counts) {
+        let stored = metric(&format!(
+            "capminer_chain_epoch_proofs{{kind=\"{kind}\",unit=\"{label}\"}}"
+        ));
+        assert!(
+            stored >= f64::from(*counted),
+            "unit {label} (index {index}): {stored} stored, at least the {counted} counted on chain before"
+        );
+        assert_eq!(
+            metric(&format!(
+                "capminer_chain_epoch_min_proofs{{kind=\"{kind}\"}}"
+            )),
+            2.0
+        );
+        assert_eq!(
+            metric(&format!(
+                "capminer_chain_epoch_max_proofs{{kind=\"{kind}\"}}"
+            )),
+            100_000.0
+        );
+    }
+    assert_eq!(metric("capminer_chain_epoch_duration_seconds "), 600.0);
+    let ends: alloy::primitives::U256 = net.contract().epochStart(epoch + 1).call().await.unwrap();
+    assert_eq!(
+        metric("capminer_chain_epoch_ends_timestamp_seconds "),
+        ends.to::<u64>() as f64
+    );
+    let balance: f64 = alloy::providers::Provider::get_balance(&net.provider, net.key(1).address())
+        .await
+        .unwrap()
+        .into();
+    let reported = metric("capminer_chain_balance_wei ");
+    assert!(
+        (reported - balance).abs() < 1e16 && balance < 1e22,
+        "balance {reported} reported, {balance} on chain (less than 0.01 ether apart: a few batches' gas)"
+    );
+
     // The epoch closes: the verifier recomputes and attests every unit.
     net.next_epoch().await;
     net.advance(GRACE + 1).await;
