@@ -1,6 +1,6 @@
 //! The chain client's Prometheus metrics.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Metric families of the chain client.
 #[derive(Debug, Clone)]
@@ -25,7 +25,23 @@ pub struct ChainMetrics {
     pub chain_epoch: IntGauge,
     /// Rewards claimed, in gwei.
     pub rewards_claimed_gwei: IntCounter,
+    /// The signer's balance, in wei (what pays for gas).
+    pub balance_wei: Gauge,
+    /// Proofs per unit the current epoch needs for its reward, by kind.
+    pub epoch_min_proofs: IntGaugeVec,
+    /// Proofs per unit the current epoch counts at most, by kind.
+    pub epoch_max_proofs: IntGaugeVec,
+    /// When the current epoch ends (unix time, chain clock).
+    pub epoch_ends: IntGauge,
+    /// Seconds per epoch.
+    pub epoch_duration: IntGauge,
+    /// Proofs of the current epoch a unit has in the store, not skipped.
+    pub epoch_proofs: IntGaugeVec,
 }
+
+/// Every reason a proof is skipped for (`capminer_chain_proofs_skipped_total{reason}`), exported
+/// from the start at 0, so a rate over them is 0 rather than absent.
+pub const SKIP_REASONS: [&str; 4] = ["contract", "expired", "over_max", "seed_changed"];
 
 impl ChainMetrics {
     /// Creates and registers the families.
@@ -74,7 +90,43 @@ impl ChainMetrics {
                 "capminer_chain_rewards_claimed_gwei_total",
                 "Rewards claimed, in gwei",
             )?,
+            balance_wei: Gauge::new(
+                "capminer_chain_balance_wei",
+                "Balance of the provider's signer, in wei, read every tick: it pays the gas",
+            )?,
+            epoch_min_proofs: IntGaugeVec::new(
+                Opts::new(
+                    "capminer_chain_epoch_min_proofs",
+                    "Proofs per unit the current epoch needs for its reward, by unit kind",
+                ),
+                &["kind"],
+            )?,
+            epoch_max_proofs: IntGaugeVec::new(
+                Opts::new(
+                    "capminer_chain_epoch_max_proofs",
+                    "Proofs per unit the current epoch counts at most, by unit kind",
+                ),
+                &["kind"],
+            )?,
+            epoch_ends: IntGauge::new(
+                "capminer_chain_epoch_ends_timestamp_seconds",
+                "When the contract's current epoch ends, unix time (the chain's clock)",
+            )?,
+            epoch_duration: IntGauge::new(
+                "capminer_chain_epoch_duration_seconds",
+                "Seconds per epoch of the contract",
+            )?,
+            epoch_proofs: IntGaugeVec::new(
+                Opts::new(
+                    "capminer_chain_epoch_proofs",
+                    "Proofs of the contract's current epoch a unit has in the store (found, submitted, included or final; not skipped)",
+                ),
+                &["unit", "kind"],
+            )?,
         };
+        for reason in SKIP_REASONS {
+            m.proofs_skipped.with_label_values(&[reason]);
+        }
         registry.register(Box::new(m.proofs_submitted.clone()))?;
         registry.register(Box::new(m.proofs_accepted.clone()))?;
         registry.register(Box::new(m.proofs_skipped.clone()))?;
@@ -85,6 +137,12 @@ impl ChainMetrics {
         registry.register(Box::new(m.last_block.clone()))?;
         registry.register(Box::new(m.chain_epoch.clone()))?;
         registry.register(Box::new(m.rewards_claimed_gwei.clone()))?;
+        registry.register(Box::new(m.balance_wei.clone()))?;
+        registry.register(Box::new(m.epoch_min_proofs.clone()))?;
+        registry.register(Box::new(m.epoch_max_proofs.clone()))?;
+        registry.register(Box::new(m.epoch_ends.clone()))?;
+        registry.register(Box::new(m.epoch_duration.clone()))?;
+        registry.register(Box::new(m.epoch_proofs.clone()))?;
         Ok(m)
     }
 }

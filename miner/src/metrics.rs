@@ -35,6 +35,8 @@ pub struct MinerMetrics {
     pub gpu_memory: IntGaugeVec,
     /// 1 while a unit runs, 0 once it failed.
     pub unit_up: IntGaugeVec,
+    /// Always 1; the labels describe the build.
+    pub build_info: IntGaugeVec,
 }
 
 const UNIT: &[&str] = &["unit", "kind"];
@@ -138,6 +140,13 @@ impl MinerMetrics {
                 ),
                 UNIT,
             )?,
+            build_info: IntGaugeVec::new(
+                Opts::new(
+                    "capminer_build_info",
+                    "Always 1; the labels describe the build",
+                ),
+                &["version", "commit", "randomx_flags"],
+            )?,
         };
         registry.register(Box::new(metrics.hashes.clone()))?;
         registry.register(Box::new(metrics.hashrate.clone()))?;
@@ -153,6 +162,7 @@ impl MinerMetrics {
         registry.register(Box::new(metrics.compute_errors.clone()))?;
         registry.register(Box::new(metrics.gpu_memory.clone()))?;
         registry.register(Box::new(metrics.unit_up.clone()))?;
+        registry.register(Box::new(metrics.build_info.clone()))?;
         Ok(metrics)
     }
 }

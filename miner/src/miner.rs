@@ -149,6 +149,14 @@ impl Miner {
             unit: "miner".into(),
             reason: format!("cannot register metrics: {e}"),
         })?;
+        metrics
+            .build_info
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                option_env!("CAPMINER_COMMIT").unwrap_or("unknown"),
+                &flags.to_string(),
+            ])
+            .set(1);
         let control = Arc::new(Control::new());
         let round = Duration::from_millis(config.cpu.round_ms);
         let mut units: Vec<Box<dyn Unit>> = Vec::new();

@@ -114,6 +114,7 @@ impl UnitContext {
         metrics: &MinerMetrics,
     ) -> Self {
         let labels = [info.label.as_str(), info.kind.as_str()];
+        metrics.unit_up.with_label_values(&labels).set(1);
         Self {
             hashes: AtomicU64::new(0),
             failed: AtomicBool::new(false),

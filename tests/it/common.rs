@@ -119,6 +119,14 @@ pub fn http(
     Some((code, body.to_string()))
 }
 
+/// The value of the first sample line of a metrics exposition starting with `prefix`.
+pub fn sample(body: &str, prefix: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 /// Every stored proof as a claim, all re-verified with the verifier `config` describes;
 /// returns the verifier and the claims for further checks.
 pub fn verify_store(
@@ -207,4 +215,121 @@ pub fn seed_from_env(name: &str) -> u64 {
             .as_nanos();
         Rng(t as u64).next_u64()
     })
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped.
+#[derive(Debug)]
+pub struct Kill(pub std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `capminer <args> -c <dir>/<name>.toml` with `config` written there, one environment
+/// variable set (a key: never on the command line), its log appended to `<dir>/<name>.log`.
+pub fn spawn_capminer(
+    config: &capminer_config::Config,
+    dir: &Path,
+    name: &str,
+    args: &[&str],
+    env: (&str, String),
+) -> std::process::Child {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, config.to_toml()).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}.log")))
+        .unwrap();
+    Command::new(capminer().get_program())
+        .args(args)
+        .arg("-c")
+        .arg(&path)
+        .env(env.0, env.1)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// A real Prometheus server (Debian package prometheus) on a free loopback port, its data in a
+/// temporary directory; killed when dropped.
+#[derive(Debug)]
+pub struct Prometheus {
+    /// Its HTTP port.
+    pub port: u16,
+    _process: Kill,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Starts Prometheus with the configuration `config` (YAML text); returns once it answers.
+    pub fn start(config: &str) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prometheus.yml");
+        std::fs::write(&path, config).unwrap();
+        let port = free_port();
+        let process = Kill(
+            Command::new("prometheus")
+                .arg(format!("--config.file={}", path.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("prometheus (Debian package prometheus) is installed"),
+        );
+        wait_for(Duration::from_secs(30), || http_get(port, "/-/ready"))
+            .expect("prometheus is ready");
+        Prometheus {
+            port,
+            _process: process,
+            _dir: dir,
+        }
+    }
+
+    /// `GET /api/v1/<path>` with the query parameters `params` (encoded here); the JSON answer,
+    /// whatever its status (`None` only when the server does not answer 200).
+    pub fn api(&self, path: &str, params: &[(&str, &str)]) -> Option<serde_json::Value> {
+        let query: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{}={}", url_encode(k), url_encode(v)))
+            .collect();
+        let body = http_get(self.port, &format!("/api/v1/{path}?{}", query.join("&")))?;
+        serde_json::from_str(&body).ok()
+    }
+
+    /// The instant vector (or scalar) `expr` evaluates to now: `Err` with Prometheus's error
+    /// when the query is invalid.
+    pub fn query(&self, expr: &str) -> Result<Vec<serde_json::Value>, String> {
+        let answer = self
+            .api("query", &[("query", expr)])
+            .ok_or_else(|| format!("no answer to {expr}"))?;
+        if answer["status"] != "success" {
+            return Err(format!("{expr}: {}", answer["error"]));
+        }
+        Ok(match answer["data"]["resultType"].as_str() {
+            Some("vector" | "matrix") => answer["data"]["result"].as_array().unwrap().clone(),
+            _ => vec![answer["data"]["result"].clone()],
+        })
+    }
+}
+
+/// Percent-encodes a URL query component.
+pub fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

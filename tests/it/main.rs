@@ -9,4 +9,5 @@ mod disk_faults;
 mod gpu;
 mod metrics;
 mod miner_flow;
+mod operator;
 mod store_crash;

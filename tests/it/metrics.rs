@@ -2,26 +2,13 @@
 //! documented families with live values, and a real Prometheus server scraping it.
 
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::common::{capminer, free_port, http_get, light_config, text, wait_for, write_config};
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The value of the first sample line starting with `prefix`.
-fn sample(body: &str, prefix: &str) -> Option<f64> {
-    body.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
+use crate::common::{
+    Kill, Prometheus, capminer, free_port, http_get, light_config, sample, text, wait_for,
+    write_config,
+};
 
 #[test]
 fn metrics_are_valid_live_and_scraped_by_prometheus() {
@@ -101,41 +88,19 @@ fn metrics_are_valid_live_and_scraped_by_prometheus() {
     );
 
     // A real Prometheus scrapes it.
-    let prom_port = free_port();
-    let prom_dir = tempfile::tempdir().unwrap();
-    let prom_config = prom_dir.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: capminer\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
-        ),
-    )
-    .unwrap();
-    let _prometheus = Kill(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", prom_config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                prom_dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus (Debian package prometheus) is installed"),
-    );
+    let prometheus = Prometheus::start(&format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: capminer\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+    ));
     let units = capminer_miner::topology::Topology::detect()
         .unwrap()
         .cores
         .len();
     let answer = wait_for(Duration::from_secs(60), || {
-        let body = http_get(prom_port, "/api/v1/query?query=capminer_hashes_total")?;
-        let json: serde_json::Value = serde_json::from_str(&body).ok()?;
-        let series = json["data"]["result"].as_array()?;
-        (series.len() == units).then_some(json)
+        let series = prometheus.query("capminer_hashes_total").ok()?;
+        (series.len() == units).then_some(series)
     })
     .expect("prometheus scraped one capminer_hashes_total series per unit");
-    for series in answer["data"]["result"].as_array().unwrap() {
+    for series in &answer {
         assert_eq!(series["metric"]["job"], "capminer");
         assert_eq!(series["metric"]["kind"], "cpu");
         let value: f64 = series["value"][1].as_str().unwrap().parse().unwrap();

@@ -3,7 +3,7 @@
 
 use alloy::sol_types::SolCall;
 use capminer_proofs::store::ProofState;
-use capminer_proofs::{Epoch, ProofRef, Seed, Target};
+use capminer_proofs::{Epoch, ProofRef, Seed, Target, UnitKind};
 
 use super::{ChainService, EpochParams};
 use crate::bindings::Capacity;
@@ -66,6 +66,17 @@ impl ChainService {
             self.seed_changed(current, old).await?;
         }
         self.params.insert(current, params);
+        for (i, kind) in [UnitKind::Cpu, UnitKind::Gpu].into_iter().enumerate() {
+            let kind = [kind.as_str()];
+            self.metrics
+                .epoch_min_proofs
+                .with_label_values(&kind)
+                .set(params.min[i].into());
+            self.metrics
+                .epoch_max_proofs
+                .with_label_values(&kind)
+                .set(params.max[i].into());
+        }
         self.record_epoch(epoch).await?;
         self.delivered = Some(current);
         tracing::info!(epoch = current, seed = %epoch.seed, "chain epoch");

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use alloy::network::EthereumWallet;
 use alloy::primitives::TxHash;
+use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use capminer_config::ChainConfig;
 use capminer_proofs::store::{ProofState, ProofStore};
@@ -45,6 +46,7 @@ pub struct ChainSetup {
 struct UnitRow {
     index: u32,
     label: String,
+    kind: UnitKind,
 }
 
 /// Per-epoch seed and parameters of both kinds.
@@ -111,7 +113,7 @@ impl ChainService {
         let from = setup.signer.address();
         let mut units = HashMap::new();
         let mut by_index = HashMap::new();
-        for (id, _kind, label) in setup.units {
+        for (id, kind, label) in setup.units {
             let index = contract
                 .unitIndexOf(id.0.into())
                 .call()
@@ -137,7 +139,7 @@ impl ChainService {
                 tracing::warn!(unit = %label, have = info.collateral, need = info.registeredCollateral, "unit short of collateral (slashed): its proofs are skipped until it is topped up");
             }
             by_index.insert(index, id);
-            units.insert(id, UnitRow { index, label });
+            units.insert(id, UnitRow { index, label, kind });
         }
         let txm = TxManager::new(
             chain.provider.clone(),
@@ -262,6 +264,12 @@ impl ChainService {
         let current = self.chain.schedule.epoch_at(now);
         self.metrics.last_block.set(head.number as i64);
         self.metrics.chain_epoch.set(current as i64);
+        let schedule = self.chain.schedule;
+        self.metrics.epoch_duration.set(schedule.duration as i64);
+        self.metrics
+            .epoch_ends
+            .set(schedule.epoch_start(current + 1) as i64);
+        self.observe_balance().await;
         let mut report = TickReport {
             head: head.number,
             chain_epoch: current,
@@ -274,6 +282,37 @@ impl ChainService {
         self.archive(now, current).await;
         report.submitted = self.submit(head, now, current).await?;
         self.claim(head, current).await?;
+        self.count_epoch_proofs(current).await;
         Ok(report)
+    }
+
+    /// `capminer_chain_balance_wei`: the signer's balance. A failed read is not the tick's
+    /// failure (the gauge keeps its last value; the tick's other calls say whether the node is
+    /// reachable).
+    async fn observe_balance(&self) {
+        match self.chain.provider.get_balance(self.txm.address()).await {
+            Ok(wei) => self.metrics.balance_wei.set(f64::from(wei)),
+            Err(e) => tracing::debug!("chain: cannot read the signer's balance: {e}"),
+        }
+    }
+
+    /// `capminer_chain_epoch_proofs`: each unit's proofs of epoch `current` in the store, not
+    /// skipped (0 for a unit without any).
+    async fn count_epoch_proofs(&self, current: u64) {
+        let mut counts: HashMap<UnitId, i64> = self.units.keys().map(|u| (*u, 0)).collect();
+        for p in self.epoch_proofs(current).await {
+            if p.state != ProofState::Skipped
+                && let Some(c) = counts.get_mut(&p.proof.unit)
+            {
+                *c += 1;
+            }
+        }
+        for (unit, count) in counts {
+            let row = &self.units[&unit];
+            self.metrics
+                .epoch_proofs
+                .with_label_values(&[row.label.as_str(), row.kind.as_str()])
+                .set(count);
+        }
     }
 }

@@ -33,6 +33,11 @@ impl ChainService {
         proofs
     }
 
+    /// Every proof of open epoch `e` (our units' and any other's).
+    pub(super) async fn epoch_proofs(&self, e: u64) -> Vec<StoredProof> {
+        blocking(&self.store, move |s| s.epoch_proofs(e)).await
+    }
+
     /// Moves proofs to `state`, durably.
     pub(super) async fn set_state(&self, refs: Vec<ProofRef>, state: ProofState) -> Result<()> {
         if refs.is_empty() {

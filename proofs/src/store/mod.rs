@@ -324,6 +324,17 @@ impl ProofStore {
         Ok(out)
     }
 
+    /// Every proof of an open (not archived) epoch, ordered by (unit, nonce): costs that
+    /// epoch's proofs only.
+    pub fn epoch_proofs(&self, epoch: u64) -> Vec<StoredProof> {
+        let inner = self.inner.lock().expect("proof store lock poisoned");
+        inner
+            .index
+            .epoch_proofs(epoch)
+            .map(|(r, e)| index::stored(&r, e))
+            .collect()
+    }
+
     /// The proofs not yet in a terminal state (found, submitted, included) that `keep` accepts,
     /// ordered by (epoch, unit, nonce). Costs what is in flight, not what is stored.
     pub fn unsettled(&self, mut keep: impl FnMut(&StoredProof) -> bool) -> Vec<StoredProof> {

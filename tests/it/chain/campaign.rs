@@ -10,7 +10,7 @@
 //! of each process (the benchmark-mode run uses more).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use alloy::providers::Provider;
@@ -22,7 +22,7 @@ use capminer_proofs::store::{ProofState, ProofStore};
 use capminer_proofs::{Target, UnitId};
 
 use super::{Net, Proxy, light_miner_config, register_planned, spec};
-use crate::common::{Rng, capminer, env_u64, seed_from_env};
+use crate::common::{Rng, env_u64, seed_from_env, spawn_capminer};
 
 const EPOCH: u64 = 40;
 const GRACE: u64 = 10;
@@ -70,32 +70,6 @@ impl Victim {
         self.child = (self.start)();
         self.next_kill = Instant::now() + millis(rng, 1500, 7000);
     }
-}
-
-fn spawn(
-    config: &Config,
-    dir: &std::path::Path,
-    name: &str,
-    args: &[&str],
-    env: (&str, String),
-) -> Child {
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, config.to_toml()).unwrap();
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(format!("{name}.log")))
-        .unwrap();
-    Command::new(capminer().get_program())
-        .args(args)
-        .arg("-c")
-        .arg(&path)
-        .env(env.0, env.1)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,7 +123,7 @@ async fn a_random_fault_campaign_loses_and_misreports_nothing() {
     );
     let mut miner = Victim::new(
         Box::new(move || {
-            spawn(
+            spawn_capminer(
                 &mc,
                 &d,
                 "miner",
@@ -162,7 +136,7 @@ async fn a_random_fault_campaign_loses_and_misreports_nothing() {
     let d = dir.path().to_path_buf();
     let mut verifier = Victim::new(
         Box::new(move || {
-            spawn(
+            spawn_capminer(
                 &vc,
                 &d,
                 "verifier",
