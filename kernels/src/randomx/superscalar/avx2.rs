@@ -20,9 +20,11 @@ use super::program::{OpKind, Program};
 use super::{BLOCK_BYTES, CacheMemory, SuperscalarHash, item_registers};
 
 /// AVX2 vectors per register row.
-const VECTORS: usize = 8;
+const VECTORS: usize = 32;
 /// Items per batch.
 const LANES: usize = 4 * VECTORS;
+/// Cache blocks prefetched per run of instructions at the start of a program.
+const PREFETCH_PER_RUN: usize = 128;
 
 /// Whether this CPU can run the AVX2 path.
 pub(super) fn available() -> bool {
@@ -73,11 +75,7 @@ fn batch(hash: &SuperscalarHash, cache: &CacheMemory<'_>, first: u64, out: &mut 
         }
     }
     for program in hash.programs() {
-        for &a in &address {
-            // A hint that never faults; the address is inside the cache anyway.
-            _mm_prefetch::<_MM_HINT_T0>(cache.block_ptr(a).cast());
-        }
-        execute(program, &mut rows);
+        execute(program, &mut rows, cache, &address);
         for (lane, &a) in address.iter().enumerate() {
             let block = cache.block(a);
             for (row, word) in rows.0.iter_mut().zip(block) {
@@ -93,65 +91,85 @@ fn batch(hash: &SuperscalarHash, cache: &CacheMemory<'_>, first: u64, out: &mut 
     }
 }
 
-/// Applies `$f(dst, src)` to every vector of the destination row.
-macro_rules! each_vector {
-    ($d:ident, $s:ident, |$a:ident, $b:ident| $body:expr) => {
-        for v in 0..VECTORS {
-            // SAFETY: `d` and `s` point at rows of `VECTORS` aligned vectors inside `rows`;
-            // a vector is read in full before the same one is written.
+/// Runs every instruction of `$ops` (all of one kind) over the batch: `$setup` once per
+/// instruction (with `$op` bound), then `$body` (with the destination and source vectors bound
+/// to `$a`, `$b`) for every vector of the destination row.
+macro_rules! run {
+    ($base:ident, $ops:ident, |$op:ident| $setup:stmt, |$a:ident, $b:ident| $body:expr) => {
+        for $op in $ops {
+            $setup
+            // SAFETY: register numbers are masked to 0..8, so both rows lie inside the batch's
+            // rows; each vector is read in full before the same one is written.
             unsafe {
-                let $a = _mm256_load_si256($d.add(v));
-                let $b = _mm256_load_si256($s.add(v));
-                _mm256_store_si256($d.add(v), $body);
+                let d = $base.add(usize::from($op.dst & 7) * VECTORS);
+                let s = $base.add(usize::from($op.src & 7) * VECTORS);
+                for v in 0..VECTORS {
+                    let $a = _mm256_load_si256(d.add(v));
+                    let $b = _mm256_load_si256(s.add(v));
+                    _mm256_store_si256(d.add(v), $body);
+                }
             }
         }
     };
 }
 
-/// Runs `program` on every lane of `rows`.
+/// Runs `program` on every lane of `rows`, prefetching the cache blocks at `blocks`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn execute(program: &Program, rows: &mut Rows) {
+fn execute(program: &Program, rows: &mut Rows, cache: &CacheMemory<'_>, blocks: &[u64; LANES]) {
     let base = rows.0.as_mut_ptr().cast::<__m256i>();
-    for op in &program.ops {
-        // SAFETY: register numbers are masked to 0..8, so both rows are inside `rows`.
-        let (d, s) = unsafe {
-            (
-                base.add(usize::from(op.dst & 7) * VECTORS),
-                base.add(usize::from(op.src & 7) * VECTORS),
-            )
-        };
-        match op.kind {
-            OpKind::Sub => each_vector!(d, s, |a, b| _mm256_sub_epi64(a, b)),
-            OpKind::Xor => each_vector!(d, s, |a, b| _mm256_xor_si256(a, b)),
-            OpKind::AddShift => {
-                let count = _mm_cvtsi64_si128(op.imm as i64);
-                each_vector!(d, s, |a, b| _mm256_add_epi64(a, _mm256_sll_epi64(b, count)))
+    for (index, run) in program.runs.iter().enumerate() {
+        // Prefetch the blocks the batch XORs in after this program, a few per run: issued
+        // all at once they could fill the miss buffers and stall the pipeline.
+        if index < LANES / PREFETCH_PER_RUN {
+            for &a in &blocks[index * PREFETCH_PER_RUN..(index + 1) * PREFETCH_PER_RUN] {
+                // A hint that never faults; the address is inside the cache anyway.
+                _mm_prefetch::<_MM_HINT_T0>(cache.block_ptr(a).cast());
             }
-            OpKind::Mul => each_vector!(d, s, |a, b| mul_low(a, b)),
-            OpKind::Ror => {
-                let right = _mm_cvtsi64_si128(op.imm as i64);
-                let left = _mm_cvtsi64_si128(64 - op.imm as i64);
-                each_vector!(d, s, |a, _b| _mm256_or_si256(
-                    _mm256_srl_epi64(a, right),
-                    _mm256_sll_epi64(a, left)
-                ))
-            }
-            OpKind::AddConst => {
-                let c = _mm256_set1_epi64x(op.imm as i64);
-                each_vector!(d, s, |a, _b| _mm256_add_epi64(a, c))
-            }
-            OpKind::XorConst => {
-                let c = _mm256_set1_epi64x(op.imm as i64);
-                each_vector!(d, s, |a, _b| _mm256_xor_si256(a, c))
-            }
-            OpKind::MulHigh => each_vector!(d, s, |a, b| mul_high(a, b)),
-            OpKind::SignedMulHigh => each_vector!(d, s, |a, b| signed_mul_high(a, b)),
-            OpKind::MulConst => {
-                let c = _mm256_set1_epi64x(op.imm as i64);
-                let c_high = _mm256_set1_epi64x((op.imm >> 32) as i64);
-                each_vector!(d, s, |a, _b| mul_low_const(a, c, c_high))
-            }
+        }
+        let ops = &program.batched[usize::from(run.start)..usize::from(run.end)];
+        match run.kind {
+            OpKind::Sub => run!(base, ops, |op| (), |a, b| _mm256_sub_epi64(a, b)),
+            OpKind::Xor => run!(base, ops, |op| (), |a, b| _mm256_xor_si256(a, b)),
+            OpKind::AddShift => run!(
+                base,
+                ops,
+                |op| let count = _mm_cvtsi64_si128(op.imm as i64),
+                |a, b| _mm256_add_epi64(a, _mm256_sll_epi64(b, count))
+            ),
+            OpKind::Mul => run!(base, ops, |op| (), |a, b| mul_low(a, b)),
+            OpKind::Ror => run!(
+                base,
+                ops,
+                |op| let (right, left) = (
+                    _mm_cvtsi64_si128(op.imm as i64),
+                    _mm_cvtsi64_si128(64 - op.imm as i64)
+                ),
+                |a, _b| _mm256_or_si256(_mm256_srl_epi64(a, right), _mm256_sll_epi64(a, left))
+            ),
+            OpKind::AddConst => run!(
+                base,
+                ops,
+                |op| let c = _mm256_set1_epi64x(op.imm as i64),
+                |a, _b| _mm256_add_epi64(a, c)
+            ),
+            OpKind::XorConst => run!(
+                base,
+                ops,
+                |op| let c = _mm256_set1_epi64x(op.imm as i64),
+                |a, _b| _mm256_xor_si256(a, c)
+            ),
+            OpKind::MulHigh => run!(base, ops, |op| (), |a, b| mul_high(a, b)),
+            OpKind::SignedMulHigh => run!(base, ops, |op| (), |a, b| signed_mul_high(a, b)),
+            OpKind::MulConst => run!(
+                base,
+                ops,
+                |op| let (c, c_high) = (
+                    _mm256_set1_epi64x(op.imm as i64),
+                    _mm256_set1_epi64x((op.imm >> 32) as i64)
+                ),
+                |a, _b| mul_low_const(a, c, c_high)
+            ),
         }
     }
 }

@@ -576,10 +576,8 @@ pub(crate) fn generate(rng: &mut Blake2Generator) -> Program {
         decode_cycle += 1;
     }
 
-    Program {
-        address_register: address_register(&ops),
-        ops,
-    }
+    let address_register = address_register(&ops);
+    Program::new(ops, address_register)
 }
 
 /// The register with the longest dependency chain if every instruction took one cycle (the

@@ -28,6 +28,7 @@ mod blake2;
 mod generator;
 mod program;
 mod scalar;
+mod schedule;
 
 use std::fmt;
 
