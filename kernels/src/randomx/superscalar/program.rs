@@ -68,6 +68,7 @@ impl Program {
 
 impl Program {
     /// How many operations multiply (for statistics and tuning).
+    #[cfg(test)]
     pub(crate) fn multiplications(&self) -> usize {
         self.ops
             .iter()
