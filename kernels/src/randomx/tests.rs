@@ -170,8 +170,8 @@ fn flags_resolve_modes_and_refuse_secure_without_jit() {
     assert!(err.to_string().contains("secure"), "{err}");
 }
 
-/// The one full-dataset test: a dataset built on two threads in slices hashes exactly as light
-/// mode does (2080 MiB, about 40 s on two cores).
+/// The one full-dataset test: a dataset built on two threads in slices, by capminer's SIMD code
+/// where the CPU has AVX2 (the default), hashes exactly as light mode does (2080 MiB).
 #[test]
 fn full_dataset_built_in_slices_hashes_like_light_mode() {
     let options = RandomXOptions {
@@ -183,6 +183,9 @@ fn full_dataset_built_in_slices_hashes_like_light_mode() {
     let mut cache = Cache::new(flags).unwrap();
     cache.init(&key);
     let mut dataset = Dataset::new(flags).unwrap();
+    if DatasetInit::Simd.resolve().is_ok() {
+        assert_eq!(dataset.init_method(), DatasetInit::Simd, "auto picks SIMD");
+    }
     let progress = AtomicU64::new(0);
     assert!(dataset.build(&cache, 2, &|_| {}, &progress, &|| false));
     assert_eq!(progress.into_inner(), dataset_items());
