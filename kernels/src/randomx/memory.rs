@@ -7,9 +7,9 @@ use std::ptr::NonNull;
 use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::ffi;
 use super::superscalar::{self, CacheMemory, SuperscalarHash};
 use super::{DatasetInit, RandomXFlags};
-use super::ffi;
 use crate::{KernelError, Result};
 
 /// Which pages a RandomX structure actually got.

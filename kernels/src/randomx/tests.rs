@@ -351,8 +351,15 @@ fn dataset_init_choice_resolves_and_shows_in_the_flags() {
     })
     .unwrap();
     assert_eq!(scalar.dataset_init(), DatasetInit::Scalar);
-    assert!(scalar.to_string().contains("dataset_init=scalar"), "{scalar}");
-    assert_eq!(scalar.bits() >> 29, 0, "capminer's bits never reach RandomX");
+    assert!(
+        scalar.to_string().contains("dataset_init=scalar"),
+        "{scalar}"
+    );
+    assert_eq!(
+        scalar.bits() >> 29,
+        0,
+        "capminer's bits never reach RandomX"
+    );
     let auto = RandomXFlags::resolve(&RandomXOptions::default()).unwrap();
     let want = if DatasetInit::Simd.resolve().is_ok() {
         DatasetInit::Simd
@@ -441,7 +448,11 @@ fn init_throughput() {
     eprintln!("cache init {:.3} s", started.elapsed().as_secs_f64());
     let (_, hash) = cache.superscalar().unwrap();
     let sizes: Vec<usize> = hash.programs().iter().map(|p| p.ops.len()).collect();
-    let muls: Vec<usize> = hash.programs().iter().map(|p| p.multiplications()).collect();
+    let muls: Vec<usize> = hash
+        .programs()
+        .iter()
+        .map(|p| p.multiplications())
+        .collect();
     eprintln!("program sizes {sizes:?}, multiplications {muls:?}");
     let first = 5_000_000;
     let full = dataset_items() as f64;

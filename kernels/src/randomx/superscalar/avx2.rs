@@ -39,7 +39,12 @@ pub(super) fn available() -> bool {
 }
 
 /// Computes items `first..first + out.len() / 64` into `out`. Panics without AVX2.
-pub(super) fn init_items(hash: &SuperscalarHash, cache: &CacheMemory<'_>, first: u64, out: &mut [u8]) {
+pub(super) fn init_items(
+    hash: &SuperscalarHash,
+    cache: &CacheMemory<'_>,
+    first: u64,
+    out: &mut [u8],
+) {
     assert!(available(), "the AVX2 dataset path needs AVX2");
     #[cfg(target_arch = "x86_64")]
     {

@@ -329,9 +329,7 @@ impl Current {
         for (i, reg) in (0i32..).zip(registers) {
             if reg.latency <= cycle
                 && (self.can_reuse || i != self.src)
-                && (allow_chained_mul
-                    || self.group != Kind::ImulR
-                    || reg.last_group != Kind::ImulR)
+                && (allow_chained_mul || self.group != Kind::ImulR || reg.last_group != Kind::ImulR)
                 && (reg.last_group != self.group || reg.last_par != self.group_par)
                 && (self.info.kind != Kind::IaddRs || i != REGISTER_NEEDS_DISPLACEMENT)
             {
@@ -430,7 +428,13 @@ fn schedule_uop(uop: u8, ports: &mut PortMap, cycle: i32, commit: bool) -> i32 {
 
 /// The cycle at which every micro-op of `mop` can execute, from `cycle` on (and not before
 /// `dep_cycle` if it depends on the previous macro-op); -1 if none is left.
-fn schedule_mop(mop: &MacroOp, ports: &mut PortMap, mut cycle: i32, dep_cycle: i32, commit: bool) -> i32 {
+fn schedule_mop(
+    mop: &MacroOp,
+    ports: &mut PortMap,
+    mut cycle: i32,
+    dep_cycle: i32,
+    commit: bool,
+) -> i32 {
     if mop.dependent {
         cycle = cycle.max(dep_cycle);
     }

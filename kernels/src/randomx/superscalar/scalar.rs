@@ -9,7 +9,13 @@ use super::{CacheMemory, SuperscalarHash, item_registers};
 /// Executes `program` on the eight registers `r`.
 #[inline]
 pub(crate) fn execute(program: &Program, r: &mut [u64; 8]) {
-    for &Op { kind, dst, src, imm } in &program.ops {
+    for &Op {
+        kind,
+        dst,
+        src,
+        imm,
+    } in &program.ops
+    {
         let (d, s) = (usize::from(dst & 7), usize::from(src & 7));
         let b = r[s];
         let a = &mut r[d];
@@ -44,7 +50,12 @@ pub(crate) fn item(hash: &SuperscalarHash, cache: &CacheMemory<'_>, item: u64) -
 }
 
 /// Computes items `first..first + out.len() / 64` into `out` (64 bytes each, little-endian).
-pub(crate) fn init_items(hash: &SuperscalarHash, cache: &CacheMemory<'_>, first: u64, out: &mut [u8]) {
+pub(crate) fn init_items(
+    hash: &SuperscalarHash,
+    cache: &CacheMemory<'_>,
+    first: u64,
+    out: &mut [u8],
+) {
     for (i, chunk) in (first..).zip(out.chunks_exact_mut(64)) {
         for (bytes, word) in chunk.chunks_exact_mut(8).zip(item(hash, cache, i)) {
             bytes.copy_from_slice(&word.to_le_bytes());

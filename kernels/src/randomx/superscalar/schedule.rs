@@ -97,7 +97,11 @@ pub(crate) fn into_runs(ops: &[Op]) -> (Vec<Op>, Vec<Run>) {
         }
         ready.sort_unstable();
     }
-    assert_eq!(order.len(), n, "the dependency graph of a program is acyclic");
+    assert_eq!(
+        order.len(),
+        n,
+        "the dependency graph of a program is acyclic"
+    );
 
     let reordered: Vec<Op> = order.iter().map(|&i| ops[i]).collect();
     let mut runs: Vec<Run> = Vec::new();
@@ -126,7 +130,11 @@ mod tests {
             let (reordered, runs) = into_runs(&program.ops);
             assert_eq!(reordered.len(), program.ops.len());
             // About a third fewer dispatches than instructions.
-            assert!(runs.len() * 4 < program.ops.len() * 3, "{} runs", runs.len());
+            assert!(
+                runs.len() * 4 < program.ops.len() * 3,
+                "{} runs",
+                runs.len()
+            );
             let mut moved = program.clone();
             moved.ops = reordered;
             for seed in 0..64u64 {
