@@ -110,7 +110,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 huge_pages: build.map_or(0.0, |b| b.huge_pages),
                 build_seconds: build.map_or(0.0, |b| b.seconds),
                 key_seconds: build.map_or(0.0, |b| b.key_seconds),
-                dataset_init: build.map_or(String::new(), |b| b.dataset_init.clone()),
+                dataset_init: build
+                    .and_then(|b| b.dataset_init)
+                    .map_or(String::new(), |d| d.to_string()),
                 hashes,
                 seconds,
                 hashrate,

@@ -326,11 +326,10 @@ fn rekey(shared: &Shared, seq: u64) -> Result<Published> {
         seconds,
         huge_pages: pages.huge_share(),
         key_seconds,
-        dataset_init: if shared.flags.full_memory() {
-            shared.flags.dataset_init().to_string()
-        } else {
-            String::new()
-        },
+        dataset_init: shared
+            .flags
+            .full_memory()
+            .then(|| shared.flags.dataset_init()),
     });
     tracing::info!(
         unit = %ctx.info.label,

@@ -219,7 +219,7 @@ fn thread_main(shared: &Shared) -> Result<()> {
                 seconds,
                 huge_pages: 0.0,
                 key_seconds: 0.0,
-                dataset_init: String::new(),
+                dataset_init: None,
             });
             drop(state);
             keyed = Some((seq, searcher, order, epoch));

@@ -65,8 +65,8 @@ pub struct BuildReport {
     pub huge_pages: f64,
     /// Of `seconds`, those spent keying the cache (Argon2 fill and program generation).
     pub key_seconds: f64,
-    /// Which code built the dataset items ("simd (avx2)", "library", ...; empty if none).
-    pub dataset_init: String,
+    /// Which code built the dataset items (`None` without a dataset: light mode, GPU units).
+    pub dataset_init: Option<capminer_kernels::randomx::DatasetInit>,
 }
 
 /// One unit of committed hardware. Units start when created, follow the shared
