@@ -35,6 +35,10 @@ struct UnitResult {
     threads: usize,
     huge_pages: f64,
     build_seconds: f64,
+    /// Of `build_seconds`, keying the cache (Argon2 fill and program generation).
+    key_seconds: f64,
+    /// Which code built the dataset ("simd (avx2)", "library", ...; empty without one).
+    dataset_init: String,
     hashes: u64,
     seconds: f64,
     hashrate: f64,
@@ -105,6 +109,10 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 threads: u.info().threads,
                 huge_pages: build.map_or(0.0, |b| b.huge_pages),
                 build_seconds: build.map_or(0.0, |b| b.seconds),
+                key_seconds: build.map_or(0.0, |b| b.key_seconds),
+                dataset_init: build
+                    .and_then(|b| b.dataset_init)
+                    .map_or(String::new(), |d| d.to_string()),
                 hashes,
                 seconds,
                 hashrate,
@@ -155,6 +163,12 @@ fn print_table(r: &Report) {
         );
     }
     println!("{:<83} {:>12.1}", "total", r.total_hashrate);
+    for u in r.units.iter().filter(|u| !u.dataset_init.is_empty()) {
+        println!(
+            "{}: dataset built by {} in {:.1} s, of which {:.1} s keying the cache (Argon2)",
+            u.unit, u.dataset_init, u.build_seconds, u.key_seconds
+        );
+    }
     for u in r.units.iter().filter(|u| u.bytes_read_per_second.is_some()) {
         let read = u.bytes_read_per_second.unwrap_or_default();
         let copy = u.copy_bandwidth.unwrap_or_default();

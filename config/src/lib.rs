@@ -226,6 +226,8 @@ pub struct RandomXConfig {
     /// Without reserved huge pages, advise the kernel to back datasets with transparent huge
     /// pages (`MADV_HUGEPAGE`).
     pub transparent_huge_pages: bool,
+    /// Which code builds dataset items: "auto", "simd", "scalar" or "library".
+    pub dataset_init: DatasetInit,
 }
 
 impl Default for RandomXConfig {
@@ -238,8 +240,24 @@ impl Default for RandomXConfig {
             argon2: Argon2::Auto,
             secure: false,
             transparent_huge_pages: true,
+            dataset_init: DatasetInit::Auto,
         }
     }
+}
+
+/// Dataset initialisation choice (every choice builds the same dataset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetInit {
+    /// capminer's SIMD (AVX2) code when the CPU has AVX2, else the library's.
+    #[default]
+    Auto,
+    /// capminer's AVX2 code; startup fails on a CPU without AVX2.
+    Simd,
+    /// capminer's portable Rust code (slow; for verification).
+    Scalar,
+    /// The RandomX library's own (JIT-compiled) initialisation.
+    Library,
 }
 
 /// Argon2 implementation choice.

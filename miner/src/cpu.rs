@@ -280,9 +280,11 @@ fn rekey(shared: &Shared, seq: u64) -> Result<Published> {
     shared.built_items.store(0, Ordering::Relaxed);
     shared.building.store(1, Ordering::Release);
     let stop = || control.is_stopped() || control.epoch_seq() != seq;
+    let mut key_seconds = 0.0;
     let (keyed, pages) = if shared.flags.full_memory() {
         let mut cache = Cache::new(shared.flags).map_err(kernel)?;
         cache.init(&key);
+        key_seconds = started.elapsed().as_secs_f64();
         let mut dataset = match memory.take() {
             Some(VmMemory::Dataset(d)) => d,
             _ => Arc::new(Dataset::new(shared.flags).map_err(kernel)?),
@@ -324,12 +326,21 @@ fn rekey(shared: &Shared, seq: u64) -> Result<Published> {
         epoch: epoch.number,
         seconds,
         huge_pages: pages.huge_share(),
+        key_seconds,
+        dataset_init: shared
+            .flags
+            .full_memory()
+            .then(|| shared.flags.dataset_init()),
     });
     tracing::info!(
         unit = %ctx.info.label,
         epoch = epoch.number,
-        "keyed in {seconds:.1} s ({}, {} pages, {} build threads)",
-        if shared.flags.full_memory() { "dataset" } else { "light cache" },
+        "keyed in {seconds:.1} s ({}, cache key {key_seconds:.1} s, {} pages, {} build threads)",
+        if shared.flags.full_memory() {
+            format!("dataset by {}", shared.flags.dataset_init())
+        } else {
+            "light cache".to_string()
+        },
         pages,
         shared.plan.dataset_threads,
     );

@@ -219,6 +219,8 @@ fn thread_main(shared: &Shared) -> Result<()> {
                 epoch: epoch.number,
                 seconds,
                 huge_pages: 0.0,
+                key_seconds: 0.0,
+                dataset_init: None,
             });
             drop(state);
             keyed = Some((seq, searcher, order, epoch));

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use capminer_config::Config;
 use capminer_kernels::KernelError;
 use capminer_kernels::gpu_challenge::GpuParams;
-use capminer_kernels::randomx::{Argon2Impl, RandomXFlags, RandomXOptions};
+use capminer_kernels::randomx::{Argon2Impl, DatasetInit, RandomXFlags, RandomXOptions};
 use capminer_proofs::Epoch;
 use capminer_proofs::store::ProofStore;
 use prometheus::Registry;
@@ -39,6 +39,12 @@ pub fn randomx_options(config: &Config) -> RandomXOptions {
         },
         secure: r.secure,
         transparent_huge_pages: r.transparent_huge_pages,
+        dataset_init: match r.dataset_init {
+            capminer_config::DatasetInit::Auto => DatasetInit::Auto,
+            capminer_config::DatasetInit::Simd => DatasetInit::Simd,
+            capminer_config::DatasetInit::Scalar => DatasetInit::Scalar,
+            capminer_config::DatasetInit::Library => DatasetInit::Library,
+        },
     }
 }
 

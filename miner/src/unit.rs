@@ -62,6 +62,10 @@ pub struct BuildReport {
     pub seconds: f64,
     /// Share of the dataset (or light cache) on 2 MiB pages, 0 to 1.
     pub huge_pages: f64,
+    /// Of `seconds`, those spent keying the cache (Argon2 fill and program generation).
+    pub key_seconds: f64,
+    /// Which code built the dataset items (`None` without a dataset: light mode, GPU units).
+    pub dataset_init: Option<capminer_kernels::randomx::DatasetInit>,
 }
 
 /// One unit of committed hardware. Units start when created, follow the shared

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use super::DatasetInit;
 use super::ffi;
 use crate::{KernelError, Result};
 
@@ -37,6 +38,8 @@ pub struct RandomXOptions {
     /// When reserved huge pages are refused, advise the kernel to back the dataset with
     /// transparent huge pages (capminer's own option, not a RandomX flag).
     pub transparent_huge_pages: bool,
+    /// Which code builds dataset items (capminer's own option, not a RandomX flag).
+    pub dataset_init: DatasetInit,
 }
 
 impl Default for RandomXOptions {
@@ -49,6 +52,7 @@ impl Default for RandomXOptions {
             argon2: Argon2Impl::Auto,
             secure: false,
             transparent_huge_pages: true,
+            dataset_init: DatasetInit::Auto,
         }
     }
 }
@@ -65,6 +69,11 @@ impl RandomXOptions {
 
 /// capminer's own bit, above RandomX's flags: advise transparent huge pages for datasets.
 const CAPMINER_THP: u32 = 1 << 31;
+/// capminer's own bits: which code builds dataset items (0 library, 1 SIMD, 2 scalar).
+const CAPMINER_INIT_SHIFT: u32 = 29;
+const CAPMINER_INIT_MASK: u32 = 3 << CAPMINER_INIT_SHIFT;
+/// Every bit that is capminer's rather than RandomX's.
+const CAPMINER_BITS: u32 = CAPMINER_THP | CAPMINER_INIT_MASK;
 
 /// Resolved RandomX flags, valid for this CPU (plus capminer's transparent-huge-pages choice).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -132,12 +141,31 @@ impl RandomXFlags {
         if options.transparent_huge_pages {
             bits |= CAPMINER_THP;
         }
-        Ok(Self(bits))
+        Self(bits).with_dataset_init(options.dataset_init)
     }
 
     /// The raw RandomX flag bits.
     pub fn bits(self) -> u32 {
-        self.0 & !CAPMINER_THP
+        self.0 & !CAPMINER_BITS
+    }
+
+    /// Which code builds dataset items: never [`DatasetInit::Auto`].
+    pub fn dataset_init(self) -> DatasetInit {
+        match (self.0 & CAPMINER_INIT_MASK) >> CAPMINER_INIT_SHIFT {
+            1 => DatasetInit::Simd,
+            2 => DatasetInit::Scalar,
+            _ => DatasetInit::Library,
+        }
+    }
+
+    /// The same flags with dataset items built by `init` (resolved against this CPU).
+    pub fn with_dataset_init(self, init: DatasetInit) -> Result<Self> {
+        let bits = match init.resolve()? {
+            DatasetInit::Simd => 1,
+            DatasetInit::Scalar => 2,
+            DatasetInit::Library | DatasetInit::Auto => 0,
+        } << CAPMINER_INIT_SHIFT;
+        Ok(Self((self.0 & !CAPMINER_INIT_MASK) | bits))
     }
 
     /// True when datasets without reserved huge pages get transparent huge pages advice.
@@ -181,6 +209,11 @@ impl fmt::Display for RandomXFlags {
             .filter(|(bit, _)| self.0 & bit != 0)
             .map(|(_, name)| *name)
             .collect();
+        parts.push(match self.dataset_init() {
+            DatasetInit::Simd => "dataset_init=simd",
+            DatasetInit::Scalar => "dataset_init=scalar",
+            _ => "dataset_init=library",
+        });
         parts.push(if self.0 & ffi::FLAG_ARGON2_AVX2 != 0 {
             "argon2=avx2"
         } else if self.0 & ffi::FLAG_ARGON2_SSSE3 != 0 {

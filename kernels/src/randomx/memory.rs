@@ -7,8 +7,9 @@ use std::ptr::NonNull;
 use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::RandomXFlags;
 use super::ffi;
+use super::superscalar::{self, CacheMemory, SuperscalarHash};
+use super::{DatasetInit, RandomXFlags};
 use crate::{KernelError, Result};
 
 /// Which pages a RandomX structure actually got.
@@ -102,6 +103,8 @@ pub struct Cache {
     ptr: NonNull<ffi::RandomxCache>,
     pages: PageSize,
     key: Option<[u8; 32]>,
+    /// The key's SuperscalarHash programs, for capminer's own dataset initialisation.
+    superscalar: Option<SuperscalarHash>,
 }
 
 // SAFETY: RandomX caches have no thread affinity; `init` takes `&mut self`, and every other use
@@ -121,14 +124,42 @@ impl Cache {
             ptr,
             pages,
             key: None,
+            superscalar: None,
         })
     }
 
     /// Keys the cache (Argon2 fill plus program generation, about a second).
     pub fn init(&mut self, key: &[u8; 32]) {
-        // SAFETY: `ptr` is a live cache and we hold it exclusively; the key is 32 readable bytes.
-        unsafe { ffi::randomx_init_cache(self.ptr.as_ptr(), key.as_ptr().cast(), key.len()) };
+        self.init_bytes(key);
         self.key = Some(*key);
+    }
+
+    /// Keys the cache with a key of any length (upstream test vectors use short ASCII keys).
+    pub(crate) fn init_bytes(&mut self, key: &[u8]) {
+        // SAFETY: `ptr` is a live cache and we hold it exclusively; the key is readable.
+        unsafe { ffi::randomx_init_cache(self.ptr.as_ptr(), key.as_ptr().cast(), key.len()) };
+        self.key = None;
+        self.superscalar = Some(SuperscalarHash::new(key));
+    }
+
+    /// The keyed cache's Argon2 memory and SuperscalarHash programs; `None` before keying.
+    ///
+    /// The C API gives no access to the cache memory, so this reads it through the layout of
+    /// `struct randomx_cache` in the RandomX that `randomx-rs` =1.6.0 vendors
+    /// (`src/dataset.hpp`): a standard-layout struct (asserted there) whose first member is
+    /// `uint8_t* memory`, pointing at the 256 MiB Argon2 output. The version is pinned in the
+    /// workspace `Cargo.toml`; the test `simd_and_scalar_items_equal_the_librarys` guards the
+    /// dependence (a changed layout gives different items or a crash there).
+    pub(crate) fn superscalar(&self) -> Option<(CacheMemory<'_>, &SuperscalarHash)> {
+        let hash = self.superscalar.as_ref()?;
+        // SAFETY: `ptr` is a live `randomx_cache`, whose first member is its memory pointer
+        // (see above); we only read that pointer.
+        let memory = unsafe { self.ptr.as_ptr().cast::<*const u8>().read() };
+        assert!(!memory.is_null(), "a RandomX cache without memory");
+        // SAFETY: a keyed cache's memory is CACHE_BYTES bytes owned by the cache, written only
+        // by `init` (which needs `&mut self`), so it stays valid and unchanged for `&self`.
+        let bytes = unsafe { std::slice::from_raw_parts(memory, ffi::CACHE_BYTES as usize) };
+        Some((CacheMemory::new(bytes), hash))
     }
 
     /// The key the cache was last initialised with.
@@ -158,6 +189,7 @@ impl Drop for Cache {
 pub struct Dataset {
     ptr: NonNull<ffi::RandomxDataset>,
     pages: PageSize,
+    init: DatasetInit,
 }
 
 // SAFETY: datasets have no thread affinity; building needs `&mut self`, and hashing only reads.
@@ -177,7 +209,11 @@ impl Dataset {
             // SAFETY: allocation with valid flag bits; a null result is handled.
             unsafe { ffi::randomx_alloc_dataset(bits) }
         })?;
-        let mut dataset = Self { ptr, pages };
+        let mut dataset = Self {
+            ptr,
+            pages,
+            init: flags.dataset_init(),
+        };
         if pages == PageSize::Normal
             && flags.transparent_huge_pages()
             && advise_huge_pages(dataset.memory(), dataset_bytes())
@@ -197,7 +233,18 @@ impl Dataset {
         }
     }
 
-    fn memory(&self) -> *mut u8 {
+    /// Which code builds its items (from the flags it was allocated with).
+    pub fn init_method(&self) -> DatasetInit {
+        self.init
+    }
+
+    /// Builds its items with `init` from now on (resolved against this CPU).
+    pub fn set_init_method(&mut self, init: DatasetInit) -> Result<()> {
+        self.init = init.resolve()?;
+        Ok(())
+    }
+
+    pub(crate) fn memory(&self) -> *mut u8 {
         // SAFETY: a live dataset; the call only reads a field.
         unsafe { ffi::randomx_get_dataset_memory(self.ptr.as_ptr()).cast() }
     }
@@ -218,7 +265,17 @@ impl Dataset {
         let items = dataset_items();
         let threads = threads.max(1) as u64;
         let dataset = SendPtr(self.ptr.as_ptr());
+        let memory = SendPtr(self.memory());
         let cache_ptr = SendPtr(cache.raw());
+        let method = self.init;
+        let rust = match method {
+            DatasetInit::Simd | DatasetInit::Scalar => Some(
+                cache
+                    .superscalar()
+                    .expect("building a dataset from a cache that was never keyed"),
+            ),
+            _ => None,
+        };
         std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
                 .map(|i| {
@@ -233,14 +290,34 @@ impl Dataset {
                                     return false;
                                 }
                                 let n = BUILD_CHUNK_ITEMS.min(end - at);
-                                let (ds, cs) = (dataset.get(), cache_ptr.get());
-                                // SAFETY: the dataset and cache are live for the whole scope; we
-                                // hold the dataset exclusively (`&mut self`) and each thread
-                                // writes a disjoint item range, which RandomX allows
-                                // concurrently; the cache is only read.
-                                unsafe {
-                                    ffi::randomx_init_dataset(ds, cs, at as c_ulong, n as c_ulong)
-                                };
+                                if let Some((cache_memory, hash)) = rust {
+                                    let bytes = ffi::DATASET_ITEM_BYTES;
+                                    // SAFETY: items `at..at + n` lie inside the dataset's
+                                    // memory, which lives for the whole scope; we hold the
+                                    // dataset exclusively (`&mut self`) and the threads' item
+                                    // ranges are disjoint, so this slice is aliased by nothing.
+                                    let out = unsafe {
+                                        std::slice::from_raw_parts_mut(
+                                            memory.get().add((at * bytes) as usize),
+                                            (n * bytes) as usize,
+                                        )
+                                    };
+                                    superscalar::init_items(method, hash, &cache_memory, at, out);
+                                } else {
+                                    let (ds, cs) = (dataset.get(), cache_ptr.get());
+                                    // SAFETY: the dataset and cache are live for the whole
+                                    // scope; we hold the dataset exclusively (`&mut self`) and
+                                    // each thread writes a disjoint item range, which RandomX
+                                    // allows concurrently; the cache is only read.
+                                    unsafe {
+                                        ffi::randomx_init_dataset(
+                                            ds,
+                                            cs,
+                                            at as c_ulong,
+                                            n as c_ulong,
+                                        )
+                                    };
+                                }
                                 at += n;
                                 progress.fetch_add(n, Ordering::Relaxed);
                             }

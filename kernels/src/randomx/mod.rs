@@ -8,12 +8,14 @@
 mod ffi;
 mod flags;
 mod memory;
+mod superscalar;
 mod vm;
 
 pub use flags::{Argon2Impl, RandomXFlags, RandomXOptions};
 pub use memory::{
     Cache, Dataset, PageSize, cache_bytes, dataset_bytes, dataset_items, huge_pages_per_unit,
 };
+pub use superscalar::DatasetInit;
 pub use vm::{RandomXSearcher, Vm, VmMemory};
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use super::superscalar::{self};
 use super::*;
 use crate::search::Searcher;
 
@@ -15,8 +16,7 @@ fn light_vm(options: RandomXOptions, key: &[u8]) -> Vm {
 }
 
 fn init_cache_raw(cache: &mut Cache, key: &[u8]) {
-    // SAFETY: live cache held exclusively; key readable.
-    unsafe { ffi::randomx_init_cache(cache.raw(), key.as_ptr().cast(), key.len()) }
+    cache.init_bytes(key);
 }
 
 /// The vectors of upstream RandomX's `src/tests/tests.cpp` ("Hash test 1a-1e").
@@ -170,8 +170,8 @@ fn flags_resolve_modes_and_refuse_secure_without_jit() {
     assert!(err.to_string().contains("secure"), "{err}");
 }
 
-/// The one full-dataset test: a dataset built on two threads in slices hashes exactly as light
-/// mode does (2080 MiB, about 40 s on two cores).
+/// The one full-dataset test: a dataset built on two threads in slices, by capminer's SIMD code
+/// where the CPU has AVX2 (the default), hashes exactly as light mode does (2080 MiB).
 #[test]
 fn full_dataset_built_in_slices_hashes_like_light_mode() {
     let options = RandomXOptions {
@@ -183,6 +183,9 @@ fn full_dataset_built_in_slices_hashes_like_light_mode() {
     let mut cache = Cache::new(flags).unwrap();
     cache.init(&key);
     let mut dataset = Dataset::new(flags).unwrap();
+    if DatasetInit::Simd.resolve().is_ok() {
+        assert_eq!(dataset.init_method(), DatasetInit::Simd, "auto picks SIMD");
+    }
     let progress = AtomicU64::new(0);
     assert!(dataset.build(&cache, 2, &|_| {}, &progress, &|| false));
     assert_eq!(progress.into_inner(), dataset_items());
@@ -254,5 +257,231 @@ fn capminer_cpu_proof_vectors() {
             *hash,
             "nonce {nonce}"
         );
+    }
+}
+
+/// The library's items `first..first + count`, built by `randomx_init_dataset` into a scratch
+/// buffer rather than a 2 GiB dataset.
+fn library_items(cache: &Cache, first: u64, count: u64) -> Vec<u8> {
+    /// `struct randomx_dataset` of the vendored `dataset.hpp`: the library only reads `memory`.
+    #[repr(C)]
+    struct ScratchDataset {
+        memory: *mut u8,
+        dealloc: *const u8,
+    }
+    let mut out = vec![0u8; (count * 64) as usize];
+    // The library writes item `i` at `memory + 64 i`: aim `memory` so item `first` lands at
+    // the buffer's start (the pointer is only used after adding back `64 first`).
+    let mut scratch = ScratchDataset {
+        memory: out.as_mut_ptr().wrapping_sub((first * 64) as usize),
+        dealloc: std::ptr::null(),
+    };
+    // SAFETY: the library writes exactly items `first..first + count`, i.e. the whole buffer
+    // and nothing else; the cache is live and keyed.
+    unsafe {
+        ffi::randomx_init_dataset(
+            (&raw mut scratch).cast(),
+            cache.raw(),
+            first as std::ffi::c_ulong,
+            count as std::ffi::c_ulong,
+        )
+    };
+    out
+}
+
+fn rust_items(cache: &Cache, method: DatasetInit, first: u64, count: u64) -> Vec<u8> {
+    let (memory, hash) = cache.superscalar().expect("keyed");
+    let mut out = vec![0u8; (count * 64) as usize];
+    superscalar::init_items(method, hash, &memory, first, &mut out);
+    out
+}
+
+/// Item ranges that cover the first and last items, single items, and counts that are not
+/// multiples of the SIMD batch.
+fn sample_ranges() -> Vec<(u64, u64)> {
+    let items = dataset_items();
+    vec![
+        (0, 1),
+        (0, 37),
+        (1, 3),
+        (4095, 70),
+        (1_000_003, 101),
+        (items / 2 - 17, 33),
+        (0xdead_beef % items, 64),
+        (items - 45, 45),
+        (items - 1, 1),
+    ]
+}
+
+#[test]
+fn simd_and_scalar_items_equal_the_librarys() {
+    let flags = RandomXFlags::resolve(&RandomXOptions {
+        large_pages: false,
+        ..RandomXOptions::default()
+    })
+    .unwrap()
+    .light();
+    let long_key = [0x5a_u8; 77]; // longer than the 60 bytes the program generator reads
+    let unit_key = crate::key::cpu_unit_key(&[3; 32], &[4; 32]);
+    let keys: [&[u8]; 3] = [b"test key 000", &unit_key, &long_key];
+    let simd = DatasetInit::Simd.resolve().is_ok();
+    if !simd {
+        eprintln!("this CPU has no AVX2: only the scalar path is checked");
+    }
+    let mut cache = Cache::new(flags).unwrap();
+    for key in keys {
+        init_cache_raw(&mut cache, key);
+        for (first, count) in sample_ranges() {
+            let want = library_items(&cache, first, count);
+            let scalar = rust_items(&cache, DatasetInit::Scalar, first, count);
+            assert!(scalar == want, "scalar items {first}+{count}, key {key:x?}");
+            if simd {
+                let got = rust_items(&cache, DatasetInit::Simd, first, count);
+                assert!(got == want, "SIMD items {first}+{count}, key {key:x?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn dataset_init_choice_resolves_and_shows_in_the_flags() {
+    let scalar = RandomXFlags::resolve(&RandomXOptions {
+        dataset_init: DatasetInit::Scalar,
+        ..RandomXOptions::default()
+    })
+    .unwrap();
+    assert_eq!(scalar.dataset_init(), DatasetInit::Scalar);
+    assert!(
+        scalar.to_string().contains("dataset_init=scalar"),
+        "{scalar}"
+    );
+    assert_eq!(
+        scalar.bits() >> 29,
+        0,
+        "capminer's bits never reach RandomX"
+    );
+    let auto = RandomXFlags::resolve(&RandomXOptions::default()).unwrap();
+    let want = if DatasetInit::Simd.resolve().is_ok() {
+        DatasetInit::Simd
+    } else {
+        DatasetInit::Library
+    };
+    assert_eq!(auto.dataset_init(), want);
+    assert_eq!(
+        auto.with_dataset_init(DatasetInit::Library)
+            .unwrap()
+            .dataset_init(),
+        DatasetInit::Library
+    );
+}
+
+/// Benchmark mode (two datasets of 2080 MiB, a minute or more on two cores): every item of a
+/// SIMD-built dataset equals the library's. Run with
+/// `cargo test --release -p capminer-kernels --lib -- --ignored every_item_of_a_simd_dataset`.
+#[test]
+#[ignore = "benchmark mode: two full datasets (2 x 2080 MiB); CI compares sampled ranges"]
+fn every_item_of_a_simd_dataset_equals_the_librarys() {
+    let flags = RandomXFlags::resolve(&RandomXOptions {
+        large_pages: false,
+        dataset_init: DatasetInit::Simd,
+        ..RandomXOptions::default()
+    })
+    .unwrap();
+    let mut cache = Cache::new(flags).unwrap();
+    cache.init(&crate::key::cpu_unit_key(&[5; 32], &[6; 32]));
+    let mut dataset = Dataset::new(flags).unwrap();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    assert!(dataset.build(&cache, threads, &|_| {}, &AtomicU64::new(0), &|| false));
+    let items = dataset_items();
+    let built = dataset.memory() as usize;
+    let chunk = 1u64 << 16;
+    let mismatches = AtomicU64::new(0);
+    let next = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let first = next.fetch_add(chunk, std::sync::atomic::Ordering::Relaxed);
+                    if first >= items {
+                        break;
+                    }
+                    let count = chunk.min(items - first);
+                    let want = library_items(&cache, first, count);
+                    // SAFETY: the range lies inside the built dataset, which is only read here.
+                    let got = unsafe {
+                        std::slice::from_raw_parts(
+                            (built as *const u8).add((first * 64) as usize),
+                            want.len(),
+                        )
+                    };
+                    if got != want.as_slice() {
+                        mismatches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        eprintln!("mismatch in items {first}+{count}");
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(mismatches.into_inner(), 0);
+}
+
+/// Benchmark mode (`--ignored`, release): single-thread item throughput of each initialisation
+/// over `CAPMINER_INIT_ITEMS` items (default 200,000), from one light cache.
+#[test]
+#[ignore = "a measurement, not a check: run with --release --ignored --nocapture"]
+fn init_throughput() {
+    let items: u64 = std::env::var("CAPMINER_INIT_ITEMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let flags = RandomXFlags::resolve(&RandomXOptions {
+        large_pages: false,
+        ..RandomXOptions::default()
+    })
+    .unwrap()
+    .light();
+    let mut cache = Cache::new(flags).unwrap();
+    let started = std::time::Instant::now();
+    cache.init(&crate::key::cpu_unit_key(&[8; 32], &[9; 32]));
+    eprintln!("cache init {:.3} s", started.elapsed().as_secs_f64());
+    let (_, hash) = cache.superscalar().unwrap();
+    let sizes: Vec<usize> = hash.programs().iter().map(|p| p.ops.len()).collect();
+    let muls: Vec<usize> = hash
+        .programs()
+        .iter()
+        .map(|p| p.multiplications())
+        .collect();
+    eprintln!("program sizes {sizes:?}, multiplications {muls:?}");
+    let first = 5_000_000;
+    let full = dataset_items() as f64;
+    // This thread's CPU time, which other processes' load disturbs less than wall time.
+    let cpu = || {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid clock id and a writable timespec.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+        t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+    };
+    let report = |name: &str, seconds: f64| {
+        eprintln!(
+            "{name:8} {:8.1} ns/item  -> {:6.1} thread-seconds per dataset",
+            seconds * 1e9 / items as f64,
+            seconds * full / items as f64
+        );
+    };
+    let started = cpu();
+    let lib = library_items(&cache, first, items);
+    report("library", cpu() - started);
+    for method in [DatasetInit::Simd, DatasetInit::Scalar] {
+        if method == DatasetInit::Scalar && std::env::var_os("CAPMINER_INIT_SKIP_SCALAR").is_some()
+        {
+            continue;
+        }
+        let started = cpu();
+        let got = rust_items(&cache, method, first, items);
+        report(&method.to_string(), cpu() - started);
+        assert!(got == lib, "{method}");
     }
 }

@@ -1,0 +1,148 @@
+//! Re-keying head to head: capminer's dataset initialisation against the reference
+//! `randomx-benchmark`, on the same threads of the same machine, in one run.
+//!
+//! Each round, one after the other (one 2 GiB dataset alive at a time):
+//!
+//! 1. for each capminer method (`simd`, then `library`; `scalar` with `CAPMINER_BENCH_SCALAR=1`):
+//!    allocate a cache and a dataset, key the cache (Argon2d fill plus program generation, timed
+//!    alone), build the dataset on `T` threads (timed), then rebuild it in place (timed);
+//! 2. run `randomx-benchmark --mine --auto --init T --nonces 1` (built from the RandomX sources
+//!    `randomx-rs` vendors) and read its `Memory initialized in` time, which covers cache
+//!    allocation and keying plus the dataset's allocation and build, like step 1's first build.
+//!
+//! Re-key thread-seconds = `T` x (key + first build wall time), for both; the ratio is
+//! capminer's over the reference's (the target is 0.40 or less for `simd`).
+//!
+//! Environment: `CAPMINER_BENCH_INIT_THREADS` (default: all CPUs), `CAPMINER_BENCH_ROUNDS`
+//! (default 1). Run with `cargo bench -p capminer-kernels --bench dataset_init`.
+
+#[path = "../../benches/common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+
+use std::process::Command;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use capminer_kernels::randomx::{Cache, Dataset, DatasetInit, RandomXFlags, RandomXOptions};
+use common::{build_reference, env_u64};
+
+struct Measured {
+    name: String,
+    key_seconds: f64,
+    build_seconds: f64,
+    rebuild_seconds: f64,
+}
+
+fn capminer(method: DatasetInit, threads: usize, round: u8) -> Measured {
+    let flags = RandomXFlags::resolve(&RandomXOptions {
+        large_pages: false, // like the reference, which runs without reserved huge pages
+        transparent_huge_pages: false,
+        dataset_init: method,
+        ..RandomXOptions::default()
+    })
+    .expect("flags");
+    let key = [round; 32];
+    let started = Instant::now();
+    let mut cache = Cache::new(flags).expect("cache");
+    cache.init(&key);
+    let key_seconds = started.elapsed().as_secs_f64();
+    let mut dataset = Dataset::new(flags).expect("dataset");
+    let build = |dataset: &mut Dataset| {
+        let started = Instant::now();
+        assert!(dataset.build(&cache, threads, &|_| {}, &AtomicU64::new(0), &|| false));
+        started.elapsed().as_secs_f64()
+    };
+    let build_seconds = build(&mut dataset);
+    let rebuild_seconds = build(&mut dataset);
+    Measured {
+        name: format!("capminer {}", flags.dataset_init()),
+        key_seconds,
+        build_seconds,
+        rebuild_seconds,
+    }
+}
+
+fn reference(threads: usize) -> f64 {
+    let binary = build_reference();
+    let out = Command::new(&binary)
+        .args([
+            "--mine",
+            "--auto",
+            "--threads",
+            "1",
+            "--init",
+            &threads.to_string(),
+            "--nonces",
+            "1",
+        ])
+        .output()
+        .expect("randomx-benchmark runs");
+    assert!(out.status.success(), "randomx-benchmark failed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("Memory initialized in ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("randomx-benchmark prints its init time")
+}
+
+fn main() {
+    let threads = env_u64(
+        "CAPMINER_BENCH_INIT_THREADS",
+        std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
+    ) as usize;
+    let rounds = env_u64("CAPMINER_BENCH_ROUNDS", 1);
+    let mut methods = vec![DatasetInit::Simd, DatasetInit::Library];
+    if std::env::var_os("CAPMINER_BENCH_SCALAR").is_some() {
+        methods.push(DatasetInit::Scalar);
+    }
+    build_reference();
+    println!("dataset init head to head, {threads} threads, {rounds} round(s)");
+    println!(
+        "{:<24} {:>8} {:>9} {:>10} {:>9} {:>11} {:>9}",
+        "", "key s", "build s", "rebuild s", "re-key s", "thread-s", "ratio"
+    );
+    for round in 0..rounds {
+        let mut results: Vec<Measured> = Vec::new();
+        for &method in &methods {
+            if method == DatasetInit::Simd && DatasetInit::Simd.resolve().is_err() {
+                eprintln!("no AVX2 on this CPU: skipping the SIMD path");
+                continue;
+            }
+            results.push(capminer(method, threads, round as u8 + 1));
+        }
+        let reference_seconds = reference(threads);
+        let reference_thread_seconds = reference_seconds * threads as f64;
+        for m in &results {
+            let rekey = m.key_seconds + m.build_seconds;
+            println!(
+                "{:<24} {:>8.2} {:>9.2} {:>10.2} {:>9.2} {:>11.1} {:>9.3}",
+                m.name,
+                m.key_seconds,
+                m.build_seconds,
+                m.rebuild_seconds,
+                rekey,
+                rekey * threads as f64,
+                rekey * threads as f64 / reference_thread_seconds,
+            );
+        }
+        println!(
+            "{:<24} {:>8} {:>9} {:>10} {:>9.2} {:>11.1} {:>9.3}",
+            "reference randomx-bench", "", "", "", reference_seconds, reference_thread_seconds, 1.0
+        );
+        for m in &results {
+            let rekey = m.key_seconds + m.build_seconds;
+            println!(
+                "  {}: Argon2 cache key {:.2} s = {:.0} % of its re-key wall time",
+                m.name,
+                m.key_seconds,
+                100.0 * m.key_seconds / rekey
+            );
+        }
+    }
+}

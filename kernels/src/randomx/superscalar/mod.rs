@@ -1,0 +1,170 @@
+//! RandomX dataset initialisation in Rust: SuperscalarHash (specification sections 3.4, 6 and
+//! 7.3), bit-exact with the library's `randomx_init_dataset`.
+//!
+//! A dataset item `i` (64 bytes) is computed from the Argon2d cache (256 MiB, filled by the
+//! library) and eight SuperscalarHash programs generated from the key:
+//!
+//! 1. eight registers start as `r0 = (i + 1) * 6364136223846793005` and `rk = r0 ^ ADDk`;
+//! 2. for each program `p` in order: the 64-byte cache block at index `address % 2^22` is
+//!    fetched (`address` starts as `i`), `p` runs on the registers, the block's eight words are
+//!    XORed into them, and `address` becomes the register `p` designates;
+//! 3. the registers, little-endian, are the item.
+//!
+//! Items are independent. One item alone is slow because each of its 8 cache reads is a random
+//! DRAM access that depends on the previous program, and an interpreter pays a dispatch per
+//! instruction. The SIMD path ([`avx2`]) therefore computes a batch of items together: each
+//! instruction is decoded once and applied to every item of the batch in AVX2 lanes, and the
+//! batch's cache blocks are prefetched together before the program runs, so the memory
+//! accesses overlap. The scalar path ([`scalar`]) computes one item at a time, for
+//! verification and for CPUs without AVX2.
+//!
+//! * [`blake2`]: Blake2b and the generator's byte stream;
+//! * [`generator`]: program generation from the key (the decoder/port scheduling model);
+//! * [`program`]: lowered instructions, the reciprocal, high multiplications;
+//! * [`scalar`], [`avx2`]: item computation.
+
+mod avx2;
+mod blake2;
+mod generator;
+mod program;
+mod scalar;
+mod schedule;
+
+use std::fmt;
+
+use program::Program;
+
+use crate::{KernelError, Result};
+
+/// Programs per item (RANDOMX_CACHE_ACCESSES).
+const PROGRAMS: usize = 8;
+/// Bytes of one cache block and one dataset item.
+const BLOCK_BYTES: usize = 64;
+/// Cache blocks (256 MiB / 64 B).
+const CACHE_BLOCKS: u64 = super::ffi::CACHE_BYTES / BLOCK_BYTES as u64;
+
+const MUL0: u64 = 6364136223846793005;
+const ADD: [u64; 8] = [
+    0,
+    9298411001130361340,
+    12065312585734608966,
+    9306329213124626780,
+    5281919268842080866,
+    10536153434571861004,
+    3398623926847679864,
+    9549104520008361294,
+];
+
+/// The registers item `item` starts with.
+#[inline(always)]
+fn item_registers(item: u64) -> [u64; 8] {
+    let r0 = item.wrapping_add(1).wrapping_mul(MUL0);
+    ADD.map(|add| r0 ^ add)
+}
+
+/// The eight SuperscalarHash programs of one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SuperscalarHash {
+    programs: [Program; PROGRAMS],
+}
+
+impl SuperscalarHash {
+    /// Generates the programs of `key` (only its first 60 bytes matter, as in RandomX).
+    pub(crate) fn new(key: &[u8]) -> Self {
+        let mut rng = blake2::Blake2Generator::new(key, 0);
+        Self {
+            programs: std::array::from_fn(|_| generator::generate(&mut rng)),
+        }
+    }
+
+    pub(crate) fn programs(&self) -> &[Program; PROGRAMS] {
+        &self.programs
+    }
+}
+
+/// The keyed Argon2 cache's memory, read-only.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CacheMemory<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> CacheMemory<'a> {
+    /// Wraps the 256 MiB of a keyed cache.
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        assert_eq!(bytes.len() as u64, CACHE_BLOCKS * BLOCK_BYTES as u64);
+        Self { bytes }
+    }
+
+    /// Start of the block that `address` selects.
+    #[inline(always)]
+    fn block_ptr(&self, address: u64) -> *const u8 {
+        let index = (address % CACHE_BLOCKS) as usize;
+        // SAFETY: index < CACHE_BLOCKS, so the block lies inside `bytes`.
+        unsafe { self.bytes.as_ptr().add(index * BLOCK_BYTES) }
+    }
+
+    /// The eight words of the block that `address` selects.
+    #[inline(always)]
+    fn block(&self, address: u64) -> [u64; 8] {
+        let ptr = self.block_ptr(address);
+        // SAFETY: `block_ptr` points at 64 readable bytes; unaligned reads are allowed.
+        std::array::from_fn(|q| unsafe { ptr.cast::<u64>().add(q).read_unaligned() }.to_le())
+    }
+}
+
+/// Which code builds dataset items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DatasetInit {
+    /// The SIMD path when this CPU has it, else the library.
+    #[default]
+    Auto,
+    /// capminer's AVX2 path (refused on CPUs without AVX2).
+    Simd,
+    /// capminer's portable Rust path, one item at a time (slow: for verification).
+    Scalar,
+    /// The library's `randomx_init_dataset` (JIT-compiled SuperscalarHash when JIT is on).
+    Library,
+}
+
+impl DatasetInit {
+    /// What actually runs on this CPU: never [`DatasetInit::Auto`].
+    pub fn resolve(self) -> Result<Self> {
+        match self {
+            DatasetInit::Auto if avx2::available() => Ok(DatasetInit::Simd),
+            DatasetInit::Auto => Ok(DatasetInit::Library),
+            DatasetInit::Simd if !avx2::available() => Err(KernelError::UnsupportedFlag {
+                flag: "dataset_init = \"simd\"",
+                reason: "this CPU has no AVX2",
+            }),
+            other => Ok(other),
+        }
+    }
+}
+
+impl fmt::Display for DatasetInit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DatasetInit::Auto => "auto",
+            DatasetInit::Simd => "simd (avx2)",
+            DatasetInit::Scalar => "scalar (rust)",
+            DatasetInit::Library => "library",
+        })
+    }
+}
+
+/// Computes items `first..first + out.len() / 64` into `out` with `method`, which must be
+/// [`DatasetInit::Simd`] (on a CPU with AVX2) or [`DatasetInit::Scalar`].
+pub(crate) fn init_items(
+    method: DatasetInit,
+    hash: &SuperscalarHash,
+    cache: &CacheMemory<'_>,
+    first: u64,
+    out: &mut [u8],
+) {
+    assert_eq!(out.len() % BLOCK_BYTES, 0, "whole items only");
+    match method {
+        DatasetInit::Simd => avx2::init_items(hash, cache, first, out),
+        DatasetInit::Scalar => scalar::init_items(hash, cache, first, out),
+        other => panic!("init_items cannot run {other}"),
+    }
+}
