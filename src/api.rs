@@ -40,18 +40,8 @@ struct Api {
 /// Reads the bearer token from `path` (`api.token_file`): refused if group or others may read
 /// it, or if it is empty. The token never appears in errors or logs.
 pub fn read_token(path: &Path) -> anyhow::Result<Vec<u8>> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path)
-        .map_err(|e| anyhow::anyhow!("api.token_file = {}: {e}", path.display()))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        anyhow::bail!(
-            "api.token_file = {}: readable by group or others (mode {mode:03o}); run chmod 600 on it",
-            path.display()
-        );
-    }
-    let token = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("api.token_file = {}: {e}", path.display()))?
+    let token = capminer_config::secret::read_secret_file(path)
+        .map_err(|e| anyhow::anyhow!("api.token_file = {e}"))?
         .trim()
         .as_bytes()
         .to_vec();

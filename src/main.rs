@@ -17,6 +17,7 @@ mod config_cmd;
 mod ctl_cmd;
 mod devices_cmd;
 mod devnet_cmd;
+mod doctor_cmd;
 mod epoch;
 mod logging;
 mod metrics_server;
@@ -63,6 +64,8 @@ enum Command {
     Verifier(verifier_cmd::VerifierArgs),
     /// List the GPU adapters (for `gpu.devices`).
     Devices,
+    /// Check this machine against the configuration: ok / warn / fail with the fix for each.
+    Doctor(doctor_cmd::DoctorArgs),
     /// Show a running miner's units, hashrates, proofs and chain state (its control API).
     Status(ctl_cmd::StatusArgs),
     /// Pause or resume a running miner, or one of its units (needs api.token_file).
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
         Command::Verifier(args) => verifier_cmd::verifier(args),
         Command::Proofs(cmd) => proofs_cmd::proofs(cmd),
         Command::Devices => devices_cmd::devices(),
+        Command::Doctor(args) => doctor_cmd::doctor(args),
         Command::Status(args) => ctl_cmd::status(args),
         Command::Ctl(args) => ctl_cmd::ctl(args),
         Command::Config(cmd) => config_cmd::config(cmd),

@@ -51,13 +51,8 @@ pub fn load_signer(
 ) -> Result<PrivateKeySigner> {
     let (text, origin) = match source.file {
         Some(path) => (
-            std::fs::read_to_string(path).map_err(|e| {
-                ChainError::Setup(format!(
-                    "{} {}: cannot read: {e}",
-                    source.config_key,
-                    path.display()
-                ))
-            })?,
+            capminer_config::secret::read_secret_file(path)
+                .map_err(|e| ChainError::Setup(format!("{} {e}", source.config_key)))?,
             format!("{} {}", source.config_key, path.display()),
         ),
         None => (
@@ -87,11 +82,37 @@ mod tests {
 
     const KEY: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 
+    /// Writes `text` to a key file only its owner can read.
+    fn write_key(file: &std::path::Path, text: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(file, text).unwrap();
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    #[test]
+    fn a_key_file_others_can_read_is_refused_as_ssh_does() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("k");
+        write_key(&file, KEY);
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load_signer(KeySource::verifier(Some(&file)), |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("verifier.key_file")
+                && err.contains("mode 644")
+                && err.contains("chmod 600"),
+            "{err}"
+        );
+        assert!(!err.contains(KEY), "{err}");
+    }
+
     #[test]
     fn a_key_loads_from_a_file_or_the_environment() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("k");
-        std::fs::write(&file, format!("0x{KEY}\n")).unwrap();
+        write_key(&file, &format!("0x{KEY}\n"));
         let signer = load_signer(KeySource::provider(Some(&file)), |_| None).unwrap();
         // anvil's first development account
         assert_eq!(
@@ -115,7 +136,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("k");
         let almost = &KEY[..63];
-        std::fs::write(&file, almost).unwrap();
+        write_key(&file, almost);
         let err = load_signer(KeySource::provider(Some(&file)), |_| None)
             .unwrap_err()
             .to_string();

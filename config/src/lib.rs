@@ -8,6 +8,7 @@
 mod error;
 pub mod hex;
 mod load;
+pub mod secret;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

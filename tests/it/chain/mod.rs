@@ -4,6 +4,7 @@
 mod attacks;
 mod campaign;
 mod delivery;
+mod doctor;
 mod flow;
 mod gas;
 mod restart;

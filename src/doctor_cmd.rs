@@ -1,0 +1,353 @@
+//! `capminer doctor`: this machine against the configuration, one line a check, each `ok`,
+//! `warn` or `fail` with what to do. Exit status 0 when nothing fails, 1 otherwise.
+//!
+//! Checks: the CPU's flags for RandomX, the units this configuration plans here (cores and
+//! memory), huge pages (reserved count needed, transparent huge pages mode), NUMA nodes a unit
+//! straddles, MSR access, GPU adapters and the largest unit each holds, secret files'
+//! permissions, and, with `chain.enabled`: the RPC node (chain id, contract code), the
+//! provider's balance for gas, and the node's clock against this machine's.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use alloy::providers::Provider;
+use capminer_config::Config;
+use capminer_kernels::randomx::huge_pages_per_unit;
+use capminer_miner::Miner;
+
+use crate::{ConfigArg, load_config};
+
+/// Arguments of `capminer doctor`.
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+/// The findings, in order.
+#[derive(Debug, Default)]
+struct Report(Vec<(Level, String, String)>);
+
+impl Report {
+    fn ok(&mut self, check: &str, what: impl Into<String>) {
+        self.0.push((Level::Ok, check.into(), what.into()));
+    }
+    fn warn(&mut self, check: &str, what: impl Into<String>) {
+        self.0.push((Level::Warn, check.into(), what.into()));
+    }
+    fn fail(&mut self, check: &str, what: impl Into<String>) {
+        self.0.push((Level::Fail, check.into(), what.into()));
+    }
+}
+
+/// `capminer doctor`.
+pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args.config)?;
+    let mut report = Report::default();
+    cpu_flags(&config, &mut report);
+    units_and_pages(&config, &mut report);
+    msr(&mut report);
+    gpus(&config, &mut report);
+    secrets(&config, &mut report);
+    if config.chain.enabled {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(chain(&config, &mut report));
+    }
+    for (level, check, what) in &report.0 {
+        let tag = match level {
+            Level::Ok => "ok  ",
+            Level::Warn => "warn",
+            Level::Fail => "FAIL",
+        };
+        println!("{tag}  {check:<12} {what}");
+    }
+    let worst = report
+        .0
+        .iter()
+        .map(|(l, _, _)| *l)
+        .max()
+        .unwrap_or(Level::Ok);
+    Ok(if worst == Level::Fail {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn cpu_flags(config: &Config, r: &mut Report) {
+    let aes = std::arch::is_x86_feature_detected!("aes");
+    let avx2 = std::arch::is_x86_feature_detected!("avx2");
+    let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+    let flags = format!("aes {aes}, avx2 {avx2}, avx512f {avx512}");
+    if !config.cpu.enabled {
+        r.ok("cpu flags", format!("{flags} (no CPU units configured)"));
+    } else if !aes && config.cpu.randomx.hard_aes == Some(true) {
+        r.fail(
+            "cpu flags",
+            format!("{flags}: cpu.randomx.hard_aes = true but this CPU has no AES-NI: remove the key (auto) or set it false"),
+        );
+    } else if !aes {
+        r.warn(
+            "cpu flags",
+            format!("{flags}: no AES-NI, RandomX uses software AES (about 2x slower hashing)"),
+        );
+    } else if !avx2 {
+        r.warn(
+            "cpu flags",
+            format!("{flags}: no AVX2: Argon2 and the dataset build take the slower paths"),
+        );
+    } else {
+        r.ok("cpu flags", flags);
+    }
+}
+
+/// `/proc/meminfo` value of `key` (in kB, or a count for the huge page lines).
+fn meminfo(key: &str) -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn units_and_pages(config: &Config, r: &mut Report) {
+    let plan = match Miner::plan(config) {
+        Ok(plan) => plan,
+        Err(e) => {
+            r.fail("units", e.to_string());
+            return;
+        }
+    };
+    let available = meminfo("MemAvailable").unwrap_or(0) >> 10;
+    r.ok(
+        "units",
+        format!(
+            "{} CPU, {} GPU planned; RandomX {}; {available} MiB available",
+            plan.cpu.len(),
+            plan.gpu.len(),
+            plan.flags
+        ),
+    );
+    if plan.cpu.is_empty() {
+        return;
+    }
+    let r_cfg = &config.cpu.randomx;
+    if r_cfg.full_memory && r_cfg.large_pages {
+        let need: u64 = plan
+            .cpu
+            .iter()
+            .map(|u| huge_pages_per_unit(u.threads as u64))
+            .sum();
+        let free = meminfo("HugePages_Free").unwrap_or(0);
+        if free >= need {
+            r.ok(
+                "huge pages",
+                format!("{free} free 2 MiB pages, {need} needed"),
+            );
+        } else {
+            let total = meminfo("HugePages_Total").unwrap_or(0);
+            r.warn(
+                "huge pages",
+                format!(
+                    "{free} free 2 MiB pages, {need} needed: datasets fall back to transparent or 4 KiB pages (slower); reserve them with `sysctl -w vm.nr_hugepages={}` (add it to /etc/sysctl.d to keep it)",
+                    total + need - free
+                ),
+            );
+        }
+    } else {
+        r.ok(
+            "huge pages",
+            "not used by this configuration (light mode or cpu.randomx.large_pages = false)",
+        );
+    }
+    match std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled") {
+        Ok(mode) if mode.contains("[never]") && r_cfg.transparent_huge_pages => r.warn(
+            "thp",
+            "transparent huge pages are off ([never]): without reserved huge pages datasets sit on 4 KiB pages; `echo madvise > /sys/kernel/mm/transparent_hugepage/enabled`",
+        ),
+        Ok(mode) => r.ok("thp", format!("mode {}", mode.trim())),
+        Err(_) => r.warn("thp", "no /sys/kernel/mm/transparent_hugepage: not a Linux kernel with THP"),
+    }
+    numa(&plan.cpu, r);
+}
+
+/// The NUMA node of each CPU, from /sys.
+fn numa(units: &[capminer_miner::plan::CpuUnitPlan], r: &mut Report) {
+    let Ok(nodes) = std::fs::read_dir("/sys/devices/system/node") else {
+        r.ok("numa", "no NUMA information (one node)");
+        return;
+    };
+    let mut node_of = std::collections::BTreeMap::new();
+    let mut count = 0;
+    for entry in nodes.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(n) = name
+            .strip_prefix("node")
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        count += 1;
+        let list = std::fs::read_to_string(entry.path().join("cpulist")).unwrap_or_default();
+        for cpu in capminer_miner::topology::parse_cpu_list(list.trim()).unwrap_or_default() {
+            node_of.insert(cpu, n);
+        }
+    }
+    let straddling: Vec<&str> = units
+        .iter()
+        .filter(|u| {
+            let nodes: std::collections::BTreeSet<_> =
+                u.core.cpus.iter().filter_map(|c| node_of.get(c)).collect();
+            nodes.len() > 1
+        })
+        .map(|u| u.label.as_str())
+        .collect();
+    if straddling.is_empty() {
+        r.ok("numa", format!("{count} node(s); no unit straddles two"));
+    } else {
+        r.warn(
+            "numa",
+            format!("units {straddling:?} have CPUs on two NUMA nodes: their dataset reads cross the interconnect; list cores of one node in cpu.units"),
+        );
+    }
+}
+
+fn msr(r: &mut Report) {
+    // Reported for operators who tune MSRs with other tools; capminer writes none.
+    if Path::new("/dev/cpu/0/msr").exists() {
+        r.ok("msr", "/dev/cpu/0/msr present (capminer writes no MSRs)");
+    } else {
+        r.ok(
+            "msr",
+            "no /dev/cpu/*/msr (`modprobe msr` to load it); capminer writes no MSRs",
+        );
+    }
+}
+
+fn gpus(config: &Config, r: &mut Report) {
+    if !config.gpu.enabled {
+        r.ok("gpu", "no GPU units configured");
+        return;
+    }
+    let unit = config.network.gpu_unit_bytes;
+    let adapters = capminer_kernels::gpu::enumerate();
+    if adapters.is_empty() {
+        r.fail(
+            "gpu",
+            "gpu.enabled but no adapter found: install the GPU's Vulkan driver (or mesa-vulkan-drivers for a software one with gpu.allow_software)",
+        );
+    }
+    for (d, _) in adapters {
+        let fits = d.max_binding >= unit;
+        let what = format!(
+            "#{} {} ({}{}): largest unit {} MiB, the network's unit {} MiB",
+            d.index,
+            d.name,
+            d.backend,
+            if d.software { ", software" } else { "" },
+            d.max_binding >> 20,
+            unit >> 20
+        );
+        if fits {
+            r.ok("gpu", what);
+        } else {
+            r.warn("gpu", format!("{what}: this device cannot hold a unit"));
+        }
+    }
+}
+
+fn secrets(config: &Config, r: &mut Report) {
+    let files = [
+        ("chain.key_file", config.chain.key_file.as_deref()),
+        ("verifier.key_file", config.verifier.key_file.as_deref()),
+        ("api.token_file", config.api.token_file.as_deref()),
+    ];
+    for (key, path) in files {
+        let Some(path) = path else { continue };
+        match capminer_config::secret::exposed_mode(path) {
+            Ok(None) => r.ok("secrets", format!("{key} {}: owner only", path.display())),
+            Ok(Some(mode)) => r.fail(
+                "secrets",
+                format!(
+                    "{key} {}: readable by group or others (mode {mode:03o}), so capminer refuses it: chmod 600 {}",
+                    path.display(),
+                    path.display()
+                ),
+            ),
+            Err(e) => r.fail("secrets", format!("{key} {e}")),
+        }
+    }
+}
+
+async fn chain(config: &Config, r: &mut Report) {
+    let handle = match capminer_chain::handle::ChainHandle::connect(&config.chain).await {
+        Ok(h) => h,
+        Err(e) => {
+            r.fail("rpc", e.to_string());
+            return;
+        }
+    };
+    r.ok(
+        "rpc",
+        format!(
+            "{}: chain id {}, contract {} has code, epochs of {} s",
+            handle.endpoint, handle.chain_id, handle.address, handle.schedule.duration
+        ),
+    );
+    match handle
+        .provider
+        .get_block_by_number(Default::default())
+        .await
+    {
+        Ok(Some(block)) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let skew = now as i64 - block.header.timestamp as i64;
+            let what = format!("the head block's time is {skew:+} s from this machine's clock");
+            if skew.abs() > 120 {
+                r.warn("clock", format!("{what}: sync the clock (chrony, systemd-timesyncd) or check the node is not behind"));
+            } else {
+                r.ok("clock", what);
+            }
+        }
+        Ok(None) => r.warn("clock", "the node returned no head block"),
+        Err(e) => r.warn("clock", format!("cannot read the head block: {e}")),
+    }
+    let key = capminer_chain::key::load_signer(
+        capminer_chain::key::KeySource::provider(config.chain.key_file.as_deref()),
+        |k| std::env::var(k).ok(),
+    );
+    match key {
+        Err(e) => r.fail("gas", format!("no provider key: {e}")),
+        Ok(signer) => match handle.provider.get_balance(signer.address()).await {
+            Ok(wei) => {
+                let need = alloy::primitives::U256::from(config.chain.gas.max_fee_gwei)
+                    * alloy::primitives::U256::from(1_000_000_000u64)
+                    * alloy::primitives::U256::from(1_000_000u64);
+                let what = format!("provider {} holds {wei} wei", signer.address());
+                if wei >= need {
+                    r.ok("gas", what);
+                } else {
+                    r.warn(
+                        "gas",
+                        format!("{what}: less than a million gas at chain.gas.max_fee_gwei; fund it before batches stall"),
+                    );
+                }
+            }
+            Err(e) => r.fail("gas", format!("cannot read the provider's balance: {e}")),
+        },
+    }
+}
