@@ -79,11 +79,7 @@ pub async fn serve(
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .layer(DefaultBodyLimit::max(4096))
         .with_state(state);
-    let stopped = async move {
-        while !stop.load(std::sync::atomic::Ordering::Acquire) {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    };
+    let stopped = crate::metrics_server::stopped(stop);
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(stopped)

@@ -51,10 +51,12 @@ pub fn run_node(
     let store = Arc::new(store);
     let miner = Arc::new(Miner::start_planned(config, plan, store.clone(), registry)?);
     if config.metrics.enabled {
-        runtime.block_on(metrics_server::serve(
+        let (_, task) = runtime.block_on(metrics_server::serve(
             config.metrics.listen,
             registry.clone(),
+            stop.clone(),
         ))?;
+        critical.push(("the metrics server".into(), task));
     }
     if config.api.enabled {
         let (_, task) = runtime.block_on(crate::api::serve(

@@ -35,22 +35,38 @@ pub fn verifier(args: VerifierArgs) -> anyhow::Result<ExitCode> {
     )?;
     let runtime = runtime(&config)?;
     let registry = Registry::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let metrics_died = Arc::new(AtomicBool::new(false));
     if config.metrics.enabled {
-        runtime.block_on(metrics_server::serve(
+        let (_, task) = runtime.block_on(metrics_server::serve(
             config.metrics.listen,
             registry.clone(),
+            stop.clone(),
         ))?;
+        // A critical task: if it ends while the verifier runs, the process stops with an
+        // error, so a supervisor restarts it rather than keeping it blind.
+        let (s, died) = (stop.clone(), metrics_died.clone());
+        runtime.spawn(async move {
+            let _ = task.await;
+            if !s.load(Ordering::Acquire) {
+                tracing::error!("the metrics server stopped while the verifier runs: stopping");
+                died.store(true, Ordering::Release);
+                s.store(true, Ordering::Release);
+            }
+        });
     }
     let checker = Arc::new(Verifier::new(
         randomx_options(&config),
         gpu_params(&config)?,
     )?);
-    let stop = Arc::new(AtomicBool::new(false));
     runtime.spawn(wait_for_signal(stop.clone()));
     let service = runtime.block_on(connect_with_retries(&stop, || {
         VerifierService::connect(&config, signer.clone(), checker.clone(), &registry)
     }))?;
     let s = stop.clone();
     runtime.block_on(service.run(move || s.load(Ordering::Acquire)));
+    if metrics_died.load(Ordering::Acquire) {
+        anyhow::bail!("the metrics server stopped unexpectedly");
+    }
     Ok(ExitCode::SUCCESS)
 }
