@@ -29,9 +29,9 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use common::{build_reference, env_u64};
+use common::{build_reference, env_u64, reference_init_seconds, reference_mine};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -94,17 +94,7 @@ fn head_to_head(
     miner.set_paused(true);
     let build = unit.last_build().unwrap();
 
-    let mut reference = Command::new(binary)
-        .args([
-            "--mine",
-            "--auto",
-            "--threads",
-            "1",
-            "--init",
-            &init_threads.to_string(),
-            "--nonces",
-            &nonces.to_string(),
-        ])
+    let mut reference = reference_mine(binary, init_threads, nonces)
         .stdout(Stdio::piped())
         .spawn()
         .expect("randomx-benchmark runs");
@@ -119,7 +109,7 @@ fn head_to_head(
             line.strip_prefix(prefix)
                 .and_then(|r| r.split_whitespace().next()?.parse::<f64>().ok())
         };
-        if let Some(seconds) = number("Memory initialized in ") {
+        if let Some(seconds) = reference_init_seconds(&line) {
             reference_init = Some(seconds);
             pin_pid(pid, &reference_cpus);
         } else if line.starts_with("Running benchmark") {

@@ -2,7 +2,8 @@
 # Installs what capminer needs on a Debian machine, idempotently:
 #   - Debian packages: cmake, make and a C++ compiler (RandomX, built by randomx-rs), Mesa's Vulkan
 #     drivers (lavapipe, the GPU of machines without one), Prometheus (promtool and the server
-#     the tests scrape with), Node.js and npm (for anvil and solc), mount (a tmpfs in a test);
+#     the tests scrape with), Node.js and npm (for anvil and solc), mount (a tmpfs in a test),
+#     systemd (only its systemd-analyze, which verifies the unit files in deploy/systemd);
 #   - cargo-nextest, if missing (the test runner);
 #   - from npm, into tools/node_modules: anvil (@foundry-rs/anvil-linux-amd64) and solcjs (solc).
 # Rust itself (1.95 or newer) must already be installed, e.g. with rustup.
@@ -18,6 +19,7 @@ command -v promtool >/dev/null && command -v prometheus >/dev/null || need_apt+=
 command -v npm >/dev/null || need_apt+=(nodejs npm)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v mount >/dev/null || need_apt+=(mount) # the disk-full test mounts a tmpfs
+command -v systemd-analyze >/dev/null || need_apt+=(systemd) # verifies deploy/systemd/*.service
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"

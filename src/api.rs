@@ -74,8 +74,8 @@ pub async fn serve(
     };
     let app = Router::new()
         .route("/api/v1/status", get(status))
-        .route("/api/v1/pause", post(pause))
-        .route("/api/v1/resume", post(resume))
+        .route("/api/v1/pause", post(pause_or_resume::<true>))
+        .route("/api/v1/resume", post(pause_or_resume::<false>))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .layer(DefaultBodyLimit::max(4096))
         .with_state(state);
@@ -156,24 +156,15 @@ struct UnitQuery {
     unit: Option<String>,
 }
 
-async fn pause(
+/// `POST /api/v1/pause` (`PAUSE`) and `/api/v1/resume`.
+async fn pause_or_resume<const PAUSE: bool>(
     State(api): State<Api>,
     headers: HeaderMap,
     query: Result<Query<UnitQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     no_body(body)?;
-    set_paused(api, headers, query, true)
-}
-
-async fn resume(
-    State(api): State<Api>,
-    headers: HeaderMap,
-    query: Result<Query<UnitQuery>, axum::extract::rejection::QueryRejection>,
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Response, ApiError> {
-    no_body(body)?;
-    set_paused(api, headers, query, false)
+    set_paused(api, headers, query, PAUSE)
 }
 
 /// Pause and resume take no body; one over the limit or any at all is refused.

@@ -1,5 +1,7 @@
 //! Shared by the benchmarks: the reference `randomx-benchmark`, built from the RandomX sources
 //! `randomx-rs` vendors.
+// Each benchmark uses part of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -67,6 +69,27 @@ pub fn build_reference() -> PathBuf {
         assert!(ok, "building randomx-benchmark failed");
     }
     binary
+}
+
+/// The reference miner as both benchmarks run it: `randomx-benchmark --mine --auto --threads 1
+/// --init <init_threads> --nonces <nonces>` (4 KiB pages, its own flag detection).
+pub fn reference_mine(binary: &Path, init_threads: u64, nonces: u64) -> Command {
+    let mut cmd = Command::new(binary);
+    cmd.args(["--mine", "--auto", "--threads", "1", "--init"])
+        .arg(init_threads.to_string())
+        .arg("--nonces")
+        .arg(nonces.to_string());
+    cmd
+}
+
+/// The seconds of a reference output line `Memory initialized in <s> s` (cache keying plus
+/// dataset allocation and build).
+pub fn reference_init_seconds(line: &str) -> Option<f64> {
+    line.strip_prefix("Memory initialized in ")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// An integer from the environment, or `default`.

@@ -17,15 +17,13 @@
 //! (default 1). Run with `cargo bench -p capminer-kernels --bench dataset_init`.
 
 #[path = "../../benches/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
-use std::process::Command;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use capminer_kernels::randomx::{Cache, Dataset, DatasetInit, RandomXFlags, RandomXOptions};
-use common::{build_reference, env_u64};
+use common::{build_reference, env_u64, reference_init_seconds, reference_mine};
 
 struct Measured {
     name: String,
@@ -64,30 +62,13 @@ fn capminer(method: DatasetInit, threads: usize, round: u8) -> Measured {
 }
 
 fn reference(threads: usize) -> f64 {
-    let binary = build_reference();
-    let out = Command::new(&binary)
-        .args([
-            "--mine",
-            "--auto",
-            "--threads",
-            "1",
-            "--init",
-            &threads.to_string(),
-            "--nonces",
-            "1",
-        ])
+    let out = reference_mine(&build_reference(), threads as u64, 1)
         .output()
         .expect("randomx-benchmark runs");
     assert!(out.status.success(), "randomx-benchmark failed");
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .find_map(|line| {
-            line.strip_prefix("Memory initialized in ")?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
+        .find_map(reference_init_seconds)
         .expect("randomx-benchmark prints its init time")
 }
 

@@ -122,7 +122,7 @@ impl Unit for CpuUnit {
 
     fn state(&self) -> UnitState {
         let s = &self.shared;
-        if s.slot.lock().expect("slot lock poisoned").failed.is_some() {
+        if s.ctx.failed() {
             return UnitState::Failed;
         }
         if s.building.load(Ordering::Acquire) != 0 {

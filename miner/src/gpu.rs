@@ -100,7 +100,6 @@ impl Searcher for CheckedSearcher {
 struct State {
     building: bool,
     hashing: Option<u64>,
-    failed: bool,
     last_build: Option<BuildReport>,
 }
 
@@ -159,7 +158,6 @@ impl GpuUnit {
                 if let Err(e) = &result {
                     tracing::error!(unit = %s.ctx.info.label, "GPU unit failed: {e}");
                     s.ctx.mark_failed();
-                    s.state.lock().expect("state lock poisoned").failed = true;
                 }
                 result
             })
@@ -242,7 +240,7 @@ impl Unit for GpuUnit {
 
     fn state(&self) -> UnitState {
         let state = self.shared.state.lock().expect("state lock poisoned");
-        if state.failed {
+        if self.shared.ctx.failed() {
             UnitState::Failed
         } else if state.building {
             UnitState::Building { done: 0, total: 0 }

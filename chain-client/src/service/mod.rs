@@ -242,11 +242,11 @@ impl ChainService {
     /// archive. A failure (a full disk, say) is logged and tried again next tick: nothing
     /// depends on it but the store's size.
     async fn archive(&self, now: u64, current: u64) {
-        let first_open = (0..=current)
-            .rev()
-            .take_while(|e| self.open(*e, now, current))
-            .last()
-            .unwrap_or(current);
+        // The current epoch is open; the one before it only within its grace window.
+        let first_open = match current.checked_sub(1) {
+            Some(previous) if self.open(previous, now, current) => previous,
+            _ => current,
+        };
         match self.archive_settled(first_open).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(

@@ -238,12 +238,6 @@ impl Dataset {
         self.init
     }
 
-    /// Builds its items with `init` from now on (resolved against this CPU).
-    pub fn set_init_method(&mut self, init: DatasetInit) -> Result<()> {
-        self.init = init.resolve()?;
-        Ok(())
-    }
-
     pub(crate) fn memory(&self) -> *mut u8 {
         // SAFETY: a live dataset; the call only reads a field.
         unsafe { ffi::randomx_get_dataset_memory(self.ptr.as_ptr()).cast() }

@@ -140,40 +140,57 @@ impl Index {
         self.archived.insert(epoch);
     }
 
-    /// The records that rebuild this index: epochs, then proofs, then their states (grouped by
-    /// state, in chunks). Replaying them gives the same index.
+    /// The records that rebuild this index (see [`records`]).
     pub fn snapshot(&self) -> Vec<Record> {
-        let mut out: Vec<Record> = self.epochs.values().map(|e| Record::Epoch(*e)).collect();
-        let mut proofs = Vec::new();
-        let mut states: BTreeMap<Vec<u8>, (ProofState, Vec<ProofRef>)> = BTreeMap::new();
-        for ((epoch, unit), nonces) in &self.proofs {
-            for (nonce, e) in nonces {
+        let proofs = self.proofs.iter().flat_map(|((epoch, unit), nonces)| {
+            nonces.iter().map(move |(nonce, e)| {
                 let r = ProofRef {
                     epoch: *epoch,
                     unit: *unit,
                     nonce: *nonce,
                 };
-                proofs.push(stored(&r, e).proof);
-                if e.state != ProofState::Found {
-                    // Group by the state's encoding (states carry tx and block fields).
-                    let key = Record::State(e.state, Vec::new()).encode();
-                    states.entry(key).or_insert((e.state, Vec::new())).1.push(r);
-                }
-            }
-        }
-        out.extend(
-            proofs
-                .chunks(SNAPSHOT_CHUNK)
-                .map(|c| Record::Proofs(c.to_vec())),
-        );
-        for (state, refs) in states.into_values() {
-            out.extend(
-                refs.chunks(SNAPSHOT_CHUNK)
-                    .map(|c| Record::State(state, c.to_vec())),
-            );
-        }
-        out
+                (r, e)
+            })
+        });
+        records(self.epochs.values().copied(), proofs)
     }
+
+    /// The records of epoch `epoch` alone (what its archive file holds), if it is recorded.
+    pub fn epoch_snapshot(&self, epoch: u64) -> Option<Vec<Record>> {
+        let record = *self.epochs.get(&epoch)?;
+        Some(records(std::iter::once(record), self.epoch_proofs(epoch)))
+    }
+}
+
+/// Records that rebuild `epochs` and `proofs`: the epochs, then the proofs, then their states
+/// grouped by state, in chunks. Replaying them gives the same index.
+fn records<'a>(
+    epochs: impl Iterator<Item = Epoch>,
+    proofs: impl Iterator<Item = (ProofRef, &'a Entry)>,
+) -> Vec<Record> {
+    let mut out: Vec<Record> = epochs.map(Record::Epoch).collect();
+    let mut found = Vec::new();
+    let mut states: BTreeMap<Vec<u8>, (ProofState, Vec<ProofRef>)> = BTreeMap::new();
+    for (r, e) in proofs {
+        found.push(stored(&r, e).proof);
+        if e.state != ProofState::Found {
+            // Group by the state's encoding (states carry tx and block fields).
+            let key = Record::State(e.state, Vec::new()).encode();
+            states.entry(key).or_insert((e.state, Vec::new())).1.push(r);
+        }
+    }
+    out.extend(
+        found
+            .chunks(SNAPSHOT_CHUNK)
+            .map(|c| Record::Proofs(c.to_vec())),
+    );
+    for (state, refs) in states.into_values() {
+        out.extend(
+            refs.chunks(SNAPSHOT_CHUNK)
+                .map(|c| Record::State(state, c.to_vec())),
+        );
+    }
+    out
 }
 
 pub(super) fn stored(r: &ProofRef, e: &Entry) -> StoredProof {

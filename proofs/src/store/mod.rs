@@ -369,25 +369,13 @@ impl ProofStore {
         let records = {
             let mut inner = self.inner.lock().expect("proof store lock poisoned");
             let index = &mut inner.index;
-            let Some(epoch) = index.epochs.get(&number).copied() else {
-                return Ok(false);
-            };
             if index.archived.contains(&number) || index.epoch_unsettled(number) {
                 return Ok(false);
             }
+            let Some(records) = index.epoch_snapshot(number) else {
+                return Ok(false);
+            };
             index.archived.insert(number);
-            let mut proofs = Vec::new();
-            let mut states: Vec<(ProofState, Vec<ProofRef>)> = Vec::new();
-            for (r, e) in index.epoch_proofs(number) {
-                proofs.push(index::stored(&r, e).proof);
-                match states.iter_mut().find(|(s, _)| *s == e.state) {
-                    Some((_, refs)) => refs.push(r),
-                    None => states.push((e.state, vec![r])),
-                }
-            }
-            let mut records = vec![Record::Epoch(epoch)];
-            records.extend(proofs.chunks(4096).map(|c| Record::Proofs(c.to_vec())));
-            records.extend(states.into_iter().map(|(s, refs)| Record::State(s, refs)));
             records
         };
         // 2. Write its file, without holding up appends.
