@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use capminer_config::{Config, UnitConfig, Units};
 use capminer_miner::topology::Topology;
-use capminer_miner::{Miner, Unit, UnitState};
+use capminer_miner::{Miner, UnitState, UnitView};
 use capminer_proofs::store::ProofStore;
 use capminer_proofs::{Epoch, Seed, Target};
 
@@ -51,11 +51,11 @@ struct Run {
 }
 
 /// Waits until the unit's hash count moves past `after`; returns the count and the time.
-fn round_end(unit: &dyn Unit, after: u64) -> (u64, Instant) {
-    while unit.hashes() == after {
+fn round_end(unit: &dyn Fn() -> UnitView, after: u64) -> (u64, Instant) {
+    while unit().hashes() == after {
         std::thread::sleep(Duration::from_micros(500));
     }
-    (unit.hashes(), Instant::now())
+    (unit().hashes(), Instant::now())
 }
 
 fn head_to_head(
@@ -85,14 +85,14 @@ fn head_to_head(
             targets: [Target([0; 32]), Target([0; 32])],
         })
         .unwrap();
-    let unit = miner.units()[0].as_ref();
-    while !matches!(unit.state(), UnitState::Hashing(_)) {
-        assert_ne!(unit.state(), UnitState::Failed);
+    let unit = || miner.units().swap_remove(0);
+    while !matches!(unit().state(), UnitState::Hashing(_)) {
+        assert_ne!(unit().state(), UnitState::Failed);
         std::thread::sleep(Duration::from_millis(20));
     }
-    let (warm, _) = round_end(unit, 0); // one round done: the JIT is warm
+    let (warm, _) = round_end(&unit, 0); // one round done: the JIT is warm
     miner.set_paused(true);
-    let build = unit.last_build().unwrap();
+    let build = unit().last_build().unwrap();
 
     let mut reference = reference_mine(binary, init_threads, nonces)
         .stdout(Stdio::piped())
@@ -114,7 +114,7 @@ fn head_to_head(
             pin_pid(pid, &reference_cpus);
         } else if line.starts_with("Running benchmark") {
             miner.set_paused(false);
-            window = Some(round_end(unit, unit.hashes()));
+            window = Some(round_end(&unit, unit().hashes()));
         } else if let Some(rate) = number("Performance: ") {
             reference_rate = Some(rate);
         }
@@ -124,7 +124,7 @@ fn head_to_head(
         "randomx-benchmark failed"
     );
     let (h0, t0) = window.expect("the reference started hashing");
-    let (h1, t1) = round_end(unit, unit.hashes());
+    let (h1, t1) = round_end(&unit, unit().hashes());
     assert!(h0 > warm);
     miner.stop().unwrap();
     Run {

@@ -205,7 +205,7 @@ fn set_paused(
             miner.set_paused(paused);
             if !paused {
                 // Resuming all also lifts the pauses of single units.
-                for u in miner.units() {
+                for u in &miner.units() {
                     miner.set_unit_paused(&u.info().label, false);
                 }
             }
@@ -246,6 +246,9 @@ pub struct UnitStatus {
     pub hashrate: BTreeMap<String, f64>,
     /// Hashes since start.
     pub hashes: u64,
+    /// Times the watchdog restarted it.
+    #[serde(default)]
+    pub restarts: u64,
 }
 
 /// `GET /api/v1/status`.
@@ -324,9 +327,13 @@ fn build_status(
         .map(|u| {
             let info = u.info();
             let (state, reason) = match (u.state(), miner.is_paused(&info.label)) {
-                (UnitState::Failed, _) => {
-                    ("failed", Some("stopped after an error: see the log".into()))
-                }
+                (UnitState::Failed, _) => (
+                    "failed",
+                    Some(format!(
+                        "down after a fault ({}): the watchdog restarts it; see the log",
+                        u.down().map_or("error", |r| r.as_str())
+                    )),
+                ),
                 (_, true) => ("paused", Some("paused through the control API".into())),
                 (UnitState::Hashing(_), _) => ("hashing", None),
                 (UnitState::Building { .. }, _) => {
@@ -352,6 +359,7 @@ fn build_status(
                 reason,
                 hashrate,
                 hashes: u.hashes(),
+                restarts: u.restarts(),
             }
         })
         .collect();

@@ -86,10 +86,10 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         if let Some(unit) = miner.failed_unit() {
             anyhow::bail!("unit {unit} failed while keying");
         }
-        progress.update(miner.units());
+        progress.update(&miner.units());
         std::thread::sleep(Duration::from_millis(100));
     }
-    progress.update(miner.units());
+    progress.update(&miner.units());
     let start = Instant::now();
     let before: Vec<u64> = miner.units().iter().map(|u| u.hashes()).collect();
     std::thread::sleep(Duration::from_secs(args.seconds));

@@ -10,7 +10,7 @@ use std::time::Duration;
 use capminer_chain::metrics::ChainMetrics;
 use capminer_chain::{ChainService, ChainSetup};
 use capminer_config::Config;
-use capminer_miner::Miner;
+use capminer_miner::{Miner, panic_message};
 use capminer_proofs::store::ProofStore;
 use prometheus::Registry;
 
@@ -112,7 +112,9 @@ pub fn run_node(
             break None;
         }
         if let Some(unit) = miner.failed_unit() {
-            break Some(format!("unit {unit} failed; see the log above"));
+            break Some(format!(
+                "unit {unit} failed and watchdog.enabled = false; see the log above"
+            ));
         }
         if let Some(i) = critical.iter().position(|(_, t)| t.is_finished()) {
             let (name, task) = critical.swap_remove(i);
@@ -124,7 +126,7 @@ pub fn run_node(
             tracing::error!("{name} stopped while the node runs ({why}): stopping");
             break Some(format!("{name} stopped unexpectedly ({why})"));
         }
-        progress.update(miner.units());
+        progress.update(&miner.units());
         std::thread::sleep(Duration::from_millis(200));
     };
     stop.store(true, Ordering::Release);
@@ -141,14 +143,6 @@ pub fn run_node(
         (_, Err(e)) => Err(e.into()),
         (Some(why), Ok(())) => Err(anyhow::anyhow!(why)),
     }
-}
-
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// A small runtime for the chain client, the metrics endpoint and signals; pinned to the

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::io::IsTerminal;
 
-use capminer_miner::{Unit, UnitState};
+use capminer_miner::{UnitState, UnitView};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// Shows the build progress of units, polled by the caller.
@@ -25,7 +25,7 @@ impl BuildProgress {
     }
 
     /// Reflects the units' current states.
-    pub fn update(&mut self, units: &[Box<dyn Unit>]) {
+    pub fn update(&mut self, units: &[UnitView]) {
         for unit in units {
             let label = &unit.info().label;
             match unit.state() {

@@ -40,6 +40,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[api]`
     pub api: ApiConfig,
+    /// The per-unit watchdog.
+    pub watchdog: WatchdogConfig,
     /// Logging.
     pub log: LogConfig,
     /// Where each value came from, for error messages. Not part of the file.
@@ -539,6 +541,42 @@ impl Default for ApiConfig {
     }
 }
 
+/// `[watchdog]`: each unit runs under a supervisor that restarts it alone, with exponential
+/// backoff, when its thread panics or fails, it stalls, or its GPU miscomputes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchdogConfig {
+    /// Restart faulty units. `false`: the first unit fault stops the process with an error
+    /// (for operators who let systemd or Kubernetes restart the whole miner).
+    pub enabled: bool,
+    /// A unit that should hash (an epoch, not paused, keyed) but adds no hash for this many
+    /// rounds (`cpu.round_ms` each) is stalled, and restarted.
+    pub stall_rounds: u32,
+    /// GPU results the CPU re-check refutes, per unit and epoch, beyond which the unit is
+    /// restarted.
+    pub max_compute_errors: u64,
+    /// Wait before the first restart of a unit, in milliseconds; doubled at each further fault.
+    pub backoff_initial_ms: u64,
+    /// Longest wait before a restart, in milliseconds.
+    pub backoff_max_ms: u64,
+    /// After this long hashing without a fault, in milliseconds, a unit's backoff starts again
+    /// from `backoff_initial_ms`.
+    pub backoff_reset_ms: u64,
+}
+
+impl Default for WatchdogConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            stall_rounds: 150,
+            max_compute_errors: 16,
+            backoff_initial_ms: 1000,
+            backoff_max_ms: 300_000,
+            backoff_reset_ms: 600_000,
+        }
+    }
+}
+
 /// `[log]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -634,6 +672,31 @@ impl Config {
         }
         if cpu.dataset_threads == Some(0) {
             return Err(self.key_error("cpu.dataset_threads", "must be at least 1 (or absent)"));
+        }
+        let w = &self.watchdog;
+        if w.stall_rounds < 3 {
+            return Err(self.key_error(
+                "watchdog.stall_rounds",
+                format!(
+                    "{} is too few: a round may end without a hash, use at least 3",
+                    w.stall_rounds
+                ),
+            ));
+        }
+        if w.backoff_initial_ms == 0 {
+            return Err(self.key_error("watchdog.backoff_initial_ms", "must be at least 1 ms"));
+        }
+        if w.backoff_max_ms < w.backoff_initial_ms {
+            return Err(self.key_error(
+                "watchdog.backoff_max_ms",
+                format!(
+                    "{} is below watchdog.backoff_initial_ms = {}",
+                    w.backoff_max_ms, w.backoff_initial_ms
+                ),
+            ));
+        }
+        if w.backoff_reset_ms == 0 {
+            return Err(self.key_error("watchdog.backoff_reset_ms", "must be at least 1 ms"));
         }
         if let Units::List(units) = &cpu.units {
             for (i, unit) in units.iter().enumerate() {

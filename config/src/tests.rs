@@ -262,3 +262,28 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn watchdog_values_that_cannot_work_are_refused_by_key() {
+    for (text, key) in [
+        ("[watchdog]\nstall_rounds = 1\n", "watchdog.stall_rounds"),
+        (
+            "[watchdog]\nbackoff_initial_ms = 0\n",
+            "watchdog.backoff_initial_ms",
+        ),
+        (
+            "[watchdog]\nbackoff_initial_ms = 5000\nbackoff_max_ms = 1000\n",
+            "watchdog.backoff_max_ms",
+        ),
+        (
+            "[watchdog]\nbackoff_reset_ms = 0\n",
+            "watchdog.backoff_reset_ms",
+        ),
+    ] {
+        let err = load_text(text, &[]).unwrap_err().to_string();
+        assert!(err.contains(&format!("key `{key}`")), "{text}: {err}");
+        assert!(err.contains("line"), "{text}: {err}");
+    }
+    let ok = load_text("[watchdog]\nstall_rounds = 3\nbackoff_max_ms = 1000\n", &[]).unwrap();
+    assert_eq!(ok.watchdog.stall_rounds, 3);
+}

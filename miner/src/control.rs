@@ -93,6 +93,11 @@ impl Control {
         state.paused || state.paused_units.contains(label)
     }
 
+    /// Wakes every unit thread to re-read its state (one unit halted, for instance).
+    pub fn nudge(&self) {
+        self.update(|_| {});
+    }
+
     /// Asks every unit to exit.
     pub fn stop(&self) {
         self.update(|s| s.stopped = true);

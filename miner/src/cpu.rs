@@ -19,6 +19,7 @@ use capminer_kernels::randomx::{
 use capminer_proofs::Epoch;
 use prometheus::{Gauge, Histogram};
 
+use crate::error::panic_message;
 use crate::metrics::MinerMetrics;
 use crate::order::NonceOrder;
 use crate::plan::CpuUnitPlan;
@@ -154,13 +155,18 @@ impl Unit for CpuUnit {
         self.shared.tids.lock().expect("tids lock poisoned").clone()
     }
 
+    fn threads_exited(&self) -> (usize, usize) {
+        let exited = self.threads.iter().filter(|t| t.is_finished()).count();
+        (exited, self.threads.len())
+    }
+
     fn join(self: Box<Self>) -> Result<()> {
         let mut first = Ok(());
         for t in self.threads {
-            let r = t.join().unwrap_or_else(|_| {
-                Err(MinerError::UnitFailed {
+            let r = t.join().unwrap_or_else(|payload| {
+                Err(MinerError::Panicked {
                     unit: self.shared.ctx.info.label.clone(),
-                    reason: "a thread panicked".into(),
+                    message: panic_message(payload),
                 })
             });
             if first.is_ok() {
@@ -183,7 +189,7 @@ fn thread_main(shared: &Shared, t: usize) -> Result<()> {
     let mut keyed: Option<(u64, RandomXSearcher, Arc<NonceOrder>, Epoch)> = None;
     loop {
         let snap = ctx.control.snapshot_for(&ctx.info.label);
-        if snap.stopped {
+        if snap.stopped || ctx.should_exit() {
             return Ok(());
         }
         let Some((seq, _)) = snap.epoch.filter(|_| !snap.paused) else {
@@ -237,7 +243,7 @@ fn wait_for_keys(shared: &Shared, seq: u64) -> Result<Published> {
                 slot.epoch.expect("keyed slot has an epoch"),
             )));
         }
-        if shared.ctx.control.is_stopped() || shared.ctx.control.epoch_seq() != seq {
+        if shared.ctx.interrupted(seq) {
             return Ok(None);
         }
         slot = shared
@@ -265,7 +271,7 @@ fn rekey(shared: &Shared, seq: u64) -> Result<Published> {
     };
     // Wait until every other thread has dropped its VM (within one hash).
     while memory.as_ref().is_some_and(|m| strong_count(m) > 1) {
-        if control.is_stopped() || control.epoch_seq() != seq {
+        if ctx.interrupted(seq) {
             put_back(shared, memory);
             return Ok(None);
         }
@@ -279,7 +285,7 @@ fn rekey(shared: &Shared, seq: u64) -> Result<Published> {
     let started = Instant::now();
     shared.built_items.store(0, Ordering::Relaxed);
     shared.building.store(1, Ordering::Release);
-    let stop = || control.is_stopped() || control.epoch_seq() != seq;
+    let stop = || ctx.interrupted(seq);
     let mut key_seconds = 0.0;
     let (keyed, pages) = if shared.flags.full_memory() {
         let mut cache = Cache::new(shared.flags).map_err(kernel)?;
@@ -344,10 +350,7 @@ fn rekey(shared: &Shared, seq: u64) -> Result<Published> {
         pages,
         shared.plan.dataset_threads,
     );
-    let order = Arc::new(NonceOrder::new(
-        ctx.start_nonce(epoch.number),
-        shared.plan.threads,
-    ));
+    let order = ctx.open_order(epoch.number, shared.plan.threads);
     let mut slot = shared.slot.lock().expect("slot lock poisoned");
     *slot = Slot {
         seq,

@@ -26,6 +26,14 @@ pub enum MinerError {
     /// The proof store failed.
     #[error(transparent)]
     Store(#[from] capminer_proofs::StoreError),
+    /// A unit thread panicked.
+    #[error("unit {unit}: a thread panicked: {message}")]
+    Panicked {
+        /// Unit label.
+        unit: String,
+        /// The panic's message.
+        message: String,
+    },
     /// A unit thread died.
     #[error("unit {unit} stopped: {reason}")]
     UnitFailed {
@@ -34,4 +42,13 @@ pub enum MinerError {
         /// Why.
         reason: String,
     },
+}
+
+/// The message of a panic's payload (a `&str` or a `String`; anything else said so).
+pub fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }

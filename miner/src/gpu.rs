@@ -17,8 +17,10 @@ use capminer_kernels::gpu_challenge::{GpuParams, LightCache, UnitKeys, hash_ligh
 use capminer_kernels::key::meets_target;
 use capminer_kernels::{Searched, Searcher};
 use capminer_proofs::{Epoch, UnitId};
-use prometheus::{Histogram, IntCounter};
+use prometheus::Histogram;
 
+use crate::error::panic_message;
+use crate::fault::FaultKind;
 use crate::metrics::MinerMetrics;
 use crate::order::NonceOrder;
 use crate::topology::current_tid;
@@ -38,6 +40,29 @@ pub struct GpuUnitPlan {
     pub batch: Option<u32>,
 }
 
+impl GpuUnitPlan {
+    /// The same unit on its adapter opened again (after the device was lost).
+    pub fn reopened(&self) -> Result<Self> {
+        let was = &self.device.info;
+        let adapters = capminer_kernels::gpu::enumerate();
+        let (info, adapter) = adapters
+            .iter()
+            .find(|(d, _)| d.index == was.index && d.name == was.name)
+            .ok_or_else(|| MinerError::UnitFailed {
+                unit: self.label.clone(),
+                reason: format!("GPU {} {} is gone", was.index, was.name),
+            })?;
+        let device = GpuDevice::open(info.clone(), adapter).map_err(|e| MinerError::Kernel {
+            unit: self.label.clone(),
+            source: capminer_kernels::KernelError::Gpu(e.to_string()),
+        })?;
+        Ok(Self {
+            device,
+            ..self.clone()
+        })
+    }
+}
+
 /// The GPU's hits, re-checked with the CPU reference before they go on.
 #[derive(Debug)]
 pub struct CheckedSearcher {
@@ -45,27 +70,25 @@ pub struct CheckedSearcher {
     cache: Arc<LightCache>,
     keys: UnitKeys,
     params: GpuParams,
-    errors: IntCounter,
-    label: String,
+    ctx: Arc<UnitContext>,
 }
 
 impl CheckedSearcher {
-    /// Wraps a GPU searcher with the reference for the same epoch and unit.
+    /// Wraps a GPU searcher with the reference for the same epoch and unit; refuted hits are
+    /// counted on the unit's context (`capminer_compute_errors_total`, and the watchdog).
     pub fn new(
         inner: GpuSearcher,
         cache: Arc<LightCache>,
         keys: UnitKeys,
         params: GpuParams,
-        errors: IntCounter,
-        label: String,
+        ctx: Arc<UnitContext>,
     ) -> Self {
         Self {
             inner,
             cache,
             keys,
             params,
-            errors,
-            label,
+            ctx,
         }
     }
 }
@@ -79,12 +102,22 @@ impl Searcher for CheckedSearcher {
         stop: &mut dyn FnMut() -> bool,
     ) -> capminer_kernels::Result<Searched> {
         let mut searched = self.inner.search(start, count, target, stop)?;
+        if self
+            .ctx
+            .faults()
+            .fire(FaultKind::Compute, &self.ctx.info.label)
+        {
+            searched.hits.push(capminer_kernels::Hit {
+                nonce: start,
+                hash: [0; 32],
+            });
+        }
         searched.hits.retain(|hit| {
             let reference = hash_light(&self.cache, &self.keys, &self.params, hit.nonce);
             let good = reference == hit.hash && meets_target(&reference, target);
             if !good {
-                self.errors.inc();
-                tracing::warn!(unit = %self.label, nonce = hit.nonce, "GPU compute error: the CPU reference disagrees; result dropped");
+                self.ctx.count_compute_error();
+                tracing::warn!(unit = %self.ctx.info.label, nonce = hit.nonce, "GPU compute error: the CPU reference disagrees; result dropped");
             }
             good
         });
@@ -111,7 +144,6 @@ struct Shared {
     state: Mutex<State>,
     tid: AtomicI32,
     build_seconds: Histogram,
-    compute_errors: IntCounter,
     memory: prometheus::IntGauge,
 }
 
@@ -140,7 +172,6 @@ impl GpuUnit {
         );
         let shared = Arc::new(Shared {
             build_seconds: metrics.dataset_build_seconds.with_label_values(&labels),
-            compute_errors: metrics.compute_errors.with_label_values(&labels),
             memory: metrics
                 .gpu_memory
                 .with_label_values(&[ctx.info.label.as_str(), plan.device.info.name.as_str()]),
@@ -181,7 +212,7 @@ fn thread_main(shared: &Shared) -> Result<()> {
     let mut keyed: Option<(u64, CheckedSearcher, Arc<NonceOrder>, Epoch)> = None;
     loop {
         let snap = ctx.control.snapshot_for(&ctx.info.label);
-        if snap.stopped {
+        if snap.stopped || ctx.should_exit() {
             return Ok(());
         }
         let Some((seq, epoch)) = snap.epoch.filter(|_| !snap.paused) else {
@@ -207,10 +238,9 @@ fn thread_main(shared: &Shared) -> Result<()> {
                 cache,
                 keys,
                 shared.params,
-                shared.compute_errors.clone(),
-                ctx.info.label.clone(),
+                ctx.clone(),
             );
-            let order = Arc::new(NonceOrder::new(ctx.start_nonce(epoch.number), 1));
+            let order = ctx.open_order(epoch.number, 1);
             let mut state = shared.state.lock().expect("state lock poisoned");
             state.building = false;
             state.last_build = Some(BuildReport {
@@ -225,6 +255,9 @@ fn thread_main(shared: &Shared) -> Result<()> {
         }
         let (_, searcher, order, epoch) = keyed.as_mut().expect("keyed above");
         shared.state.lock().expect("state lock poisoned").hashing = Some(epoch.number);
+        if ctx.faults().fire(FaultKind::DeviceLost, &ctx.info.label) {
+            shared.plan.device.destroy();
+        }
         ctx.run_rounds(0, searcher, order, epoch, snap.generation)?;
     }
 }
@@ -264,11 +297,15 @@ impl Unit for GpuUnit {
         }
     }
 
+    fn threads_exited(&self) -> (usize, usize) {
+        (usize::from(self.thread.is_finished()), 1)
+    }
+
     fn join(self: Box<Self>) -> Result<()> {
-        self.thread.join().unwrap_or_else(|_| {
-            Err(MinerError::UnitFailed {
+        self.thread.join().unwrap_or_else(|payload| {
+            Err(MinerError::Panicked {
                 unit: self.shared.ctx.info.label.clone(),
-                reason: "its thread panicked".into(),
+                message: panic_message(payload),
             })
         })
     }

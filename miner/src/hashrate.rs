@@ -1,7 +1,11 @@
 //! Hashrate over sliding windows (10 s, 60 s, 15 min), from samples of a monotonic hash counter.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crate::metrics::MinerMetrics;
+use crate::unit::UnitContext;
 
 /// The windows reported, with their label values.
 pub const WINDOWS: [(Duration, &str); 3] = [
@@ -44,6 +48,52 @@ impl Hashrate {
                 (last - total) as f64 / now.duration_since(t).as_secs_f64()
             }
             _ => 0.0,
+        }
+    }
+}
+
+/// The hashrate windows of every unit, sampled about once a second into
+/// `capminer_hashrate`, and logged once a minute.
+#[derive(Debug)]
+pub struct Sampler {
+    windows: BTreeMap<String, Hashrate>,
+    last_log: Instant,
+}
+
+impl Default for Sampler {
+    fn default() -> Self {
+        Self {
+            windows: BTreeMap::new(),
+            last_log: Instant::now(),
+        }
+    }
+}
+
+impl Sampler {
+    /// Samples the hash counters of `units` (the units there are now; windows of units gone
+    /// are dropped).
+    pub fn sample(&mut self, units: &[Arc<UnitContext>], metrics: &MinerMetrics) {
+        let now = Instant::now();
+        let log = now.duration_since(self.last_log) >= Duration::from_secs(60);
+        if log {
+            self.last_log = now;
+        }
+        self.windows
+            .retain(|label, _| units.iter().any(|c| &c.info.label == label));
+        for ctx in units {
+            let window = self.windows.entry(ctx.info.label.clone()).or_default();
+            window.record(now, ctx.hashes());
+            let mut r = [0.0; 3];
+            for (i, (span, name)) in WINDOWS.iter().enumerate() {
+                r[i] = window.rate(*span);
+                metrics
+                    .hashrate
+                    .with_label_values(&[ctx.info.label.as_str(), ctx.info.kind.as_str(), name])
+                    .set(r[i]);
+            }
+            if log {
+                tracing::info!(unit = %ctx.info.label, "hashrate 10s/60s/15m: {:.1} {:.1} {:.1} H/s", r[0], r[1], r[2]);
+            }
         }
     }
 }

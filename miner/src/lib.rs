@@ -4,6 +4,7 @@
 //!  epoch source ──set_epoch──▶ Miner ──▶ ProofStore::record_epoch
 //!                                │
 //!                                ▼  Control (epoch, pause, stop; one atomic generation)
+//!                                │  Supervisor: one unit faults → that unit alone restarts
 //!        ┌───────────────────────┼───────────────────────┐
 //!     CpuUnit cpu0            CpuUnit cpu1            (GPU units: same Unit trait)
 //!   threads pinned to       threads pinned to
@@ -21,16 +22,19 @@
 pub mod control;
 pub mod cpu;
 mod error;
+pub mod fault;
 pub mod gpu;
 pub mod hashrate;
 pub mod metrics;
 mod miner;
 pub mod order;
 pub mod plan;
+pub mod supervisor;
 pub mod topology;
 pub mod unit;
 pub mod verify;
 
-pub use error::{MinerError, Result};
+pub use error::{MinerError, Result, panic_message};
 pub use miner::{Miner, MinerPlan, gpu_params, randomx_flags, randomx_options};
+pub use supervisor::{Reason, UnitView};
 pub use unit::{BuildReport, Unit, UnitInfo, UnitState};

@@ -37,6 +37,8 @@ pub struct MinerMetrics {
     pub unit_up: IntGaugeVec,
     /// Always 1; the labels describe the build.
     pub build_info: IntGaugeVec,
+    /// Units restarted by the watchdog, by reason.
+    pub unit_restarts: IntCounterVec,
 }
 
 const UNIT: &[&str] = &["unit", "kind"];
@@ -136,7 +138,7 @@ impl MinerMetrics {
             unit_up: IntGaugeVec::new(
                 Opts::new(
                     "capminer_unit_up",
-                    "1 while the unit runs (hashing, keying or idle), 0 once it stopped after an error",
+                    "1 while the unit runs (hashing, keying, idle or paused), 0 while it is down after a fault (until the watchdog restarts it)",
                 ),
                 UNIT,
             )?,
@@ -146,6 +148,13 @@ impl MinerMetrics {
                     "Always 1; the labels describe the build",
                 ),
                 &["version", "commit", "randomx_flags"],
+            )?,
+            unit_restarts: IntCounterVec::new(
+                Opts::new(
+                    "capminer_unit_restarts_total",
+                    "Units stopped and restarted alone by the watchdog, by reason (panic, error, device_lost, stall, compute_errors)",
+                ),
+                &["unit", "kind", "reason"],
             )?,
         };
         registry.register(Box::new(metrics.hashes.clone()))?;
@@ -163,6 +172,7 @@ impl MinerMetrics {
         registry.register(Box::new(metrics.gpu_memory.clone()))?;
         registry.register(Box::new(metrics.unit_up.clone()))?;
         registry.register(Box::new(metrics.build_info.clone()))?;
+        registry.register(Box::new(metrics.unit_restarts.clone()))?;
         Ok(metrics)
     }
 }

@@ -1,9 +1,7 @@
-//! The miner: plans units on this machine, starts them, feeds them epochs, samples hashrates.
+//! The miner: plans units on this machine, starts them under the supervisor, feeds them epochs.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use capminer_config::Config;
 use capminer_kernels::KernelError;
@@ -14,13 +12,12 @@ use capminer_proofs::store::ProofStore;
 use prometheus::Registry;
 
 use crate::control::Control;
-use crate::cpu::CpuUnit;
-use crate::gpu::{GpuUnit, GpuUnitPlan};
-use crate::hashrate::{Hashrate, WINDOWS};
+use crate::fault::Faults;
+use crate::gpu::GpuUnitPlan;
 use crate::metrics::MinerMetrics;
 use crate::plan::{CpuUnitPlan, available_memory, plan_cpu_units, plan_gpu_units};
+use crate::supervisor::{Launcher, Supervisor, UnitPlan, UnitView};
 use crate::topology::Topology;
-use crate::unit::{Unit, UnitContext, UnitInfo, UnitState};
 use crate::{MinerError, Result};
 
 /// RandomX options from the configuration.
@@ -83,10 +80,9 @@ pub fn randomx_flags(config: &Config) -> Result<RandomXFlags> {
 #[derive(Debug)]
 pub struct Miner {
     control: Arc<Control>,
-    units: Vec<Box<dyn Unit>>,
+    supervisor: Supervisor,
     store: Arc<ProofStore>,
     metrics: MinerMetrics,
-    sampler: Option<(JoinHandle<()>, Arc<AtomicBool>)>,
 }
 
 /// The units of a machine, planned.
@@ -138,7 +134,7 @@ impl Miner {
         Self::start_planned(config, plan, store, registry)
     }
 
-    /// Starts the planned units.
+    /// Starts the planned units under the supervisor.
     pub fn start_planned(
         config: &Config,
         plan: MinerPlan,
@@ -146,7 +142,7 @@ impl Miner {
         registry: &Registry,
     ) -> Result<Self> {
         let MinerPlan {
-            cpu: plans,
+            cpu,
             flags,
             gpu,
             gpu_params,
@@ -164,68 +160,26 @@ impl Miner {
             ])
             .set(1);
         let control = Arc::new(Control::new());
-        let round = Duration::from_millis(config.cpu.round_ms);
-        let mut units: Vec<Box<dyn Unit>> = Vec::new();
-        let mut contexts = Vec::new();
-        let mut context = |info: UnitInfo| {
-            let ctx = Arc::new(UnitContext::new(
-                info,
-                control.clone(),
-                store.clone(),
-                round,
-                &metrics,
-            ));
-            contexts.push(ctx.clone());
-            ctx
+        let launcher = Launcher {
+            flags,
+            gpu_params,
+            control: control.clone(),
+            store: store.clone(),
+            round: Duration::from_millis(config.cpu.round_ms),
+            metrics: metrics.clone(),
+            faults: Arc::new(Faults::from_env()?),
         };
-        for plan in plans {
-            let info = UnitInfo {
-                label: plan.label.clone(),
-                id: plan.id,
-                kind: capminer_proofs::UnitKind::Cpu,
-                place: format!(
-                    "core {} (cpus {})",
-                    plan.core.index,
-                    plan.core
-                        .cpus
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(",")
-                ),
-                threads: plan.threads,
-            };
-            tracing::info!(unit = %info.label, id = %info.id, "{}, {} threads, RandomX {flags}", info.place, info.threads);
-            units.push(Box::new(CpuUnit::start(
-                plan,
-                flags,
-                context(info),
-                &metrics,
-            )?));
-        }
-        for plan in gpu {
-            let info = UnitInfo {
-                label: plan.label.clone(),
-                id: plan.id,
-                kind: capminer_proofs::UnitKind::Gpu,
-                place: format!("{} ({})", plan.device.info.name, plan.device.info.backend),
-                threads: 1,
-            };
-            tracing::info!(unit = %info.label, id = %info.id, "{}, {} MiB dataset", info.place, gpu_params.unit_bytes >> 20);
-            units.push(Box::new(GpuUnit::start(
-                plan,
-                gpu_params,
-                context(info),
-                &metrics,
-            )?));
-        }
-        let sampler = spawn_sampler(contexts, metrics.clone());
+        let plans = cpu
+            .into_iter()
+            .map(UnitPlan::Cpu)
+            .chain(gpu.into_iter().map(UnitPlan::Gpu))
+            .collect();
+        let supervisor = Supervisor::start(launcher, plans, config.watchdog.clone())?;
         Ok(Self {
             control,
-            units,
+            supervisor,
             store,
             metrics,
-            sampler: Some(sampler),
         })
     }
 
@@ -245,7 +199,7 @@ impl Miner {
 
     /// Pauses or resumes the unit labelled `label` alone; false if there is no such unit.
     pub fn set_unit_paused(&self, label: &str, paused: bool) -> bool {
-        if !self.units.iter().any(|u| u.info().label == label) {
+        if !self.supervisor.has_unit(label) {
             return false;
         }
         self.control.set_unit_paused(label, paused);
@@ -262,80 +216,25 @@ impl Miner {
         &self.metrics
     }
 
-    /// The units.
-    pub fn units(&self) -> &[Box<dyn Unit>] {
-        &self.units
+    /// Every unit, as it is now.
+    pub fn units(&self) -> Vec<UnitView> {
+        self.supervisor.units()
     }
 
-    /// The label of a unit that stopped after an error, if any.
+    /// The supervisor of the units (watchdog settings, units added or removed).
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
+    }
+
+    /// The label of a unit that faulted for good (only with `watchdog.enabled = false`: the
+    /// watchdog restarts faulty units otherwise).
     pub fn failed_unit(&self) -> Option<String> {
-        self.units
-            .iter()
-            .find(|u| u.state() == UnitState::Failed)
-            .map(|u| u.info().label.clone())
+        self.supervisor.given_up()
     }
 
     /// Stops every unit and waits for them; the first unit error, if any.
-    pub fn stop(mut self) -> Result<()> {
+    pub fn stop(self) -> Result<()> {
         self.control.stop();
-        let mut first = Ok(());
-        for unit in std::mem::take(&mut self.units) {
-            let r = unit.join();
-            if first.is_ok() {
-                first = r;
-            }
-        }
-        if let Some((handle, running)) = self.sampler.take() {
-            running.store(false, Ordering::Release);
-            let _ = handle.join();
-        }
-        first
+        self.supervisor.stop()
     }
-}
-
-fn spawn_sampler(
-    contexts: Vec<Arc<UnitContext>>,
-    metrics: MinerMetrics,
-) -> (JoinHandle<()>, Arc<AtomicBool>) {
-    let running = Arc::new(AtomicBool::new(true));
-    let flag = running.clone();
-    let handle = std::thread::Builder::new()
-        .name("hashrate".into())
-        .spawn(move || {
-            let mut windows: Vec<Hashrate> = contexts.iter().map(|_| Hashrate::default()).collect();
-            let ups: Vec<_> = contexts
-                .iter()
-                .map(|c| {
-                    metrics
-                        .unit_up
-                        .with_label_values(&[c.info.label.as_str(), c.info.kind.as_str()])
-                })
-                .collect();
-            let mut last_log = Instant::now();
-            while flag.load(Ordering::Acquire) {
-                let now = Instant::now();
-                let log = now.duration_since(last_log) >= Duration::from_secs(60);
-                if log {
-                    last_log = now;
-                }
-                for ((ctx, window), up) in contexts.iter().zip(&mut windows).zip(&ups) {
-                    up.set(i64::from(!ctx.failed()));
-                    window.record(now, ctx.hashes());
-                    let mut r = [0.0; 3];
-                    for (i, (span, name)) in WINDOWS.iter().enumerate() {
-                        r[i] = window.rate(*span);
-                        metrics
-                            .hashrate
-                            .with_label_values(&[ctx.info.label.as_str(), ctx.info.kind.as_str(), name])
-                            .set(r[i]);
-                    }
-                    if log {
-                        tracing::info!(unit = %ctx.info.label, "hashrate 10s/60s/15m: {:.1} {:.1} {:.1} H/s", r[0], r[1], r[2]);
-                    }
-                }
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        })
-        .expect("spawning the hashrate sampler");
-    (handle, running)
 }

@@ -43,6 +43,11 @@ impl NonceOrder {
         state.positions[thread] = self.next.load(Ordering::Acquire);
     }
 
+    /// The first nonce not taken yet.
+    pub fn next(&self) -> u64 {
+        self.next.load(Ordering::Acquire)
+    }
+
     /// Takes the next `count` nonces; returns the first.
     pub fn take(&self, count: u64) -> u64 {
         self.next.fetch_add(count, Ordering::AcqRel)
@@ -84,7 +89,12 @@ impl NonceOrder {
     /// Takes every waiting proof out, in nonce order (when the order is retired at a new epoch
     /// while the store is failing, so the proofs can be retried from elsewhere).
     pub fn drain(&self) -> Vec<Proof> {
-        let mut state = self.state.lock().expect("order lock poisoned");
+        // A unit thread that panicked may have poisoned the lock; the map is whole between
+        // statements, and these are the proofs a restart must not lose.
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         std::mem::take(&mut state.pending).into_values().collect()
     }
 

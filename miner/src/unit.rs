@@ -7,7 +7,7 @@
 //! ```
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use capminer_kernels::Searcher;
@@ -16,6 +16,7 @@ use capminer_proofs::{Epoch, Hash, Proof, UnitId, UnitKind};
 use prometheus::{IntCounter, IntGauge};
 
 use crate::control::Control;
+use crate::fault::{FaultKind, Faults};
 use crate::metrics::MinerMetrics;
 use crate::order::NonceOrder;
 use crate::{MinerError, Result};
@@ -81,7 +82,10 @@ pub trait Unit: Send + Sync + std::fmt::Debug {
     fn last_build(&self) -> Option<BuildReport>;
     /// Kernel thread ids of its hashing threads (to check pinning through the OS).
     fn thread_ids(&self) -> Vec<i32>;
-    /// Waits for its threads to exit (after `Control::stop`); the first error, if any.
+    /// How many of its threads have exited, of how many.
+    fn threads_exited(&self) -> (usize, usize);
+    /// Waits for its threads to exit (after `Control::stop` or [`UnitContext::halt`]); the
+    /// first error, if any ([`MinerError::Panicked`] for a panic).
     fn join(self: Box<Self>) -> Result<()>;
 }
 
@@ -98,8 +102,20 @@ pub struct UnitContext {
     pub round: Duration,
     hashes: AtomicU64,
     failed: AtomicBool,
-    /// Proofs of epochs this unit has left that the store refused; retried before new ones.
+    /// Set by the supervisor to stop this unit alone.
+    halted: AtomicBool,
+    /// Rounds hashed since the unit (re)started.
+    rounds: AtomicU64,
+    compute_errors: AtomicU64,
+    faults: Arc<Faults>,
+    /// Proofs of epochs this unit has left that the store refused, or that a stopped instance
+    /// of it held; retried before new ones.
     orphans: Mutex<Vec<Proof>>,
+    /// The nonce order the unit hashes under now, with its epoch number.
+    order: Mutex<Option<(u64, Arc<NonceOrder>)>>,
+    /// Where a stopped instance left off: (epoch number, first nonce it had not taken).
+    resume: Mutex<Option<(u64, u64)>>,
+    compute_errors_metric: IntCounter,
     hashes_metric: IntCounter,
     found_metric: IntCounter,
     stored_metric: IntCounter,
@@ -122,7 +138,14 @@ impl UnitContext {
         Self {
             hashes: AtomicU64::new(0),
             failed: AtomicBool::new(false),
+            halted: AtomicBool::new(false),
+            rounds: AtomicU64::new(0),
+            compute_errors: AtomicU64::new(0),
+            faults: Arc::new(Faults::none()),
             orphans: Mutex::new(Vec::new()),
+            order: Mutex::new(None),
+            resume: Mutex::new(None),
+            compute_errors_metric: metrics.compute_errors.with_label_values(&labels),
             hashes_metric: metrics.hashes.with_label_values(&labels),
             found_metric: metrics.proofs_found.with_label_values(&labels),
             stored_metric: metrics.proofs_stored.with_label_values(&labels),
@@ -151,14 +174,44 @@ impl UnitContext {
             .set(1);
     }
 
-    /// Records that a thread of the unit stopped after an error (`capminer_unit_up` 0).
+    /// The faults to inject into this unit (tests only: see [`crate::fault`]).
+    pub fn with_faults(mut self, faults: Arc<Faults>) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    /// Records that the unit is down: a thread stopped after an error, or the supervisor stopped
+    /// it (`capminer_unit_up` 0).
     pub fn mark_failed(&self) {
         self.failed.store(true, Ordering::Release);
     }
 
-    /// True once a thread of the unit stopped after an error.
+    /// True while the unit is down.
     pub fn failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)
+    }
+
+    /// Asks this unit's threads alone to exit (within one hash, or one dataset build step).
+    pub fn halt(&self) {
+        self.halted.store(true, Ordering::Release);
+        self.control.nudge();
+    }
+
+    /// Clears the halt and the down mark before the supervisor starts the unit again.
+    pub fn prepare_restart(&self) {
+        self.halted.store(false, Ordering::Release);
+        self.failed.store(false, Ordering::Release);
+        self.rounds.store(0, Ordering::Release);
+    }
+
+    /// True once the unit's threads should exit: the miner stops or this unit was halted.
+    pub fn should_exit(&self) -> bool {
+        self.control.is_stopped() || self.halted.load(Ordering::Acquire)
+    }
+
+    /// True if the unit should leave the epoch with sequence `seq`: it exits or the epoch moved.
+    pub fn interrupted(&self, seq: u64) -> bool {
+        self.should_exit() || self.control.epoch_seq() != seq
     }
 
     /// Hashes computed so far.
@@ -166,12 +219,53 @@ impl UnitContext {
         self.hashes.load(Ordering::Relaxed)
     }
 
-    /// The first nonce to hash in `epoch`: one past the last proof already stored, so a restart
-    /// within an epoch keeps the unit's nonces strictly increasing.
-    pub fn start_nonce(&self, epoch: u64) -> u64 {
-        self.store
+    /// The faults to inject (none in production builds).
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Counts a GPU result the CPU reference refuted.
+    pub fn count_compute_error(&self) {
+        self.compute_errors.fetch_add(1, Ordering::Relaxed);
+        self.compute_errors_metric.inc();
+    }
+
+    /// GPU results refuted so far.
+    pub fn compute_errors(&self) -> u64 {
+        self.compute_errors.load(Ordering::Relaxed)
+    }
+
+    /// The nonce order for hashing `epoch` on `threads` threads, from its first nonce not yet
+    /// used: past the last proof stored and past where a stopped instance of the unit left
+    /// off, so its nonces keep increasing across restarts.
+    pub fn open_order(&self, epoch: u64, threads: usize) -> Arc<NonceOrder> {
+        let stored = self
+            .store
             .max_nonce(epoch, &self.info.id)
-            .map_or(0, |n| n + 1)
+            .map_or(0, |n| n + 1);
+        let resumed = match *lock(&self.resume) {
+            Some((e, next)) if e == epoch => next,
+            _ => 0,
+        };
+        let order = Arc::new(NonceOrder::new(stored.max(resumed), threads));
+        *lock(&self.order) = Some((epoch, order.clone()));
+        order
+    }
+
+    /// After the unit's threads have exited for a restart: the proofs its order still held
+    /// become orphans (stored before any newer proof), and the next instance resumes past every
+    /// nonce this one took. Nothing found is lost.
+    pub fn salvage(&self) {
+        let Some((epoch, order)) = lock(&self.order).take() else {
+            return;
+        };
+        *lock(&self.resume) = Some((epoch, order.next()));
+        let left = order.drain();
+        if !left.is_empty() {
+            tracing::info!(unit = %self.info.label, proofs = left.len(), "proofs of the stopped unit kept");
+            lock(&self.orphans).extend(left);
+        }
+        self.waiting_metric.set(lock(&self.orphans).len() as i64);
     }
 
     /// Hashes rounds of `epoch` on thread `thread` until the control's generation moves from
@@ -190,6 +284,9 @@ impl UnitContext {
         let result = loop {
             if self.control.generation() != generation {
                 break Ok(());
+            }
+            if let Err(e) = self.injected_fault() {
+                break Err(e);
             }
             let deadline = Instant::now() + self.round;
             let start = order.take(chunk);
@@ -223,20 +320,46 @@ impl UnitContext {
             self.release(thread, order, epoch, found, false);
             // Ask for twice what fitted in this round: the deadline, not the chunk, ends rounds.
             chunk = searched.hashed.saturating_mul(2).clamp(1, 1 << 32);
+            self.rounds.fetch_add(1, Ordering::Relaxed);
         };
         self.release(thread, order, epoch, Vec::new(), true);
         result
     }
 
+    /// The faults injected before a round (tests only): a panic, an error, or a stall that
+    /// hashes nothing until the unit is stopped. Only once the unit has hashed two rounds.
+    fn injected_fault(&self) -> Result<()> {
+        if self.rounds.load(Ordering::Relaxed) < 2 {
+            return Ok(());
+        }
+        let label = &self.info.label;
+        if self.faults.fire(FaultKind::Panic, label) {
+            panic!("injected fault: unit {label} panics");
+        }
+        if self.faults.fire(FaultKind::Error, label) {
+            return Err(MinerError::UnitFailed {
+                unit: label.clone(),
+                reason: "injected fault".into(),
+            });
+        }
+        if self.faults.fire(FaultKind::Stall, label) {
+            while !self.should_exit() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
     /// Retires the order of an epoch this unit leaves for good: proofs it still holds (only
     /// when the store kept failing) are kept and retried before any newer proof.
-    pub fn retire(&self, order: &NonceOrder) {
+    pub fn retire(&self, order: &Arc<NonceOrder>) {
         let left = order.drain();
         if !left.is_empty() {
-            self.orphans
-                .lock()
-                .expect("orphans lock poisoned")
-                .extend(left);
+            lock(&self.orphans).extend(left);
+        }
+        let mut current = lock(&self.order);
+        if current.as_ref().is_some_and(|(_, o)| Arc::ptr_eq(o, order)) {
+            *current = None;
         }
     }
 
@@ -249,7 +372,7 @@ impl UnitContext {
         leaving: bool,
     ) {
         {
-            let mut orphans = self.orphans.lock().expect("orphans lock poisoned");
+            let mut orphans = lock(&self.orphans);
             if !orphans.is_empty() {
                 match self.store.append(&orphans) {
                     Ok(n) => {
@@ -287,7 +410,83 @@ impl UnitContext {
                 tracing::error!(unit = %self.info.label, "cannot store proofs, keeping them to retry: {e}");
             }
         }
-        let orphans = self.orphans.lock().expect("orphans lock poisoned").len();
+        let orphans = lock(&self.orphans).len();
         self.waiting_metric.set((order.pending() + orphans) as i64);
+    }
+}
+
+/// Locks a mutex of the unit context, even one a panicking unit thread poisoned: what they
+/// guard (proof lists, an order handle) stays consistent at every await point.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use capminer_proofs::{Seed, Target};
+
+    #[test]
+    fn a_restart_loses_no_waiting_proof_and_resumes_past_every_nonce_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(ProofStore::open(dir.path()).unwrap().0);
+        let epoch = Epoch {
+            number: 3,
+            seed: Seed([3; 32]),
+            targets: [Target([0xff; 32]), Target([0xff; 32])],
+        };
+        store.record_epoch(&epoch).unwrap();
+        let metrics = MinerMetrics::register(&prometheus::Registry::new()).unwrap();
+        let info = UnitInfo {
+            label: "cpu9".into(),
+            id: UnitId([9; 32]),
+            kind: UnitKind::Cpu,
+            place: "test".into(),
+            threads: 2,
+        };
+        let ctx = UnitContext::new(
+            info,
+            Arc::new(Control::new()),
+            store.clone(),
+            Duration::from_millis(100),
+            &metrics,
+        );
+        let proof = |nonce| Proof {
+            unit: UnitId([9; 32]),
+            kind: UnitKind::Cpu,
+            epoch: 3,
+            nonce,
+            hash: Hash([0; 32]),
+        };
+        // Thread 1 found nonce 15 but thread 0 has not passed it: it waits in the order when
+        // the unit dies.
+        let order = ctx.open_order(3, 2);
+        order.join(0);
+        order.join(1);
+        order.take(10);
+        order.take(10);
+        ctx.release(1, &order, &epoch, vec![proof(15)], false);
+        assert_eq!(order.pending(), 1);
+        assert!(store.proofs(|_| true).unwrap().is_empty());
+
+        ctx.salvage();
+        let next = ctx.open_order(3, 2);
+        assert_eq!(
+            next.next(),
+            20,
+            "resumes past every nonce the dead unit took"
+        );
+        next.join(0);
+        next.join(1);
+        let start = next.take(1);
+        ctx.release(0, &next, &epoch, vec![proof(start)], true);
+        ctx.release(1, &next, &epoch, Vec::new(), true);
+        let stored: Vec<u64> = store
+            .proofs(|_| true)
+            .unwrap()
+            .iter()
+            .map(|p| p.proof.nonce)
+            .collect();
+        assert_eq!(stored, vec![15, 20], "the kept proof first, nothing lost");
     }
 }

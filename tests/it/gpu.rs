@@ -110,13 +110,13 @@ fn a_wrong_gpu_result_is_a_compute_error_and_never_stored() {
         place: device.info.name.clone(),
         threads: 1,
     };
-    let ctx = UnitContext::new(
+    let ctx = Arc::new(UnitContext::new(
         info,
         control.clone(),
         store.clone(),
         Duration::from_millis(100),
         &metrics,
-    );
+    ));
     let errors = metrics
         .compute_errors
         .with_label_values(&["gpu-test", "gpu"]);
@@ -125,8 +125,7 @@ fn a_wrong_gpu_result_is_a_compute_error_and_never_stored() {
         cache.clone(),
         keys,
         params,
-        errors.clone(),
-        "gpu-test".into(),
+        ctx.clone(),
     );
     let order = NonceOrder::new(0, 1);
     let stopper = {
@@ -140,8 +139,8 @@ fn a_wrong_gpu_result_is_a_compute_error_and_never_stored() {
         .unwrap();
     stopper.join().unwrap();
     assert!(
-        errors.get() > 0,
-        "the corrupted dataset produced compute errors"
+        errors.get() > 0 && errors.get() == ctx.compute_errors(),
+        "the corrupted dataset produced compute errors, counted for the watchdog too"
     );
     assert!(ctx.hashes() > 0);
     // What reached the store is what the CPU reference confirms, and nothing else.

@@ -11,3 +11,4 @@ mod metrics;
 mod miner_flow;
 mod operator;
 mod store_crash;
+mod watchdog;

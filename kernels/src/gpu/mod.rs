@@ -123,6 +123,7 @@ pub struct GpuDevice {
     device: wgpu::Device,
     queue: wgpu::Queue,
     pipelines: Arc<Pipelines>,
+    lost: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for GpuDevice {
@@ -146,6 +147,13 @@ impl GpuDevice {
                 name: info.name.clone(),
                 message: e.to_string(),
             })?;
+        let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = lost.clone();
+        let name = info.name.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            tracing::error!("GPU {name} lost ({reason:?}): {message}");
+            flag.store(true, std::sync::atomic::Ordering::Release);
+        });
         let module = device.create_shader_module(wgpu::include_wgsl!("challenge.wgsl"));
         let pipeline = |entry: &str| {
             device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -167,7 +175,19 @@ impl GpuDevice {
             device,
             queue,
             pipelines,
+            lost,
         })
+    }
+
+    /// True once the driver reported the device lost (a reset, a removal, or [`Self::destroy`]):
+    /// nothing on it works any more; open the adapter again.
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Destroys the device, as a driver reset would (for fault-injection tests).
+    pub fn destroy(&self) {
+        self.device.destroy();
     }
 
     /// Bytes per second of a large buffer-to-buffer copy on this device (the bandwidth figure

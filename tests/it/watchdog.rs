@@ -1,0 +1,266 @@
+//! The per-unit watchdog, through the real binary with injected faults (`CAPMINER_FAULT`, read
+//! only by builds with the `fault-injection` feature, which this test build turns on): a unit
+//! that panics or stalls is restarted alone, with a backoff that doubles, while the other unit
+//! hashes the whole time; with `watchdog.enabled = false` the first fault stops the process
+//! with an error instead. GPU faults (compute errors, a lost device) on lavapipe.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{Kill, capminer, free_port, http_get, light_config, wait_for};
+
+/// Starts `capminer run` on `config` with `CAPMINER_FAULT=fault`, its log in `dir/miner.log`.
+fn start(dir: &Path, config: &str, fault: &str) -> Kill {
+    let path = dir.join("capminer.toml");
+    std::fs::write(&path, config).unwrap();
+    let log = std::fs::File::create(dir.join("miner.log")).unwrap();
+    let child: Child = Command::new(capminer().get_program())
+        .args(["run", "-c"])
+        .arg(&path)
+        .env("CAPMINER_FAULT", fault)
+        .env("NO_COLOR", "1")
+        .env("RUST_BACKTRACE", "0")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Kill(child)
+}
+
+/// The log so far, without terminal colours.
+fn log(dir: &Path) -> String {
+    let raw = std::fs::read_to_string(dir.join("miner.log")).unwrap_or_default();
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The value of metric `name` whose labels include every `(label, value)` of `labels`.
+fn metric(port: u16, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let body = http_get(port, "/metrics")?;
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn hashes(port: u16, unit: &str) -> Option<f64> {
+    metric(port, "capminer_hashes_total", &[("unit", unit)])
+}
+
+fn restarts(port: u16, unit: &str, reason: &str) -> Option<f64> {
+    metric(
+        port,
+        "capminer_unit_restarts_total",
+        &[("unit", unit), ("reason", reason)],
+    )
+}
+
+/// Two light-mode CPU units (cores 0 and 1), a fast watchdog with `extra` keys.
+fn two_units(metrics: u16, extra: &str) -> String {
+    let config = light_config(
+        metrics,
+        &format!(
+            "[watchdog]\nstall_rounds = 10\nbackoff_initial_ms = 300\nbackoff_max_ms = 5000\n{extra}"
+        ),
+    );
+    let two = "[cpu]\nround_ms = 100\nunits = [{ core = 0 }, { core = 1 }]\n";
+    assert!(config.contains("[cpu]\nround_ms = 100\n"));
+    config.replace("[cpu]\nround_ms = 100\n", two)
+}
+
+/// Seconds since midnight of a log line's RFC 3339 timestamp (`2026-12-01T16:39:46.296921Z`).
+fn seconds_of(line: &str) -> f64 {
+    let time = line.split('T').nth(1).unwrap().split('Z').next().unwrap();
+    let parts: Vec<f64> = time.split(':').map(|p| p.parse().unwrap()).collect();
+    parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
+}
+
+/// Samples `unit`'s hash counter until `done` holds (or `timeout`), asserting that it rises
+/// in every window of `window`.
+fn keeps_hashing(
+    port: u16,
+    unit: &str,
+    window: Duration,
+    timeout: Duration,
+    mut done: impl FnMut() -> bool,
+) {
+    let end = Instant::now() + timeout;
+    let mut last = (Instant::now(), hashes(port, unit).unwrap());
+    while !done() {
+        assert!(Instant::now() < end, "timed out");
+        std::thread::sleep(Duration::from_millis(100));
+        if last.0.elapsed() >= window {
+            let now = hashes(port, unit).unwrap();
+            assert!(
+                now > last.1,
+                "{unit} stopped hashing for {window:?} ({} → {now})",
+                last.1
+            );
+            last = (Instant::now(), now);
+        }
+    }
+}
+
+#[test]
+fn a_panicking_unit_alone_restarts_with_growing_backoff_while_the_other_keeps_hashing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _miner = start(dir.path(), &two_units(port, ""), "panic@cpu0x3");
+    wait_for(Duration::from_secs(60), || {
+        (hashes(port, "cpu1")? > 0.0 && hashes(port, "cpu0")? > 0.0).then_some(())
+    })
+    .expect("both units hash");
+    assert_eq!(restarts(port, "cpu0", "panic"), Some(0.0), "exported at 0");
+
+    // Three panics of cpu0, three restarts; cpu1 hashes in every second meanwhile.
+    let mut saw_down = false;
+    let mut first_restart = None;
+    keeps_hashing(
+        port,
+        "cpu1",
+        Duration::from_secs(1),
+        Duration::from_secs(90),
+        || {
+            saw_down |= metric(port, "capminer_unit_up", &[("unit", "cpu0")]) == Some(0.0);
+            let n = restarts(port, "cpu0", "panic").unwrap_or(0.0);
+            if n >= 1.0 && first_restart.is_none() {
+                first_restart = hashes(port, "cpu0");
+            }
+            n >= 3.0
+        },
+    );
+    assert!(
+        saw_down,
+        "capminer_unit_up{{unit=\"cpu0\"}} went 0 while it was down"
+    );
+    assert!(first_restart.is_some());
+    // Hashing again after the last restart, up again; cpu1 never restarted.
+    let after = hashes(port, "cpu0").unwrap();
+    wait_for(Duration::from_secs(30), || {
+        (hashes(port, "cpu0")? > after).then_some(())
+    })
+    .expect("cpu0 hashes again after its third restart");
+    wait_for(Duration::from_secs(5), || {
+        (metric(port, "capminer_unit_up", &[("unit", "cpu0")])? == 1.0).then_some(())
+    })
+    .expect("cpu0 is up again");
+    for reason in ["panic", "stall", "error", "device_lost", "compute_errors"] {
+        assert_eq!(restarts(port, "cpu1", reason), Some(0.0), "{reason}");
+    }
+    assert_eq!(restarts(port, "cpu0", "panic"), Some(3.0));
+
+    // The log names the unit and the reason; the waits double (300, 600, 1200 ms) and each
+    // restart came no sooner than its wait (less the time a busy machine may take between
+    // deciding the wait and writing its log line).
+    let text = log(dir.path());
+    let stopped: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("restarting it in") && l.contains("unit=cpu0"))
+        .collect();
+    let waits: Vec<u64> = stopped
+        .iter()
+        .map(|l| {
+            assert!(l.contains("reason=panic") && l.contains("panicked"), "{l}");
+            l.split("restart_in_ms=")
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(waits, vec![300, 600, 1200], "{text}");
+    let restarted: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("unit restarted") && l.contains("unit=cpu0"))
+        .collect();
+    assert_eq!(restarted.len(), 3, "{text}");
+    for ((stop, start), wait) in stopped.iter().zip(&restarted).zip(&waits) {
+        let observed = seconds_of(start) - seconds_of(stop);
+        assert!(
+            observed * 1000.0 >= *wait as f64 - 150.0 && observed * 1000.0 < *wait as f64 + 3000.0,
+            "waited {observed} s for a backoff of {wait} ms"
+        );
+    }
+    assert!(
+        !text.contains("unit=cpu1 reason"),
+        "cpu1 never faulted: {text}"
+    );
+
+    // Every proof found was stored, across the restarts.
+    let found = metric(port, "capminer_proofs_found_total", &[("unit", "cpu0")]).unwrap();
+    let stored = wait_for(Duration::from_secs(5), || {
+        let s = metric(port, "capminer_proofs_stored_total", &[("unit", "cpu0")])?;
+        (s >= found).then_some(s)
+    });
+    assert!(stored.is_some(), "found {found}, not all stored");
+}
+
+#[test]
+fn a_stalled_unit_is_restarted_with_reason_stall() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _miner = start(dir.path(), &two_units(port, ""), "stall@cpu0");
+    wait_for(Duration::from_secs(60), || {
+        (hashes(port, "cpu1")? > 0.0).then_some(())
+    })
+    .expect("cpu1 hashes");
+    keeps_hashing(
+        port,
+        "cpu1",
+        Duration::from_secs(1),
+        Duration::from_secs(60),
+        || restarts(port, "cpu0", "stall") == Some(1.0),
+    );
+    let after = hashes(port, "cpu0").unwrap();
+    wait_for(Duration::from_secs(30), || {
+        (hashes(port, "cpu0")? > after).then_some(())
+    })
+    .expect("cpu0 hashes again after the stall");
+    let text = log(dir.path());
+    assert!(
+        text.lines()
+            .any(|l| l.contains("unit faulted (stall)") && l.contains("unit=cpu0")),
+        "{text}"
+    );
+    assert_eq!(restarts(port, "cpu0", "panic"), Some(0.0));
+}
+
+#[test]
+fn without_the_watchdog_a_unit_fault_stops_the_process_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut miner = start(
+        dir.path(),
+        &two_units(port, "enabled = false\n"),
+        "panic@cpu1",
+    );
+    let status = wait_for(Duration::from_secs(60), || miner.0.try_wait().unwrap())
+        .expect("the process exits");
+    assert!(!status.success(), "{status:?}");
+    let text = log(dir.path());
+    assert!(
+        text.contains("unit cpu1 failed and watchdog.enabled = false"),
+        "{text}"
+    );
+}
