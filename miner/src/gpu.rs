@@ -101,12 +101,11 @@ impl Searcher for CheckedSearcher {
         target: &[u8; 32],
         stop: &mut dyn FnMut() -> bool,
     ) -> capminer_kernels::Result<Searched> {
+        if self.ctx.fault_due(FaultKind::DeviceLost) {
+            self.inner.device().destroy();
+        }
         let mut searched = self.inner.search(start, count, target, stop)?;
-        if self
-            .ctx
-            .faults()
-            .fire(FaultKind::Compute, &self.ctx.info.label)
-        {
+        if self.ctx.fault_due(FaultKind::Compute) {
             searched.hits.push(capminer_kernels::Hit {
                 nonce: start,
                 hash: [0; 32],
@@ -255,9 +254,6 @@ fn thread_main(shared: &Shared) -> Result<()> {
         }
         let (_, searcher, order, epoch) = keyed.as_mut().expect("keyed above");
         shared.state.lock().expect("state lock poisoned").hashing = Some(epoch.number);
-        if ctx.faults().fire(FaultKind::DeviceLost, &ctx.info.label) {
-            shared.plan.device.destroy();
-        }
         ctx.run_rounds(0, searcher, order, epoch, snap.generation)?;
     }
 }

@@ -219,9 +219,10 @@ impl UnitContext {
         self.hashes.load(Ordering::Relaxed)
     }
 
-    /// The faults to inject (none in production builds).
-    pub fn faults(&self) -> &Faults {
-        &self.faults
+    /// True if an injected fault of `kind` fires now (tests only: never in production builds,
+    /// and only once the unit has hashed two rounds since it started).
+    pub fn fault_due(&self, kind: FaultKind) -> bool {
+        self.rounds.load(Ordering::Relaxed) >= 2 && self.faults.fire(kind, &self.info.label)
     }
 
     /// Counts a GPU result the CPU reference refuted.
@@ -329,20 +330,17 @@ impl UnitContext {
     /// The faults injected before a round (tests only): a panic, an error, or a stall that
     /// hashes nothing until the unit is stopped. Only once the unit has hashed two rounds.
     fn injected_fault(&self) -> Result<()> {
-        if self.rounds.load(Ordering::Relaxed) < 2 {
-            return Ok(());
-        }
         let label = &self.info.label;
-        if self.faults.fire(FaultKind::Panic, label) {
+        if self.fault_due(FaultKind::Panic) {
             panic!("injected fault: unit {label} panics");
         }
-        if self.faults.fire(FaultKind::Error, label) {
+        if self.fault_due(FaultKind::Error) {
             return Err(MinerError::UnitFailed {
                 unit: label.clone(),
                 reason: "injected fault".into(),
             });
         }
-        if self.faults.fire(FaultKind::Stall, label) {
+        if self.fault_due(FaultKind::Stall) {
             while !self.should_exit() {
                 std::thread::sleep(Duration::from_millis(20));
             }

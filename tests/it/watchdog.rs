@@ -264,3 +264,85 @@ fn without_the_watchdog_a_unit_fault_stops_the_process_with_an_error() {
         "{text}"
     );
 }
+
+/// Two tiny GPU units on adapter 0 (lavapipe in CI), no CPU unit, a fast watchdog.
+fn two_gpu_units(metrics: u16) -> String {
+    light_config(
+        metrics,
+        r#"[gpu]
+enabled = true
+allow_software = true
+batch = 256
+devices = [{ select = "0", units = 2 }]
+[network]
+gpu_unit_bytes = 4194304
+gpu_cache_bytes = 65536
+[watchdog]
+stall_rounds = 50
+max_compute_errors = 5
+backoff_initial_ms = 200
+"#,
+    )
+    .replace("[cpu]\n", "[cpu]\nenabled = false\n")
+}
+
+#[test]
+fn gpu_compute_errors_beyond_the_threshold_restart_the_gpu_unit_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _miner = start(dir.path(), &two_gpu_units(port), "compute@gpu0.0x6");
+    wait_for(Duration::from_secs(90), || {
+        (hashes(port, "gpu0.1")? > 0.0 && hashes(port, "gpu0.0")? > 0.0).then_some(())
+    })
+    .expect("the GPU units hash");
+    // Six refuted results: over the threshold of five, so gpu0.0 restarts; gpu0.1 hashes on.
+    keeps_hashing(
+        port,
+        "gpu0.1",
+        Duration::from_secs(2),
+        Duration::from_secs(60),
+        || restarts(port, "gpu0.0", "compute_errors") == Some(1.0),
+    );
+    assert_eq!(
+        metric(port, "capminer_compute_errors_total", &[("unit", "gpu0.0")]),
+        Some(6.0)
+    );
+    let after = hashes(port, "gpu0.0").unwrap();
+    wait_for(Duration::from_secs(60), || {
+        (hashes(port, "gpu0.0")? > after).then_some(())
+    })
+    .expect("gpu0.0 hashes again");
+    assert_eq!(restarts(port, "gpu0.1", "compute_errors"), Some(0.0));
+    let text = log(dir.path());
+    assert!(
+        text.lines()
+            .any(|l| l.contains("reason=compute_errors") && l.contains("unit=gpu0.0")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_lost_gpu_device_is_opened_again_and_its_units_hash_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _miner = start(dir.path(), &two_gpu_units(port), "device_lost@gpu0.0");
+    wait_for(Duration::from_secs(90), || {
+        (restarts(port, "gpu0.0", "device_lost")? >= 1.0).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no device_lost restart: {}", log(dir.path())));
+    // Both units lived on the lost device; each hashes again on the adapter opened anew.
+    for unit in ["gpu0.0", "gpu0.1"] {
+        let after = hashes(port, unit).unwrap();
+        wait_for(Duration::from_secs(60), || {
+            (hashes(port, unit)? > after).then_some(())
+        })
+        .unwrap_or_else(|| panic!("{unit} does not hash again: {}", log(dir.path())));
+    }
+    assert_eq!(
+        restarts(port, "gpu0.0", "panic"),
+        Some(0.0),
+        "a lost device is told from a panic"
+    );
+    let text = log(dir.path());
+    assert!(text.contains("lost (Destroyed)"), "{text}");
+}

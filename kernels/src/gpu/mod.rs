@@ -182,12 +182,15 @@ impl GpuDevice {
     /// True once the driver reported the device lost (a reset, a removal, or [`Self::destroy`]):
     /// nothing on it works any more; open the adapter again.
     pub fn is_lost(&self) -> bool {
+        // wgpu reports a loss from its maintenance, which a poll runs.
+        let _ = self.device.poll(wgpu::PollType::Poll);
         self.lost.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Destroys the device, as a driver reset would (for fault-injection tests).
     pub fn destroy(&self) {
         self.device.destroy();
+        self.lost.store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Bytes per second of a large buffer-to-buffer copy on this device (the bandwidth figure
@@ -464,6 +467,11 @@ impl std::fmt::Debug for GpuSearcher {
 const TARGET_SUBMIT: Duration = Duration::from_millis(100);
 
 impl GpuSearcher {
+    /// The device it searches on.
+    pub fn device(&self) -> &GpuDevice {
+        &self.dataset.device
+    }
+
     fn params(&self, start: u64, count: u32, target: &[u8; 32]) -> wgpu::Buffer {
         let p = &self.dataset.params;
         let mut uniform = vec![
