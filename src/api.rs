@@ -4,6 +4,8 @@
 //!  GET  /api/v1/status                  anyone who can reach it: units, hashrates, proofs, chain
 //!  POST /api/v1/pause[?unit=cpu0]       Authorization: Bearer <api.token_file>
 //!  POST /api/v1/resume[?unit=cpu0]      Authorization: Bearer <api.token_file>
+//!  POST /api/v1/reload[?unit=cpu0]      Authorization: Bearer <api.token_file>; re-reads the
+//!                                       config (as SIGHUP does), then restarts the unit if named
 //! ```
 //!
 //! Status is read from the node's live objects and its Prometheus registry (one source of truth
@@ -23,6 +25,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use capminer_miner::{Miner, UnitState};
+
+use crate::reload::Reloader;
 use capminer_proofs::store::{ProofState, ProofStore};
 use prometheus::Registry;
 use serde::{Deserialize, Serialize};
@@ -35,6 +39,7 @@ struct Api {
     registry: Registry,
     token: Option<Arc<Vec<u8>>>,
     started: Instant,
+    reloader: Arc<Reloader>,
 }
 
 /// Reads the bearer token from `path` (`api.token_file`): refused if group or others may read
@@ -59,6 +64,7 @@ pub async fn serve(
     miner: Weak<Miner>,
     store: Arc<ProofStore>,
     registry: Registry,
+    reloader: Arc<Reloader>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen)
@@ -71,11 +77,13 @@ pub async fn serve(
         registry,
         token: token.map(Arc::new),
         started: Instant::now(),
+        reloader,
     };
     let app = Router::new()
         .route("/api/v1/status", get(status))
         .route("/api/v1/pause", post(pause_or_resume::<true>))
         .route("/api/v1/resume", post(pause_or_resume::<false>))
+        .route("/api/v1/reload", post(reload))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .layer(DefaultBodyLimit::max(4096))
         .with_state(state);
@@ -221,6 +229,59 @@ fn set_paused(
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
         serde_json::json!({ what: units }).to_string(),
+    )
+        .into_response())
+}
+
+/// `POST /api/v1/reload`: the configuration re-read and applied where it can be live; with
+/// `?unit=`, that unit restarted afterwards (at once, not counted as a fault).
+async fn reload(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    query: Result<Query<UnitQuery>, axum::extract::rejection::QueryRejection>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers)?;
+    no_body(body)?;
+    let Query(query) = query.map_err(|e| error(StatusCode::BAD_REQUEST, format!("query: {e}")))?;
+    let miner = api.miner()?;
+    if let Some(label) = &query.unit
+        && !miner.supervisor().has_unit(label)
+    {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            format!("query field unit: no unit {label:?} on this miner"),
+        ));
+    }
+    let reloader = api.reloader.clone();
+    // Reading the file and restarting a unit block: off the async threads.
+    let answer = tokio::task::spawn_blocking(move || {
+        let report = reloader.reload().map_err(|e| {
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("configuration not reloaded, nothing changed: {e:#}"),
+            )
+        })?;
+        if let Some(label) = &query.unit {
+            miner.supervisor().restart_unit(label).map_err(|e| {
+                error(
+                    StatusCode::CONFLICT,
+                    format!("query field unit: {label}: {e} (the configuration was reloaded)"),
+                )
+            })?;
+        }
+        Ok::<_, ApiError>(serde_json::json!({
+            "applied": report.applied,
+            "restart_required": report.restart_required,
+            "restarted": query.unit,
+        }))
+    })
+    .await
+    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("reload: {e}")))??;
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        answer.to_string(),
     )
         .into_response())
 }

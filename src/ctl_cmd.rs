@@ -26,6 +26,9 @@ pub enum Action {
     Pause,
     /// Hash again.
     Resume,
+    /// Re-read the configuration and apply what can change live (as SIGHUP does); with
+    /// --unit, restart that unit afterwards.
+    Reload,
 }
 
 /// Arguments of `capminer ctl`.
@@ -35,7 +38,8 @@ pub struct CtlArgs {
     config: ConfigArg,
     /// What to do.
     action: Action,
-    /// Only this unit (its label, e.g. cpu0); all units without it.
+    /// Only this unit (its label, e.g. cpu0); all units without it. With reload: the unit to
+    /// restart after the configuration is reloaded.
     #[arg(long)]
     unit: Option<String>,
 }
@@ -183,6 +187,7 @@ pub fn ctl(args: CtlArgs) -> anyhow::Result<ExitCode> {
     let verb = match args.action {
         Action::Pause => "pause",
         Action::Resume => "resume",
+        Action::Reload => "reload",
     };
     let path = match &args.unit {
         Some(u)

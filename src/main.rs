@@ -8,7 +8,8 @@
 //!  capminer verify   ── proofs from the store or a JSON file, re-checked in light mode
 //!  capminer proofs   ── export the store's proofs as JSON
 //!  capminer config   ── check or print the effective configuration
-//!  capminer status   ── a running node's state through its control API; `ctl` pauses, resumes
+//!  capminer status   ── a running node's state through its control API; `ctl` pauses, resumes,
+//!                      reloads the configuration
 //! ```
 
 mod api;
@@ -24,6 +25,7 @@ mod metrics_server;
 mod node;
 mod progress;
 mod proofs_cmd;
+mod reload;
 mod run;
 mod verifier_cmd;
 mod verify_cmd;
@@ -68,7 +70,7 @@ enum Command {
     Doctor(doctor_cmd::DoctorArgs),
     /// Show a running miner's units, hashrates, proofs and chain state (its control API).
     Status(ctl_cmd::StatusArgs),
-    /// Pause or resume a running miner, or one of its units (needs api.token_file).
+    /// Pause, resume or reload a running miner, or one of its units (needs api.token_file).
     Ctl(ctl_cmd::CtlArgs),
     /// Work with the proof store.
     #[command(subcommand)]

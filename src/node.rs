@@ -14,6 +14,7 @@ use capminer_miner::{Miner, panic_message};
 use capminer_proofs::store::ProofStore;
 use prometheus::Registry;
 
+use crate::reload::{Reloader, reload_on_sighup};
 use crate::{epoch, metrics_server, progress::BuildProgress};
 
 /// The chain part of a node: the signer and the units it submits for come from the miner.
@@ -58,6 +59,8 @@ pub fn run_node(
         ))?;
         critical.push(("the metrics server".into(), task));
     }
+    let reloader = Arc::new(Reloader::new(config.clone(), Arc::downgrade(&miner)));
+    runtime.spawn(reload_on_sighup(reloader.clone()));
     if config.api.enabled {
         let (_, task) = runtime.block_on(crate::api::serve(
             config.api.listen,
@@ -65,6 +68,7 @@ pub fn run_node(
             Arc::downgrade(&miner),
             store.clone(),
             registry.clone(),
+            reloader,
             stop.clone(),
         ))?;
         critical.push(("the control API".into(), task));

@@ -7,7 +7,7 @@
 //! GPU and the proof store: a GPU hit whose hash the CPU reference does not reproduce, or that
 //! misses the target, is a compute error, counted and never stored.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -36,8 +36,32 @@ pub struct GpuUnitPlan {
     pub id: UnitId,
     /// The opened device, shared by its units.
     pub device: GpuDevice,
-    /// Nonces per dispatch; `None`: auto-tuned.
-    pub batch: Option<u32>,
+    /// Nonces per dispatch (`gpu.batch`), changeable while the unit hashes.
+    pub batch: LiveBatch,
+}
+
+/// Nonces per GPU dispatch, shared by the GPU units and changeable while they hash (a config
+/// reload): the searcher picks a new value up at its next round.
+#[derive(Debug, Clone, Default)]
+pub struct LiveBatch(Arc<AtomicU32>);
+
+impl LiveBatch {
+    /// `None`: auto-tuned.
+    pub fn new(batch: Option<u32>) -> Self {
+        let live = Self::default();
+        live.set(batch);
+        live
+    }
+
+    /// The batch asked for (`None`: auto-tuned).
+    pub fn get(&self) -> Option<u32> {
+        Some(self.0.load(Ordering::Acquire)).filter(|b| *b > 0)
+    }
+
+    /// Asks for another batch.
+    pub fn set(&self, batch: Option<u32>) {
+        self.0.store(batch.unwrap_or(0), Ordering::Release);
+    }
 }
 
 impl GpuUnitPlan {
@@ -71,6 +95,8 @@ pub struct CheckedSearcher {
     keys: UnitKeys,
     params: GpuParams,
     ctx: Arc<UnitContext>,
+    /// The live batch setting and the value last applied.
+    batch: Option<(LiveBatch, Option<u32>)>,
 }
 
 impl CheckedSearcher {
@@ -89,7 +115,15 @@ impl CheckedSearcher {
             keys,
             params,
             ctx,
+            batch: None,
         }
+    }
+
+    /// Follows `batch` (applied at the next round) instead of the batch it was created with.
+    pub fn with_live_batch(mut self, batch: LiveBatch) -> Self {
+        let now = batch.get();
+        self.batch = Some((batch, now));
+        self
     }
 }
 
@@ -101,6 +135,13 @@ impl Searcher for CheckedSearcher {
         target: &[u8; 32],
         stop: &mut dyn FnMut() -> bool,
     ) -> capminer_kernels::Result<Searched> {
+        if let Some((live, applied)) = &mut self.batch
+            && live.get() != *applied
+        {
+            *applied = live.get();
+            self.inner.set_batch(*applied);
+            tracing::info!(unit = %self.ctx.info.label, "GPU batch now {}", self.inner.batch());
+        }
         if self.ctx.fault_due(FaultKind::DeviceLost) {
             self.inner.device().destroy();
         }
@@ -233,12 +274,13 @@ fn thread_main(shared: &Shared) -> Result<()> {
             shared.build_seconds.observe(seconds);
             tracing::info!(unit = %ctx.info.label, epoch = epoch.number, "GPU dataset built in {seconds:.2} s");
             let searcher = CheckedSearcher::new(
-                dataset.searcher(&keys, shared.plan.batch),
+                dataset.searcher(&keys, shared.plan.batch.get()),
                 cache,
                 keys,
                 shared.params,
                 ctx.clone(),
-            );
+            )
+            .with_live_batch(shared.plan.batch.clone());
             let order = ctx.open_order(epoch.number, 1);
             let mut state = shared.state.lock().expect("state lock poisoned");
             state.building = false;

@@ -258,6 +258,7 @@ pub fn plan_gpu_units(config: &Config, params: &GpuParams) -> Result<Vec<GpuUnit
             .into());
     }
     let mut plans = Vec::new();
+    let batch = crate::gpu::LiveBatch::new(gpu.batch);
     for (index, units, memory_mib, key) in wanted {
         let (info, adapter) = &adapters[index];
         if params.unit_bytes > info.max_binding {
@@ -299,7 +300,7 @@ pub fn plan_gpu_units(config: &Config, params: &GpuParams) -> Result<Vec<GpuUnit
                     (index as u32) << 8 | slot,
                 ),
                 device: device.clone(),
-                batch: gpu.batch,
+                batch: batch.clone(),
             });
         }
     }

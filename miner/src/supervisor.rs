@@ -107,6 +107,17 @@ impl std::fmt::Display for Reason {
     }
 }
 
+/// Why an operator's change to a unit was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    /// No unit has this label.
+    #[error("no such unit")]
+    NoSuchUnit,
+    /// The unit is down or already stopping: try again once it runs.
+    #[error("the unit is not running (down after a fault, or stopping): try again once it runs")]
+    Busy,
+}
+
 /// A unit as the supervisor sees it now (a copy: the unit may restart meanwhile).
 #[derive(Debug, Clone)]
 pub struct UnitView {
@@ -235,11 +246,10 @@ impl Launcher {
 #[derive(Debug)]
 enum Phase {
     Running(Box<dyn Unit>),
-    /// Halted; waiting for its threads. `reason`: `None` when a thread exited on its own (the
-    /// join tells why).
+    /// Halted; waiting for its threads.
     Stopping {
         unit: Box<dyn Unit>,
-        reason: Option<Reason>,
+        cause: Cause,
         since: Instant,
         warned: bool,
     },
@@ -249,8 +259,21 @@ enum Phase {
     },
     /// The watchdog is disabled and the unit faulted: final.
     GaveUp(Reason),
+    /// Removed: dropped from the list after this check.
+    Removed,
     /// Between states (never seen outside [`Slot::check`]).
     Moving,
+}
+
+/// Why a unit is being stopped.
+#[derive(Debug)]
+enum Cause {
+    /// A fault; `None` when a thread exited on its own (the join tells why).
+    Fault(Option<Reason>),
+    /// The operator asked for a restart: at once, not counted as a fault.
+    Restart,
+    /// The operator removed the unit; with a plan, the unit that takes its place (a move).
+    Remove(Option<Box<UnitPlan>>),
 }
 
 #[derive(Debug)]
@@ -302,16 +325,19 @@ impl Slot {
     fn view(&self) -> UnitView {
         let (state, last_build, thread_ids, down) = match &self.phase {
             Phase::Running(u) => (u.state(), u.last_build(), u.thread_ids(), None),
-            Phase::Stopping { unit, reason, .. } => (
+            Phase::Stopping { unit, cause, .. } => (
                 UnitState::Failed,
                 unit.last_build(),
                 Vec::new(),
-                Some(reason.unwrap_or(Reason::Error)),
+                match cause {
+                    Cause::Fault(reason) => Some(reason.unwrap_or(Reason::Error)),
+                    _ => None,
+                },
             ),
             Phase::Waiting { reason, .. } | Phase::GaveUp(reason) => {
                 (UnitState::Failed, None, Vec::new(), Some(*reason))
             }
-            Phase::Moving => (UnitState::Failed, None, Vec::new(), None),
+            Phase::Removed | Phase::Moving => (UnitState::Failed, None, Vec::new(), None),
         };
         UnitView {
             info: self.ctx.info.clone(),
@@ -337,7 +363,7 @@ impl Slot {
                     self.ctx.halt();
                     Phase::Stopping {
                         unit,
-                        reason,
+                        cause: Cause::Fault(reason),
                         since: now,
                         warned: false,
                     }
@@ -345,7 +371,7 @@ impl Slot {
             },
             Phase::Stopping {
                 unit,
-                reason,
+                cause,
                 since,
                 warned,
             } => {
@@ -356,12 +382,12 @@ impl Slot {
                     }
                     Phase::Stopping {
                         unit,
-                        reason,
+                        cause,
                         since,
                         warned: warned || now.duration_since(since) > Duration::from_secs(30),
                     }
                 } else {
-                    self.stopped(unit, reason, w, launcher)
+                    self.stopped(unit, cause, w, launcher)
                 }
             }
             Phase::Waiting { until, .. } if now >= until => self.restart(now, w, launcher),
@@ -413,15 +439,49 @@ impl Slot {
         None
     }
 
-    /// The unit's threads have exited: join, classify, keep its proofs, schedule the restart.
+    /// Halts the unit for `cause` (an operator's restart, removal or move); false if it is
+    /// not running (down after a fault, or already stopping).
+    fn halt(&mut self, cause: Cause) -> bool {
+        match std::mem::replace(&mut self.phase, Phase::Moving) {
+            Phase::Running(unit) => {
+                self.ctx.halt();
+                self.phase = Phase::Stopping {
+                    unit,
+                    cause,
+                    since: Instant::now(),
+                    warned: false,
+                };
+                true
+            }
+            Phase::Waiting { .. } | Phase::GaveUp(_) if matches!(cause, Cause::Remove(None)) => {
+                self.phase = Phase::Removed;
+                true
+            }
+            other => {
+                self.phase = other;
+                false
+            }
+        }
+    }
+
+    /// The unit's threads have exited: join, keep its proofs, and go on as `cause` says.
     fn stopped(
         &mut self,
         unit: Box<dyn Unit>,
-        reason: Option<Reason>,
+        cause: Cause,
         w: &WatchdogConfig,
         launcher: &Launcher,
     ) -> Phase {
         let result = unit.join();
+        self.ctx.salvage();
+        let reason = match cause {
+            Cause::Fault(reason) => reason,
+            Cause::Restart => {
+                tracing::info!(unit = %self.ctx.info.label, "unit stopped for a restart asked by the operator");
+                return self.restart(Instant::now(), w, launcher);
+            }
+            Cause::Remove(next) => return self.removed(next.map(|p| *p), launcher),
+        };
         let lost = matches!(&self.plan, UnitPlan::Gpu(p) if p.device.is_lost());
         let reason = reason.unwrap_or(match &result {
             _ if lost => Reason::DeviceLost,
@@ -432,7 +492,6 @@ impl Slot {
             Err(e) => e.to_string(),
             Ok(()) => "stopped".into(),
         };
-        self.ctx.salvage();
         if !w.enabled {
             tracing::error!(unit = %self.ctx.info.label, reason = %reason, "unit stopped ({detail}); watchdog.enabled = false: not restarting it");
             return Phase::GaveUp(reason);
@@ -472,6 +531,37 @@ impl Slot {
         Phase::Waiting {
             reason,
             until: now + delay,
+        }
+    }
+
+    /// A removed unit: its proofs stored (or handed to the unit taking its place), its gauges
+    /// gone; the unit of `next` started in its place.
+    fn removed(&mut self, next: Option<UnitPlan>, launcher: &Launcher) -> Phase {
+        let labels = [self.ctx.info.label.as_str(), self.ctx.info.kind.as_str()];
+        let _ = launcher.metrics.unit_up.remove_label_values(&labels);
+        for (_, window) in crate::hashrate::WINDOWS {
+            let _ = launcher
+                .metrics
+                .hashrate
+                .remove_label_values(&[labels[0], labels[1], window]);
+        }
+        let Some(plan) = next else {
+            self.ctx.flush_orphans();
+            tracing::info!(unit = %self.ctx.info.label, "unit removed");
+            return Phase::Removed;
+        };
+        match Slot::new(plan, launcher) {
+            Ok(slot) => {
+                slot.ctx.inherit(&self.ctx);
+                tracing::info!(unit = %self.ctx.info.label, to = %slot.ctx.info.label, place = %slot.ctx.info.place, "unit moved");
+                *self = slot;
+                std::mem::replace(&mut self.phase, Phase::Moving)
+            }
+            Err(e) => {
+                self.ctx.flush_orphans();
+                tracing::error!(unit = %self.ctx.info.label, "unit removed, but its replacement cannot start: {e}");
+                Phase::Removed
+            }
         }
     }
 
@@ -593,6 +683,76 @@ impl Supervisor {
         *lock(&self.shared.settings) = settings;
     }
 
+    /// Restarts unit `label` at once (an operator's request: no backoff, not a fault).
+    pub fn restart_unit(&self, label: &str) -> Result<(), ChangeError> {
+        self.with_slot(label, |slot| slot.halt(Cause::Restart))
+    }
+
+    /// Removes unit `label` (its threads stop within a hash; its proofs are stored).
+    pub fn remove_unit(&self, label: &str) -> Result<(), ChangeError> {
+        self.with_slot(label, |slot| slot.halt(Cause::Remove(None)))
+    }
+
+    /// Replaces unit `label` by the unit of `plan` once its threads have stopped (a move: the
+    /// new unit keeps its waiting proofs and hashes past its nonces when it has the same id).
+    pub fn move_unit(&self, label: &str, plan: UnitPlan) -> Result<(), ChangeError> {
+        self.with_slot(label, |slot| slot.halt(Cause::Remove(Some(Box::new(plan)))))
+    }
+
+    /// Starts the unit of `plan` beside the others.
+    pub fn add_unit(&self, plan: UnitPlan) -> Result<()> {
+        let mut slots = lock(&self.shared.slots);
+        if slots.iter().any(|s| s.ctx.info.label == plan.label()) {
+            return Err(MinerError::UnitFailed {
+                unit: plan.label().to_string(),
+                reason: "a unit with this label runs already".into(),
+            });
+        }
+        let slot = Slot::new(plan, &self.shared.launcher)?;
+        slots.push(slot);
+        Ok(())
+    }
+
+    /// The plans of the units there are now (those being removed excepted).
+    pub fn plans(&self) -> Vec<UnitPlan> {
+        lock(&self.shared.slots)
+            .iter()
+            .filter(|s| {
+                !matches!(
+                    s.phase,
+                    Phase::Removed
+                        | Phase::Stopping {
+                            cause: Cause::Remove(_),
+                            ..
+                        }
+                )
+            })
+            .map(|s| s.plan.clone())
+            .collect()
+    }
+
+    fn with_slot(&self, label: &str, f: impl FnOnce(&mut Slot) -> bool) -> Result<(), ChangeError> {
+        let mut slots = lock(&self.shared.slots);
+        let slot = slots
+            .iter_mut()
+            .find(|s| s.ctx.info.label == label)
+            .ok_or(ChangeError::NoSuchUnit)?;
+        if f(slot) {
+            Ok(())
+        } else {
+            Err(ChangeError::Busy)
+        }
+    }
+
+    /// Sets the nonces per dispatch of every GPU unit (`gpu.batch`), from their next round.
+    pub fn set_gpu_batch(&self, batch: Option<u32>) {
+        for slot in lock(&self.shared.slots).iter() {
+            if let UnitPlan::Gpu(p) = &slot.plan {
+                p.batch.set(batch);
+            }
+        }
+    }
+
     /// Stops the watchdog, then waits for every unit (after `Control::stop`); the first unit
     /// error, if any.
     pub fn stop(mut self) -> Result<()> {
@@ -606,6 +766,7 @@ impl Supervisor {
                 Phase::Running(u) | Phase::Stopping { unit: u, .. } => u.join(),
                 _ => Ok(()),
             };
+            slot.ctx.flush_orphans();
             if first.is_ok() {
                 first = r;
             }
@@ -628,6 +789,7 @@ fn watch(shared: &Shared) {
                 for slot in slots.iter_mut() {
                     slot.check(now, &settings, launcher);
                 }
+                slots.retain(|s| !matches!(s.phase, Phase::Removed));
             }
             slots.iter().map(|s| s.ctx.clone()).collect()
         };

@@ -327,6 +327,36 @@ impl UnitContext {
         result
     }
 
+    /// Stores the proofs this unit still holds (a removed unit, or the miner stopping); what
+    /// the store refuses is logged with its count.
+    pub fn flush_orphans(&self) {
+        let mut orphans = lock(&self.orphans);
+        if orphans.is_empty() {
+            return;
+        }
+        match self.store.append(&orphans) {
+            Ok(n) => {
+                self.stored_metric.inc_by(n as u64);
+                orphans.clear();
+            }
+            Err(e) => {
+                tracing::error!(unit = %self.info.label, proofs = orphans.len(), "cannot store the proofs of a stopped unit: {e}");
+            }
+        }
+        self.waiting_metric.set(orphans.len() as i64);
+    }
+
+    /// Takes over what unit `from` (the same unit id, before a move) left: its waiting proofs
+    /// and where it left off, so nothing is lost and nonces keep increasing.
+    pub fn inherit(&self, from: &UnitContext) {
+        if from.info.id != self.info.id {
+            from.flush_orphans();
+            return;
+        }
+        lock(&self.orphans).extend(lock(&from.orphans).drain(..));
+        *lock(&self.resume) = *lock(&from.resume);
+    }
+
     /// The faults injected before a round (tests only): a panic, an error, or a stall that
     /// hashes nothing until the unit is stopped. Only once the unit has hashed two rounds.
     fn injected_fault(&self) -> Result<()> {

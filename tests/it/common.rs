@@ -333,3 +333,55 @@ pub fn url_encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// Starts `capminer run` on `config` written to `dir/capminer.toml`, with `env` set, its log
+/// (without colours) in `dir/miner.log`.
+pub fn start_miner(dir: &Path, config: &str, env: &[(&str, &str)]) -> Kill {
+    let path = dir.join("capminer.toml");
+    std::fs::write(&path, config).unwrap();
+    let log = std::fs::File::create(dir.join("miner.log")).unwrap();
+    let child = Command::new(capminer().get_program())
+        .args(["run", "-c"])
+        .arg(&path)
+        .envs(env.iter().copied())
+        .env("NO_COLOR", "1")
+        .env("RUST_BACKTRACE", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Kill(child)
+}
+
+/// The log of [`start_miner`] so far, without terminal colours.
+pub fn log_text(dir: &Path) -> String {
+    let raw = std::fs::read_to_string(dir.join("miner.log")).unwrap_or_default();
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The value of metric `name` whose labels include every `(label, value)` of `labels`.
+pub fn metric(port: u16, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let body = http_get(port, "/metrics")?;
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}

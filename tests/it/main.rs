@@ -10,5 +10,6 @@ mod gpu;
 mod metrics;
 mod miner_flow;
 mod operator;
+mod reload;
 mod store_crash;
 mod watchdog;

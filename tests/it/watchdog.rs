@@ -5,61 +5,9 @@
 //! with an error instead. GPU faults (compute errors, a lost device) on lavapipe.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Kill, capminer, free_port, http_get, light_config, wait_for};
-
-/// Starts `capminer run` on `config` with `CAPMINER_FAULT=fault`, its log in `dir/miner.log`.
-fn start(dir: &Path, config: &str, fault: &str) -> Kill {
-    let path = dir.join("capminer.toml");
-    std::fs::write(&path, config).unwrap();
-    let log = std::fs::File::create(dir.join("miner.log")).unwrap();
-    let child: Child = Command::new(capminer().get_program())
-        .args(["run", "-c"])
-        .arg(&path)
-        .env("CAPMINER_FAULT", fault)
-        .env("NO_COLOR", "1")
-        .env("RUST_BACKTRACE", "0")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    Kill(child)
-}
-
-/// The log so far, without terminal colours.
-fn log(dir: &Path) -> String {
-    let raw = std::fs::read_to_string(dir.join("miner.log")).unwrap_or_default();
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// The value of metric `name` whose labels include every `(label, value)` of `labels`.
-fn metric(port: u16, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let body = http_get(port, "/metrics")?;
-    body.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .find(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
+use crate::common::{Kill, free_port, light_config, log_text as log, metric, wait_for};
 
 fn hashes(port: u16, unit: &str) -> Option<f64> {
     metric(port, "capminer_hashes_total", &[("unit", unit)])
@@ -345,4 +293,9 @@ fn a_lost_gpu_device_is_opened_again_and_its_units_hash_again() {
     );
     let text = log(dir.path());
     assert!(text.contains("lost (Destroyed)"), "{text}");
+}
+
+/// Starts `capminer run` on `config` with `CAPMINER_FAULT=fault`, its log in `dir/miner.log`.
+fn start(dir: &Path, config: &str, fault: &str) -> Kill {
+    crate::common::start_miner(dir, config, &[("CAPMINER_FAULT", fault)])
 }

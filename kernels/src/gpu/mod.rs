@@ -467,6 +467,20 @@ impl std::fmt::Debug for GpuSearcher {
 const TARGET_SUBMIT: Duration = Duration::from_millis(100);
 
 impl GpuSearcher {
+    /// Sets the nonces per dispatch from the next dispatch on; `None`: auto-tuned again, from
+    /// the batch in use.
+    pub fn set_batch(&mut self, batch: Option<u32>) {
+        if let Some(b) = batch {
+            self.batch = b.max(WORKGROUP);
+        }
+        self.tune = batch.is_none();
+    }
+
+    /// Nonces per dispatch now.
+    pub fn batch(&self) -> u32 {
+        self.batch
+    }
+
     /// The device it searches on.
     pub fn device(&self) -> &GpuDevice {
         &self.dataset.device
