@@ -6,6 +6,8 @@
 //!  POST /api/v1/resume[?unit=cpu0]      Authorization: Bearer <api.token_file>
 //!  POST /api/v1/reload[?unit=cpu0]      Authorization: Bearer <api.token_file>; re-reads the
 //!                                       config (as SIGHUP does), then restarts the unit if named
+//!  POST /api/v1/units  {"add": ...}     Authorization: Bearer <api.token_file>; adds, removes or
+//!                                       moves a unit (src/units_api.rs)
 //! ```
 //!
 //! Status is read from the node's live objects and its Prometheus registry (one source of truth
@@ -33,13 +35,13 @@ use serde::{Deserialize, Serialize};
 
 /// What the handlers share.
 #[derive(Clone)]
-struct Api {
+pub(crate) struct Api {
     miner: Weak<Miner>,
     store: Arc<ProofStore>,
     registry: Registry,
     token: Option<Arc<Vec<u8>>>,
     started: Instant,
-    reloader: Arc<Reloader>,
+    pub(crate) reloader: Arc<Reloader>,
 }
 
 /// Reads the bearer token from `path` (`api.token_file`): refused if group or others may read
@@ -84,6 +86,7 @@ pub async fn serve(
         .route("/api/v1/pause", post(pause_or_resume::<true>))
         .route("/api/v1/resume", post(pause_or_resume::<false>))
         .route("/api/v1/reload", post(reload))
+        .route("/api/v1/units", post(crate::units_api::units))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .layer(DefaultBodyLimit::max(4096))
         .with_state(state);
@@ -100,23 +103,54 @@ pub async fn serve(
     Ok((bound, task))
 }
 
-/// A refused request: its status and what is wrong, answered as `{"error": "..."}`.
+/// A refused request: its status and what is wrong, answered as `{"error": "..."}` (and
+/// `"field"`, the request field at fault, when there is one).
 #[derive(Debug)]
-struct ApiError(StatusCode, String);
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+    field: Option<String>,
+}
+
+impl ApiError {
+    /// Names the request field at fault.
+    pub(crate) fn field(mut self, field: &str) -> Self {
+        self.field = Some(field.to_string());
+        self
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut body = serde_json::json!({ "error": self.message });
+        if let Some(field) = self.field {
+            body["field"] = field.into();
+        }
         (
-            self.0,
+            self.status,
             [(header::CONTENT_TYPE, "application/json")],
-            serde_json::json!({ "error": self.1 }).to_string(),
+            body.to_string(),
         )
             .into_response()
     }
 }
 
-fn error(status: StatusCode, message: String) -> ApiError {
-    ApiError(status, message)
+pub(crate) fn error(status: StatusCode, message: String) -> ApiError {
+    ApiError {
+        status,
+        message,
+        field: None,
+    }
+}
+
+/// A 200 answer with a JSON body.
+pub(crate) fn json(body: serde_json::Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Equal in constant time (for equal lengths; the length itself is not secret).
@@ -126,7 +160,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 impl Api {
     /// `Ok` if the request carries the token; the error response otherwise.
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+    pub(crate) fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         let Some(token) = &self.token else {
             return Err(error(
                 StatusCode::FORBIDDEN,
@@ -147,7 +181,7 @@ impl Api {
         }
     }
 
-    fn miner(&self) -> Result<Arc<Miner>, ApiError> {
+    pub(crate) fn miner(&self) -> Result<Arc<Miner>, ApiError> {
         self.miner.upgrade().ok_or_else(|| {
             error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -225,12 +259,7 @@ fn set_paused(
         }
     };
     tracing::info!(units = ?units, "{what} through the control API");
-    Ok((
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::json!({ what: units }).to_string(),
-    )
-        .into_response())
+    Ok(json(serde_json::json!({ what: units })))
 }
 
 /// `POST /api/v1/reload`: the configuration re-read and applied where it can be live; with
@@ -278,12 +307,7 @@ async fn reload(
     })
     .await
     .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("reload: {e}")))??;
-    Ok((
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        answer.to_string(),
-    )
-        .into_response())
+    Ok(json(answer))
 }
 
 /// One unit in `GET /api/v1/status`.

@@ -27,6 +27,7 @@ mod progress;
 mod proofs_cmd;
 mod reload;
 mod run;
+mod units_api;
 mod verifier_cmd;
 mod verify_cmd;
 

@@ -48,6 +48,14 @@ impl Reloader {
         }
     }
 
+    /// The configuration in force (live keys as last reloaded).
+    pub fn running(&self) -> Config {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Re-reads the configuration file and the environment and applies what can change live.
     /// A configuration that does not load (syntax, unknown key, invalid value, a log filter
     /// that does not parse) is refused with the error naming file, line and key, and nothing

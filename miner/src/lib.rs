@@ -19,6 +19,7 @@
 //! `/sys` and pins threads; [`metrics`] holds the Prometheus families; [`verify`] is the one
 //! path that checks proofs from keys alone.
 
+pub mod change;
 pub mod control;
 pub mod cpu;
 mod error;

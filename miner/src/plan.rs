@@ -112,27 +112,7 @@ pub fn plan_cpu_units(
         let core = topology.core(index).ok_or_else(|| {
             config.key_error(&key, format!("core {index} does not exist: {cores_text}"))
         })?;
-        let threads = cpu.threads_per_core.unwrap_or(core.cpus.len());
-        let dataset_threads = cpu.dataset_threads.unwrap_or(threads);
-        let dataset_cpus = if dataset_threads <= core.cpus.len() {
-            core.cpus.clone()
-        } else {
-            topology
-                .cores
-                .iter()
-                .flat_map(|c| c.cpus.iter().copied())
-                .collect()
-        };
-        plans.push(CpuUnitPlan {
-            label: format!("cpu{index}"),
-            id: id.unwrap_or_else(|| {
-                derived_unit_id(&config.miner.provider, UnitKind::Cpu, index as u32)
-            }),
-            core: core.clone(),
-            threads,
-            dataset_threads,
-            dataset_cpus,
-        });
+        plans.push(cpu_unit_plan(config, topology, core, id));
     }
     let full = cpu.randomx.full_memory;
     let need: u64 = plans.iter().map(|p| cpu_unit_bytes(full, p.threads)).sum();
@@ -161,7 +141,40 @@ pub fn plan_cpu_units(
     Ok(plans)
 }
 
-fn describe(topology: &Topology) -> String {
+/// One CPU unit on `core`: its threads, build threads and CPUs, label and id (`id`, else
+/// derived from the provider and the core).
+pub fn cpu_unit_plan(
+    config: &Config,
+    topology: &Topology,
+    core: &Core,
+    id: Option<UnitId>,
+) -> CpuUnitPlan {
+    let cpu = &config.cpu;
+    let threads = cpu.threads_per_core.unwrap_or(core.cpus.len());
+    let dataset_threads = cpu.dataset_threads.unwrap_or(threads);
+    let dataset_cpus = if dataset_threads <= core.cpus.len() {
+        core.cpus.clone()
+    } else {
+        topology
+            .cores
+            .iter()
+            .flat_map(|c| c.cpus.iter().copied())
+            .collect()
+    };
+    CpuUnitPlan {
+        label: format!("cpu{}", core.index),
+        id: id.unwrap_or_else(|| {
+            derived_unit_id(&config.miner.provider, UnitKind::Cpu, core.index as u32)
+        }),
+        core: core.clone(),
+        threads,
+        dataset_threads,
+        dataset_cpus,
+    }
+}
+
+/// What the cores of `topology` are, for error messages.
+pub fn describe(topology: &Topology) -> String {
     let n = topology.cores.len();
     format!(
         "this machine has {n} physical core{} usable here (0..={})",
@@ -178,19 +191,7 @@ pub fn plan_gpu_units(config: &Config, params: &GpuParams) -> Result<Vec<GpuUnit
         return Ok(Vec::new());
     }
     let adapters = capminer_kernels::gpu::enumerate();
-    let listing = adapters
-        .iter()
-        .map(|(d, _)| {
-            format!(
-                "{} {} ({}{})",
-                d.index,
-                d.name,
-                d.backend,
-                if d.software { ", software" } else { "" }
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
+    let listing = describe_adapters(adapters.iter().map(|(d, _)| d));
     let wanted: Vec<(usize, u32, Option<u64>, String)> = if gpu.devices.is_empty() {
         adapters
             .iter()
@@ -202,27 +203,12 @@ pub fn plan_gpu_units(config: &Config, params: &GpuParams) -> Result<Vec<GpuUnit
         for (i, entry) in gpu.devices.iter().enumerate() {
             let key = format!("gpu.devices[{i}].select");
             let select = entry.select.as_str();
-            let found = adapters
-                .iter()
-                .find(|(d, _)| match select.strip_prefix("pci:") {
-                    Some(bus) => d.pci_bus_id.eq_ignore_ascii_case(bus),
-                    None => select.parse::<usize>().map_or_else(
-                        |_| {
-                            d.name
-                                .to_ascii_lowercase()
-                                .contains(&select.to_ascii_lowercase())
-                        },
-                        |index| index == d.index,
-                    ),
-                });
+            let found = adapters.iter().find(|(d, _)| selects(select, d));
             let Some((d, _)) = found else {
                 return Err(config
                     .key_error(
                         &key,
-                        format!(
-                            "no GPU adapter matches {select:?}; adapters: {}",
-                            if listing.is_empty() { "none" } else { &listing }
-                        ),
+                        format!("no GPU adapter matches {select:?}; adapters: {listing}"),
                     )
                     .into());
             };
@@ -251,8 +237,7 @@ pub fn plan_gpu_units(config: &Config, params: &GpuParams) -> Result<Vec<GpuUnit
             .key_error(
                 "gpu.enabled",
                 format!(
-                    "no eligible GPU adapter (adapters: {}); software ones need gpu.allow_software",
-                    if listing.is_empty() { "none" } else { &listing }
+                    "no eligible GPU adapter (adapters: {listing}); software ones need gpu.allow_software"
                 ),
             )
             .into());
@@ -305,6 +290,46 @@ pub fn plan_gpu_units(config: &Config, params: &GpuParams) -> Result<Vec<GpuUnit
         }
     }
     Ok(plans)
+}
+
+/// True if `select` (as in `gpu.devices[].select`: an index, `pci:<bus id>`, or a part of the
+/// name) names adapter `d`.
+pub fn selects(select: &str, d: &capminer_kernels::gpu::DeviceInfo) -> bool {
+    match select.strip_prefix("pci:") {
+        Some(bus) => d.pci_bus_id.eq_ignore_ascii_case(bus),
+        None => select.parse::<usize>().map_or_else(
+            |_| {
+                d.name
+                    .to_ascii_lowercase()
+                    .contains(&select.to_ascii_lowercase())
+            },
+            |index| index == d.index,
+        ),
+    }
+}
+
+/// The adapters, for error messages ("none" without any).
+pub fn describe_adapters<'a>(
+    adapters: impl IntoIterator<Item = &'a capminer_kernels::gpu::DeviceInfo>,
+) -> String {
+    let listing = adapters
+        .into_iter()
+        .map(|d| {
+            format!(
+                "{} {} ({}{})",
+                d.index,
+                d.name,
+                d.backend,
+                if d.software { ", software" } else { "" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    if listing.is_empty() {
+        "none".into()
+    } else {
+        listing
+    }
 }
 
 /// `MemAvailable` from `/proc/meminfo`, in bytes.

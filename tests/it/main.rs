@@ -12,4 +12,5 @@ mod miner_flow;
 mod operator;
 mod reload;
 mod store_crash;
+mod units;
 mod watchdog;

@@ -1,0 +1,132 @@
+//! `POST /api/v1/units` (bearer token): add, remove or move units while the others hash.
+//!
+//! ```text
+//!  {"add": {"core": 3}}                 a CPU unit on physical core 3 (id derived, or "id": "0x…")
+//!  {"add": {"gpu": "0"}}                a GPU unit on adapter 0 (as gpu.devices[].select)
+//!  {"remove": "cpu3"}                   unit cpu3 stops within a hash; its proofs are stored
+//!  {"move": {"unit": "cpu3", "core": 5}}  cpu3 keeps its id and hashes on core 5 (as cpu5)
+//! ```
+//!
+//! Refusals are JSON `{"error": "field add.core: ...", "field": "add.core"}`: 400 for a body
+//! that does not parse, 404 for an unknown unit, 409 for a core or id another unit holds (or a
+//! unit that is down or stopping), 422 for what this machine cannot run. The checks and the
+//! changes are in `capminer_miner::change`; they block (reading `/sys`, opening a GPU), so they
+//! run off the async threads. Changes are not written to the configuration file.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use capminer_miner::change::{ChangeKind, UnitChangeError};
+use capminer_proofs::UnitId;
+use serde::Deserialize;
+
+use crate::api::{Api, ApiError, error, json};
+
+/// The body of `POST /api/v1/units`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum UnitsRequest {
+    Add(AddUnit),
+    Remove(String),
+    Move(MoveUnit),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddUnit {
+    core: Option<usize>,
+    id: Option<String>,
+    gpu: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveUnit {
+    unit: String,
+    core: usize,
+}
+
+fn refused(e: UnitChangeError) -> ApiError {
+    let status = match e.kind {
+        ChangeKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        ChangeKind::NotFound => StatusCode::NOT_FOUND,
+        ChangeKind::Conflict => StatusCode::CONFLICT,
+    };
+    error(status, e.to_string()).field(&e.field)
+}
+
+fn bad(field: &str, message: &str) -> ApiError {
+    error(StatusCode::BAD_REQUEST, format!("field {field}: {message}")).field(field)
+}
+
+/// `POST /api/v1/units`.
+pub(crate) async fn units(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers)?;
+    let body = body.map_err(|e| error(e.status(), format!("body: {e}")))?;
+    let request: UnitsRequest = serde_json::from_slice(&body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "body: {e}; expected {{\"add\": {{\"core\": N}}}}, {{\"add\": {{\"gpu\": \"0\"}}}}, {{\"remove\": \"cpu3\"}} or {{\"move\": {{\"unit\": \"cpu3\", \"core\": N}}}}"
+            ),
+        )
+    })?;
+    let miner = api.miner()?;
+    let config = api.reloader.running();
+    let chain = config.chain.enabled;
+    let answer = tokio::task::spawn_blocking(move || match request {
+        UnitsRequest::Add(AddUnit {
+            core: Some(core),
+            id,
+            gpu: None,
+        }) => {
+            let id = id
+                .map(|text| {
+                    text.parse::<UnitId>()
+                        .map_err(|e| bad("add.id", &format!("{text:?}: {e}")))
+                })
+                .transpose()?;
+            let label = miner.add_cpu_unit(&config, core, id).map_err(refused)?;
+            Ok(added(label, chain))
+        }
+        UnitsRequest::Add(AddUnit {
+            core: None,
+            id: None,
+            gpu: Some(select),
+        }) => {
+            let label = miner.add_gpu_unit(&config, &select).map_err(refused)?;
+            Ok(added(label, chain))
+        }
+        UnitsRequest::Add(AddUnit { gpu: Some(_), .. }) => Err(bad(
+            "add.gpu",
+            "a GPU unit takes no core and no id (its id is derived from the device and slot)",
+        )),
+        UnitsRequest::Add(_) => Err(bad(
+            "add",
+            "give either core (a CPU unit) or gpu (a GPU unit)",
+        )),
+        UnitsRequest::Remove(label) => {
+            miner.remove_unit(&label).map_err(refused)?;
+            Ok(serde_json::json!({ "removed": label }))
+        }
+        UnitsRequest::Move(MoveUnit { unit, core }) => {
+            let to = miner.move_cpu_unit(&config, &unit, core).map_err(refused)?;
+            Ok(serde_json::json!({ "moved": unit, "to": to }))
+        }
+    })
+    .await
+    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("units: {e}")))??;
+    Ok(json(answer))
+}
+
+fn added(label: String, chain: bool) -> serde_json::Value {
+    let mut answer = serde_json::json!({ "added": label });
+    if chain {
+        answer["note"] = "the chain client submits proofs for the units it started with: this unit's proofs are stored, and submitted once the configuration lists it and the node restarts".into();
+    }
+    answer
+}
