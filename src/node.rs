@@ -149,8 +149,28 @@ pub fn run_node(
     }
 }
 
+/// CPUs of the utility cores, where the runtime's threads run (empty: anywhere). Threads the
+/// runtime starts later read it; [`move_utility_cpus`] changes it.
+static UTILITY_CPUS: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+
+fn utility_cpus() -> Vec<usize> {
+    UTILITY_CPUS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+/// Moves the runtime to `cpus`: the calling thread (the runtime's worker, when called from a
+/// task) is pinned there at once, threads started later too; blocking-pool threads already
+/// idle keep their CPUs until they end (10 s idle).
+pub fn move_utility_cpus(cpus: Vec<usize>) -> anyhow::Result<()> {
+    capminer_miner::topology::pin_current_thread(&cpus)?;
+    *UTILITY_CPUS.lock().unwrap_or_else(|e| e.into_inner()) = cpus;
+    Ok(())
+}
+
 /// A small runtime for the chain client, the metrics endpoint and signals; pinned to the
-/// utility cores if any.
+/// utility cores if any. One worker thread, so tasks all run on it.
 pub fn runtime(config: &Config) -> anyhow::Result<tokio::runtime::Runtime> {
     let topology = capminer_miner::topology::Topology::detect()?;
     let utility: Vec<usize> = config
@@ -160,13 +180,15 @@ pub fn runtime(config: &Config) -> anyhow::Result<tokio::runtime::Runtime> {
         .filter_map(|c| topology.core(*c))
         .flat_map(|c| c.cpus.clone())
         .collect();
+    *UTILITY_CPUS.lock().unwrap_or_else(|e| e.into_inner()) = utility;
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("capminer-rt")
         .enable_all()
-        .on_thread_start(move || {
-            if !utility.is_empty() {
-                let _ = capminer_miner::topology::pin_current_thread(&utility);
+        .on_thread_start(|| {
+            let cpus = utility_cpus();
+            if !cpus.is_empty() {
+                let _ = capminer_miner::topology::pin_current_thread(&cpus);
             }
         })
         .build()?)

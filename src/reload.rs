@@ -56,6 +56,15 @@ impl Reloader {
             .clone()
     }
 
+    /// Records utility cores changed through the API (so later unit changes check them).
+    pub fn set_utility_cores(&self, cores: Vec<usize>) {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .cpu
+            .utility_cores = cores;
+    }
+
     /// Re-reads the configuration file and the environment and applies what can change live.
     /// A configuration that does not load (syntax, unknown key, invalid value, a log filter
     /// that does not parse) is refused with the error naming file, line and key, and nothing

@@ -5,6 +5,8 @@
 //!  {"add": {"gpu": "0"}}                a GPU unit on adapter 0 (as gpu.devices[].select)
 //!  {"remove": "cpu3"}                   unit cpu3 stops within a hash; its proofs are stored
 //!  {"move": {"unit": "cpu3", "core": 5}}  cpu3 keeps its id and hashes on core 5 (as cpu5)
+//!  {"utility_cores": [0]}               the runtime's threads (API, metrics, chain client) move
+//!                                       to core 0, which no unit may use; [] lets them run anywhere
 //! ```
 //!
 //! Refusals are JSON `{"error": "field add.core: ...", "field": "add.core"}`: 400 for a body
@@ -16,6 +18,8 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use capminer_config::Config;
+use capminer_miner::Miner;
 use capminer_miner::change::{ChangeKind, UnitChangeError};
 use capminer_proofs::UnitId;
 use serde::Deserialize;
@@ -29,6 +33,7 @@ enum UnitsRequest {
     Add(AddUnit),
     Remove(String),
     Move(MoveUnit),
+    UtilityCores(Vec<usize>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,14 +76,41 @@ pub(crate) async fn units(
         error(
             StatusCode::BAD_REQUEST,
             format!(
-                "body: {e}; expected {{\"add\": {{\"core\": N}}}}, {{\"add\": {{\"gpu\": \"0\"}}}}, {{\"remove\": \"cpu3\"}} or {{\"move\": {{\"unit\": \"cpu3\", \"core\": N}}}}"
+                "body: {e}; expected {{\"add\": {{\"core\": N}}}}, {{\"add\": {{\"gpu\": \"0\"}}}}, {{\"remove\": \"cpu3\"}}, {{\"move\": {{\"unit\": \"cpu3\", \"core\": N}}}} or {{\"utility_cores\": [N]}}"
             ),
         )
     })?;
     let miner = api.miner()?;
     let config = api.reloader.running();
+    let (answer, utility) = tokio::task::spawn_blocking(move || change(&miner, &config, request))
+        .await
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("units: {e}")))??;
+    if let Some((cores, cpus)) = utility {
+        // Here, on the runtime's worker thread, which is what moves.
+        crate::node::move_utility_cpus(cpus.clone()).map_err(|e| {
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("field utility_cores: {e}"),
+            )
+            .field("utility_cores")
+        })?;
+        api.reloader.set_utility_cores(cores.clone());
+        tracing::info!(cores = ?cores, cpus = ?cpus, "utility cores moved through the control API");
+    }
+    Ok(json(answer))
+}
+
+/// New utility cores and their CPUs, to pin the runtime to once checked.
+type Utility = Option<(Vec<usize>, Vec<usize>)>;
+
+/// Checks and makes one change (blocking); the answer, and the utility cores to move to.
+fn change(
+    miner: &Miner,
+    config: &Config,
+    request: UnitsRequest,
+) -> Result<(serde_json::Value, Utility), ApiError> {
     let chain = config.chain.enabled;
-    let answer = tokio::task::spawn_blocking(move || match request {
+    let answer = match request {
         UnitsRequest::Add(AddUnit {
             core: Some(core),
             id,
@@ -90,37 +122,43 @@ pub(crate) async fn units(
                         .map_err(|e| bad("add.id", &format!("{text:?}: {e}")))
                 })
                 .transpose()?;
-            let label = miner.add_cpu_unit(&config, core, id).map_err(refused)?;
-            Ok(added(label, chain))
+            added(
+                miner.add_cpu_unit(config, core, id).map_err(refused)?,
+                chain,
+            )
         }
         UnitsRequest::Add(AddUnit {
             core: None,
             id: None,
             gpu: Some(select),
-        }) => {
-            let label = miner.add_gpu_unit(&config, &select).map_err(refused)?;
-            Ok(added(label, chain))
+        }) => added(miner.add_gpu_unit(config, &select).map_err(refused)?, chain),
+        UnitsRequest::Add(AddUnit { gpu: Some(_), .. }) => {
+            return Err(bad(
+                "add.gpu",
+                "a GPU unit takes no core and no id (its id is derived from the device and slot)",
+            ));
         }
-        UnitsRequest::Add(AddUnit { gpu: Some(_), .. }) => Err(bad(
-            "add.gpu",
-            "a GPU unit takes no core and no id (its id is derived from the device and slot)",
-        )),
-        UnitsRequest::Add(_) => Err(bad(
-            "add",
-            "give either core (a CPU unit) or gpu (a GPU unit)",
-        )),
+        UnitsRequest::Add(_) => {
+            return Err(bad(
+                "add",
+                "give either core (a CPU unit) or gpu (a GPU unit)",
+            ));
+        }
         UnitsRequest::Remove(label) => {
             miner.remove_unit(&label).map_err(refused)?;
-            Ok(serde_json::json!({ "removed": label }))
+            serde_json::json!({ "removed": label })
         }
         UnitsRequest::Move(MoveUnit { unit, core }) => {
-            let to = miner.move_cpu_unit(&config, &unit, core).map_err(refused)?;
-            Ok(serde_json::json!({ "moved": unit, "to": to }))
+            let to = miner.move_cpu_unit(config, &unit, core).map_err(refused)?;
+            serde_json::json!({ "moved": unit, "to": to })
         }
-    })
-    .await
-    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("units: {e}")))??;
-    Ok(json(answer))
+        UnitsRequest::UtilityCores(cores) => {
+            let cpus = miner.utility_cpus(&cores).map_err(refused)?;
+            let answer = serde_json::json!({ "utility_cores": cores, "cpus": cpus });
+            return Ok((answer, Some((cores, cpus))));
+        }
+    };
+    Ok((answer, None))
 }
 
 fn added(label: String, chain: bool) -> serde_json::Value {

@@ -1,6 +1,6 @@
 //! Operators' changes to the set of units while the others hash (`POST /api/v1/units`): add a
 //! CPU unit on a free core or a GPU unit on an adapter, remove a unit, move a CPU unit to
-//! another core.
+//! another core; move the utility cores (the runtime's threads) to cores no unit uses.
 //!
 //! Each change is checked against this machine and the units running now, and refused with
 //! the request field at fault: a core that does not exist, one another unit or the utility
@@ -181,6 +181,47 @@ impl Miner {
             .map_err(|e| refuse(field, ChangeKind::Invalid, e.to_string()))?;
         tracing::info!(unit = %label, "unit added through the control API");
         Ok(label)
+    }
+
+    /// Checks `cores` as the new utility cores (the runtime's, beside the units): each exists
+    /// and no unit hashes there. Their CPUs (every CPU when `cores` is empty).
+    pub fn utility_cpus(&self, cores: &[usize]) -> Result<Vec<usize>, UnitChangeError> {
+        let field = "utility_cores";
+        let topology =
+            Topology::detect().map_err(|e| refuse(field, ChangeKind::Invalid, e.to_string()))?;
+        let plans = self.supervisor().plans();
+        let mut cpus = Vec::new();
+        for &core in cores {
+            let Some(place) = topology.core(core) else {
+                return Err(refuse(
+                    field,
+                    ChangeKind::Invalid,
+                    format!("core {core} does not exist: {}", describe(&topology)),
+                ));
+            };
+            if let Some(UnitPlan::Cpu(p)) = plans
+                .iter()
+                .find(|p| matches!(p, UnitPlan::Cpu(c) if c.core.index == core))
+            {
+                return Err(refuse(
+                    field,
+                    ChangeKind::Conflict,
+                    format!(
+                        "core {core} is used by unit {}: remove or move it first",
+                        p.label
+                    ),
+                ));
+            }
+            cpus.extend(place.cpus.iter().copied());
+        }
+        if cores.is_empty() {
+            cpus = topology
+                .cores
+                .iter()
+                .flat_map(|c| c.cpus.iter().copied())
+                .collect();
+        }
+        Ok(cpus)
     }
 
     /// Removes unit `label`: it stops within a hash, its proofs stored.

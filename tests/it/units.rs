@@ -1,6 +1,7 @@
 //! `POST /api/v1/units` on a running miner: units added (CPU core, GPU adapter), removed and
-//! moved to another core while the other units keep hashing; refusals name the request field
-//! and change nothing; no token, no change.
+//! moved to another core while the other units keep hashing, the utility cores moved (the
+//! runtime's worker thread with them); refusals name the request field and change nothing; no
+//! token, no change.
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
@@ -40,6 +41,28 @@ fn post(api: u16, headers: &[&str], body: &str) -> (u16, serde_json::Value) {
     )
 }
 
+/// The CPUs the runtime's worker thread (`capminer-rt`) of process `pid` may run on.
+fn runtime_worker_cpus(pid: u32) -> Vec<usize> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    let worker = tasks
+        .map(|t| t.unwrap().path())
+        .find(|t| std::fs::read_to_string(t.join("comm")).is_ok_and(|c| c.trim() == "capminer-rt"))
+        .expect("a runtime worker thread");
+    let status = std::fs::read_to_string(worker.join("status")).unwrap();
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    list.split(',')
+        .flat_map(|part| match part.split_once('-') {
+            Some((a, b)) => (a.parse().unwrap()..=b.parse().unwrap()).collect::<Vec<usize>>(),
+            None => vec![part.parse().unwrap()],
+        })
+        .collect()
+}
+
 /// Waits until `label` hashes more than `after`.
 fn hashes_past(api: u16, label: &str, after: u64) {
     wait_for(Duration::from_secs(60), || {
@@ -64,7 +87,7 @@ fn units_are_added_removed_and_moved_while_the_others_hash() {
         ),
     )
     .replace("[cpu]\n", "[cpu]\nunits = [{ core = 0 }]\n");
-    let _miner = start_miner(dir.path(), &config, &[]);
+    let miner = start_miner(dir.path(), &config, &[]);
     wait_for(Duration::from_secs(60), || {
         (hashes(api, "cpu0") > 0).then_some(())
     })
@@ -150,6 +173,35 @@ fn units_are_added_removed_and_moved_while_the_others_hash() {
         vec!["cpu0"],
         "refused requests changed nothing"
     );
+
+    // Utility cores: not where a unit hashes, not a core that is not there; then core 1,
+    // where the runtime's worker thread moves, and where no unit may go until it is released.
+    for (body, code, says) in [
+        (r#"{"utility_cores": [0]}"#, 409, "used by unit cpu0"),
+        (r#"{"utility_cores": [5]}"#, 422, "does not exist"),
+    ] {
+        let (got, answer) = post(api, &[AUTH], body);
+        assert_eq!(got, code, "{body}: {answer}");
+        assert_eq!(answer["field"], "utility_cores", "{answer}");
+        assert!(answer["error"].as_str().unwrap().contains(says), "{answer}");
+    }
+    let (code, answer) = post(api, &[AUTH], r#"{"utility_cores": [1]}"#);
+    assert_eq!(code, 200, "{answer}");
+    let cpus: Vec<usize> = answer["cpus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(runtime_worker_cpus(miner.0.id()), cpus, "the worker moved");
+    let (code, answer) = post(api, &[AUTH], r#"{"add": {"core": 1}}"#);
+    assert_eq!(code, 409, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("utility core"),
+        "{answer}"
+    );
+    let (code, answer) = post(api, &[AUTH], r#"{"utility_cores": []}"#);
+    assert_eq!(code, 200, "{answer}");
 
     // Add a CPU unit on core 1: it hashes, and cpu0 never stopped.
     let before = hashes(api, "cpu0");
