@@ -325,15 +325,18 @@ impl Slot {
     fn view(&self) -> UnitView {
         let (state, last_build, thread_ids, down) = match &self.phase {
             Phase::Running(u) => (u.state(), u.last_build(), u.thread_ids(), None),
-            Phase::Stopping { unit, cause, .. } => (
+            Phase::Stopping {
+                unit,
+                cause: Cause::Fault(reason),
+                ..
+            } => (
                 UnitState::Failed,
                 unit.last_build(),
                 Vec::new(),
-                match cause {
-                    Cause::Fault(reason) => Some(reason.unwrap_or(Reason::Error)),
-                    _ => None,
-                },
+                Some(reason.unwrap_or(Reason::Error)),
             ),
+            // Stopping for an operator's restart, removal or move: not down after a fault.
+            Phase::Stopping { unit, .. } => (UnitState::Idle, unit.last_build(), Vec::new(), None),
             Phase::Waiting { reason, .. } | Phase::GaveUp(reason) => {
                 (UnitState::Failed, None, Vec::new(), Some(*reason))
             }

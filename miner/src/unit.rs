@@ -444,7 +444,8 @@ impl UnitContext {
 }
 
 /// Locks a mutex of the unit context, even one a panicking unit thread poisoned: what they
-/// guard (proof lists, an order handle) stays consistent at every await point.
+/// guard (proof lists, an order handle) is whole between statements, and a restart must not
+/// lose the proofs in them.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
