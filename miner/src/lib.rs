@@ -26,6 +26,7 @@ mod error;
 pub mod fault;
 pub mod gpu;
 pub mod hashrate;
+mod launch;
 pub mod metrics;
 mod miner;
 pub mod order;
