@@ -138,7 +138,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     for u in &s.units {
         let rate = |w: &str| u.hashrate.get(w).copied().unwrap_or(0.0);
         println!(
-            "{:<6} {:<4} {:<8} {:>10.1} {:>10.1} {:>10.1}  {}{}",
+            "{:<6} {:<4} {:<8} {:>10.1} {:>10.1} {:>10.1}  {}{}{}",
             u.unit,
             u.kind,
             u.state,
@@ -149,7 +149,11 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             u.reason
                 .as_deref()
                 .map(|r| format!(" ({r})"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            match u.restarts {
+                0 => String::new(),
+                n => format!(" [restarted {n}x by the watchdog]"),
+            }
         );
     }
     let line = |name: &str, m: &std::collections::BTreeMap<String, f64>| {
