@@ -559,8 +559,8 @@ pub struct WatchdogConfig {
     pub backoff_initial_ms: u64,
     /// Longest wait before a restart, in milliseconds.
     pub backoff_max_ms: u64,
-    /// After this long hashing without a fault, in milliseconds, a unit's backoff starts again
-    /// from `backoff_initial_ms`.
+    /// Once a unit hashes, this long (milliseconds) after its last restart without a new
+    /// fault, its backoff starts again from `backoff_initial_ms`.
     pub backoff_reset_ms: u64,
 }
 

@@ -303,3 +303,27 @@ fn a_lost_gpu_device_is_opened_again_and_its_units_hash_again() {
 fn start(dir: &Path, config: &str, fault: &str) -> Kill {
     crate::common::start_miner(dir, config, &[("CAPMINER_FAULT", fault)])
 }
+
+#[test]
+fn the_backoff_starts_again_after_healthy_hashing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // Any healthy hashing (1 ms) resets the backoff: the second panic waits as the first did.
+    let _miner = start(
+        dir.path(),
+        &two_units(port, "backoff_reset_ms = 1\n"),
+        "panic@cpu0x2",
+    );
+    wait_for(Duration::from_secs(90), || {
+        (restarts(port, "cpu0", "panic")? >= 2.0).then_some(())
+    })
+    .expect("two panics, two restarts");
+    let text = log(dir.path());
+    let waits: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("restarting it in") && l.contains("unit=cpu0"))
+        .map(|l| l.split("restart_in_ms=").nth(1).unwrap().trim())
+        .collect();
+    assert_eq!(waits, vec!["300", "300"], "{text}");
+    assert!(text.contains("backoff reset"), "{text}");
+}

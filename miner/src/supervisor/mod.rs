@@ -15,7 +15,8 @@
 //! `watchdog.max_compute_errors` GPU results refuted by the CPU in one epoch. The unit alone is
 //! halted ([`UnitContext::halt`]), joined once its threads have exited, and started again from
 //! its plan after `watchdog.backoff_initial_ms`, doubled at each further fault up to
-//! `watchdog.backoff_max_ms`, and reset after `watchdog.backoff_reset_ms` of healthy hashing.
+//! `watchdog.backoff_max_ms`, and reset once the unit hashes `watchdog.backoff_reset_ms` after
+//! its last restart without a new fault.
 //! A GPU unit whose device was lost gets the adapter opened again. The unit's [`UnitContext`]
 //! outlives its instances, so its hash counter stays monotonic, and proofs found but not yet
 //! stored become orphans stored before any newer proof, the next instance hashing past every

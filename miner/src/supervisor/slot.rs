@@ -206,7 +206,7 @@ impl Slot {
             && self.faults > 0
             && now.duration_since(self.started) >= Duration::from_millis(w.backoff_reset_ms)
         {
-            tracing::info!(unit = %self.ctx.info.label, "hashing without a fault for {} ms: backoff reset", w.backoff_reset_ms);
+            tracing::info!(unit = %self.ctx.info.label, "hashing, no fault for {} ms since the last restart: backoff reset", w.backoff_reset_ms);
             self.faults = 0;
         }
         None
