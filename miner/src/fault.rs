@@ -11,7 +11,8 @@
 //! without the feature, so there [`Faults::from_env`] ignores the variable and every hook
 //! below is a constant `false` the optimiser removes. The integration tests turn the feature on
 //! through the workspace's dev-dependency on this crate (cargo builds the `capminer` binary the
-//! tests run with the test build's features), and a binary built with it says so in its log.
+//! tests run with the test build's features; `cargo tree -e features,normal -i capminer-miner`
+//! shows that a normal build leaves it out), and such a binary warns in its log when it injects.
 //!
 //! Each fault fires at most `times` times, each time once the unit has hashed at least two
 //! rounds since it (re)started, so a restarted unit first shows that it hashes again:

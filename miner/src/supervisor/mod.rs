@@ -88,8 +88,8 @@ pub enum ChangeError {
     /// No unit has this label.
     #[error("no such unit")]
     NoSuchUnit,
-    /// The unit is down or already stopping: try again once it runs.
-    #[error("the unit is not running (down after a fault, or stopping): try again once it runs")]
+    /// The unit is stopping, or down when the change needs it running: try again once it runs.
+    #[error("the unit is stopping, or down after a fault: try again once it runs")]
     Busy,
 }
 

@@ -212,8 +212,9 @@ impl Slot {
         None
     }
 
-    /// Halts the unit for `cause` (an operator's restart, removal or move); false if it is
-    /// not running (down after a fault, or already stopping).
+    /// Halts the unit for `cause` (an operator's restart, removal or move). A unit down after
+    /// a fault is removed at once, or restarted at once; false when the change cannot be made
+    /// now (stopping already, a move of a unit that is down, or a fault with the watchdog off).
     pub(super) fn halt(&mut self, cause: Cause, launcher: &Launcher) -> bool {
         match std::mem::replace(&mut self.phase, Phase::Moving) {
             Phase::Running(unit) => {
@@ -223,6 +224,14 @@ impl Slot {
                     cause,
                     since: Instant::now(),
                     warned: false,
+                };
+                true
+            }
+            // Down and waiting out its backoff: an operator's restart starts it now.
+            Phase::Waiting { reason, .. } if matches!(cause, Cause::Restart) => {
+                self.phase = Phase::Waiting {
+                    reason,
+                    until: Instant::now(),
                 };
                 true
             }
