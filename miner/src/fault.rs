@@ -1,8 +1,8 @@
 //! Injected faults, so tests can prove the watchdog restarts what breaks.
 //!
 //! ```text
-//!  CAPMINER_FAULT="panic@cpu0x3,stall@cpu1,compute@gpu0.0x20,device_lost@gpu0.0,error@cpu0"
-//!                  kind @ unit label [x times (default 1)]
+//!  CAPMINER_FAULT="panic@cpu0x3,stall@cpu1,compute@gpu0.0x20,device_lost@gpu0.0,error@cpu0/30"
+//!                  kind @ unit label [x times (default 1)] [/ rounds first (default 2)]
 //! ```
 //!
 //! Why an environment variable read only in builds with the `fault-injection` cargo feature,
@@ -14,8 +14,9 @@
 //! tests run with the test build's features; `cargo tree -e features,normal -i capminer-miner`
 //! shows that a normal build leaves it out), and such a binary warns in its log when it injects.
 //!
-//! Each fault fires at most `times` times, each time once the unit has hashed at least two
-//! rounds since it (re)started, so a restarted unit first shows that it hashes again:
+//! Each fault fires at most `times` times, each time once the unit has hashed at least `rounds`
+//! rounds (2 unless given) since it (re)started, so a restarted unit first shows that it hashes
+//! again:
 //! - `panic`: the hashing thread panics before its next round;
 //! - `stall`: the hashing thread stops adding hashes (it waits, interruptibly, for its unit to
 //!   be stopped), as a unit stuck in a driver call would;
@@ -43,7 +44,17 @@ pub enum FaultKind {
 #[derive(Debug, Default)]
 pub struct Faults {
     #[cfg(feature = "fault-injection")]
-    planned: Vec<(FaultKind, String, std::sync::atomic::AtomicU32)>,
+    planned: Vec<Planned>,
+}
+
+/// One planned fault: its kind, unit, rounds to hash first, times left.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug)]
+struct Planned {
+    kind: FaultKind,
+    unit: String,
+    rounds: u64,
+    left: std::sync::atomic::AtomicU32,
 }
 
 /// The environment variable naming the faults to inject.
@@ -93,24 +104,39 @@ impl Faults {
                     ));
                 }
             };
+            let (rest, rounds) = match rest.rsplit_once('/') {
+                Some((r, n)) => (
+                    r,
+                    n.parse::<u64>()
+                        .map_err(|_| bad(part, "rounds after / must be a number"))?,
+                ),
+                None => (rest, 2),
+            };
             let (unit, times) = match rest.rsplit_once('x') {
                 Some((unit, n)) if n.parse::<u32>().is_ok() => (unit, n.parse().expect("checked")),
                 _ => (rest, 1),
             };
-            planned.push((kind, unit.to_string(), AtomicU32::new(times)));
+            planned.push(Planned {
+                kind,
+                unit: unit.to_string(),
+                rounds,
+                left: AtomicU32::new(times),
+            });
         }
         Ok(Self { planned })
     }
 
-    /// True if `kind` fires now for unit `label` (using up one of its times).
+    /// True if `kind` fires now for unit `label`, which has hashed `rounds` rounds since it
+    /// started (using up one of its times).
     #[allow(unused_variables)]
-    pub fn fire(&self, kind: FaultKind, label: &str) -> bool {
+    pub fn fire(&self, kind: FaultKind, label: &str, rounds: u64) -> bool {
         #[cfg(feature = "fault-injection")]
-        for (k, unit, left) in &self.planned {
+        for p in &self.planned {
             use std::sync::atomic::Ordering;
-            if *k == kind
-                && unit == label
-                && left
+            if p.kind == kind
+                && p.unit == label
+                && rounds >= p.rounds
+                && p.left
                     .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
                     .is_ok()
             {
@@ -128,14 +154,20 @@ mod tests {
 
     #[test]
     fn faults_fire_as_often_as_asked_for_their_unit_only() {
-        let f = Faults::parse("panic@cpu0x2, stall@gpu0.1").unwrap();
-        assert!(f.fire(FaultKind::Panic, "cpu0"));
-        assert!(!f.fire(FaultKind::Panic, "cpu1"));
-        assert!(!f.fire(FaultKind::Stall, "cpu0"));
-        assert!(f.fire(FaultKind::Panic, "cpu0"));
-        assert!(!f.fire(FaultKind::Panic, "cpu0"), "used up");
-        assert!(f.fire(FaultKind::Stall, "gpu0.1"));
+        let f = Faults::parse("panic@cpu0x2, stall@gpu0.1/10").unwrap();
+        assert!(
+            !f.fire(FaultKind::Panic, "cpu0", 1),
+            "not before two rounds"
+        );
+        assert!(f.fire(FaultKind::Panic, "cpu0", 2));
+        assert!(!f.fire(FaultKind::Panic, "cpu1", 2));
+        assert!(!f.fire(FaultKind::Stall, "cpu0", 2));
+        assert!(f.fire(FaultKind::Panic, "cpu0", 2));
+        assert!(!f.fire(FaultKind::Panic, "cpu0", 2), "used up");
+        assert!(!f.fire(FaultKind::Stall, "gpu0.1", 9));
+        assert!(f.fire(FaultKind::Stall, "gpu0.1", 10));
         assert!(Faults::parse("boom@cpu0").is_err());
         assert!(Faults::parse("panic").is_err());
+        assert!(Faults::parse("panic@cpu0/x").is_err());
     }
 }

@@ -219,10 +219,11 @@ impl UnitContext {
         self.hashes.load(Ordering::Relaxed)
     }
 
-    /// True if an injected fault of `kind` fires now (tests only: never in production builds,
-    /// and only once the unit has hashed two rounds since it started).
+    /// True if an injected fault of `kind` fires now (tests only: never in production builds;
+    /// see [`crate::fault`] for when).
     pub fn fault_due(&self, kind: FaultKind) -> bool {
-        self.rounds.load(Ordering::Relaxed) >= 2 && self.faults.fire(kind, &self.info.label)
+        self.faults
+            .fire(kind, &self.info.label, self.rounds.load(Ordering::Relaxed))
     }
 
     /// Counts a GPU result the CPU reference refuted.
@@ -358,7 +359,7 @@ impl UnitContext {
     }
 
     /// The faults injected before a round (tests only): a panic, an error, or a stall that
-    /// hashes nothing until the unit is stopped. Only once the unit has hashed two rounds.
+    /// hashes nothing until the unit is stopped.
     fn injected_fault(&self) -> Result<()> {
         let label = &self.info.label;
         if self.fault_due(FaultKind::Panic) {
