@@ -81,7 +81,11 @@ fn a_reload_applies_live_keys_names_the_others_and_refuses_bad_files() {
     assert_eq!(stall_restarts(port), 0.0, "no reload happened");
 
     // A bad file: refused with file, line and key; the running configuration stays.
-    std::fs::write(&path, quick.replace("stall_rounds = 20", "stall_rounds = 1")).unwrap();
+    std::fs::write(
+        &path,
+        quick.replace("stall_rounds = 20", "stall_rounds = 1"),
+    )
+    .unwrap();
     let (code, body) = reload(api, &[&auth]);
     assert_eq!(code, 422, "{body}");
     let message = body["error"].as_str().unwrap();
