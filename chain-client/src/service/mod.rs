@@ -9,6 +9,7 @@
 mod claims;
 mod delivery;
 mod epochs;
+mod finality;
 mod store;
 
 use std::collections::{BTreeMap, HashMap};
@@ -88,6 +89,8 @@ pub struct ChainService {
     claimed_at: Option<u64>,
     /// Stopping: every found proof is due at once.
     draining: bool,
+    /// Blocks whose logs made proofs final, watched for deeper reorgs.
+    final_marks: finality::FinalMarks,
 }
 
 impl ChainService {
@@ -164,6 +167,7 @@ impl ChainService {
             advancing: None,
             claimed_at: None,
             draining: false,
+            final_marks: finality::FinalMarks::new(),
             config,
         })
     }
@@ -278,6 +282,7 @@ impl ChainService {
 
         report.new_epoch = self.watch_epoch(current, head).await?;
         self.settle(head).await?;
+        self.watch_finality(head.number, now, current).await?;
         self.reconcile(head.number, now, current).await?;
         self.archive(now, current).await;
         report.submitted = self.submit(head, now, current).await?;

@@ -258,6 +258,84 @@ async fn a_reorg_that_drops_an_included_batch_leads_to_its_resubmission() {
     assert_eq!(count_state(&store, |s| *s == ProofState::Final), 10);
 }
 
+/// Beyond the threat model: a reorg deeper than `chain.confirmations` replaces the block whose
+/// log made proofs final. The client sees the block's hash change, counts the proofs, and
+/// (their epoch still open) delivers them again, so the store's "final" is true once more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorg_deeper_than_the_confirmations_reopens_and_redelivers_final_proofs() {
+    let net = Net::start(&spec(Target([0xff; 32]), 1, 1000), &[]).await;
+    let index = net.register(1, &[(UNIT, UnitKind::Cpu)]).await[0];
+    let epoch = net.next_epoch().await;
+    let (_dir, store) = store();
+    let mut config = net.chain_config();
+    config.confirmations = 2;
+    let registry = prometheus::Registry::new();
+    let mut client = net
+        .client_in(
+            1,
+            config,
+            store.clone(),
+            &[(UNIT, UnitKind::Cpu)],
+            &registry,
+        )
+        .await;
+    assert_eq!(super::deliver_epoch(&net, &mut client).await.number, epoch);
+    found(&store, epoch, 100..110);
+    let first = client.tick().await.unwrap().submitted.unwrap();
+    let batch_block = net
+        .provider
+        .get_transaction_receipt(first)
+        .await
+        .unwrap()
+        .unwrap()
+        .block_number
+        .unwrap();
+    for _ in 0..3 {
+        net.advance(0).await;
+        client.tick().await.unwrap();
+    }
+    assert_eq!(count_state(&store, |s| *s == ProofState::Final), 10);
+    let reorged = || {
+        registry
+            .gather()
+            .iter()
+            .find(|f| f.name() == "capminer_chain_final_proofs_reorged_total")
+            .map(|f| f.get_metric()[0].get_counter().get_value())
+    };
+    assert_eq!(reorged(), Some(0.0));
+
+    // The chain forks below the batch's block (deeper than 2 blocks) and grows past it again.
+    let head = net.provider.get_block_number().await.unwrap();
+    net.provider.anvil_set_auto_mine(false).await.unwrap();
+    net.provider
+        .anvil_rollback(Some(head - batch_block + 1))
+        .await
+        .unwrap();
+    net.provider.anvil_drop_all_transactions().await.unwrap();
+    net.provider.anvil_set_auto_mine(true).await.unwrap();
+    net.provider.anvil_mine(Some(2), None).await.unwrap();
+    assert_eq!(
+        net.count(index, epoch).await,
+        0,
+        "the reorg undid the batch"
+    );
+
+    let mut resubmitted = None;
+    for _ in 0..10 {
+        let report = client.tick().await.unwrap();
+        resubmitted = resubmitted.or(report.submitted);
+        net.advance(0).await;
+    }
+    assert_eq!(reorged(), Some(10.0), "the undone final proofs are counted");
+    assert!(resubmitted.is_some(), "delivered again");
+    assert_eq!(
+        net.count(index, epoch).await,
+        10,
+        "every proof counted once"
+    );
+    assert_eq!(count_state(&store, |s| *s == ProofState::Final), 10);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_transaction_is_replaced_with_higher_fees() {
     let net = Net::start(&spec(Target([0xff; 32]), 1, 1000), &[]).await;
