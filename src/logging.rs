@@ -1,5 +1,7 @@
 //! Logging through `tracing`, to stderr, as text or JSON.
 
+use std::io::IsTerminal;
+
 use capminer_config::{Config, LogFormat};
 use tracing_subscriber::EnvFilter;
 
@@ -9,7 +11,9 @@ pub fn init(config: &Config) -> anyhow::Result<()> {
         .map_err(|e| config.key_error("log.level", format!("not a valid filter: {e}")))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never in files and journals.
+        .with_ansi(std::io::stderr().is_terminal());
     match config.log.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -48,6 +48,18 @@ pub struct ConfigArg {
     /// CAPMINER_<SECTION>__<KEY> environment variables override it.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Log lines as text or JSON (overrides log.format).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormatArg>,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable lines (colour only on a terminal).
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,8 +116,12 @@ fn main() -> ExitCode {
 
 /// Loads the configuration named by `arg`, with the process environment's overrides.
 pub fn load_config(arg: &ConfigArg) -> anyhow::Result<capminer_config::Config> {
-    Ok(capminer_config::load(
-        arg.config.as_deref(),
-        std::env::vars(),
-    )?)
+    let mut config = capminer_config::load(arg.config.as_deref(), std::env::vars())?;
+    if let Some(format) = arg.log_format {
+        config.log.format = match format {
+            LogFormatArg::Text => capminer_config::LogFormat::Text,
+            LogFormatArg::Json => capminer_config::LogFormat::Json,
+        };
+    }
+    Ok(config)
 }

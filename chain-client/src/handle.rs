@@ -9,6 +9,7 @@ use capminer_config::ChainConfig;
 use capminer_proofs::{GpuChallenge, UnitKind};
 
 use crate::bindings::Capacity;
+use crate::bindings::Capacity::CapacityErrors;
 use crate::error::redact_url;
 use crate::{ChainError, Result};
 
@@ -150,6 +151,20 @@ impl ChainHandle {
     /// The contract's bindings on this node.
     pub fn contract(&self) -> Capacity::CapacityInstance<DynProvider> {
         Capacity::new(self.address, self.provider.clone())
+    }
+
+    /// The on-chain index of unit `id`; `None` while it is not registered.
+    pub async fn unit_index(&self, id: capminer_proofs::UnitId) -> Result<Option<u32>> {
+        match self.contract().unitIndexOf(id.0.into()).call().await {
+            Ok(index) => Ok(Some(index)),
+            Err(e) => match self.call_error("unitIndexOf")(e) {
+                ChainError::Revert {
+                    error: CapacityErrors::UnknownUnitId(_),
+                    ..
+                } => Ok(None),
+                other => Err(other),
+            },
+        }
     }
 
     /// Maps a node error of `call`.

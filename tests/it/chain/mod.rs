@@ -8,6 +8,7 @@ mod doctor;
 mod flow;
 mod gas;
 mod restart;
+mod scheduling;
 mod stop;
 mod verifiers;
 
