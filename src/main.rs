@@ -24,6 +24,7 @@ mod metrics_server;
 mod node;
 mod progress;
 mod proofs_cmd;
+mod provider_cmd;
 mod run;
 mod verifier_cmd;
 mod verify_cmd;
@@ -82,6 +83,11 @@ enum Command {
     Status(ctl_cmd::StatusArgs),
     /// Pause or resume a running miner, or one of its units (needs api.token_file).
     Ctl(ctl_cmd::CtlArgs),
+    /// The provider's tasks (its own key): register, authorize|revoke host operators, claim,
+    /// retire, withdraw, top-up, units.
+    Provider(provider_cmd::ProviderArgs),
+    /// A verifier party's tasks (its own key): authorize|revoke shard delegates.
+    Party(provider_cmd::PartyArgs),
     /// Work with the proof store.
     #[command(subcommand)]
     Proofs(proofs_cmd::ProofsCommand),
@@ -99,6 +105,8 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify_cmd::verify(args),
         Command::Verifier(args) => verifier_cmd::verifier(args),
         Command::Proofs(cmd) => proofs_cmd::proofs(cmd),
+        Command::Provider(args) => provider_cmd::provider(args),
+        Command::Party(args) => provider_cmd::party(args),
         Command::Devices => devices_cmd::devices(),
         Command::Doctor(args) => doctor_cmd::doctor(args),
         Command::Status(args) => ctl_cmd::status(args),

@@ -167,6 +167,31 @@ impl ChainHandle {
         }
     }
 
+    /// The verifier party `key` votes for: itself if it is a verifier, the party that made it
+    /// a delegate (while that party is a verifier), else `None`.
+    pub async fn verifier_party(&self, key: Address) -> Result<Option<Address>> {
+        let contract = self.contract();
+        let is = |a: Address| {
+            let contract = &contract;
+            async move {
+                contract
+                    .isVerifier(a)
+                    .call()
+                    .await
+                    .map_err(self.call_error("isVerifier"))
+            }
+        };
+        if is(key).await? {
+            return Ok(Some(key));
+        }
+        let party = contract
+            .delegateParty(key)
+            .call()
+            .await
+            .map_err(self.call_error("delegateParty"))?;
+        Ok((party != Address::ZERO && is(party).await?).then_some(party))
+    }
+
     /// Maps a node error of `call`.
     pub fn rpc_error(
         &self,

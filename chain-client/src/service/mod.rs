@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::network::EthereumWallet;
-use alloy::primitives::TxHash;
+use alloy::primitives::{Address, TxHash};
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use capminer_config::ChainConfig;
@@ -100,6 +100,8 @@ pub struct ChainService {
     unregistered: Vec<(UnitId, UnitKind, String)>,
     /// Which units should hash.
     standing: standing::Standing,
+    /// The provider this signer is an operator of (`None`: it is the provider itself).
+    provider: Option<Address>,
 }
 
 impl ChainService {
@@ -125,6 +127,16 @@ impl ChainService {
         let from = setup.signer.address();
         let mut units = HashMap::new();
         let mut by_index = HashMap::new();
+        // A host signs with its own operator key; the units stay the provider's.
+        let provider = contract
+            .operatorProvider(from)
+            .call()
+            .await
+            .map_err(chain.call_error("operatorProvider"))?;
+        let provider = (provider != Address::ZERO).then_some(provider);
+        if let Some(p) = provider {
+            tracing::info!(operator = %from, provider = %p, "signing as an operator of provider {p}: proofs only; claims, collateral and registration are the provider's");
+        }
         let mut unregistered = Vec::new();
         for (id, kind, label) in setup.units {
             let Some(index) = chain.unit_index(id).await? else {
@@ -137,10 +149,12 @@ impl ChainService {
                 .call()
                 .await
                 .map_err(chain.call_error("unitInfo"))?;
-            if info.provider != from {
+            if info.provider != from && Some(info.provider) != provider {
                 return Err(ChainError::Setup(format!(
-                    "unit {label} ({id}) is registered to {}, not to this signer {from}",
-                    info.provider
+                    "unit {label} ({id}) is registered to {p}; this signer {from} is neither that \
+                     provider nor one of its operators (the provider runs `capminer provider \
+                     authorize {from}`)",
+                    p = info.provider
                 )));
             }
             by_index.insert(index, id);
@@ -172,6 +186,7 @@ impl ChainService {
             final_marks: finality::FinalMarks::new(),
             unregistered,
             standing: standing::Standing::default(),
+            provider,
             config,
         })
     }

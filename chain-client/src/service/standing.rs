@@ -99,7 +99,7 @@ impl ChainService {
                 .await
                 .map_err(self.chain.call_error("unitInfo"))?
                 .provider;
-            if provider != self.txm.address() {
+            if provider != self.txm.address() && Some(provider) != self.provider {
                 tracing::error!(unit = %label, %provider, "unit registered to another provider: it stays idle");
                 still.push((id, kind, label));
                 continue;
