@@ -47,10 +47,10 @@ struct Cli {
 pub struct ConfigArg {
     /// TOML configuration file (every key optional; see config/capminer.example.toml).
     /// CAPMINER_<SECTION>__<KEY> environment variables override it.
-    #[arg(long, short = 'c', value_name = "FILE")]
+    #[arg(long, short = 'c', value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     /// Log lines as text or JSON (overrides log.format).
-    #[arg(long, value_enum, value_name = "FORMAT")]
+    #[arg(long, value_enum, value_name = "FORMAT", global = true)]
     pub log_format: Option<LogFormatArg>,
 }
 

@@ -5,6 +5,7 @@ mod attacks;
 mod campaign;
 mod delivery;
 mod doctor;
+mod fleet;
 mod flow;
 mod gas;
 mod restart;
