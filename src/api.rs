@@ -411,20 +411,22 @@ fn build_status(
         .iter()
         .map(|u| {
             let info = u.info();
-            let (state, reason) = match (u.state(), miner.is_paused(&info.label)) {
-                (UnitState::Failed, _) => (
+            let paused = miner.is_paused(&info.label);
+            let (state, reason) = match (u.state(), paused, miner.hold(&info.label)) {
+                (UnitState::Failed, _, _) => (
                     "failed",
                     Some(format!(
                         "down after a fault ({}): the watchdog restarts it; see the log",
                         u.down().map_or("error", |r| r.as_str())
                     )),
                 ),
-                (_, true) => ("paused", Some("paused through the control API".into())),
-                (UnitState::Hashing(_), _) => ("hashing", None),
-                (UnitState::Building { .. }, _) => {
+                (_, true, _) => ("paused", Some("paused through the control API".into())),
+                (_, _, Some(why)) => ("idle", Some(why)),
+                (UnitState::Hashing(_), _, _) => ("hashing", None),
+                (UnitState::Building { .. }, _, _) => {
                     ("keying", Some("building its dataset for the epoch".into()))
                 }
-                (UnitState::Idle, _) => ("idle", Some("no epoch yet".into())),
+                (UnitState::Idle, _, _) => ("idle", Some("no epoch yet".into())),
             };
             let labels = [("unit", info.label.as_str())];
             let hashrate = ["10s", "60s", "15m"]

@@ -1,6 +1,7 @@
 //! Logging through `tracing`, to stderr, as text or JSON; the filter (`log.level`) can be
 //! changed while the process runs (a config reload).
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use capminer_config::{Config, LogFormat};
@@ -20,7 +21,10 @@ pub fn filter(config: &Config) -> anyhow::Result<EnvFilter> {
 pub fn init(config: &Config) -> anyhow::Result<()> {
     let (filter, handle) = reload::Layer::new(filter(config)?);
     let registry = tracing_subscriber::registry().with(filter);
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never in files and journals.
+        .with_ansi(std::io::stderr().is_terminal());
     match config.log.format {
         LogFormat::Text => registry.with(fmt).try_init(),
         LogFormat::Json => registry.with(fmt.json()).try_init(),

@@ -25,6 +25,7 @@ mod metrics_server;
 mod node;
 mod progress;
 mod proofs_cmd;
+mod provider_cmd;
 mod reload;
 mod run;
 mod units_api;
@@ -49,8 +50,20 @@ struct Cli {
 pub struct ConfigArg {
     /// TOML configuration file (every key optional; see config/capminer.example.toml).
     /// CAPMINER_<SECTION>__<KEY> environment variables override it.
-    #[arg(long, short = 'c', value_name = "FILE")]
+    #[arg(long, short = 'c', value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
+    /// Log lines as text or JSON (overrides log.format).
+    #[arg(long, value_enum, value_name = "FORMAT", global = true)]
+    pub log_format: Option<LogFormatArg>,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable lines (colour only on a terminal).
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,6 +86,11 @@ enum Command {
     Status(ctl_cmd::StatusArgs),
     /// Pause, resume or reload a running miner, or one of its units (needs api.token_file).
     Ctl(ctl_cmd::CtlArgs),
+    /// The provider's tasks (its own key): register, authorize|revoke host operators, claim,
+    /// retire, withdraw, top-up, units.
+    Provider(provider_cmd::ProviderArgs),
+    /// A verifier party's tasks (its own key): authorize|revoke shard delegates.
+    Party(provider_cmd::PartyArgs),
     /// Work with the proof store.
     #[command(subcommand)]
     Proofs(proofs_cmd::ProofsCommand),
@@ -90,6 +108,8 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify_cmd::verify(args),
         Command::Verifier(args) => verifier_cmd::verifier(args),
         Command::Proofs(cmd) => proofs_cmd::proofs(cmd),
+        Command::Provider(args) => provider_cmd::provider(args),
+        Command::Party(args) => provider_cmd::party(args),
         Command::Devices => devices_cmd::devices(),
         Command::Doctor(args) => doctor_cmd::doctor(args),
         Command::Status(args) => ctl_cmd::status(args),
@@ -107,8 +127,12 @@ fn main() -> ExitCode {
 
 /// Loads the configuration named by `arg`, with the process environment's overrides.
 pub fn load_config(arg: &ConfigArg) -> anyhow::Result<capminer_config::Config> {
-    Ok(capminer_config::load(
-        arg.config.as_deref(),
-        std::env::vars(),
-    )?)
+    let mut config = capminer_config::load(arg.config.as_deref(), std::env::vars())?;
+    if let Some(format) = arg.log_format {
+        config.log.format = match format {
+            LogFormatArg::Text => capminer_config::LogFormat::Text,
+            LogFormatArg::Json => capminer_config::LogFormat::Json,
+        };
+    }
+    Ok(config)
 }

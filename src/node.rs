@@ -96,12 +96,18 @@ pub fn run_node(
                 ChainService::connect(setup.clone(), store.clone(), metrics.clone())
             }))?;
             let (m, s) = (Arc::downgrade(&miner), chain_stop.clone());
+            let held = Arc::downgrade(&miner);
             let task = runtime.spawn(service.run(
                 move |e| {
                     if let Some(m) = m.upgrade()
                         && let Err(err) = m.set_epoch(e)
                     {
                         tracing::error!("cannot start epoch {}: {err}", e.number);
+                    }
+                },
+                move |holds| {
+                    if let Some(m) = held.upgrade() {
+                        m.set_holds(holds.iter().map(|(id, why)| (*id, why.as_deref())));
                     }
                 },
                 move || s.load(Ordering::Acquire),
@@ -212,7 +218,7 @@ pub async fn wait_for_signal(stop: Arc<AtomicBool>) {
 
 /// Runs `connect` until it succeeds, retrying while the node is unreachable (with backoff up to
 /// 30 s, until a stop is asked): a process started while its node is briefly down waits for
-/// it. Any other error (a unit not registered, a wrong chain id) ends the start at once.
+/// it. Any other error (a unit registered to another provider, a wrong chain id) ends the start at once.
 pub async fn connect_with_retries<T, F>(
     stop: &AtomicBool,
     mut connect: impl FnMut() -> F,

@@ -18,11 +18,18 @@ use crate::{ConfigArg, load_config, logging, metrics_server};
 pub struct VerifierArgs {
     #[command(flatten)]
     config: ConfigArg,
+    /// This process's shard of its party's unit-epochs, I/N (overrides verifier.shard): N
+    /// shards, each with its own delegate key, check everything once.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<capminer_config::Shard>,
 }
 
 /// Runs the verifier until SIGINT or SIGTERM.
 pub fn verifier(args: VerifierArgs) -> anyhow::Result<ExitCode> {
-    let config = load_config(&args.config)?;
+    let mut config = load_config(&args.config)?;
+    if let Some(shard) = args.shard {
+        config.verifier.shard = shard;
+    }
     logging::init(&config)?;
     if config.chain.contract.is_none() {
         return Err(config

@@ -9,6 +9,7 @@ use capminer_config::ChainConfig;
 use capminer_proofs::{GpuChallenge, UnitKind};
 
 use crate::bindings::Capacity;
+use crate::bindings::Capacity::CapacityErrors;
 use crate::error::redact_url;
 use crate::{ChainError, Result};
 
@@ -150,6 +151,45 @@ impl ChainHandle {
     /// The contract's bindings on this node.
     pub fn contract(&self) -> Capacity::CapacityInstance<DynProvider> {
         Capacity::new(self.address, self.provider.clone())
+    }
+
+    /// The on-chain index of unit `id`; `None` while it is not registered.
+    pub async fn unit_index(&self, id: capminer_proofs::UnitId) -> Result<Option<u32>> {
+        match self.contract().unitIndexOf(id.0.into()).call().await {
+            Ok(index) => Ok(Some(index)),
+            Err(e) => match self.call_error("unitIndexOf")(e) {
+                ChainError::Revert {
+                    error: CapacityErrors::UnknownUnitId(_),
+                    ..
+                } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// The verifier party `key` votes for: itself if it is a verifier, the party that made it
+    /// a delegate (while that party is a verifier), else `None`.
+    pub async fn verifier_party(&self, key: Address) -> Result<Option<Address>> {
+        let contract = self.contract();
+        let is = |a: Address| {
+            let contract = &contract;
+            async move {
+                contract
+                    .isVerifier(a)
+                    .call()
+                    .await
+                    .map_err(self.call_error("isVerifier"))
+            }
+        };
+        if is(key).await? {
+            return Ok(Some(key));
+        }
+        let party = contract
+            .delegateParty(key)
+            .call()
+            .await
+            .map_err(self.call_error("delegateParty"))?;
+        Ok((party != Address::ZERO && is(party).await?).then_some(party))
     }
 
     /// Maps a node error of `call`.

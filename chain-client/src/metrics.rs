@@ -9,6 +9,8 @@ pub struct ChainMetrics {
     pub proofs_submitted: IntCounter,
     /// Proofs the contract accepted (counted once, when first seen in a canonical log).
     pub proofs_accepted: IntCounter,
+    /// Proofs called final whose block a reorg deeper than `chain.confirmations` replaced.
+    pub final_proofs_reorged: IntCounter,
     /// Proofs the contract skipped, or that could not be sent before their epoch closed.
     pub proofs_skipped: IntCounterVec,
     /// Proofs not yet final.
@@ -54,6 +56,10 @@ impl ChainMetrics {
             proofs_accepted: IntCounter::new(
                 "capminer_chain_proofs_accepted_total",
                 "Proofs the contract accepted, counted once",
+            )?,
+            final_proofs_reorged: IntCounter::new(
+                "capminer_chain_final_proofs_reorged_total",
+                "Proofs called final whose block a reorg deeper than chain.confirmations replaced",
             )?,
             proofs_skipped: IntCounterVec::new(
                 Opts::new(
@@ -129,6 +135,7 @@ impl ChainMetrics {
         }
         registry.register(Box::new(m.proofs_submitted.clone()))?;
         registry.register(Box::new(m.proofs_accepted.clone()))?;
+        registry.register(Box::new(m.final_proofs_reorged.clone()))?;
         registry.register(Box::new(m.proofs_skipped.clone()))?;
         registry.register(Box::new(m.proofs_pending.clone()))?;
         registry.register(Box::new(m.transactions.clone()))?;

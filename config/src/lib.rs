@@ -9,6 +9,7 @@ mod error;
 pub mod hex;
 mod load;
 pub mod secret;
+mod shard;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use error::{ConfigError, Source};
 pub use load::{Origin, load};
+pub use shard::Shard;
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -49,6 +51,9 @@ pub struct Config {
     pub origin: Origin,
 }
 
+/// The highest `miner.host`.
+pub const MAX_HOST: u32 = 0xffff;
+
 /// `[miner]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -58,6 +63,9 @@ pub struct MinerConfig {
     /// The provider's 20-byte address; unit ids not given explicitly are derived from it.
     #[serde(with = "hex::bytes")]
     pub provider: [u8; 20],
+    /// This host's number among the provider's hosts (0 to 65535): derived unit ids include
+    /// it, so two hosts of one provider never derive the same id.
+    pub host: u32,
 }
 
 impl Default for MinerConfig {
@@ -65,6 +73,7 @@ impl Default for MinerConfig {
         Self {
             state_dir: PathBuf::from("state"),
             provider: [0; 20],
+            host: 0,
         }
     }
 }
@@ -487,6 +496,8 @@ pub struct VerifierConfig {
     /// Share of each unit-epoch's proofs to recompute, in (0, 1]. Each verifier draws its
     /// own sample from its signature over the unit-epoch's digest, after the window closes.
     pub sample_rate: f64,
+    /// This process's shard of its party's work, `I/N` (`0/1`: all of it).
+    pub shard: Shard,
 }
 
 impl Default for VerifierConfig {
@@ -495,6 +506,7 @@ impl Default for VerifierConfig {
             state_dir: PathBuf::from("verifier-state"),
             key_file: None,
             sample_rate: 1.0,
+            shard: Shard::WHOLE,
         }
     }
 }
@@ -624,6 +636,12 @@ impl Config {
             return Err(self.key_error(
                 "cpu.round_ms",
                 format!("{} is outside 100..=250 ms", cpu.round_ms),
+            ));
+        }
+        if self.miner.host > MAX_HOST {
+            return Err(self.key_error(
+                "miner.host",
+                format!("{} is above {MAX_HOST}", self.miner.host),
             ));
         }
         let chain = &self.chain;

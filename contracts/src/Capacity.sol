@@ -113,6 +113,13 @@ contract Capacity {
     mapping(uint256 => uint256) internal unitEpochWord;
     mapping(uint256 => bytes32) internal unitEpochDigest;
 
+    /// A provider's hosts: operator => provider. An operator submits proofs for the provider's
+    /// units and can do nothing else; collateral and rewards stay the provider's.
+    mapping(address => address) public operatorProvider;
+    /// A verifier party's shards: delegate => party. A delegate attests, reports and abstains
+    /// for its party; the party counts once, whichever of its keys sends.
+    mapping(address => address) public delegateParty;
+
     mapping(address => bool) public isVerifier;
     uint32 public verifierCount;
     uint32 public quorum;
@@ -137,6 +144,10 @@ contract Capacity {
     event EpochStarted(uint64 indexed epoch, bytes32 seed, uint64 version);
     event KindParamsSet(uint8 indexed kind, uint64 version, uint64 fromEpoch, KindParams params);
     event ProofsAccepted(uint64 indexed epoch, uint32 indexed unit, uint32 count, uint64 lastNonce, bytes nonces);
+    event OperatorAuthorized(address indexed provider, address indexed operator);
+    event OperatorRevoked(address indexed provider, address indexed operator);
+    event DelegateAuthorized(address indexed party, address indexed delegate);
+    event DelegateRevoked(address indexed party, address indexed delegate);
     event VerifierAdded(address indexed verifier);
     event VerifierRemoved(address indexed verifier);
     event QuorumSet(uint32 quorum);
@@ -176,6 +187,8 @@ contract Capacity {
     error SeedMismatch(uint64 epoch, bytes32 expected, bytes32 given);
     error MalformedBatch(uint256 offset);
     error NotVerifier(address account);
+    error KeyTaken(address key, address holder);
+    error NotYours(address key, address holder);
     error WindowOpen(uint64 epoch);
     error VerificationClosed(uint64 epoch, uint256 settledAt);
     error DigestMismatch(bytes32 expected, bytes32 given);
@@ -222,9 +235,12 @@ contract Capacity {
         locked = 1;
     }
 
-    modifier onlyVerifier() {
-        if (!isVerifier[msg.sender]) revert NotVerifier(msg.sender);
-        _;
+    /// The verifier party the sender acts for: itself, or the party that authorized it as a
+    /// delegate (while that party is a verifier).
+    function _party() internal view returns (address party) {
+        if (isVerifier[msg.sender]) return msg.sender;
+        party = delegateParty[msg.sender];
+        if (party == address(0) || !isVerifier[party]) revert NotVerifier(msg.sender);
     }
 
     /// @param s epoch, grace, verification and timelock times
@@ -536,6 +552,49 @@ contract Capacity {
         return uint32(i - 1);
     }
 
+    // ---------------------------------------------------------------- hosts and shards
+
+    /// @notice Lets `operator` (one host's key) submit proofs for the sender's units, and
+    /// nothing else. A key serves one provider at a time.
+    function authorizeOperator(address operator) external {
+        _bind(operatorProvider, operator);
+        emit OperatorAuthorized(msg.sender, operator);
+    }
+
+    /// @notice Withdraws `operator`'s right to submit the sender's proofs.
+    function revokeOperator(address operator) external {
+        _unbind(operatorProvider, operator);
+        emit OperatorRevoked(msg.sender, operator);
+    }
+
+    /// @notice Lets `delegate` (one shard's key) attest, report and abstain for the sender's
+    /// verifier party. A key serves one party at a time, and a verifier cannot be a delegate.
+    function authorizeDelegate(address delegate) external {
+        if (!isVerifier[msg.sender]) revert NotVerifier(msg.sender);
+        if (isVerifier[delegate]) revert KeyTaken(delegate, delegate);
+        _bind(delegateParty, delegate);
+        emit DelegateAuthorized(msg.sender, delegate);
+    }
+
+    /// @notice Withdraws `delegate`'s right to act for the sender's party.
+    function revokeDelegate(address delegate) external {
+        _unbind(delegateParty, delegate);
+        emit DelegateRevoked(msg.sender, delegate);
+    }
+
+    function _bind(mapping(address => address) storage holders, address key) internal {
+        if (key == address(0)) revert ZeroAddress();
+        address holder = holders[key];
+        if (key == msg.sender || (holder != address(0) && holder != msg.sender)) revert KeyTaken(key, holder);
+        holders[key] = msg.sender;
+    }
+
+    function _unbind(mapping(address => address) storage holders, address key) internal {
+        address holder = holders[key];
+        if (holder != msg.sender) revert NotYours(key, holder);
+        holders[key] = address(0);
+    }
+
     function _ownedUnit(uint32 index) internal view returns (Unit storage u) {
         if (index >= units.length) revert UnknownUnit(index);
         u = units[index];
@@ -597,7 +656,9 @@ contract Capacity {
         if (next > packed.length) revert MalformedBatch(offset);
         if (unit >= units.length) revert UnknownUnit(unit);
         Unit storage u = units[unit];
-        if (u.provider != msg.sender) revert NotUnitOwner(unit, u.provider);
+        if (u.provider != msg.sender && operatorProvider[msg.sender] != u.provider) {
+            revert NotUnitOwner(unit, u.provider);
+        }
         if (epoch < u.startEpoch || epoch >= u.endEpoch || u.collateral < u.registeredCollateral) {
             return (next, 0, n);
         }
@@ -716,8 +777,8 @@ contract Capacity {
     /// valid. `digest` must be the chained digest of the accepted nonces.
     function attest(uint32 unit, uint64 epoch, bytes32 digest, uint32 checked, bytes calldata sampleSignature)
         external
-        onlyVerifier
     {
+        address party = _party();
         _checkVerifying(epoch);
         uint256 key = _key(unit, epoch);
         bytes32 expected = unitEpochDigest[key];
@@ -727,12 +788,12 @@ contract Capacity {
         if (word & FAILED != 0) revert AlreadyFailed(unit, epoch);
         address signer = _recover(sampleHash(unit, epoch, digest), sampleSignature);
         if (signer != msg.sender) revert BadSampleSignature(signer, msg.sender);
-        bytes32 mark = keccak256(abi.encode(key, msg.sender));
-        if (attested[mark]) revert AlreadyAttested(unit, epoch, msg.sender);
+        bytes32 mark = keccak256(abi.encode(key, party));
+        if (attested[mark]) revert AlreadyAttested(unit, epoch, party);
         attested[mark] = true;
         uint256 n = ((word >> ATTESTATIONS_SHIFT) & ATTESTATIONS_MASK) + 1;
         word = (word & ~(ATTESTATIONS_MASK << ATTESTATIONS_SHIFT)) | (n << ATTESTATIONS_SHIFT);
-        emit Attested(unit, epoch, msg.sender, digest, checked, sampleSignature);
+        emit Attested(unit, epoch, party, digest, checked, sampleSignature);
         if (n >= quorum && word & ATTESTED == 0) {
             word |= ATTESTED;
             emit UnitEpochAttested(unit, epoch);
@@ -750,19 +811,19 @@ contract Capacity {
     /// `settleTime`.
     function reportInvalid(uint32 unit, uint64 epoch, uint64 nonce, uint8 reason, bytes[] calldata groups)
         external
-        onlyVerifier
     {
+        address party = _party();
         _checkVerifying(epoch);
         if (unit >= units.length) revert UnknownUnit(unit);
         uint256 key = _key(unit, epoch);
         bytes32 expected = unitEpochDigest[key];
         if (expected == 0) revert NothingSubmitted(unit, epoch);
         _checkEvidence(unit, epoch, nonce, expected, groups);
-        bytes32 mark = keccak256(abi.encode(key, msg.sender));
-        if (reported[mark]) revert AlreadyReported(unit, epoch, nonce, msg.sender);
+        bytes32 mark = keccak256(abi.encode(key, party));
+        if (reported[mark]) revert AlreadyReported(unit, epoch, nonce, party);
         reported[mark] = true;
         uint256 n = ++reportCount[key];
-        emit InvalidProofReported(unit, epoch, nonce, reason, msg.sender);
+        emit InvalidProofReported(unit, epoch, nonce, reason, party);
         uint256 word = unitEpochWord[key];
         if (n >= quorum && word & FAILED == 0) {
             unitEpochWord[key] = (word & ~ATTESTED) | FAILED;
@@ -801,9 +862,10 @@ contract Capacity {
     /// @notice A verifier states on chain that it could not check a unit-epoch (`reason`:
     /// 1 unsupported kind, 2 challenge parameters differ, 3 logs do not replay to the digest,
     /// 4 recomputation failed), instead of skipping it silently.
-    function abstain(uint32 unit, uint64 epoch, uint8 reason) external onlyVerifier {
+    function abstain(uint32 unit, uint64 epoch, uint8 reason) external {
+        address party = _party();
         _checkVerifying(epoch);
-        emit VerificationAbstained(unit, epoch, msg.sender, reason);
+        emit VerificationAbstained(unit, epoch, party, reason);
     }
 
     function _recover(bytes32 hash, bytes calldata sig) internal pure returns (address) {

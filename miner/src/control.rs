@@ -29,6 +29,8 @@ struct State {
     paused: bool,
     /// Units paused one by one (by label), beside the pause of all.
     paused_units: std::collections::BTreeSet<String>,
+    /// Units the chain says must not hash now (by label), and why.
+    holds: std::collections::BTreeMap<String, String>,
     stopped: bool,
 }
 
@@ -82,6 +84,31 @@ impl Control {
         });
     }
 
+    /// Holds unit `label` idle for `reason` (the chain would not count its proofs), or lets it
+    /// hash again (`None`). Changes nothing, and wakes no thread, when it is already so.
+    pub fn set_unit_hold(&self, label: &str, reason: Option<&str>) {
+        {
+            let state = self.state.lock().expect("control lock poisoned");
+            if state.holds.get(label).map(String::as_str) == reason {
+                return;
+            }
+        }
+        self.update(|s| match reason {
+            Some(why) => {
+                s.holds.insert(label.to_string(), why.to_string());
+            }
+            None => {
+                s.holds.remove(label);
+            }
+        });
+    }
+
+    /// Why unit `label` is held idle, if it is.
+    pub fn hold(&self, label: &str) -> Option<String> {
+        let state = self.state.lock().expect("control lock poisoned");
+        state.holds.get(label).cloned()
+    }
+
     /// The current epoch and its sequence number.
     pub fn epoch(&self) -> Option<(u64, Epoch)> {
         self.state.lock().expect("control lock poisoned").epoch
@@ -118,13 +145,16 @@ impl Control {
         self.stopped.load(Ordering::Acquire)
     }
 
-    /// The current state as unit `label` sees it (paused if all are, or it alone is).
+    /// The current state as unit `label` sees it (paused if all are, it alone is, or it is
+    /// held).
     pub fn snapshot_for(&self, label: &str) -> Snapshot {
         let state = self.state.lock().expect("control lock poisoned");
         Snapshot {
             generation: self.generation(),
             epoch: state.epoch,
-            paused: state.paused || state.paused_units.contains(label),
+            paused: state.paused
+                || state.paused_units.contains(label)
+                || state.holds.contains_key(label),
             stopped: state.stopped,
         }
     }

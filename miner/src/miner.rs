@@ -7,8 +7,8 @@ use capminer_config::Config;
 use capminer_kernels::KernelError;
 use capminer_kernels::gpu_challenge::GpuParams;
 use capminer_kernels::randomx::{Argon2Impl, DatasetInit, RandomXFlags, RandomXOptions};
-use capminer_proofs::Epoch;
 use capminer_proofs::store::ProofStore;
+use capminer_proofs::{Epoch, UnitId};
 use prometheus::Registry;
 
 use crate::control::Control;
@@ -204,6 +204,34 @@ impl Miner {
         }
         self.control.set_unit_paused(label, paused);
         true
+    }
+
+    /// Holds units idle, or lets them hash, as the chain says (by unit id, with the reason);
+    /// logs each change. Ids of no unit here are ignored.
+    pub fn set_holds<'a>(&self, holds: impl IntoIterator<Item = (UnitId, Option<&'a str>)>) {
+        let units = self.units();
+        for (id, reason) in holds {
+            let Some(unit) = units.iter().find(|u| u.info().id == id) else {
+                continue;
+            };
+            let label = &unit.info().label;
+            let before = self.control.hold(label);
+            if before.as_deref() == reason {
+                continue;
+            }
+            match reason {
+                Some(why) => tracing::info!(unit = %label, "unit idle: {why}"),
+                None => {
+                    tracing::info!(unit = %label, "unit hashes again ({})", before.unwrap_or_default())
+                }
+            }
+            self.control.set_unit_hold(label, reason);
+        }
+    }
+
+    /// Why the chain holds the unit labelled `label` idle, if it does.
+    pub fn hold(&self, label: &str) -> Option<String> {
+        self.control.hold(label)
     }
 
     /// True if the unit labelled `label` is paused (alone or with all).

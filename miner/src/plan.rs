@@ -34,7 +34,8 @@ pub struct CpuUnitPlan {
 
 /// The id of a unit the config does not name: `provider ‖ keccak256("capminer/unit" ‖
 /// provider ‖ kind ‖ index)[..12]`, with the kind as one byte and the index as a u32
-/// big-endian: the core index for CPU units, `device << 8 | slot` for GPU units. The contract
+/// big-endian: `host << 16 | core` for CPU units, `host << 16 | device << 8 | slot` for GPU
+/// units (`miner.host`, 0 on a provider's only host), so hosts never collide. The contract
 /// accepts only ids that start with the registering provider's address, so no one else can
 /// take them.
 pub fn derived_unit_id(provider: &[u8; 20], kind: UnitKind, index: u32) -> UnitId {
@@ -164,7 +165,11 @@ pub fn cpu_unit_plan(
     CpuUnitPlan {
         label: format!("cpu{}", core.index),
         id: id.unwrap_or_else(|| {
-            derived_unit_id(&config.miner.provider, UnitKind::Cpu, core.index as u32)
+            derived_unit_id(
+                &config.miner.provider,
+                UnitKind::Cpu,
+                config.miner.host << 16 | core.index as u32,
+            )
         }),
         core: core.clone(),
         threads,
@@ -282,7 +287,7 @@ pub fn plan_gpu_units(config: &Config, params: &GpuParams) -> Result<Vec<GpuUnit
                 id: derived_unit_id(
                     &config.miner.provider,
                     UnitKind::Gpu,
-                    (index as u32) << 8 | slot,
+                    config.miner.host << 16 | (index as u32) << 8 | slot,
                 ),
                 device: device.clone(),
                 batch: batch.clone(),
@@ -357,6 +362,26 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn hosts_of_one_provider_derive_different_ids() {
+        let mut config = Config::default();
+        config.miner.provider = [0x11; 20];
+        let host0 = plan_cpu_units(&config, &topo(2), u64::MAX / 2).unwrap();
+        config.miner.host = 3;
+        let host3 = plan_cpu_units(&config, &topo(2), u64::MAX / 2).unwrap();
+        assert_eq!(
+            host0[1].id,
+            derived_unit_id(&[0x11; 20], UnitKind::Cpu, 1),
+            "host 0 keeps the ids of a provider's only host"
+        );
+        assert_eq!(
+            host3[1].id,
+            derived_unit_id(&[0x11; 20], UnitKind::Cpu, 3 << 16 | 1)
+        );
+        assert!(host0.iter().all(|a| host3.iter().all(|b| a.id != b.id)));
+        assert_eq!(host3[1].id.0[..20], [0x11; 20], "still the provider's");
     }
 
     #[test]

@@ -197,3 +197,29 @@ fn verify_accepts_mined_proofs_and_names_a_tampered_one() {
         "{stdout}"
     );
 }
+
+/// Logs carry no colour codes when stderr is not a terminal, and `--log-format json` makes
+/// every line one JSON object.
+#[test]
+fn logs_are_plain_text_or_json_lines_off_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &light_config(free_port(), ""));
+    let bench = |extra: &[&str]| {
+        let mut args = vec!["bench", "-c", path.to_str().unwrap(), "--seconds", "1"];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let plain = bench(&[]);
+    assert!(plain.lines().count() > 0, "the bench logs: {plain}");
+    assert!(!plain.contains('\x1b'), "no escape codes: {plain:?}");
+    let json = bench(&["--log-format", "json"]);
+    let lines: Vec<&str> = json.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+}

@@ -5,6 +5,7 @@ mod chain;
 mod cli;
 mod common;
 mod contract;
+mod devnet;
 mod disk_faults;
 mod gpu;
 mod metrics;

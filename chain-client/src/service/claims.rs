@@ -9,9 +9,11 @@ use crate::bindings::Capacity;
 use crate::txmanager::{Head, TxKind};
 
 impl ChainService {
-    /// Claims rewards once an epoch, when enough is claimable.
+    /// Claims rewards once an epoch, when enough is claimable. An operator never claims: the
+    /// rewards are its provider's (`capminer provider claim`).
     pub(super) async fn claim(&mut self, head: Head, current: u64) -> Result<()> {
         if !self.config.claim.enabled
+            || self.provider.is_some()
             || self.claimed_at == Some(current)
             || self.txm.inflight().iter().any(|f| f.kind == TxKind::Claim)
         {

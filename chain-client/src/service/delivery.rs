@@ -144,7 +144,13 @@ impl ChainService {
         }
         for (state, refs) in by_state.into_values() {
             match state {
-                ProofState::Final => self.metrics.proofs_accepted.inc_by(refs.len() as u64),
+                ProofState::Final => {
+                    self.metrics.proofs_accepted.inc_by(refs.len() as u64);
+                    for r in &refs {
+                        let a = view.accepted[r];
+                        self.mark_final(a.block, a.block_hash, *r);
+                    }
+                }
                 ProofState::Skipped => self
                     .metrics
                     .proofs_skipped

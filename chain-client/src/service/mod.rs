@@ -9,14 +9,18 @@
 mod claims;
 mod delivery;
 mod epochs;
+mod finality;
+mod standing;
 mod store;
+
+pub use standing::Holds;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::network::EthereumWallet;
-use alloy::primitives::TxHash;
+use alloy::primitives::{Address, TxHash};
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use capminer_config::ChainConfig;
@@ -69,6 +73,8 @@ pub struct TickReport {
     pub new_epoch: Option<Epoch>,
     /// Hash of a proof batch sent this tick.
     pub submitted: Option<TxHash>,
+    /// Why each unit must not hash (`None`: it hashes), when that changed this tick.
+    pub holds: Option<Holds>,
 }
 
 /// The chain client of one provider.
@@ -88,6 +94,14 @@ pub struct ChainService {
     claimed_at: Option<u64>,
     /// Stopping: every found proof is due at once.
     draining: bool,
+    /// Blocks whose logs made proofs final, watched for deeper reorgs.
+    final_marks: finality::FinalMarks,
+    /// Units of this miner not registered on the contract (yet): id, kind, label.
+    unregistered: Vec<(UnitId, UnitKind, String)>,
+    /// Which units should hash.
+    standing: standing::Standing,
+    /// The provider this signer is an operator of (`None`: it is the provider itself).
+    provider: Option<Address>,
 }
 
 impl ChainService {
@@ -113,30 +127,35 @@ impl ChainService {
         let from = setup.signer.address();
         let mut units = HashMap::new();
         let mut by_index = HashMap::new();
+        // A host signs with its own operator key; the units stay the provider's.
+        let provider = contract
+            .operatorProvider(from)
+            .call()
+            .await
+            .map_err(chain.call_error("operatorProvider"))?;
+        let provider = (provider != Address::ZERO).then_some(provider);
+        if let Some(p) = provider {
+            tracing::info!(operator = %from, provider = %p, "signing as an operator of provider {p}: proofs only; claims, collateral and registration are the provider's");
+        }
+        let mut unregistered = Vec::new();
         for (id, kind, label) in setup.units {
-            let index = contract
-                .unitIndexOf(id.0.into())
-                .call()
-                .await
-                .map_err(|e| match chain.call_error("unitIndexOf")(e) {
-                    ChainError::Revert { .. } => ChainError::Setup(format!(
-                        "unit {label} ({id}) is not registered on contract {address}: register it first"
-                    )),
-                    other => other,
-                })?;
+            let Some(index) = chain.unit_index(id).await? else {
+                tracing::warn!(unit = %label, %id, %address, "unit not registered on the contract: it stays idle until it is");
+                unregistered.push((id, kind, label));
+                continue;
+            };
             let info = contract
                 .unitInfo(index)
                 .call()
                 .await
                 .map_err(chain.call_error("unitInfo"))?;
-            if info.provider != from {
+            if info.provider != from && Some(info.provider) != provider {
                 return Err(ChainError::Setup(format!(
-                    "unit {label} ({id}) is registered to {}, not to this signer {from}",
-                    info.provider
+                    "unit {label} ({id}) is registered to {p}; this signer {from} is neither that \
+                     provider nor one of its operators (the provider runs `capminer provider \
+                     authorize {from}`)",
+                    p = info.provider
                 )));
-            }
-            if info.collateral < info.registeredCollateral {
-                tracing::warn!(unit = %label, have = info.collateral, need = info.registeredCollateral, "unit short of collateral (slashed): its proofs are skipped until it is topped up");
             }
             by_index.insert(index, id);
             units.insert(id, UnitRow { index, label, kind });
@@ -164,20 +183,33 @@ impl ChainService {
             advancing: None,
             claimed_at: None,
             draining: false,
+            final_marks: finality::FinalMarks::new(),
+            unregistered,
+            standing: standing::Standing::default(),
+            provider,
             config,
         })
     }
 
-    /// Ticks every `chain.poll_ms` until `stop` returns true, handing new epochs to `on_epoch`;
+    /// Ticks every `chain.poll_ms` until `stop` returns true, handing new epochs to `on_epoch`
+    /// and the units' holds (see `standing`) to `on_holds` when they change;
     /// then delivers what is left (see [`ChainService::drain`]). Failed ticks are logged and
     /// retried; nothing is lost in between.
-    pub async fn run(mut self, mut on_epoch: impl FnMut(Epoch), stop: impl Fn() -> bool) {
+    pub async fn run(
+        mut self,
+        mut on_epoch: impl FnMut(Epoch),
+        mut on_holds: impl FnMut(&Holds),
+        stop: impl Fn() -> bool,
+    ) {
         let period = Duration::from_millis(self.config.poll_ms);
         while !stop() {
             match self.tick().await {
                 Ok(report) => {
                     if let Some(epoch) = report.new_epoch {
                         on_epoch(epoch);
+                    }
+                    if let Some(holds) = &report.holds {
+                        on_holds(holds);
                     }
                 }
                 Err(e) if e.is_retryable() => tracing::warn!("chain: {e}; retrying"),
@@ -278,11 +310,20 @@ impl ChainService {
 
         report.new_epoch = self.watch_epoch(current, head).await?;
         self.settle(head).await?;
+        self.watch_finality(head.number, now, current).await?;
         self.reconcile(head.number, now, current).await?;
         self.archive(now, current).await;
         report.submitted = self.submit(head, now, current).await?;
         self.claim(head, current).await?;
-        self.count_epoch_proofs(current).await;
+        let counts = self.stored_counts(current).await;
+        self.show_epoch_proofs(&counts);
+        let mined = self.delivered.unwrap_or(current);
+        let mined_counts = if mined == current {
+            counts
+        } else {
+            self.stored_counts(mined).await
+        };
+        report.holds = self.holds(mined, &mined_counts).await?;
         Ok(report)
     }
 
@@ -296,23 +337,15 @@ impl ChainService {
         }
     }
 
-    /// `capminer_chain_epoch_proofs`: each unit's proofs of epoch `current` in the store, not
-    /// skipped (0 for a unit without any).
-    async fn count_epoch_proofs(&self, current: u64) {
-        let mut counts: HashMap<UnitId, i64> = self.units.keys().map(|u| (*u, 0)).collect();
-        for p in self.epoch_proofs(current).await {
-            if p.state != ProofState::Skipped
-                && let Some(c) = counts.get_mut(&p.proof.unit)
-            {
-                *c += 1;
-            }
-        }
+    /// `capminer_chain_epoch_proofs`: each unit's proofs of the current epoch in the store,
+    /// not skipped.
+    fn show_epoch_proofs(&self, counts: &HashMap<UnitId, i64>) {
         for (unit, count) in counts {
-            let row = &self.units[&unit];
+            let row = &self.units[unit];
             self.metrics
                 .epoch_proofs
                 .with_label_values(&[row.label.as_str(), row.kind.as_str()])
-                .set(count);
+                .set(*count);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The verifier's Prometheus families.
 
 use alloy::primitives::Address;
+use capminer_config::Shard;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Metrics of a verifier.
@@ -14,12 +15,19 @@ pub struct VerifierMetrics {
 }
 
 impl VerifierMetrics {
-    /// Creates and registers the families; every series carries the verifier's address, so
-    /// several verifiers can share one registry.
-    pub fn register(registry: &Registry, verifier: Address) -> prometheus::Result<Self> {
-        let v = verifier.to_string();
-        let opts =
-            |name: &str, help: &str| Opts::new(name, help).const_label("verifier", v.clone());
+    /// Creates and registers the families; every series carries the verifier's address and
+    /// shard, so several verifiers can share one registry.
+    pub fn register(
+        registry: &Registry,
+        verifier: Address,
+        shard: Shard,
+    ) -> prometheus::Result<Self> {
+        let (v, shard) = (verifier.to_string(), shard.to_string());
+        let opts = |name: &str, help: &str| {
+            Opts::new(name, help)
+                .const_label("verifier", v.clone())
+                .const_label("shard", shard.clone())
+        };
         let m = Self {
             verified: IntCounterVec::new(
                 opts(

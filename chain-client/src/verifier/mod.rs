@@ -26,11 +26,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::network::EthereumWallet;
-use alloy::primitives::{B256, Bytes, keccak256};
+use alloy::primitives::{Address, B256, Bytes, keccak256};
 use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
-use capminer_config::Config;
+use capminer_config::{Config, Shard};
 use capminer_proofs::verify::{Checker, Claim, Verdict};
 use capminer_proofs::{Epoch, Seed, Target, UnitId, UnitKind};
 use prometheus::Registry;
@@ -96,6 +96,10 @@ pub struct VerifierService {
     next_epoch: u64,
     sent_for: Option<u64>,
     units: BTreeMap<u32, (UnitId, Option<UnitKind>)>,
+    /// The verifier party it votes for: itself, or the party that made it a delegate.
+    party: Address,
+    /// Its share of the party's unit-epochs.
+    shard: Shard,
 }
 
 impl std::fmt::Debug for VerifierService {
@@ -119,18 +123,21 @@ impl VerifierService {
     ) -> Result<Self> {
         let chain = ChainHandle::connect(&config.chain).await?;
         let me = signer.address();
-        if !chain
-            .contract()
-            .isVerifier(me)
-            .call()
-            .await
-            .map_err(chain.call_error("isVerifier"))?
-        {
-            tracing::warn!(%me, "this address is not in the contract's verifier set: its attestations will be refused");
+        let party = chain.verifier_party(me).await?;
+        match party {
+            Some(p) if p == me => {}
+            Some(p) => {
+                tracing::info!(delegate = %me, party = %p, "verifying as a delegate of verifier party {p}")
+            }
+            None => {
+                tracing::warn!(%me, "this address is neither in the contract's verifier set nor a delegate of a verifier: its attestations will be refused")
+            }
         }
+        let party = party.unwrap_or(me);
+        let shard = config.verifier.shard;
         let gpu_challenge = crate::network_challenge(&config.network);
         chain.check_gpu_challenge(&gpu_challenge).await?;
-        let next_epoch = load_progress(&config.verifier.state_dir, chain.address)?;
+        let next_epoch = load_progress(&config.verifier.state_dir, shard, chain.address)?;
         let txm = TxManager::new(
             chain.provider.clone(),
             EthereumWallet::from(signer.clone()),
@@ -141,13 +148,13 @@ impl VerifierService {
             ChainMetrics::register(&Registry::new())
                 .map_err(|e| ChainError::Setup(e.to_string()))?,
         );
-        tracing::info!(address = %chain.address, verifier = %me, next_epoch, sample_rate = config.verifier.sample_rate, "verifier connected to {}", chain.endpoint);
+        tracing::info!(address = %chain.address, verifier = %me, %party, %shard, next_epoch, sample_rate = config.verifier.sample_rate, "verifier connected to {}", chain.endpoint);
         Ok(Self {
             chain,
             txm,
             signer,
             checker,
-            metrics: VerifierMetrics::register(registry, me)
+            metrics: VerifierMetrics::register(registry, me, shard)
                 .map_err(|e| ChainError::Setup(e.to_string()))?,
             state_dir: config.verifier.state_dir.clone(),
             sample_rate: config.verifier.sample_rate,
@@ -158,6 +165,8 @@ impl VerifierService {
             next_epoch,
             sent_for: None,
             units: BTreeMap::new(),
+            party,
+            shard,
         })
     }
 
@@ -185,6 +194,7 @@ impl VerifierService {
         self.next_epoch = e + 1;
         save_progress(
             &self.state_dir,
+            self.shard,
             Progress {
                 contract: self.chain.address,
                 next_epoch: self.next_epoch,
@@ -264,11 +274,17 @@ impl VerifierService {
             targets: [Target(info.targets[0].0), Target(info.targets[1].0)],
         };
         let from = info.seedBlock.max(self.start_block);
-        let by_unit = self.accepted(e, from, head.number).await?;
+        let shard = self.shard;
+        let by_unit: BTreeMap<u32, UnitNonces> = self
+            .accepted(e, from, head.number)
+            .await?
+            .into_iter()
+            .filter(|(unit, _)| shard.owns(*unit, e))
+            .collect();
         if by_unit.is_empty() {
             return Ok(false);
         }
-        let me = self.txm.address();
+        let party = self.party;
         let mut sent = false;
         let mut plan: Vec<Planned> = Vec::new();
         for (index, unit) in &by_unit {
@@ -283,7 +299,7 @@ impl VerifierService {
                 || self
                     .chain
                     .contract()
-                    .hasAttested(*index, e, me)
+                    .hasAttested(*index, e, party)
                     .call()
                     .await
                     .map_err(self.chain.call_error("hasAttested"))?

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use alloy::primitives::Address;
+use capminer_config::Shard;
 
 use crate::{ChainError, Result};
 
@@ -14,12 +15,21 @@ pub(super) struct Progress {
     pub(super) next_epoch: u64,
 }
 
-fn progress_path(dir: &Path) -> PathBuf {
-    dir.join("progress.json")
+/// `progress.json`, or `progress-shard-I-of-N.json` for shard `I/N`, so shards may share a
+/// directory.
+fn progress_path(dir: &Path, shard: Shard) -> PathBuf {
+    if shard == Shard::WHOLE {
+        dir.join("progress.json")
+    } else {
+        dir.join(format!(
+            "progress-shard-{}-of-{}.json",
+            shard.index, shard.count
+        ))
+    }
 }
 
-pub(super) fn load_progress(dir: &Path, contract: Address) -> Result<u64> {
-    let path = progress_path(dir);
+pub(super) fn load_progress(dir: &Path, shard: Shard, contract: Address) -> Result<u64> {
+    let path = progress_path(dir, shard);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let p: Progress = serde_json::from_str(&text).map_err(|e| {
@@ -40,13 +50,14 @@ pub(super) fn load_progress(dir: &Path, contract: Address) -> Result<u64> {
 }
 
 /// Writes the progress atomically and durably (temporary file, fsync, rename, fsync dir).
-pub(super) fn save_progress(dir: &Path, progress: Progress) -> Result<()> {
+pub(super) fn save_progress(dir: &Path, shard: Shard, progress: Progress) -> Result<()> {
     use std::io::Write;
     let io = |e: std::io::Error| {
         ChainError::Setup(format!("verifier progress in {}: {e}", dir.display()))
     };
     std::fs::create_dir_all(dir).map_err(io)?;
-    let tmp = dir.join("progress.json.tmp");
+    let path = progress_path(dir, shard);
+    let tmp = path.with_extension("json.tmp");
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
     f.write_all(
         serde_json::to_string(&progress)
@@ -55,7 +66,7 @@ pub(super) fn save_progress(dir: &Path, progress: Progress) -> Result<()> {
     )
     .and_then(|()| f.sync_all())
     .map_err(io)?;
-    std::fs::rename(&tmp, progress_path(dir)).map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io)

@@ -26,6 +26,8 @@ use crate::common::{Rng, env_u64, seed_from_env, spawn_capminer};
 
 const EPOCH: u64 = 40;
 const GRACE: u64 = 10;
+/// The deepest reorg injected, counted from the highest head the chain ever reached.
+const MAX_REORG: u64 = 5;
 
 /// A random pause between `from` and `to` milliseconds.
 fn millis(rng: &mut Rng, from: u64, to: u64) -> Duration {
@@ -96,7 +98,7 @@ async fn a_random_fault_campaign_loses_and_misreports_nothing() {
     // Finality is `confirmations` deep: the campaign's reorgs (at most 5 blocks) stay within
     // the threat model (docs/THREATS.md). At 2, a 5-block reorg undid "final" proofs, and the
     // campaign caught it: 27 proofs final in the store that no canonical log held.
-    chain.confirmations = 6;
+    chain.confirmations = MAX_REORG + 1;
     chain.batch.max_wait_ms = 1000;
     chain.stop_timeout_ms = 10_000;
     chain.gas.stuck_blocks = 2;
@@ -148,6 +150,8 @@ async fn a_random_fault_campaign_loses_and_misreports_nothing() {
     );
 
     let (mut outages, mut reorgs, mut fee_spikes) = (0, 0, 0);
+    // The highest head the chain reached, and the deepest reorg below it.
+    let (mut peak, mut deepest) = (0u64, 0u64);
     let mut outage_until: Option<Instant> = None;
     let gwei = 1_000_000_000u128;
     while miner.kills < kills || verifier.kills < kills {
@@ -172,9 +176,17 @@ async fn a_random_fault_campaign_loses_and_misreports_nothing() {
         }
         if rng.below(70) == 0 {
             let head = net.provider.get_block_number().await.unwrap();
-            let depth = (1 + rng.below(5)).min(head.saturating_sub(floor));
+            // A reorg of depth d replaces the last d blocks of the longest chain ever seen, so
+            // its fork point stays within 5 of the highest head: two rollbacks in a row before
+            // the chain grows back would add up to a deeper one (seed 3810577417766090425 drew
+            // 5 then 4, one block apart: an 8-deep reorg, undoing proofs final at 6).
+            peak = peak.max(head);
+            let depth = (1 + rng.below(5))
+                .min(head.saturating_sub(floor))
+                .min((head + MAX_REORG).saturating_sub(peak));
             if depth > 0 && net.provider.anvil_rollback(Some(depth)).await.is_ok() {
                 reorgs += 1;
+                deepest = deepest.max(peak - (head - depth));
             }
         }
         if rng.below(90) == 0 {
@@ -275,8 +287,8 @@ async fn a_random_fault_campaign_loses_and_misreports_nothing() {
         .filter(|p| p.state == ProofState::Skipped)
         .count();
     eprintln!(
-        "campaign seed {seed}: kills miner {} verifier {}, outages {outages}, reorgs {reorgs}, \
-         fee spikes {fee_spikes}; proofs {} (final {finals}, skipped {skipped}), attestations {}; \
+        "campaign seed {seed}: kills miner {} verifier {}, outages {outages}, reorgs {reorgs} \
+         (deepest {deepest}), fee spikes {fee_spikes}; proofs {} (final {finals}, skipped {skipped}), attestations {}; \
          lost {lost}, misreported {misreported}",
         miner.kills,
         verifier.kills,

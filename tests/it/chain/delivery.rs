@@ -26,12 +26,18 @@ fn store() -> (tempfile::TempDir, Arc<ProofStore>) {
     (dir, store)
 }
 
-/// Stores found proofs (the contract does not recompute hashes; verifiers do, elsewhere).
+/// Stores found proofs of [`UNIT`] (the contract does not recompute hashes; verifiers do,
+/// elsewhere).
 fn found(store: &ProofStore, epoch: u64, nonces: impl IntoIterator<Item = u64>) {
+    found_of(store, UNIT, epoch, nonces)
+}
+
+/// Stores found proofs of `unit`.
+fn found_of(store: &ProofStore, unit: UnitId, epoch: u64, nonces: impl IntoIterator<Item = u64>) {
     let proofs: Vec<Proof> = nonces
         .into_iter()
         .map(|nonce| Proof {
-            unit: UNIT,
+            unit,
             kind: UnitKind::Cpu,
             epoch,
             nonce,
@@ -250,6 +256,119 @@ async fn a_reorg_that_drops_an_included_batch_leads_to_its_resubmission() {
         (first_call.epoch, first_call.seed, &first_call.packed),
         "the resubmission carries exactly the dropped batch"
     );
+    assert_eq!(
+        net.count(index, epoch).await,
+        10,
+        "every proof counted once"
+    );
+    assert_eq!(count_state(&store, |s| *s == ProofState::Final), 10);
+}
+
+/// Epoch-aware scheduling: a unit below the epoch's minimum is served before one that has it,
+/// whatever their order, when a batch cannot carry both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn units_below_the_minimum_are_delivered_first() {
+    const SECOND: UnitId = super::unit_id(1, 0xa3);
+    let net = Net::start(&spec(Target([0xff; 32]), 3, 1000), &[]).await;
+    let units = [(UNIT, UnitKind::Cpu), (SECOND, UnitKind::Cpu)];
+    let index = net.register(1, &units).await;
+    assert!(index[0] < index[1], "UNIT comes first by index");
+    let epoch = net.next_epoch().await;
+    let (_dir, store) = store();
+    let mut config = net.chain_config();
+    config.batch.max_proofs = 3;
+    let mut client = net.client(1, config, store.clone(), &units).await;
+    assert_eq!(super::deliver_epoch(&net, &mut client).await.number, epoch);
+    found(&store, epoch, 0..3);
+    client.tick().await.unwrap().submitted.unwrap();
+    net.advance(0).await;
+    client.tick().await.unwrap();
+    assert_eq!(net.count(index[0], epoch).await, 3, "UNIT has its minimum");
+
+    // Both have three waiting; one batch carries three: SECOND's, below its minimum.
+    found(&store, epoch, 3..6);
+    found_of(&store, SECOND, epoch, 0..3);
+    client.tick().await.unwrap().submitted.unwrap(); // anvil mines it at once
+    assert_eq!(
+        (
+            net.count(index[0], epoch).await,
+            net.count(index[1], epoch).await
+        ),
+        (3, 3),
+        "the unit below its minimum went first"
+    );
+}
+
+/// Beyond the threat model: a reorg deeper than `chain.confirmations` replaces the block whose
+/// log made proofs final. The client sees the block's hash change, counts the proofs, and
+/// (their epoch still open) delivers them again, so the store's "final" is true once more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorg_deeper_than_the_confirmations_reopens_and_redelivers_final_proofs() {
+    let net = Net::start(&spec(Target([0xff; 32]), 1, 1000), &[]).await;
+    let index = net.register(1, &[(UNIT, UnitKind::Cpu)]).await[0];
+    let epoch = net.next_epoch().await;
+    let (_dir, store) = store();
+    let mut config = net.chain_config();
+    config.confirmations = 2;
+    let registry = prometheus::Registry::new();
+    let mut client = net
+        .client_in(
+            1,
+            config,
+            store.clone(),
+            &[(UNIT, UnitKind::Cpu)],
+            &registry,
+        )
+        .await;
+    assert_eq!(super::deliver_epoch(&net, &mut client).await.number, epoch);
+    found(&store, epoch, 100..110);
+    let first = client.tick().await.unwrap().submitted.unwrap();
+    let batch_block = net
+        .provider
+        .get_transaction_receipt(first)
+        .await
+        .unwrap()
+        .unwrap()
+        .block_number
+        .unwrap();
+    for _ in 0..3 {
+        net.advance(0).await;
+        client.tick().await.unwrap();
+    }
+    assert_eq!(count_state(&store, |s| *s == ProofState::Final), 10);
+    let reorged = || {
+        registry
+            .gather()
+            .iter()
+            .find(|f| f.name() == "capminer_chain_final_proofs_reorged_total")
+            .map(|f| f.get_metric()[0].get_counter().get_value())
+    };
+    assert_eq!(reorged(), Some(0.0));
+
+    // The chain forks below the batch's block (deeper than 2 blocks) and grows past it again.
+    let head = net.provider.get_block_number().await.unwrap();
+    net.provider.anvil_set_auto_mine(false).await.unwrap();
+    net.provider
+        .anvil_rollback(Some(head - batch_block + 1))
+        .await
+        .unwrap();
+    net.provider.anvil_drop_all_transactions().await.unwrap();
+    net.provider.anvil_set_auto_mine(true).await.unwrap();
+    net.provider.anvil_mine(Some(2), None).await.unwrap();
+    assert_eq!(
+        net.count(index, epoch).await,
+        0,
+        "the reorg undid the batch"
+    );
+
+    let mut resubmitted = None;
+    for _ in 0..10 {
+        let report = client.tick().await.unwrap();
+        resubmitted = resubmitted.or(report.submitted);
+        net.advance(0).await;
+    }
+    assert_eq!(reorged(), Some(10.0), "the undone final proofs are counted");
+    assert!(resubmitted.is_some(), "delivered again");
     assert_eq!(
         net.count(index, epoch).await,
         10,

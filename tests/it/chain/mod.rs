@@ -5,9 +5,11 @@ mod attacks;
 mod campaign;
 mod delivery;
 mod doctor;
+mod fleet;
 mod flow;
 mod gas;
 mod restart;
+mod scheduling;
 mod stop;
 mod verifiers;
 
@@ -230,6 +232,19 @@ impl Net {
         store: Arc<ProofStore>,
         units: &[(UnitId, UnitKind)],
     ) -> ChainService {
+        self.client_in(account, config, store, units, &prometheus::Registry::new())
+            .await
+    }
+
+    /// [`Net::client`] with its metrics registered in `registry`.
+    pub async fn client_in(
+        &self,
+        account: usize,
+        config: ChainConfig,
+        store: Arc<ProofStore>,
+        units: &[(UnitId, UnitKind)],
+        registry: &prometheus::Registry,
+    ) -> ChainService {
         let setup = ChainSetup {
             config,
             units: units
@@ -240,13 +255,9 @@ impl Net {
             signer: self.key(account),
             gpu_challenge: None,
         };
-        ChainService::connect(
-            setup,
-            store,
-            ChainMetrics::register(&prometheus::Registry::new()).unwrap(),
-        )
-        .await
-        .unwrap()
+        ChainService::connect(setup, store, ChainMetrics::register(registry).unwrap())
+            .await
+            .unwrap()
     }
 
     /// Number of proofs the contract counts for a unit in an epoch.

@@ -1,0 +1,209 @@
+//! A provider at fleet scale, on a real anvil with the real contract:
+//!
+//! 1. registering 10,000 units in batches of 100, 250 and 500 ids: gas per unit;
+//! 2. the chain client of one host carrying all 10,000 units: connect time, then with 100
+//!    proofs per unit found in the store (1,000,000 proofs), the time of each tick until every
+//!    proof is submitted, and the process's peak resident memory.
+//!
+//! Run with `cargo bench --bench fleet_scale` (`CAPMINER_FLEET_UNITS` changes the 10,000;
+//! `CAPMINER_FLEET_TICKS` bounds the ticks measured, 20 by default). Needs anvil from
+//! `deploy/setup.sh`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use alloy::primitives::{FixedBytes, U256};
+use alloy::providers::ext::AnvilApi;
+use alloy::signers::local::PrivateKeySigner;
+use capminer_chain::bindings::Capacity;
+use capminer_chain::devnet::{self, ContractSpec, KindSpec};
+use capminer_chain::metrics::ChainMetrics;
+use capminer_chain::{ChainService, ChainSetup};
+use capminer_proofs::store::ProofStore;
+use capminer_proofs::{Hash, Proof, Target, UnitId, UnitKind};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Peak resident set of this process (VmHWM), in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn unit(provider: &[u8], i: u32) -> UnitId {
+    let mut id = [0u8; 32];
+    id[..20].copy_from_slice(provider);
+    id[28..].copy_from_slice(&i.to_be_bytes());
+    UnitId(id)
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let n = env_usize("CAPMINER_FLEET_UNITS", 10_000);
+    let max_ticks = env_usize("CAPMINER_FLEET_TICKS", 20);
+    let anvil_path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/node_modules/.bin/anvil");
+    let anvil = devnet::spawn_anvil(
+        &anvil_path,
+        None,
+        &["--gas-limit", "300000000", "--code-size-limit", "30000"],
+    )
+    .expect("anvil (deploy/setup.sh installs it)");
+    let url = anvil.endpoint();
+    let key = |i: usize| PrivateKeySigner::from(anvil.keys()[i].clone());
+    let kind = KindSpec {
+        target: Target([0xff; 32]),
+        min_proofs: 1,
+        max_proofs: 1_000,
+        reward_wei: 1,
+        collateral_wei: 0,
+        challenge: [0; 32],
+    };
+    let spec = ContractSpec {
+        epoch_seconds: 86_400,
+        grace_seconds: 3_600,
+        verify_seconds: 3_600,
+        timelock_seconds: 0,
+        quorum: 1,
+        slash_bps: 0,
+        verifiers: vec![key(2).address()],
+        guardian: key(0).address(),
+        kinds: [kind, kind],
+    };
+    let deployment = devnet::deploy(&url, key(0), &spec).await.unwrap();
+    let provider = devnet::signing_provider(&url, key(1)).unwrap();
+    let contract = Capacity::new(deployment.address, provider.clone());
+    let me = key(1).address();
+
+    // 1. Registration gas by batch size; the last size registers the bench's units.
+    println!("registerUnits on anvil: {n} units in batches (whole transactions)");
+    println!(
+        "{:>10} {:>10} {:>14} {:>12}",
+        "batch", "batches", "gas", "gas / unit"
+    );
+    let mut next = 0u32;
+    for batch in [100usize, 250, 500] {
+        let count = if batch == 500 { n } else { n.min(2_000) };
+        let mut gas = 0u64;
+        for chunk_start in (0..count).step_by(batch) {
+            let size = batch.min(count - chunk_start);
+            let ids: Vec<FixedBytes<32>> = (0..size)
+                .map(|i| FixedBytes(unit(me.as_slice(), next + i as u32).0))
+                .collect();
+            next += size as u32;
+            let receipt = contract
+                .registerUnits(ids, vec![0u8; size])
+                .value(U256::ZERO)
+                .send()
+                .await
+                .unwrap()
+                .get_receipt()
+                .await
+                .unwrap();
+            assert!(receipt.status());
+            gas += receipt.gas_used;
+        }
+        println!(
+            "{:>10} {:>10} {:>14} {:>12}",
+            batch,
+            count.div_ceil(batch),
+            gas,
+            gas / count as u64
+        );
+    }
+    // The units of the client: the last n registered (all with the 500 batches).
+    let first = next - n as u32;
+    let units: Vec<(UnitId, UnitKind, String)> = (0..n as u32)
+        .map(|i| {
+            (
+                unit(me.as_slice(), first + i),
+                UnitKind::Cpu,
+                format!("u{i}"),
+            )
+        })
+        .collect();
+    provider.anvil_increase_time(86_400).await.unwrap();
+    provider.anvil_mine(Some(1), None).await.unwrap();
+
+    // 2. The chain client with every unit.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ProofStore::open(dir.path()).unwrap().0);
+    let mut config = capminer_config::ChainConfig {
+        enabled: true,
+        rpc_url: url.clone(),
+        contract: Some(deployment.address.0.0),
+        start_block: deployment.block,
+        confirmations: 1,
+        ..capminer_config::ChainConfig::default()
+    };
+    config.batch.max_wait_ms = 0;
+    let started = Instant::now();
+    let mut client = ChainService::connect(
+        ChainSetup {
+            config,
+            units: units.clone(),
+            signer: key(1),
+            gpu_challenge: None,
+        },
+        store.clone(),
+        ChainMetrics::register(&prometheus::Registry::new()).unwrap(),
+    )
+    .await
+    .unwrap();
+    let connect = started.elapsed();
+    let report = client.tick().await.unwrap();
+    let epoch = report.new_epoch.expect("the first tick delivers the epoch");
+    for chunk in units.chunks(100) {
+        let proofs: Vec<Proof> = chunk
+            .iter()
+            .flat_map(|(id, _, _)| {
+                (0..100u64).map(move |nonce| Proof {
+                    unit: *id,
+                    kind: UnitKind::Cpu,
+                    epoch: epoch.number,
+                    nonce,
+                    hash: Hash::default(),
+                })
+            })
+            .collect();
+        store.append(&proofs).unwrap();
+    }
+    println!();
+    println!(
+        "chain client, {n} units x 100 proofs ({} proofs): connect {:.2} s",
+        n * 100,
+        connect.as_secs_f64()
+    );
+    println!("{:>6} {:>10} {:>10}", "tick", "ms", "submitted");
+    let mut times = Vec::new();
+    for t in 0..max_ticks {
+        let started = Instant::now();
+        let report = client.tick().await.unwrap();
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        times.push(ms);
+        println!("{:>6} {:>10.1} {:>10}", t, ms, report.submitted.is_some());
+        provider.anvil_mine(Some(1), None).await.unwrap();
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "tick median {:.1} ms, max {:.1} ms; peak resident memory {:.0} MiB",
+        times[times.len() / 2],
+        times[times.len() - 1],
+        peak_rss_mib()
+    );
+}

@@ -1,0 +1,184 @@
+//! Which units should hash, decided from the chain: a unit the contract would not count does
+//! not spend its cores. Rules, for the epoch the miner mines:
+//!
+//! | the chain says | the unit |
+//! |---|---|
+//! | not registered (yet) | holds: "not registered on contract …"; registered later, it starts |
+//! | its first epoch is later | holds until that epoch |
+//! | retired (its end epoch has come) | holds for good |
+//! | collateral below what its kind required (slashed) | holds until topped up |
+//! | the store holds the epoch's maximum of its proofs | holds until the next epoch |
+//!
+//! A held unit's threads idle (its cores are left to the machine) and `capminer status` says
+//! why. Registration and collateral are read again when the epoch changes and every
+//! [`REFRESH`] (or sixth of an epoch, if shorter); the proof counts every tick. Units below the epoch's minimum are served
+//! first by the batcher (`batch::plan`), so what a unit still needs for its reward goes out
+//! before anything else.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::Address;
+use capminer_proofs::UnitId;
+use capminer_proofs::store::ProofState;
+
+use super::{ChainService, UnitRow};
+use crate::Result;
+
+/// How often registration and collateral are read again within an epoch.
+pub const REFRESH: Duration = Duration::from_secs(30);
+
+/// Why each unit must not hash now (`None`: it hashes), by unit.
+pub type Holds = BTreeMap<UnitId, Option<String>>;
+
+/// What the contract says of one registered unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct OnChain {
+    start: u64,
+    end: u64,
+    collateral: u128,
+    required: u128,
+}
+
+/// The chain's view of our units, and what was last handed to the miner.
+#[derive(Debug, Default)]
+pub(super) struct Standing {
+    /// Registered units, as last read.
+    on_chain: BTreeMap<UnitId, OnChain>,
+    /// When they were read, and for which epoch.
+    read: Option<(Instant, u64)>,
+    /// The holds last handed on.
+    last: Option<Holds>,
+}
+
+impl ChainService {
+    /// Reads a registered unit's record.
+    async fn read_unit(&self, index: u32) -> Result<OnChain> {
+        let info = self
+            .chain
+            .contract()
+            .unitInfo(index)
+            .call()
+            .await
+            .map_err(self.chain.call_error("unitInfo"))?;
+        Ok(OnChain {
+            start: info.startEpoch,
+            end: info.endEpoch,
+            collateral: info.collateral,
+            required: info.registeredCollateral,
+        })
+    }
+
+    /// Looks up units not registered when the service connected; those registered since (to
+    /// this signer) join the units the service submits for.
+    async fn adopt_registered(&mut self) -> Result<()> {
+        let mut still = Vec::new();
+        let mut failed = None;
+        for (id, kind, label) in std::mem::take(&mut self.unregistered) {
+            let index = match failed {
+                None => self.chain.unit_index(id).await,
+                Some(_) => Ok(None),
+            };
+            let index = match index {
+                Ok(Some(index)) => index,
+                Ok(None) => {
+                    still.push((id, kind, label));
+                    continue;
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    still.push((id, kind, label));
+                    continue;
+                }
+            };
+            let provider: Address = self
+                .chain
+                .contract()
+                .unitInfo(index)
+                .call()
+                .await
+                .map_err(self.chain.call_error("unitInfo"))?
+                .provider;
+            if provider != self.txm.address() && Some(provider) != self.provider {
+                tracing::error!(unit = %label, %provider, "unit registered to another provider: it stays idle");
+                still.push((id, kind, label));
+                continue;
+            }
+            tracing::info!(unit = %label, index, "unit registered on chain: it starts hashing");
+            self.by_index.insert(index, id);
+            self.units.insert(id, UnitRow { index, label, kind });
+        }
+        self.unregistered = still;
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// The holds of every unit for epoch `e` given each unit's proofs of `e` in the store;
+    /// `Some` only when they changed since last handed on.
+    pub(super) async fn holds(
+        &mut self,
+        e: u64,
+        stored: &std::collections::HashMap<UnitId, i64>,
+    ) -> Result<Option<Holds>> {
+        let refresh = REFRESH.min(Duration::from_secs(self.chain.schedule.duration / 6));
+        let due = match self.standing.read {
+            Some((at, epoch)) => epoch != e || at.elapsed() >= refresh,
+            None => true,
+        };
+        if due {
+            self.adopt_registered().await?;
+            let mut on_chain = BTreeMap::new();
+            for (id, row) in &self.units {
+                on_chain.insert(*id, self.read_unit(row.index).await?);
+            }
+            self.standing.on_chain = on_chain;
+            self.standing.read = Some((Instant::now(), e));
+        }
+        let max = self.params.get(&e).map(|p| p.max);
+        let address = self.chain.address;
+        let mut holds: Holds = self
+            .unregistered
+            .iter()
+            .map(|(id, _, _)| (*id, Some(format!("not registered on contract {address}"))))
+            .collect();
+        for (id, row) in &self.units {
+            let u = self.standing.on_chain.get(id);
+            let count = stored.get(id).copied().unwrap_or(0);
+            let hold = match (u, max) {
+                (Some(u), _) if e < u.start => {
+                    Some(format!("not active yet: starts at epoch {}", u.start))
+                }
+                (Some(u), _) if e >= u.end => Some(format!("retired on chain at epoch {}", u.end)),
+                (Some(u), _) if u.collateral < u.required => Some(format!(
+                    "collateral short (slashed): {} of {} wei; top it up",
+                    u.collateral, u.required
+                )),
+                (_, Some(max)) if count >= i64::from(max[row.kind.index()]) => Some(format!(
+                    "at the epoch's maximum ({} proofs): idle until epoch {}",
+                    max[row.kind.index()],
+                    e + 1
+                )),
+                _ => None,
+            };
+            holds.insert(*id, hold);
+        }
+        if self.standing.last.as_ref() == Some(&holds) {
+            return Ok(None);
+        }
+        self.standing.last = Some(holds.clone());
+        Ok(Some(holds))
+    }
+
+    /// Each unit's proofs of epoch `e` in the store, not skipped (0 for a unit without any).
+    pub(super) async fn stored_counts(&self, e: u64) -> std::collections::HashMap<UnitId, i64> {
+        let mut counts: std::collections::HashMap<UnitId, i64> =
+            self.units.keys().map(|u| (*u, 0)).collect();
+        for p in self.epoch_proofs(e).await {
+            if p.state != ProofState::Skipped
+                && let Some(c) = counts.get_mut(&p.proof.unit)
+            {
+                *c += 1;
+            }
+        }
+        counts
+    }
+}

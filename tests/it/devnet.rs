@@ -1,0 +1,100 @@
+//! `capminer devnet` with a fleet's shape: two hosts with operator keys (one in the process, one
+//! a child), two verifier parties of two shards each. Both hosts get proofs accepted, and every
+//! shard attests its share.
+
+use std::time::Duration;
+
+use crate::common::{capminer, free_port, http_get, light_config, wait_for, write_config};
+
+/// The devnet, stopped with SIGTERM when dropped (so it stops its hosts), killed if it hangs.
+struct Term(std::process::Child);
+
+impl Drop for Term {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) of our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let stopped = wait_for(Duration::from_secs(30), || self.0.try_wait().ok().flatten());
+        if stopped.is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Sum of every sample of metric `name` whose line contains every one of `filters`.
+fn total(body: &str, name: &str, filters: &[&str]) -> f64 {
+    body.lines()
+        .filter(|l| l.starts_with(name) && filters.iter().all(|f| l.contains(f)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn the_devnet_runs_several_hosts_and_sharded_verifier_parties() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = free_port();
+    let path = write_config(
+        dir.path(),
+        &light_config(
+            metrics,
+            "[chain]\nconfirmations = 1\npoll_ms = 300\n[chain.batch]\nmax_wait_ms = 500\n",
+        ),
+    );
+    let anvil = free_port().to_string();
+    let _devnet = Term(
+        capminer()
+            .args(["devnet", "-c", path.to_str().unwrap(), "--port", &anvil])
+            .args([
+                "--epoch-seconds",
+                "20",
+                "--grace-seconds",
+                "4",
+                "--verify-seconds",
+                "60",
+            ])
+            .args(["--min-proofs", "1", "--max-proofs", "4"])
+            .args(["--hosts", "2", "--verifiers", "2", "--shards", "2"])
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("devnet.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let log = || std::fs::read_to_string(dir.path().join("devnet.log")).unwrap_or_default();
+    // Both hosts deliver: host 0 serves metrics on the configured port, host 1 on the next.
+    for port in [metrics, metrics + 1] {
+        let accepted = wait_for(Duration::from_secs(180), || {
+            let body = http_get(port, "/metrics")?;
+            let n = total(&body, "capminer_chain_proofs_accepted_total", &[]);
+            (n > 0.0).then_some(n)
+        });
+        assert!(
+            accepted.is_some(),
+            "host on port {port} got proofs accepted:\n{}",
+            log()
+        );
+    }
+    // Every shard of both parties attests (the verifiers share host 0's registry).
+    let attested = wait_for(Duration::from_secs(180), || {
+        let body = http_get(metrics, "/metrics")?;
+        let shards: Vec<f64> = ["0/2", "1/2"]
+            .iter()
+            .map(|s| {
+                total(
+                    &body,
+                    "capminer_verifier_transactions_total",
+                    &[&format!("shard=\"{s}\""), "what=\"attest\""],
+                )
+            })
+            .collect();
+        shards.iter().all(|n| *n >= 2.0).then_some(shards)
+    });
+    assert!(
+        attested.is_some(),
+        "every shard of both parties attested:\n{}",
+        log()
+    );
+    let text = log();
+    assert!(text.contains("host started"), "{text}");
+    assert!(text.contains("verifying as a delegate"), "{text}");
+}
