@@ -1,7 +1,7 @@
 //! Proof delivery: transactions settled, every non-terminal proof reconciled with the canonical
 //! `ProofsAccepted` logs, and the next batch submitted when one is due.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Bytes, TxHash, U256};
@@ -9,7 +9,7 @@ use alloy::providers::Provider;
 use alloy::rpc::types::TransactionReceipt;
 use alloy::sol_types::SolCall;
 use capminer_proofs::store::{ProofState, StoredProof};
-use capminer_proofs::{Hash, ProofRef};
+use capminer_proofs::{Hash, ProofRef, UnitId};
 
 use super::ChainService;
 use crate::batch::{self, Backlog};
@@ -142,6 +142,13 @@ impl ChainService {
                 .1
                 .push(r);
         }
+        // What the contract counts changes only with what it accepts (or a reorg undoes): the
+        // counts of units whose proofs moved are read again before their next batch.
+        for (_, refs) in by_state.values() {
+            for r in refs {
+                self.onchain.remove(&(r.unit, r.epoch));
+            }
+        }
         for (state, refs) in by_state.into_values() {
             match state {
                 ProofState::Final => {
@@ -269,31 +276,43 @@ impl ChainService {
         let Some(seed) = self.mined_seed(epoch).await.filter(|s| *s == params.seed) else {
             return Ok(None);
         };
+        // One pass over what is waiting, grouped by unit (a scan per unit would be quadratic
+        // at thousands of units).
+        let mut waiting: BTreeMap<UnitId, (usize, Vec<u64>)> = BTreeMap::new();
+        for p in found.iter().filter(|p| p.proof.epoch == epoch) {
+            waiting
+                .entry(p.proof.unit)
+                .or_insert_with(|| (p.proof.kind.index(), Vec::new()))
+                .1
+                .push(p.proof.nonce);
+        }
+        self.onchain.retain(|(_, e), _| *e + 1 >= current);
         let mut backlogs = Vec::new();
-        for (unit, row) in &self.units {
-            let nonces: Vec<u64> = found
-                .iter()
-                .filter(|p| p.proof.epoch == epoch && p.proof.unit == *unit)
-                .map(|p| p.proof.nonce)
-                .collect();
-            if nonces.is_empty() {
+        for (unit, (kind, mut nonces)) in waiting {
+            let Some(row) = self.units.get(&unit) else {
                 continue;
-            }
-            let kind = found
-                .iter()
-                .find(|p| p.proof.unit == *unit)
-                .map_or(0, |p| p.proof.kind.index());
-            let onchain = self
-                .chain
-                .contract()
-                .unitEpoch(row.index, epoch)
-                .call()
-                .await
-                .map_err(self.chain.call_error("unitEpoch"))?;
+            };
+            nonces.sort_unstable();
+            let index = row.index;
+            let onchain = match self.onchain.get(&(unit, epoch)) {
+                Some(count) => *count,
+                None => {
+                    let count = self
+                        .chain
+                        .contract()
+                        .unitEpoch(index, epoch)
+                        .call()
+                        .await
+                        .map_err(self.chain.call_error("unitEpoch"))?
+                        .count;
+                    self.onchain.insert((unit, epoch), count);
+                    count
+                }
+            };
             backlogs.push(Backlog {
-                unit: *unit,
-                index: row.index,
-                onchain: onchain.count,
+                unit,
+                index,
+                onchain,
                 min: params.min[kind],
                 max: params.max[kind],
                 nonces,

@@ -102,6 +102,9 @@ pub struct ChainService {
     standing: standing::Standing,
     /// The provider this signer is an operator of (`None`: it is the provider itself).
     provider: Option<Address>,
+    /// What the contract counts per (unit, epoch), as last read; dropped when reconciliation
+    /// sees the unit's proofs accepted or undone.
+    onchain: HashMap<(UnitId, u64), u32>,
 }
 
 impl ChainService {
@@ -187,6 +190,7 @@ impl ChainService {
             unregistered,
             standing: standing::Standing::default(),
             provider,
+            onchain: HashMap::new(),
             config,
         })
     }
