@@ -97,4 +97,53 @@ fn the_devnet_runs_several_hosts_and_sharded_verifier_parties() {
     let text = log();
     assert!(text.contains("host started"), "{text}");
     assert!(text.contains("verifying as a delegate"), "{text}");
+
+    // promtool accepts both hosts' whole exposition (miner, chain and verifier families).
+    let bodies: Vec<String> = [metrics, metrics + 1]
+        .iter()
+        .map(|p| http_get(*p, "/metrics").expect("metrics served"))
+        .collect();
+    for body in &bodies {
+        let mut promtool = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("promtool (deploy/setup.sh installs it)");
+        use std::io::Write;
+        promtool
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+        let out = promtool.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            body.contains("capminer_verifier_proofs_verified_total")
+                || body.contains("capminer_chain_"),
+            "families"
+        );
+    }
+    // No private key of any devnet account (owner, provider, parties, delegates, operators:
+    // anvil's accounts of its default mnemonic) appears in the logs or the metrics.
+    let keys = capminer_chain::devnet::spawn_anvil(
+        &crate::chain::anvil_path(),
+        None,
+        &["--accounts", "12"],
+    )
+    .unwrap()
+    .keys()
+    .iter()
+    .map(|k| alloy::hex::encode(k.to_bytes()))
+    .collect::<Vec<_>>();
+    let haystack = format!("{}{}", log().to_lowercase(), bodies.join("").to_lowercase());
+    for key in &keys {
+        assert!(!haystack.contains(key.as_str()), "a private key leaked");
+    }
 }
