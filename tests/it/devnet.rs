@@ -1,6 +1,7 @@
-//! `capminer devnet` with a fleet's shape: two hosts with operator keys (one in the process, one
-//! a child), two verifier parties of two shards each. Both hosts get proofs accepted, and every
-//! shard attests its share.
+//! `capminer devnet` with a fleet's shape, in light mode with short epochs: two hosts with
+//! operator keys (one in the process, one a child), each with its CPU units and a tiny GPU unit
+//! (lavapipe in CI), two verifier parties of two shards each. Both hosts get proofs accepted,
+//! every shard attests its share, promtool accepts the metrics, and no key leaks.
 
 use std::time::Duration;
 
@@ -37,7 +38,10 @@ fn the_devnet_runs_several_hosts_and_sharded_verifier_parties() {
         dir.path(),
         &light_config(
             metrics,
-            "[chain]\nconfirmations = 1\npoll_ms = 300\n[chain.batch]\nmax_wait_ms = 500\n",
+            "[chain]\nconfirmations = 1\npoll_ms = 300\n[chain.batch]\nmax_wait_ms = 500\n\
+             [gpu]\nenabled = true\nallow_software = true\nbatch = 256\n\
+             devices = [{ select = \"0\", units = 1 }]\n\
+             [network]\ngpu_unit_bytes = 4194304\ngpu_cache_bytes = 65536\n",
         ),
     );
     let anvil = free_port().to_string();
@@ -98,7 +102,8 @@ fn the_devnet_runs_several_hosts_and_sharded_verifier_parties() {
     assert!(text.contains("host started"), "{text}");
     assert!(text.contains("verifying as a delegate"), "{text}");
 
-    // promtool accepts both hosts' whole exposition (miner, chain and verifier families).
+    // promtool accepts both hosts' whole exposition (miner, GPU, chain and, on host 0, the
+    // verifiers' families).
     let bodies: Vec<String> = [metrics, metrics + 1]
         .iter()
         .map(|p| http_get(*p, "/metrics").expect("metrics served"))
@@ -124,11 +129,13 @@ fn the_devnet_runs_several_hosts_and_sharded_verifier_parties() {
             "promtool: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(
-            body.contains("capminer_verifier_proofs_verified_total")
-                || body.contains("capminer_chain_"),
-            "families"
-        );
+        for family in [
+            "capminer_hashes_total",
+            "capminer_chain_proofs_accepted_total",
+            "capminer_gpu_memory_bytes",
+        ] {
+            assert!(body.contains(family), "{family} exported");
+        }
     }
     // No private key of any devnet account (owner, provider, parties, delegates, operators:
     // anvil's accounts of its default mnemonic) appears in the logs or the metrics.
