@@ -235,8 +235,8 @@ pub struct RandomXConfig {
     pub argon2: Argon2,
     /// W^X JIT pages (slower).
     pub secure: bool,
-    /// Without reserved huge pages, advise the kernel to back datasets with transparent huge
-    /// pages (`MADV_HUGEPAGE`).
+    /// Without reserved huge pages, advise the kernel to back datasets and caches with
+    /// transparent huge pages (`MADV_HUGEPAGE`).
     pub transparent_huge_pages: bool,
     /// Which code builds dataset items: "auto", "simd", "scalar" or "library".
     pub dataset_init: DatasetInit,

@@ -2,7 +2,9 @@
 //!
 //! This is the one verification path: `capminer verify` and the verifier service both call
 //! [`Verifier::verify`]. CPU claims are grouped by key (seed, unit): each key's 256 MiB cache
-//! is built once and every claim under it is hashed in parallel, one VM per worker thread. GPU
+//! comes from the process's [`LightCaches`], which keys it once however many verifiers (or
+//! shards, or retries) of the process ask for it, and every claim under it is hashed in
+//! parallel, one VM per worker thread, pipelined. GPU
 //! claims are grouped by epoch: the epoch's light cache is built once, and each claim's items
 //! are rebuilt from it (`2 × parents` cache nodes per item read).
 
@@ -11,7 +13,7 @@ use std::sync::Arc;
 
 use capminer_kernels::gpu_challenge::{GpuParams, LightCache, UnitKeys, hash_light};
 use capminer_kernels::key::{cpu_input, cpu_unit_key};
-use capminer_kernels::randomx::{Cache, RandomXFlags, RandomXOptions, Vm, VmMemory};
+use capminer_kernels::randomx::{LightCaches, RandomXFlags, RandomXOptions, Vm, VmMemory};
 pub use capminer_proofs::verify::{Checker, Claim, Verdict};
 use capminer_proofs::{Hash, UnitId, UnitKind};
 use rayon::prelude::*;
@@ -19,22 +21,32 @@ use rayon::prelude::*;
 use crate::{MinerError, Result};
 
 /// Verifies claims: CPU proofs in RandomX light mode, GPU proofs from the light cache.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Verifier {
-    flags: RandomXFlags,
+    caches: Arc<LightCaches>,
     gpu: GpuParams,
 }
 
 impl Verifier {
     /// A verifier with these RandomX options (always run in light mode) and the network's GPU
-    /// challenge parameters.
+    /// challenge parameters, sharing the process's light caches for those options.
     pub fn new(options: RandomXOptions, gpu: GpuParams) -> Result<Self> {
         let flags =
             RandomXFlags::resolve(&options.light()).map_err(|source| MinerError::Kernel {
                 unit: "verifier".into(),
                 source,
             })?;
-        Ok(Self { flags, gpu })
+        Ok(Self::with_caches(LightCaches::shared(flags), gpu))
+    }
+
+    /// A verifier over these light caches (their flags are its RandomX flags).
+    pub fn with_caches(caches: Arc<LightCaches>, gpu: GpuParams) -> Self {
+        Self { caches, gpu }
+    }
+
+    /// Its light caches.
+    pub fn caches(&self) -> &Arc<LightCaches> {
+        &self.caches
     }
 
     /// Verdicts for `claims`, in the same order.
@@ -78,15 +90,18 @@ impl Verifier {
             unit: unit.to_string(),
             source,
         };
-        let mut cache = Cache::new(self.flags).map_err(kernel)?;
-        cache.init(&cpu_unit_key(seed, unit.as_bytes()));
-        let memory = VmMemory::Cache(Arc::new(cache));
+        let cache = self
+            .caches
+            .get(&cpu_unit_key(seed, unit.as_bytes()))
+            .map_err(kernel)?;
+        let flags = self.caches.flags();
+        let memory = VmMemory::Cache(cache);
         // One VM per worker, each hashing a contiguous share of the claims pipelined.
         let share = indices.len().div_ceil(rayon::current_num_threads()).max(1);
         let shares: Vec<Result<Vec<(usize, Verdict)>>> = indices
             .par_chunks(share)
             .map(|chunk| {
-                let mut vm = Vm::new(self.flags, memory.clone()).map_err(kernel)?;
+                let mut vm = Vm::new(flags, memory.clone()).map_err(kernel)?;
                 let inputs: Vec<[u8; 8]> =
                     chunk.iter().map(|&i| cpu_input(claims[i].nonce)).collect();
                 let refs: Vec<&[u8]> = inputs.iter().map(|i| i.as_slice()).collect();
@@ -144,5 +159,77 @@ fn judge(claim: &Claim, hash: Hash) -> Verdict {
         Verdict::WrongHash { hash, claimed }
     } else {
         Verdict::Valid { hash }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use capminer_proofs::{Epoch, Seed, Target};
+
+    use super::*;
+
+    /// `docs/PROTOCOL.md`: seed 0, unit 0, nonce 1.
+    const SEED0_UNIT0_NONCE1: &str =
+        "45d459d449c97906e78e027fd7df7f51ac61156a3b7ef568b10c0810d19d76c8";
+
+    fn options() -> RandomXOptions {
+        RandomXOptions {
+            large_pages: false,
+            ..RandomXOptions::default()
+        }
+    }
+
+    /// `nonces` claims for each of `units`, in one epoch with seed 0 and an all-ones target.
+    fn claims(units: &[u8], nonces: u64) -> Vec<Claim> {
+        let epoch = Epoch {
+            number: 1,
+            seed: Seed([0; 32]),
+            targets: [Target([0xff; 32]), Target([0xff; 32])],
+        };
+        units
+            .iter()
+            .flat_map(|&u| {
+                (0..nonces).map(move |nonce| Claim {
+                    unit: UnitId([u; 32]),
+                    kind: UnitKind::Cpu,
+                    epoch,
+                    nonce,
+                    hash: None,
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn verifiers_sharing_caches_build_each_key_once() {
+        let flags = RandomXFlags::resolve(&options().light()).unwrap();
+        let caches = Arc::new(LightCaches::new(flags, 4));
+        let a = Verifier::with_caches(caches.clone(), GpuParams::NETWORK);
+        let b = a.clone();
+        let mut claims = claims(&[0, 1], 3);
+        let want: [u8; 32] = hex::decode(SEED0_UNIT0_NONCE1).unwrap().try_into().unwrap();
+        claims[1].hash = Some(Hash(want));
+        claims[2].hash = Some(Hash(want)); // nonce 2: not its hash
+        // Two verifiers (as two shards or parties of one process) at the same time.
+        let (va, vb) = std::thread::scope(|s| {
+            let ta = s.spawn(|| a.verify(&claims).unwrap());
+            let tb = s.spawn(|| b.verify(&claims).unwrap());
+            (ta.join().unwrap(), tb.join().unwrap())
+        });
+        assert_eq!(va, vb);
+        assert_eq!(caches.builds(), 2, "one build per key (seed, unit)");
+        assert_eq!(va[1], Verdict::Valid { hash: Hash(want) });
+        assert!(matches!(va[2], Verdict::WrongHash { .. }), "{:?}", va[2]);
+        assert_eq!(va.iter().filter(|v| v.is_valid()).count(), 5);
+        // Again, as a retry of the same unit-epochs: the kept caches serve it.
+        assert_eq!(a.verify(&claims).unwrap(), va);
+        assert_eq!(caches.builds(), 2);
+    }
+
+    #[test]
+    fn verifiers_of_one_process_share_one_store() {
+        let a = Verifier::new(options(), GpuParams::NETWORK).unwrap();
+        let b = Verifier::new(options(), GpuParams::NETWORK).unwrap();
+        assert!(Arc::ptr_eq(a.caches(), b.caches()));
     }
 }

@@ -35,8 +35,8 @@ pub struct RandomXOptions {
     pub argon2: Argon2Impl,
     /// W^X JIT pages (slower; for hardened systems).
     pub secure: bool,
-    /// When reserved huge pages are refused, advise the kernel to back the dataset with
-    /// transparent huge pages (capminer's own option, not a RandomX flag).
+    /// When reserved huge pages are refused, advise the kernel to back the dataset and the
+    /// cache with transparent huge pages (capminer's own option, not a RandomX flag).
     pub transparent_huge_pages: bool,
     /// Which code builds dataset items (capminer's own option, not a RandomX flag).
     pub dataset_init: DatasetInit,
@@ -67,7 +67,8 @@ impl RandomXOptions {
     }
 }
 
-/// capminer's own bit, above RandomX's flags: advise transparent huge pages for datasets.
+/// capminer's own bit, above RandomX's flags: advise transparent huge pages for datasets and
+/// caches.
 const CAPMINER_THP: u32 = 1 << 31;
 /// capminer's own bits: which code builds dataset items (0 library, 1 SIMD, 2 scalar).
 const CAPMINER_INIT_SHIFT: u32 = 29;
@@ -168,7 +169,8 @@ impl RandomXFlags {
         Ok(Self((self.0 & !CAPMINER_INIT_MASK) | bits))
     }
 
-    /// True when datasets without reserved huge pages get transparent huge pages advice.
+    /// True when datasets and caches without reserved huge pages get transparent huge pages
+    /// advice.
     pub fn transparent_huge_pages(self) -> bool {
         self.0 & CAPMINER_THP != 0
     }

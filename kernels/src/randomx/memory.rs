@@ -120,12 +120,26 @@ impl Cache {
             // SAFETY: allocation with valid flag bits; a null result is handled.
             unsafe { ffi::randomx_alloc_cache(bits) }
         })?;
-        Ok(Self {
+        let mut cache = Self {
             ptr,
             pages,
             key: None,
             superscalar: None,
-        })
+        };
+        if pages == PageSize::Normal
+            && flags.transparent_huge_pages()
+            && advise_huge_pages(cache.memory(), ffi::CACHE_BYTES)
+        {
+            cache.pages = PageSize::Transparent(0.0);
+        }
+        Ok(cache)
+    }
+
+    /// The cache's Argon2 memory (allocated, not necessarily keyed).
+    fn memory(&self) -> *mut u8 {
+        // SAFETY: `ptr` is a live `randomx_cache`, whose first member is its memory pointer
+        // (see `superscalar`); we only read that pointer.
+        unsafe { self.ptr.as_ptr().cast::<*mut u8>().read() }
     }
 
     /// Keys the cache (Argon2 fill plus program generation, about a second).
@@ -134,8 +148,9 @@ impl Cache {
         self.key = Some(*key);
     }
 
-    /// Keys the cache with a key of any length (upstream test vectors use short ASCII keys).
-    pub(crate) fn init_bytes(&mut self, key: &[u8]) {
+    /// Keys the cache with a key of any length (upstream test vectors use short ASCII keys,
+    /// the reference `randomx-benchmark` a 4-byte seed).
+    pub fn init_bytes(&mut self, key: &[u8]) {
         // SAFETY: `ptr` is a live cache and we hold it exclusively; the key is readable.
         unsafe { ffi::randomx_init_cache(self.ptr.as_ptr(), key.as_ptr().cast(), key.len()) };
         self.key = None;
@@ -167,9 +182,14 @@ impl Cache {
         self.key.as_ref()
     }
 
-    /// Which pages it got.
+    /// Which pages it got (for transparent huge pages: the share the kernel backed so far).
     pub fn pages(&self) -> PageSize {
-        self.pages
+        match self.pages {
+            PageSize::Transparent(_) => {
+                PageSize::Transparent(thp_share(self.memory(), ffi::CACHE_BYTES))
+            }
+            other => other,
+        }
     }
 
     pub(crate) fn raw(&self) -> *mut ffi::RandomxCache {

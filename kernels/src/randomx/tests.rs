@@ -203,7 +203,7 @@ fn full_dataset_built_in_slices_hashes_like_light_mode() {
 
 /// capminer's own CPU proof vectors, as `docs/PROTOCOL.md` lists them: seed and unit id give
 /// `K = keccak256(seed ‖ unit_id)`; the RandomX input is the nonce as 8 little-endian bytes.
-const PROTOCOL: &[(&str, &str, &str, u64, &str)] = &[
+pub(super) const PROTOCOL: &[(&str, &str, &str, u64, &str)] = &[
     (
         "0000000000000000000000000000000000000000000000000000000000000000",
         "0000000000000000000000000000000000000000000000000000000000000000",
