@@ -98,7 +98,7 @@ async fn main() {
     );
     let mut next = 0u32;
     for batch in [100usize, 250, 500] {
-        let count = if batch == 500 { n } else { n.min(2_000) };
+        let count = if batch == 500 { n } else { n.min(1_000) };
         let mut gas = 0u64;
         for chunk_start in (0..count).step_by(batch) {
             let size = batch.min(count - chunk_start);
@@ -166,8 +166,16 @@ async fn main() {
     .await
     .unwrap();
     let connect = started.elapsed();
-    let report = client.tick().await.unwrap();
-    let epoch = report.new_epoch.expect("the first tick delivers the epoch");
+    // The client fixes the epoch's seed and delivers it once the seed is final.
+    let mut delivered = None;
+    for _ in 0..20 {
+        delivered = delivered.or(client.tick().await.unwrap().new_epoch);
+        if delivered.is_some() {
+            break;
+        }
+        provider.anvil_mine(Some(1), None).await.unwrap();
+    }
+    let epoch = delivered.expect("the client delivers the epoch");
     for chunk in units.chunks(100) {
         let proofs: Vec<Proof> = chunk
             .iter()

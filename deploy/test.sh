@@ -14,7 +14,7 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}" # Mesa's loader complains with
 step() { printf '\n== %s\n' "$*"; }
 step "contract artifact matches its source"; bash contracts/build.sh --check
 step "format"; cargo fmt --all --check
-step "lints"; cargo clippy --locked --all-targets -- -D warnings
+step "lints"; cargo clippy --locked --workspace --all-targets -- -D warnings
 step "tests"; cargo nextest run --locked --workspace --no-fail-fast
 step "doc tests"; cargo test --locked --workspace --doc
 step "benchmarks build"; cargo bench --locked --no-run

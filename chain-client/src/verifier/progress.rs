@@ -77,23 +77,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn progress_survives_and_is_per_contract() {
+    fn progress_survives_and_is_per_contract_and_shard() {
         let dir = tempfile::tempdir().unwrap();
         let a = Address::repeat_byte(1);
-        assert_eq!(load_progress(dir.path(), a).unwrap(), 0);
+        let whole = Shard::WHOLE;
+        let half = Shard { index: 1, count: 2 };
+        assert_eq!(load_progress(dir.path(), whole, a).unwrap(), 0);
         save_progress(
             dir.path(),
+            whole,
             Progress {
                 contract: a,
                 next_epoch: 7,
             },
         )
         .unwrap();
-        assert_eq!(load_progress(dir.path(), a).unwrap(), 7);
+        assert_eq!(load_progress(dir.path(), whole, a).unwrap(), 7);
         assert_eq!(
-            load_progress(dir.path(), Address::repeat_byte(2)).unwrap(),
+            load_progress(dir.path(), whole, Address::repeat_byte(2)).unwrap(),
             0,
             "another contract starts over"
         );
+        assert_eq!(
+            load_progress(dir.path(), half, a).unwrap(),
+            0,
+            "a shard has its own progress"
+        );
+        save_progress(
+            dir.path(),
+            half,
+            Progress {
+                contract: a,
+                next_epoch: 3,
+            },
+        )
+        .unwrap();
+        assert_eq!(load_progress(dir.path(), half, a).unwrap(), 3);
+        assert_eq!(load_progress(dir.path(), whole, a).unwrap(), 7, "untouched");
+        assert!(dir.path().join("progress-shard-1-of-2.json").exists());
     }
 }
