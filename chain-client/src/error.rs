@@ -73,9 +73,32 @@ impl ChainError {
         }
         ChainError::Transport {
             endpoint: endpoint.to_string(),
-            message: e.to_string(),
+            // The HTTP client names the whole URL it failed on (path and query included,
+            // where providers put API keys): every URL in the text is cut to its endpoint.
+            message: redact_urls(&e.to_string()),
         }
     }
+}
+
+/// `text` with every `http://` or `https://` URL in it cut down by [`redact_url`].
+pub fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = ["http://", "https://"]
+        .iter()
+        .filter_map(|s| rest.find(s))
+        .min()
+    {
+        out.push_str(&rest[..at]);
+        let url = &rest[at..];
+        let end = url
+            .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>' | ','))
+            .unwrap_or(url.len());
+        out.push_str(&redact_url(&url[..end]));
+        rest = &url[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `scheme://host:port` of a URL, without path, query or credentials (which may hold API keys).
@@ -97,5 +120,17 @@ mod tests {
             "https://rpc.example:8545"
         );
         assert_eq!(redact_url("http://127.0.0.1:8545"), "http://127.0.0.1:8545");
+    }
+
+    #[test]
+    fn urls_inside_messages_are_redacted_too() {
+        assert_eq!(
+            redact_urls(
+                "error sending request for url (http://u:p@127.0.0.1:8545/v3/KEY?t=Q); \
+                 also https://rpc.example/KEY2, done"
+            ),
+            "error sending request for url (http://127.0.0.1:8545); also https://rpc.example, done"
+        );
+        assert_eq!(redact_urls("no url here"), "no url here");
     }
 }

@@ -242,7 +242,7 @@ pub(crate) fn contract_error(
         alloy::contract::Error::TransportError(t) => ChainError::from_rpc(endpoint, call, t),
         other => ChainError::Rejected {
             call,
-            message: other.to_string(),
+            message: crate::error::redact_urls(&other.to_string()),
         },
     }
 }

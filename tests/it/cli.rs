@@ -223,3 +223,53 @@ fn logs_are_plain_text_or_json_lines_off_a_terminal() {
         assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
     }
 }
+
+/// RPC credentials (in the URL's user info, path or query) and the signer's key never reach
+/// the logs, while the node keeps failing to reach the endpoint and says so.
+#[test]
+fn rpc_credentials_and_keys_never_reach_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = free_port();
+    let key = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+    let path = write_config(
+        dir.path(),
+        &light_config(
+            free_port(),
+            &format!(
+                "[chain]\nenabled = true\nrpc_url = \"http://operator:s3cretpass@127.0.0.1:{closed}/v3/APIKEY0123456789?token=QUERYSECRET\"\n\
+                 contract = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\n"
+            ),
+        ),
+    );
+    let log = dir.path().join("run.log");
+    let mut child = crate::common::capminer()
+        .args(["run", "-c", path.to_str().unwrap()])
+        .env("CAPMINER_PRIVATE_KEY", key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // Wait until it has failed to connect at least twice (it retries), then stop it.
+    let tried = crate::common::wait_for(std::time::Duration::from_secs(60), || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        (text.matches("connecting again").count() >= 2).then_some(text)
+    });
+    // SAFETY: kill(2) of our own child with SIGTERM.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(tried.is_some(), "it retried the endpoint: {text}");
+    assert!(
+        text.contains(&format!("127.0.0.1:{closed}")),
+        "the endpoint is named (redacted): {text}"
+    );
+    for secret in [
+        "s3cretpass",
+        "operator:",
+        "APIKEY0123456789",
+        "QUERYSECRET",
+        key,
+    ] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+}
