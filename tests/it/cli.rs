@@ -97,7 +97,12 @@ fn config_print_shows_the_effective_config_with_env_overrides() {
 #[test]
 fn bench_reports_every_unit_with_flags_and_pages() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), &light_config(free_port(), ""));
+    // Neither reserved nor transparent huge pages: every page a 4 KiB one, exactly.
+    let config = light_config(free_port(), "").replace(
+        "large_pages = false\n",
+        "large_pages = false\ntransparent_huge_pages = false\n",
+    );
+    let path = write_config(dir.path(), &config);
     let out = run(&[
         "bench",
         "-c",
@@ -120,7 +125,7 @@ fn bench_reports_every_unit_with_flags_and_pages() {
         assert!(u["hashrate"].as_f64().unwrap() > 1.0, "{u}");
         assert_eq!(
             u["huge_pages"], 0.0,
-            "large_pages = false and light caches get no THP advice"
+            "large_pages = false, transparent_huge_pages = false: no huge page"
         );
     }
     let flags = report["randomx_flags"].as_str().unwrap();

@@ -14,7 +14,12 @@ use crate::common::{
 fn metrics_are_valid_live_and_scraped_by_prometheus() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let path = write_config(dir.path(), &light_config(port, ""));
+    // No huge pages of either kind: the share metric reads exactly 0.
+    let config = light_config(port, "").replace(
+        "large_pages = false\n",
+        "large_pages = false\ntransparent_huge_pages = false\n",
+    );
+    let path = write_config(dir.path(), &config);
     let _miner = Kill(
         capminer()
             .args(["run", "-c", path.to_str().unwrap()])
