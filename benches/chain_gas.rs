@@ -6,14 +6,16 @@
 //! calldata included) and its gas per proof. The target: at most 2,000 gas a proof at 100.
 //! Run with `cargo bench --bench chain_gas`; needs anvil from `deploy/setup.sh`.
 
+mod chain;
+
 use std::path::PathBuf;
 
 use alloy::primitives::Bytes;
 use alloy::providers::ext::AnvilApi;
 use alloy::signers::local::PrivateKeySigner;
 use capminer_chain::bindings::Capacity;
-use capminer_chain::devnet::{self, ContractSpec, KindSpec};
-use capminer_proofs::{Target, UnitId, UnitKind};
+use capminer_chain::devnet;
+use capminer_proofs::{UnitId, UnitKind};
 
 /// One unit's nonces in a batch.
 type Group = (u32, std::ops::Range<u64>);
@@ -41,25 +43,7 @@ async fn main() {
         .expect("anvil (deploy/setup.sh installs it)");
     let url = anvil.endpoint();
     let key = |i: usize| PrivateKeySigner::from(anvil.keys()[i].clone());
-    let kind = KindSpec {
-        target: Target([0xff; 32]),
-        min_proofs: 1,
-        max_proofs: 100_000,
-        reward_wei: 1,
-        collateral_wei: 0,
-        challenge: [0; 32],
-    };
-    let spec = ContractSpec {
-        epoch_seconds: 86_400,
-        grace_seconds: 3_600,
-        verify_seconds: 3_600,
-        timelock_seconds: 0,
-        quorum: 1,
-        slash_bps: 0,
-        verifiers: vec![key(2).address()],
-        guardian: key(0).address(),
-        kinds: [kind, kind],
-    };
+    let spec = chain::gas_spec(100_000, key(2).address(), key(0).address());
     let deployment = devnet::deploy(&url, key(0), &spec).await.unwrap();
     let provider_address = key(1).address();
     let units: Vec<(UnitId, UnitKind)> = (0..40u8)

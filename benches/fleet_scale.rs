@@ -9,6 +9,9 @@
 //! `CAPMINER_FLEET_TICKS` bounds the ticks measured, 20 by default). Needs anvil from
 //! `deploy/setup.sh`.
 
+mod chain;
+mod common;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,18 +20,11 @@ use alloy::primitives::{FixedBytes, U256};
 use alloy::providers::ext::AnvilApi;
 use alloy::signers::local::PrivateKeySigner;
 use capminer_chain::bindings::Capacity;
-use capminer_chain::devnet::{self, ContractSpec, KindSpec};
+use capminer_chain::devnet;
 use capminer_chain::metrics::ChainMetrics;
 use capminer_chain::{ChainService, ChainSetup};
 use capminer_proofs::store::ProofStore;
-use capminer_proofs::{Hash, Proof, Target, UnitId, UnitKind};
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use capminer_proofs::{Hash, Proof, UnitId, UnitKind};
 
 /// Peak resident set of this process (VmHWM), in MiB.
 fn peak_rss_mib() -> f64 {
@@ -54,8 +50,8 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let n = env_usize("CAPMINER_FLEET_UNITS", 10_000);
-    let max_ticks = env_usize("CAPMINER_FLEET_TICKS", 20);
+    let n = common::env_u64("CAPMINER_FLEET_UNITS", 10_000) as usize;
+    let max_ticks = common::env_u64("CAPMINER_FLEET_TICKS", 20) as usize;
     let anvil_path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/node_modules/.bin/anvil");
     let anvil = devnet::spawn_anvil(
@@ -66,25 +62,7 @@ async fn main() {
     .expect("anvil (deploy/setup.sh installs it)");
     let url = anvil.endpoint();
     let key = |i: usize| PrivateKeySigner::from(anvil.keys()[i].clone());
-    let kind = KindSpec {
-        target: Target([0xff; 32]),
-        min_proofs: 1,
-        max_proofs: 1_000,
-        reward_wei: 1,
-        collateral_wei: 0,
-        challenge: [0; 32],
-    };
-    let spec = ContractSpec {
-        epoch_seconds: 86_400,
-        grace_seconds: 3_600,
-        verify_seconds: 3_600,
-        timelock_seconds: 0,
-        quorum: 1,
-        slash_bps: 0,
-        verifiers: vec![key(2).address()],
-        guardian: key(0).address(),
-        kinds: [kind, kind],
-    };
+    let spec = chain::gas_spec(1_000, key(2).address(), key(0).address());
     let deployment = devnet::deploy(&url, key(0), &spec).await.unwrap();
     let provider = devnet::signing_provider(&url, key(1)).unwrap();
     let contract = Capacity::new(deployment.address, provider.clone());

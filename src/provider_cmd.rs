@@ -9,9 +9,10 @@
 
 use std::process::ExitCode;
 
-use alloy::primitives::{Address, FixedBytes, U256};
+use alloy::primitives::{Address, U256};
 use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::Filter;
+use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolEvent;
 use capminer_chain::bindings::Capacity;
 use capminer_chain::handle::ChainHandle;
@@ -95,27 +96,80 @@ enum PartyTask {
     },
 }
 
-/// The chain handle and a contract instance that signs with `key`.
+/// The chain handle and a contract instance that signs with `signer`.
 struct Signed {
     chain: ChainHandle,
     contract: Capacity::CapacityInstance<DynProvider>,
+    signer: PrivateKeySigner,
     me: Address,
 }
 
-async fn connect(config: &Config, key: KeySource<'_>) -> anyhow::Result<Signed> {
+/// Whose key a task signs with.
+#[derive(Debug, Clone, Copy)]
+enum Whose {
+    /// The provider's: `chain.key_file`, else `CAPMINER_PRIVATE_KEY`.
+    Provider,
+    /// A verifier party's: `verifier.key_file`, else `CAPMINER_VERIFIER_KEY`.
+    Party,
+}
+
+/// Loads the configuration (it must name the contract), connects with `whose` key and runs
+/// `task` to its end on a small runtime.
+fn run_task(
+    arg: &ConfigArg,
+    whose: Whose,
+    task: impl AsyncFnOnce(&Config, &Signed) -> anyhow::Result<()>,
+) -> anyhow::Result<ExitCode> {
+    let config = load_config(arg)?;
+    if config.chain.contract.is_none() {
+        return Err(config
+            .key_error("chain.contract", "this task needs the contract address")
+            .into());
+    }
+    let key = match whose {
+        Whose::Provider => KeySource::provider(config.chain.key_file.as_deref()),
+        Whose::Party => KeySource::verifier(config.verifier.key_file.as_deref()),
+    };
     let signer = load_signer(key, |k| std::env::var(k).ok())?;
-    let me = signer.address();
-    let chain = ChainHandle::connect(&config.chain).await?;
-    let provider = capminer_chain::devnet::signing_provider(&config.chain.rpc_url, signer)?;
-    let contract = Capacity::new(chain.address, provider);
-    Ok(Signed {
-        chain,
-        contract,
-        me,
-    })
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let chain = ChainHandle::connect(&config.chain).await?;
+        let provider =
+            capminer_chain::devnet::signing_provider(&config.chain.rpc_url, signer.clone())?;
+        let signed = Signed {
+            contract: Capacity::new(chain.address, provider),
+            chain,
+            me: signer.address(),
+            signer,
+        };
+        task(&config, &signed).await
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 impl Signed {
+    async fn current_epoch(&self) -> anyhow::Result<u64> {
+        Ok(self
+            .contract
+            .currentEpoch()
+            .call()
+            .await
+            .map_err(self.chain.call_error("currentEpoch"))?)
+    }
+
+    /// What unit `index` can claim up to epoch `epoch`, in wei.
+    async fn claimable(&self, index: u32, epoch: u64) -> anyhow::Result<U256> {
+        Ok(self
+            .contract
+            .claimable(index, epoch)
+            .call()
+            .await
+            .map_err(self.chain.call_error("claimable"))?
+            .amount)
+    }
+
     /// Sends a call, waits for its receipt; the contract's errors decoded.
     async fn send<C: alloy::sol_types::SolCall>(
         &self,
@@ -201,28 +255,11 @@ fn parse_unit(s: &str) -> anyhow::Result<(UnitId, UnitKind)> {
 
 /// Runs one provider task.
 pub fn provider(args: ProviderArgs) -> anyhow::Result<ExitCode> {
-    let config = load_config(&args.config)?;
-    if config.chain.contract.is_none() {
-        return Err(config
-            .key_error(
-                "chain.contract",
-                "the provider's tasks need the contract address",
-            )
-            .into());
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let s = connect(
-            &config,
-            KeySource::provider(config.chain.key_file.as_deref()),
-        )
-        .await?;
+    run_task(&args.config, Whose::Provider, async |config, s| {
         match &args.task {
             ProviderTask::Register { ids } => {
                 let units: Vec<(UnitId, UnitKind)> = if ids.is_empty() {
-                    capminer_miner::Miner::plan(&config)?
+                    capminer_miner::Miner::plan(config)?
                         .units()
                         .into_iter()
                         .map(|(id, kind, _)| (id, kind))
@@ -232,31 +269,14 @@ pub fn provider(args: ProviderArgs) -> anyhow::Result<ExitCode> {
                         .map(|s| parse_unit(s))
                         .collect::<anyhow::Result<_>>()?
                 };
-                let mut value = U256::ZERO;
-                for (_, kind) in &units {
-                    let p = s
-                        .contract
-                        .kindParams(*kind as u8)
-                        .call()
-                        .await
-                        .map_err(s.chain.call_error("kindParams"))?;
-                    value += U256::from(p.collateral);
-                }
-                let ids: Vec<FixedBytes<32>> =
-                    units.iter().map(|(id, _)| FixedBytes(id.0)).collect();
-                let kinds: Vec<u8> = units.iter().map(|(_, k)| *k as u8).collect();
-                s.send(
-                    s.contract.registerUnits(ids.clone(), kinds).value(value),
-                    "registerUnits",
+                let indices = capminer_chain::devnet::register_units(
+                    &config.chain.rpc_url,
+                    s.signer.clone(),
+                    s.chain.address,
+                    &units,
                 )
                 .await?;
-                for ((id, kind), raw) in units.iter().zip(ids) {
-                    let index = s
-                        .contract
-                        .unitIndexOf(raw)
-                        .call()
-                        .await
-                        .map_err(s.chain.call_error("unitIndexOf"))?;
+                for ((id, kind), index) in units.iter().zip(indices) {
                     println!("unit {index}\t{id}\t{}", kind.as_str());
                 }
             }
@@ -269,24 +289,13 @@ pub fn provider(args: ProviderArgs) -> anyhow::Result<ExitCode> {
                     .await?
             }
             ProviderTask::Claim => {
-                let epoch = s
-                    .contract
-                    .currentEpoch()
-                    .call()
-                    .await
-                    .map_err(s.chain.call_error("currentEpoch"))?;
-                let units = s.my_units(&config).await?;
+                let epoch = s.current_epoch().await?;
                 let mut due = Vec::new();
                 let mut total = U256::ZERO;
-                for index in units {
-                    let c = s
-                        .contract
-                        .claimable(index, epoch)
-                        .call()
-                        .await
-                        .map_err(s.chain.call_error("claimable"))?;
-                    if c.amount > U256::ZERO {
-                        total += c.amount;
+                for index in s.my_units(config).await? {
+                    let amount = s.claimable(index, epoch).await?;
+                    if amount > U256::ZERO {
+                        total += amount;
                         due.push(index);
                     }
                 }
@@ -298,23 +307,18 @@ pub fn provider(args: ProviderArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             ProviderTask::Retire(which) => {
-                let indices = s.indices(&config, which).await?;
+                let indices = s.indices(config, which).await?;
                 s.send(s.contract.retireUnits(indices), "retireUnits")
                     .await?
             }
             ProviderTask::Withdraw(which) => {
-                let indices = s.indices(&config, which).await?;
+                let indices = s.indices(config, which).await?;
                 s.send(s.contract.withdrawCollateral(indices), "withdrawCollateral")
                     .await?
             }
             ProviderTask::TopUp(which) => {
-                for index in s.indices(&config, which).await? {
-                    let u = s
-                        .contract
-                        .unitInfo(index)
-                        .call()
-                        .await
-                        .map_err(s.chain.call_error("unitInfo"))?;
+                for index in s.indices(config, which).await? {
+                    let u = s.chain.unit_info(index).await?;
                     let need = u.registeredCollateral - u.collateral;
                     if need == 0 {
                         println!("unit {index}: collateral complete");
@@ -325,78 +329,41 @@ pub fn provider(args: ProviderArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             ProviderTask::Units => {
-                let epoch = s
-                    .contract
-                    .currentEpoch()
-                    .call()
-                    .await
-                    .map_err(s.chain.call_error("currentEpoch"))?;
+                let epoch = s.current_epoch().await?;
                 println!("index\tid\tkind\tstart\tend\tcollateral\tclaimable");
-                for index in s.my_units(&config).await? {
-                    let u = s
-                        .contract
-                        .unitInfo(index)
-                        .call()
-                        .await
-                        .map_err(s.chain.call_error("unitInfo"))?;
-                    let c = s
-                        .contract
-                        .claimable(index, epoch)
-                        .call()
-                        .await
-                        .map_err(s.chain.call_error("claimable"))?;
+                for index in s.my_units(config).await? {
+                    let u = s.chain.unit_info(index).await?;
+                    let claimable = s.claimable(index, epoch).await?;
                     let end = if u.endEpoch == u64::MAX {
                         "-".to_string()
                     } else {
                         u.endEpoch.to_string()
                     };
                     println!(
-                        "{index}\t{}\t{}\t{}\t{end}\t{}/{}\t{}",
+                        "{index}\t{}\t{}\t{}\t{end}\t{}/{}\t{claimable}",
                         u.id,
                         if u.kind == 0 { "cpu" } else { "gpu" },
                         u.startEpoch,
                         u.collateral,
                         u.registeredCollateral,
-                        c.amount
                     );
                 }
             }
         }
-        Ok::<(), anyhow::Error>(())
-    })?;
-    Ok(ExitCode::SUCCESS)
+        Ok(())
+    })
 }
 
 /// Runs one verifier-party task.
 pub fn party(args: PartyArgs) -> anyhow::Result<ExitCode> {
-    let config = load_config(&args.config)?;
-    if config.chain.contract.is_none() {
-        return Err(config
-            .key_error(
-                "chain.contract",
-                "the party's tasks need the contract address",
-            )
-            .into());
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let s = connect(
-            &config,
-            KeySource::verifier(config.verifier.key_file.as_deref()),
-        )
-        .await?;
-        match args.task {
-            PartyTask::Authorize { delegate } => {
-                s.send(s.contract.authorizeDelegate(delegate), "authorizeDelegate")
-                    .await
-            }
-            PartyTask::Revoke { delegate } => {
-                s.send(s.contract.revokeDelegate(delegate), "revokeDelegate")
-                    .await
-            }
+    run_task(&args.config, Whose::Party, async |_, s| match args.task {
+        PartyTask::Authorize { delegate } => {
+            s.send(s.contract.authorizeDelegate(delegate), "authorizeDelegate")
+                .await
         }
-    })?;
-    Ok(ExitCode::SUCCESS)
+        PartyTask::Revoke { delegate } => {
+            s.send(s.contract.revokeDelegate(delegate), "revokeDelegate")
+                .await
+        }
+    })
 }

@@ -153,6 +153,15 @@ impl ChainHandle {
         Capacity::new(self.address, self.provider.clone())
     }
 
+    /// The contract's record of unit `index`.
+    pub async fn unit_info(&self, index: u32) -> Result<Capacity::Unit> {
+        self.contract()
+            .unitInfo(index)
+            .call()
+            .await
+            .map_err(self.call_error("unitInfo"))
+    }
+
     /// The on-chain index of unit `id`; `None` while it is not registered.
     pub async fn unit_index(&self, id: capminer_proofs::UnitId) -> Result<Option<u32>> {
         match self.contract().unitIndexOf(id.0.into()).call().await {

@@ -109,25 +109,11 @@ fn the_devnet_runs_several_hosts_and_sharded_verifier_parties() {
         .map(|p| http_get(*p, "/metrics").expect("metrics served"))
         .collect();
     for body in &bodies {
-        let mut promtool = std::process::Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("promtool (deploy/setup.sh installs it)");
-        use std::io::Write;
-        promtool
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(body.as_bytes())
-            .unwrap();
-        let out = promtool.wait_with_output().unwrap();
+        let out = crate::common::promtool_check_metrics(body);
         assert!(
             out.status.success(),
             "promtool: {}",
-            String::from_utf8_lossy(&out.stderr)
+            crate::common::text(&out)
         );
         for family in [
             "capminer_hashes_total",

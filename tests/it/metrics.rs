@@ -1,8 +1,6 @@
 //! The metrics endpoint of a running miner: valid exposition (`promtool check metrics`), the
 //! documented families with live values, and a real Prometheus server scraping it.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::{
@@ -72,20 +70,7 @@ fn metrics_are_valid_live_and_scraped_by_prometheus() {
     }
 
     // promtool accepts the exposition.
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus) is installed");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
+    let out = crate::common::promtool_check_metrics(&body);
     assert!(
         out.status.success(),
         "promtool check metrics: {}",

@@ -147,11 +147,7 @@ impl ChainService {
                 unregistered.push((id, kind, label));
                 continue;
             };
-            let info = contract
-                .unitInfo(index)
-                .call()
-                .await
-                .map_err(chain.call_error("unitInfo"))?;
+            let info = chain.unit_info(index).await?;
             if info.provider != from && Some(info.provider) != provider {
                 return Err(ChainError::Setup(format!(
                     "unit {label} ({id}) is registered to {p}; this signer {from} is neither that \

@@ -54,13 +54,7 @@ pub(super) struct Standing {
 impl ChainService {
     /// Reads a registered unit's record.
     async fn read_unit(&self, index: u32) -> Result<OnChain> {
-        let info = self
-            .chain
-            .contract()
-            .unitInfo(index)
-            .call()
-            .await
-            .map_err(self.chain.call_error("unitInfo"))?;
+        let info = self.chain.unit_info(index).await?;
         Ok(OnChain {
             start: info.startEpoch,
             end: info.endEpoch,
@@ -91,14 +85,7 @@ impl ChainService {
                     continue;
                 }
             };
-            let provider: Address = self
-                .chain
-                .contract()
-                .unitInfo(index)
-                .call()
-                .await
-                .map_err(self.chain.call_error("unitInfo"))?
-                .provider;
+            let provider: Address = self.chain.unit_info(index).await?.provider;
             if provider != self.txm.address() && Some(provider) != self.provider {
                 tracing::error!(unit = %label, %provider, "unit registered to another provider: it stays idle");
                 still.push((id, kind, label));

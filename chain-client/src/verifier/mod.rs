@@ -515,13 +515,7 @@ impl VerifierService {
         if let Some(u) = self.units.get(&index) {
             return Ok(*u);
         }
-        let info = self
-            .chain
-            .contract()
-            .unitInfo(index)
-            .call()
-            .await
-            .map_err(self.chain.call_error("unitInfo"))?;
+        let info = self.chain.unit_info(index).await?;
         let u = (UnitId(info.id.0), UnitKind::from_index(info.kind));
         self.units.insert(index, u);
         Ok(u)

@@ -142,6 +142,34 @@ async fn collateral(net: &Net, unit: u32) -> u128 {
         .collateral
 }
 
+/// A closed unit-epoch's digest and the hash a verifier signs to draw its sample.
+async fn digest_and_sample_hash(net: &Net, unit: u32, e: u64) -> (B256, B256) {
+    let digest = net
+        .contract()
+        .unitEpoch(unit, e)
+        .call()
+        .await
+        .unwrap()
+        .digest;
+    let hash = net
+        .contract()
+        .sampleHash(unit, e, digest)
+        .call()
+        .await
+        .unwrap();
+    (digest, hash)
+}
+
+/// Account `i`'s sample signature over `hash`.
+fn sample_signature(net: &Net, i: usize, hash: B256) -> Bytes {
+    net.key(i)
+        .sign_hash_sync(&hash)
+        .unwrap()
+        .as_bytes()
+        .to_vec()
+        .into()
+}
+
 async fn fund(net: &Net, wei: u64) {
     devnet::fund_pool(&net.url, net.key(0), net.address(), U256::from(wei))
         .await
@@ -979,27 +1007,8 @@ async fn operators_only_submit_and_delegates_vote_once_for_their_party() {
             .unwrap();
     }
     close(&net, e).await;
-    let digest = net
-        .contract()
-        .unitEpoch(unit, e)
-        .call()
-        .await
-        .unwrap()
-        .digest;
-    let hash = net
-        .contract()
-        .sampleHash(unit, e, digest)
-        .call()
-        .await
-        .unwrap();
-    let sig = |i: usize| -> Bytes {
-        net.key(i)
-            .sign_hash_sync(&hash)
-            .unwrap()
-            .as_bytes()
-            .to_vec()
-            .into()
-    };
+    let (digest, hash) = digest_and_sample_hash(&net, unit, e).await;
+    let sig = |i: usize| sample_signature(&net, i, hash);
     let receipt = send(at(&net, d1).attest(unit, e, digest, 2, sig(d1)))
         .await
         .unwrap();
@@ -1038,26 +1047,8 @@ async fn operators_only_submit_and_delegates_vote_once_for_their_party() {
         .await
         .unwrap();
     close(&net, e2).await;
-    let digest2 = net
-        .contract()
-        .unitEpoch(unit2, e2)
-        .call()
-        .await
-        .unwrap()
-        .digest;
-    let hash2 = net
-        .contract()
-        .sampleHash(unit2, e2, digest2)
-        .call()
-        .await
-        .unwrap();
-    let party_sig: Bytes = net
-        .key(party)
-        .sign_hash_sync(&hash2)
-        .unwrap()
-        .as_bytes()
-        .to_vec()
-        .into();
+    let (digest2, hash2) = digest_and_sample_hash(&net, unit2, e2).await;
+    let party_sig = sample_signature(&net, party, hash2);
     let wrong = send(at(&net, d2).attest(unit2, e2, digest2, 1, party_sig))
         .await
         .unwrap_err();
@@ -1069,13 +1060,7 @@ async fn operators_only_submit_and_delegates_vote_once_for_their_party() {
     send(at(&net, party).revokeDelegate(ACCOUNTS[d2]))
         .await
         .unwrap();
-    let d2_sig: Bytes = net
-        .key(d2)
-        .sign_hash_sync(&hash2)
-        .unwrap()
-        .as_bytes()
-        .to_vec()
-        .into();
+    let d2_sig = sample_signature(&net, d2, hash2);
     let gone = send(at(&net, d2).attest(unit2, e2, digest2, 1, d2_sig))
         .await
         .unwrap_err();

@@ -332,14 +332,19 @@ pub async fn register_planned(
     net: &Net,
     config: &capminer_config::Config,
 ) -> (Vec<(UnitId, UnitKind)>, Vec<u32>) {
-    let units: Vec<_> = capminer_miner::Miner::plan(config)
+    let units = planned_units(config);
+    let indices = net.register(1, &units).await;
+    (units, indices)
+}
+
+/// The units `config` plans on this machine: id and kind.
+pub fn planned_units(config: &capminer_config::Config) -> Vec<(UnitId, UnitKind)> {
+    capminer_miner::Miner::plan(config)
         .unwrap()
         .units()
         .into_iter()
         .map(|(id, kind, _)| (id, kind))
-        .collect();
-    let indices = net.register(1, &units).await;
-    (units, indices)
+        .collect()
 }
 
 impl Net {

@@ -9,23 +9,13 @@ use std::time::{Duration, Instant};
 use capminer_chain::ChainService;
 use capminer_chain::bindings::Capacity;
 use capminer_chain::devnet;
-use capminer_config::Config;
 use capminer_miner::Miner;
 use capminer_miner::unit::UnitState;
+use capminer_proofs::Target;
 use capminer_proofs::store::{ProofState, ProofStore};
-use capminer_proofs::{Target, UnitId, UnitKind};
 use prometheus::Registry;
 
-use super::{Net, spec};
-
-fn light(net: &Net) -> Config {
-    let mut config = Config::default();
-    config.cpu.randomx.full_memory = false;
-    config.cpu.randomx.large_pages = false;
-    config.cpu.round_ms = 100;
-    config.miner.provider = net.key(1).address().0.0;
-    config
-}
+use super::{Net, light_miner_config, planned_units, register_planned, spec};
 
 /// One tick, its epoch and holds handed to the miner as the node does; one more block.
 async fn step(net: &Net, client: &mut ChainService, miner: &Miner) {
@@ -88,15 +78,10 @@ async fn a_unit_at_the_epochs_maximum_idles_until_the_next_epoch() {
     let net = Net::start(&spec(Target::for_expected_hashes(4), 1, MAX as u32), &[]).await;
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(ProofStore::open(dir.path()).unwrap().0);
-    let config = light(&net);
-    let plan = Miner::plan(&config).unwrap();
-    let units: Vec<(UnitId, UnitKind)> = plan
-        .units()
-        .into_iter()
-        .map(|(id, kind, _)| (id, kind))
-        .collect();
-    net.register(1, &units).await;
+    let config = light_miner_config(&net, dir.path());
+    let (units, _) = register_planned(&net, &config).await;
     let first = net.next_epoch().await;
+    let plan = Miner::plan(&config).unwrap();
     let miner = Miner::start_planned(&config, plan, store.clone(), &Registry::new()).unwrap();
     let mut client = net
         .client(1, net.chain_config(), store.clone(), &units)
@@ -145,13 +130,9 @@ async fn a_unit_hashes_only_while_registered_started_and_not_retired() {
     let net = Net::start(&spec(Target::for_expected_hashes(1000), 1, 1000), &[]).await;
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(ProofStore::open(dir.path()).unwrap().0);
-    let config = light(&net);
+    let config = light_miner_config(&net, dir.path());
     let plan = Miner::plan(&config).unwrap();
-    let units: Vec<(UnitId, UnitKind)> = plan
-        .units()
-        .into_iter()
-        .map(|(id, kind, _)| (id, kind))
-        .collect();
+    let units = planned_units(&config);
     assert!(units.len() >= 2, "this machine plans at least two units");
     // Only the first unit is registered.
     let index0 = net.register(1, &units[..1]).await[0];
