@@ -37,7 +37,7 @@ struct UnitResult {
     build_seconds: f64,
     /// Of `build_seconds`, keying the cache (Argon2 fill and program generation).
     key_seconds: f64,
-    /// Which code built the dataset ("simd (avx2)", "library", ...; empty without one).
+    /// Which code built the dataset ("simd (avx2 jit)", "library", ...; empty without one).
     dataset_init: String,
     hashes: u64,
     seconds: f64,

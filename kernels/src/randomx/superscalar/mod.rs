@@ -12,23 +12,23 @@
 //!
 //! Items are independent. One item alone is slow because each of its 8 cache reads is a random
 //! DRAM access that depends on the previous program, and an interpreter pays a dispatch per
-//! instruction. The SIMD path ([`avx2`]) therefore computes a batch of items together: each
-//! instruction is decoded once and applied to every item of the batch in AVX2 lanes, and the
-//! batch's cache blocks are prefetched together before the program runs, so the memory
-//! accesses overlap. The scalar path ([`scalar`]) computes one item at a time, for
-//! verification and for CPUs without AVX2.
+//! instruction. The SIMD path ([`avx2`]) therefore compiles the eight programs to AVX2 machine
+//! code ([`jit`]) that runs one program on four items at once (one item per 64-bit lane, the
+//! registers kept in `ymm` registers), and keeps 128 items in flight so that the cache blocks
+//! of some are fetched while the programs of others run. The scalar path ([`scalar`]) computes
+//! one item at a time, for verification and as the reference of the tests.
 //!
 //! * [`blake2`]: Blake2b and the generator's byte stream;
 //! * [`generator`]: program generation from the key (the decoder/port scheduling model);
 //! * [`program`]: lowered instructions, the reciprocal, high multiplications;
-//! * [`scalar`], [`avx2`]: item computation.
+//! * [`scalar`], [`avx2`] (with [`jit`]): item computation.
 
 mod avx2;
 mod blake2;
 mod generator;
+pub(crate) mod jit;
 mod program;
 mod scalar;
-mod schedule;
 
 use std::fmt;
 
@@ -118,7 +118,8 @@ pub enum DatasetInit {
     /// The SIMD path when this CPU has it, else the library.
     #[default]
     Auto,
-    /// capminer's AVX2 path (refused on CPUs without AVX2).
+    /// capminer's AVX2 path: SuperscalarHash compiled to AVX2 code (refused on CPUs without
+    /// AVX2 and where the system refuses executable memory).
     Simd,
     /// capminer's portable Rust path, one item at a time (slow: for verification).
     Scalar,
@@ -134,7 +135,7 @@ impl DatasetInit {
             DatasetInit::Auto => Ok(DatasetInit::Library),
             DatasetInit::Simd if !avx2::available() => Err(KernelError::UnsupportedFlag {
                 flag: "dataset_init = \"simd\"",
-                reason: "this CPU has no AVX2",
+                reason: "this CPU has no AVX2 or the system refuses executable memory",
             }),
             other => Ok(other),
         }
@@ -145,7 +146,7 @@ impl fmt::Display for DatasetInit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             DatasetInit::Auto => "auto",
-            DatasetInit::Simd => "simd (avx2)",
+            DatasetInit::Simd => "simd (avx2 jit)",
             DatasetInit::Scalar => "scalar (rust)",
             DatasetInit::Library => "library",
         })

@@ -47,21 +47,14 @@ pub(crate) struct Op {
 pub(crate) struct Program {
     pub ops: Vec<Op>,
     pub address_register: usize,
-    /// The same operations reordered into runs of one kind (see [`super::schedule`]), for the
-    /// batched interpreter.
-    pub batched: Vec<Op>,
-    pub runs: Vec<super::schedule::Run>,
 }
 
 impl Program {
-    /// A program of `ops`, with its batched form.
+    /// A program of `ops`.
     pub(crate) fn new(ops: Vec<Op>, address_register: usize) -> Self {
-        let (batched, runs) = super::schedule::into_runs(&ops);
         Self {
             ops,
             address_register,
-            batched,
-            runs,
         }
     }
 }
