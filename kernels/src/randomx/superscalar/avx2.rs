@@ -1,24 +1,20 @@
-//! Dataset items in batches with AVX2: compiled programs ([`super::jit`]) over groups of five
+//! Dataset items in batches with AVX2: compiled programs ([`super::jit`]) over groups of four
 //! items, many groups in flight.
 //!
-//! A batch is `GROUPS` groups of five items. Programs run in order over the whole batch:
+//! A batch is `GROUPS` groups of four items. Programs run in order over the whole batch:
 //! program `p` runs on group 0, 1, 2, ... before program `p + 1` starts, so one program's code
-//! stays in the instruction cache while it serves every group. Each group's cache blocks for
-//! `p` (one per item, chosen by the previous program) are prefetched `AHEAD` groups before the
-//! group runs; the programs of the groups in between (a few hundred nanoseconds each) hide the
-//! DRAM latency, and the blocks are XORed in right after the group's program.
+//! stays in the instruction and micro-op caches while it serves every group. When a group's
+//! step ends, the blocks its next step mixes in are prefetched; they are needed only after the
+//! other groups' steps have run (tens of microseconds later), so their DRAM latency is hidden
+//! and the compiled code finds them in the cache.
 
 use super::jit::{Compiled, Group};
 use super::{BLOCK_BYTES, CacheMemory, SuperscalarHash, item_registers};
 
 /// Groups per batch.
 const GROUPS: usize = 32;
-/// Items per group.
-const ITEMS: usize = Group::ITEMS;
 /// Items per batch.
-const LANES: usize = ITEMS * GROUPS;
-/// How many groups ahead the cache blocks are prefetched.
-const AHEAD: usize = 2;
+const LANES: usize = 4 * GROUPS;
 
 /// Whether this CPU can run the AVX2 path and the system lets us map generated code.
 pub(super) fn available() -> bool {
@@ -53,69 +49,53 @@ pub(super) fn init_items(
     while done < items {
         let count = (items - done).min(LANES);
         let chunk = &mut out[done * BLOCK_BYTES..(done + count) * BLOCK_BYTES];
-        batch(&compiled, hash, cache, first + done as u64, chunk);
+        batch(&compiled, cache, first + done as u64, chunk);
         done += count;
     }
 }
 
 /// Computes the (at most `LANES`) items of `out`, starting at `first`. Lanes past the end of
 /// `out` compute the following items and are dropped.
-fn batch(
-    compiled: &Compiled,
-    hash: &SuperscalarHash,
-    cache: &CacheMemory<'_>,
-    first: u64,
-    out: &mut [u8],
-) {
+fn batch(compiled: &Compiled, cache: &CacheMemory<'_>, first: u64, out: &mut [u8]) {
     let mut groups = [Group::default(); GROUPS];
-    let mut address = [[0u64; ITEMS]; GROUPS];
-    for (g, (group, address)) in groups.iter_mut().zip(&mut address).enumerate() {
-        for (lane, slot) in address.iter_mut().enumerate() {
-            let item = first + (ITEMS * g + lane) as u64;
-            *slot = item;
-            for (q, value) in item_registers(item).into_iter().enumerate() {
-                *group.register(q, lane) = value;
+    for (g, group) in groups.iter_mut().enumerate() {
+        for lane in 0..4 {
+            let item = first + (4 * g + lane) as u64;
+            for (row, value) in group.rows.iter_mut().zip(item_registers(item)) {
+                row[lane] = value;
             }
+            // The first program mixes in the block the item's number selects.
+            group.blocks[lane] = cache.block_offset(item);
         }
+        prefetch(cache, group);
     }
-    let prefetch = |address: &[u64; ITEMS]| {
-        for &a in address {
-            prefetch(cache.block_ptr(a));
-        }
-    };
-    for (index, program) in hash.programs().iter().enumerate() {
-        address.iter().take(AHEAD).for_each(prefetch);
-        for g in 0..GROUPS {
-            if let Some(ahead) = address.get(g + AHEAD) {
-                prefetch(ahead);
-            }
-            let group = &mut groups[g];
-            // SAFETY: `init_items` checked that the CPU has AVX2.
-            unsafe { compiled.run(index, group) };
-            for (lane, a) in address[g].iter_mut().enumerate() {
-                for (q, word) in cache.block(*a).into_iter().enumerate() {
-                    *group.register(q, lane) ^= word;
-                }
-                *a = *group.register(program.address_register, lane);
-            }
+    for index in 0..super::PROGRAMS {
+        for group in &mut groups {
+            // SAFETY: `init_items` checked AVX2; the offsets are `block_offset`s, or what the
+            // compiled code left, which is one too.
+            unsafe { compiled.run(index, group, cache) };
+            prefetch(cache, group);
         }
     }
     for (i, item) in out.chunks_exact_mut(BLOCK_BYTES).enumerate() {
-        let (group, lane) = (&mut groups[i / ITEMS], i % ITEMS);
-        for (q, bytes) in item.chunks_exact_mut(8).enumerate() {
-            bytes.copy_from_slice(&group.register(q, lane).to_le_bytes());
+        let (group, lane) = (&groups[i / 4], i % 4);
+        for (bytes, row) in item.chunks_exact_mut(8).zip(&group.rows) {
+            bytes.copy_from_slice(&row[lane].to_le_bytes());
         }
     }
 }
 
-/// A hint to load the cache line at `ptr`; never faults.
+/// Asks for the group's next blocks to be loaded into the cache; never faults.
 #[inline(always)]
-fn prefetch(ptr: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint that cannot fault, whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ptr.cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = ptr;
+fn prefetch(cache: &CacheMemory<'_>, group: &Group) {
+    for &offset in &group.blocks {
+        let ptr = cache.base().wrapping_add(offset as usize);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint that cannot fault, whatever the address.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ptr.cast())
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = ptr;
+    }
 }

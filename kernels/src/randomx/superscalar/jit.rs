@@ -1,20 +1,20 @@
-//! SuperscalarHash programs compiled to x86-64 machine code, five dataset items at a time:
-//! four in AVX2 lanes and one in general-purpose registers.
+//! SuperscalarHash programs compiled to AVX2 machine code, four dataset items at a time.
 //!
-//! Each program becomes one function that runs it on a [`Group`] of five items: it loads the
-//! registers of four items into `ymm0`-`ymm7` (one item per 64-bit lane) and those of the fifth
-//! into `r8`-`r15`, executes the program with every RandomX instruction lowered twice (to a few
-//! AVX2 instructions and to the one to three scalar instructions the library's JIT would use),
-//! and stores them back. There is no dispatch and no load or store per instruction; the
-//! registers stay in registers. The scalar copy costs little: it runs on the integer units,
-//! which the vector code leaves idle, and its multiplications take one instruction where AVX2
-//! needs several.
+//! Each program becomes one function that takes a [`Group`] of four items one step of the item
+//! computation further: it loads their registers into `ymm0`-`ymm7` (one item per 64-bit lane),
+//! executes the program with every RandomX instruction lowered to a few AVX2 instructions, XORs
+//! in the four cache blocks the previous step chose (loaded by halves and transposed into
+//! lanes), and stores the registers back with the
+//! offsets of the blocks the next step will mix in. There is no dispatch and no load or store
+//! per instruction; the registers stay in registers.
 //!
 //! ```text
-//!   ymm0-7   r0-r7 of items 0-3 (lane = item)     r8-r15  r0-r7 of item 4
-//!   ymm8-12  temporaries                          rax, rdx  high products of item 4
+//!   ymm0-7   r0-r7 of the four items (lane = item)
+//!   ymm8-12  temporaries
+//!   ymm13    0xffffffff00000000 in every lane
 //!   ymm14    zero              ymm15  0x00000000ffffffff in every lane
-//!   rdi      the group         rsi    the constant pool (32-byte entries, entry 0 = the mask)
+//!   rdi      the group   rsi  the constant pool (32-byte entries)   rdx  the cache
+//!   rax, rcx, r8, r9   the offsets of the four blocks mixed in
 //! ```
 //!
 //! AVX2 has no 64-bit multiply, so products are built from `vpmuludq` (32 x 32 -> 64):
@@ -28,39 +28,24 @@
 //! * high 64 bits, signed: the unsigned one minus `b` where `a < 0` and minus `a` where `b < 0`.
 //!
 //! Constants (`IADD_C`, `IXOR_C`, the `IMUL_RCP` reciprocal and its halves swapped) are memory
-//! operands into the pool, each broadcast to four lanes; the scalar `IMUL_RCP` reads the
-//! reciprocal's entry too. The code is written into an anonymous
+//! operands into the pool, each broadcast to four lanes. The code is written into an anonymous
 //! mapping that is made executable only once it is complete (never writable and executable at
 //! once), and unmapped when the [`Compiled`] programs are dropped.
 
-use super::PROGRAMS;
 use super::program::{Op, OpKind, Program};
+use super::{CacheMemory, PROGRAMS};
 
-/// One group's registers: four items in the vector lanes (`rows[q][lane]`) and a fifth in the
-/// general-purpose registers (`scalar[q]`).
+/// One group of four items: their registers (`rows[q][lane]`) and the byte offsets in the
+/// cache of the blocks the next program mixes in.
 #[repr(C, align(32))]
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Group {
-    rows: [[u64; 4]; 8],
-    scalar: [u64; 8],
+    pub rows: [[u64; 4]; 8],
+    pub blocks: [u64; 4],
 }
 
-impl Group {
-    /// Items per group.
-    pub(super) const ITEMS: usize = 5;
-
-    /// Register `q` of the group's item `item` (0..5).
-    #[inline(always)]
-    pub(super) fn register(&mut self, q: usize, item: usize) -> &mut u64 {
-        match item {
-            0..4 => &mut self.rows[q][item],
-            _ => &mut self.scalar[q],
-        }
-    }
-}
-
-/// Where `Group::scalar` starts.
-const SCALAR_OFFSET: i32 = 256;
+/// Where `Group::blocks` starts.
+const BLOCKS_OFFSET: i32 = 256;
 
 /// A constant broadcast to four lanes: one 32-byte pool entry.
 #[repr(C, align(32))]
@@ -80,17 +65,21 @@ pub(super) struct Compiled {
 unsafe impl Send for Compiled {}
 unsafe impl Sync for Compiled {}
 
-type ProgramFn = unsafe extern "sysv64" fn(*mut Group, *const Entry);
+type ProgramFn = unsafe extern "sysv64" fn(*mut Group, *const Entry, *const u8);
 
 impl Compiled {
     /// Compiles `programs`; `None` if the system refuses executable memory.
     pub(super) fn new(programs: &[Program; PROGRAMS]) -> Option<Self> {
         let mut asm = Assembler::default();
-        let mut pool = vec![Entry([0xffff_ffff; 4])];
+        let mut pool = vec![
+            Entry([0xffff_ffff; 4]),
+            Entry([super::CACHE_BLOCKS - 1; 4]),
+            Entry([0xffff_ffff_0000_0000; 4]),
+        ];
         let mut entries = [0; PROGRAMS];
         for (entry, program) in entries.iter_mut().zip(programs) {
             *entry = asm.code.len();
-            asm.program(&program.ops, &mut pool);
+            asm.program(program, &mut pool);
         }
         let code = Mapping::executable(&asm.code)?;
         Some(Self {
@@ -100,24 +89,24 @@ impl Compiled {
         })
     }
 
-    /// Runs program `index` on `group`.
+    /// Runs program `index` on `group`, mixes in the blocks at `group.blocks` and leaves there
+    /// the offsets of the next program's blocks.
     ///
     /// # Safety
-    /// The CPU must have AVX2.
+    /// The CPU must have AVX2, `cache` must be the 256 MiB keyed cache and `group.blocks`
+    /// offsets of blocks inside it (every offset the compiled code leaves there is).
     #[inline]
-    pub(super) unsafe fn run(&self, index: usize, group: &mut Group) {
+    pub(super) unsafe fn run(&self, index: usize, group: &mut Group, cache: &CacheMemory<'_>) {
         // SAFETY: `entries[index]` is the start of a complete function within the executable
-        // mapping, compiled for the System V ABI with this signature (it saves and restores the
-        // callee-saved r12-r15 it uses); it reads and writes only `group` and reads the pool,
-        // which both outlive the call. The caller guarantees AVX2.
+        // mapping, compiled for the System V ABI with this signature ; it reads and writes only `group`, reads the pool, which
+        // both outlive the call, and reads 64-byte blocks of the cache at the offsets in
+        // `group.blocks`, which the caller guarantees lie inside it, as it guarantees AVX2.
         unsafe {
             let f: ProgramFn = std::mem::transmute(self.code.ptr.add(self.entries[index]));
-            f(group, self.pool.as_ptr());
+            f(group, self.pool.as_ptr(), cache.base());
         }
     }
 }
-
-pub(crate) static HYBRID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
 // Register numbers.
 const T0: u8 = 8;
@@ -125,16 +114,21 @@ const T1: u8 = 9;
 const T2: u8 = 10;
 const T3: u8 = 11;
 const T4: u8 = 12;
+/// 0xffffffff00000000 in every lane.
+const HIGH: u8 = 13;
 const ZERO: u8 = 14;
 const MASK: u8 = 15;
 const RAX: u8 = 0;
+const RCX: u8 = 1;
 const RDX: u8 = 2;
+const R8: u8 = 8;
+const R9: u8 = 9;
 const RSI: u8 = 6;
 const RDI: u8 = 7;
-/// The general-purpose register holding the scalar item's `r[q]`: r8-r15.
-const fn gpr(q: u8) -> u8 {
-    8 + q
-}
+/// Pool entries.
+const MASK32_ENTRY: usize = 0;
+const BLOCK_MASK_ENTRY: usize = 1;
+const HIGH32_ENTRY: usize = 2;
 
 // Opcodes (VEX.256.66.0F unless noted).
 const VPADDQ: u8 = 0xD4;
@@ -142,6 +136,12 @@ const VPSUBQ: u8 = 0xFB;
 const VPXOR: u8 = 0xEF;
 const VPAND: u8 = 0xDB;
 const VPOR: u8 = 0xEB;
+const VPUNPCKLQDQ: u8 = 0x6C;
+const VPUNPCKHQDQ: u8 = 0x6D;
+/// `vmovdqu xmm, m128` (VEX.128.F3.0F 6F).
+const VMOVDQU_LOAD: u8 = 0x6F;
+/// `vinserti128 ymm, ymm, m128, imm8` (VEX.256.66.0F3A.W0 38).
+const VINSERTI128: u8 = 0x38;
 const VPMULUDQ: u8 = 0xF4;
 const VMOVDQA_LOAD: u8 = 0x6F;
 const VMOVDQA_STORE: u8 = 0x7F;
@@ -151,12 +151,15 @@ const SRL: u8 = 2;
 const SLL: u8 = 6;
 /// `vpshufd ymm, ymm, imm8` (no vvvv operand).
 const VPSHUFD: u8 = 0x70;
-/// VEX.256.66.0F38 37: `vpcmpgtq`.
-const VPCMPGTQ: u8 = 0x37;
+/// VEX.256.66.0F3A.W0 4B /is4: `vblendvpd`.
+const VBLENDVPD: u8 = 0x4B;
 /// VEX.256.66.0F38 40: `vpmulld` (32 x 32, low 32 bits).
 const VPMULLD: u8 = 0x40;
 const MAP_0F: u8 = 1;
 const MAP_0F38: u8 = 2;
+const MAP_0F3A: u8 = 3;
+const PP_66: u8 = 0b01;
+const PP_F3: u8 = 0b10;
 
 /// The r/m operand of an instruction.
 #[derive(Clone, Copy)]
@@ -164,6 +167,8 @@ enum Rm {
     Reg(u8),
     /// `[base + disp32]`, base a general register below 8 other than rsp and rbp.
     Mem(u8, i32),
+    /// `[base + index + disp8]`, general registers, base not rbp or r13, index not rsp.
+    Indexed(u8, u8, u8),
 }
 
 /// A minimal x86-64 encoder for the AVX2 instructions the programs need.
@@ -173,33 +178,39 @@ struct Assembler {
 }
 
 impl Assembler {
-    /// A three-byte-VEX, 256-bit, 66-prefixed instruction: `reg`, `vvvv` and `rm` operands.
+    /// A VEX-encoded, 256-bit, 66-prefixed instruction: `reg`, `vvvv` and `rm` operands.
     fn vex(&mut self, map: u8, opcode: u8, reg: u8, vvvv: u8, rm: Rm) {
-        let rm_high = match rm {
-            Rm::Reg(r) => r >> 3,
-            Rm::Mem(..) => 0,
+        self.vex_with(map, PP_66, true, opcode, reg, vvvv, rm);
+    }
+
+    /// A VEX instruction (W0) with prefix `pp`, 256-bit when `wide`.
+    #[allow(clippy::too_many_arguments)]
+    fn vex_with(&mut self, map: u8, pp: u8, wide: bool, opcode: u8, reg: u8, vvvv: u8, rm: Rm) {
+        let (index_high, base_high) = match rm {
+            Rm::Reg(r) => (0, r >> 3),
+            Rm::Mem(base, _) => (0, base >> 3),
+            Rm::Indexed(base, index, _) => (index >> 3, base >> 3),
         };
         let r_bit = u8::from(reg >> 3 == 0) << 7;
-        let b_bit = u8::from(rm_high == 0) << 5;
-        // X is unused (no index register): 1 inverted.
-        self.code.extend_from_slice(&[
-            0xC4,
-            r_bit | 0x40 | b_bit | map,
-            ((!vvvv & 0xF) << 3) | 0b100 | 0b01, // W0, L = 256, pp = 66
-            opcode,
-        ]);
+        let vvvv_l_pp = ((!vvvv & 0xF) << 3) | (u8::from(wide) << 2) | pp;
+        if map == MAP_0F && index_high == 0 && base_high == 0 {
+            // The two-byte form: one byte shorter, which the decoders fetch faster.
+            self.code
+                .extend_from_slice(&[0xC5, r_bit | vvvv_l_pp, opcode]);
+        } else {
+            let x_bit = u8::from(index_high == 0) << 6;
+            let b_bit = u8::from(base_high == 0) << 5;
+            self.code
+                .extend_from_slice(&[0xC4, r_bit | x_bit | b_bit | map, vvvv_l_pp, opcode]);
+        }
         self.modrm(reg, rm);
     }
 
-    /// A 64-bit general-purpose instruction: REX.W, `opcode`, ModRM with `reg` and `rm`.
-    fn scalar(&mut self, opcode: &[u8], reg: u8, rm: Rm) {
-        let rm_high = match rm {
-            Rm::Reg(r) => r >> 3,
-            Rm::Mem(..) => 0,
-        };
-        self.code.push(0x48 | ((reg >> 3) << 2) | rm_high);
-        self.code.extend_from_slice(opcode);
-        self.modrm(reg, rm);
+    /// `mov reg, [base + disp32]`, a 64-bit general-purpose register.
+    fn load_gpr(&mut self, reg: u8, base: u8, disp: i32) {
+        self.code.push(0x48 | ((reg >> 3) << 2));
+        self.code.push(0x8B);
+        self.modrm(reg, Rm::Mem(base, disp));
     }
 
     fn modrm(&mut self, reg: u8, rm: Rm) {
@@ -210,21 +221,12 @@ impl Assembler {
                 self.code.push(0x80 | ((reg & 7) << 3) | base);
                 self.code.extend_from_slice(&disp.to_le_bytes());
             }
-        }
-    }
-
-    /// `lea dst, [dst + src << shift]`.
-    fn lea_shifted(&mut self, dst: u8, src: u8, shift: u8) {
-        self.code
-            .push(0x48 | ((dst >> 3) << 2) | ((src >> 3) << 1) | (dst >> 3));
-        self.code.push(0x8D);
-        // r13 (like rbp) as a base needs a displacement: a zero byte.
-        let needs_displacement = dst & 7 == 5;
-        let mode = if needs_displacement { 0x44 } else { 0x04 };
-        self.code.push(mode | ((dst & 7) << 3));
-        self.code.push((shift << 6) | ((src & 7) << 3) | (dst & 7));
-        if needs_displacement {
-            self.code.push(0);
+            Rm::Indexed(base, index, disp) => {
+                debug_assert!(base & 7 != 5 && index != 4);
+                self.code.push(0x44 | ((reg & 7) << 3)); // mod 01 (disp8), r/m = SIB
+                self.code.push(((index & 7) << 3) | (base & 7)); // scale 1
+                self.code.push(disp);
+            }
         }
     }
 
@@ -257,9 +259,10 @@ impl Assembler {
         self.code.push(count);
     }
 
-    /// `dst = (a > b) ? all ones : 0`, signed 64-bit lanes.
-    fn cmpgt(&mut self, dst: u8, a: u8, b: u8) {
-        self.vex(MAP_0F38, VPCMPGTQ, dst, a, Rm::Reg(b));
+    /// `dst = sign(mask) ? b : a` per 64-bit lane (`vblendvpd`).
+    fn blend(&mut self, dst: u8, a: u8, b: u8, mask: u8) {
+        self.vex(MAP_0F3A, VBLENDVPD, dst, a, Rm::Reg(b));
+        self.code.push(mask << 4);
     }
 
     /// Appends `value` broadcast to four lanes to `pool`; its entry index.
@@ -268,68 +271,46 @@ impl Assembler {
         pool.len() - 1
     }
 
-    /// One program as a function of `(rows: rdi, pool: rsi)`.
-    fn program(&mut self, ops: &[Op], pool: &mut Vec<Entry>) {
-        for q in 4..8u8 {
-            self.code.extend_from_slice(&[0x41, 0x50 | gpr(q) & 7]); // push r12-r15
-        }
+    /// One program as a function of `(group: rdi, pool: rsi, cache: rdx)`.
+    fn program(&mut self, program: &Program, pool: &mut Vec<Entry>) {
         for q in 0..8u8 {
             self.vex(MAP_0F, VMOVDQA_LOAD, q, 0, Rm::Mem(RDI, i32::from(q) * 32));
-            let slot = Rm::Mem(RDI, SCALAR_OFFSET + i32::from(q) * 8);
-            self.scalar(&[0x8B], gpr(q), slot);
         }
         self.op(VPXOR, ZERO, ZERO, ZERO);
-        self.vex(MAP_0F, VMOVDQA_LOAD, MASK, 0, Rm::Mem(RSI, 0));
-        for op in ops {
-            if HYBRID.load(std::sync::atomic::Ordering::Relaxed) {
-                self.scalar_instruction(op, pool.len());
-            }
+        self.vex(MAP_0F, VMOVDQA_LOAD, MASK, 0, Self::pool(MASK32_ENTRY));
+        self.vex(MAP_0F, VMOVDQA_LOAD, HIGH, 0, Self::pool(HIGH32_ENTRY));
+        for op in &program.ops {
             self.instruction(op, pool);
         }
+        // Mix in the four blocks, transposed into lanes two words at a time: T0 holds words
+        // 2k, 2k+1 of blocks 0 and 2, T1 those of blocks 1 and 3; unpacking their low and high
+        // words gives the rows r[2k] and r[2k+1] of the four blocks.
+        let blocks = [RAX, RCX, R8, R9];
+        for (lane, &reg) in (0..).zip(&blocks) {
+            self.load_gpr(reg, RDI, BLOCKS_OFFSET + 8 * lane);
+        }
+        for k in 0..4u8 {
+            let half = |lane: usize| Rm::Indexed(RDX, blocks[lane], 16 * k);
+            for (t, (low, high)) in [(T0, (0, 2)), (T1, (1, 3))] {
+                self.vex_with(MAP_0F, PP_F3, false, VMOVDQU_LOAD, t, 0, half(low));
+                self.vex_with(MAP_0F3A, PP_66, true, VINSERTI128, t, t, half(high));
+                self.code.push(1);
+            }
+            self.op(VPUNPCKLQDQ, T2, T0, T1);
+            self.op(VPUNPCKHQDQ, T3, T0, T1);
+            self.op(VPXOR, 2 * k, 2 * k, T2);
+            self.op(VPXOR, 2 * k + 1, 2 * k + 1, T3);
+        }
+        // The next blocks: (r[address register] mod blocks) * 64.
+        let address = program.address_register as u8;
+        self.op_const(VPAND, T2, address, BLOCK_MASK_ENTRY);
+        self.shift(SLL, T2, T2, 6);
+        self.vex(MAP_0F, VMOVDQA_STORE, T2, 0, Rm::Mem(RDI, BLOCKS_OFFSET));
         for q in 0..8u8 {
             self.vex(MAP_0F, VMOVDQA_STORE, q, 0, Rm::Mem(RDI, i32::from(q) * 32));
-            let slot = Rm::Mem(RDI, SCALAR_OFFSET + i32::from(q) * 8);
-            self.scalar(&[0x89], gpr(q), slot);
-        }
-        for q in (4..8u8).rev() {
-            self.code.extend_from_slice(&[0x41, 0x58 | gpr(q) & 7]); // pop r15-r12
         }
         self.code.extend_from_slice(&[0xC5, 0xF8, 0x77]); // vzeroupper
         self.code.push(0xC3); // ret
-    }
-
-    /// `op` on the scalar item; `next_entry` is where `instruction` will put `op`'s first
-    /// constant.
-    fn scalar_instruction(&mut self, op: &Op, next_entry: usize) {
-        let (a, b) = (gpr(op.dst & 7), gpr(op.src & 7));
-        let imm32 = (op.imm as u32).to_le_bytes();
-        match op.kind {
-            OpKind::Sub => self.scalar(&[0x2B], a, Rm::Reg(b)),
-            OpKind::Xor => self.scalar(&[0x33], a, Rm::Reg(b)),
-            OpKind::AddShift => self.lea_shifted(a, b, (op.imm & 3) as u8),
-            OpKind::Mul => self.scalar(&[0x0F, 0xAF], a, Rm::Reg(b)),
-            OpKind::Ror => {
-                self.scalar(&[0xC1], 1, Rm::Reg(a));
-                self.code.push((op.imm & 63) as u8);
-            }
-            OpKind::AddConst | OpKind::XorConst => {
-                let extension = if op.kind == OpKind::AddConst { 0 } else { 6 };
-                debug_assert_eq!(
-                    op.imm,
-                    i64::from(op.imm as i32) as u64,
-                    "a sign-extended imm32"
-                );
-                self.scalar(&[0x81], extension, Rm::Reg(a));
-                self.code.extend_from_slice(&imm32);
-            }
-            OpKind::MulConst => self.scalar(&[0x0F, 0xAF], a, Self::pool(next_entry)),
-            OpKind::MulHigh | OpKind::SignedMulHigh => {
-                let extension = if op.kind == OpKind::MulHigh { 4 } else { 5 };
-                self.scalar(&[0x8B], RAX, Rm::Reg(a));
-                self.scalar(&[0xF7], extension, Rm::Reg(b)); // rdx:rax = rax * b
-                self.scalar(&[0x8B], a, Rm::Reg(RDX));
-            }
-        }
     }
 
     fn instruction(&mut self, op: &Op, pool: &mut Vec<Entry>) {
@@ -349,9 +330,8 @@ impl Assembler {
             OpKind::Mul => {
                 self.shuffle_halves(T0, b);
                 self.op_38(VPMULLD, T0, T0, a); // lo(a) hi(b) | hi(a) lo(b), mod 2^32
-                self.cross_sum(T0);
                 self.op(VPMULUDQ, a, a, b); // lo(a) lo(b)
-                self.op(VPADDQ, a, a, T0);
+                self.add_cross(a, T0);
             }
             OpKind::Ror => {
                 let count = (op.imm & 63) as u8;
@@ -373,16 +353,13 @@ impl Assembler {
                 let c = Self::constant(pool, op.imm);
                 let swapped = Self::constant(pool, op.imm.rotate_right(32));
                 self.vex(MAP_0F38, VPMULLD, T0, a, Self::pool(swapped));
-                self.cross_sum(T0);
                 self.op_const(VPMULUDQ, a, a, c); // lo(a) lo(c)
-                self.op(VPADDQ, a, a, T0);
+                self.add_cross(a, T0);
             }
             OpKind::MulHigh => self.mul_high(a, b),
             OpKind::SignedMulHigh => {
-                self.cmpgt(T4, ZERO, a); // a < 0
-                self.op(VPAND, T4, T4, b);
-                self.cmpgt(T0, ZERO, b); // b < 0
-                self.op(VPAND, T0, T0, a);
+                self.blend(T4, ZERO, b, a); // b where a < 0
+                self.blend(T0, ZERO, a, b); // a where b < 0
                 self.op(VPADDQ, T4, T4, T0);
                 self.mul_high(a, b);
                 self.op(VPSUBQ, a, a, T4);
@@ -390,12 +367,14 @@ impl Assembler {
         }
     }
 
-    /// `t = (lo(t) + hi(t)) << 32` per lane (mod 2^64): the two 32-bit cross products of a low
-    /// 64-bit product, summed and moved to the high half.
-    fn cross_sum(&mut self, t: u8) {
-        self.shift(SRL, T1, t, 32);
-        self.op(VPADDQ, t, t, T1);
-        self.shift(SLL, t, t, 32);
+    /// `a += (lo(t) + hi(t)) << 32` per lane (mod 2^64), `t` holding the two 32-bit cross
+    /// products of a low 64-bit product: added as `(t & HIGH) + (t << 32)`, so that the
+    /// product's chain is one step shorter than with the sum formed first.
+    fn add_cross(&mut self, a: u8, t: u8) {
+        self.shift(SLL, T1, t, 32);
+        self.op(VPAND, t, t, HIGH);
+        self.op(VPADDQ, a, a, t);
+        self.op(VPADDQ, a, a, T1);
     }
 
     /// `dst` = `src` with the two 32-bit halves of every 64-bit lane swapped.
@@ -472,109 +451,71 @@ impl Drop for Mapping {
 mod tests {
     use super::*;
 
-    /// Byte layouts checked against an assembler's output (GNU as, AT&T order reversed).
+    /// Byte layouts, each checked by disassembling it (objdump) into the commented instruction.
     #[test]
     fn encodes_the_instructions_it_uses() {
         let mut asm = Assembler::default();
         asm.op(VPADDQ, 0, 0, 1); // vpaddq ymm0, ymm0, ymm1
-        assert_eq!(asm.code, [0xC4, 0xE1, 0x7D, 0xD4, 0xC1]);
+        assert_eq!(asm.code, [0xC5, 0xFD, 0xD4, 0xC1]);
         asm.code.clear();
         asm.op(VPMULUDQ, 8, 9, 10); // vpmuludq ymm8, ymm9, ymm10
         assert_eq!(asm.code, [0xC4, 0x41, 0x35, 0xF4, 0xC2]);
         asm.code.clear();
         asm.shift(SRL, 8, 3, 32); // vpsrlq ymm8, ymm3, 32
-        assert_eq!(asm.code, [0xC4, 0xE1, 0x3D, 0x73, 0xD3, 0x20]);
+        assert_eq!(asm.code, [0xC5, 0xBD, 0x73, 0xD3, 0x20]);
         asm.code.clear();
         asm.shift(SLL, 2, 12, 5); // vpsllq ymm2, ymm12, 5
         assert_eq!(asm.code, [0xC4, 0xC1, 0x6D, 0x73, 0xF4, 0x05]);
         asm.code.clear();
-        asm.cmpgt(12, 14, 3); // vpcmpgtq ymm12, ymm14, ymm3
-        assert_eq!(asm.code, [0xC4, 0x62, 0x0D, 0x37, 0xE3]);
+        asm.blend(12, 14, 3, 5); // vblendvpd ymm12, ymm14, ymm3, ymm5
+        assert_eq!(asm.code, [0xC4, 0x63, 0x0D, 0x4B, 0xE3, 0x50]);
         asm.code.clear();
         asm.vex(MAP_0F, VMOVDQA_LOAD, 15, 0, Rm::Mem(RSI, 0)); // vmovdqa ymm15, [rsi+0]
-        assert_eq!(asm.code, [0xC4, 0x61, 0x7D, 0x6F, 0xBE, 0, 0, 0, 0]);
+        assert_eq!(asm.code, [0xC5, 0x7D, 0x6F, 0xBE, 0, 0, 0, 0]);
         asm.code.clear();
         asm.vex(MAP_0F, VMOVDQA_STORE, 7, 0, Rm::Mem(RDI, 224)); // vmovdqa [rdi+224], ymm7
-        assert_eq!(asm.code, [0xC4, 0xE1, 0x7D, 0x7F, 0xBF, 224, 0, 0, 0]);
+        assert_eq!(asm.code, [0xC5, 0xFD, 0x7F, 0xBF, 224, 0, 0, 0]);
         asm.code.clear();
         asm.op_const(VPXOR, 5, 5, 3); // vpxor ymm5, ymm5, [rsi+96]
-        assert_eq!(asm.code, [0xC4, 0xE1, 0x55, 0xEF, 0xAE, 96, 0, 0, 0]);
+        assert_eq!(asm.code, [0xC5, 0xD5, 0xEF, 0xAE, 96, 0, 0, 0]);
         asm.code.clear();
         asm.shuffle_halves(8, 2); // vpshufd ymm8, ymm2, 0xb1
-        assert_eq!(asm.code, [0xC4, 0x61, 0x7D, 0x70, 0xC2, 0xB1]);
+        assert_eq!(asm.code, [0xC5, 0x7D, 0x70, 0xC2, 0xB1]);
         asm.code.clear();
         asm.op_38(VPMULLD, 8, 8, 3); // vpmulld ymm8, ymm8, ymm3
         assert_eq!(asm.code, [0xC4, 0x62, 0x3D, 0x40, 0xC3]);
         asm.code.clear();
-        asm.scalar(&[0x2B], 9, Rm::Reg(15)); // sub r9, r15
-        assert_eq!(asm.code, [0x4D, 0x2B, 0xCF]);
+        asm.load_gpr(R9, RDI, 280); // mov r9, [rdi+280]
+        assert_eq!(asm.code, [0x4C, 0x8B, 0x8F, 0x18, 0x01, 0, 0]);
         asm.code.clear();
-        asm.scalar(&[0x0F, 0xAF], 12, Rm::Mem(RSI, 64)); // imul r12, [rsi+64]
-        assert_eq!(asm.code, [0x4C, 0x0F, 0xAF, 0xA6, 64, 0, 0, 0]);
+        asm.load_gpr(RCX, RDI, 264); // mov rcx, [rdi+264]
+        assert_eq!(asm.code, [0x48, 0x8B, 0x8F, 0x08, 0x01, 0, 0]);
         asm.code.clear();
-        asm.scalar(&[0x8B], RAX, Rm::Reg(10)); // mov rax, r10
-        assert_eq!(asm.code, [0x49, 0x8B, 0xC2]);
+        // vmovdqu xmm9, [rdx + r8 + 48]
+        asm.vex_with(
+            MAP_0F,
+            PP_F3,
+            false,
+            VMOVDQU_LOAD,
+            9,
+            0,
+            Rm::Indexed(RDX, R8, 48),
+        );
+        assert_eq!(asm.code, [0xC4, 0x21, 0x7A, 0x6F, 0x4C, 0x02, 48]);
         asm.code.clear();
-        asm.scalar(&[0xF7], 5, Rm::Reg(8)); // imul r8 (rdx:rax = rax * r8, signed)
-        assert_eq!(asm.code, [0x49, 0xF7, 0xE8]);
+        // vinserti128 ymm8, ymm8, [rdx + rax + 16], 1 (the immediate is pushed by the caller)
+        asm.vex_with(
+            MAP_0F3A,
+            PP_66,
+            true,
+            VINSERTI128,
+            8,
+            8,
+            Rm::Indexed(RDX, RAX, 16),
+        );
+        assert_eq!(asm.code, [0xC4, 0x63, 0x3D, 0x38, 0x44, 0x02, 16]);
         asm.code.clear();
-        asm.scalar(&[0x89], 13, Rm::Mem(RDI, 296)); // mov [rdi+296], r13
-        assert_eq!(asm.code, [0x4C, 0x89, 0xAF, 0x28, 0x01, 0, 0]);
-        asm.code.clear();
-        asm.lea_shifted(13, 12, 3); // lea r13, [r13 + r12*8 + 0]
-        assert_eq!(asm.code, [0x4F, 0x8D, 0x6C, 0xE5, 0x00]);
-        asm.code.clear();
-        asm.lea_shifted(8, 11, 0); // lea r8, [r8 + r11]
-        assert_eq!(asm.code, [0x4F, 0x8D, 0x04, 0x18]);
-    }
-}
-#[cfg(test)]
-mod histogram {
-    #[test]
-    #[ignore]
-    fn op_histogram() {
-        let hash = super::super::SuperscalarHash::new(b"histogram key");
-        let mut counts = std::collections::BTreeMap::new();
-        for p in hash.programs() {
-            for op in &p.ops {
-                *counts.entry(format!("{:?}", op.kind)).or_insert(0) += 1;
-            }
-        }
-        eprintln!("{counts:?}");
-    }
-
-    #[test]
-    #[ignore]
-    fn compute_only() {
-        let hash = super::super::SuperscalarHash::new(b"histogram key");
-        let cpu = || {
-            let mut t = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-            t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
-        };
-        for round in 0..6 {
-            let hybrid = round % 2 == 0;
-            super::HYBRID.store(hybrid, std::sync::atomic::Ordering::Relaxed);
-            let compiled = super::Compiled::new(hash.programs()).unwrap();
-            let mut groups = [super::Group::default(); 32];
-            let started = cpu();
-            let n = 2000;
-            for _ in 0..n {
-                for p in 0..8 {
-                    for g in groups.iter_mut() {
-                        unsafe { compiled.run(p, g) };
-                    }
-                }
-            }
-            let per_group = (cpu() - started) / (n * 32) as f64 * 1e9;
-            let items = if hybrid { 5.0 } else { 4.0 };
-            eprintln!(
-                "hybrid {hybrid}: {per_group:.0} ns per group (8 programs), {:.0} ns/item",
-                per_group / items
-            );
-        }
+        asm.op(VPUNPCKHQDQ, 11, 8, 9); // vpunpckhqdq ymm11, ymm8, ymm9
+        assert_eq!(asm.code, [0xC4, 0x41, 0x3D, 0x6D, 0xD9]);
     }
 }

@@ -14,8 +14,8 @@
 //! DRAM access that depends on the previous program, and an interpreter pays a dispatch per
 //! instruction. The SIMD path ([`avx2`]) therefore compiles the eight programs to AVX2 machine
 //! code ([`jit`]) that runs one program on four items at once (one item per 64-bit lane, the
-//! registers kept in `ymm` registers), and keeps 128 items in flight so that the cache blocks
-//! of some are fetched while the programs of others run. The scalar path ([`scalar`]) computes
+//! registers kept in `ymm` registers, the blocks gathered into lanes), and keeps 128 items in
+//! flight so that the cache blocks of some are fetched while the programs of others run. The scalar path ([`scalar`]) computes
 //! one item at a time, for verification and as the reference of the tests.
 //!
 //! * [`blake2`]: Blake2b and the generator's byte stream;
@@ -26,7 +26,7 @@
 mod avx2;
 mod blake2;
 mod generator;
-pub(crate) mod jit;
+mod jit;
 mod program;
 mod scalar;
 
@@ -95,12 +95,23 @@ impl<'a> CacheMemory<'a> {
         Self { bytes }
     }
 
+    /// The first byte of the cache.
+    #[inline(always)]
+    fn base(&self) -> *const u8 {
+        self.bytes.as_ptr()
+    }
+
+    /// Byte offset of the block that `address` selects.
+    #[inline(always)]
+    fn block_offset(&self, address: u64) -> u64 {
+        (address % CACHE_BLOCKS) * BLOCK_BYTES as u64
+    }
+
     /// Start of the block that `address` selects.
     #[inline(always)]
     fn block_ptr(&self, address: u64) -> *const u8 {
-        let index = (address % CACHE_BLOCKS) as usize;
-        // SAFETY: index < CACHE_BLOCKS, so the block lies inside `bytes`.
-        unsafe { self.bytes.as_ptr().add(index * BLOCK_BYTES) }
+        // SAFETY: the offset is below CACHE_BLOCKS * 64, so the block lies inside `bytes`.
+        unsafe { self.base().add(self.block_offset(address) as usize) }
     }
 
     /// The eight words of the block that `address` selects.
