@@ -157,7 +157,7 @@ fn main() {
             builds + 1,
             "the checks reuse the cache"
         );
-        if counted && (i - threads + 1) % 10 == 0 {
+        if counted && (i - threads + 1).is_multiple_of(10) {
             eprintln!(
                 "{} unit-epochs, {:.0} s",
                 i - threads + 1,
