@@ -43,13 +43,15 @@ pub(super) fn init_items(
     out: &mut [u8],
 ) {
     assert!(cpu_has_avx2(), "the AVX2 dataset path needs AVX2");
-    let compiled = Compiled::new(hash.programs()).expect("executable memory for the programs");
+    let compiled = hash
+        .compiled()
+        .expect("executable memory for the programs (checked by `available`)");
     let items = out.len() / BLOCK_BYTES;
     let mut done = 0;
     while done < items {
         let count = (items - done).min(LANES);
         let chunk = &mut out[done * BLOCK_BYTES..(done + count) * BLOCK_BYTES];
-        batch(&compiled, cache, first + done as u64, chunk);
+        batch(compiled, cache, first + done as u64, chunk);
         done += count;
     }
 }

@@ -62,10 +62,11 @@ fn item_registers(item: u64) -> [u64; 8] {
     ADD.map(|add| r0 ^ add)
 }
 
-/// The eight SuperscalarHash programs of one key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The eight SuperscalarHash programs of one key, and their AVX2 code once compiled.
+#[derive(Debug)]
 pub(crate) struct SuperscalarHash {
     programs: [Program; PROGRAMS],
+    compiled: std::sync::OnceLock<Option<jit::Compiled>>,
 }
 
 impl SuperscalarHash {
@@ -74,11 +75,20 @@ impl SuperscalarHash {
         let mut rng = blake2::Blake2Generator::new(key, 0);
         Self {
             programs: std::array::from_fn(|_| generator::generate(&mut rng)),
+            compiled: std::sync::OnceLock::new(),
         }
     }
 
     pub(crate) fn programs(&self) -> &[Program; PROGRAMS] {
         &self.programs
+    }
+
+    /// The programs as AVX2 code, compiled by the first caller (once per key, shared by the
+    /// build threads); `None` if the system refuses executable memory.
+    fn compiled(&self) -> Option<&jit::Compiled> {
+        self.compiled
+            .get_or_init(|| jit::Compiled::new(&self.programs))
+            .as_ref()
     }
 }
 
