@@ -376,10 +376,14 @@ impl VerifierService {
         if plan.is_empty() {
             return Ok(sent);
         }
-        // Recomputation off the runtime, one unit-epoch at a time: a failure is that unit's.
+        // Recomputation off the runtime, the unit-epochs side by side on the blocking pool's
+        // rayon threads (each builds its own key's cache, single-threaded Argon2, so one after
+        // another would leave all cores but one idle while caches are built); each is checked
+        // on its own, so a failure is that unit's.
         let checker = self.checker.clone();
         let (plan, results) = tokio::task::spawn_blocking(move || {
-            let results: Vec<_> = plan.iter().map(|p| checker.check(&p.4)).collect();
+            use rayon::prelude::*;
+            let results: Vec<_> = plan.par_iter().map(|p| checker.check(&p.4)).collect();
             (plan, results)
         })
         .await
