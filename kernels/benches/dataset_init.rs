@@ -10,11 +10,17 @@
 //!    `randomx-rs` vendors) and read its `Memory initialized in` time, which covers cache
 //!    allocation and keying plus the dataset's allocation and build, like step 1's first build.
 //!
-//! Re-key thread-seconds = `T` x (key + first build wall time), for both; the ratio is
-//! capminer's over the reference's (the target is 0.40 or less for `simd`).
+//! 3. with `CAPMINER_BENCH_XMRIG` set to an xmrig binary (built from its public sources; not
+//!    fetched here), run `xmrig --bench=1M --randomx-init=T --no-huge-pages` and read its
+//!    `dataset ready (<ms> ms)` (cache keying plus dataset build, allocation excluded), then stop
+//!    it: it is beside the others for reference, its ratio on the same scale.
+//!
+//! Re-key thread-seconds = `T` x (key + first build wall time), for all; the ratio is over the
+//! reference's (the target is 0.40 or less for `simd`).
 //!
 //! Environment: `CAPMINER_BENCH_INIT_THREADS` (default: all CPUs), `CAPMINER_BENCH_ROUNDS`
-//! (default 1). Run with `cargo bench -p capminer-kernels --bench dataset_init`.
+//! (default 1), `CAPMINER_BENCH_XMRIG`. Run with
+//! `cargo bench -p capminer-kernels --bench dataset_init`.
 
 #[path = "../../benches/common/mod.rs"]
 mod common;
@@ -72,6 +78,38 @@ fn reference(threads: usize) -> f64 {
         .expect("randomx-benchmark prints its init time")
 }
 
+/// xmrig's dataset build on `threads` threads, in seconds: started in its offline benchmark
+/// mode (its log to a file: it writes nothing to a pipe) and stopped once it reports the dataset
+/// ready.
+fn xmrig(binary: &str, threads: usize) -> f64 {
+    let log = std::env::temp_dir().join(format!("capminer-bench-xmrig-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let mut child = std::process::Command::new(binary)
+        .args(["--bench=1M", "--no-color", "--no-huge-pages"])
+        .arg(format!("--threads={threads}"))
+        .arg(format!("--randomx-init={threads}"))
+        .arg(format!("--log-file={}", log.display()))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("CAPMINER_BENCH_XMRIG runs");
+    let started = Instant::now();
+    let ms = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let ready = text
+            .split("dataset ready (")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok());
+        if ready.is_some() || started.elapsed().as_secs() > 600 {
+            break ready;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&log);
+    ms.expect("xmrig reports `dataset ready (<ms> ms)` within 10 minutes") / 1000.0
+}
+
 fn main() {
     let threads = env_u64(
         "CAPMINER_BENCH_INIT_THREADS",
@@ -99,6 +137,9 @@ fn main() {
         }
         let reference_seconds = reference(threads);
         let reference_thread_seconds = reference_seconds * threads as f64;
+        let xmrig_seconds = std::env::var("CAPMINER_BENCH_XMRIG")
+            .ok()
+            .map(|binary| xmrig(&binary, threads));
         for m in &results {
             let rekey = m.key_seconds + m.build_seconds;
             println!(
@@ -116,6 +157,18 @@ fn main() {
             "{:<24} {:>8} {:>9} {:>10} {:>9.2} {:>11.1} {:>9.3}",
             "reference randomx-bench", "", "", "", reference_seconds, reference_thread_seconds, 1.0
         );
+        if let Some(seconds) = xmrig_seconds {
+            println!(
+                "{:<24} {:>8} {:>9} {:>10} {:>9.2} {:>11.1} {:>9.3}",
+                "xmrig (dataset ready)",
+                "",
+                "",
+                "",
+                seconds,
+                seconds * threads as f64,
+                seconds / reference_seconds
+            );
+        }
         for m in &results {
             let rekey = m.key_seconds + m.build_seconds;
             println!(
