@@ -261,7 +261,8 @@ impl Default for RandomXConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DatasetInit {
-    /// capminer's SIMD (AVX2) code when the CPU has AVX2, else the library's.
+    /// capminer's SIMD code (SuperscalarHash compiled to AVX2) when the CPU has AVX2 and the
+    /// system allows generated code, else the library's.
     #[default]
     Auto,
     /// capminer's AVX2 code; startup fails on a CPU without AVX2.
