@@ -11,7 +11,7 @@
 //!    allocation and keying plus the dataset's allocation and build, like step 1's first build.
 //!
 //! 3. with `CAPMINER_BENCH_XMRIG` set to an xmrig binary (built from its public sources; not
-//!    fetched here), run `xmrig --bench=1M --randomx-init=T --no-huge-pages` and read its
+//!    fetched here), run `xmrig --bench=1M --randomx-init=T [--no-huge-pages]` and read its
 //!    `dataset ready (<ms> ms)` (cache keying plus dataset build, allocation excluded), then stop
 //!    it: it is beside the others for reference, its ratio on the same scale.
 //!
@@ -19,7 +19,8 @@
 //! reference's (the target is 0.40 or less for `simd`).
 //!
 //! Environment: `CAPMINER_BENCH_INIT_THREADS` (default: all CPUs), `CAPMINER_BENCH_ROUNDS`
-//! (default 1), `CAPMINER_BENCH_XMRIG`. Run with
+//! (default 1), `CAPMINER_BENCH_XMRIG`, `CAPMINER_BENCH_LARGE_PAGES=1` (all three on reserved
+//! 2 MiB pages; else all on 4 KiB pages, capminer's transparent huge pages off). Run with
 //! `cargo bench -p capminer-kernels --bench dataset_init`.
 
 #[path = "../../benches/common/mod.rs"]
@@ -38,9 +39,15 @@ struct Measured {
     rebuild_seconds: f64,
 }
 
+/// Whether all three run on reserved 2 MiB pages (`CAPMINER_BENCH_LARGE_PAGES=1`, which needs
+/// `vm.nr_hugepages` of at least 1168 for one dataset and its cache) rather than 4 KiB pages.
+fn large_pages() -> bool {
+    std::env::var("CAPMINER_BENCH_LARGE_PAGES").is_ok_and(|v| v == "1")
+}
+
 fn capminer(method: DatasetInit, threads: usize, round: u8) -> Measured {
     let flags = RandomXFlags::resolve(&RandomXOptions {
-        large_pages: false, // like the reference, which runs without reserved huge pages
+        large_pages: large_pages(), // as the reference and xmrig are run
         transparent_huge_pages: false,
         dataset_init: method,
         ..RandomXOptions::default()
@@ -68,9 +75,11 @@ fn capminer(method: DatasetInit, threads: usize, round: u8) -> Measured {
 }
 
 fn reference(threads: usize) -> f64 {
-    let out = reference_mine(&build_reference(), threads as u64, 1)
-        .output()
-        .expect("randomx-benchmark runs");
+    let mut command = reference_mine(&build_reference(), threads as u64, 1);
+    if large_pages() {
+        command.arg("--largePages");
+    }
+    let out = command.output().expect("randomx-benchmark runs");
     assert!(out.status.success(), "randomx-benchmark failed");
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -85,7 +94,8 @@ fn xmrig(binary: &str, threads: usize) -> f64 {
     let log = std::env::temp_dir().join(format!("capminer-bench-xmrig-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&log);
     let mut child = std::process::Command::new(binary)
-        .args(["--bench=1M", "--no-color", "--no-huge-pages"])
+        .args(["--bench=1M", "--no-color"])
+        .args((!large_pages()).then_some("--no-huge-pages"))
         .arg(format!("--threads={threads}"))
         .arg(format!("--randomx-init={threads}"))
         .arg(format!("--log-file={}", log.display()))
@@ -121,7 +131,14 @@ fn main() {
         methods.push(DatasetInit::Scalar);
     }
     build_reference();
-    println!("dataset init head to head, {threads} threads, {rounds} round(s)");
+    println!(
+        "dataset init head to head, {threads} threads, {rounds} round(s), {} pages",
+        if large_pages() {
+            "2 MiB reserved"
+        } else {
+            "4 KiB"
+        }
+    );
     println!(
         "{:<24} {:>8} {:>9} {:>10} {:>9} {:>11} {:>9}",
         "", "key s", "build s", "rebuild s", "re-key s", "thread-s", "ratio"
