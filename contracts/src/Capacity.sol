@@ -546,6 +546,16 @@ contract Capacity {
         return units[index];
     }
 
+    /// @notice `unitInfo` of each of `indices`, in one call: a client with thousands of units
+    /// reads their records in a few calls instead of one each.
+    function unitInfos(uint32[] calldata indices) external view returns (Unit[] memory out) {
+        out = new Unit[](indices.length);
+        for (uint256 i = 0; i < indices.length; ++i) {
+            if (indices[i] >= units.length) revert UnknownUnit(indices[i]);
+            out[i] = units[indices[i]];
+        }
+    }
+
     function unitIndexOf(bytes32 id) external view returns (uint32) {
         uint256 i = unitIndexPlusOne[id];
         if (i == 0) revert UnknownUnitId(id);
@@ -715,6 +725,14 @@ contract Capacity {
             word & ATTESTED != 0,
             word & FAILED != 0
         );
+    }
+
+    /// @notice `unitEpoch(indices[i], epoch).count` of each of `indices`, in one call.
+    function unitEpochCounts(uint32[] calldata indices, uint64 epoch) external view returns (uint32[] memory counts) {
+        counts = new uint32[](indices.length);
+        for (uint256 i = 0; i < indices.length; ++i) {
+            counts[i] = uint32(unitEpochWord[_key(indices[i], epoch)] >> COUNT_SHIFT);
+        }
     }
 
     // ---------------------------------------------------------------- verification
