@@ -13,6 +13,28 @@ use crate::bindings::Capacity::CapacityErrors;
 use crate::error::redact_url;
 use crate::{ChainError, Result};
 
+/// Most units read in one call of the contract's many-unit views (`unitInfos`,
+/// `unitEpochCounts`): about 11,000 gas a unit record, so a call stays near 6 M gas, well within
+/// a node's gas cap for calls (a block's gas limit by default).
+pub const UNITS_PER_CALL: usize = 500;
+
+/// Most units in one `claimables` call: each unit walks every epoch since its last claim
+/// (a few thousand gas an epoch), so fewer a call than [`UNITS_PER_CALL`].
+pub const CLAIMABLES_PER_CALL: usize = 50;
+
+/// Runs `call` on `indices` in chunks of `per_call`, joining the answers in order.
+async fn chunked<T, F, Fut>(indices: &[u32], per_call: usize, call: F) -> Result<Vec<T>>
+where
+    F: Fn(Vec<u32>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>>>,
+{
+    let mut out = Vec::with_capacity(indices.len());
+    for chunk in indices.chunks(per_call) {
+        out.extend(call(chunk.to_vec()).await?);
+    }
+    Ok(out)
+}
+
 /// The contract's times, in seconds (unix time and durations).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Schedule {
@@ -160,6 +182,40 @@ impl ChainHandle {
             .call()
             .await
             .map_err(self.call_error("unitInfo"))
+    }
+
+    /// The contract's records of units `indices`, in order, [`UNITS_PER_CALL`] a call.
+    pub async fn unit_infos(&self, indices: &[u32]) -> Result<Vec<Capacity::Unit>> {
+        chunked(indices, UNITS_PER_CALL, |chunk| async move {
+            let contract = self.contract();
+            let call = contract.unitInfos(chunk);
+            call.call().await.map_err(self.call_error("unitInfos"))
+        })
+        .await
+    }
+
+    /// The proofs the contract counts for units `indices` in epoch `epoch`, in order,
+    /// [`UNITS_PER_CALL`] a call.
+    pub async fn unit_epoch_counts(&self, indices: &[u32], epoch: u64) -> Result<Vec<u32>> {
+        chunked(indices, UNITS_PER_CALL, |chunk| async move {
+            let contract = self.contract();
+            let call = contract.unitEpochCounts(chunk, epoch);
+            call.call()
+                .await
+                .map_err(self.call_error("unitEpochCounts"))
+        })
+        .await
+    }
+
+    /// What claiming units `indices` up to `to_epoch` would earn now, per unit, in order,
+    /// [`CLAIMABLES_PER_CALL`] a call.
+    pub async fn claimables(&self, indices: &[u32], to_epoch: u64) -> Result<Vec<U256>> {
+        chunked(indices, CLAIMABLES_PER_CALL, |chunk| async move {
+            let contract = self.contract();
+            let call = contract.claimables(chunk, to_epoch);
+            call.call().await.map_err(self.call_error("claimables"))
+        })
+        .await
     }
 
     /// The on-chain index of unit `id`; `None` while it is not registered.

@@ -916,6 +916,15 @@ contract Capacity {
         return _walk(units[unit], unit, toEpoch);
     }
 
+    /// @notice `claimable(indices[i], toEpoch).amount` of each of `indices`, in one call.
+    function claimables(uint32[] calldata indices, uint64 toEpoch) external view returns (uint256[] memory amounts) {
+        amounts = new uint256[](indices.length);
+        for (uint256 i = 0; i < indices.length; ++i) {
+            if (indices[i] >= units.length) revert UnknownUnit(indices[i]);
+            (amounts[i],) = _walk(units[indices[i]], indices[i], toEpoch);
+        }
+    }
+
     /// @notice Claims the rewards of the sender's units for every settled epoch up to `toEpoch`,
     /// plus what earlier claims still owe. Never reverts for lack of funds: what the pool cannot
     /// pay now is recorded in `owed` (event `RewardsOwed`) and paid by a later claim.

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::Address;
 use capminer_proofs::UnitId;
-use capminer_proofs::store::ProofState;
 
 use super::{ChainService, UnitRow};
 use crate::Result;
@@ -52,17 +51,6 @@ pub(super) struct Standing {
 }
 
 impl ChainService {
-    /// Reads a registered unit's record.
-    async fn read_unit(&self, index: u32) -> Result<OnChain> {
-        let info = self.chain.unit_info(index).await?;
-        Ok(OnChain {
-            start: info.startEpoch,
-            end: info.endEpoch,
-            collateral: info.collateral,
-            required: info.registeredCollateral,
-        })
-    }
-
     /// Looks up units not registered when the service connected; those registered since (to
     /// this signer) join the units the service submits for.
     async fn adopt_registered(&mut self) -> Result<()> {
@@ -113,11 +101,22 @@ impl ChainService {
         };
         if due {
             self.adopt_registered().await?;
-            let mut on_chain = BTreeMap::new();
-            for (id, row) in &self.units {
-                on_chain.insert(*id, self.read_unit(row.index).await?);
-            }
-            self.standing.on_chain = on_chain;
+            let (ids, indices): (Vec<UnitId>, Vec<u32>) =
+                self.units.iter().map(|(id, row)| (*id, row.index)).unzip();
+            let infos = self.chain.unit_infos(&indices).await?;
+            self.standing.on_chain = ids
+                .into_iter()
+                .zip(infos)
+                .map(|(id, info)| {
+                    let u = OnChain {
+                        start: info.startEpoch,
+                        end: info.endEpoch,
+                        collateral: info.collateral,
+                        required: info.registeredCollateral,
+                    };
+                    (id, u)
+                })
+                .collect();
             self.standing.read = Some((Instant::now(), e));
         }
         let max = self.params.get(&e).map(|p| p.max);
@@ -159,12 +158,8 @@ impl ChainService {
     pub(super) async fn stored_counts(&self, e: u64) -> std::collections::HashMap<UnitId, i64> {
         let mut counts: std::collections::HashMap<UnitId, i64> =
             self.units.keys().map(|u| (*u, 0)).collect();
-        for p in self.epoch_proofs(e).await {
-            if p.state != ProofState::Skipped
-                && let Some(c) = counts.get_mut(&p.proof.unit)
-            {
-                *c += 1;
-            }
+        for (_, unit, tally) in self.tallies(e..=e).await {
+            counts.insert(unit, i64::from(tally.counted()));
         }
         counts
     }
