@@ -9,7 +9,6 @@ use capminer_config::ChainConfig;
 use capminer_proofs::{GpuChallenge, UnitKind};
 
 use crate::bindings::Capacity;
-use crate::bindings::Capacity::CapacityErrors;
 use crate::error::redact_url;
 use crate::{ChainError, Result};
 
@@ -194,6 +193,23 @@ impl ChainHandle {
         .await
     }
 
+    /// The on-chain index of each of `ids`, in order (`None`: not registered),
+    /// [`UNITS_PER_CALL`] a call.
+    pub async fn unit_indices(&self, ids: &[capminer_proofs::UnitId]) -> Result<Vec<Option<u32>>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(UNITS_PER_CALL) {
+            let ids = chunk.iter().map(|id| id.0.into()).collect();
+            let contract = self.contract();
+            let call = contract.unitIndicesOf(ids);
+            let plus_one = call
+                .call()
+                .await
+                .map_err(self.call_error("unitIndicesOf"))?;
+            out.extend(plus_one.into_iter().map(|i| i.checked_sub(1)));
+        }
+        Ok(out)
+    }
+
     /// The proofs the contract counts for units `indices` in epoch `epoch`, in order,
     /// [`UNITS_PER_CALL`] a call.
     pub async fn unit_epoch_counts(&self, indices: &[u32], epoch: u64) -> Result<Vec<u32>> {
@@ -216,20 +232,6 @@ impl ChainHandle {
             call.call().await.map_err(self.call_error("claimables"))
         })
         .await
-    }
-
-    /// The on-chain index of unit `id`; `None` while it is not registered.
-    pub async fn unit_index(&self, id: capminer_proofs::UnitId) -> Result<Option<u32>> {
-        match self.contract().unitIndexOf(id.0.into()).call().await {
-            Ok(index) => Ok(Some(index)),
-            Err(e) => match self.call_error("unitIndexOf")(e) {
-                ChainError::Revert {
-                    error: CapacityErrors::UnknownUnitId(_),
-                    ..
-                } => Ok(None),
-                other => Err(other),
-            },
-        }
     }
 
     /// The verifier party `key` votes for: itself if it is a verifier, the party that made it

@@ -562,6 +562,14 @@ contract Capacity {
         return uint32(i - 1);
     }
 
+    /// @notice The index plus one of each of `ids`, 0 for an id not registered, in one call.
+    function unitIndicesOf(bytes32[] calldata ids) external view returns (uint32[] memory plusOne) {
+        plusOne = new uint32[](ids.length);
+        for (uint256 i = 0; i < ids.length; ++i) {
+            plusOne[i] = uint32(unitIndexPlusOne[ids[i]]);
+        }
+    }
+
     // ---------------------------------------------------------------- hosts and shards
 
     /// @notice Lets `operator` (one host's key) submit proofs for the sender's units, and

@@ -141,8 +141,10 @@ impl ChainService {
         }
         let mut unregistered = Vec::new();
         let mut registered = Vec::new();
-        for (id, kind, label) in setup.units {
-            let Some(index) = chain.unit_index(id).await? else {
+        let ids: Vec<UnitId> = setup.units.iter().map(|(id, _, _)| *id).collect();
+        let indices = chain.unit_indices(&ids).await?;
+        for ((id, kind, label), index) in setup.units.into_iter().zip(indices) {
+            let Some(index) = index else {
                 tracing::warn!(unit = %label, %id, %address, "unit not registered on the contract: it stays idle until it is");
                 unregistered.push((id, kind, label));
                 continue;

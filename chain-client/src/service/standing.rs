@@ -54,37 +54,45 @@ impl ChainService {
     /// Looks up units not registered when the service connected; those registered since (to
     /// this signer) join the units the service submits for.
     async fn adopt_registered(&mut self) -> Result<()> {
-        let mut still = Vec::new();
-        let mut failed = None;
-        for (id, kind, label) in std::mem::take(&mut self.unregistered) {
-            let index = match failed {
-                None => self.chain.unit_index(id).await,
-                Some(_) => Ok(None),
-            };
-            let index = match index {
-                Ok(Some(index)) => index,
-                Ok(None) => {
-                    still.push((id, kind, label));
-                    continue;
+        if self.unregistered.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<UnitId> = self.unregistered.iter().map(|(id, _, _)| *id).collect();
+        let indices = self.chain.unit_indices(&ids).await?;
+        let mut units = Vec::new();
+        let mut registered = Vec::new();
+        for (unit, index) in std::mem::take(&mut self.unregistered)
+            .into_iter()
+            .zip(indices)
+        {
+            match index {
+                Some(index) => {
+                    units.push(unit);
+                    registered.push(index);
                 }
-                Err(e) => {
-                    failed = Some(e);
-                    still.push((id, kind, label));
-                    continue;
-                }
-            };
-            let provider: Address = self.chain.unit_info(index).await?.provider;
+                None => self.unregistered.push(unit),
+            }
+        }
+        let indices = registered;
+        let infos = match self.chain.unit_infos(&indices).await {
+            Ok(infos) => infos,
+            Err(e) => {
+                self.unregistered.extend(units);
+                return Err(e);
+            }
+        };
+        for (((id, kind, label), index), info) in units.into_iter().zip(indices).zip(infos) {
+            let provider: Address = info.provider;
             if provider != self.txm.address() && Some(provider) != self.provider {
                 tracing::error!(unit = %label, %provider, "unit registered to another provider: it stays idle");
-                still.push((id, kind, label));
+                self.unregistered.push((id, kind, label));
                 continue;
             }
             tracing::info!(unit = %label, index, "unit registered on chain: it starts hashing");
             self.by_index.insert(index, id);
             self.units.insert(id, UnitRow { index, label, kind });
         }
-        self.unregistered = still;
-        failed.map_or(Ok(()), Err)
+        Ok(())
     }
 
     /// The holds of every unit for epoch `e` given each unit's proofs of `e` in the store;

@@ -1267,6 +1267,15 @@ impl Seq<'_> {
                 "unitInfos(all, reversed) = {many:?}, unitInfo each {infos:?}"
             ));
         }
+        let mut ids: Vec<B256> = m.units.iter().map(|u| u.id).collect();
+        ids.push(B256::repeat_byte(0xee)); // never registered
+        let plus_one = self.chain.view(Capacity::unitIndicesOfCall { ids });
+        let want: Vec<u32> = (1..=n).chain([0]).collect();
+        if plus_one != want {
+            self.fail(&format!(
+                "unitIndicesOf(all, unknown) = {plus_one:?}, want {want:?}"
+            ));
+        }
         let balance = self.chain.balance(self.chain.contract);
         let backing = U256::from(pool) + U256::from(collateral.iter().sum::<u128>());
         if balance != backing {
