@@ -9,9 +9,42 @@ use capminer_config::ChainConfig;
 use capminer_proofs::{GpuChallenge, UnitKind};
 
 use crate::bindings::Capacity;
-use crate::bindings::Capacity::CapacityErrors;
 use crate::error::redact_url;
 use crate::{ChainError, Result};
+
+/// Most units read in one call of the contract's many-unit views (`unitInfos`,
+/// `unitEpochCounts`): about 11,000 gas a unit record, so a call stays near 6 M gas, well within
+/// a node's gas cap for calls (a block's gas limit by default).
+pub const UNITS_PER_CALL: usize = 500;
+
+/// Most units in one `claimables` call: each unit walks every epoch since its last claim
+/// (a few thousand gas an epoch), so fewer a call than [`UNITS_PER_CALL`].
+pub const CLAIMABLES_PER_CALL: usize = 50;
+
+/// Runs `call` on `items` in chunks of at most `per_call`, joining the answers in order. A call
+/// the node refuses (its gas cap for calls, or a response size limit) is asked again with half
+/// as many, down to one item, whose refusal is the error; other errors end it at once.
+async fn chunked<I: Clone, T, F, Fut>(items: &[I], per_call: usize, call: F) -> Result<Vec<T>>
+where
+    F: Fn(Vec<I>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>>>,
+{
+    let mut out = Vec::with_capacity(items.len());
+    let mut size = per_call.max(1);
+    let mut at = 0;
+    while at < items.len() {
+        let chunk = &items[at..items.len().min(at + size)];
+        match call(chunk.to_vec()).await {
+            Ok(answers) => {
+                out.extend(answers);
+                at += chunk.len();
+            }
+            Err(ChainError::Rejected { .. }) if chunk.len() > 1 => size = chunk.len() / 2,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
 
 /// The contract's times, in seconds (unix time and durations).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,18 +195,50 @@ impl ChainHandle {
             .map_err(self.call_error("unitInfo"))
     }
 
-    /// The on-chain index of unit `id`; `None` while it is not registered.
-    pub async fn unit_index(&self, id: capminer_proofs::UnitId) -> Result<Option<u32>> {
-        match self.contract().unitIndexOf(id.0.into()).call().await {
-            Ok(index) => Ok(Some(index)),
-            Err(e) => match self.call_error("unitIndexOf")(e) {
-                ChainError::Revert {
-                    error: CapacityErrors::UnknownUnitId(_),
-                    ..
-                } => Ok(None),
-                other => Err(other),
-            },
-        }
+    /// The contract's records of units `indices`, in order, [`UNITS_PER_CALL`] a call.
+    pub async fn unit_infos(&self, indices: &[u32]) -> Result<Vec<Capacity::Unit>> {
+        chunked(indices, UNITS_PER_CALL, |chunk| async move {
+            let contract = self.contract();
+            let call = contract.unitInfos(chunk);
+            call.call().await.map_err(self.call_error("unitInfos"))
+        })
+        .await
+    }
+
+    /// The on-chain index of each of `ids`, in order (`None`: not registered),
+    /// [`UNITS_PER_CALL`] a call.
+    pub async fn unit_indices(&self, ids: &[capminer_proofs::UnitId]) -> Result<Vec<Option<u32>>> {
+        let plus_one = chunked(ids, UNITS_PER_CALL, |chunk| async move {
+            let contract = self.contract();
+            let call = contract.unitIndicesOf(chunk.iter().map(|id| id.0.into()).collect());
+            call.call().await.map_err(self.call_error("unitIndicesOf"))
+        })
+        .await?;
+        Ok(plus_one.into_iter().map(|i| i.checked_sub(1)).collect())
+    }
+
+    /// The proofs the contract counts for units `indices` in epoch `epoch`, in order,
+    /// [`UNITS_PER_CALL`] a call.
+    pub async fn unit_epoch_counts(&self, indices: &[u32], epoch: u64) -> Result<Vec<u32>> {
+        chunked(indices, UNITS_PER_CALL, |chunk| async move {
+            let contract = self.contract();
+            let call = contract.unitEpochCounts(chunk, epoch);
+            call.call()
+                .await
+                .map_err(self.call_error("unitEpochCounts"))
+        })
+        .await
+    }
+
+    /// What claiming units `indices` up to `to_epoch` would earn now, per unit, in order,
+    /// [`CLAIMABLES_PER_CALL`] a call.
+    pub async fn claimables(&self, indices: &[u32], to_epoch: u64) -> Result<Vec<U256>> {
+        chunked(indices, CLAIMABLES_PER_CALL, |chunk| async move {
+            let contract = self.contract();
+            let call = contract.claimables(chunk, to_epoch);
+            call.call().await.map_err(self.call_error("claimables"))
+        })
+        .await
     }
 
     /// The verifier party `key` votes for: itself if it is a verifier, the party that made it
@@ -274,5 +339,55 @@ mod tests {
         assert_eq!(s.epoch_start(2), 1120);
         assert_eq!(s.close_time(2), 1200);
         assert_eq!(s.settle_time(2), 1230);
+    }
+
+    #[tokio::test]
+    async fn chunked_calls_halve_when_the_node_refuses_and_keep_the_order() {
+        let asked = std::sync::Mutex::new(Vec::new());
+        let items: Vec<u32> = (0..23).collect();
+        // A node that refuses calls of more than 5 items (a gas cap), answering each item x 10.
+        let out = chunked(&items, 16, |chunk: Vec<u32>| {
+            asked.lock().unwrap().push(chunk.len());
+            async move {
+                if chunk.len() > 5 {
+                    return Err(ChainError::Rejected {
+                        call: "test",
+                        message: "out of gas".into(),
+                    });
+                }
+                Ok(chunk.iter().map(|i| i * 10).collect())
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(out, (0..23).map(|i| i * 10).collect::<Vec<u32>>());
+        assert_eq!(*asked.lock().unwrap(), vec![16, 8, 4, 4, 4, 4, 4, 3]);
+
+        // A refusal of a single item, and any other error, are the caller's.
+        let one = chunked(&items, 16, |_: Vec<u32>| async {
+            Err::<Vec<u32>, _>(ChainError::Rejected {
+                call: "test",
+                message: "out of gas".into(),
+            })
+        })
+        .await;
+        assert!(matches!(one, Err(ChainError::Rejected { .. })));
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let down = chunked(&items, 16, |_: Vec<u32>| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async {
+                Err::<Vec<u32>, _>(ChainError::Transport {
+                    endpoint: "http://node:8545".into(),
+                    message: "connection refused".into(),
+                })
+            }
+        })
+        .await;
+        assert!(matches!(down, Err(ChainError::Transport { .. })));
+        assert_eq!(
+            calls.into_inner(),
+            1,
+            "a node that is down is not asked again"
+        );
     }
 }

@@ -546,10 +546,28 @@ contract Capacity {
         return units[index];
     }
 
+    /// @notice `unitInfo` of each of `indices`, in one call: a client with thousands of units
+    /// reads their records in a few calls instead of one each.
+    function unitInfos(uint32[] calldata indices) external view returns (Unit[] memory out) {
+        out = new Unit[](indices.length);
+        for (uint256 i = 0; i < indices.length; ++i) {
+            if (indices[i] >= units.length) revert UnknownUnit(indices[i]);
+            out[i] = units[indices[i]];
+        }
+    }
+
     function unitIndexOf(bytes32 id) external view returns (uint32) {
         uint256 i = unitIndexPlusOne[id];
         if (i == 0) revert UnknownUnitId(id);
         return uint32(i - 1);
+    }
+
+    /// @notice The index plus one of each of `ids`, 0 for an id not registered, in one call.
+    function unitIndicesOf(bytes32[] calldata ids) external view returns (uint32[] memory plusOne) {
+        plusOne = new uint32[](ids.length);
+        for (uint256 i = 0; i < ids.length; ++i) {
+            plusOne[i] = uint32(unitIndexPlusOne[ids[i]]);
+        }
     }
 
     // ---------------------------------------------------------------- hosts and shards
@@ -715,6 +733,14 @@ contract Capacity {
             word & ATTESTED != 0,
             word & FAILED != 0
         );
+    }
+
+    /// @notice `unitEpoch(indices[i], epoch).count` of each of `indices`, in one call.
+    function unitEpochCounts(uint32[] calldata indices, uint64 epoch) external view returns (uint32[] memory counts) {
+        counts = new uint32[](indices.length);
+        for (uint256 i = 0; i < indices.length; ++i) {
+            counts[i] = uint32(unitEpochWord[_key(indices[i], epoch)] >> COUNT_SHIFT);
+        }
     }
 
     // ---------------------------------------------------------------- verification
@@ -896,6 +922,15 @@ contract Capacity {
     function claimable(uint32 unit, uint64 toEpoch) external view returns (uint256 amount, uint64 nextEpoch) {
         if (unit >= units.length) revert UnknownUnit(unit);
         return _walk(units[unit], unit, toEpoch);
+    }
+
+    /// @notice `claimable(indices[i], toEpoch).amount` of each of `indices`, in one call.
+    function claimables(uint32[] calldata indices, uint64 toEpoch) external view returns (uint256[] memory amounts) {
+        amounts = new uint256[](indices.length);
+        for (uint256 i = 0; i < indices.length; ++i) {
+            if (indices[i] >= units.length) revert UnknownUnit(indices[i]);
+            (amounts[i],) = _walk(units[indices[i]], indices[i], toEpoch);
+        }
     }
 
     /// @notice Claims the rewards of the sender's units for every settled epoch up to `toEpoch`,

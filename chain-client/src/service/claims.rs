@@ -19,18 +19,14 @@ impl ChainService {
         {
             return Ok(());
         }
-        let contract = self.chain.contract();
+        let all: Vec<u32> = self.units.values().map(|row| row.index).collect();
+        let amounts = self.chain.claimables(&all, current).await?;
         let mut total = U256::ZERO;
         let mut indices = Vec::new();
-        for row in self.units.values() {
-            let c = contract
-                .claimable(row.index, current)
-                .call()
-                .await
-                .map_err(self.chain.call_error("claimable"))?;
-            if c.amount > U256::ZERO {
-                total += c.amount;
-                indices.push(row.index);
+        for (index, amount) in all.into_iter().zip(amounts) {
+            if amount > U256::ZERO {
+                total += amount;
+                indices.push(index);
             }
         }
         self.claimed_at = Some(current);

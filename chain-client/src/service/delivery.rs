@@ -1,14 +1,14 @@
 //! Proof delivery: transactions settled, every non-terminal proof reconciled with the canonical
 //! `ProofsAccepted` logs, and the next batch submitted when one is due.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Bytes, TxHash, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::TransactionReceipt;
 use alloy::sol_types::SolCall;
-use capminer_proofs::store::{ProofState, StoredProof};
+use capminer_proofs::store::ProofState;
 use capminer_proofs::{Hash, ProofRef, UnitId};
 
 use super::ChainService;
@@ -27,9 +27,10 @@ impl ChainService {
             if let TxKind::Submit(_) = kind {
                 let old = ProofState::Submitted { tx: Hash(old.0) };
                 let refs: Vec<ProofRef> = self
-                    .unsettled(move |p| p.state == old)
+                    .in_flight()
                     .await
                     .iter()
+                    .filter(|p| p.state == old)
                     .map(|p| p.proof.id())
                     .collect();
                 self.set_state(refs, ProofState::Submitted { tx: Hash(new.0) })
@@ -87,11 +88,22 @@ impl ChainService {
         }
     }
 
-    /// Brings every non-terminal proof of our units in line with the chain.
+    /// Brings every non-terminal proof of our units in line with the chain. A found proof
+    /// changes only when a log accepts it, so beside the proofs in flight only the found ones
+    /// the logs name are read, not the whole backlog.
     pub(super) async fn reconcile(&mut self, head: u64, now: u64, current: u64) -> Result<()> {
-        let proofs: Vec<StoredProof> = self.unsettled(|_| true).await;
-        self.metrics.proofs_pending.set(proofs.len() as i64);
-        if proofs.is_empty() {
+        let tallies = self.tallies(0..=u64::MAX).await;
+        let pending: u64 = tallies
+            .iter()
+            .map(|(_, _, t)| u64::from(t.unsettled()))
+            .sum();
+        self.metrics.proofs_pending.set(pending as i64);
+        let epochs: BTreeSet<u64> = tallies
+            .iter()
+            .filter(|(_, _, t)| t.unsettled() > 0)
+            .map(|(e, _, _)| *e)
+            .collect();
+        if epochs.is_empty() {
             return Ok(());
         }
         let mut view = ChainView {
@@ -104,10 +116,12 @@ impl ChainService {
                 .collect(),
             ..ChainView::default()
         };
-        let epochs: HashSet<u64> = proofs.iter().map(|p| p.proof.epoch).collect();
-        for e in epochs {
+        for &e in &epochs {
             self.accepted_logs(e, head, &mut view.accepted).await?;
         }
+        let mut proofs = self.in_flight().await;
+        let named: Vec<ProofRef> = view.accepted.keys().copied().collect();
+        proofs.extend(self.among(named, |p| p.state == ProofState::Found).await);
         let orphans: HashSet<Hash> = proofs
             .iter()
             .filter_map(|p| match p.state {
@@ -172,13 +186,19 @@ impl ChainService {
             self.set_state(refs, state).await?;
         }
         // Found proofs of epochs whose window has closed can never count.
-        let expired: Vec<ProofRef> = self
-            .unsettled(|p| p.state == ProofState::Found)
-            .await
+        let mut expired: Vec<ProofRef> = Vec::new();
+        for e in epochs
             .into_iter()
-            .filter(|p| p.proof.epoch < current && !self.open(p.proof.epoch, now, current))
-            .map(|p| p.proof.id())
-            .collect();
+            .filter(|e| *e < current && !self.open(*e, now, current))
+        {
+            for (unit, _, nonces) in self.found(e).await {
+                expired.extend(nonces.into_iter().map(|nonce| ProofRef {
+                    epoch: e,
+                    unit,
+                    nonce,
+                }));
+            }
+        }
         if !expired.is_empty() {
             tracing::warn!(
                 proofs = expired.len(),
@@ -253,22 +273,14 @@ impl ChainService {
         {
             return Ok(None);
         }
-        let found: Vec<StoredProof> = self.unsettled(|p| p.state == ProofState::Found).await;
-        let seen_now = Instant::now();
-        let ids: HashSet<ProofRef> = found.iter().map(|p| p.proof.id()).collect();
-        for r in &ids {
-            self.first_seen.entry(*r).or_insert(seen_now);
-        }
-        self.first_seen.retain(|r, _| ids.contains(r));
-        // The oldest open epoch first: its window closes sooner.
-        let mut epochs: Vec<u64> = found
-            .iter()
-            .map(|p| p.proof.epoch)
-            .filter(|e| self.open(*e, now, current))
-            .collect();
-        epochs.sort_unstable();
-        epochs.dedup();
-        let Some(&epoch) = epochs.first() else {
+        // The oldest open epoch with found proofs first: its window closes sooner.
+        let Some(epoch) = self
+            .tallies(0..=u64::MAX)
+            .await
+            .into_iter()
+            .find(|(e, _, t)| t.found > 0 && self.open(*e, now, current))
+            .map(|(e, _, _)| e)
+        else {
             return Ok(None);
         };
         let params = self.params(epoch).await?;
@@ -276,48 +288,31 @@ impl ChainService {
         let Some(seed) = self.mined_seed(epoch).await.filter(|s| *s == params.seed) else {
             return Ok(None);
         };
-        // One pass over what is waiting, grouped by unit (a scan per unit would be quadratic
-        // at thousands of units).
-        let mut waiting: BTreeMap<UnitId, (usize, Vec<u64>)> = BTreeMap::new();
-        for p in found.iter().filter(|p| p.proof.epoch == epoch) {
-            waiting
-                .entry(p.proof.unit)
-                .or_insert_with(|| (p.proof.kind.index(), Vec::new()))
-                .1
-                .push(p.proof.nonce);
-        }
+        // What is waiting, by unit, in one pass over the epoch's found proofs; the contract's
+        // counts of the units not read since their proofs last moved, in a few calls.
+        let waiting = self.found(epoch).await;
         self.onchain.retain(|(_, e), _| *e + 1 >= current);
-        let mut backlogs = Vec::new();
-        for (unit, (kind, mut nonces)) in waiting {
-            let Some(row) = self.units.get(&unit) else {
-                continue;
-            };
-            nonces.sort_unstable();
-            let index = row.index;
-            let onchain = match self.onchain.get(&(unit, epoch)) {
-                Some(count) => *count,
-                None => {
-                    let count = self
-                        .chain
-                        .contract()
-                        .unitEpoch(index, epoch)
-                        .call()
-                        .await
-                        .map_err(self.chain.call_error("unitEpoch"))?
-                        .count;
-                    self.onchain.insert((unit, epoch), count);
-                    count
-                }
-            };
-            backlogs.push(Backlog {
-                unit,
-                index,
-                onchain,
-                min: params.min[kind],
-                max: params.max[kind],
-                nonces,
-            });
+        let unread: Vec<(UnitId, u32)> = waiting
+            .iter()
+            .map(|(unit, _, _)| (*unit, self.units[unit].index))
+            .filter(|(unit, _)| !self.onchain.contains_key(&(*unit, epoch)))
+            .collect();
+        let indices: Vec<u32> = unread.iter().map(|(_, index)| *index).collect();
+        let counts = self.chain.unit_epoch_counts(&indices, epoch).await?;
+        for ((unit, _), count) in unread.into_iter().zip(counts) {
+            self.onchain.insert((unit, epoch), count);
         }
+        let backlogs: Vec<Backlog> = waiting
+            .into_iter()
+            .map(|(unit, kind, nonces)| Backlog {
+                unit,
+                index: self.units[&unit].index,
+                onchain: self.onchain[&(unit, epoch)],
+                min: params.min[kind.index()],
+                max: params.max[kind.index()],
+                nonces,
+            })
+            .collect();
         let batch_cfg = &self.config.batch;
         let plan = batch::plan(backlogs, batch_cfg.max_proofs, batch_cfg.max_gas);
         for (unit, nonces) in &plan.over_max {
@@ -350,16 +345,15 @@ impl ChainService {
                 })
             })
             .collect();
-        let oldest = refs
-            .iter()
-            .filter_map(|r| self.first_seen.get(r))
-            .min()
-            .copied()
-            .unwrap_or(seen_now);
         let due = self.draining
             || plan.proofs() >= batch_cfg.max_proofs
             || epoch < current
-            || seen_now.duration_since(oldest) >= Duration::from_millis(batch_cfg.max_wait_ms);
+            || self
+                .found_since(refs.clone())
+                .await
+                .unwrap_or_else(Instant::now)
+                .elapsed()
+                >= Duration::from_millis(batch_cfg.max_wait_ms);
         if !due {
             return Ok(None);
         }

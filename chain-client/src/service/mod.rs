@@ -25,7 +25,7 @@ use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use capminer_config::ChainConfig;
 use capminer_proofs::store::{ProofState, ProofStore};
-use capminer_proofs::{Epoch, ProofRef, Seed, UnitId, UnitKind};
+use capminer_proofs::{Epoch, Seed, UnitId, UnitKind};
 
 use crate::handle::ChainHandle;
 use crate::metrics::ChainMetrics;
@@ -89,7 +89,6 @@ pub struct ChainService {
     by_index: HashMap<u32, UnitId>,
     delivered: Option<u64>,
     params: BTreeMap<u64, EpochParams>,
-    first_seen: HashMap<ProofRef, Instant>,
     advancing: Option<u64>,
     claimed_at: Option<u64>,
     /// Stopping: every found proof is due at once.
@@ -141,13 +140,20 @@ impl ChainService {
             tracing::info!(operator = %from, provider = %p, "signing as an operator of provider {p}: proofs only; claims, collateral and registration are the provider's");
         }
         let mut unregistered = Vec::new();
-        for (id, kind, label) in setup.units {
-            let Some(index) = chain.unit_index(id).await? else {
+        let mut registered = Vec::new();
+        let ids: Vec<UnitId> = setup.units.iter().map(|(id, _, _)| *id).collect();
+        let indices = chain.unit_indices(&ids).await?;
+        for ((id, kind, label), index) in setup.units.into_iter().zip(indices) {
+            let Some(index) = index else {
                 tracing::warn!(unit = %label, %id, %address, "unit not registered on the contract: it stays idle until it is");
                 unregistered.push((id, kind, label));
                 continue;
             };
-            let info = chain.unit_info(index).await?;
+            registered.push((index, id, kind, label));
+        }
+        let indices: Vec<u32> = registered.iter().map(|(index, ..)| *index).collect();
+        let infos = chain.unit_infos(&indices).await?;
+        for ((index, id, kind, label), info) in registered.into_iter().zip(infos) {
             if info.provider != from && Some(info.provider) != provider {
                 return Err(ChainError::Setup(format!(
                     "unit {label} ({id}) is registered to {p}; this signer {from} is neither that \
@@ -178,7 +184,6 @@ impl ChainService {
             by_index,
             delivered: None,
             params: BTreeMap::new(),
-            first_seen: HashMap::new(),
             advancing: None,
             claimed_at: None,
             draining: false,

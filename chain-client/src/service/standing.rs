@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::Address;
 use capminer_proofs::UnitId;
-use capminer_proofs::store::ProofState;
 
 use super::{ChainService, UnitRow};
 use crate::Result;
@@ -52,51 +51,48 @@ pub(super) struct Standing {
 }
 
 impl ChainService {
-    /// Reads a registered unit's record.
-    async fn read_unit(&self, index: u32) -> Result<OnChain> {
-        let info = self.chain.unit_info(index).await?;
-        Ok(OnChain {
-            start: info.startEpoch,
-            end: info.endEpoch,
-            collateral: info.collateral,
-            required: info.registeredCollateral,
-        })
-    }
-
     /// Looks up units not registered when the service connected; those registered since (to
     /// this signer) join the units the service submits for.
     async fn adopt_registered(&mut self) -> Result<()> {
-        let mut still = Vec::new();
-        let mut failed = None;
-        for (id, kind, label) in std::mem::take(&mut self.unregistered) {
-            let index = match failed {
-                None => self.chain.unit_index(id).await,
-                Some(_) => Ok(None),
-            };
-            let index = match index {
-                Ok(Some(index)) => index,
-                Ok(None) => {
-                    still.push((id, kind, label));
-                    continue;
+        if self.unregistered.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<UnitId> = self.unregistered.iter().map(|(id, _, _)| *id).collect();
+        let indices = self.chain.unit_indices(&ids).await?;
+        let mut units = Vec::new();
+        let mut registered = Vec::new();
+        for (unit, index) in std::mem::take(&mut self.unregistered)
+            .into_iter()
+            .zip(indices)
+        {
+            match index {
+                Some(index) => {
+                    units.push(unit);
+                    registered.push(index);
                 }
-                Err(e) => {
-                    failed = Some(e);
-                    still.push((id, kind, label));
-                    continue;
-                }
-            };
-            let provider: Address = self.chain.unit_info(index).await?.provider;
+                None => self.unregistered.push(unit),
+            }
+        }
+        let indices = registered;
+        let infos = match self.chain.unit_infos(&indices).await {
+            Ok(infos) => infos,
+            Err(e) => {
+                self.unregistered.extend(units);
+                return Err(e);
+            }
+        };
+        for (((id, kind, label), index), info) in units.into_iter().zip(indices).zip(infos) {
+            let provider: Address = info.provider;
             if provider != self.txm.address() && Some(provider) != self.provider {
                 tracing::error!(unit = %label, %provider, "unit registered to another provider: it stays idle");
-                still.push((id, kind, label));
+                self.unregistered.push((id, kind, label));
                 continue;
             }
             tracing::info!(unit = %label, index, "unit registered on chain: it starts hashing");
             self.by_index.insert(index, id);
             self.units.insert(id, UnitRow { index, label, kind });
         }
-        self.unregistered = still;
-        failed.map_or(Ok(()), Err)
+        Ok(())
     }
 
     /// The holds of every unit for epoch `e` given each unit's proofs of `e` in the store;
@@ -113,11 +109,22 @@ impl ChainService {
         };
         if due {
             self.adopt_registered().await?;
-            let mut on_chain = BTreeMap::new();
-            for (id, row) in &self.units {
-                on_chain.insert(*id, self.read_unit(row.index).await?);
-            }
-            self.standing.on_chain = on_chain;
+            let (ids, indices): (Vec<UnitId>, Vec<u32>) =
+                self.units.iter().map(|(id, row)| (*id, row.index)).unzip();
+            let infos = self.chain.unit_infos(&indices).await?;
+            self.standing.on_chain = ids
+                .into_iter()
+                .zip(infos)
+                .map(|(id, info)| {
+                    let u = OnChain {
+                        start: info.startEpoch,
+                        end: info.endEpoch,
+                        collateral: info.collateral,
+                        required: info.registeredCollateral,
+                    };
+                    (id, u)
+                })
+                .collect();
             self.standing.read = Some((Instant::now(), e));
         }
         let max = self.params.get(&e).map(|p| p.max);
@@ -159,12 +166,8 @@ impl ChainService {
     pub(super) async fn stored_counts(&self, e: u64) -> std::collections::HashMap<UnitId, i64> {
         let mut counts: std::collections::HashMap<UnitId, i64> =
             self.units.keys().map(|u| (*u, 0)).collect();
-        for p in self.epoch_proofs(e).await {
-            if p.state != ProofState::Skipped
-                && let Some(c) = counts.get_mut(&p.proof.unit)
-            {
-                *c += 1;
-            }
+        for (_, unit, tally) in self.tallies(e..=e).await {
+            counts.insert(unit, i64::from(tally.counted()));
         }
         counts
     }

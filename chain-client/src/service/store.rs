@@ -2,10 +2,12 @@
 //! even a read may wait on the store's lock while a unit thread's append fsyncs. Each call
 //! runs on tokio's blocking pool and is awaited.
 
+use std::ops::RangeInclusive;
 use std::sync::Arc;
+use std::time::Instant;
 
-use capminer_proofs::store::{ProofState, ProofStore, StoredProof};
-use capminer_proofs::{Epoch, ProofRef};
+use capminer_proofs::store::{ProofState, ProofStore, StoredProof, Tally};
+use capminer_proofs::{Epoch, ProofRef, UnitId, UnitKind};
 
 use super::ChainService;
 use crate::Result;
@@ -33,9 +35,39 @@ impl ChainService {
         proofs
     }
 
-    /// Every proof of open epoch `e` (our units' and any other's).
-    pub(super) async fn epoch_proofs(&self, e: u64) -> Vec<StoredProof> {
-        blocking(&self.store, move |s| s.epoch_proofs(e)).await
+    /// Our units' proofs submitted or included.
+    pub(super) async fn in_flight(&self) -> Vec<StoredProof> {
+        let mut proofs = blocking(&self.store, |s| s.in_flight()).await;
+        proofs.retain(|p| self.units.contains_key(&p.proof.unit));
+        proofs
+    }
+
+    /// The tallies of our units' proofs in `epochs`, by (epoch, unit).
+    pub(super) async fn tallies(&self, epochs: RangeInclusive<u64>) -> Vec<(u64, UnitId, Tally)> {
+        let mut tallies = blocking(&self.store, move |s| s.tallies(epochs)).await;
+        tallies.retain(|(_, unit, _)| self.units.contains_key(unit));
+        tallies
+    }
+
+    /// Our units' found proofs of epoch `e`: kind and nonces by unit.
+    pub(super) async fn found(&self, e: u64) -> Vec<(UnitId, UnitKind, Vec<u64>)> {
+        let mut found = blocking(&self.store, move |s| s.found(e)).await;
+        found.retain(|(unit, _, _)| self.units.contains_key(unit));
+        found
+    }
+
+    /// The stored proofs among `refs` that `keep` accepts.
+    pub(super) async fn among(
+        &self,
+        refs: Vec<ProofRef>,
+        keep: impl FnMut(&StoredProof) -> bool + Send + 'static,
+    ) -> Vec<StoredProof> {
+        blocking(&self.store, move |s| s.among(refs, keep)).await
+    }
+
+    /// When the longest-waiting found proof among `refs` was found.
+    pub(super) async fn found_since(&self, refs: Vec<ProofRef>) -> Option<Instant> {
+        blocking(&self.store, move |s| s.found_since(&refs)).await
     }
 
     /// Moves proofs to `state`, durably.

@@ -1,11 +1,15 @@
 //! The store's in-memory index: what the log's records add up to.
 //!
-//! Proofs are kept per (epoch, unit), ordered by nonce. Beside them, the set of proofs not yet
-//! in a terminal state (`unsettled`): the chain client's every tick reads only those, so a tick
-//! costs what is in flight, not everything ever stored. Epochs moved to the archive leave the
-//! index altogether (only their numbers stay, so late proofs for them are refused).
+//! Proofs are kept per (epoch, unit), ordered by nonce. Beside them, a [`Tally`] per (epoch,
+//! unit) of its proofs by state, kept as records are applied: the chain client's every tick
+//! reads the tallies (one entry per unit) and walks only the units whose proofs wait or move,
+//! so a tick costs what is in flight, not everything ever stored, and counting a unit's
+//! proofs costs nothing. Epochs moved to the archive leave the index altogether (only their
+//! numbers stay, so late proofs for them are refused).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::RangeInclusive;
+use std::time::Instant;
 
 use super::StoredProof;
 use super::record::{ProofState, Record};
@@ -16,10 +20,52 @@ pub(super) struct Entry {
     pub kind: UnitKind,
     pub hash: Hash,
     pub state: ProofState,
+    /// When it was last found (stored, or moved back to found); in memory only: replayed
+    /// proofs count from when the store was opened.
+    pub since: Instant,
+}
+
+/// One unit's proofs of one epoch, counted by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Found, waiting to be submitted.
+    pub found: u32,
+    /// Submitted or included: on their way.
+    pub moving: u32,
+    /// Final.
+    pub settled: u32,
+    /// Skipped: the contract never counts them.
+    pub skipped: u32,
+}
+
+impl Tally {
+    /// Proofs that count or may still count (all but the skipped).
+    pub fn counted(&self) -> u32 {
+        self.found + self.moving + self.settled
+    }
+
+    /// Proofs not in a terminal state.
+    pub fn unsettled(&self) -> u32 {
+        self.found + self.moving
+    }
+
+    fn slot(&mut self, state: ProofState) -> &mut u32 {
+        match state {
+            ProofState::Found => &mut self.found,
+            ProofState::Submitted { .. } | ProofState::Included { .. } => &mut self.moving,
+            ProofState::Final => &mut self.settled,
+            ProofState::Skipped => &mut self.skipped,
+        }
+    }
 }
 
 /// Most proofs (or refs) in one record written by a snapshot.
 const SNAPSHOT_CHUNK: usize = 4096;
+
+/// The (epoch, unit) keys of `epochs`.
+pub(super) fn epoch_keys(epochs: RangeInclusive<u64>) -> RangeInclusive<(u64, UnitId)> {
+    (*epochs.start(), UnitId([0; 32]))..=(*epochs.end(), UnitId([0xff; 32]))
+}
 
 #[derive(Debug, Default)]
 pub(super) struct Index {
@@ -27,8 +73,8 @@ pub(super) struct Index {
     /// Epochs whose proofs live in the archive, not here.
     pub archived: BTreeSet<u64>,
     pub proofs: BTreeMap<(u64, UnitId), BTreeMap<u64, Entry>>,
-    /// Proofs not in a terminal state.
-    pub unsettled: BTreeSet<ProofRef>,
+    /// The proofs of each (epoch, unit) by state.
+    pub tallies: BTreeMap<(u64, UnitId), Tally>,
 }
 
 impl Index {
@@ -48,6 +94,7 @@ impl Index {
                 self.epochs.insert(e.number, e);
             }
             Record::Proofs(proofs) => {
+                let now = Instant::now();
                 for p in proofs {
                     if self.archived.contains(&p.epoch) {
                         continue;
@@ -58,28 +105,30 @@ impl Index {
                             kind: p.kind,
                             hash: p.hash,
                             state: ProofState::Found,
+                            since: now,
                         });
-                        self.unsettled.insert(p.id());
+                        self.tallies.entry((p.epoch, p.unit)).or_default().found += 1;
                     }
                 }
             }
             Record::State(state, refs) => {
+                let now = Instant::now();
                 for r in refs {
-                    if let Some(entry) = self.entry_mut(&r) {
-                        entry.state = state;
-                        if state.is_terminal() {
-                            self.unsettled.remove(&r);
-                        } else {
-                            self.unsettled.insert(r);
-                        }
+                    let key = (r.epoch, r.unit);
+                    let Some(entry) = self.proofs.get_mut(&key).and_then(|n| n.get_mut(&r.nonce))
+                    else {
+                        continue;
+                    };
+                    let old = std::mem::replace(&mut entry.state, state);
+                    if state == ProofState::Found && old != ProofState::Found {
+                        entry.since = now;
                     }
+                    let tally = self.tallies.entry(key).or_default();
+                    *tally.slot(old) -= 1;
+                    *tally.slot(state) += 1;
                 }
             }
         }
-    }
-
-    fn entry_mut(&mut self, r: &ProofRef) -> Option<&mut Entry> {
-        self.proofs.get_mut(&(r.epoch, r.unit))?.get_mut(&r.nonce)
     }
 
     pub fn get(&self, r: &ProofRef) -> Option<&Entry> {
@@ -97,61 +146,52 @@ impl Index {
     /// Every proof of `epoch` with its entry, ordered by (unit, nonce).
     pub fn epoch_proofs(&self, epoch: u64) -> impl Iterator<Item = (ProofRef, &Entry)> {
         self.proofs
-            .range((epoch, UnitId([0; 32]))..=(epoch, UnitId([0xff; 32])))
-            .flat_map(move |((_, unit), nonces)| {
-                nonces.iter().map(move |(nonce, e)| {
-                    (
-                        ProofRef {
-                            epoch,
-                            unit: *unit,
-                            nonce: *nonce,
-                        },
-                        e,
-                    )
-                })
-            })
+            .range(epoch_keys(epoch..=epoch))
+            .flat_map(|(&(epoch, unit), nonces)| group(epoch, unit, nonces))
+    }
+
+    /// The proofs of `epochs` in the (epoch, unit) groups whose tally `keep` accepts, ordered
+    /// by (epoch, unit, nonce): walks those groups only.
+    pub fn grouped(
+        &self,
+        epochs: RangeInclusive<u64>,
+        keep: impl Fn(&Tally) -> bool,
+    ) -> impl Iterator<Item = (ProofRef, &Entry)> {
+        self.tallies
+            .range(epoch_keys(epochs))
+            .filter(move |(_, t)| keep(t))
+            .filter_map(|(key, _)| Some((*key, self.proofs.get(key)?)))
+            .flat_map(|((epoch, unit), nonces)| group(epoch, unit, nonces))
     }
 
     /// True if some proof of `epoch` is not in a terminal state.
     pub fn epoch_unsettled(&self, epoch: u64) -> bool {
-        let first = ProofRef {
-            epoch,
-            unit: UnitId([0; 32]),
-            nonce: 0,
-        };
-        self.unsettled
-            .range(first..)
-            .next()
-            .is_some_and(|r| r.epoch == epoch)
+        self.tallies
+            .range(epoch_keys(epoch..=epoch))
+            .any(|(_, t)| t.unsettled() > 0)
     }
 
     /// Removes `epoch`'s proofs (now in the archive); its number stays known as archived.
     pub fn archive(&mut self, epoch: u64) {
         let keys: Vec<(u64, UnitId)> = self
             .proofs
-            .range((epoch, UnitId([0; 32]))..=(epoch, UnitId([0xff; 32])))
+            .range(epoch_keys(epoch..=epoch))
             .map(|(k, _)| *k)
             .collect();
         for k in keys {
             self.proofs.remove(&k);
+            self.tallies.remove(&k);
         }
-        self.unsettled.retain(|r| r.epoch != epoch);
         self.epochs.remove(&epoch);
         self.archived.insert(epoch);
     }
 
     /// The records that rebuild this index (see [`records`]).
     pub fn snapshot(&self) -> Vec<Record> {
-        let proofs = self.proofs.iter().flat_map(|((epoch, unit), nonces)| {
-            nonces.iter().map(move |(nonce, e)| {
-                let r = ProofRef {
-                    epoch: *epoch,
-                    unit: *unit,
-                    nonce: *nonce,
-                };
-                (r, e)
-            })
-        });
+        let proofs = self
+            .proofs
+            .iter()
+            .flat_map(|(&(epoch, unit), nonces)| group(epoch, unit, nonces));
         records(self.epochs.values().copied(), proofs)
     }
 
@@ -191,6 +231,17 @@ fn records<'a>(
         );
     }
     out
+}
+
+/// The proofs of one (epoch, unit) group, with their refs.
+fn group(
+    epoch: u64,
+    unit: UnitId,
+    nonces: &BTreeMap<u64, Entry>,
+) -> impl Iterator<Item = (ProofRef, &Entry)> {
+    nonces
+        .iter()
+        .map(move |(&nonce, e)| (ProofRef { epoch, unit, nonce }, e))
 }
 
 pub(super) fn stored(r: &ProofRef, e: &Entry) -> StoredProof {

@@ -21,10 +21,11 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+pub use index::Tally;
 pub use log::Recovery;
 pub use record::{ProofState, Record};
 
-use crate::{Epoch, Proof, ProofRef, Result, StoreError, UnitId};
+use crate::{Epoch, Proof, ProofRef, Result, StoreError, UnitId, UnitKind};
 use index::Index;
 
 /// A stored proof with its state.
@@ -337,15 +338,98 @@ impl ProofStore {
 
     /// The proofs not yet in a terminal state (found, submitted, included) that `keep` accepts,
     /// ordered by (epoch, unit, nonce). Costs what is in flight, not what is stored.
-    pub fn unsettled(&self, mut keep: impl FnMut(&StoredProof) -> bool) -> Vec<StoredProof> {
+    pub fn unsettled(&self, keep: impl FnMut(&StoredProof) -> bool) -> Vec<StoredProof> {
+        self.grouped(|t| t.unsettled() > 0, |s| !s.is_terminal(), keep)
+    }
+
+    /// The proofs submitted or included (on their way to final), ordered by (epoch, unit,
+    /// nonce): walks only the units that have such proofs.
+    pub fn in_flight(&self) -> Vec<StoredProof> {
+        self.grouped(
+            |t| t.moving > 0,
+            |s| {
+                matches!(
+                    s,
+                    ProofState::Submitted { .. } | ProofState::Included { .. }
+                )
+            },
+            |_| true,
+        )
+    }
+
+    /// The proofs in a state `state` accepts, of the (epoch, unit) groups whose tally `group`
+    /// accepts, that `keep` accepts.
+    fn grouped(
+        &self,
+        group: impl Fn(&Tally) -> bool,
+        state: impl Fn(&ProofState) -> bool,
+        mut keep: impl FnMut(&StoredProof) -> bool,
+    ) -> Vec<StoredProof> {
         let inner = self.inner.lock().expect("proof store lock poisoned");
         inner
             .index
-            .unsettled
-            .iter()
-            .filter_map(|r| inner.index.stored(r))
+            .grouped(0..=u64::MAX, group)
+            .filter(|(_, e)| state(&e.state))
+            .map(|(r, e)| index::stored(&r, e))
             .filter(|p| keep(p))
             .collect()
+    }
+
+    /// The tally of every (epoch, unit) of the open epochs in `epochs`, ordered by (epoch,
+    /// unit): one entry a unit and epoch, however many proofs.
+    pub fn tallies(&self, epochs: std::ops::RangeInclusive<u64>) -> Vec<(u64, UnitId, Tally)> {
+        let inner = self.inner.lock().expect("proof store lock poisoned");
+        inner
+            .index
+            .tallies
+            .range(index::epoch_keys(epochs))
+            .map(|(&(epoch, unit), t)| (epoch, unit, *t))
+            .collect()
+    }
+
+    /// The found proofs of epoch `epoch`, by unit: kind and nonces, ordered by unit and nonce.
+    /// Walks only the units with found proofs in that epoch.
+    pub fn found(&self, epoch: u64) -> Vec<(UnitId, UnitKind, Vec<u64>)> {
+        let inner = self.inner.lock().expect("proof store lock poisoned");
+        let index = &inner.index;
+        let mut out: Vec<(UnitId, UnitKind, Vec<u64>)> = Vec::new();
+        for (r, e) in index
+            .grouped(epoch..=epoch, |t| t.found > 0)
+            .filter(|(_, e)| e.state == ProofState::Found)
+        {
+            match out.last_mut() {
+                Some((unit, _, nonces)) if *unit == r.unit => nonces.push(r.nonce),
+                _ => out.push((r.unit, e.kind, vec![r.nonce])),
+            }
+        }
+        out
+    }
+
+    /// The proofs among `refs` that are stored in an open epoch and `keep` accepts.
+    pub fn among(
+        &self,
+        refs: impl IntoIterator<Item = ProofRef>,
+        mut keep: impl FnMut(&StoredProof) -> bool,
+    ) -> Vec<StoredProof> {
+        let inner = self.inner.lock().expect("proof store lock poisoned");
+        refs.into_iter()
+            .filter_map(|r| inner.index.stored(&r))
+            .filter(|p| keep(p))
+            .collect()
+    }
+
+    /// When the longest-waiting found proof among `refs` was found (stored, or moved back to
+    /// found; proofs stored before the store was opened count from its opening).
+    pub fn found_since<'a>(
+        &self,
+        refs: impl IntoIterator<Item = &'a ProofRef>,
+    ) -> Option<std::time::Instant> {
+        let inner = self.inner.lock().expect("proof store lock poisoned");
+        refs.into_iter()
+            .filter_map(|r| inner.index.get(r))
+            .filter(|e| e.state == ProofState::Found)
+            .map(|e| e.since)
+            .min()
     }
 
     /// The state of one proof of an open epoch (`None` for a proof of an archived one).

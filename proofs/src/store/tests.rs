@@ -524,3 +524,113 @@ fn a_store_that_turns_read_only_refuses_cleanly_and_takes_everything_once_writab
     assert_eq!(recovery.torn_bytes, 0);
     assert_eq!(store.proofs(|_| true).unwrap().len(), 2);
 }
+
+#[test]
+fn tallies_follow_every_state_change_and_survive_reopening_and_archiving() {
+    let dir = tempfile::tempdir().unwrap();
+    let tx = Hash([7; 32]);
+    let included = ProofState::Included {
+        tx,
+        block: 9,
+        block_hash: Hash([8; 32]),
+    };
+    let tally = |found, moving, settled, skipped| Tally {
+        found,
+        moving,
+        settled,
+        skipped,
+    };
+    let u = |i: u8| UnitId([i; 32]);
+    {
+        let (store, _) = ProofStore::open(dir.path()).unwrap();
+        store.record_epoch(&epoch(1)).unwrap();
+        store.record_epoch(&epoch(2)).unwrap();
+        let proofs: Vec<Proof> = (0..6).map(|n| proof(1, 1, n)).collect();
+        store.append(&proofs).unwrap();
+        store.append(&[proof(1, 2, 4), proof(2, 1, 0)]).unwrap();
+        let id = |n| proof(1, 1, n).id();
+        store
+            .set_state(&[id(0), id(1)], ProofState::Submitted { tx })
+            .unwrap();
+        store.set_state(&[id(1)], included).unwrap();
+        store.set_state(&[id(2)], ProofState::Final).unwrap();
+        store.set_state(&[id(3)], ProofState::Skipped).unwrap();
+        store.set_state(&[id(0)], ProofState::Found).unwrap();
+        assert_eq!(
+            store.tallies(1..=1),
+            vec![(1, u(1), tally(3, 1, 1, 1)), (1, u(2), tally(1, 0, 0, 0))]
+        );
+        assert_eq!(store.tallies(1..=1)[0].2.counted(), 5);
+        assert_eq!(store.tallies(2..=2), vec![(2, u(1), tally(1, 0, 0, 0))]);
+        assert_eq!(store.tallies(0..=u64::MAX).len(), 3);
+        assert_eq!(
+            store.in_flight(),
+            vec![StoredProof {
+                proof: proof(1, 1, 1),
+                state: included
+            }]
+        );
+        assert_eq!(
+            store.found(1),
+            vec![
+                (u(1), UnitKind::Cpu, vec![0, 4, 5]),
+                (u(2), UnitKind::Cpu, vec![4])
+            ]
+        );
+        assert_eq!(store.found(3), vec![]);
+        assert_eq!(store.unsettled(|_| true).len(), 6);
+    }
+    let (store, _) = ProofStore::open(dir.path()).unwrap();
+    assert_eq!(
+        store.tallies(0..=u64::MAX),
+        vec![
+            (1, u(1), tally(3, 1, 1, 1)),
+            (1, u(2), tally(1, 0, 0, 0)),
+            (2, u(1), tally(1, 0, 0, 0))
+        ],
+        "replayed from the log"
+    );
+    settle(&store, 1);
+    assert_eq!(store.tallies(1..=1)[0].2, tally(0, 0, 5, 1));
+    assert!(store.archive_epoch(1).unwrap());
+    assert_eq!(
+        store.tallies(0..=u64::MAX),
+        vec![(2, u(1), tally(1, 0, 0, 0))]
+    );
+}
+
+#[test]
+fn found_since_is_the_oldest_wait_among_the_refs_still_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = ProofStore::open(dir.path()).unwrap();
+    store.record_epoch(&epoch(1)).unwrap();
+    let before = std::time::Instant::now();
+    store.append(&[proof(1, 1, 0)]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let middle = std::time::Instant::now();
+    store.append(&[proof(1, 1, 1)]).unwrap();
+    let (a, b) = (proof(1, 1, 0).id(), proof(1, 1, 1).id());
+    let since = store.found_since(&[a, b]).unwrap();
+    assert!(since >= before && since < middle);
+    assert!(store.found_since(&[b]).unwrap() >= middle);
+    let tx = Hash([7; 32]);
+    store.set_state(&[a], ProofState::Submitted { tx }).unwrap();
+    assert!(
+        store.found_since(&[a, b]).unwrap() >= middle,
+        "a is no longer found"
+    );
+    assert_eq!(store.found_since(&[a]), None);
+    let back = std::time::Instant::now();
+    store.set_state(&[a], ProofState::Found).unwrap();
+    assert!(
+        store.found_since(&[a]).unwrap() >= back,
+        "found again: waits from now"
+    );
+    assert_eq!(
+        store.among([a, proof(1, 9, 9).id()], |_| true),
+        vec![StoredProof {
+            proof: proof(1, 1, 0),
+            state: ProofState::Found
+        }]
+    );
+}

@@ -1241,8 +1241,10 @@ impl Seq<'_> {
             self.fail(&format!("unitCount {n}, model {}", m.units.len()));
         }
         let mut collateral = Vec::with_capacity(n as usize);
+        let mut infos = Vec::with_capacity(n as usize);
         for i in 0..n {
             let u = self.chain.view(Capacity::unitInfoCall { index: i });
+            infos.push(u.clone());
             let w = &m.units[i as usize];
             if u.provider != w.provider
                 || u.kind != w.kind
@@ -1256,6 +1258,23 @@ impl Seq<'_> {
                 self.fail(&format!("unitInfo({i}) = {u:?}, model {w:?}"));
             }
             collateral.push(u.collateral);
+        }
+        // The many-unit view answers as the one-unit one, in the order asked (here reversed).
+        let indices: Vec<u32> = (0..n).rev().collect();
+        let many = self.chain.view(Capacity::unitInfosCall { indices });
+        if !many.iter().eq(infos.iter().rev()) {
+            self.fail(&format!(
+                "unitInfos(all, reversed) = {many:?}, unitInfo each {infos:?}"
+            ));
+        }
+        let mut ids: Vec<B256> = m.units.iter().map(|u| u.id).collect();
+        ids.push(B256::repeat_byte(0xee)); // never registered
+        let plus_one = self.chain.view(Capacity::unitIndicesOfCall { ids });
+        let want: Vec<u32> = (1..=n).chain([0]).collect();
+        if plus_one != want {
+            self.fail(&format!(
+                "unitIndicesOf(all, unknown) = {plus_one:?}, want {want:?}"
+            ));
         }
         let balance = self.chain.balance(self.chain.contract);
         let backing = U256::from(pool) + U256::from(collateral.iter().sum::<u128>());
@@ -1286,8 +1305,12 @@ impl Seq<'_> {
         }
         let mut earned: BTreeMap<Address, u128> = BTreeMap::new();
         let empty = UnitEpochM::default();
+        let mut counts: BTreeMap<u64, (Vec<u32>, Vec<u32>)> = BTreeMap::new();
         for (unit, epoch) in keys {
             let r = self.chain.view(Capacity::unitEpochCall { unit, epoch });
+            let c = counts.entry(epoch).or_default();
+            c.0.push(unit);
+            c.1.push(r.count);
             let w = m.ue.get(&(unit, epoch)).unwrap_or(&empty);
             let at = format!("unit-epoch ({unit}, {epoch}): {r:?}");
             if r.isAttested && r.failed {
@@ -1340,6 +1363,17 @@ impl Seq<'_> {
                 }
             }
         }
+        for (epoch, (indices, want)) in counts {
+            let many = self.chain.view(Capacity::unitEpochCountsCall {
+                indices: indices.clone(),
+                epoch,
+            });
+            if many != want {
+                self.fail(&format!(
+                    "unitEpochCounts({indices:?}, {epoch}) = {many:?}, unitEpoch each {want:?}"
+                ));
+            }
+        }
         // Invariant 6: no reward without work.
         for p in self.actors.providers {
             let paid = m.paid.get(&p).copied().unwrap_or(0);
@@ -1385,6 +1419,18 @@ impl Seq<'_> {
                 self.fail(&format!(
                     "claimable({unit}, {to}) = {r:?}, model ({amount}, {next})"
                 ));
+            }
+            let indices: Vec<u32> = (0..m.units.len() as u32).collect();
+            let many = self.chain.view(Capacity::claimablesCall {
+                indices: indices.clone(),
+                toEpoch: to,
+            });
+            let want: Vec<U256> = indices
+                .iter()
+                .map(|&i| U256::from(m.walk(i as usize, to, now).0))
+                .collect();
+            if many != want {
+                self.fail(&format!("claimables(all, {to}) = {many:?}, model {want:?}"));
             }
         }
 
