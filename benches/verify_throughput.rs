@@ -19,6 +19,9 @@
 //!    "Running benchmark" line and its exit; capminer's process CPU time): on a loaded host
 //!    the wall time also counts the time the scheduler gave to others.
 //!
+//! With `CAPMINER_BENCH_LARGE_PAGES=1` the reference runs with `--largePages` and the like-for-like
+//! capminer side (and the same-work side) on reserved 2 MiB pages too (`vm.nr_hugepages` first).
+//!
 //! Environment: `CAPMINER_BENCH_NONCES` (hashes per side per run, default 100),
 //! `CAPMINER_BENCH_ROUNDS` (default 3), `CAPMINER_BENCH_THREADS` (threads per side, default 1,
 //! pinned to the last CPUs), `CAPMINER_BENCH_PROOFS` and `CAPMINER_BENCH_KEYS` (step 2,
@@ -60,7 +63,7 @@ fn claims(units: std::ops::Range<u64>, per_key: u64) -> Vec<Claim> {
 
 fn options(thp: bool) -> RandomXOptions {
     RandomXOptions {
-        large_pages: false, // the reference runs on normal pages too
+        large_pages: !thp && common::large_pages(), // as the reference is run
         transparent_huge_pages: thp,
         ..RandomXOptions::default()
     }
@@ -175,7 +178,9 @@ fn same_work(
 /// The reference's light mode: `randomx-benchmark --verify --auto` on `cpus`.
 fn reference(binary: &Path, cpus: &[usize], nonces: u64, seed: u64) -> (PerHash, String) {
     let mut child = Command::new(binary)
-        .args(["--verify", "--auto", "--threads"])
+        .args(["--verify", "--auto"])
+        .args(common::large_pages().then_some("--largePages"))
+        .arg("--threads")
         .arg(cpus.len().to_string())
         .arg("--nonces")
         .arg(nonces.to_string())
@@ -337,7 +342,14 @@ fn main() {
     for (name, side) in [
         ("reference randomx-benchmark --verify --auto", r),
         ("capminer VMs, the reference's key and inputs", s),
-        ("capminer, 4 KiB pages (like for like)", l),
+        (
+            if common::large_pages() {
+                "capminer, 2 MiB reserved pages (like for like)"
+            } else {
+                "capminer, 4 KiB pages (like for like)"
+            },
+            l,
+        ),
         ("capminer, default (THP-advised cache)", d),
     ] {
         println!(

@@ -92,6 +92,13 @@ pub fn reference_init_seconds(line: &str) -> Option<f64> {
         .ok()
 }
 
+/// Whether a head-to-head bench runs both sides on reserved 2 MiB pages
+/// (`CAPMINER_BENCH_LARGE_PAGES=1`; needs `vm.nr_hugepages` set first) rather than 4 KiB pages.
+#[allow(dead_code)] // not every bench including this module compares page sizes
+pub fn large_pages() -> bool {
+    std::env::var("CAPMINER_BENCH_LARGE_PAGES").is_ok_and(|v| v == "1")
+}
+
 /// An integer from the environment, or `default`.
 pub fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)

@@ -30,19 +30,13 @@ use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use capminer_kernels::randomx::{Cache, Dataset, DatasetInit, RandomXFlags, RandomXOptions};
-use common::{build_reference, env_u64, reference_init_seconds, reference_mine};
+use common::{build_reference, env_u64, large_pages, reference_init_seconds, reference_mine};
 
 struct Measured {
     name: String,
     key_seconds: f64,
     build_seconds: f64,
     rebuild_seconds: f64,
-}
-
-/// Whether all three run on reserved 2 MiB pages (`CAPMINER_BENCH_LARGE_PAGES=1`, which needs
-/// `vm.nr_hugepages` of at least 1168 for one dataset and its cache) rather than 4 KiB pages.
-fn large_pages() -> bool {
-    std::env::var("CAPMINER_BENCH_LARGE_PAGES").is_ok_and(|v| v == "1")
 }
 
 fn capminer(method: DatasetInit, threads: usize, round: u8) -> Measured {
