@@ -19,6 +19,21 @@ use crate::tracker::{self, Acceptance, ChainView};
 use crate::txmanager::{Head, Settled, TxKind};
 use crate::{ChainError, Result};
 
+/// The acceptances of one epoch's proofs that lie at the final depth (at least
+/// `chain.confirmations` below the head when read), so they need not be read again every tick:
+/// a tick reads only the blocks after `to`, which always include the last `confirmations`
+/// blocks, where a reorg within the fault model can still change what the logs say. Only the
+/// acceptances of proofs the store has not settled are kept, so the map stays small however
+/// many proofs the epoch has delivered. A reorg deeper than the confirmations (seen by the
+/// finality watch) or a changed seed drops the cache, and the next tick reads from the seed's
+/// block again, as it does after a restart.
+#[derive(Debug, Default)]
+pub(super) struct DeepLogs {
+    /// The last block whose logs are all in `entries` (or were settled).
+    to: Option<u64>,
+    entries: HashMap<ProofRef, Acceptance>,
+}
+
 impl ChainService {
     /// Settles transactions; records replacements in the store.
     pub(super) async fn settle(&mut self, head: Head) -> Result<()> {
@@ -185,6 +200,7 @@ impl ChainService {
             }
             self.set_state(refs, state).await?;
         }
+        self.prune_deep_logs(&epochs).await;
         // Found proofs of epochs whose window has closed can never count.
         let mut expired: Vec<ProofRef> = Vec::new();
         for e in epochs
@@ -214,18 +230,20 @@ impl ChainService {
     }
 
     /// Canonical `ProofsAccepted` logs of epoch `e` for our units, from the block that fixed
-    /// its seed to `head`.
+    /// its seed to `head`: those at the final depth from [`DeepLogs`], the rest read.
     pub(super) async fn accepted_logs(
         &mut self,
         e: u64,
         head: u64,
         out: &mut HashMap<ProofRef, Acceptance>,
     ) -> Result<()> {
-        let from = self
+        let seed_block = self
             .params(e)
             .await?
             .seed_block
             .max(self.config.start_block);
+        let deep = self.deep_logs.entry(e).or_default();
+        let from = deep.to.map_or(seed_block, |to| to + 1).max(seed_block);
         let logs = crate::logs::proofs_accepted(
             &self.chain.provider,
             &self.chain.endpoint,
@@ -236,26 +254,62 @@ impl ChainService {
             self.config.log_range,
         )
         .await?;
+        // Blocks up to here are final: a reorg within the fault model cannot change them.
+        let final_depth = head.saturating_sub(self.config.confirmations);
+        let deep = self.deep_logs.entry(e).or_default();
         for log in &logs {
             let Some(unit) = self.by_index.get(&log.unit) else {
                 continue;
             };
             for nonce in log.nonces() {
-                out.insert(
-                    ProofRef {
-                        unit: *unit,
-                        epoch: e,
-                        nonce,
-                    },
-                    Acceptance {
-                        block: log.block,
-                        block_hash: log.block_hash,
-                        tx: log.tx,
-                    },
-                );
+                let r = ProofRef {
+                    unit: *unit,
+                    epoch: e,
+                    nonce,
+                };
+                let a = Acceptance {
+                    block: log.block,
+                    block_hash: log.block_hash,
+                    tx: log.tx,
+                };
+                if log.block <= final_depth {
+                    deep.entries.insert(r, a);
+                }
+                out.insert(r, a);
             }
         }
+        if final_depth + 1 >= from {
+            deep.to = Some(deep.to.map_or(final_depth, |to| to.max(final_depth)));
+        }
+        out.extend(deep.entries.iter().map(|(r, a)| (*r, *a)));
         Ok(())
+    }
+
+    /// Keeps in [`DeepLogs`] only the epochs still reconciled and, in them, the acceptances of
+    /// proofs the store has not settled.
+    async fn prune_deep_logs(&mut self, epochs: &BTreeSet<u64>) {
+        self.deep_logs.retain(|e, _| epochs.contains(e));
+        for (e, deep) in std::mem::take(&mut self.deep_logs) {
+            let refs: Vec<ProofRef> = deep.entries.keys().copied().collect();
+            let open: HashSet<ProofRef> = self
+                .among(refs, |p| !p.state.is_terminal())
+                .await
+                .iter()
+                .map(|p| p.proof.id())
+                .collect();
+            let entries = deep
+                .entries
+                .into_iter()
+                .filter(|(r, _)| open.contains(r))
+                .collect();
+            self.deep_logs.insert(
+                e,
+                DeepLogs {
+                    to: deep.to,
+                    entries,
+                },
+            );
+        }
     }
 
     /// Sends the next batch when one is due and none is in flight.

@@ -109,6 +109,7 @@ impl ChainService {
         self.set_state(refs, ProofState::Skipped).await?;
         self.retire_epoch_seed(e).await?;
         self.params.remove(&e);
+        self.deep_logs.remove(&e);
         if self.delivered == Some(e) {
             self.delivered = None;
         }

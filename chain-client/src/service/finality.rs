@@ -69,6 +69,8 @@ impl ChainService {
             }
             undone.push(block);
         }
+        // What was read as final is not: every epoch's logs are read again from its seed.
+        self.deep_logs.clear();
         let mut reopened = Vec::new();
         let mut lost = 0;
         for block in &undone {

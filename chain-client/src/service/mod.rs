@@ -104,6 +104,8 @@ pub struct ChainService {
     /// What the contract counts per (unit, epoch), as last read; dropped when reconciliation
     /// sees the unit's proofs accepted or undone.
     onchain: HashMap<(UnitId, u64), u32>,
+    /// Acceptances at the final depth, per epoch, not read again every tick.
+    deep_logs: BTreeMap<u64, delivery::DeepLogs>,
 }
 
 impl ChainService {
@@ -192,6 +194,7 @@ impl ChainService {
             standing: standing::Standing::default(),
             provider,
             onchain: HashMap::new(),
+            deep_logs: BTreeMap::new(),
             config,
         })
     }
