@@ -12,6 +12,7 @@ use capminer_chain::{ChainService, ChainSetup};
 use capminer_config::Config;
 use capminer_miner::{Miner, panic_message};
 use capminer_proofs::store::ProofStore;
+use capminer_proofs::{UnitId, UnitKind};
 use prometheus::Registry;
 
 use crate::reload::{Reloader, reload_on_sighup};
@@ -80,11 +81,7 @@ pub fn run_node(
     match chain {
         None => miner.set_epoch(epoch::fixed_epoch(config))?,
         Some(job) => {
-            let units = miner
-                .units()
-                .iter()
-                .map(|u| (u.info().id, u.info().kind, u.info().label.clone()))
-                .collect();
+            let units = unit_list(&miner);
             let setup = ChainSetup {
                 config: config.chain.clone(),
                 units,
@@ -97,6 +94,7 @@ pub fn run_node(
             }))?;
             let (m, s) = (Arc::downgrade(&miner), chain_stop.clone());
             let held = Arc::downgrade(&miner);
+            let running = Arc::downgrade(&miner);
             let task = runtime.spawn(service.run(
                 move |e| {
                     if let Some(m) = m.upgrade()
@@ -110,6 +108,7 @@ pub fn run_node(
                         m.set_holds(holds.iter().map(|(id, why)| (*id, why.as_deref())));
                     }
                 },
+                move || running.upgrade().map(|m| unit_list(&m)).unwrap_or_default(),
                 move || s.load(Ordering::Acquire),
             ));
             critical.push(("the chain client".into(), task));
@@ -238,4 +237,13 @@ where
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// The units the miner runs now: id, kind, label.
+fn unit_list(miner: &Miner) -> Vec<(UnitId, UnitKind, String)> {
+    miner
+        .units()
+        .iter()
+        .map(|u| (u.info().id, u.info().kind, u.info().label.clone()))
+        .collect()
 }

@@ -164,7 +164,7 @@ fn change(
 fn added(label: String, chain: bool) -> serde_json::Value {
     let mut answer = serde_json::json!({ "added": label });
     if chain {
-        answer["note"] = "the chain client submits proofs for the units it started with: this unit's proofs are stored, and submitted once the configuration lists it and the node restarts".into();
+        answer["note"] = "the chain client looks the unit up on chain at its next tick: it idles until registered to this provider, and its proofs are delivered from then on; add it to the configuration to keep it after a restart".into();
     }
     answer
 }

@@ -200,17 +200,20 @@ impl ChainService {
     }
 
     /// Ticks every `chain.poll_ms` until `stop` returns true, handing new epochs to `on_epoch`
-    /// and the units' holds (see `standing`) to `on_holds` when they change;
+    /// and the units' holds (see `standing`) to `on_holds` when they change, and learning
+    /// before each tick the units the miner runs now (`units`: added while running);
     /// then delivers what is left (see [`ChainService::drain`]). Failed ticks are logged and
     /// retried; nothing is lost in between.
     pub async fn run(
         mut self,
         mut on_epoch: impl FnMut(Epoch),
         mut on_holds: impl FnMut(&Holds),
+        mut units: impl FnMut() -> Vec<(UnitId, UnitKind, String)>,
         stop: impl Fn() -> bool,
     ) {
         let period = Duration::from_millis(self.config.poll_ms);
         while !stop() {
+            self.learn_units(units());
             match self.tick().await {
                 Ok(report) => {
                     if let Some(epoch) = report.new_epoch {

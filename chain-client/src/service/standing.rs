@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::Address;
-use capminer_proofs::UnitId;
+use capminer_proofs::{UnitId, UnitKind};
 
 use super::{ChainService, UnitRow};
 use crate::Result;
@@ -51,6 +51,25 @@ pub(super) struct Standing {
 }
 
 impl ChainService {
+    /// Takes in units the miner runs that this service does not know yet (added while it
+    /// runs, through the control API): they are looked up on chain at the next tick like the
+    /// units that were not registered when it connected, held idle until they are, and their
+    /// proofs delivered from then on.
+    pub fn learn_units(&mut self, units: Vec<(UnitId, UnitKind, String)>) {
+        let mut learned = false;
+        for (id, kind, label) in units {
+            if self.units.contains_key(&id) || self.unregistered.iter().any(|(u, _, _)| *u == id) {
+                continue;
+            }
+            tracing::info!(unit = %label, "unit added while running: looking it up on chain");
+            self.unregistered.push((id, kind, label));
+            learned = true;
+        }
+        if learned {
+            self.standing.read = None; // look it up at the next tick
+        }
+    }
+
     /// Looks up units not registered when the service connected; those registered since (to
     /// this signer) join the units the service submits for.
     async fn adopt_registered(&mut self) -> Result<()> {

@@ -202,3 +202,62 @@ async fn a_unit_hashes_only_while_registered_started_and_not_retired() {
     .await;
     miner.stop().unwrap();
 }
+
+/// A unit added while the node runs (the control API's `add`) is taken in by the running chain
+/// client: looked up on chain, held idle while it is not registered, and, once registered, its
+/// proofs are delivered without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_added_while_running_is_delivered_once_registered() {
+    let net = Net::start(&spec(Target::for_expected_hashes(4), 1, 1000), &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ProofStore::open(dir.path()).unwrap().0);
+    let config = light_miner_config(&net, dir.path());
+    let plan = Miner::plan(&config).unwrap();
+    let units = planned_units(&config);
+    assert!(units.len() >= 2, "this machine plans at least two units");
+    net.register(1, &units[..1]).await;
+    net.next_epoch().await;
+    let miner = Miner::start_planned(&config, plan, store.clone(), &Registry::new()).unwrap();
+    // The client starts knowing only unit 0, as a node whose unit 1 came through the API.
+    let mut client = net
+        .client(1, net.chain_config(), store.clone(), &units[..1])
+        .await;
+    step_until(&net, &mut client, &miner, "unit 0 hashes", |m| {
+        hashes(m, 0) > 0
+    })
+    .await;
+
+    let (id1, kind1) = units[1];
+    client.learn_units(vec![(id1, kind1, label(&miner, 1))]);
+    let address = net.address();
+    let unregistered = format!("not registered on contract {address}");
+    step_until(
+        &net,
+        &mut client,
+        &miner,
+        "the added unit is held as unregistered",
+        |m| m.hold(&label(m, 1)).as_deref() == Some(unregistered.as_str()),
+    )
+    .await;
+    assert_idle(&net, &mut client, &miner, 1).await;
+
+    net.register(1, &units[1..2]).await;
+    net.next_epoch().await;
+    let delivered = |store: &ProofStore| {
+        store
+            .proofs(|p| p.proof.unit == id1 && p.state == ProofState::Final)
+            .unwrap()
+            .len()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while delivered(&store) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the added unit's proofs were never delivered (hold {:?})",
+            miner.hold(&label(&miner, 1))
+        );
+        step(&net, &mut client, &miner).await;
+    }
+    assert_eq!(miner.hold(&label(&miner, 1)), None, "registered: it hashes");
+    miner.stop().unwrap();
+}
