@@ -45,6 +45,17 @@ async fn step_until(
     }
 }
 
+/// A store in a fresh directory and a light-mode miner config on `net` (the directory lives as
+/// long as the returned guard).
+fn light_store_and_config(
+    net: &Net,
+) -> (tempfile::TempDir, Arc<ProofStore>, capminer_config::Config) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ProofStore::open(dir.path()).unwrap().0);
+    let config = light_miner_config(net, dir.path());
+    (dir, store, config)
+}
+
 fn label(miner: &Miner, i: usize) -> String {
     miner.units()[i].info().label.clone()
 }
@@ -76,9 +87,7 @@ async fn assert_idle(net: &Net, client: &mut ChainService, miner: &Miner, i: usi
 async fn a_unit_at_the_epochs_maximum_idles_until_the_next_epoch() {
     const MAX: usize = 3;
     let net = Net::start(&spec(Target::for_expected_hashes(4), 1, MAX as u32), &[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(ProofStore::open(dir.path()).unwrap().0);
-    let config = light_miner_config(&net, dir.path());
+    let (_dir, store, config) = light_store_and_config(&net);
     let (units, _) = register_planned(&net, &config).await;
     let first = net.next_epoch().await;
     let plan = Miner::plan(&config).unwrap();
@@ -128,9 +137,7 @@ async fn a_unit_at_the_epochs_maximum_idles_until_the_next_epoch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_unit_hashes_only_while_registered_started_and_not_retired() {
     let net = Net::start(&spec(Target::for_expected_hashes(1000), 1, 1000), &[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(ProofStore::open(dir.path()).unwrap().0);
-    let config = light_miner_config(&net, dir.path());
+    let (_dir, store, config) = light_store_and_config(&net);
     let plan = Miner::plan(&config).unwrap();
     let units = planned_units(&config);
     assert!(units.len() >= 2, "this machine plans at least two units");
@@ -209,9 +216,7 @@ async fn a_unit_hashes_only_while_registered_started_and_not_retired() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_unit_added_while_running_is_delivered_once_registered() {
     let net = Net::start(&spec(Target::for_expected_hashes(4), 1, 1000), &[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(ProofStore::open(dir.path()).unwrap().0);
-    let config = light_miner_config(&net, dir.path());
+    let (_dir, store, config) = light_store_and_config(&net);
     let plan = Miner::plan(&config).unwrap();
     let units = planned_units(&config);
     assert!(units.len() >= 2, "this machine plans at least two units");

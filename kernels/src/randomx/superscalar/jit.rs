@@ -454,68 +454,88 @@ mod tests {
     /// Byte layouts, each checked by disassembling it (objdump) into the commented instruction.
     #[test]
     fn encodes_the_instructions_it_uses() {
-        let mut asm = Assembler::default();
-        asm.op(VPADDQ, 0, 0, 1); // vpaddq ymm0, ymm0, ymm1
-        assert_eq!(asm.code, [0xC5, 0xFD, 0xD4, 0xC1]);
-        asm.code.clear();
-        asm.op(VPMULUDQ, 8, 9, 10); // vpmuludq ymm8, ymm9, ymm10
-        assert_eq!(asm.code, [0xC4, 0x41, 0x35, 0xF4, 0xC2]);
-        asm.code.clear();
-        asm.shift(SRL, 8, 3, 32); // vpsrlq ymm8, ymm3, 32
-        assert_eq!(asm.code, [0xC5, 0xBD, 0x73, 0xD3, 0x20]);
-        asm.code.clear();
-        asm.shift(SLL, 2, 12, 5); // vpsllq ymm2, ymm12, 5
-        assert_eq!(asm.code, [0xC4, 0xC1, 0x6D, 0x73, 0xF4, 0x05]);
-        asm.code.clear();
-        asm.blend(12, 14, 3, 5); // vblendvpd ymm12, ymm14, ymm3, ymm5
-        assert_eq!(asm.code, [0xC4, 0x63, 0x0D, 0x4B, 0xE3, 0x50]);
-        asm.code.clear();
-        asm.vex(MAP_0F, VMOVDQA_LOAD, 15, 0, Rm::Mem(RSI, 0)); // vmovdqa ymm15, [rsi+0]
-        assert_eq!(asm.code, [0xC5, 0x7D, 0x6F, 0xBE, 0, 0, 0, 0]);
-        asm.code.clear();
-        asm.vex(MAP_0F, VMOVDQA_STORE, 7, 0, Rm::Mem(RDI, 224)); // vmovdqa [rdi+224], ymm7
-        assert_eq!(asm.code, [0xC5, 0xFD, 0x7F, 0xBF, 224, 0, 0, 0]);
-        asm.code.clear();
-        asm.op_const(VPXOR, 5, 5, 3); // vpxor ymm5, ymm5, [rsi+96]
-        assert_eq!(asm.code, [0xC5, 0xD5, 0xEF, 0xAE, 96, 0, 0, 0]);
-        asm.code.clear();
-        asm.shuffle_halves(8, 2); // vpshufd ymm8, ymm2, 0xb1
-        assert_eq!(asm.code, [0xC5, 0x7D, 0x70, 0xC2, 0xB1]);
-        asm.code.clear();
-        asm.op_38(VPMULLD, 8, 8, 3); // vpmulld ymm8, ymm8, ymm3
-        assert_eq!(asm.code, [0xC4, 0x62, 0x3D, 0x40, 0xC3]);
-        asm.code.clear();
-        asm.load_gpr(R9, RDI, 280); // mov r9, [rdi+280]
-        assert_eq!(asm.code, [0x4C, 0x8B, 0x8F, 0x18, 0x01, 0, 0]);
-        asm.code.clear();
-        asm.load_gpr(RCX, RDI, 264); // mov rcx, [rdi+264]
-        assert_eq!(asm.code, [0x48, 0x8B, 0x8F, 0x08, 0x01, 0, 0]);
-        asm.code.clear();
+        fn encoded(emit: impl FnOnce(&mut Assembler)) -> Vec<u8> {
+            let mut asm = Assembler::default();
+            emit(&mut asm);
+            asm.code
+        }
+        assert_eq!(
+            encoded(|a| a.op(VPADDQ, 0, 0, 1)), // vpaddq ymm0, ymm0, ymm1
+            [0xC5, 0xFD, 0xD4, 0xC1]
+        );
+        assert_eq!(
+            encoded(|a| a.op(VPMULUDQ, 8, 9, 10)), // vpmuludq ymm8, ymm9, ymm10
+            [0xC4, 0x41, 0x35, 0xF4, 0xC2]
+        );
+        assert_eq!(
+            encoded(|a| a.shift(SRL, 8, 3, 32)), // vpsrlq ymm8, ymm3, 32
+            [0xC5, 0xBD, 0x73, 0xD3, 0x20]
+        );
+        assert_eq!(
+            encoded(|a| a.shift(SLL, 2, 12, 5)), // vpsllq ymm2, ymm12, 5
+            [0xC4, 0xC1, 0x6D, 0x73, 0xF4, 0x05]
+        );
+        assert_eq!(
+            encoded(|a| a.blend(12, 14, 3, 5)), // vblendvpd ymm12, ymm14, ymm3, ymm5
+            [0xC4, 0x63, 0x0D, 0x4B, 0xE3, 0x50]
+        );
+        assert_eq!(
+            encoded(|a| a.vex(MAP_0F, VMOVDQA_LOAD, 15, 0, Rm::Mem(RSI, 0))), // vmovdqa ymm15, [rsi+0]
+            [0xC5, 0x7D, 0x6F, 0xBE, 0, 0, 0, 0]
+        );
+        assert_eq!(
+            encoded(|a| a.vex(MAP_0F, VMOVDQA_STORE, 7, 0, Rm::Mem(RDI, 224))), // vmovdqa [rdi+224], ymm7
+            [0xC5, 0xFD, 0x7F, 0xBF, 224, 0, 0, 0]
+        );
+        assert_eq!(
+            encoded(|a| a.op_const(VPXOR, 5, 5, 3)), // vpxor ymm5, ymm5, [rsi+96]
+            [0xC5, 0xD5, 0xEF, 0xAE, 96, 0, 0, 0]
+        );
+        assert_eq!(
+            encoded(|a| a.shuffle_halves(8, 2)), // vpshufd ymm8, ymm2, 0xb1
+            [0xC5, 0x7D, 0x70, 0xC2, 0xB1]
+        );
+        assert_eq!(
+            encoded(|a| a.op_38(VPMULLD, 8, 8, 3)), // vpmulld ymm8, ymm8, ymm3
+            [0xC4, 0x62, 0x3D, 0x40, 0xC3]
+        );
+        assert_eq!(
+            encoded(|a| a.load_gpr(R9, RDI, 280)), // mov r9, [rdi+280]
+            [0x4C, 0x8B, 0x8F, 0x18, 0x01, 0, 0]
+        );
+        assert_eq!(
+            encoded(|a| a.load_gpr(RCX, RDI, 264)), // mov rcx, [rdi+264]
+            [0x48, 0x8B, 0x8F, 0x08, 0x01, 0, 0]
+        );
         // vmovdqu xmm9, [rdx + r8 + 48]
-        asm.vex_with(
-            MAP_0F,
-            PP_F3,
-            false,
-            VMOVDQU_LOAD,
-            9,
-            0,
-            Rm::Indexed(RDX, R8, 48),
+        assert_eq!(
+            encoded(|a| a.vex_with(
+                MAP_0F,
+                PP_F3,
+                false,
+                VMOVDQU_LOAD,
+                9,
+                0,
+                Rm::Indexed(RDX, R8, 48),
+            )),
+            [0xC4, 0x21, 0x7A, 0x6F, 0x4C, 0x02, 48]
         );
-        assert_eq!(asm.code, [0xC4, 0x21, 0x7A, 0x6F, 0x4C, 0x02, 48]);
-        asm.code.clear();
         // vinserti128 ymm8, ymm8, [rdx + rax + 16], 1 (the immediate is pushed by the caller)
-        asm.vex_with(
-            MAP_0F3A,
-            PP_66,
-            true,
-            VINSERTI128,
-            8,
-            8,
-            Rm::Indexed(RDX, RAX, 16),
+        assert_eq!(
+            encoded(|a| a.vex_with(
+                MAP_0F3A,
+                PP_66,
+                true,
+                VINSERTI128,
+                8,
+                8,
+                Rm::Indexed(RDX, RAX, 16),
+            )),
+            [0xC4, 0x63, 0x3D, 0x38, 0x44, 0x02, 16]
         );
-        assert_eq!(asm.code, [0xC4, 0x63, 0x3D, 0x38, 0x44, 0x02, 16]);
-        asm.code.clear();
-        asm.op(VPUNPCKHQDQ, 11, 8, 9); // vpunpckhqdq ymm11, ymm8, ymm9
-        assert_eq!(asm.code, [0xC4, 0x41, 0x3D, 0x6D, 0xD9]);
+        assert_eq!(
+            encoded(|a| a.op(VPUNPCKHQDQ, 11, 8, 9)), // vpunpckhqdq ymm11, ymm8, ymm9
+            [0xC4, 0x41, 0x3D, 0x6D, 0xD9]
+        );
     }
 }
