@@ -242,8 +242,8 @@ impl ChainService {
             .await?
             .seed_block
             .max(self.config.start_block);
-        let deep = self.deep_logs.entry(e).or_default();
-        let from = deep.to.map_or(seed_block, |to| to + 1).max(seed_block);
+        let to = self.deep_logs.get(&e).and_then(|deep| deep.to);
+        let from = to.map_or(seed_block, |to| to + 1).max(seed_block);
         let logs = crate::logs::proofs_accepted(
             &self.chain.provider,
             &self.chain.endpoint,

@@ -742,23 +742,9 @@ async fn samples_are_signed_per_verifier_and_the_sample_hash_is_the_contracts() 
     seeded(&net).await;
     submit(&net, unit, &(0..40).collect::<Vec<_>>()).await;
     close(&net, e).await;
-    let digest = net
-        .contract()
-        .unitEpoch(unit, e)
-        .call()
-        .await
-        .unwrap()
-        .digest;
+    let (digest, onchain) = digest_and_sample_hash(&net, unit, e).await;
     let hash = capminer_chain::verifier::sample_hash(31337, net.address(), unit, e, digest);
-    assert_eq!(
-        hash,
-        net.contract()
-            .sampleHash(unit, e, digest)
-            .call()
-            .await
-            .unwrap(),
-        "the client's sample hash is the contract's"
-    );
+    assert_eq!(hash, onchain, "the client's sample hash is the contract's");
     let sign = |i: usize| net.key(i).sign_hash_sync(&hash).unwrap().as_bytes();
     let (mine, theirs) = (sign(2), sign(4));
     assert_eq!(mine, sign(2), "deterministic: the verifier cannot grind it");
