@@ -10,6 +10,8 @@ export PATH="$root/tools/node_modules/.bin:$PATH"
 export WGPU_BACKEND=vulkan
 export VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}" # Mesa's loader complains without one
+# One clean build: incremental state would only double the disk a build takes.
+export CARGO_INCREMENTAL=0
 
 step() { printf '\n== %s\n' "$*"; }
 step "contract artifact matches its source"; bash contracts/build.sh --check
