@@ -217,7 +217,8 @@ unsafe impl Send for Dataset {}
 // SAFETY: see above.
 unsafe impl Sync for Dataset {}
 
-/// Items built between two progress reports and stop checks (about 1/500 of a dataset).
+/// Items a build thread claims at a time, built between two progress reports and stop checks
+/// (about 1/500 of a dataset).
 const BUILD_CHUNK_ITEMS: u64 = 1 << 16;
 
 impl Dataset {
@@ -263,7 +264,9 @@ impl Dataset {
         unsafe { ffi::randomx_get_dataset_memory(self.ptr.as_ptr()).cast() }
     }
 
-    /// Builds every item from `cache` on `threads` threads, each taking one contiguous slice.
+    /// Builds every item from `cache` on `threads` threads. They claim chunks of items in turn
+    /// until none is left, so a thread slowed by other work costs the build only its share of
+    /// the chunks, not the whole build a fixed slice would wait for.
     ///
     /// `on_thread_start(i)` runs first on build thread `i` (the miner pins it there).
     /// `progress` grows by the number of items built, in chunks; `stop()` is checked between
@@ -290,26 +293,31 @@ impl Dataset {
             ),
             _ => None,
         };
+        let next = AtomicU64::new(0);
+        let next = &next;
         std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
                 .map(|i| {
-                    let (first, end) = (items * i / threads, items * (i + 1) / threads);
                     std::thread::Builder::new()
                         .name(format!("randomx-build-{i}"))
                         .spawn_scoped(scope, move || {
                             on_thread_start(i as usize);
-                            let mut at = first;
-                            while at < end {
+                            loop {
                                 if stop() {
                                     return false;
                                 }
-                                let n = BUILD_CHUNK_ITEMS.min(end - at);
+                                let at = next.fetch_add(BUILD_CHUNK_ITEMS, Ordering::Relaxed);
+                                if at >= items {
+                                    return true;
+                                }
+                                let n = BUILD_CHUNK_ITEMS.min(items - at);
                                 if let Some((cache_memory, hash)) = rust {
                                     let bytes = ffi::DATASET_ITEM_BYTES;
                                     // SAFETY: items `at..at + n` lie inside the dataset's
                                     // memory, which lives for the whole scope; we hold the
-                                    // dataset exclusively (`&mut self`) and the threads' item
-                                    // ranges are disjoint, so this slice is aliased by nothing.
+                                    // dataset exclusively (`&mut self`) and every chunk is
+                                    // claimed by one thread only (the counter hands each out
+                                    // once), so this slice is aliased by nothing.
                                     let out = unsafe {
                                         std::slice::from_raw_parts_mut(
                                             memory.get().add((at * bytes) as usize),
@@ -321,8 +329,9 @@ impl Dataset {
                                     let (ds, cs) = (dataset.get(), cache_ptr.get());
                                     // SAFETY: the dataset and cache are live for the whole
                                     // scope; we hold the dataset exclusively (`&mut self`) and
-                                    // each thread writes a disjoint item range, which RandomX
-                                    // allows concurrently; the cache is only read.
+                                    // each chunk is claimed by one thread, so the threads write
+                                    // disjoint item ranges, which RandomX allows concurrently;
+                                    // the cache is only read.
                                     unsafe {
                                         ffi::randomx_init_dataset(
                                             ds,
@@ -332,10 +341,8 @@ impl Dataset {
                                         )
                                     };
                                 }
-                                at += n;
                                 progress.fetch_add(n, Ordering::Relaxed);
                             }
-                            true
                         })
                         .expect("spawning a dataset build thread")
                 })

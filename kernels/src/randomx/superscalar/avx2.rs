@@ -5,8 +5,9 @@
 //! program `p` runs on group 0, 1, 2, ... before program `p + 1` starts, so one program's code
 //! stays in the instruction and micro-op caches while it serves every group. When a group's
 //! step ends, the blocks its next step mixes in are prefetched; they are needed only after the
-//! other groups' steps have run (tens of microseconds later), so their DRAM latency is hidden
-//! and the compiled code finds them in the cache.
+//! other groups' steps have run (microseconds later), so their DRAM latency is hidden and the
+//! compiled code finds them in the cache. After the last program a group's items are written
+//! out at once, between two groups' steps, rather than all at the end of the batch.
 
 use super::jit::{Compiled, Group};
 use super::{BLOCK_BYTES, CacheMemory, SuperscalarHash, item_registers};
@@ -71,7 +72,8 @@ fn batch(compiled: &Compiled, cache: &CacheMemory<'_>, first: u64, out: &mut [u8
         }
         prefetch(cache, group);
     }
-    for index in 0..super::PROGRAMS {
+    let last = super::PROGRAMS - 1;
+    for index in 0..last {
         for group in &mut groups {
             // SAFETY: `init_items` checked AVX2; the offsets are `block_offset`s, or what the
             // compiled code left, which is one too.
@@ -79,10 +81,16 @@ fn batch(compiled: &Compiled, cache: &CacheMemory<'_>, first: u64, out: &mut [u8
             prefetch(cache, group);
         }
     }
-    for (i, item) in out.chunks_exact_mut(BLOCK_BYTES).enumerate() {
-        let (group, lane) = (&groups[i / 4], i % 4);
-        for (bytes, row) in item.chunks_exact_mut(8).zip(&group.rows) {
-            bytes.copy_from_slice(&row[lane].to_le_bytes());
+    // The last program: no blocks to prefetch after it, and each group's items are written out
+    // as soon as they are final, so the stores drain while the next group computes.
+    let mut items = out.chunks_exact_mut(BLOCK_BYTES);
+    for group in &mut groups {
+        // SAFETY: as above.
+        unsafe { compiled.run(last, group, cache) };
+        for (lane, item) in (&mut items).take(4).enumerate() {
+            for (bytes, row) in item.chunks_exact_mut(8).zip(&group.rows) {
+                bytes.copy_from_slice(&row[lane].to_le_bytes());
+            }
         }
     }
 }

@@ -153,6 +153,8 @@ const SLL: u8 = 6;
 const VPSHUFD: u8 = 0x70;
 /// VEX.256.66.0F3A.W0 4B /is4: `vblendvpd`.
 const VBLENDVPD: u8 = 0x4B;
+/// VEX.256.66.0F38 00: `vpshufb` (bytes picked within each 128-bit half).
+const VPSHUFB: u8 = 0x00;
 /// VEX.256.66.0F38 40: `vpmulld` (32 x 32, low 32 bits).
 const VPMULLD: u8 = 0x40;
 const MAP_0F: u8 = 1;
@@ -267,7 +269,12 @@ impl Assembler {
 
     /// Appends `value` broadcast to four lanes to `pool`; its entry index.
     fn constant(pool: &mut Vec<Entry>, value: u64) -> usize {
-        pool.push(Entry([value; 4]));
+        Self::entry(pool, Entry([value; 4]))
+    }
+
+    /// Appends `entry` to `pool`; its index.
+    fn entry(pool: &mut Vec<Entry>, entry: Entry) -> usize {
+        pool.push(entry);
         pool.len() - 1
     }
 
@@ -335,7 +342,11 @@ impl Assembler {
             }
             OpKind::Ror => {
                 let count = (op.imm & 63) as u8;
-                if count != 0 {
+                if count % 8 == 0 && count != 0 {
+                    // Whole bytes: one byte shuffle instead of two shifts and an OR.
+                    let c = Self::entry(pool, rotate_bytes_mask(count / 8));
+                    self.vex(MAP_0F38, VPSHUFB, a, a, Self::pool(c));
+                } else if count != 0 {
                     self.shift(SRL, T0, a, count);
                     self.shift(SLL, a, a, 64 - count);
                     self.op(VPOR, a, a, T0);
@@ -402,6 +413,15 @@ impl Assembler {
     }
 }
 
+/// The `vpshufb` indices that rotate every 64-bit lane right by `bytes` whole bytes: byte `j`
+/// of a lane becomes byte `(j + bytes) mod 8` of it. Indices count within a 128-bit half, so
+/// those of the upper lane of each half are 8 more.
+fn rotate_bytes_mask(bytes: u8) -> Entry {
+    let low = (0..8u64).fold(0, |mask, j| mask | ((j + u64::from(bytes)) % 8) << (8 * j));
+    let high = low + 0x0808_0808_0808_0808;
+    Entry([low, high, low, high])
+}
+
 /// An anonymous mapping holding finished code, readable and executable.
 #[derive(Debug)]
 struct Mapping {
@@ -450,6 +470,27 @@ impl Drop for Mapping {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte shuffle rotates every lane as `rotate_right` does (`vpshufb` emulated).
+    #[test]
+    fn byte_rotation_masks_rotate_every_lane() {
+        let Entry(mask) = rotate_bytes_mask(1);
+        assert_eq!(mask[0], 0x0007_0605_0403_0201);
+        assert_eq!(mask[1], 0x080f_0e0d_0c0b_0a09);
+        let lanes = [0x0123_4567_89ab_cdef_u64, 0xfedc_ba98_7654_3210, 1 << 63, 0x8000_0000_0000_00ff];
+        let bytes: Vec<u8> = lanes.iter().flat_map(|l| l.to_le_bytes()).collect();
+        for k in 1..8u8 {
+            let Entry(mask) = rotate_bytes_mask(k);
+            let indices: Vec<u8> = mask.iter().flat_map(|l| l.to_le_bytes()).collect();
+            let shuffled: Vec<u8> = (0..32)
+                .map(|i| bytes[(i / 16) * 16 + usize::from(indices[i] & 15)])
+                .collect();
+            for (lane, chunk) in lanes.iter().zip(shuffled.chunks_exact(8)) {
+                let got = u64::from_le_bytes(chunk.try_into().unwrap());
+                assert_eq!(got, lane.rotate_right(8 * u32::from(k)), "rotation by {k} bytes");
+            }
+        }
+    }
 
     /// Byte layouts, each checked by disassembling it (objdump) into the commented instruction.
     #[test]
@@ -537,5 +578,10 @@ mod tests {
             encoded(|a| a.op(VPUNPCKHQDQ, 11, 8, 9)), // vpunpckhqdq ymm11, ymm8, ymm9
             [0xC4, 0x41, 0x3D, 0x6D, 0xD9]
         );
+        assert_eq!(
+            encoded(|a| a.vex(MAP_0F38, VPSHUFB, 3, 3, Rm::Mem(RSI, 320))), // vpshufb ymm3, ymm3, [rsi+320]
+            [0xC4, 0xE2, 0x65, 0x00, 0x9E, 0x40, 0x01, 0, 0]
+        );
     }
 }
+
