@@ -27,6 +27,9 @@
 //!   overflow because `(2^32 - 1)^2 + 2 (2^32 - 1) < 2^64`;
 //! * high 64 bits, signed: the unsigned one minus `b` where `a < 0` and minus `a` where `b < 0`.
 //!
+//! A rotation by whole bytes (a count that is a multiple of 8) is one `vpshufb` by a pool mask
+//! instead of two shifts and an OR.
+//!
 //! Constants (`IADD_C`, `IXOR_C`, the `IMUL_RCP` reciprocal and its halves swapped) are memory
 //! operands into the pool, each broadcast to four lanes. The code is written into an anonymous
 //! mapping that is made executable only once it is complete (never writable and executable at
@@ -342,7 +345,7 @@ impl Assembler {
             }
             OpKind::Ror => {
                 let count = (op.imm & 63) as u8;
-                if count % 8 == 0 && count != 0 {
+                if count != 0 && count.is_multiple_of(8) {
                     // Whole bytes: one byte shuffle instead of two shifts and an OR.
                     let c = Self::entry(pool, rotate_bytes_mask(count / 8));
                     self.vex(MAP_0F38, VPSHUFB, a, a, Self::pool(c));
@@ -477,7 +480,12 @@ mod tests {
         let Entry(mask) = rotate_bytes_mask(1);
         assert_eq!(mask[0], 0x0007_0605_0403_0201);
         assert_eq!(mask[1], 0x080f_0e0d_0c0b_0a09);
-        let lanes = [0x0123_4567_89ab_cdef_u64, 0xfedc_ba98_7654_3210, 1 << 63, 0x8000_0000_0000_00ff];
+        let lanes = [
+            0x0123_4567_89ab_cdef_u64,
+            0xfedc_ba98_7654_3210,
+            1 << 63,
+            0x8000_0000_0000_00ff,
+        ];
         let bytes: Vec<u8> = lanes.iter().flat_map(|l| l.to_le_bytes()).collect();
         for k in 1..8u8 {
             let Entry(mask) = rotate_bytes_mask(k);
@@ -487,7 +495,11 @@ mod tests {
                 .collect();
             for (lane, chunk) in lanes.iter().zip(shuffled.chunks_exact(8)) {
                 let got = u64::from_le_bytes(chunk.try_into().unwrap());
-                assert_eq!(got, lane.rotate_right(8 * u32::from(k)), "rotation by {k} bytes");
+                assert_eq!(
+                    got,
+                    lane.rotate_right(8 * u32::from(k)),
+                    "rotation by {k} bytes"
+                );
             }
         }
     }
@@ -584,4 +596,3 @@ mod tests {
         );
     }
 }
-
