@@ -288,8 +288,9 @@ impl ChainService {
     /// Keeps in [`DeepLogs`] only the epochs still reconciled and, in them, the acceptances of
     /// proofs the store has not settled.
     async fn prune_deep_logs(&mut self, epochs: &BTreeSet<u64>) {
-        self.deep_logs.retain(|e, _| epochs.contains(e));
-        for (e, deep) in std::mem::take(&mut self.deep_logs) {
+        let mut deep_logs = std::mem::take(&mut self.deep_logs);
+        deep_logs.retain(|e, _| epochs.contains(e));
+        for deep in deep_logs.values_mut() {
             let refs: Vec<ProofRef> = deep.entries.keys().copied().collect();
             let open: HashSet<ProofRef> = self
                 .among(refs, |p| !p.state.is_terminal())
@@ -297,19 +298,9 @@ impl ChainService {
                 .iter()
                 .map(|p| p.proof.id())
                 .collect();
-            let entries = deep
-                .entries
-                .into_iter()
-                .filter(|(r, _)| open.contains(r))
-                .collect();
-            self.deep_logs.insert(
-                e,
-                DeepLogs {
-                    to: deep.to,
-                    entries,
-                },
-            );
+            deep.entries.retain(|r, _| open.contains(r));
         }
+        self.deep_logs = deep_logs;
     }
 
     /// Sends the next batch when one is due and none is in flight.

@@ -77,22 +77,22 @@ impl ChainService {
             return Ok(());
         }
         let ids: Vec<UnitId> = self.unregistered.iter().map(|(id, _, _)| *id).collect();
-        let indices = self.chain.unit_indices(&ids).await?;
+        // Read before the list is taken apart, so a failed read leaves every unit in it.
+        let found = self.chain.unit_indices(&ids).await?;
         let mut units = Vec::new();
-        let mut registered = Vec::new();
+        let mut indices = Vec::new();
         for (unit, index) in std::mem::take(&mut self.unregistered)
             .into_iter()
-            .zip(indices)
+            .zip(found)
         {
             match index {
                 Some(index) => {
                     units.push(unit);
-                    registered.push(index);
+                    indices.push(index);
                 }
                 None => self.unregistered.push(unit),
             }
         }
-        let indices = registered;
         let infos = match self.chain.unit_infos(&indices).await {
             Ok(infos) => infos,
             Err(e) => {

@@ -299,82 +299,168 @@ async fn units_below_the_minimum_are_delivered_first() {
     );
 }
 
+/// Ten proofs delivered and final (confirmations 2; batches of ten, a smaller one waits an
+/// hour), four more found that wait, so the epoch stays open while the client reads blocks past
+/// the batch's as final; then a fork below the batch's block
+/// (deeper than the confirmations) that grows two blocks: with `mine_again` the batch's signed
+/// transaction is mined again into the new chain at the same height (as a node returning it to
+/// its pool would), else it is gone from the new chain.
+struct DeepReorg {
+    net: Net,
+    _dir: tempfile::TempDir,
+    store: Arc<ProofStore>,
+    client: capminer_chain::ChainService,
+    registry: prometheus::Registry,
+    index: u32,
+    epoch: u64,
+}
+
+impl DeepReorg {
+    async fn start(mine_again: bool) -> Self {
+        let net = Net::start(&spec(Target([0xff; 32]), 1, 1000), &[]).await;
+        let index = net.register(1, &[(UNIT, UnitKind::Cpu)]).await[0];
+        let epoch = net.next_epoch().await;
+        let (dir, store) = store();
+        let mut config = net.chain_config();
+        config.confirmations = 2;
+        config.batch.max_proofs = 10;
+        config.batch.max_wait_ms = 3_600_000;
+        let registry = prometheus::Registry::new();
+        let mut client = net
+            .client_in(
+                1,
+                config,
+                store.clone(),
+                &[(UNIT, UnitKind::Cpu)],
+                &registry,
+            )
+            .await;
+        assert_eq!(super::deliver_epoch(&net, &mut client).await.number, epoch);
+        found(&store, epoch, 100..110);
+        let first = client.tick().await.unwrap().submitted.unwrap();
+        let batch_block = net
+            .provider
+            .get_transaction_receipt(first)
+            .await
+            .unwrap()
+            .unwrap()
+            .block_number
+            .unwrap();
+        for _ in 0..3 {
+            net.advance(0).await;
+            client.tick().await.unwrap();
+        }
+        assert_eq!(count_state(&store, |s| *s == ProofState::Final), 10);
+        found(&store, epoch, 110..114);
+        for _ in 0..3 {
+            net.advance(0).await;
+            assert_eq!(client.tick().await.unwrap().submitted, None, "four wait");
+        }
+        let raw = net
+            .provider
+            .get_raw_transaction_by_hash(first)
+            .await
+            .unwrap()
+            .unwrap();
+        let reorg = Self {
+            net,
+            _dir: dir,
+            store,
+            client,
+            registry,
+            index,
+            epoch,
+        };
+        assert_eq!(reorg.reorged(), Some(0.0));
+
+        let net = &reorg.net;
+        let head = net.provider.get_block_number().await.unwrap();
+        net.provider.anvil_set_auto_mine(false).await.unwrap();
+        net.provider
+            .anvil_rollback(Some(head - batch_block + 1))
+            .await
+            .unwrap();
+        net.provider.anvil_drop_all_transactions().await.unwrap();
+        net.provider.anvil_set_auto_mine(true).await.unwrap();
+        if mine_again {
+            let again = net.provider.send_raw_transaction(&raw).await.unwrap();
+            let receipt = again.get_receipt().await.unwrap();
+            assert_eq!(
+                receipt.block_number,
+                Some(batch_block),
+                "mined at the same height"
+            );
+        }
+        net.provider.anvil_mine(Some(2), None).await.unwrap();
+        reorg
+    }
+
+    /// The counter of final proofs that a reorg undid.
+    fn reorged(&self) -> Option<f64> {
+        self.registry
+            .gather()
+            .iter()
+            .find(|f| f.name() == "capminer_chain_final_proofs_reorged_total")
+            .map(|f| f.get_metric()[0].get_counter().get_value())
+    }
+
+    /// Ten ticks; the first batch any of them submitted.
+    async fn ticks(&mut self) -> Option<alloy::primitives::TxHash> {
+        let mut submitted = None;
+        for _ in 0..10 {
+            let report = self.client.tick().await.unwrap();
+            submitted = submitted.or(report.submitted);
+            self.net.advance(0).await;
+        }
+        submitted
+    }
+}
+
 /// Beyond the threat model: a reorg deeper than `chain.confirmations` replaces the block whose
 /// log made proofs final. The client sees the block's hash change, counts the proofs, and
 /// (their epoch still open) delivers them again, so the store's "final" is true once more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reorg_deeper_than_the_confirmations_reopens_and_redelivers_final_proofs() {
-    let net = Net::start(&spec(Target([0xff; 32]), 1, 1000), &[]).await;
-    let index = net.register(1, &[(UNIT, UnitKind::Cpu)]).await[0];
-    let epoch = net.next_epoch().await;
-    let (_dir, store) = store();
-    let mut config = net.chain_config();
-    config.confirmations = 2;
-    let registry = prometheus::Registry::new();
-    let mut client = net
-        .client_in(
-            1,
-            config,
-            store.clone(),
-            &[(UNIT, UnitKind::Cpu)],
-            &registry,
-        )
-        .await;
-    assert_eq!(super::deliver_epoch(&net, &mut client).await.number, epoch);
-    found(&store, epoch, 100..110);
-    let first = client.tick().await.unwrap().submitted.unwrap();
-    let batch_block = net
-        .provider
-        .get_transaction_receipt(first)
-        .await
-        .unwrap()
-        .unwrap()
-        .block_number
-        .unwrap();
-    for _ in 0..3 {
-        net.advance(0).await;
-        client.tick().await.unwrap();
-    }
-    assert_eq!(count_state(&store, |s| *s == ProofState::Final), 10);
-    let reorged = || {
-        registry
-            .gather()
-            .iter()
-            .find(|f| f.name() == "capminer_chain_final_proofs_reorged_total")
-            .map(|f| f.get_metric()[0].get_counter().get_value())
-    };
-    assert_eq!(reorged(), Some(0.0));
-
-    // The chain forks below the batch's block (deeper than 2 blocks) and grows past it again.
-    let head = net.provider.get_block_number().await.unwrap();
-    net.provider.anvil_set_auto_mine(false).await.unwrap();
-    net.provider
-        .anvil_rollback(Some(head - batch_block + 1))
-        .await
-        .unwrap();
-    net.provider.anvil_drop_all_transactions().await.unwrap();
-    net.provider.anvil_set_auto_mine(true).await.unwrap();
-    net.provider.anvil_mine(Some(2), None).await.unwrap();
+    let mut reorg = DeepReorg::start(false).await;
     assert_eq!(
-        net.count(index, epoch).await,
+        reorg.net.count(reorg.index, reorg.epoch).await,
         0,
         "the reorg undid the batch"
     );
-
-    let mut resubmitted = None;
-    for _ in 0..10 {
-        let report = client.tick().await.unwrap();
-        resubmitted = resubmitted.or(report.submitted);
-        net.advance(0).await;
-    }
-    assert_eq!(reorged(), Some(10.0), "the undone final proofs are counted");
+    let resubmitted = reorg.ticks().await;
+    assert_eq!(
+        reorg.reorged(),
+        Some(10.0),
+        "the undone final proofs are counted"
+    );
     assert!(resubmitted.is_some(), "delivered again");
     assert_eq!(
-        net.count(index, epoch).await,
+        reorg.net.count(reorg.index, reorg.epoch).await,
         10,
         "every proof counted once"
     );
-    assert_eq!(count_state(&store, |s| *s == ProofState::Final), 10);
+    assert_eq!(count_state(&reorg.store, |s| *s == ProofState::Final), 10);
+}
+
+/// The same deep reorg, but the new chain includes the batch again at a height the client had
+/// already read as final: it must read those blocks again (not trust what it cached as final),
+/// find the batch there and settle the proofs without sending them twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_mined_again_below_the_old_final_depth_is_found_and_not_sent_twice() {
+    let mut reorg = DeepReorg::start(true).await;
+    assert_eq!(
+        reorg.net.count(reorg.index, reorg.epoch).await,
+        10,
+        "the new chain holds the batch again"
+    );
+    let resubmitted = reorg.ticks().await;
+    assert_eq!(
+        reorg.reorged(),
+        Some(10.0),
+        "the undone final proofs are counted"
+    );
+    assert_eq!(resubmitted, None, "found in the new chain, not sent again");
+    assert_eq!(count_state(&reorg.store, |s| *s == ProofState::Final), 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

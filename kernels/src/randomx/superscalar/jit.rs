@@ -101,8 +101,9 @@ impl Compiled {
     #[inline]
     pub(super) unsafe fn run(&self, index: usize, group: &mut Group, cache: &CacheMemory<'_>) {
         // SAFETY: `entries[index]` is the start of a complete function within the executable
-        // mapping, compiled for the System V ABI with this signature ; it reads and writes only `group`, reads the pool, which
-        // both outlive the call, and reads 64-byte blocks of the cache at the offsets in
+        // mapping, compiled for the System V ABI with this signature; it reads and writes only
+        // `group`, reads the pool, which both outlive the call, and reads 64-byte blocks of
+        // the cache at the offsets in
         // `group.blocks`, which the caller guarantees lie inside it, as it guarantees AVX2.
         unsafe {
             let f: ProgramFn = std::mem::transmute(self.code.ptr.add(self.entries[index]));
@@ -264,6 +265,17 @@ impl Assembler {
         self.code.push(count);
     }
 
+    /// `vmovdqu xmm(dst), m128`: 16 bytes into the low half of `dst`, the high half zeroed.
+    fn load_low_half(&mut self, dst: u8, src: Rm) {
+        self.vex_with(MAP_0F, PP_F3, false, VMOVDQU_LOAD, dst, 0, src);
+    }
+
+    /// `vinserti128 ymm(dst), ymm(dst), m128, 1`: 16 bytes into the high half of `dst`.
+    fn insert_high_half(&mut self, dst: u8, src: Rm) {
+        self.vex_with(MAP_0F3A, PP_66, true, VINSERTI128, dst, dst, src);
+        self.code.push(1);
+    }
+
     /// `dst = sign(mask) ? b : a` per 64-bit lane (`vblendvpd`).
     fn blend(&mut self, dst: u8, a: u8, b: u8, mask: u8) {
         self.vex(MAP_0F3A, VBLENDVPD, dst, a, Rm::Reg(b));
@@ -302,9 +314,8 @@ impl Assembler {
         for k in 0..4u8 {
             let half = |lane: usize| Rm::Indexed(RDX, blocks[lane], 16 * k);
             for (t, (low, high)) in [(T0, (0, 2)), (T1, (1, 3))] {
-                self.vex_with(MAP_0F, PP_F3, false, VMOVDQU_LOAD, t, 0, half(low));
-                self.vex_with(MAP_0F3A, PP_66, true, VINSERTI128, t, t, half(high));
-                self.code.push(1);
+                self.load_low_half(t, half(low));
+                self.insert_high_half(t, half(high));
             }
             self.op(VPUNPCKLQDQ, T2, T0, T1);
             self.op(VPUNPCKHQDQ, T3, T0, T1);
@@ -560,31 +571,13 @@ mod tests {
             encoded(|a| a.load_gpr(RCX, RDI, 264)), // mov rcx, [rdi+264]
             [0x48, 0x8B, 0x8F, 0x08, 0x01, 0, 0]
         );
-        // vmovdqu xmm9, [rdx + r8 + 48]
         assert_eq!(
-            encoded(|a| a.vex_with(
-                MAP_0F,
-                PP_F3,
-                false,
-                VMOVDQU_LOAD,
-                9,
-                0,
-                Rm::Indexed(RDX, R8, 48),
-            )),
+            encoded(|a| a.load_low_half(9, Rm::Indexed(RDX, R8, 48))), // vmovdqu xmm9, [rdx+r8+48]
             [0xC4, 0x21, 0x7A, 0x6F, 0x4C, 0x02, 48]
         );
-        // vinserti128 ymm8, ymm8, [rdx + rax + 16], 1 (the immediate is pushed by the caller)
         assert_eq!(
-            encoded(|a| a.vex_with(
-                MAP_0F3A,
-                PP_66,
-                true,
-                VINSERTI128,
-                8,
-                8,
-                Rm::Indexed(RDX, RAX, 16),
-            )),
-            [0xC4, 0x63, 0x3D, 0x38, 0x44, 0x02, 16]
+            encoded(|a| a.insert_high_half(8, Rm::Indexed(RDX, RAX, 16))), // vinserti128 ymm8, ymm8, [rdx+rax+16], 1
+            [0xC4, 0x63, 0x3D, 0x38, 0x44, 0x02, 16, 1]
         );
         assert_eq!(
             encoded(|a| a.op(VPUNPCKHQDQ, 11, 8, 9)), // vpunpckhqdq ymm11, ymm8, ymm9

@@ -15,8 +15,9 @@
 //! instruction. The SIMD path ([`avx2`]) therefore compiles the eight programs to AVX2 machine
 //! code ([`jit`]) that runs one program on four items at once (one item per 64-bit lane, the
 //! registers kept in `ymm` registers, the blocks gathered into lanes), and keeps 128 items in
-//! flight so that the cache blocks of some are fetched while the programs of others run. The scalar path ([`scalar`]) computes
-//! one item at a time, for verification and as the reference of the tests.
+//! flight so that the cache blocks of some are fetched while the programs of others run. The
+//! scalar path ([`scalar`]) computes one item at a time, for verification and as the reference
+//! of the tests.
 //!
 //! * [`blake2`]: Blake2b and the generator's byte stream;
 //! * [`generator`]: program generation from the key (the decoder/port scheduling model);
