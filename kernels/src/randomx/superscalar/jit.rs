@@ -1,7 +1,8 @@
 //! SuperscalarHash programs compiled to AVX2 machine code, four dataset items at a time.
 //!
 //! Each program becomes one function that takes a [`Group`] of four items one step of the item
-//! computation further: it loads their registers into `ymm0`-`ymm7` (one item per 64-bit lane),
+//! computation further: it loads their registers into eight ymm registers (one item per 64-bit
+//! lane),
 //! executes the program with every RandomX instruction lowered to a few AVX2 instructions, XORs
 //! in the four cache blocks the previous step chose (loaded by halves and transposed into
 //! lanes), and stores the registers back with the
@@ -9,13 +10,22 @@
 //! per instruction; the registers stay in registers.
 //!
 //! ```text
-//!   ymm0-7   r0-r7 of the four items (lane = item)
-//!   ymm8-12  temporaries
+//!   ymm3-10  r0-r7 of the four items (lane = item), placed per program
+//!   ymm0-2, ymm11-12   temporaries
 //!   ymm13    0xffffffff00000000 in every lane
 //!   ymm14    zero              ymm15  0x00000000ffffffff in every lane
-//!   rdi      the group   rsi  the constant pool (32-byte entries)   rdx  the cache
+//!   rdi      the group   rsi  into the constant pool (32-byte entries)   rdx  the cache
 //!   rax, rcx, r8, r9   the offsets of the four blocks mixed in
 //! ```
+//!
+//! The code is kept short. Measured on this project's VM, interleaved A/B: 12 % more bytes
+//! cost 11 % more time on average, though not in the quickest (quiet) rounds, which suggests the
+//! decoders, shared by the core with whatever runs on its other hardware thread, are the limit
+//! when the core is busy. An r/m operand in ymm8-15 needs the three-byte VEX prefix, so the
+//! temporaries most often read as r/m live in ymm0-2, commutative operations put their low
+//! operand in r/m, and each program puts in high registers the three of its registers that cost
+//! fewest bytes there (every choice is encoded and measured); pool operands take one-byte
+//! displacements from an `rsi` that moves along the pool as the constants are used.
 //!
 //! AVX2 has no 64-bit multiply, so products are built from `vpmuludq` (32 x 32 -> 64):
 //!
@@ -74,11 +84,7 @@ impl Compiled {
     /// Compiles `programs`; `None` if the system refuses executable memory.
     pub(super) fn new(programs: &[Program; PROGRAMS]) -> Option<Self> {
         let mut asm = Assembler::default();
-        let mut pool = vec![
-            Entry([0xffff_ffff; 4]),
-            Entry([super::CACHE_BLOCKS - 1; 4]),
-            Entry([0xffff_ffff_0000_0000; 4]),
-        ];
+        let mut pool = vec![Entry([0xffff_ffff; 4]), Entry([0xffff_ffff_0000_0000; 4])];
         let mut entries = [0; PROGRAMS];
         for (entry, program) in entries.iter_mut().zip(programs) {
             *entry = asm.code.len();
@@ -112,16 +118,22 @@ impl Compiled {
     }
 }
 
-// Register numbers.
-const T0: u8 = 8;
-const T1: u8 = 9;
-const T2: u8 = 10;
-const T3: u8 = 11;
+// Register numbers. Only the r/m operand of a VEX instruction needs the longer three-byte
+// prefix when it is ymm8-15, so the temporaries that are most often r/m operands (T0, T2, T3)
+// live in low registers, beside five of the program's registers (those the program uses least
+// as an r/m operand; chosen per program by `Assembler::placement`).
+const T0: u8 = 0;
+const T1: u8 = 11;
+const T2: u8 = 1;
+const T3: u8 = 2;
 const T4: u8 = 12;
 /// 0xffffffff00000000 in every lane.
 const HIGH: u8 = 13;
 const ZERO: u8 = 14;
 const MASK: u8 = 15;
+/// Where the program's registers may live: five low, three high.
+const PROGRAM_LOW: [u8; 5] = [3, 4, 5, 6, 7];
+const PROGRAM_HIGH: [u8; 3] = [8, 9, 10];
 const RAX: u8 = 0;
 const RCX: u8 = 1;
 const RDX: u8 = 2;
@@ -131,8 +143,7 @@ const RSI: u8 = 6;
 const RDI: u8 = 7;
 /// Pool entries.
 const MASK32_ENTRY: usize = 0;
-const BLOCK_MASK_ENTRY: usize = 1;
-const HIGH32_ENTRY: usize = 2;
+const HIGH32_ENTRY: usize = 1;
 
 // Opcodes (VEX.256.66.0F unless noted).
 const VPADDQ: u8 = 0xD4;
@@ -181,6 +192,10 @@ enum Rm {
 #[derive(Default)]
 struct Assembler {
     code: Vec<u8>,
+    /// Where each of the program's registers `r0`-`r7` lives (a ymm number).
+    regs: [u8; 8],
+    /// The pool offset `rsi` points at, in bytes.
+    pool_base: i64,
 }
 
 impl Assembler {
@@ -224,8 +239,13 @@ impl Assembler {
             Rm::Reg(r) => self.code.push(0xC0 | ((reg & 7) << 3) | (r & 7)),
             Rm::Mem(base, disp) => {
                 debug_assert!(base < 8 && base != 4 && base != 5);
-                self.code.push(0x80 | ((reg & 7) << 3) | base);
-                self.code.extend_from_slice(&disp.to_le_bytes());
+                if let Ok(short) = i8::try_from(disp) {
+                    self.code.push(0x40 | ((reg & 7) << 3) | base); // mod 01: disp8
+                    self.code.push(short as u8);
+                } else {
+                    self.code.push(0x80 | ((reg & 7) << 3) | base); // mod 10: disp32
+                    self.code.extend_from_slice(&disp.to_le_bytes());
+                }
             }
             Rm::Indexed(base, index, disp) => {
                 debug_assert!(base & 7 != 5 && index != 4);
@@ -236,8 +256,15 @@ impl Assembler {
         }
     }
 
-    /// `dst = a <op> b` on registers (0F map).
+    /// `dst = a <op> b` on registers (0F map). The operands of a commutative operation are
+    /// exchanged when that makes the r/m operand a low register (a shorter encoding).
     fn op(&mut self, opcode: u8, dst: u8, a: u8, b: u8) {
+        let commutative = matches!(opcode, VPADDQ | VPXOR | VPAND | VPOR | VPMULUDQ);
+        let (a, b) = if commutative && b >= 8 && a < 8 {
+            (b, a)
+        } else {
+            (a, b)
+        };
         self.vex(MAP_0F, opcode, dst, a, Rm::Reg(b));
     }
 
@@ -246,17 +273,35 @@ impl Assembler {
         self.vex(MAP_0F38, opcode, dst, a, Rm::Reg(b));
     }
 
-    /// The memory operand of pool entry `entry`.
-    fn pool(entry: usize) -> Rm {
-        Rm::Mem(
-            RSI,
-            i32::try_from(entry * 32).expect("constant pool within 2 GiB"),
-        )
+    /// The memory operand of pool entry `entry`, as a one-byte displacement from `rsi`. When
+    /// the entry is out of its reach, `rsi` is first moved (`add rsi, imm`) to three entries
+    /// before the one that follows it: a program's constants are allocated in the order its
+    /// instructions read them, so one move serves the next seven entries, and the one before
+    /// (`IMUL_RCP` reads its second constant first).
+    fn pool(&mut self, entry: usize) -> Rm {
+        let offset = i64::try_from(entry * 32).expect("constant pool within 2^63 bytes");
+        if !(-128..=127).contains(&(offset - self.pool_base)) {
+            let step = offset + 96 - self.pool_base;
+            match i8::try_from(step) {
+                Ok(short) => self
+                    .code
+                    .extend_from_slice(&[0x48, 0x83, 0xC6, short as u8]),
+                Err(_) => {
+                    let long = i32::try_from(step).expect("constant pool within 2 GiB");
+                    self.code.extend_from_slice(&[0x48, 0x81, 0xC6]);
+                    self.code.extend_from_slice(&long.to_le_bytes());
+                }
+            }
+            self.pool_base += step;
+        }
+        let disp = (offset - self.pool_base) as i32;
+        Rm::Mem(RSI, disp)
     }
 
     /// `dst = a <op> pool[entry]`.
     fn op_const(&mut self, opcode: u8, dst: u8, a: u8, entry: usize) {
-        self.vex(MAP_0F, opcode, dst, a, Self::pool(entry));
+        let rm = self.pool(entry);
+        self.vex(MAP_0F, opcode, dst, a, rm);
     }
 
     /// `dst = src >> count` (`SRL`) or `src << count` (`SLL`), 64-bit lanes.
@@ -295,17 +340,21 @@ impl Assembler {
 
     /// One program as a function of `(group: rdi, pool: rsi, cache: rdx)`.
     fn program(&mut self, program: &Program, pool: &mut Vec<Entry>) {
-        for q in 0..8u8 {
-            self.vex(MAP_0F, VMOVDQA_LOAD, q, 0, Rm::Mem(RDI, i32::from(q) * 32));
+        self.regs = Self::placement(program);
+        self.pool_base = 0;
+        let regs = self.regs;
+        for (q, &reg) in (0..).zip(&regs) {
+            self.vex(MAP_0F, VMOVDQA_LOAD, reg, 0, Rm::Mem(RDI, q * 32));
         }
         self.op(VPXOR, ZERO, ZERO, ZERO);
-        self.vex(MAP_0F, VMOVDQA_LOAD, MASK, 0, Self::pool(MASK32_ENTRY));
-        self.vex(MAP_0F, VMOVDQA_LOAD, HIGH, 0, Self::pool(HIGH32_ENTRY));
+        let (mask, high) = (self.pool(MASK32_ENTRY), self.pool(HIGH32_ENTRY));
+        self.vex(MAP_0F, VMOVDQA_LOAD, MASK, 0, mask);
+        self.vex(MAP_0F, VMOVDQA_LOAD, HIGH, 0, high);
         for op in &program.ops {
             self.instruction(op, pool);
         }
         // Mix in the four blocks, transposed into lanes two words at a time: T0 holds words
-        // 2k, 2k+1 of blocks 0 and 2, T1 those of blocks 1 and 3; unpacking their low and high
+        // 2k, 2k+1 of blocks 0 and 2, T3 those of blocks 1 and 3; unpacking their low and high
         // words gives the rows r[2k] and r[2k+1] of the four blocks.
         let blocks = [RAX, RCX, R8, R9];
         for (lane, &reg) in (0..).zip(&blocks) {
@@ -313,29 +362,64 @@ impl Assembler {
         }
         for k in 0..4u8 {
             let half = |lane: usize| Rm::Indexed(RDX, blocks[lane], 16 * k);
-            for (t, (low, high)) in [(T0, (0, 2)), (T1, (1, 3))] {
+            for (t, (low, high)) in [(T0, (0, 2)), (T3, (1, 3))] {
                 self.load_low_half(t, half(low));
                 self.insert_high_half(t, half(high));
             }
-            self.op(VPUNPCKLQDQ, T2, T0, T1);
-            self.op(VPUNPCKHQDQ, T3, T0, T1);
-            self.op(VPXOR, 2 * k, 2 * k, T2);
-            self.op(VPXOR, 2 * k + 1, 2 * k + 1, T3);
+            self.op(VPUNPCKLQDQ, T2, T0, T3);
+            self.op(VPUNPCKHQDQ, T1, T0, T3);
+            let (even, odd) = (regs[usize::from(2 * k)], regs[usize::from(2 * k + 1)]);
+            self.op(VPXOR, even, even, T2);
+            self.op(VPXOR, odd, odd, T1);
         }
         // The next blocks: (r[address register] mod blocks) * 64.
-        let address = program.address_register as u8;
-        self.op_const(VPAND, T2, address, BLOCK_MASK_ENTRY);
+        let address = regs[program.address_register];
+        let block_mask = Self::constant(pool, super::CACHE_BLOCKS - 1);
+        self.op_const(VPAND, T2, address, block_mask);
         self.shift(SLL, T2, T2, 6);
         self.vex(MAP_0F, VMOVDQA_STORE, T2, 0, Rm::Mem(RDI, BLOCKS_OFFSET));
-        for q in 0..8u8 {
-            self.vex(MAP_0F, VMOVDQA_STORE, q, 0, Rm::Mem(RDI, i32::from(q) * 32));
+        for (q, &reg) in (0..).zip(&regs) {
+            self.vex(MAP_0F, VMOVDQA_STORE, reg, 0, Rm::Mem(RDI, q * 32));
         }
         self.code.extend_from_slice(&[0xC5, 0xF8, 0x77]); // vzeroupper
         self.code.push(0xC3); // ret
     }
 
+    /// Where `program`'s registers live: the three that make its instructions shortest in the
+    /// high registers (each of the 56 choices is encoded and measured, about a millisecond per
+    /// program), the other five low.
+    fn placement(program: &Program) -> [u8; 8] {
+        let mut trial = Assembler::default();
+        let mut pool = Vec::new();
+        let mut best = (usize::MAX, [0; 8]);
+        for high in (0u32..256).filter(|set| set.count_ones() == 3) {
+            let (mut low_slots, mut high_slots) = (PROGRAM_LOW.iter(), PROGRAM_HIGH.iter());
+            trial.regs = std::array::from_fn(|q| {
+                let slots = if high & (1 << q) != 0 {
+                    &mut high_slots
+                } else {
+                    &mut low_slots
+                };
+                *slots.next().expect("five low and three high")
+            });
+            trial.code.clear();
+            trial.pool_base = 0;
+            pool.clear();
+            for op in &program.ops {
+                trial.instruction(op, &mut pool);
+            }
+            if trial.code.len() < best.0 {
+                best = (trial.code.len(), trial.regs);
+            }
+        }
+        best.1
+    }
+
     fn instruction(&mut self, op: &Op, pool: &mut Vec<Entry>) {
-        let (a, b) = (op.dst & 7, op.src & 7);
+        let (a, b) = (
+            self.regs[usize::from(op.dst & 7)],
+            self.regs[usize::from(op.src & 7)],
+        );
         match op.kind {
             OpKind::Sub => self.op(VPSUBQ, a, a, b),
             OpKind::Xor => self.op(VPXOR, a, a, b),
@@ -349,8 +433,11 @@ impl Assembler {
                 }
             }
             OpKind::Mul => {
-                self.shuffle_halves(T0, b);
-                self.op_38(VPMULLD, T0, T0, a); // lo(a) hi(b) | hi(a) lo(b), mod 2^32
+                // The product of `a` by `b` with its halves swapped has the same two cross
+                // products as `b` by `a` swapped: the swap reads whichever is a low register.
+                let (swapped, other) = if b < 8 { (b, a) } else { (a, b) };
+                self.shuffle_halves(T0, swapped);
+                self.op_38(VPMULLD, T0, T0, other); // lo(a) hi(b), hi(a) lo(b), mod 2^32
                 self.op(VPMULUDQ, a, a, b); // lo(a) lo(b)
                 self.add_cross(a, T0);
             }
@@ -359,7 +446,8 @@ impl Assembler {
                 if count != 0 && count.is_multiple_of(8) {
                     // Whole bytes: one byte shuffle instead of two shifts and an OR.
                     let c = Self::entry(pool, rotate_bytes_mask(count / 8));
-                    self.vex(MAP_0F38, VPSHUFB, a, a, Self::pool(c));
+                    let rm = self.pool(c);
+                    self.vex(MAP_0F38, VPSHUFB, a, a, rm);
                 } else if count != 0 {
                     self.shift(SRL, T0, a, count);
                     self.shift(SLL, a, a, 64 - count);
@@ -377,7 +465,8 @@ impl Assembler {
             OpKind::MulConst => {
                 let c = Self::constant(pool, op.imm);
                 let swapped = Self::constant(pool, op.imm.rotate_right(32));
-                self.vex(MAP_0F38, VPMULLD, T0, a, Self::pool(swapped));
+                let rm = self.pool(swapped);
+                self.vex(MAP_0F38, VPMULLD, T0, a, rm);
                 self.op_const(VPMULUDQ, a, a, c); // lo(a) lo(c)
                 self.add_cross(a, T0);
             }
@@ -396,10 +485,10 @@ impl Assembler {
     /// products of a low 64-bit product: added as `(t & HIGH) + (t << 32)`, so that the
     /// product's chain is one step shorter than with the sum formed first.
     fn add_cross(&mut self, a: u8, t: u8) {
-        self.shift(SLL, T1, t, 32);
+        self.shift(SLL, T2, t, 32);
         self.op(VPAND, t, t, HIGH);
         self.op(VPADDQ, a, a, t);
-        self.op(VPADDQ, a, a, T1);
+        self.op(VPADDQ, a, a, T2);
     }
 
     /// `dst` = `src` with the two 32-bit halves of every 64-bit lane swapped.
@@ -544,16 +633,39 @@ mod tests {
             [0xC4, 0x63, 0x0D, 0x4B, 0xE3, 0x50]
         );
         assert_eq!(
-            encoded(|a| a.vex(MAP_0F, VMOVDQA_LOAD, 15, 0, Rm::Mem(RSI, 0))), // vmovdqa ymm15, [rsi+0]
-            [0xC5, 0x7D, 0x6F, 0xBE, 0, 0, 0, 0]
+            encoded(|a| a.vex(MAP_0F, VMOVDQA_LOAD, 15, 0, Rm::Mem(RSI, 0))), // vmovdqa ymm15, [rsi+0x0]
+            [0xC5, 0x7D, 0x6F, 0x7E, 0]
         );
         assert_eq!(
             encoded(|a| a.vex(MAP_0F, VMOVDQA_STORE, 7, 0, Rm::Mem(RDI, 224))), // vmovdqa [rdi+224], ymm7
             [0xC5, 0xFD, 0x7F, 0xBF, 224, 0, 0, 0]
         );
         assert_eq!(
-            encoded(|a| a.op_const(VPXOR, 5, 5, 3)), // vpxor ymm5, ymm5, [rsi+96]
-            [0xC5, 0xD5, 0xEF, 0xAE, 96, 0, 0, 0]
+            encoded(|a| a.op_const(VPXOR, 5, 5, 3)), // vpxor ymm5, ymm5, [rsi+0x60]
+            [0xC5, 0xD5, 0xEF, 0x6E, 0x60]
+        );
+        // Out of the displacement's reach, rsi moves first: forward to three entries before
+        // the next (add rsi, 0xe0; vpxor ymm5, ymm5, [rsi-0x60]), and back by a byte's reach
+        // (add rsi, -0x80; vpxor ymm5, ymm5, [rsi-0x60]).
+        assert_eq!(
+            encoded(|a| {
+                a.op_const(VPXOR, 5, 5, 4);
+                a.op_const(VPXOR, 5, 5, 0);
+            }),
+            [
+                0x48, 0x81, 0xC6, 0xE0, 0, 0, 0, 0xC5, 0xD5, 0xEF, 0x6E, 0xA0, // entry 4
+                0x48, 0x83, 0xC6, 0x80, 0xC5, 0xD5, 0xEF, 0x6E, 0xA0, // entry 0
+            ]
+        );
+        // A commutative operation reads its high operand through vvvv (two-byte VEX); a
+        // subtraction cannot (three-byte VEX).
+        assert_eq!(
+            encoded(|a| a.op(VPADDQ, 0, 0, 11)), // vpaddq ymm0, ymm11, ymm0
+            [0xC5, 0xA5, 0xD4, 0xC0]
+        );
+        assert_eq!(
+            encoded(|a| a.op(VPSUBQ, 0, 0, 11)), // vpsubq ymm0, ymm0, ymm11
+            [0xC4, 0xC1, 0x7D, 0xFB, 0xC3]
         );
         assert_eq!(
             encoded(|a| a.shuffle_halves(8, 2)), // vpshufd ymm8, ymm2, 0xb1
