@@ -3,10 +3,10 @@
 //!
 //! A batch is `GROUPS` groups of four items. Programs run in order over the whole batch:
 //! program `p` runs on group 0, 1, 2, ... before program `p + 1` starts, so one program's code
-//! stays in the instruction and micro-op caches while it serves every group. When a group's
-//! step ends, the blocks its next step mixes in are prefetched; they are needed only after the
-//! other groups' steps have run (microseconds later), so their DRAM latency is hidden and the
-//! compiled code finds them in the cache. After the last program a group's items are written
+//! stays in the instruction and micro-op caches while it serves every group. When the steps of
+//! two groups end, the blocks their next steps mix in are prefetched; they are needed only after
+//! the other groups' steps have run (microseconds later), so their DRAM latency is hidden and
+//! the compiled code finds them in the cache. After the last program a group's items are written
 //! out at once, between two groups' steps, rather than all at the end of the batch.
 
 use super::jit::{Compiled, Group};
@@ -16,6 +16,12 @@ use super::{BLOCK_BYTES, CacheMemory, SuperscalarHash, item_registers};
 const GROUPS: usize = 32;
 /// Items per batch.
 const LANES: usize = 4 * GROUPS;
+/// Groups whose next blocks are prefetched together (`GROUPS` is a multiple).
+const PREFETCH_GROUPS: usize = 2;
+const _: () = assert!(
+    GROUPS.is_multiple_of(PREFETCH_GROUPS),
+    "every group runs every program"
+);
 
 /// Whether this CPU can run the AVX2 path and the system lets us map generated code.
 pub(super) fn available() -> bool {
@@ -74,11 +80,18 @@ fn batch(compiled: &Compiled, cache: &CacheMemory<'_>, first: u64, out: &mut [u8
     }
     let last = super::PROGRAMS - 1;
     for index in 0..last {
-        for group in &mut groups {
-            // SAFETY: `init_items` checked AVX2; the offsets are `block_offset`s, or what the
-            // compiled code left, which is one too.
-            unsafe { compiled.run(index, group, cache) };
-            prefetch(cache, group);
+        // Two groups' steps, then their eight prefetches together: a prefetch into a page the
+        // TLB does not hold walks the page tables first, and eight walks overlapping cost less
+        // than two rounds of four (interleaved A/B: 0.97-0.98 of the time).
+        for pair in groups.chunks_exact_mut(PREFETCH_GROUPS) {
+            for group in pair.iter_mut() {
+                // SAFETY: `init_items` checked AVX2; the offsets are `block_offset`s, or what
+                // the compiled code left, which is one too.
+                unsafe { compiled.run(index, group, cache) };
+            }
+            for group in pair.iter() {
+                prefetch(cache, group);
+            }
         }
     }
     // The last program: no blocks to prefetch after it, and each group's items are written out
