@@ -1,7 +1,8 @@
-//! Dataset items in batches with AVX2: compiled programs ([`super::jit`]) over groups of four
+//! Dataset items in batches with AVX2: compiled programs ([`super::jit`]) over groups of five
 //! items, many groups in flight.
 //!
-//! A batch is `GROUPS` groups of four items. Programs run in order over the whole batch:
+//! A batch is `GROUPS` groups of five items (four AVX2 lanes and one in general-purpose
+//! registers, see [`super::jit`]). Programs run in order over the whole batch:
 //! program `p` runs on group 0, 1, 2, ... before program `p + 1` starts, so one program's code
 //! stays in the instruction and micro-op caches while it serves every group. When the steps of
 //! two groups end, the blocks their next steps mix in are prefetched; they are needed only after
@@ -9,13 +10,13 @@
 //! the compiled code finds them in the cache. After the last program a group's items are written
 //! out at once, between two groups' steps, rather than all at the end of the batch.
 
-use super::jit::{Compiled, Group};
+use super::jit::{Compiled, GROUP_ITEMS, Group};
 use super::{BLOCK_BYTES, CacheMemory, SuperscalarHash, item_registers};
 
 /// Groups per batch.
 const GROUPS: usize = 32;
 /// Items per batch.
-const LANES: usize = 4 * GROUPS;
+const LANES: usize = GROUP_ITEMS * GROUPS;
 /// Groups whose next blocks are prefetched together (`GROUPS` is a multiple).
 const PREFETCH_GROUPS: usize = 2;
 const _: () = assert!(
@@ -68,21 +69,26 @@ pub(super) fn init_items(
 fn batch(compiled: &Compiled, cache: &CacheMemory<'_>, first: u64, out: &mut [u8]) {
     let mut groups = [Group::default(); GROUPS];
     for (g, group) in groups.iter_mut().enumerate() {
+        let group_first = first + (GROUP_ITEMS * g) as u64;
         for lane in 0..4 {
-            let item = first + (4 * g + lane) as u64;
+            let item = group_first + lane as u64;
             for (row, value) in group.rows.iter_mut().zip(item_registers(item)) {
                 row[lane] = value;
             }
             // The first program mixes in the block the item's number selects.
             group.blocks[lane] = cache.block_offset(item);
         }
+        let item = group_first + 4;
+        group.scalar = item_registers(item);
+        group.scalar_block = cache.block_offset(item);
         prefetch(cache, group);
     }
     let last = super::PROGRAMS - 1;
     for index in 0..last {
-        // Two groups' steps, then their eight prefetches together: a prefetch into a page the
-        // TLB does not hold walks the page tables first, and eight walks overlapping cost less
-        // than two rounds of four (interleaved A/B: 0.97-0.98 of the time).
+        // Two groups' steps, then their prefetches together: a prefetch into a page the TLB
+        // does not hold walks the page tables first, and the walks of two groups overlapping
+        // cost less than two rounds (interleaved A/B with four-item groups: 0.97-0.98 of the
+        // time).
         for pair in groups.chunks_exact_mut(PREFETCH_GROUPS) {
             for group in pair.iter_mut() {
                 // SAFETY: `init_items` checked AVX2; the offsets are `block_offset`s, or what
@@ -100,9 +106,13 @@ fn batch(compiled: &Compiled, cache: &CacheMemory<'_>, first: u64, out: &mut [u8
     for group in &mut groups {
         // SAFETY: as above.
         unsafe { compiled.run(last, group, cache) };
-        for (lane, item) in (&mut items).take(4).enumerate() {
-            for (bytes, row) in item.chunks_exact_mut(8).zip(&group.rows) {
-                bytes.copy_from_slice(&row[lane].to_le_bytes());
+        for (lane, item) in (&mut items).take(GROUP_ITEMS).enumerate() {
+            for (q, bytes) in item.chunks_exact_mut(8).enumerate() {
+                let value = match group.rows[q].get(lane) {
+                    Some(&value) => value,
+                    None => group.scalar[q],
+                };
+                bytes.copy_from_slice(&value.to_le_bytes());
             }
         }
     }
@@ -111,7 +121,7 @@ fn batch(compiled: &Compiled, cache: &CacheMemory<'_>, first: u64, out: &mut [u8
 /// Asks for the group's next blocks to be loaded into the cache; never faults.
 #[inline(always)]
 fn prefetch(cache: &CacheMemory<'_>, group: &Group) {
-    for &offset in &group.blocks {
+    for &offset in group.blocks.iter().chain([&group.scalar_block]) {
         let ptr = cache.base().wrapping_add(offset as usize);
         #[cfg(target_arch = "x86_64")]
         // SAFETY: a prefetch is a hint that cannot fault, whatever the address.

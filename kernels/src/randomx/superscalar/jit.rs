@@ -1,21 +1,28 @@
-//! SuperscalarHash programs compiled to AVX2 machine code, four dataset items at a time.
+//! SuperscalarHash programs compiled to x86-64 machine code, five dataset items at a time: four
+//! in the 64-bit lanes of AVX2 registers and a fifth in general-purpose registers.
 //!
-//! Each program becomes one function that takes a [`Group`] of four items one step of the item
-//! computation further: it loads their registers into eight ymm registers (one item per 64-bit
-//! lane),
-//! executes the program with every RandomX instruction lowered to a few AVX2 instructions, XORs
-//! in the four cache blocks the previous step chose (loaded by halves and transposed into
-//! lanes), and stores the registers back with the
-//! offsets of the blocks the next step will mix in. There is no dispatch and no load or store
-//! per instruction; the registers stay in registers.
+//! Each program becomes one function that takes a [`Group`] of five items one step of the item
+//! computation further: it loads the four lanes' registers into eight ymm registers (one item
+//! per 64-bit lane) and the fifth item's into r8-r15, executes the program with every RandomX
+//! instruction lowered to a few AVX2 instructions for the lanes followed by its one or three
+//! scalar instructions for the fifth item, XORs in the five cache blocks the previous step
+//! chose (the lanes' loaded by halves and transposed into lanes), and stores the registers back
+//! with the offsets of the blocks the next step will mix in. There is no dispatch and no load or
+//! store per instruction; the registers stay in registers.
+//!
+//! The fifth item is nearly free on a quiet core: the AVX2 code keeps the four vector pipes
+//! busy while the integer pipes idle (interleaved scalar instructions amounting to a quarter more
+//! instructions cost nothing in the quickest rounds, measured), and a multiplication, which
+//! takes seven AVX2 instructions for four lanes, is one `imul` for the fifth.
 //!
 //! ```text
-//!   ymm3-10  r0-r7 of the four items (lane = item), placed per program
+//!   ymm3-10  r0-r7 of the four lanes (lane = item), placed per program
 //!   ymm0-2, ymm11-12   temporaries
 //!   ymm13    0xffffffff00000000 in every lane
 //!   ymm14    zero              ymm15  0x00000000ffffffff in every lane
-//!   rdi      the group   rsi  into the constant pool (32-byte entries)   rdx  the cache
-//!   rax, rcx, r8, r9   the offsets of the four blocks mixed in
+//!   r8-r15   r0-r7 of the fifth item      rax, rdx   its high products (mul / imul)
+//!   rdi      the group   rsi  into the constant pool (32-byte entries)   rcx  the cache
+//!   rax, rdx, rbx, rbp   the offsets of the lanes' blocks while they are mixed in
 //! ```
 //!
 //! The code is kept short. Measured on this project's VM, interleaved A/B: 12 % more bytes
@@ -48,17 +55,31 @@
 use super::program::{Op, OpKind, Program};
 use super::{CacheMemory, PROGRAMS};
 
-/// One group of four items: their registers (`rows[q][lane]`) and the byte offsets in the
-/// cache of the blocks the next program mixes in.
+/// One group of five items: four in the vector lanes (their registers `rows[q][lane]`) and one
+/// in general-purpose registers (`scalar[q]`), with the byte offsets in the cache of the blocks
+/// the next program mixes in (`blocks[lane]`, `scalar_block`).
 #[repr(C, align(32))]
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Group {
     pub rows: [[u64; 4]; 8],
     pub blocks: [u64; 4],
+    pub scalar: [u64; 8],
+    pub scalar_block: u64,
 }
 
+/// Items in a group: the four vector lanes and the scalar item.
+pub(super) const GROUP_ITEMS: usize = 5;
 /// Where `Group::blocks` starts.
 const BLOCKS_OFFSET: i32 = 256;
+/// Where `Group::scalar` starts.
+const SCALAR_OFFSET: i32 = 288;
+/// Where `Group::scalar_block` is.
+const SCALAR_BLOCK_OFFSET: i32 = 352;
+const _: () = {
+    assert!(std::mem::offset_of!(Group, blocks) == BLOCKS_OFFSET as usize);
+    assert!(std::mem::offset_of!(Group, scalar) == SCALAR_OFFSET as usize);
+    assert!(std::mem::offset_of!(Group, scalar_block) == SCALAR_BLOCK_OFFSET as usize);
+};
 
 /// A constant broadcast to four lanes: one 32-byte pool entry.
 #[repr(C, align(32))]
@@ -98,19 +119,21 @@ impl Compiled {
         })
     }
 
-    /// Runs program `index` on `group`, mixes in the blocks at `group.blocks` and leaves there
-    /// the offsets of the next program's blocks.
+    /// Runs program `index` on `group`, mixes in the blocks at `group.blocks` and
+    /// `group.scalar_block` and leaves there the offsets of the next program's blocks.
     ///
     /// # Safety
-    /// The CPU must have AVX2, `cache` must be the 256 MiB keyed cache and `group.blocks`
-    /// offsets of blocks inside it (every offset the compiled code leaves there is).
+    /// The CPU must have AVX2, `cache` must be the 256 MiB keyed cache and `group.blocks` and
+    /// `group.scalar_block` offsets of blocks inside it (every offset the compiled code leaves
+    /// there is).
     #[inline]
     pub(super) unsafe fn run(&self, index: usize, group: &mut Group, cache: &CacheMemory<'_>) {
         // SAFETY: `entries[index]` is the start of a complete function within the executable
         // mapping, compiled for the System V ABI with this signature; it reads and writes only
         // `group`, reads the pool, which both outlive the call, and reads 64-byte blocks of
-        // the cache at the offsets in
-        // `group.blocks`, which the caller guarantees lie inside it, as it guarantees AVX2.
+        // the cache at the offsets in `group.blocks` and `group.scalar_block`, which the caller
+        // guarantees lie inside it, as it guarantees AVX2. It saves and restores the
+        // callee-saved registers it uses (rbx, rbp, r12-r15).
         unsafe {
             let f: ProgramFn = std::mem::transmute(self.code.ptr.add(self.entries[index]));
             f(group, self.pool.as_ptr(), cache.base());
@@ -137,10 +160,14 @@ const PROGRAM_HIGH: [u8; 3] = [8, 9, 10];
 const RAX: u8 = 0;
 const RCX: u8 = 1;
 const RDX: u8 = 2;
-const R8: u8 = 8;
-const R9: u8 = 9;
+const RBX: u8 = 3;
+const RBP: u8 = 5;
 const RSI: u8 = 6;
 const RDI: u8 = 7;
+/// The scalar item's `r0`-`r7` live in r8-r15.
+const SCALAR_BASE: u8 = 8;
+/// Registers the System V ABI asks a function to preserve, which the code uses.
+const SAVED: [u8; 6] = [RBX, RBP, 12, 13, 14, 15];
 /// Pool entries.
 const MASK32_ENTRY: usize = 0;
 const HIGH32_ENTRY: usize = 1;
@@ -232,6 +259,105 @@ impl Assembler {
         self.code.push(0x48 | ((reg >> 3) << 2));
         self.code.push(0x8B);
         self.modrm(reg, Rm::Mem(base, disp));
+    }
+
+    /// `mov [base + disp], reg`, 64-bit.
+    fn store_gpr(&mut self, reg: u8, base: u8, disp: i32) {
+        self.code.push(0x48 | ((reg >> 3) << 2));
+        self.code.push(0x89);
+        self.modrm(reg, Rm::Mem(base, disp));
+    }
+
+    /// The REX prefix of a 64-bit operation with `reg` in ModRM.reg and `rm` in ModRM.rm.
+    fn rex_w(&mut self, reg: u8, rm: u8) {
+        self.code.push(0x48 | ((reg >> 3) << 2) | (rm >> 3));
+    }
+
+    /// `op rm, reg` on 64-bit registers (`sub` 29, `xor` 31, `mov` 89).
+    fn alu(&mut self, opcode: u8, rm: u8, reg: u8) {
+        self.rex_w(reg, rm);
+        self.code.push(opcode);
+        self.code.push(0xC0 | ((reg & 7) << 3) | (rm & 7));
+    }
+
+    /// `mov dst, src`, 64-bit.
+    fn mov(&mut self, dst: u8, src: u8) {
+        self.alu(0x89, dst, src);
+    }
+
+    /// `add` (`kind` 0), `and` (4) or `xor` (6) of a sign-extended immediate to `dst`.
+    fn alu_imm(&mut self, kind: u8, dst: u8, imm: i32) {
+        self.rex_w(0, dst);
+        if let Ok(short) = i8::try_from(imm) {
+            self.code
+                .extend_from_slice(&[0x83, 0xC0 | (kind << 3) | (dst & 7), short as u8]);
+        } else {
+            self.code
+                .extend_from_slice(&[0x81, 0xC0 | (kind << 3) | (dst & 7)]);
+            self.code.extend_from_slice(&imm.to_le_bytes());
+        }
+    }
+
+    fn and_imm(&mut self, dst: u8, imm: i32) {
+        self.alu_imm(4, dst, imm);
+    }
+
+    /// A shift or rotation of `dst` by `count` (`C1 /kind`: `ror` 1, `shl` 4).
+    fn group2(&mut self, kind: u8, dst: u8, count: u8) {
+        self.rex_w(0, dst);
+        self.code
+            .extend_from_slice(&[0xC1, 0xC0 | (kind << 3) | (dst & 7), count]);
+    }
+
+    fn shl_imm(&mut self, dst: u8, count: u8) {
+        self.group2(4, dst, count);
+    }
+
+    /// `imul dst, rm` (the low 64 bits of the product).
+    fn imul(&mut self, dst: u8, rm: Rm) {
+        let rm_high = match rm {
+            Rm::Reg(r) | Rm::Mem(r, _) => r >> 3,
+            Rm::Indexed(..) => unreachable!("imul reads a register or the pool"),
+        };
+        self.code.push(0x48 | ((dst >> 3) << 2) | rm_high);
+        self.code.extend_from_slice(&[0x0F, 0xAF]);
+        self.modrm(dst, rm);
+    }
+
+    /// `lea dst, [dst + src << shift]`, 64-bit.
+    fn lea_shifted(&mut self, dst: u8, src: u8, shift: u8) {
+        self.code
+            .push(0x48 | ((dst >> 3) << 2) | ((src >> 3) << 1) | (dst >> 3));
+        self.code.push(0x8D);
+        let sib = (shift << 6) | ((src & 7) << 3) | (dst & 7);
+        if dst & 7 == 5 {
+            // rbp or r13 as a base needs a displacement: mod 01 with disp8 0.
+            self.code
+                .extend_from_slice(&[0x44 | ((dst & 7) << 3), sib, 0]);
+        } else {
+            self.code.extend_from_slice(&[0x04 | ((dst & 7) << 3), sib]);
+        }
+    }
+
+    /// `xor dst, [base + index + disp]`, 64-bit, base and index below r8.
+    fn xor_load(&mut self, dst: u8, base: u8, index: u8, disp: u8) {
+        self.code.push(0x48 | ((dst >> 3) << 2));
+        self.code.push(0x33);
+        self.modrm(dst, Rm::Indexed(base, index, disp));
+    }
+
+    fn push(&mut self, reg: u8) {
+        if reg >= 8 {
+            self.code.push(0x41);
+        }
+        self.code.push(0x50 | (reg & 7));
+    }
+
+    fn pop(&mut self, reg: u8) {
+        if reg >= 8 {
+            self.code.push(0x41);
+        }
+        self.code.push(0x58 | (reg & 7));
     }
 
     fn modrm(&mut self, reg: u8, rm: Rm) {
@@ -343,8 +469,15 @@ impl Assembler {
         self.regs = Self::placement(program);
         self.pool_base = 0;
         let regs = self.regs;
+        for reg in SAVED {
+            self.push(reg);
+        }
+        self.mov(RCX, RDX); // the cache; rdx is the high half of `mul`
         for (q, &reg) in (0..).zip(&regs) {
             self.vex(MAP_0F, VMOVDQA_LOAD, reg, 0, Rm::Mem(RDI, q * 32));
+        }
+        for q in 0..8u8 {
+            self.load_gpr(SCALAR_BASE + q, RDI, SCALAR_OFFSET + 8 * i32::from(q));
         }
         self.op(VPXOR, ZERO, ZERO, ZERO);
         let (mask, high) = (self.pool(MASK32_ENTRY), self.pool(HIGH32_ENTRY));
@@ -356,12 +489,12 @@ impl Assembler {
         // Mix in the four blocks, transposed into lanes two words at a time: T0 holds words
         // 2k, 2k+1 of blocks 0 and 2, T3 those of blocks 1 and 3; unpacking their low and high
         // words gives the rows r[2k] and r[2k+1] of the four blocks.
-        let blocks = [RAX, RCX, R8, R9];
+        let blocks = [RAX, RDX, RBX, RBP];
         for (lane, &reg) in (0..).zip(&blocks) {
             self.load_gpr(reg, RDI, BLOCKS_OFFSET + 8 * lane);
         }
         for k in 0..4u8 {
-            let half = |lane: usize| Rm::Indexed(RDX, blocks[lane], 16 * k);
+            let half = |lane: usize| Rm::Indexed(RCX, blocks[lane], 16 * k);
             for (t, (low, high)) in [(T0, (0, 2)), (T3, (1, 3))] {
                 self.load_low_half(t, half(low));
                 self.insert_high_half(t, half(high));
@@ -373,6 +506,7 @@ impl Assembler {
             self.op(VPXOR, odd, odd, T1);
         }
         // The next blocks: (r[address register] mod blocks) * 64.
+        let address_index = program.address_register as u8;
         let address = regs[program.address_register];
         let block_mask = Self::constant(pool, super::CACHE_BLOCKS - 1);
         self.op_const(VPAND, T2, address, block_mask);
@@ -380,6 +514,24 @@ impl Assembler {
         self.vex(MAP_0F, VMOVDQA_STORE, T2, 0, Rm::Mem(RDI, BLOCKS_OFFSET));
         for (q, &reg) in (0..).zip(&regs) {
             self.vex(MAP_0F, VMOVDQA_STORE, reg, 0, Rm::Mem(RDI, q * 32));
+        }
+        // The scalar item: its block, then its next block's offset.
+        self.load_gpr(RAX, RDI, SCALAR_BLOCK_OFFSET);
+        for q in 0..8u8 {
+            self.xor_load(SCALAR_BASE + q, RCX, RAX, 8 * q);
+        }
+        self.mov(RAX, SCALAR_BASE + address_index);
+        self.and_imm(
+            RAX,
+            i32::try_from(super::CACHE_BLOCKS - 1).expect("2^22 blocks"),
+        );
+        self.shl_imm(RAX, 6);
+        self.store_gpr(RAX, RDI, SCALAR_BLOCK_OFFSET);
+        for q in 0..8u8 {
+            self.store_gpr(SCALAR_BASE + q, RDI, SCALAR_OFFSET + 8 * i32::from(q));
+        }
+        for reg in SAVED.into_iter().rev() {
+            self.pop(reg);
         }
         self.code.extend_from_slice(&[0xC5, 0xF8, 0x77]); // vzeroupper
         self.code.push(0xC3); // ret
@@ -415,11 +567,53 @@ impl Assembler {
         best.1
     }
 
+    /// One instruction for all five items: the four lanes, then the scalar item.
     fn instruction(&mut self, op: &Op, pool: &mut Vec<Entry>) {
+        let reciprocal = self.vector_instruction(op, pool);
+        self.scalar_instruction(op, reciprocal);
+    }
+
+    /// The instruction on the scalar item, in r8-r15. `reciprocal` is the pool entry of an
+    /// `IMUL_RCP` reciprocal.
+    fn scalar_instruction(&mut self, op: &Op, reciprocal: Option<usize>) {
+        let (a, b) = (SCALAR_BASE + (op.dst & 7), SCALAR_BASE + (op.src & 7));
+        match op.kind {
+            OpKind::Sub => self.alu(0x29, a, b),
+            OpKind::Xor => self.alu(0x31, a, b),
+            OpKind::AddShift => self.lea_shifted(a, b, (op.imm & 3) as u8),
+            OpKind::Mul => self.imul(a, Rm::Reg(b)),
+            OpKind::Ror => {
+                let count = (op.imm & 63) as u8;
+                if count != 0 {
+                    self.group2(1, a, count);
+                }
+            }
+            // The constants are sign-extended 32-bit values, as the immediates are.
+            OpKind::AddConst => self.alu_imm(0, a, op.imm as i64 as i32),
+            OpKind::XorConst => self.alu_imm(6, a, op.imm as i64 as i32),
+            OpKind::MulConst => {
+                let entry = reciprocal.expect("IMUL_RCP's reciprocal is in the pool");
+                let rm = self.pool(entry);
+                self.imul(a, rm);
+            }
+            OpKind::MulHigh | OpKind::SignedMulHigh => {
+                self.mov(RAX, a);
+                // mul (unsigned, F7 /4) or imul (signed, F7 /5): rdx:rax = rax * b.
+                let kind = if op.kind == OpKind::MulHigh { 4 } else { 5 };
+                self.code
+                    .extend_from_slice(&[0x49, 0xF7, 0xC0 | (kind << 3) | (b & 7)]);
+                self.mov(a, RDX);
+            }
+        }
+    }
+
+    /// The instruction on the four lanes; the pool entry of an `IMUL_RCP` reciprocal.
+    fn vector_instruction(&mut self, op: &Op, pool: &mut Vec<Entry>) -> Option<usize> {
         let (a, b) = (
             self.regs[usize::from(op.dst & 7)],
             self.regs[usize::from(op.src & 7)],
         );
+        let mut reciprocal = None;
         match op.kind {
             OpKind::Sub => self.op(VPSUBQ, a, a, b),
             OpKind::Xor => self.op(VPXOR, a, a, b),
@@ -469,6 +663,7 @@ impl Assembler {
                 self.vex(MAP_0F38, VPMULLD, T0, a, rm);
                 self.op_const(VPMULUDQ, a, a, c); // lo(a) lo(c)
                 self.add_cross(a, T0);
+                reciprocal = Some(c);
             }
             OpKind::MulHigh => self.mul_high(a, b),
             OpKind::SignedMulHigh => {
@@ -479,6 +674,7 @@ impl Assembler {
                 self.op(VPSUBQ, a, a, T4);
             }
         }
+        reciprocal
     }
 
     /// `a += (lo(t) + hi(t)) << 32` per lane (mod 2^64), `t` holding the two 32-bit cross
@@ -676,7 +872,7 @@ mod tests {
             [0xC4, 0x62, 0x3D, 0x40, 0xC3]
         );
         assert_eq!(
-            encoded(|a| a.load_gpr(R9, RDI, 280)), // mov r9, [rdi+280]
+            encoded(|a| a.load_gpr(9, RDI, 280)), // mov r9, [rdi+280]
             [0x4C, 0x8B, 0x8F, 0x18, 0x01, 0, 0]
         );
         assert_eq!(
@@ -684,7 +880,7 @@ mod tests {
             [0x48, 0x8B, 0x8F, 0x08, 0x01, 0, 0]
         );
         assert_eq!(
-            encoded(|a| a.load_low_half(9, Rm::Indexed(RDX, R8, 48))), // vmovdqu xmm9, [rdx+r8+48]
+            encoded(|a| a.load_low_half(9, Rm::Indexed(RDX, 8, 48))), // vmovdqu xmm9, [rdx+r8+48]
             [0xC4, 0x21, 0x7A, 0x6F, 0x4C, 0x02, 48]
         );
         assert_eq!(
@@ -699,5 +895,74 @@ mod tests {
             encoded(|a| a.vex(MAP_0F38, VPSHUFB, 3, 3, Rm::Mem(RSI, 320))), // vpshufb ymm3, ymm3, [rsi+320]
             [0xC4, 0xE2, 0x65, 0x00, 0x9E, 0x40, 0x01, 0, 0]
         );
+    }
+
+    /// Byte layouts of the scalar item's instructions, each checked with objdump as above.
+    #[test]
+    fn encodes_the_scalar_instructions_it_uses() {
+        fn encoded(emit: impl FnOnce(&mut Assembler)) -> Vec<u8> {
+            let mut asm = Assembler::default();
+            emit(&mut asm);
+            asm.code
+        }
+        let cases: [(Vec<u8>, &[u8]); 17] = [
+            (encoded(|a| a.alu(0x29, 8, 9)), &[0x4D, 0x29, 0xC8]), // sub r8, r9
+            (encoded(|a| a.alu(0x31, 15, 12)), &[0x4D, 0x31, 0xE7]), // xor r15, r12
+            (encoded(|a| a.mov(RAX, 13)), &[0x4C, 0x89, 0xE8]),    // mov rax, r13
+            (encoded(|a| a.mov(10, RDX)), &[0x49, 0x89, 0xD2]),    // mov r10, rdx
+            (encoded(|a| a.alu_imm(0, 11, -5)), &[0x49, 0x83, 0xC3, 0xFB]), // add r11, -5
+            (
+                encoded(|a| a.alu_imm(6, 14, 0x1234_5678)), // xor r14, 0x12345678
+                &[0x49, 0x81, 0xF6, 0x78, 0x56, 0x34, 0x12],
+            ),
+            (
+                encoded(|a| a.and_imm(RAX, 0x3F_FFFF)), // and rax, 0x3fffff
+                &[0x48, 0x81, 0xE0, 0xFF, 0xFF, 0x3F, 0],
+            ),
+            (encoded(|a| a.group2(1, 12, 13)), &[0x49, 0xC1, 0xCC, 0x0D]), // ror r12, 13
+            (encoded(|a| a.shl_imm(RAX, 6)), &[0x48, 0xC1, 0xE0, 0x06]),   // shl rax, 6
+            (
+                encoded(|a| a.imul(9, Rm::Reg(14))),
+                &[0x4D, 0x0F, 0xAF, 0xCE],
+            ), // imul r9, r14
+            (
+                encoded(|a| a.imul(10, Rm::Mem(RSI, -96))), // imul r10, [rsi-0x60]
+                &[0x4C, 0x0F, 0xAF, 0x56, 0xA0],
+            ),
+            (
+                encoded(|a| a.lea_shifted(13, 12, 3)), // lea r13, [r13+r12*8+0x0]
+                &[0x4F, 0x8D, 0x6C, 0xE5, 0],
+            ),
+            (
+                encoded(|a| a.lea_shifted(8, 11, 0)),
+                &[0x4F, 0x8D, 0x04, 0x18],
+            ), // lea r8, [r8+r11*1]
+            (
+                encoded(|a| a.xor_load(9, RCX, RBP, 56)), // xor r9, [rcx+rbp*1+0x38]
+                &[0x4C, 0x33, 0x4C, 0x29, 0x38],
+            ),
+            (
+                encoded(|a| a.store_gpr(15, RDI, 344)), // mov [rdi+0x158], r15
+                &[0x4C, 0x89, 0xBF, 0x58, 0x01, 0, 0],
+            ),
+            (encoded(|a| a.push(12)), &[0x41, 0x54]), // push r12
+            (encoded(|a| a.pop(RBP)), &[0x5D]),       // pop rbp
+        ];
+        for (got, expected) in cases {
+            assert_eq!(got, expected);
+        }
+        // IMULH_R r0, r3 and ISMULH_R r0, r3: mov rax, r8; mul r11 / imul r11; mov r8, rdx.
+        for (kind, f7) in [(OpKind::MulHigh, 0xE3), (OpKind::SignedMulHigh, 0xEB)] {
+            let op = Op {
+                kind,
+                dst: 0,
+                src: 3,
+                imm: 0,
+            };
+            assert_eq!(
+                encoded(|a| a.scalar_instruction(&op, None)),
+                [0x4C, 0x89, 0xC0, 0x49, 0xF7, f7, 0x49, 0x89, 0xD0]
+            );
+        }
     }
 }
