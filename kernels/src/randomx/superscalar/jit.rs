@@ -199,6 +199,10 @@ const VBLENDVPD: u8 = 0x4B;
 const VPSHUFB: u8 = 0x00;
 /// VEX.256.66.0F38 40: `vpmulld` (32 x 32, low 32 bits).
 const VPMULLD: u8 = 0x40;
+/// Scalar `op r64, r/m64` opcodes.
+const IMUL_RM: &[u8] = &[0x0F, 0xAF];
+const ADD_RM: &[u8] = &[0x03];
+const XOR_RM: &[u8] = &[0x33];
 const MAP_0F: u8 = 1;
 const MAP_0F38: u8 = 2;
 const MAP_0F3A: u8 = 3;
@@ -313,14 +317,15 @@ impl Assembler {
         self.group2(4, dst, count);
     }
 
-    /// `imul dst, rm` (the low 64 bits of the product).
-    fn imul(&mut self, dst: u8, rm: Rm) {
-        let rm_high = match rm {
-            Rm::Reg(r) | Rm::Mem(r, _) => r >> 3,
-            Rm::Indexed(..) => unreachable!("imul reads a register or the pool"),
+    /// `op dst, rm` on 64-bit operands: `dst = dst <op> rm` (`IMUL_RM`, `ADD_RM`, `XOR_RM`).
+    fn reg_rm(&mut self, opcode: &[u8], dst: u8, rm: Rm) {
+        let (index_high, base_high) = match rm {
+            Rm::Reg(r) | Rm::Mem(r, _) => (0, r >> 3),
+            Rm::Indexed(base, index, _) => (index >> 3, base >> 3),
         };
-        self.code.push(0x48 | ((dst >> 3) << 2) | rm_high);
-        self.code.extend_from_slice(&[0x0F, 0xAF]);
+        self.code
+            .push(0x48 | ((dst >> 3) << 2) | (index_high << 1) | base_high);
+        self.code.extend_from_slice(opcode);
         self.modrm(dst, rm);
     }
 
@@ -337,13 +342,6 @@ impl Assembler {
         } else {
             self.code.extend_from_slice(&[0x04 | ((dst & 7) << 3), sib]);
         }
-    }
-
-    /// `xor dst, [base + index + disp]`, 64-bit, base and index below r8.
-    fn xor_load(&mut self, dst: u8, base: u8, index: u8, disp: u8) {
-        self.code.push(0x48 | ((dst >> 3) << 2));
-        self.code.push(0x33);
-        self.modrm(dst, Rm::Indexed(base, index, disp));
     }
 
     fn push(&mut self, reg: u8) {
@@ -518,7 +516,7 @@ impl Assembler {
         // The scalar item: its block, then its next block's offset.
         self.load_gpr(RAX, RDI, SCALAR_BLOCK_OFFSET);
         for q in 0..8u8 {
-            self.xor_load(SCALAR_BASE + q, RCX, RAX, 8 * q);
+            self.reg_rm(XOR_RM, SCALAR_BASE + q, Rm::Indexed(RCX, RAX, 8 * q));
         }
         self.mov(RAX, SCALAR_BASE + address_index);
         self.and_imm(
@@ -569,32 +567,34 @@ impl Assembler {
 
     /// One instruction for all five items: the four lanes, then the scalar item.
     fn instruction(&mut self, op: &Op, pool: &mut Vec<Entry>) {
-        let reciprocal = self.vector_instruction(op, pool);
-        self.scalar_instruction(op, reciprocal);
+        let constant = self.vector_instruction(op, pool);
+        self.scalar_instruction(op, constant);
     }
 
-    /// The instruction on the scalar item, in r8-r15. `reciprocal` is the pool entry of an
-    /// `IMUL_RCP` reciprocal.
-    fn scalar_instruction(&mut self, op: &Op, reciprocal: Option<usize>) {
+    /// The instruction on the scalar item, in r8-r15. `constant` is the pool entry of the
+    /// instruction's constant, if it has one; its first lane is the scalar item's operand (a
+    /// 4-byte `add r, [rsi + disp8]` rather than a 7-byte `add r, imm32`).
+    fn scalar_instruction(&mut self, op: &Op, constant: Option<usize>) {
         let (a, b) = (SCALAR_BASE + (op.dst & 7), SCALAR_BASE + (op.src & 7));
         match op.kind {
             OpKind::Sub => self.alu(0x29, a, b),
             OpKind::Xor => self.alu(0x31, a, b),
             OpKind::AddShift => self.lea_shifted(a, b, (op.imm & 3) as u8),
-            OpKind::Mul => self.imul(a, Rm::Reg(b)),
+            OpKind::Mul => self.reg_rm(IMUL_RM, a, Rm::Reg(b)),
             OpKind::Ror => {
                 let count = (op.imm & 63) as u8;
                 if count != 0 {
                     self.group2(1, a, count);
                 }
             }
-            // The constants are sign-extended 32-bit values, as the immediates are.
-            OpKind::AddConst => self.alu_imm(0, a, op.imm as i64 as i32),
-            OpKind::XorConst => self.alu_imm(6, a, op.imm as i64 as i32),
-            OpKind::MulConst => {
-                let entry = reciprocal.expect("IMUL_RCP's reciprocal is in the pool");
-                let rm = self.pool(entry);
-                self.imul(a, rm);
+            OpKind::AddConst | OpKind::XorConst | OpKind::MulConst => {
+                let opcode = match op.kind {
+                    OpKind::AddConst => ADD_RM,
+                    OpKind::XorConst => XOR_RM,
+                    _ => IMUL_RM,
+                };
+                let rm = self.pool(constant.expect("the vector code put the constant in the pool"));
+                self.reg_rm(opcode, a, rm);
             }
             OpKind::MulHigh | OpKind::SignedMulHigh => {
                 self.mov(RAX, a);
@@ -607,13 +607,13 @@ impl Assembler {
         }
     }
 
-    /// The instruction on the four lanes; the pool entry of an `IMUL_RCP` reciprocal.
+    /// The instruction on the four lanes; the pool entry of its constant, if it has one.
     fn vector_instruction(&mut self, op: &Op, pool: &mut Vec<Entry>) -> Option<usize> {
         let (a, b) = (
             self.regs[usize::from(op.dst & 7)],
             self.regs[usize::from(op.src & 7)],
         );
-        let mut reciprocal = None;
+        let mut constant = None;
         match op.kind {
             OpKind::Sub => self.op(VPSUBQ, a, a, b),
             OpKind::Xor => self.op(VPXOR, a, a, b),
@@ -648,13 +648,15 @@ impl Assembler {
                     self.op(VPOR, a, a, T0);
                 }
             }
-            OpKind::AddConst => {
+            OpKind::AddConst | OpKind::XorConst => {
                 let c = Self::constant(pool, op.imm);
-                self.op_const(VPADDQ, a, a, c);
-            }
-            OpKind::XorConst => {
-                let c = Self::constant(pool, op.imm);
-                self.op_const(VPXOR, a, a, c);
+                let opcode = if op.kind == OpKind::AddConst {
+                    VPADDQ
+                } else {
+                    VPXOR
+                };
+                self.op_const(opcode, a, a, c);
+                constant = Some(c);
             }
             OpKind::MulConst => {
                 let c = Self::constant(pool, op.imm);
@@ -663,7 +665,7 @@ impl Assembler {
                 self.vex(MAP_0F38, VPMULLD, T0, a, rm);
                 self.op_const(VPMULUDQ, a, a, c); // lo(a) lo(c)
                 self.add_cross(a, T0);
-                reciprocal = Some(c);
+                constant = Some(c);
             }
             OpKind::MulHigh => self.mul_high(a, b),
             OpKind::SignedMulHigh => {
@@ -674,7 +676,7 @@ impl Assembler {
                 self.op(VPSUBQ, a, a, T4);
             }
         }
-        reciprocal
+        constant
     }
 
     /// `a += (lo(t) + hi(t)) << 32` per lane (mod 2^64), `t` holding the two 32-bit cross
@@ -905,7 +907,7 @@ mod tests {
             emit(&mut asm);
             asm.code
         }
-        let cases: [(Vec<u8>, &[u8]); 17] = [
+        let cases: [(Vec<u8>, &[u8]); 18] = [
             (encoded(|a| a.alu(0x29, 8, 9)), &[0x4D, 0x29, 0xC8]), // sub r8, r9
             (encoded(|a| a.alu(0x31, 15, 12)), &[0x4D, 0x31, 0xE7]), // xor r15, r12
             (encoded(|a| a.mov(RAX, 13)), &[0x4C, 0x89, 0xE8]),    // mov rax, r13
@@ -922,11 +924,11 @@ mod tests {
             (encoded(|a| a.group2(1, 12, 13)), &[0x49, 0xC1, 0xCC, 0x0D]), // ror r12, 13
             (encoded(|a| a.shl_imm(RAX, 6)), &[0x48, 0xC1, 0xE0, 0x06]),   // shl rax, 6
             (
-                encoded(|a| a.imul(9, Rm::Reg(14))),
+                encoded(|a| a.reg_rm(IMUL_RM, 9, Rm::Reg(14))),
                 &[0x4D, 0x0F, 0xAF, 0xCE],
             ), // imul r9, r14
             (
-                encoded(|a| a.imul(10, Rm::Mem(RSI, -96))), // imul r10, [rsi-0x60]
+                encoded(|a| a.reg_rm(IMUL_RM, 10, Rm::Mem(RSI, -96))), // imul r10, [rsi-0x60]
                 &[0x4C, 0x0F, 0xAF, 0x56, 0xA0],
             ),
             (
@@ -938,12 +940,16 @@ mod tests {
                 &[0x4F, 0x8D, 0x04, 0x18],
             ), // lea r8, [r8+r11*1]
             (
-                encoded(|a| a.xor_load(9, RCX, RBP, 56)), // xor r9, [rcx+rbp*1+0x38]
+                encoded(|a| a.reg_rm(XOR_RM, 9, Rm::Indexed(RCX, RBP, 56))), // xor r9, [rcx+rbp*1+0x38]
                 &[0x4C, 0x33, 0x4C, 0x29, 0x38],
             ),
             (
                 encoded(|a| a.store_gpr(15, RDI, 344)), // mov [rdi+0x158], r15
                 &[0x4C, 0x89, 0xBF, 0x58, 0x01, 0, 0],
+            ),
+            (
+                encoded(|a| a.reg_rm(ADD_RM, 15, Rm::Mem(RSI, 64))), // add r15, [rsi+0x40]
+                &[0x4C, 0x03, 0x7E, 0x40],
             ),
             (encoded(|a| a.push(12)), &[0x41, 0x54]), // push r12
             (encoded(|a| a.pop(RBP)), &[0x5D]),       // pop rbp
