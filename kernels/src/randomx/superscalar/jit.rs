@@ -802,14 +802,16 @@ mod tests {
         }
     }
 
+    /// The bytes `emit` assembles.
+    fn encoded(emit: impl FnOnce(&mut Assembler)) -> Vec<u8> {
+        let mut asm = Assembler::default();
+        emit(&mut asm);
+        asm.code
+    }
+
     /// Byte layouts, each checked by disassembling it (objdump) into the commented instruction.
     #[test]
     fn encodes_the_instructions_it_uses() {
-        fn encoded(emit: impl FnOnce(&mut Assembler)) -> Vec<u8> {
-            let mut asm = Assembler::default();
-            emit(&mut asm);
-            asm.code
-        }
         assert_eq!(
             encoded(|a| a.op(VPADDQ, 0, 0, 1)), // vpaddq ymm0, ymm0, ymm1
             [0xC5, 0xFD, 0xD4, 0xC1]
@@ -902,11 +904,6 @@ mod tests {
     /// Byte layouts of the scalar item's instructions, each checked with objdump as above.
     #[test]
     fn encodes_the_scalar_instructions_it_uses() {
-        fn encoded(emit: impl FnOnce(&mut Assembler)) -> Vec<u8> {
-            let mut asm = Assembler::default();
-            emit(&mut asm);
-            asm.code
-        }
         let cases: [(Vec<u8>, &[u8]); 18] = [
             (encoded(|a| a.alu(0x29, 8, 9)), &[0x4D, 0x29, 0xC8]), // sub r8, r9
             (encoded(|a| a.alu(0x31, 15, 12)), &[0x4D, 0x31, 0xE7]), // xor r15, r12
