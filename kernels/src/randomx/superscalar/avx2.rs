@@ -10,7 +10,7 @@
 //! the compiled code finds them in the cache. After the last program a group's items are written
 //! out at once, between two groups' steps, rather than all at the end of the batch.
 
-use super::jit::{Compiled, GROUP_ITEMS, Group};
+use super::jit::{Compiled, GROUP_ITEMS, Group, VECTOR_LANES};
 use super::{BLOCK_BYTES, CacheMemory, SuperscalarHash, item_registers};
 
 /// Groups per batch.
@@ -70,7 +70,7 @@ fn batch(compiled: &Compiled, cache: &CacheMemory<'_>, first: u64, out: &mut [u8
     let mut groups = [Group::default(); GROUPS];
     for (g, group) in groups.iter_mut().enumerate() {
         let group_first = first + (GROUP_ITEMS * g) as u64;
-        for lane in 0..4 {
+        for lane in 0..VECTOR_LANES {
             let item = group_first + lane as u64;
             for (row, value) in group.rows.iter_mut().zip(item_registers(item)) {
                 row[lane] = value;
@@ -78,7 +78,7 @@ fn batch(compiled: &Compiled, cache: &CacheMemory<'_>, first: u64, out: &mut [u8
             // The first program mixes in the block the item's number selects.
             group.blocks[lane] = cache.block_offset(item);
         }
-        let item = group_first + 4;
+        let item = group_first + VECTOR_LANES as u64;
         group.scalar = item_registers(item);
         group.scalar_block = cache.block_offset(item);
         prefetch(cache, group);
@@ -108,9 +108,10 @@ fn batch(compiled: &Compiled, cache: &CacheMemory<'_>, first: u64, out: &mut [u8
         unsafe { compiled.run(last, group, cache) };
         for (lane, item) in (&mut items).take(GROUP_ITEMS).enumerate() {
             for (q, bytes) in item.chunks_exact_mut(8).enumerate() {
-                let value = match group.rows[q].get(lane) {
-                    Some(&value) => value,
-                    None => group.scalar[q],
+                let value = if lane < VECTOR_LANES {
+                    group.rows[q][lane]
+                } else {
+                    group.scalar[q]
                 };
                 bytes.copy_from_slice(&value.to_le_bytes());
             }

@@ -23,6 +23,7 @@
 //!   r8-r15   r0-r7 of the fifth item      rax, rdx   its high products (mul / imul)
 //!   rdi      the group   rsi  into the constant pool (32-byte entries)   rcx  the cache
 //!   rax, rdx, rbx, rbp   the offsets of the lanes' blocks while they are mixed in
+//!   rax      then the fifth item's block offset, and its next one
 //! ```
 //!
 //! The code is kept short. Measured on this project's VM, interleaved A/B: 12 % more bytes
@@ -48,7 +49,8 @@
 //! instead of two shifts and an OR.
 //!
 //! Constants (`IADD_C`, `IXOR_C`, the `IMUL_RCP` reciprocal and its halves swapped) are memory
-//! operands into the pool, each broadcast to four lanes. The code is written into an anonymous
+//! operands into the pool, each broadcast to four lanes; the fifth item's instruction reads the
+//! first lane of the same entry. The code is written into an anonymous
 //! mapping that is made executable only once it is complete (never writable and executable at
 //! once), and unmapped when the [`Compiled`] programs are dropped.
 
@@ -67,8 +69,10 @@ pub(super) struct Group {
     pub scalar_block: u64,
 }
 
+/// Items in a group's vector lanes.
+pub(super) const VECTOR_LANES: usize = 4;
 /// Items in a group: the four vector lanes and the scalar item.
-pub(super) const GROUP_ITEMS: usize = 5;
+pub(super) const GROUP_ITEMS: usize = VECTOR_LANES + 1;
 /// Where `Group::blocks` starts.
 const BLOCKS_OFFSET: i32 = 256;
 /// Where `Group::scalar` starts.
@@ -213,13 +217,14 @@ const PP_F3: u8 = 0b10;
 #[derive(Clone, Copy)]
 enum Rm {
     Reg(u8),
-    /// `[base + disp32]`, base a general register below 8 other than rsp and rbp.
+    /// `[base + disp]` (a one-byte displacement when it fits, else four bytes), base a general
+    /// register below 8 other than rsp and rbp.
     Mem(u8, i32),
     /// `[base + index + disp8]`, general registers, base not rbp or r13, index not rsp.
     Indexed(u8, u8, u8),
 }
 
-/// A minimal x86-64 encoder for the AVX2 instructions the programs need.
+/// A minimal x86-64 encoder for the AVX2 and general-purpose instructions the programs need.
 #[derive(Default)]
 struct Assembler {
     code: Vec<u8>,
@@ -399,9 +404,9 @@ impl Assembler {
 
     /// The memory operand of pool entry `entry`, as a one-byte displacement from `rsi`. When
     /// the entry is out of its reach, `rsi` is first moved (`add rsi, imm`) to three entries
-    /// before the one that follows it: a program's constants are allocated in the order its
-    /// instructions read them, so one move serves the next seven entries, and the one before
-    /// (`IMUL_RCP` reads its second constant first).
+    /// past it (the entry at displacement -96): a program's constants are allocated in the order
+    /// its instructions read them, so one move serves this entry and the next six, and the one
+    /// before (`IMUL_RCP` reads its second constant first).
     fn pool(&mut self, entry: usize) -> Rm {
         let offset = i64::try_from(entry * 32).expect("constant pool within 2^63 bytes");
         if !(-128..=127).contains(&(offset - self.pool_base)) {
@@ -555,8 +560,9 @@ impl Assembler {
             trial.code.clear();
             trial.pool_base = 0;
             pool.clear();
+            // The scalar code is the same for every placement: only the lanes' is measured.
             for op in &program.ops {
-                trial.instruction(op, &mut pool);
+                trial.vector_instruction(op, &mut pool);
             }
             if trial.code.len() < best.0 {
                 best = (trial.code.len(), trial.regs);
@@ -579,6 +585,7 @@ impl Assembler {
         match op.kind {
             OpKind::Sub => self.alu(0x29, a, b),
             OpKind::Xor => self.alu(0x31, a, b),
+            // The generator's shifts are 0-3 (`IADD_RS`), as `lea` scales are.
             OpKind::AddShift => self.lea_shifted(a, b, (op.imm & 3) as u8),
             OpKind::Mul => self.reg_rm(IMUL_RM, a, Rm::Reg(b)),
             OpKind::Ror => {
@@ -600,8 +607,9 @@ impl Assembler {
                 self.mov(RAX, a);
                 // mul (unsigned, F7 /4) or imul (signed, F7 /5): rdx:rax = rax * b.
                 let kind = if op.kind == OpKind::MulHigh { 4 } else { 5 };
+                self.rex_w(0, b);
                 self.code
-                    .extend_from_slice(&[0x49, 0xF7, 0xC0 | (kind << 3) | (b & 7)]);
+                    .extend_from_slice(&[0xF7, 0xC0 | (kind << 3) | (b & 7)]);
                 self.mov(a, RDX);
             }
         }
@@ -618,7 +626,7 @@ impl Assembler {
             OpKind::Sub => self.op(VPSUBQ, a, a, b),
             OpKind::Xor => self.op(VPXOR, a, a, b),
             OpKind::AddShift => {
-                let shift = (op.imm & 63) as u8;
+                let shift = (op.imm & 3) as u8;
                 if shift == 0 {
                     self.op(VPADDQ, a, a, b);
                 } else {
