@@ -242,12 +242,7 @@ async fn a_reorg_that_drops_an_included_batch_leads_to_its_resubmission() {
         "the reorg removed the batch"
     );
 
-    let mut resubmitted = None;
-    for _ in 0..10 {
-        let report = client.tick().await.unwrap();
-        resubmitted = resubmitted.or(report.submitted);
-        net.advance(0).await;
-    }
+    let resubmitted = ten_ticks(&net, &mut client).await;
     // The same proofs went out again, under the same epoch and seed, and got in.
     let again = resubmitted.expect("the dropped proofs were submitted again");
     assert!(
@@ -412,16 +407,23 @@ impl DeepReorg {
             .map(|f| f.get_metric()[0].get_counter().get_value())
     }
 
-    /// Ten ticks; the first batch any of them submitted.
     async fn ticks(&mut self) -> Option<alloy::primitives::TxHash> {
-        let mut submitted = None;
-        for _ in 0..10 {
-            let report = self.client.tick().await.unwrap();
-            submitted = submitted.or(report.submitted);
-            self.net.advance(0).await;
-        }
-        submitted
+        ten_ticks(&self.net, &mut self.client).await
     }
+}
+
+/// Ten ticks, each followed by a block; the first batch any of them submitted.
+async fn ten_ticks(
+    net: &Net,
+    client: &mut capminer_chain::ChainService,
+) -> Option<alloy::primitives::TxHash> {
+    let mut submitted = None;
+    for _ in 0..10 {
+        let report = client.tick().await.unwrap();
+        submitted = submitted.or(report.submitted);
+        net.advance(0).await;
+    }
+    submitted
 }
 
 /// Beyond the threat model: a reorg deeper than `chain.confirmations` replaces the block whose

@@ -50,9 +50,9 @@
 //!
 //! Constants (`IADD_C`, `IXOR_C`, the `IMUL_RCP` reciprocal and its halves swapped) are memory
 //! operands into the pool, each broadcast to four lanes; the fifth item's instruction reads the
-//! first lane of the same entry. The code is written into an anonymous
-//! mapping that is made executable only once it is complete (never writable and executable at
-//! once), and unmapped when the [`Compiled`] programs are dropped.
+//! first lane of the same entry. The code is written into an anonymous mapping that is made
+//! executable only once it is complete (never writable and executable at once), and unmapped
+//! when the [`Compiled`] programs are dropped.
 
 use super::program::{Op, OpKind, Program};
 use super::{CacheMemory, PROGRAMS};
@@ -203,7 +203,7 @@ const VBLENDVPD: u8 = 0x4B;
 const VPSHUFB: u8 = 0x00;
 /// VEX.256.66.0F38 40: `vpmulld` (32 x 32, low 32 bits).
 const VPMULLD: u8 = 0x40;
-/// Scalar `op r64, r/m64` opcodes.
+/// Scalar `op r64, r/m64` opcodes (`dst = dst <op> r/m`).
 const IMUL_RM: &[u8] = &[0x0F, 0xAF];
 const ADD_RM: &[u8] = &[0x03];
 const XOR_RM: &[u8] = &[0x33];
@@ -263,30 +263,33 @@ impl Assembler {
         self.modrm(reg, rm);
     }
 
-    /// `mov reg, [base + disp32]`, a 64-bit general-purpose register.
+    /// A 64-bit general-purpose instruction: REX.W with the R, X and B bits of `reg` and `rm`,
+    /// `opcode`, ModRM (and SIB, displacement). `reg` is a register or, for the opcodes that
+    /// take an operation in ModRM.reg, that operation's number.
+    fn rex_op(&mut self, opcode: &[u8], reg: u8, rm: Rm) {
+        let (index_high, base_high) = match rm {
+            Rm::Reg(r) | Rm::Mem(r, _) => (0, r >> 3),
+            Rm::Indexed(base, index, _) => (index >> 3, base >> 3),
+        };
+        self.code
+            .push(0x48 | ((reg >> 3) << 2) | (index_high << 1) | base_high);
+        self.code.extend_from_slice(opcode);
+        self.modrm(reg, rm);
+    }
+
+    /// `mov reg, [base + disp]`, 64-bit.
     fn load_gpr(&mut self, reg: u8, base: u8, disp: i32) {
-        self.code.push(0x48 | ((reg >> 3) << 2));
-        self.code.push(0x8B);
-        self.modrm(reg, Rm::Mem(base, disp));
+        self.rex_op(&[0x8B], reg, Rm::Mem(base, disp));
     }
 
     /// `mov [base + disp], reg`, 64-bit.
     fn store_gpr(&mut self, reg: u8, base: u8, disp: i32) {
-        self.code.push(0x48 | ((reg >> 3) << 2));
-        self.code.push(0x89);
-        self.modrm(reg, Rm::Mem(base, disp));
-    }
-
-    /// The REX prefix of a 64-bit operation with `reg` in ModRM.reg and `rm` in ModRM.rm.
-    fn rex_w(&mut self, reg: u8, rm: u8) {
-        self.code.push(0x48 | ((reg >> 3) << 2) | (rm >> 3));
+        self.rex_op(&[0x89], reg, Rm::Mem(base, disp));
     }
 
     /// `op rm, reg` on 64-bit registers (`sub` 29, `xor` 31, `mov` 89).
     fn alu(&mut self, opcode: u8, rm: u8, reg: u8) {
-        self.rex_w(reg, rm);
-        self.code.push(opcode);
-        self.code.push(0xC0 | ((reg & 7) << 3) | (rm & 7));
+        self.rex_op(&[opcode], reg, Rm::Reg(rm));
     }
 
     /// `mov dst, src`, 64-bit.
@@ -296,13 +299,11 @@ impl Assembler {
 
     /// `add` (`kind` 0), `and` (4) or `xor` (6) of a sign-extended immediate to `dst`.
     fn alu_imm(&mut self, kind: u8, dst: u8, imm: i32) {
-        self.rex_w(0, dst);
         if let Ok(short) = i8::try_from(imm) {
-            self.code
-                .extend_from_slice(&[0x83, 0xC0 | (kind << 3) | (dst & 7), short as u8]);
+            self.rex_op(&[0x83], kind, Rm::Reg(dst));
+            self.code.push(short as u8);
         } else {
-            self.code
-                .extend_from_slice(&[0x81, 0xC0 | (kind << 3) | (dst & 7)]);
+            self.rex_op(&[0x81], kind, Rm::Reg(dst));
             self.code.extend_from_slice(&imm.to_le_bytes());
         }
     }
@@ -313,25 +314,12 @@ impl Assembler {
 
     /// A shift or rotation of `dst` by `count` (`C1 /kind`: `ror` 1, `shl` 4).
     fn group2(&mut self, kind: u8, dst: u8, count: u8) {
-        self.rex_w(0, dst);
-        self.code
-            .extend_from_slice(&[0xC1, 0xC0 | (kind << 3) | (dst & 7), count]);
+        self.rex_op(&[0xC1], kind, Rm::Reg(dst));
+        self.code.push(count);
     }
 
     fn shl_imm(&mut self, dst: u8, count: u8) {
         self.group2(4, dst, count);
-    }
-
-    /// `op dst, rm` on 64-bit operands: `dst = dst <op> rm` (`IMUL_RM`, `ADD_RM`, `XOR_RM`).
-    fn reg_rm(&mut self, opcode: &[u8], dst: u8, rm: Rm) {
-        let (index_high, base_high) = match rm {
-            Rm::Reg(r) | Rm::Mem(r, _) => (0, r >> 3),
-            Rm::Indexed(base, index, _) => (index >> 3, base >> 3),
-        };
-        self.code
-            .push(0x48 | ((dst >> 3) << 2) | (index_high << 1) | base_high);
-        self.code.extend_from_slice(opcode);
-        self.modrm(dst, rm);
     }
 
     /// `lea dst, [dst + src << shift]`, 64-bit.
@@ -521,7 +509,7 @@ impl Assembler {
         // The scalar item: its block, then its next block's offset.
         self.load_gpr(RAX, RDI, SCALAR_BLOCK_OFFSET);
         for q in 0..8u8 {
-            self.reg_rm(XOR_RM, SCALAR_BASE + q, Rm::Indexed(RCX, RAX, 8 * q));
+            self.rex_op(XOR_RM, SCALAR_BASE + q, Rm::Indexed(RCX, RAX, 8 * q));
         }
         self.mov(RAX, SCALAR_BASE + address_index);
         self.and_imm(
@@ -587,7 +575,7 @@ impl Assembler {
             OpKind::Xor => self.alu(0x31, a, b),
             // The generator's shifts are 0-3 (`IADD_RS`), as `lea` scales are.
             OpKind::AddShift => self.lea_shifted(a, b, (op.imm & 3) as u8),
-            OpKind::Mul => self.reg_rm(IMUL_RM, a, Rm::Reg(b)),
+            OpKind::Mul => self.rex_op(IMUL_RM, a, Rm::Reg(b)),
             OpKind::Ror => {
                 let count = (op.imm & 63) as u8;
                 if count != 0 {
@@ -601,15 +589,13 @@ impl Assembler {
                     _ => IMUL_RM,
                 };
                 let rm = self.pool(constant.expect("the vector code put the constant in the pool"));
-                self.reg_rm(opcode, a, rm);
+                self.rex_op(opcode, a, rm);
             }
             OpKind::MulHigh | OpKind::SignedMulHigh => {
                 self.mov(RAX, a);
                 // mul (unsigned, F7 /4) or imul (signed, F7 /5): rdx:rax = rax * b.
                 let kind = if op.kind == OpKind::MulHigh { 4 } else { 5 };
-                self.rex_w(0, b);
-                self.code
-                    .extend_from_slice(&[0xF7, 0xC0 | (kind << 3) | (b & 7)]);
+                self.rex_op(&[0xF7], kind, Rm::Reg(b));
                 self.mov(a, RDX);
             }
         }
@@ -929,11 +915,11 @@ mod tests {
             (encoded(|a| a.group2(1, 12, 13)), &[0x49, 0xC1, 0xCC, 0x0D]), // ror r12, 13
             (encoded(|a| a.shl_imm(RAX, 6)), &[0x48, 0xC1, 0xE0, 0x06]),   // shl rax, 6
             (
-                encoded(|a| a.reg_rm(IMUL_RM, 9, Rm::Reg(14))),
+                encoded(|a| a.rex_op(IMUL_RM, 9, Rm::Reg(14))),
                 &[0x4D, 0x0F, 0xAF, 0xCE],
             ), // imul r9, r14
             (
-                encoded(|a| a.reg_rm(IMUL_RM, 10, Rm::Mem(RSI, -96))), // imul r10, [rsi-0x60]
+                encoded(|a| a.rex_op(IMUL_RM, 10, Rm::Mem(RSI, -96))), // imul r10, [rsi-0x60]
                 &[0x4C, 0x0F, 0xAF, 0x56, 0xA0],
             ),
             (
@@ -945,7 +931,7 @@ mod tests {
                 &[0x4F, 0x8D, 0x04, 0x18],
             ), // lea r8, [r8+r11*1]
             (
-                encoded(|a| a.reg_rm(XOR_RM, 9, Rm::Indexed(RCX, RBP, 56))), // xor r9, [rcx+rbp*1+0x38]
+                encoded(|a| a.rex_op(XOR_RM, 9, Rm::Indexed(RCX, RBP, 56))), // xor r9, [rcx+rbp*1+0x38]
                 &[0x4C, 0x33, 0x4C, 0x29, 0x38],
             ),
             (
@@ -953,7 +939,7 @@ mod tests {
                 &[0x4C, 0x89, 0xBF, 0x58, 0x01, 0, 0],
             ),
             (
-                encoded(|a| a.reg_rm(ADD_RM, 15, Rm::Mem(RSI, 64))), // add r15, [rsi+0x40]
+                encoded(|a| a.rex_op(ADD_RM, 15, Rm::Mem(RSI, 64))), // add r15, [rsi+0x40]
                 &[0x4C, 0x03, 0x7E, 0x40],
             ),
             (encoded(|a| a.push(12)), &[0x41, 0x54]), // push r12

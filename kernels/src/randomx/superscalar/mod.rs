@@ -13,10 +13,10 @@
 //! Items are independent. One item alone is slow because each of its 8 cache reads is a random
 //! DRAM access that depends on the previous program, and an interpreter pays a dispatch per
 //! instruction. The SIMD path ([`avx2`]) therefore compiles the eight programs to x86-64 machine
-//! code with AVX2 ([`jit`]) that runs one program on five items at once (four in the 64-bit lanes of `ymm`
-//! registers, the blocks gathered into lanes, and a fifth in general-purpose registers on the
-//! integer pipes that the vector code leaves idle), and keeps 160 items in flight so that the
-//! cache blocks of some are fetched while the programs of others run. The
+//! code with AVX2 ([`jit`]) that runs one program on five items at once (four in the 64-bit
+//! lanes of `ymm` registers, the blocks gathered into lanes, and a fifth in general-purpose
+//! registers on the integer pipes that the vector code leaves idle), and keeps 160 items in
+//! flight so that the cache blocks of some are fetched while the programs of others run. The
 //! scalar path ([`scalar`]) computes one item at a time, for verification and as the reference
 //! of the tests.
 //!
