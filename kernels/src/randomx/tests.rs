@@ -343,6 +343,34 @@ fn simd_and_scalar_items_equal_the_librarys() {
     }
 }
 
+/// However the programs are cut into functions (one, the default two, three, seven), the SIMD
+/// items are the library's: the registers cross every cut intact and only the last slice mixes
+/// in the blocks.
+#[test]
+fn every_cut_of_the_programs_gives_the_librarys_items() {
+    if DatasetInit::Simd.resolve().is_err() {
+        eprintln!("this CPU has no AVX2: nothing to check");
+        return;
+    }
+    let flags = RandomXFlags::resolve(&RandomXOptions {
+        large_pages: false,
+        ..RandomXOptions::default()
+    })
+    .unwrap()
+    .light();
+    let mut cache = Cache::new(flags).unwrap();
+    init_cache_raw(&mut cache, b"cut key");
+    for (first, count) in [(0, 160), (1_000_003, 37)] {
+        let want = library_items(&cache, first, count);
+        for slices in [1, 2, 3, 7] {
+            let (memory, hash) = cache.superscalar().expect("keyed");
+            let mut got = vec![0u8; want.len()];
+            superscalar::simd_items_sliced(hash, &memory, slices, first, &mut got);
+            assert!(got == want, "{slices} slices, items {first}+{count}");
+        }
+    }
+}
+
 #[test]
 fn dataset_init_choice_resolves_and_shows_in_the_flags() {
     let scalar = RandomXFlags::resolve(&RandomXOptions {

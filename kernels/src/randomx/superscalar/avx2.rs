@@ -3,8 +3,9 @@
 //!
 //! A batch is `GROUPS` groups of five items (four AVX2 lanes and one in general-purpose
 //! registers, see [`super::jit`]). Programs run in order over the whole batch:
-//! program `p` runs on group 0, 1, 2, ... before program `p + 1` starts, so one program's code
-//! stays in the instruction and micro-op caches while it serves every group. When the steps of
+//! program `p` runs on group 0, 1, 2, ... before program `p + 1` starts, and each of its slices
+//! (halves, see [`super::jit::SLICES`]) runs on every group before the next slice, so the code
+//! that runs stays in the instruction and micro-op caches while it serves every group. When the steps of
 //! two groups end, the blocks their next steps mix in are prefetched; they are needed only after
 //! the other groups' steps have run (microseconds later), so their DRAM latency is hidden and
 //! the compiled code finds them in the cache. After the last program a group's items are written
@@ -54,6 +55,16 @@ pub(super) fn init_items(
     let compiled = hash
         .compiled()
         .expect("executable memory for the programs (checked by `available`)");
+    init_items_compiled(compiled, cache, first, out);
+}
+
+/// [`init_items`] with `compiled`.
+pub(super) fn init_items_compiled(
+    compiled: &Compiled,
+    cache: &CacheMemory<'_>,
+    first: u64,
+    out: &mut [u8],
+) {
     let items = out.len() / BLOCK_BYTES;
     let mut done = 0;
     while done < items {
@@ -89,11 +100,12 @@ fn batch(compiled: &Compiled, cache: &CacheMemory<'_>, first: u64, out: &mut [u8
         // does not hold walks the page tables first, and the walks of two groups overlapping
         // cost less than two rounds (interleaved A/B with four-item groups: 0.97-0.98 of the
         // time).
+        let final_slice = leading_slices(compiled, index, &mut groups, cache);
         for pair in groups.chunks_exact_mut(PREFETCH_GROUPS) {
             for group in pair.iter_mut() {
                 // SAFETY: `init_items` checked AVX2; the offsets are `block_offset`s, or what
                 // the compiled code left, which is one too.
-                unsafe { compiled.run(index, group, cache) };
+                unsafe { compiled.run(index, final_slice, group, cache) };
             }
             for group in pair.iter() {
                 prefetch(cache, group);
@@ -102,10 +114,11 @@ fn batch(compiled: &Compiled, cache: &CacheMemory<'_>, first: u64, out: &mut [u8
     }
     // The last program: no blocks to prefetch after it, and each group's items are written out
     // as soon as they are final, so the stores drain while the next group computes.
+    let final_slice = leading_slices(compiled, last, &mut groups, cache);
     let mut items = out.chunks_exact_mut(BLOCK_BYTES);
     for group in &mut groups {
         // SAFETY: as above.
-        unsafe { compiled.run(last, group, cache) };
+        unsafe { compiled.run(last, final_slice, group, cache) };
         for (lane, item) in (&mut items).take(GROUP_ITEMS).enumerate() {
             for (q, bytes) in item.chunks_exact_mut(8).enumerate() {
                 let value = if lane < VECTOR_LANES {
@@ -117,6 +130,25 @@ fn batch(compiled: &Compiled, cache: &CacheMemory<'_>, first: u64, out: &mut [u8
             }
         }
     }
+}
+
+/// Runs every slice of program `index` but the last on every group, each slice over all the
+/// groups before the next starts (so that its code stays in the micro-op cache); the last
+/// slice's number.
+fn leading_slices(
+    compiled: &Compiled,
+    index: usize,
+    groups: &mut [Group],
+    cache: &CacheMemory<'_>,
+) -> usize {
+    let last = compiled.slices() - 1;
+    for slice in 0..last {
+        for group in groups.iter_mut() {
+            // SAFETY: `init_items` checked AVX2; the leading slices read no blocks.
+            unsafe { compiled.run(index, slice, group, cache) };
+        }
+    }
+    last
 }
 
 /// Asks for the group's next blocks to be loaded into the cache; never faults.

@@ -176,6 +176,21 @@ impl fmt::Display for DatasetInit {
     }
 }
 
+/// Computes items `first..first + out.len() / 64` into `out` on the SIMD path with the
+/// programs cut into `slices` functions (tests of the cut; `init_items` uses
+/// [`jit::SLICES`]).
+#[cfg(test)]
+pub(crate) fn simd_items_sliced(
+    hash: &SuperscalarHash,
+    cache: &CacheMemory<'_>,
+    slices: usize,
+    first: u64,
+    out: &mut [u8],
+) {
+    let compiled = jit::Compiled::with_slices(&hash.programs, slices).expect("executable memory");
+    avx2::init_items_compiled(&compiled, cache, first, out);
+}
+
 /// Computes items `first..first + out.len() / 64` into `out` with `method`, which must be
 /// [`DatasetInit::Simd`] (on a CPU with AVX2) or [`DatasetInit::Scalar`].
 pub(crate) fn init_items(
