@@ -9,7 +9,8 @@
 //! 2. run `randomx-benchmark --mine --auto --init T --nonces 1` (built from the RandomX sources
 //!    `randomx-rs` vendors) and read its `Memory initialized in` time, which covers cache
 //!    allocation and keying plus the dataset's allocation and build, like step 1's first build.
-//!
+//!    It runs right after capminer's `simd` side in even rounds and right before it in odd ones,
+//!    so the two sides of the ratio are measured back to back and neither is always the first.
 //! 3. with `CAPMINER_BENCH_XMRIG` set to an xmrig binary (built from its public sources; not
 //!    fetched here), run `xmrig --bench=1M --randomx-init=T [--no-huge-pages]` and read its
 //!    `dataset ready (<ms> ms)` (cache keying plus dataset build, allocation excluded), then stop
@@ -151,15 +152,26 @@ fn main() {
     // Per round: the SIMD side's re-key wall seconds, the reference's and xmrig's.
     let mut summary: Vec<(f64, f64, Option<f64>)> = Vec::new();
     for round in 0..rounds {
+        // The SIMD side and the reference run back to back, first one then the other in turn
+        // (so that neither is always the one that meets the host's next busy minute), then the
+        // others.
         let mut results: Vec<Measured> = Vec::new();
+        let simd = DatasetInit::Simd.resolve().is_ok();
+        if !simd {
+            eprintln!("no AVX2 on this CPU: skipping the SIMD path");
+        }
+        let reference_first = round % 2 == 1;
+        let mut reference_seconds = reference_first.then(|| reference(threads));
         for &method in &methods {
-            if method == DatasetInit::Simd && DatasetInit::Simd.resolve().is_err() {
-                eprintln!("no AVX2 on this CPU: skipping the SIMD path");
+            if method == DatasetInit::Simd && !simd {
                 continue;
             }
             results.push(capminer(method, threads, round as u8 + 1));
+            if reference_seconds.is_none() {
+                reference_seconds = Some(reference(threads));
+            }
         }
-        let reference_seconds = reference(threads);
+        let reference_seconds = reference_seconds.unwrap_or_else(|| reference(threads));
         let reference_thread_seconds = reference_seconds * threads as f64;
         let xmrig_seconds = std::env::var("CAPMINER_BENCH_XMRIG")
             .ok()
