@@ -21,7 +21,7 @@
 //!   ymm13    0xffffffff00000000 in every lane
 //!   ymm14    zero              ymm15  0x00000000ffffffff in every lane
 //!   r8-r15   r0-r7 of the fifth item      rax, rdx   its high products (mul / imul)
-//!   rdi      the group   rsi  into the constant pool (32-byte entries)   rcx  the cache
+//!   rdi      the group + 128   rsi  into the constant pool (32-byte entries)   rcx  the cache
 //!   rax, rdx, rbx, rbp   the offsets of the lanes' blocks while they are mixed in
 //!   rax      then the fifth item's block offset, and its next one
 //! ```
@@ -63,9 +63,9 @@ use super::{CacheMemory, PROGRAMS};
 #[repr(C, align(32))]
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Group {
+    pub scalar: [u64; 8],
     pub rows: [[u64; 4]; 8],
     pub blocks: [u64; 4],
-    pub scalar: [u64; 8],
     pub scalar_block: u64,
 }
 
@@ -81,15 +81,22 @@ pub(super) const SLICES: usize = 2;
 pub(super) const VECTOR_LANES: usize = 4;
 /// Items in a group: the four vector lanes and the scalar item.
 pub(super) const GROUP_ITEMS: usize = VECTOR_LANES + 1;
-/// Where `Group::blocks` starts.
-const BLOCKS_OFFSET: i32 = 256;
+/// The compiled code addresses a group from 128 bytes into it, so that a one-byte displacement
+/// (-128 to 127) reaches the scalar item's registers and the lanes' r0-r5: 14 of the 16 fields
+/// every slice loads and stores (the byte offsets below are from the group's start).
+const GROUP_BIAS: i32 = 128;
 /// Where `Group::scalar` starts.
-const SCALAR_OFFSET: i32 = 288;
+const SCALAR_OFFSET: i32 = 0;
+/// Where `Group::rows` starts.
+const ROWS_OFFSET: i32 = 64;
+/// Where `Group::blocks` starts.
+const BLOCKS_OFFSET: i32 = 320;
 /// Where `Group::scalar_block` is.
 const SCALAR_BLOCK_OFFSET: i32 = 352;
 const _: () = {
-    assert!(std::mem::offset_of!(Group, blocks) == BLOCKS_OFFSET as usize);
     assert!(std::mem::offset_of!(Group, scalar) == SCALAR_OFFSET as usize);
+    assert!(std::mem::offset_of!(Group, rows) == ROWS_OFFSET as usize);
+    assert!(std::mem::offset_of!(Group, blocks) == BLOCKS_OFFSET as usize);
     assert!(std::mem::offset_of!(Group, scalar_block) == SCALAR_BLOCK_OFFSET as usize);
 };
 
@@ -242,6 +249,12 @@ const MAP_0F3A: u8 = 3;
 const PP_66: u8 = 0b01;
 const PP_F3: u8 = 0b10;
 
+/// The group's field at byte `offset` from its start, addressed from `rdi` (the group plus
+/// [`GROUP_BIAS`]).
+fn field(offset: i32) -> Rm {
+    Rm::Mem(RDI, offset - GROUP_BIAS)
+}
+
 /// The r/m operand of an instruction.
 #[derive(Clone, Copy)]
 enum Rm {
@@ -306,14 +319,14 @@ impl Assembler {
         self.modrm(reg, rm);
     }
 
-    /// `mov reg, [base + disp]`, 64-bit.
-    fn load_gpr(&mut self, reg: u8, base: u8, disp: i32) {
-        self.rex_op(&[0x8B], reg, Rm::Mem(base, disp));
+    /// `mov reg, m64`.
+    fn load_gpr(&mut self, reg: u8, src: Rm) {
+        self.rex_op(&[0x8B], reg, src);
     }
 
-    /// `mov [base + disp], reg`, 64-bit.
-    fn store_gpr(&mut self, reg: u8, base: u8, disp: i32) {
-        self.rex_op(&[0x89], reg, Rm::Mem(base, disp));
+    /// `mov m64, reg`.
+    fn store_gpr(&mut self, reg: u8, dst: Rm) {
+        self.rex_op(&[0x89], reg, dst);
     }
 
     /// `op rm, reg` on 64-bit registers (`sub` 29, `xor` 31, `mov` 89).
@@ -326,7 +339,7 @@ impl Assembler {
         self.alu(0x89, dst, src);
     }
 
-    /// `add` (`kind` 0), `and` (4) or `xor` (6) of a sign-extended immediate to `dst`.
+    /// `add` (`kind` 0), `and` (4), `sub` (5) or `xor` (6) of a sign-extended immediate to `dst`.
     fn alu_imm(&mut self, kind: u8, dst: u8, imm: i32) {
         if let Ok(short) = i8::try_from(imm) {
             self.rex_op(&[0x83], kind, Rm::Reg(dst));
@@ -512,11 +525,12 @@ impl Assembler {
         if last {
             self.mov(RCX, RDX); // the cache; rdx is the high half of `mul`
         }
+        self.alu_imm(5, RDI, -GROUP_BIAS); // sub rdi, -128: rdi = the group + 128
         for (q, &reg) in (0..).zip(&regs) {
-            self.vex(MAP_0F, VMOVDQA_LOAD, reg, 0, Rm::Mem(RDI, q * 32));
+            self.vex(MAP_0F, VMOVDQA_LOAD, reg, 0, field(ROWS_OFFSET + q * 32));
         }
         for q in 0..8u8 {
-            self.load_gpr(SCALAR_BASE + q, RDI, SCALAR_OFFSET + 8 * i32::from(q));
+            self.load_gpr(SCALAR_BASE + q, field(SCALAR_OFFSET + 8 * i32::from(q)));
         }
         self.op(VPXOR, ZERO, ZERO, ZERO);
         let (mask, high) = (self.pool(MASK32_ENTRY), self.pool(HIGH32_ENTRY));
@@ -529,10 +543,10 @@ impl Assembler {
             self.mix_in(program, pool);
         }
         for (q, &reg) in (0..).zip(&regs) {
-            self.vex(MAP_0F, VMOVDQA_STORE, reg, 0, Rm::Mem(RDI, q * 32));
+            self.vex(MAP_0F, VMOVDQA_STORE, reg, 0, field(ROWS_OFFSET + q * 32));
         }
         for q in 0..8u8 {
-            self.store_gpr(SCALAR_BASE + q, RDI, SCALAR_OFFSET + 8 * i32::from(q));
+            self.store_gpr(SCALAR_BASE + q, field(SCALAR_OFFSET + 8 * i32::from(q)));
         }
         for &reg in saved.iter().rev() {
             self.pop(reg);
@@ -550,7 +564,7 @@ impl Assembler {
         // words gives the rows r[2k] and r[2k+1] of the four blocks.
         let blocks = [RAX, RDX, RBX, RBP];
         for (lane, &reg) in (0..).zip(&blocks) {
-            self.load_gpr(reg, RDI, BLOCKS_OFFSET + 8 * lane);
+            self.load_gpr(reg, field(BLOCKS_OFFSET + 8 * lane));
         }
         for k in 0..4u8 {
             let half = |lane: usize| Rm::Indexed(RCX, blocks[lane], 16 * k);
@@ -570,9 +584,9 @@ impl Assembler {
         let block_mask = Self::constant(pool, super::CACHE_BLOCKS - 1);
         self.op_const(VPAND, T2, address, block_mask);
         self.shift(SLL, T2, T2, 6);
-        self.vex(MAP_0F, VMOVDQA_STORE, T2, 0, Rm::Mem(RDI, BLOCKS_OFFSET));
+        self.vex(MAP_0F, VMOVDQA_STORE, T2, 0, field(BLOCKS_OFFSET));
         // The scalar item: its block, then its next block's offset.
-        self.load_gpr(RAX, RDI, SCALAR_BLOCK_OFFSET);
+        self.load_gpr(RAX, field(SCALAR_BLOCK_OFFSET));
         for q in 0..8u8 {
             self.rex_op(XOR_RM, SCALAR_BASE + q, Rm::Indexed(RCX, RAX, 8 * q));
         }
@@ -582,7 +596,7 @@ impl Assembler {
             i32::try_from(super::CACHE_BLOCKS - 1).expect("2^22 blocks"),
         );
         self.shl_imm(RAX, 6);
-        self.store_gpr(RAX, RDI, SCALAR_BLOCK_OFFSET);
+        self.store_gpr(RAX, field(SCALAR_BLOCK_OFFSET));
     }
 
     /// Where `program`'s registers live: the three that make its instructions shortest in the
@@ -927,11 +941,11 @@ mod tests {
             [0xC4, 0x62, 0x3D, 0x40, 0xC3]
         );
         assert_eq!(
-            encoded(|a| a.load_gpr(9, RDI, 280)), // mov r9, [rdi+280]
+            encoded(|a| a.load_gpr(9, Rm::Mem(RDI, 280))), // mov r9, [rdi+280]
             [0x4C, 0x8B, 0x8F, 0x18, 0x01, 0, 0]
         );
         assert_eq!(
-            encoded(|a| a.load_gpr(RCX, RDI, 264)), // mov rcx, [rdi+264]
+            encoded(|a| a.load_gpr(RCX, Rm::Mem(RDI, 264))), // mov rcx, [rdi+264]
             [0x48, 0x8B, 0x8F, 0x08, 0x01, 0, 0]
         );
         assert_eq!(
@@ -955,12 +969,20 @@ mod tests {
     /// Byte layouts of the scalar item's instructions, each checked with objdump as above.
     #[test]
     fn encodes_the_scalar_instructions_it_uses() {
-        let cases: [(Vec<u8>, &[u8]); 18] = [
+        let cases: [(Vec<u8>, &[u8]); 20] = [
             (encoded(|a| a.alu(0x29, 8, 9)), &[0x4D, 0x29, 0xC8]), // sub r8, r9
             (encoded(|a| a.alu(0x31, 15, 12)), &[0x4D, 0x31, 0xE7]), // xor r15, r12
             (encoded(|a| a.mov(RAX, 13)), &[0x4C, 0x89, 0xE8]),    // mov rax, r13
             (encoded(|a| a.mov(10, RDX)), &[0x49, 0x89, 0xD2]),    // mov r10, rdx
             (encoded(|a| a.alu_imm(0, 11, -5)), &[0x49, 0x83, 0xC3, 0xFB]), // add r11, -5
+            (
+                encoded(|a| a.alu_imm(5, RDI, -128)),
+                &[0x48, 0x83, 0xEF, 0x80],
+            ), // sub rdi, -0x80
+            (
+                encoded(|a| a.store_gpr(12, field(SCALAR_OFFSET + 32))), // mov [rdi-0x60], r12
+                &[0x4C, 0x89, 0x67, 0xA0],
+            ),
             (
                 encoded(|a| a.alu_imm(6, 14, 0x1234_5678)), // xor r14, 0x12345678
                 &[0x49, 0x81, 0xF6, 0x78, 0x56, 0x34, 0x12],
@@ -992,7 +1014,7 @@ mod tests {
                 &[0x4C, 0x33, 0x4C, 0x29, 0x38],
             ),
             (
-                encoded(|a| a.store_gpr(15, RDI, 344)), // mov [rdi+0x158], r15
+                encoded(|a| a.store_gpr(15, Rm::Mem(RDI, 344))), // mov [rdi+0x158], r15
                 &[0x4C, 0x89, 0xBF, 0x58, 0x01, 0, 0],
             ),
             (
