@@ -1,14 +1,15 @@
 //! SuperscalarHash programs compiled to x86-64 machine code, five dataset items at a time: four
 //! in the 64-bit lanes of AVX2 registers and a fifth in general-purpose registers.
 //!
-//! Each program becomes one function that takes a [`Group`] of five items one step of the item
-//! computation further: it loads the four lanes' registers into eight ymm registers (one item
-//! per 64-bit lane) and the fifth item's into r8-r15, executes the program with every RandomX
-//! instruction lowered to a few AVX2 instructions for the lanes followed by its one or three
-//! scalar instructions for the fifth item, XORs in the five cache blocks the previous step
-//! chose (the lanes' loaded by halves and transposed into lanes), and stores the registers back
-//! with the offsets of the blocks the next step will mix in. There is no dispatch and no load or
-//! store per instruction; the registers stay in registers.
+//! Each program becomes [`SLICES`] functions (its halves) that take a [`Group`] of five items one
+//! step of the item computation further: each loads the four lanes' registers into eight ymm
+//! registers (one item per 64-bit lane) and the fifth item's into r8-r15, executes its part of
+//! the program with every RandomX instruction lowered to a few AVX2 instructions for the lanes
+//! followed by its one or three scalar instructions for the fifth item, and stores the
+//! registers back; the last one first XORs in the five cache blocks the previous step chose
+//! (the lanes' loaded by halves and transposed into lanes) and stores the offsets of the blocks
+//! the next step will mix in. There is no dispatch and no load or store per instruction; within
+//! a slice the registers stay in registers.
 //!
 //! The fifth item is nearly free on a quiet core: the AVX2 code keeps the four vector pipes
 //! busy while the integer pipes idle (interleaved scalar instructions amounting to a quarter more
@@ -165,11 +166,12 @@ impl Compiled {
         group: &mut Group,
         cache: &CacheMemory<'_>,
     ) {
-        // SAFETY: `entries[index][slice]` is the start of a complete function within the executable
-        // mapping, compiled for the System V ABI with this signature; it reads and writes only
-        // `group`, reads the pool, which both outlive the call, and reads 64-byte blocks of
-        // the cache at the offsets in `group.blocks` and `group.scalar_block`, which the caller
-        // guarantees lie inside it, as it guarantees AVX2. It saves and restores the
+        // SAFETY: `entries[index][slice]` is the start of a complete function within the
+        // executable mapping, compiled for the System V ABI with this signature; it reads and
+        // writes only `group`, reads the pool, which both outlive the call, and (the last
+        // slice) reads 64-byte blocks of the cache at the offsets in `group.blocks` and
+        // `group.scalar_block`, which the caller guarantees lie inside it, as it guarantees
+        // AVX2. It saves and restores the
         // callee-saved registers it uses (rbx and rbp in the last slice, r12-r15 in all).
         unsafe {
             let f: ProgramFn = std::mem::transmute(self.code.ptr.add(self.entries[index][slice]));
