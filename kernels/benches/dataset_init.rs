@@ -127,7 +127,8 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
     ) as usize;
     let rounds = env_u64("CAPMINER_BENCH_ROUNDS", 1);
-    let mut methods = vec![DatasetInit::Simd, DatasetInit::Library];
+    // Beside the SIMD side, which runs next to the reference.
+    let mut methods = vec![DatasetInit::Library];
     if std::env::var_os("CAPMINER_BENCH_SCALAR").is_some() {
         methods.push(DatasetInit::Scalar);
     }
@@ -156,22 +157,17 @@ fn main() {
         // (so that neither is always the one that meets the host's next busy minute), then the
         // others.
         let mut results: Vec<Measured> = Vec::new();
-        let simd = DatasetInit::Simd.resolve().is_ok();
-        if !simd {
+        let key = round as u8 + 1;
+        let reference_first = (round % 2 == 1).then(|| reference(threads));
+        if DatasetInit::Simd.resolve().is_ok() {
+            results.push(capminer(DatasetInit::Simd, threads, key));
+        } else {
             eprintln!("no AVX2 on this CPU: skipping the SIMD path");
         }
-        let reference_first = round % 2 == 1;
-        let mut reference_seconds = reference_first.then(|| reference(threads));
+        let reference_seconds = reference_first.unwrap_or_else(|| reference(threads));
         for &method in &methods {
-            if method == DatasetInit::Simd && !simd {
-                continue;
-            }
-            results.push(capminer(method, threads, round as u8 + 1));
-            if reference_seconds.is_none() {
-                reference_seconds = Some(reference(threads));
-            }
+            results.push(capminer(method, threads, key));
         }
-        let reference_seconds = reference_seconds.unwrap_or_else(|| reference(threads));
         let reference_thread_seconds = reference_seconds * threads as f64;
         let xmrig_seconds = std::env::var("CAPMINER_BENCH_XMRIG")
             .ok()

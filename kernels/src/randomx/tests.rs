@@ -15,6 +15,17 @@ fn light_vm(options: RandomXOptions, key: &[u8]) -> Vm {
     Vm::new(flags, VmMemory::Cache(Arc::new(cache))).unwrap()
 }
 
+/// An unkeyed light-mode cache on ordinary pages, for the dataset-item tests.
+fn light_cache() -> Cache {
+    let flags = RandomXFlags::resolve(&RandomXOptions {
+        large_pages: false,
+        ..RandomXOptions::default()
+    })
+    .unwrap()
+    .light();
+    Cache::new(flags).unwrap()
+}
+
 fn init_cache_raw(cache: &mut Cache, key: &[u8]) {
     cache.init_bytes(key);
 }
@@ -315,12 +326,6 @@ fn sample_ranges() -> Vec<(u64, u64)> {
 
 #[test]
 fn simd_and_scalar_items_equal_the_librarys() {
-    let flags = RandomXFlags::resolve(&RandomXOptions {
-        large_pages: false,
-        ..RandomXOptions::default()
-    })
-    .unwrap()
-    .light();
     let long_key = [0x5a_u8; 77]; // longer than the 60 bytes the program generator reads
     let unit_key = crate::key::cpu_unit_key(&[3; 32], &[4; 32]);
     let keys: [&[u8]; 3] = [b"test key 000", &unit_key, &long_key];
@@ -328,7 +333,7 @@ fn simd_and_scalar_items_equal_the_librarys() {
     if !simd {
         eprintln!("this CPU has no AVX2: only the scalar path is checked");
     }
-    let mut cache = Cache::new(flags).unwrap();
+    let mut cache = light_cache();
     for key in keys {
         init_cache_raw(&mut cache, key);
         for (first, count) in sample_ranges() {
@@ -352,13 +357,7 @@ fn every_cut_of_the_programs_gives_the_librarys_items() {
         eprintln!("this CPU has no AVX2: nothing to check");
         return;
     }
-    let flags = RandomXFlags::resolve(&RandomXOptions {
-        large_pages: false,
-        ..RandomXOptions::default()
-    })
-    .unwrap()
-    .light();
-    let mut cache = Cache::new(flags).unwrap();
+    let mut cache = light_cache();
     init_cache_raw(&mut cache, b"cut key");
     for (first, count) in [(0, 160), (1_000_003, 37)] {
         let want = library_items(&cache, first, count);
@@ -462,13 +461,7 @@ fn init_throughput() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
-    let flags = RandomXFlags::resolve(&RandomXOptions {
-        large_pages: false,
-        ..RandomXOptions::default()
-    })
-    .unwrap()
-    .light();
-    let mut cache = Cache::new(flags).unwrap();
+    let mut cache = light_cache();
     let started = std::time::Instant::now();
     cache.init(&crate::key::cpu_unit_key(&[8; 32], &[9; 32]));
     eprintln!("cache init {:.3} s", started.elapsed().as_secs_f64());
