@@ -12,15 +12,13 @@
 //! group's items are written out at once, between two groups' steps, rather than all at the end
 //! of the batch.
 
-use super::jit::{Compiled, GROUP_ITEMS, Group, VECTOR_LANES};
+use super::jit::{Compiled, GROUP_ITEMS, Group, PREFETCH_GROUPS, VECTOR_LANES};
 use super::{BLOCK_BYTES, CacheMemory, SuperscalarHash, item_registers};
 
 /// Groups per batch.
 const GROUPS: usize = 32;
 /// Items per batch.
 const LANES: usize = GROUP_ITEMS * GROUPS;
-/// Groups whose next blocks are prefetched together (`GROUPS` is a multiple).
-const PREFETCH_GROUPS: usize = 2;
 const _: () = assert!(
     GROUPS.is_multiple_of(PREFETCH_GROUPS),
     "every group runs every program"
@@ -96,60 +94,40 @@ fn batch(compiled: &Compiled, cache: &CacheMemory<'_>, first: u64, out: &mut [u8
         prefetch(cache, group);
     }
     let last = super::PROGRAMS - 1;
-    for index in 0..last {
-        // Two groups' steps, then their prefetches together: a prefetch into a page the TLB
-        // does not hold walks the page tables first, and the walks of two groups overlapping
-        // cost less than two rounds (interleaved A/B with four-item groups: 0.97-0.98 of the
-        // time).
-        let final_slice = leading_slices(compiled, index, &mut groups, cache);
-        for pair in groups.chunks_exact_mut(PREFETCH_GROUPS) {
-            for group in pair.iter_mut() {
-                // SAFETY: `init_items` checked AVX2; the offsets are `block_offset`s, or what
-                // the compiled code left, which is one too.
-                unsafe { compiled.run(index, final_slice, group, cache) };
-            }
-            for group in pair.iter() {
-                prefetch(cache, group);
-            }
-        }
-    }
-    // The last program: no blocks to prefetch after it, and each group's items are written out
-    // as soon as they are final, so the stores drain while the next group computes.
-    let final_slice = leading_slices(compiled, last, &mut groups, cache);
-    let mut items = out.chunks_exact_mut(BLOCK_BYTES);
-    for group in &mut groups {
-        // SAFETY: as above.
-        unsafe { compiled.run(last, final_slice, group, cache) };
-        for (lane, item) in (&mut items).take(GROUP_ITEMS).enumerate() {
-            for (q, bytes) in item.chunks_exact_mut(8).enumerate() {
-                let value = if lane < VECTOR_LANES {
-                    group.rows[q][lane]
-                } else {
-                    group.scalar[q]
-                };
-                bytes.copy_from_slice(&value.to_le_bytes());
-            }
-        }
-    }
-}
-
-/// Runs every slice of program `index` but the last on every group, each slice over all the
-/// groups before the next starts (so that its code stays in the micro-op cache); the last
-/// slice's number.
-fn leading_slices(
-    compiled: &Compiled,
-    index: usize,
-    groups: &mut [Group],
-    cache: &CacheMemory<'_>,
-) -> usize {
-    let last = compiled.slices() - 1;
-    for slice in 0..last {
-        for group in groups.iter_mut() {
+    let final_slice = compiled.slices() - 1;
+    for index in 0..super::PROGRAMS {
+        // Each slice over every group before the next slice starts, so that its code stays in
+        // the micro-op cache.
+        for slice in 0..final_slice {
             // SAFETY: `init_items` checked AVX2; the leading slices read no blocks.
-            unsafe { compiled.run(index, slice, group, cache) };
+            unsafe { compiled.run(index, slice, &mut groups, cache) };
+        }
+        if index < last {
+            // SAFETY: `init_items` checked AVX2; the offsets are `block_offset`s, or what the
+            // compiled code left, which is one too. The code prefetches the next blocks of the
+            // groups two at a time (`PREFETCH_GROUPS`).
+            unsafe { compiled.run(index, final_slice, &mut groups, cache) };
+            continue;
+        }
+        // The last program: each group's items are written out as soon as they are final, so
+        // the stores drain while the next group computes (one group a call, so nothing is
+        // prefetched: no program follows).
+        let mut items = out.chunks_exact_mut(BLOCK_BYTES);
+        for group in &mut groups {
+            // SAFETY: as above.
+            unsafe { compiled.run(last, final_slice, std::slice::from_mut(group), cache) };
+            for (lane, item) in (&mut items).take(GROUP_ITEMS).enumerate() {
+                for (q, bytes) in item.chunks_exact_mut(8).enumerate() {
+                    let value = if lane < VECTOR_LANES {
+                        group.rows[q][lane]
+                    } else {
+                        group.scalar[q]
+                    };
+                    bytes.copy_from_slice(&value.to_le_bytes());
+                }
+            }
         }
     }
-    last
 }
 
 /// Asks for the group's next blocks to be loaded into the cache; never faults.

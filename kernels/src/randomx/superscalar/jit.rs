@@ -1,15 +1,17 @@
 //! SuperscalarHash programs compiled to x86-64 machine code, five dataset items at a time: four
 //! in the 64-bit lanes of AVX2 registers and a fifth in general-purpose registers.
 //!
-//! Each program becomes [`SLICES`] functions (its halves) that take a [`Group`] of five items one
-//! step of the item computation further: each loads the four lanes' registers into eight ymm
-//! registers (one item per 64-bit lane) and the fifth item's into r8-r15, executes its part of
-//! the program with every RandomX instruction lowered to a few AVX2 instructions for the lanes
-//! followed by its one or three scalar instructions for the fifth item, and stores the
-//! registers back; the last one first XORs in the five cache blocks the previous step chose
-//! (the lanes' loaded by halves and transposed into lanes) and stores the offsets of the blocks
-//! the next step will mix in. There is no dispatch and no load or store per instruction; within
-//! a slice the registers stay in registers.
+//! Each program becomes [`SLICES`] functions (its halves) that take each of a run of [`Group`]s
+//! of five items one step of the item computation further, looping over the groups: for each
+//! group it loads the four lanes' registers into eight ymm registers (one item per 64-bit lane)
+//! and the fifth item's into r8-r15, executes its part of the program with every RandomX
+//! instruction lowered to a few AVX2 instructions for the lanes followed by its one or three
+//! scalar instructions for the fifth item, and stores the registers back; the last slice first
+//! XORs in the five cache blocks the previous step chose (the lanes' loaded by halves and
+//! transposed into lanes), stores the offsets of the blocks the next step will mix in, and
+//! prefetches them two groups at a time. There is no dispatch and no load or store per
+//! instruction; within a slice the registers stay in registers, and a call serves a whole run
+//! of groups (the saving of registers, `vzeroupper` and the return once per run).
 //!
 //! The fifth item is nearly free on a quiet core: the AVX2 code keeps the four vector pipes
 //! busy while the integer pipes idle (interleaved scalar instructions amounting to a quarter more
@@ -24,7 +26,8 @@
 //!   r8-r15   r0-r7 of the fifth item      rax, rdx   its high products (mul / imul)
 //!   rdi      the group + 128   rsi  into the constant pool (32-byte entries)   rcx  the cache
 //!   rax, rdx, rbx, rbp   the offsets of the lanes' blocks while they are mixed in
-//!   rax      then the fifth item's block offset, and its next one
+//!   rax      then the fifth item's block offset, its next one, and the offsets prefetched
+//!   [rsp]    groups until the next prefetches    [rsp + 8]  the end of the groups + 128
 //! ```
 //!
 //! The code is kept short. Measured on this project's VM, interleaved A/B: 12 % more bytes
@@ -78,6 +81,11 @@ pub(super) struct Group {
 /// chunks (one process, thread CPU time): two slices 0.958 of one slice's time on average
 /// (quickest tenth 0.972), three 0.968; with both cores computing, two 0.985.
 pub(super) const SLICES: usize = 2;
+/// Groups whose next blocks the last slice prefetches together, after the last of them: a
+/// prefetch into a page the TLB does not hold walks the page tables first, and the walks of two
+/// groups overlapping cost less than two rounds (interleaved A/B with four-item groups:
+/// 0.97-0.98 of the time).
+pub(super) const PREFETCH_GROUPS: usize = 2;
 /// Items in a group's vector lanes.
 pub(super) const VECTOR_LANES: usize = 4;
 /// Items in a group: the four vector lanes and the scalar item.
@@ -86,6 +94,8 @@ pub(super) const GROUP_ITEMS: usize = VECTOR_LANES + 1;
 /// (-128 to 127) reaches the scalar item's registers and the lanes' r0-r5: 14 of the 16 fields
 /// every slice loads and stores (the byte offsets below are from the group's start).
 const GROUP_BIAS: i32 = 128;
+/// A group's size in memory: its fields, padded to its alignment.
+const GROUP_BYTES: i32 = std::mem::size_of::<Group>() as i32;
 /// Where `Group::scalar` starts.
 const SCALAR_OFFSET: i32 = 0;
 /// Where `Group::rows` starts.
@@ -120,7 +130,8 @@ pub(super) struct Compiled {
 unsafe impl Send for Compiled {}
 unsafe impl Sync for Compiled {}
 
-type ProgramFn = unsafe extern "sysv64" fn(*mut Group, *const Entry, *const u8);
+/// A slice's code: `(first group, pool, cache, end of the groups)`.
+type ProgramFn = unsafe extern "sysv64" fn(*mut Group, *const Entry, *const u8, *const Group);
 
 impl Compiled {
     /// Compiles `programs`, each cut into [`SLICES`] functions; `None` if the system refuses
@@ -149,33 +160,40 @@ impl Compiled {
         self.entries[0].len()
     }
 
-    /// Runs slice `slice` of program `index` on `group`. The last slice also mixes in the
-    /// blocks at `group.blocks` and `group.scalar_block` and leaves there the offsets of the
-    /// next program's blocks. A program's slices run in order on a group, each after the one
-    /// before has returned.
+    /// Runs slice `slice` of program `index` on each of `groups` in turn, in one call (the loop
+    /// is in the compiled code). The last slice also mixes in the blocks at `blocks` and
+    /// `scalar_block` and leaves there the offsets of the next program's blocks; after every
+    /// second group (the second, fourth, ... of `groups`) it prefetches the next blocks of that
+    /// group and the one before, together. A program's slices run in order on a group, each
+    /// after the one before has returned.
     ///
     /// # Safety
-    /// The CPU must have AVX2, `cache` must be the 256 MiB keyed cache and `group.blocks` and
-    /// `group.scalar_block` offsets of blocks inside it (every offset the compiled code leaves
+    /// The CPU must have AVX2, `cache` must be the 256 MiB keyed cache and the groups' `blocks`
+    /// and `scalar_block` offsets of blocks inside it (every offset the compiled code leaves
     /// there is).
     #[inline]
     pub(super) unsafe fn run(
         &self,
         index: usize,
         slice: usize,
-        group: &mut Group,
+        groups: &mut [Group],
         cache: &CacheMemory<'_>,
     ) {
+        // The compiled loop runs its body before it compares.
+        assert!(!groups.is_empty(), "a slice runs on one group at least");
+        let range = groups.as_mut_ptr_range();
         // SAFETY: `entries[index][slice]` is the start of a complete function within the
         // executable mapping, compiled for the System V ABI with this signature; it reads and
-        // writes only `group`, reads the pool, which both outlive the call, and (the last
-        // slice) reads 64-byte blocks of the cache at the offsets in `group.blocks` and
-        // `group.scalar_block`, which the caller guarantees lie inside it, as it guarantees
-        // AVX2. It saves and restores the
-        // callee-saved registers it uses (rbx and rbp in the last slice, r12-r15 in all).
+        // writes only the groups from `range.start` up to `range.end` (a non-empty run of
+        // whole groups), reads the pool, which both outlive the call, and (the last slice)
+        // reads 64-byte blocks of the cache at the offsets in the groups' `blocks` and
+        // `scalar_block`, which the caller guarantees lie inside it, as it guarantees AVX2;
+        // its prefetches cannot fault. It saves and restores the callee-saved registers it
+        // uses (rbx and rbp in the last slice, r12-r15 in all) and leaves the stack as it
+        // found it.
         unsafe {
             let f: ProgramFn = std::mem::transmute(self.code.ptr.add(self.entries[index][slice]));
-            f(group, self.pool.as_ptr(), cache.base());
+            f(range.start, self.pool.as_ptr(), cache.base(), range.end);
         }
     }
 }
@@ -201,6 +219,7 @@ const RCX: u8 = 1;
 const RDX: u8 = 2;
 const RBX: u8 = 3;
 const RBP: u8 = 5;
+const RSP: u8 = 4;
 const RSI: u8 = 6;
 const RDI: u8 = 7;
 /// The scalar item's `r0`-`r7` live in r8-r15.
@@ -499,9 +518,10 @@ impl Assembler {
         pool.len() - 1
     }
 
-    /// One program as `slices` functions of `(group: rdi, pool: rsi, cache: rdx)`, cut where
-    /// its instructions are counted in halves (thirds, ...); their entry points. Each loads the
-    /// group's registers and stores them back.
+    /// One program as `slices` functions of `(first group: rdi, pool: rsi, cache: rdx, end of
+    /// the groups: rcx)`, cut where its instructions are counted in halves (thirds, ...); their
+    /// entry points. Each loops over the groups, loading a group's registers and storing them
+    /// back.
     fn program(&mut self, program: &Program, slices: usize, pool: &mut Vec<Entry>) -> Vec<usize> {
         self.regs = Self::placement(program);
         let n = program.ops.len();
@@ -515,8 +535,10 @@ impl Assembler {
             .collect()
     }
 
-    /// One slice of a program, `ops` a run of its instructions; the last slice mixes in the
-    /// blocks.
+    /// One slice of a program, `ops` a run of its instructions, as a loop over the groups; the
+    /// last slice mixes in the blocks and prefetches the next ones of every second group and
+    /// the ones before it. Its stack, below the saved registers: `[rsp]` the groups until the
+    /// next prefetches (last slice), `[rsp + 8]` the end of the groups plus [`GROUP_BIAS`].
     fn slice(&mut self, program: &Program, ops: &[Op], last: bool, pool: &mut Vec<Entry>) {
         self.pool_base = 0;
         let regs = self.regs;
@@ -524,20 +546,25 @@ impl Assembler {
         for &reg in saved {
             self.push(reg);
         }
+        self.alu_imm(5, RCX, -GROUP_BIAS); // sub rcx, -128: the end as rdi will count it
+        self.push(RCX);
+        self.push(RCX); // the slot of the count, set next
+        self.push_count();
         if last {
             self.mov(RCX, RDX); // the cache; rdx is the high half of `mul`
         }
         self.alu_imm(5, RDI, -GROUP_BIAS); // sub rdi, -128: rdi = the group + 128
+        self.op(VPXOR, ZERO, ZERO, ZERO);
+        let (mask, high) = (self.pool(MASK32_ENTRY), self.pool(HIGH32_ENTRY));
+        self.vex(MAP_0F, VMOVDQA_LOAD, MASK, 0, mask);
+        self.vex(MAP_0F, VMOVDQA_LOAD, HIGH, 0, high);
+        let top = self.code.len();
         for (q, &reg) in (0..).zip(&regs) {
             self.vex(MAP_0F, VMOVDQA_LOAD, reg, 0, field(ROWS_OFFSET + q * 32));
         }
         for q in 0..8u8 {
             self.load_gpr(SCALAR_BASE + q, field(SCALAR_OFFSET + 8 * i32::from(q)));
         }
-        self.op(VPXOR, ZERO, ZERO, ZERO);
-        let (mask, high) = (self.pool(MASK32_ENTRY), self.pool(HIGH32_ENTRY));
-        self.vex(MAP_0F, VMOVDQA_LOAD, MASK, 0, mask);
-        self.vex(MAP_0F, VMOVDQA_LOAD, HIGH, 0, high);
         for op in ops {
             self.instruction(op, pool);
         }
@@ -550,11 +577,70 @@ impl Assembler {
         for q in 0..8u8 {
             self.store_gpr(SCALAR_BASE + q, field(SCALAR_OFFSET + 8 * i32::from(q)));
         }
+        if last {
+            self.prefetch_pairs();
+        }
+        // The next group, with rsi back at the pool's start.
+        if self.pool_base != 0 {
+            let back = i32::try_from(-self.pool_base).expect("constant pool within 2 GiB");
+            self.alu_imm(0, RSI, back);
+            self.pool_base = 0;
+        }
+        self.alu_imm(0, RDI, GROUP_BYTES);
+        self.code.extend_from_slice(&[0x48, 0x3B, 0x7C, 0x24, 0x08]); // cmp rdi, [rsp + 8]
+        self.jump_back(0x82, top); // jb top
+        self.alu_imm(0, RSP, 16); // add rsp, 16: the count and the end
         for &reg in saved.iter().rev() {
             self.pop(reg);
         }
         self.code.extend_from_slice(&[0xC5, 0xF8, 0x77]); // vzeroupper
         self.code.push(0xC3); // ret
+    }
+
+    /// After every [`PREFETCH_GROUPS`]th group (counted down in `[rsp]`), the next blocks of
+    /// that group and the ones before it are prefetched together.
+    fn prefetch_pairs(&mut self) {
+        self.code.extend_from_slice(&[0x48, 0xFF, 0x0C, 0x24]); // dec qword [rsp]
+        let skip = self.jump_forward(0x85); // jnz: not the last of its run
+        for back in (0..PREFETCH_GROUPS as i32).rev() {
+            let offsets = (0..4).map(|lane| BLOCKS_OFFSET + 8 * lane);
+            for offset in offsets.chain([SCALAR_BLOCK_OFFSET]) {
+                self.load_gpr(RAX, field(offset - back * GROUP_BYTES));
+                // prefetcht0 [rcx + rax]
+                self.code.extend_from_slice(&[0x0F, 0x18]);
+                self.modrm(1, Rm::Indexed(RCX, RAX, 0));
+            }
+        }
+        self.push_count(); // mov qword [rsp], PREFETCH_GROUPS
+        self.land(skip);
+    }
+
+    /// `mov qword [rsp], PREFETCH_GROUPS`: the groups until the next prefetches.
+    fn push_count(&mut self) {
+        self.code.extend_from_slice(&[0x48, 0xC7, 0x04, 0x24]);
+        self.code
+            .extend_from_slice(&(PREFETCH_GROUPS as u32).to_le_bytes());
+    }
+
+    /// A conditional jump (`0F <condition>`, rel32) to a place not yet emitted; where to
+    /// [`Self::land`] it.
+    fn jump_forward(&mut self, condition: u8) -> usize {
+        self.code.extend_from_slice(&[0x0F, condition, 0, 0, 0, 0]);
+        self.code.len()
+    }
+
+    /// Points the jump whose end is `from` here.
+    fn land(&mut self, from: usize) {
+        let rel = i32::try_from(self.code.len() - from).expect("a slice within 2 GiB");
+        self.code[from - 4..from].copy_from_slice(&rel.to_le_bytes());
+    }
+
+    /// A conditional jump (`0F <condition>`, rel32) back to `target`.
+    fn jump_back(&mut self, condition: u8, target: usize) {
+        let end = self.code.len() + 6;
+        let rel = -i32::try_from(end - target).expect("a slice within 2 GiB");
+        self.code.extend_from_slice(&[0x0F, condition]);
+        self.code.extend_from_slice(&rel.to_le_bytes());
     }
 
     /// The end of a program: the blocks XORed into the registers of the five items, and the
@@ -966,6 +1052,36 @@ mod tests {
             encoded(|a| a.vex(MAP_0F38, VPSHUFB, 3, 3, Rm::Mem(RSI, 320))), // vpshufb ymm3, ymm3, [rsi+320]
             [0xC4, 0xE2, 0x65, 0x00, 0x9E, 0x40, 0x01, 0, 0]
         );
+    }
+
+    /// The loop's and the prefetches' byte layouts, checked with objdump as above: after every
+    /// second group, the next blocks of the group before (`rdi - 384`) and of this one
+    /// (`Group::blocks` at `rdi + 192`, `Group::scalar_block` at `rdi + 224`).
+    #[test]
+    fn encodes_the_loop_and_the_prefetches() {
+        assert_eq!(GROUP_BYTES, 384);
+        let code = encoded(|a| a.prefetch_pairs());
+        let load_prefetch = |disp: i32| {
+            let mut bytes = vec![0x48, 0x8B, 0x87]; // mov rax, [rdi + disp32]
+            bytes.extend_from_slice(&disp.to_le_bytes());
+            bytes.extend_from_slice(&[0x0F, 0x18, 0x4C, 0x01, 0x00]); // prefetcht0 [rcx+rax]
+            bytes
+        };
+        let mut expected = vec![0x48, 0xFF, 0x0C, 0x24]; // dec qword [rsp]
+        expected.extend_from_slice(&[0x0F, 0x85, 0x80, 0, 0, 0]); // jne +0x80 (past the movq)
+        for disp in [
+            -0xC0, -0xB8, -0xB0, -0xA8, -0xA0, 0xC0, 0xC8, 0xD0, 0xD8, 0xE0,
+        ] {
+            expected.extend(load_prefetch(disp));
+        }
+        expected.extend_from_slice(&[0x48, 0xC7, 0x04, 0x24, 2, 0, 0, 0]); // movq [rsp], 2
+        assert_eq!(code, expected);
+        // jb back to the start of a 16-byte body: 0F 82 with -22 (the body and the jump).
+        let code = encoded(|a| {
+            a.code.extend_from_slice(&[0x90; 16]);
+            a.jump_back(0x82, 0);
+        });
+        assert_eq!(code[16..], [0x0F, 0x82, 0xEA, 0xFF, 0xFF, 0xFF]);
     }
 
     /// Byte layouts of the scalar item's instructions, each checked with objdump as above.
