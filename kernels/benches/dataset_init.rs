@@ -4,8 +4,10 @@
 //! Each round, one after the other (one 2 GiB dataset alive at a time):
 //!
 //! 1. for each capminer method (`simd`, then `library`; `scalar` with `CAPMINER_BENCH_SCALAR=1`):
-//!    allocate and key a cache (Argon2d fill plus program generation, timed together), allocate
-//!    a dataset and build it on `T` threads (timed together), then rebuild it in place (timed);
+//!    as the miner keys a unit for the first time, allocate and key a cache (Argon2d fill plus
+//!    program generation: "key") while a second thread allocates a dataset, then build the
+//!    dataset on `T` threads ("build": from the key's end to the last item, the allocation's
+//!    remainder included), then rebuild it in place (timed);
 //! 2. run `randomx-benchmark --mine --auto --init T --nonces 1` (built from the RandomX sources
 //!    `randomx-rs` vendors) and read its `Memory initialized in` time, which covers cache
 //!    allocation and keying plus the dataset's allocation and build, like step 1's first build.
@@ -52,21 +54,21 @@ fn capminer(method: DatasetInit, threads: usize, round: u8) -> Measured {
     })
     .expect("flags");
     let key = [round; 32];
+    // As the miner keys a unit for the first time: the dataset is allocated beside the keying,
+    // and the first build counts from the key to the last item (allocation included, as in the
+    // reference's time).
     let started = Instant::now();
-    let mut cache = Cache::new(flags).expect("cache");
-    cache.init(&key);
-    let key_seconds = started.elapsed().as_secs_f64();
-    // The first build counts the dataset's allocation, as the reference's time does.
-    let allocating = Instant::now();
-    let mut dataset = Dataset::new(flags).expect("dataset");
-    let allocation_seconds = allocating.elapsed().as_secs_f64();
+    let keyed = Cache::keyed_beside(flags, &key, || Dataset::new(flags)).expect("cache");
+    let (cache, key_seconds) = (keyed.cache, keyed.key_seconds);
+    let mut dataset = keyed.beside.expect("dataset");
     let build = |dataset: &mut Dataset| {
-        let started = Instant::now();
         assert!(dataset.build(&cache, threads, &|_| {}, &AtomicU64::new(0), &|| false));
-        started.elapsed().as_secs_f64()
     };
-    let build_seconds = allocation_seconds + build(&mut dataset);
-    let rebuild_seconds = build(&mut dataset);
+    build(&mut dataset);
+    let build_seconds = started.elapsed().as_secs_f64() - key_seconds;
+    let rebuilding = Instant::now();
+    build(&mut dataset);
+    let rebuild_seconds = rebuilding.elapsed().as_secs_f64();
     Measured {
         name: format!("capminer {}", flags.dataset_init()),
         key_seconds,

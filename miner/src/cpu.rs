@@ -288,13 +288,19 @@ fn rekey(shared: &Shared, seq: u64) -> Result<Published> {
     let stop = || ctx.interrupted(seq);
     let mut key_seconds = 0.0;
     let (keyed, pages) = if shared.flags.full_memory() {
-        let mut cache = Cache::new(shared.flags).map_err(kernel)?;
-        cache.init(&key);
-        key_seconds = started.elapsed().as_secs_f64();
-        let mut dataset = match memory.take() {
-            Some(VmMemory::Dataset(d)) => d,
-            _ => Arc::new(Dataset::new(shared.flags).map_err(kernel)?),
+        let built = match memory.take() {
+            Some(VmMemory::Dataset(d)) => Some(d),
+            _ => None,
         };
+        // A first dataset is allocated beside the cache's keying (see `Cache::keyed_beside`).
+        let keyed = Cache::keyed_beside(shared.flags, &key, || match built {
+            Some(dataset) => Ok(dataset),
+            None => Dataset::new(shared.flags).map(Arc::new),
+        })
+        .map_err(kernel)?;
+        key_seconds = keyed.key_seconds;
+        let cache = keyed.cache;
+        let mut dataset = keyed.beside.map_err(kernel)?;
         let cpus = &shared.plan.dataset_cpus;
         let threads = shared.plan.dataset_threads;
         let pin = |i: usize| {

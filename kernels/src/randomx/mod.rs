@@ -16,7 +16,8 @@ mod vm;
 pub use flags::{Argon2Impl, RandomXFlags, RandomXOptions};
 pub use light::LightCaches;
 pub use memory::{
-    Cache, Dataset, PageSize, cache_bytes, dataset_bytes, dataset_items, huge_pages_per_unit,
+    Cache, Dataset, KeyedBeside, PageSize, cache_bytes, dataset_bytes, dataset_items,
+    huge_pages_per_unit,
 };
 pub use superscalar::DatasetInit;
 pub use vm::{RandomXSearcher, Vm, VmMemory};

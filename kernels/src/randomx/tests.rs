@@ -181,6 +181,27 @@ fn flags_resolve_modes_and_refuse_secure_without_jit() {
     assert!(err.to_string().contains("secure"), "{err}");
 }
 
+/// `Cache::keyed_beside` keys the cache as `init` does, runs the other work on another thread
+/// meanwhile and hands back its result.
+#[test]
+fn keyed_beside_keys_the_cache_while_the_other_work_runs_on_another_thread() {
+    let flags = RandomXFlags::resolve(&RandomXOptions::default().light()).unwrap();
+    let key = [7; 32];
+    let caller = std::thread::current().id();
+    let keyed = Cache::keyed_beside(flags, &key, || std::thread::current().id()).unwrap();
+    assert_ne!(keyed.beside, caller, "the other work ran on another thread");
+    assert!(keyed.key_seconds > 0.0);
+    assert_eq!(keyed.cache.key(), Some(&key));
+    let mut plain = Cache::new(flags).unwrap();
+    plain.init(&key);
+    let mut beside = Vm::new(flags, VmMemory::Cache(Arc::new(keyed.cache))).unwrap();
+    let mut alone = Vm::new(flags, VmMemory::Cache(Arc::new(plain))).unwrap();
+    for nonce in [0u64, 42] {
+        let input = crate::key::cpu_input(nonce);
+        assert_eq!(beside.hash(&input), alone.hash(&input), "nonce {nonce}");
+    }
+}
+
 /// The one full-dataset test: a dataset built on two threads in slices, by capminer's SIMD code
 /// where the CPU has AVX2 (the default), hashes exactly as light mode does (2080 MiB).
 #[test]
@@ -191,9 +212,10 @@ fn full_dataset_built_in_slices_hashes_like_light_mode() {
     };
     let flags = RandomXFlags::resolve(&options).unwrap();
     let key = crate::key::cpu_unit_key(&[1; 32], &[2; 32]);
-    let mut cache = Cache::new(flags).unwrap();
-    cache.init(&key);
-    let mut dataset = Dataset::new(flags).unwrap();
+    // As the miner keys a unit: the dataset allocated beside the cache's keying.
+    let keyed = Cache::keyed_beside(flags, &key, || Dataset::new(flags)).unwrap();
+    let cache = keyed.cache;
+    let mut dataset = keyed.beside.unwrap();
     if DatasetInit::Simd.resolve().is_ok() {
         assert_eq!(dataset.init_method(), DatasetInit::Simd, "auto picks SIMD");
     }
@@ -361,11 +383,16 @@ fn every_cut_of_the_programs_gives_the_librarys_items() {
     init_cache_raw(&mut cache, b"cut key");
     for (first, count) in [(0, 160), (1_000_003, 37)] {
         let want = library_items(&cache, first, count);
-        for slices in [1, 2, 3, 7] {
+        // With `mulx` only where the CPU has BMI2 (the path `init_items` takes there).
+        let bmi2 = std::arch::is_x86_feature_detected!("bmi2");
+        for (slices, mulx) in [(1, false), (2, false), (2, bmi2), (3, bmi2), (7, false)] {
             let (memory, hash) = cache.superscalar().expect("keyed");
             let mut got = vec![0u8; want.len()];
-            superscalar::simd_items_sliced(hash, &memory, slices, first, &mut got);
-            assert!(got == want, "{slices} slices, items {first}+{count}");
+            superscalar::simd_items_sliced(hash, &memory, slices, mulx, first, &mut got);
+            assert!(
+                got == want,
+                "{slices} slices, mulx {mulx}, items {first}+{count}"
+            );
         }
     }
 }

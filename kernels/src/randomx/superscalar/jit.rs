@@ -137,14 +137,18 @@ impl Compiled {
     /// Compiles `programs`, each cut into [`SLICES`] functions; `None` if the system refuses
     /// executable memory.
     pub(super) fn new(programs: &[Program; PROGRAMS]) -> Option<Self> {
-        Self::with_slices(programs, SLICES)
+        Self::with(programs, SLICES, cpu_has_bmi2())
     }
 
     /// Compiles `programs`, each cut into `slices` (at least one) functions that run its
-    /// instructions in order, the last one mixing in the blocks.
-    pub(super) fn with_slices(programs: &[Program; PROGRAMS], slices: usize) -> Option<Self> {
+    /// instructions in order, the last one mixing in the blocks; the scalar item's unsigned
+    /// high products with `mulx` when `mulx` (BMI2), else with `mul`.
+    pub(super) fn with(programs: &[Program; PROGRAMS], slices: usize, mulx: bool) -> Option<Self> {
         assert!(slices >= 1, "a program is at least one function");
-        let mut asm = Assembler::default();
+        let mut asm = Assembler {
+            mulx,
+            ..Assembler::default()
+        };
         let mut pool = vec![Entry([0xffff_ffff; 4]), Entry([0xffff_ffff_0000_0000; 4])];
         let entries = std::array::from_fn(|p| asm.program(&programs[p], slices, &mut pool));
         let code = Mapping::executable(&asm.code)?;
@@ -195,6 +199,18 @@ impl Compiled {
             let f: ProgramFn = std::mem::transmute(self.code.ptr.add(self.entries[index][slice]));
             f(range.start, self.pool.as_ptr(), cache.base(), range.end);
         }
+    }
+}
+
+/// Whether this CPU has BMI2 (`mulx`).
+fn cpu_has_bmi2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("bmi2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
@@ -295,6 +311,8 @@ struct Assembler {
     regs: [u8; 8],
     /// The pool offset `rsi` points at, in bytes.
     pool_base: i64,
+    /// Whether unsigned high products use `mulx` (BMI2).
+    mulx: bool,
 }
 
 impl Assembler {
@@ -353,6 +371,16 @@ impl Assembler {
     /// `op rm, reg` on 64-bit registers (`sub` 29, `xor` 31, `mov` 89).
     fn alu(&mut self, opcode: u8, rm: u8, reg: u8) {
         self.rex_op(&[opcode], reg, Rm::Reg(rm));
+    }
+
+    /// `mulx high, low, src` (BMI2): `high:low = rdx * src`, flags untouched.
+    fn mulx(&mut self, high: u8, low: u8, src: u8) {
+        let r_x_b = (u8::from(high >> 3 == 0) << 7) | (1 << 6) | (u8::from(src >> 3 == 0) << 5);
+        // VEX.LZ.F2.0F38.W1 F6 /r: W set, vvvv the low half's register (inverted), L 0, pp F2.
+        let w_vvvv_l_pp = 0x80 | ((!low & 0xF) << 3) | 0b11;
+        self.code
+            .extend_from_slice(&[0xC4, r_x_b | MAP_0F38, w_vvvv_l_pp, 0xF6]);
+        self.modrm(high, Rm::Reg(src));
     }
 
     /// `mov dst, src`, 64-bit.
@@ -750,6 +778,10 @@ impl Assembler {
                 let rm = self.pool(constant.expect("the vector code put the constant in the pool"));
                 self.rex_op(opcode, a, rm);
             }
+            OpKind::MulHigh if self.mulx => {
+                self.mov(RDX, a);
+                self.mulx(a, RAX, b); // a:rax = rdx * b
+            }
             OpKind::MulHigh | OpKind::SignedMulHigh => {
                 self.mov(RAX, a);
                 // mul (unsigned, F7 /4) or imul (signed, F7 /5): rdx:rax = rax * b.
@@ -1145,6 +1177,24 @@ mod tests {
         for (got, expected) in cases {
             assert_eq!(got, expected);
         }
+        // IMULH_R r0, r3 with BMI2: mov rdx, r8; mulx r8, rax, r11.
+        let op = Op {
+            kind: OpKind::MulHigh,
+            dst: 0,
+            src: 3,
+            imm: 0,
+        };
+        let mut asm = Assembler {
+            mulx: true,
+            ..Assembler::default()
+        };
+        asm.scalar_instruction(&op, None);
+        assert_eq!(asm.code, [0x4C, 0x89, 0xC2, 0xC4, 0x42, 0xFB, 0xF6, 0xC3]);
+        // mulx rax, rbx, rdi (low registers: the inverted R and B bits set).
+        assert_eq!(
+            encoded(|a| a.mulx(RAX, RBX, RDI)),
+            [0xC4, 0xE2, 0xE3, 0xF6, 0xC7]
+        );
         // IMULH_R r0, r3 and ISMULH_R r0, r3: mov rax, r8; mul r11 / imul r11; mov r8, rdx.
         for (kind, f7) in [(OpKind::MulHigh, 0xE3), (OpKind::SignedMulHigh, 0xEB)] {
             let op = Op {

@@ -177,17 +177,18 @@ impl fmt::Display for DatasetInit {
 }
 
 /// Computes items `first..first + out.len() / 64` into `out` on the SIMD path with the
-/// programs cut into `slices` functions (tests of the cut; `init_items` uses
-/// [`jit::SLICES`]).
+/// programs cut into `slices` functions, the scalar item's unsigned high products by `mulx` or
+/// `mul` (tests of both; `init_items` uses [`jit::SLICES`] and `mulx` where the CPU has BMI2).
 #[cfg(test)]
 pub(crate) fn simd_items_sliced(
     hash: &SuperscalarHash,
     cache: &CacheMemory<'_>,
     slices: usize,
+    mulx: bool,
     first: u64,
     out: &mut [u8],
 ) {
-    let compiled = jit::Compiled::with_slices(&hash.programs, slices).expect("executable memory");
+    let compiled = jit::Compiled::with(&hash.programs, slices, mulx).expect("executable memory");
     avx2::init_items_compiled(&compiled, cache, first, out);
 }
 
