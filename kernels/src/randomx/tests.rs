@@ -296,13 +296,21 @@ fn capminer_cpu_proof_vectors() {
 /// The library's items `first..first + count`, built by `randomx_init_dataset` into a scratch
 /// buffer rather than a 2 GiB dataset.
 fn library_items(cache: &Cache, first: u64, count: u64) -> Vec<u8> {
+    let mut out = vec![0u8; (count * 64) as usize];
+    library_items_into(cache, first, &mut out);
+    out
+}
+
+/// The library's items from `first` on into `out` (a whole number of 64-byte items).
+fn library_items_into(cache: &Cache, first: u64, out: &mut [u8]) {
     /// `struct randomx_dataset` of the vendored `dataset.hpp`: the library only reads `memory`.
     #[repr(C)]
     struct ScratchDataset {
         memory: *mut u8,
         dealloc: *const u8,
     }
-    let mut out = vec![0u8; (count * 64) as usize];
+    assert_eq!(out.len() % 64, 0, "whole items");
+    let count = (out.len() / 64) as u64;
     // The library writes item `i` at `memory + 64 i`: aim `memory` so item `first` lands at
     // the buffer's start (the pointer is only used after adding back `64 first`).
     let mut scratch = ScratchDataset {
@@ -319,14 +327,18 @@ fn library_items(cache: &Cache, first: u64, count: u64) -> Vec<u8> {
             count as std::ffi::c_ulong,
         )
     };
-    out
 }
 
 fn rust_items(cache: &Cache, method: DatasetInit, first: u64, count: u64) -> Vec<u8> {
-    let (memory, hash) = cache.superscalar().expect("keyed");
     let mut out = vec![0u8; (count * 64) as usize];
-    superscalar::init_items(method, hash, &memory, first, &mut out);
+    rust_items_into(cache, method, first, &mut out);
     out
+}
+
+/// Items from `first` on into `out` by capminer's `method`.
+fn rust_items_into(cache: &Cache, method: DatasetInit, first: u64, out: &mut [u8]) {
+    let (memory, hash) = cache.superscalar().expect("keyed");
+    superscalar::init_items(method, hash, &memory, first, out);
 }
 
 /// Item ranges that cover the first and last items, single items, and counts that are not
@@ -479,16 +491,43 @@ fn every_item_of_a_simd_dataset_equals_the_librarys() {
     assert_eq!(mismatches.into_inner(), 0);
 }
 
-/// Benchmark mode (`--ignored`, release): single-thread item throughput of each initialisation
-/// over `CAPMINER_INIT_ITEMS` items (default 200,000), from one light cache.
+/// Benchmark mode (`--ignored`, release): the CPU time per item of capminer's SIMD
+/// initialisation against the library's `randomx_init_dataset` (the code the reference
+/// `randomx-benchmark` runs, from the same sources), interleaved in one process so that both
+/// meet the host's same minutes: chunks of `CAPMINER_INIT_CHUNK` items (default 20,800, 10-25
+/// ms) alternate between the two, the library first in every other pair, each timed in its
+/// thread's CPU time, on `CAPMINER_INIT_THREADS` threads at once (default 1; each its own
+/// items), `CAPMINER_INIT_PAIRS` pairs each (default 100), each side into its own buffer larger
+/// than the caches, as a build writes its dataset, and each its own items. The SIMD side's last
+/// chunk is compared with the library's items. The cache is on 4 KiB pages, or on reserved 2 MiB pages
+/// with `CAPMINER_INIT_LARGE_PAGES=1`. With `CAPMINER_INIT_SCALAR=1` the scalar path is timed
+/// after, on one thread.
 #[test]
 #[ignore = "a measurement, not a check: run with --release --ignored --nocapture"]
 fn init_throughput() {
-    let items: u64 = std::env::var("CAPMINER_INIT_ITEMS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
-    let mut cache = light_cache();
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (threads, pairs) = (
+        env("CAPMINER_INIT_THREADS", 1),
+        env("CAPMINER_INIT_PAIRS", 100),
+    );
+    let chunk = env("CAPMINER_INIT_CHUNK", 20_800) as u64;
+    // With CAPMINER_INIT_LARGE_PAGES=1 the cache is on reserved 2 MiB pages, as in the
+    // dataset_init bench's runs with them (else on 4 KiB pages).
+    let mut cache = Cache::new(
+        RandomXFlags::resolve(&RandomXOptions {
+            large_pages: std::env::var("CAPMINER_INIT_LARGE_PAGES").is_ok_and(|v| v == "1"),
+            ..RandomXOptions::default()
+        })
+        .unwrap()
+        .light(),
+    )
+    .unwrap();
+    eprintln!("cache on {} pages", cache.pages());
     let started = std::time::Instant::now();
     cache.init(&crate::key::cpu_unit_key(&[8; 32], &[9; 32]));
     eprintln!("cache init {:.3} s", started.elapsed().as_secs_f64());
@@ -500,8 +539,6 @@ fn init_throughput() {
         .map(|p| p.multiplications())
         .collect();
     eprintln!("program sizes {sizes:?}, multiplications {muls:?}");
-    let first = 5_000_000;
-    let full = dataset_items() as f64;
     // This thread's CPU time, which other processes' load disturbs less than wall time.
     let cpu = || {
         let mut t = libc::timespec {
@@ -512,24 +549,81 @@ fn init_throughput() {
         unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
         t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
     };
-    let report = |name: &str, seconds: f64| {
-        eprintln!(
-            "{name:8} {:8.1} ns/item  -> {:6.1} thread-seconds per dataset",
-            seconds * 1e9 / items as f64,
-            seconds * full / items as f64
-        );
-    };
-    let started = cpu();
-    let lib = library_items(&cache, first, items);
-    report("library", cpu() - started);
-    for method in [DatasetInit::Simd, DatasetInit::Scalar] {
-        if method == DatasetInit::Scalar && std::env::var_os("CAPMINER_INIT_SKIP_SCALAR").is_some()
-        {
-            continue;
+    let ns = |seconds: f64| seconds * 1e9 / chunk as f64;
+    let cache = &cache;
+    std::thread::scope(|scope| {
+        for thread in 0..threads as u64 {
+            scope.spawn(move || {
+                // Each side writes its chunks one after the other into its own buffer, written
+                // once before (so no page is first touched while timed) and larger than the
+                // caches, as a build writes its dataset: the items go out to DRAM.
+                let bytes = chunk as usize * 64;
+                let mut wants = vec![1u8; pairs * bytes];
+                let mut gots = vec![1u8; pairs * bytes];
+                // (library, SIMD) seconds per pair.
+                let mut times: Vec<(f64, f64)> = Vec::with_capacity(pairs);
+                for (pair, (want, got)) in (0u64..).zip(
+                    wants
+                        .chunks_exact_mut(bytes)
+                        .zip(gots.chunks_exact_mut(bytes)),
+                ) {
+                    // The two sides build different items (the second half of the dataset
+                    // for the SIMD side), as no build computes an item twice: the same items
+                    // would find the blocks the other side just read in the cache.
+                    let first = (thread * pairs as u64 + pair) * chunk;
+                    let simd_first = dataset_items() / 2 + first;
+                    let mut library = || {
+                        let started = cpu();
+                        library_items_into(cache, first, want);
+                        cpu() - started
+                    };
+                    let mut simd = || {
+                        let started = cpu();
+                        rust_items_into(cache, DatasetInit::Simd, simd_first, got);
+                        cpu() - started
+                    };
+                    let (lib, simd) = if pair % 2 == 0 {
+                        let lib = library();
+                        (lib, simd())
+                    } else {
+                        let simd = simd();
+                        (library(), simd)
+                    };
+                    times.push((lib, simd));
+                    if pair + 1 == pairs as u64 {
+                        let want = library_items(cache, simd_first, chunk);
+                        assert!(got == want.as_slice(), "items {simd_first}+{chunk}");
+                    }
+                }
+                let lib: f64 = times.iter().map(|t| t.0).sum();
+                let simd: f64 = times.iter().map(|t| t.1).sum();
+                let mut ratios: Vec<f64> = times.iter().map(|t| t.1 / t.0).collect();
+                ratios.sort_by(f64::total_cmp);
+                let quickest = |side: fn(&(f64, f64)) -> f64| {
+                    let mut v: Vec<f64> = times.iter().map(side).collect();
+                    v.sort_by(f64::total_cmp);
+                    let tenth = (v.len() / 10).max(1);
+                    ns(v[..tenth].iter().sum::<f64>() / tenth as f64)
+                };
+                eprintln!(
+                    "thread {thread}: library {:.1} ns/item, simd {:.1} ns/item over {pairs} \
+                     pairs of {chunk}-item chunks: ratio {:.3} (median of the pairs {:.3}); \
+                     quickest tenth {:.1} against {:.1} ({:.3})",
+                    ns(lib / pairs as f64),
+                    ns(simd / pairs as f64),
+                    simd / lib,
+                    ratios[ratios.len() / 2],
+                    quickest(|t| t.0),
+                    quickest(|t| t.1),
+                    quickest(|t| t.1) / quickest(|t| t.0),
+                );
+            });
         }
+    });
+    if std::env::var_os("CAPMINER_INIT_SCALAR").is_some() {
         let started = cpu();
-        let got = rust_items(&cache, method, first, items);
-        report(&method.to_string(), cpu() - started);
-        assert!(got == lib, "{method}");
+        let got = rust_items(cache, DatasetInit::Scalar, 1_000_000, chunk * 20);
+        eprintln!("scalar {:.1} ns/item", ns((cpu() - started) / 20.0));
+        assert!(got == library_items(cache, 1_000_000, chunk * 20), "scalar");
     }
 }

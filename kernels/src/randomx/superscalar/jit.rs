@@ -16,14 +16,15 @@
 //! The fifth item is nearly free on a quiet core: the AVX2 code keeps the four vector pipes
 //! busy while the integer pipes idle (interleaved scalar instructions amounting to a quarter more
 //! instructions cost nothing in the quickest rounds, measured), and a multiplication, which
-//! takes seven AVX2 instructions for four lanes, is one `imul` for the fifth.
+//! takes seven AVX2 instructions for four lanes, is one `imul` for the fifth (an unsigned high
+//! product two instructions, `mov rdx` and `mulx`, where the CPU has BMI2; else three).
 //!
 //! ```text
 //!   ymm3-10  r0-r7 of the four lanes (lane = item), placed per program
 //!   ymm0-2, ymm11-12   temporaries
 //!   ymm13    0xffffffff00000000 in every lane
 //!   ymm14    zero              ymm15  0x00000000ffffffff in every lane
-//!   r8-r15   r0-r7 of the fifth item      rax, rdx   its high products (mul / imul)
+//!   r8-r15   r0-r7 of the fifth item      rax, rdx   its high products (mulx or mul / imul)
 //!   rdi      the group + 128   rsi  into the constant pool (32-byte entries)   rcx  the cache
 //!   rax, rdx, rbx, rbp   the offsets of the lanes' blocks while they are mixed in
 //!   rax      then the fifth item's block offset, its next one, and the offsets prefetched
