@@ -4,9 +4,10 @@
 //! A batch is `GROUPS` groups of five items (four AVX2 lanes and one in general-purpose
 //! registers, see [`super::jit`]). Programs run in order over the whole batch:
 //! program `p` runs on group 0, 1, 2, ... before program `p + 1` starts, and each of its slices
-//! (halves, see [`super::jit::SLICES`]) runs on every group before the next slice, so the code
-//! that runs stays in the instruction and micro-op caches while it serves every group. When
-//! the steps of two groups end, the blocks their next steps mix in are prefetched; they are
+//! (halves, see [`super::jit::SLICES`]) runs on every group before the next slice (one call,
+//! the loop over the groups inside the compiled code), so the code that runs stays in the
+//! instruction and micro-op caches while it serves every group. When the steps of two groups
+//! end, the compiled code prefetches the blocks their next steps mix in; they are
 //! needed only after the other groups' steps have run (microseconds later), so their DRAM
 //! latency is hidden and the compiled code finds them in the cache. After the last program a
 //! group's items are written out at once, between two groups' steps, rather than all at the end
