@@ -22,7 +22,7 @@ const GROUPS: usize = 32;
 const LANES: usize = GROUP_ITEMS * GROUPS;
 const _: () = assert!(
     GROUPS.is_multiple_of(PREFETCH_GROUPS),
-    "every group runs every program"
+    "the compiled code prefetches every group's blocks only in whole runs"
 );
 
 /// Whether this CPU can run the AVX2 path and the system lets us map generated code.

@@ -577,9 +577,9 @@ impl Assembler {
         }
         self.alu_imm(5, RCX, -GROUP_BIAS); // sub rcx, -128: the end as rdi will count it
         self.push(RCX);
-        self.push(RCX); // the slot of the count, set next
-        self.push_count();
+        self.push(RCX); // the slot of the count (used by the last slice only)
         if last {
+            self.reset_count();
             self.mov(RCX, RDX); // the cache; rdx is the high half of `mul`
         }
         self.alu_imm(5, RDI, -GROUP_BIAS); // sub rdi, -128: rdi = the group + 128
@@ -607,7 +607,7 @@ impl Assembler {
             self.store_gpr(SCALAR_BASE + q, field(SCALAR_OFFSET + 8 * i32::from(q)));
         }
         if last {
-            self.prefetch_pairs();
+            self.prefetch_together();
         }
         // The next group, with rsi back at the pool's start.
         if self.pool_base != 0 {
@@ -628,7 +628,7 @@ impl Assembler {
 
     /// After every [`PREFETCH_GROUPS`]th group (counted down in `[rsp]`), the next blocks of
     /// that group and the ones before it are prefetched together.
-    fn prefetch_pairs(&mut self) {
+    fn prefetch_together(&mut self) {
         self.code.extend_from_slice(&[0x48, 0xFF, 0x0C, 0x24]); // dec qword [rsp]
         let skip = self.jump_forward(0x85); // jnz: not the last of its run
         for back in (0..PREFETCH_GROUPS as i32).rev() {
@@ -640,12 +640,12 @@ impl Assembler {
                 self.modrm(1, Rm::Indexed(RCX, RAX, 0));
             }
         }
-        self.push_count(); // mov qword [rsp], PREFETCH_GROUPS
+        self.reset_count();
         self.land(skip);
     }
 
     /// `mov qword [rsp], PREFETCH_GROUPS`: the groups until the next prefetches.
-    fn push_count(&mut self) {
+    fn reset_count(&mut self) {
         self.code.extend_from_slice(&[0x48, 0xC7, 0x04, 0x24]);
         self.code
             .extend_from_slice(&(PREFETCH_GROUPS as u32).to_le_bytes());
@@ -1093,7 +1093,7 @@ mod tests {
     #[test]
     fn encodes_the_loop_and_the_prefetches() {
         assert_eq!(GROUP_BYTES, 384);
-        let code = encoded(|a| a.prefetch_pairs());
+        let code = encoded(|a| a.prefetch_together());
         let load_prefetch = |disp: i32| {
             let mut bytes = vec![0x48, 0x8B, 0x87]; // mov rax, [rdi + disp32]
             bytes.extend_from_slice(&disp.to_le_bytes());
