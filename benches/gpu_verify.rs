@@ -3,11 +3,12 @@
 //! Compare with Ethash light verification (1.76 ms a hash, 0.43 s cache build on the
 //! project's machine). Run with `cargo bench --bench gpu_verify`.
 
-use capminer_kernels::gpu_challenge::{GpuParams, LightCache, UnitKeys, hash_light};
+use capminer_kernels::gpu_challenge::{LightCache, UnitKeys, hash_light};
+use capminer_protocol::GpuChallenge;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn verify(c: &mut Criterion) {
-    let params = GpuParams::NETWORK;
+    let params = GpuChallenge::NETWORK;
     let seed = [0x42; 32];
     let cache = LightCache::build(&seed, &params);
     let keys = UnitKeys::new(&seed, &[0x17; 32]);

@@ -29,11 +29,11 @@ mod common;
 
 use std::time::Instant;
 
-use capminer_kernels::gpu_challenge::GpuParams;
 use capminer_kernels::key::cpu_unit_key;
 use capminer_kernels::randomx::RandomXOptions;
 use capminer_miner::verify::{Claim, Verdict, Verifier};
 use capminer_proofs::{Epoch, Seed, Target, UnitId, UnitKind};
+use capminer_protocol::GpuChallenge;
 use common::env_u64;
 
 /// Units a party checks in the table.
@@ -117,7 +117,7 @@ fn main() {
         large_pages: false,
         ..RandomXOptions::default()
     };
-    let verifier = Verifier::new(options, GpuParams::NETWORK).unwrap();
+    let verifier = Verifier::new(options, GpuChallenge::NETWORK).unwrap();
     let threads = rayon::current_num_threads() as u64;
     let epoch = Epoch {
         number: 7,

@@ -35,10 +35,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
-use capminer_kernels::gpu_challenge::GpuParams;
 use capminer_kernels::randomx::{Cache, LightCaches, RandomXFlags, RandomXOptions, Vm, VmMemory};
 use capminer_miner::verify::{Claim, Verifier};
 use capminer_proofs::{Epoch, Seed, Target, UnitId, UnitKind};
+use capminer_protocol::GpuChallenge;
 use common::{build_reference, env_u64};
 use rayon::prelude::*;
 
@@ -267,7 +267,7 @@ fn main() {
     // 2. Throughput, all cores, caches included (a fresh store: every key built once).
     let verifier = Verifier::with_caches(
         Arc::new(LightCaches::new(flags, cpus_online)),
-        GpuParams::NETWORK,
+        GpuChallenge::NETWORK,
     );
     let many = claims(100..100 + keys, per_key);
     let all = pool(&(0..cpus_online).collect::<Vec<_>>());
@@ -277,8 +277,8 @@ fn main() {
     drop((verifier, store));
 
     // 3. Head to head, ABBA.
-    let like = Verifier::new(options(false), GpuParams::NETWORK).unwrap();
-    let default = Verifier::new(options(true), GpuParams::NETWORK).unwrap();
+    let like = Verifier::new(options(false), GpuChallenge::NETWORK).unwrap();
+    let default = Verifier::new(options(true), GpuChallenge::NETWORK).unwrap();
     let pinned = pool(&cpus);
     let like_flags = like.caches().flags();
     let (mut r, mut s, mut l, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());

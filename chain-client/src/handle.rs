@@ -6,7 +6,7 @@ use alloy::primitives::{Address, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::transports::{RpcError, TransportErrorKind};
 use capminer_config::ChainConfig;
-use capminer_proofs::{GpuChallenge, UnitKind};
+use capminer_protocol::{GpuChallenge, UnitKind};
 
 use crate::bindings::Capacity;
 use crate::error::redact_url;

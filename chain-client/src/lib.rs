@@ -36,11 +36,5 @@ pub use service::{ChainService, ChainSetup, Holds};
 /// The GPU challenge word of a `[network]` section: what the contract must state for GPU units
 /// (`KindParams.challenge`) so that provers and verifiers compute the same challenge.
 pub fn network_challenge(network: &capminer_config::NetworkConfig) -> [u8; 32] {
-    capminer_proofs::GpuChallenge {
-        unit_bytes: network.gpu_unit_bytes,
-        cache_bytes: network.gpu_cache_bytes,
-        parents: network.gpu_parents,
-        accesses: network.gpu_accesses,
-    }
-    .to_word()
+    network.gpu_challenge().to_word()
 }

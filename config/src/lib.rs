@@ -14,6 +14,7 @@ mod shard;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use capminer_protocol::GpuChallenge;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use error::{ConfigError, Source};
@@ -347,11 +348,25 @@ pub struct NetworkConfig {
 
 impl Default for NetworkConfig {
     fn default() -> Self {
+        let network = GpuChallenge::NETWORK;
         Self {
-            gpu_unit_bytes: 1 << 30,
-            gpu_cache_bytes: 16 << 20,
-            gpu_parents: 256,
-            gpu_accesses: 64,
+            gpu_unit_bytes: network.unit_bytes,
+            gpu_cache_bytes: network.cache_bytes,
+            gpu_parents: network.parents,
+            gpu_accesses: network.accesses,
+        }
+    }
+}
+
+impl NetworkConfig {
+    /// The GPU challenge these keys state (unchecked: see [`GpuChallenge::validate`]). The one
+    /// conversion from the configuration's keys to the protocol's parameters.
+    pub fn gpu_challenge(&self) -> GpuChallenge {
+        GpuChallenge {
+            unit_bytes: self.gpu_unit_bytes,
+            cache_bytes: self.gpu_cache_bytes,
+            parents: self.gpu_parents,
+            accesses: self.gpu_accesses,
         }
     }
 }

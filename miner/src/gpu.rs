@@ -13,10 +13,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use capminer_kernels::gpu::{GpuDataset, GpuDevice, GpuSearcher};
-use capminer_kernels::gpu_challenge::{GpuParams, LightCache, UnitKeys, hash_light};
+use capminer_kernels::gpu_challenge::{LightCache, UnitKeys, hash_light};
 use capminer_kernels::key::meets_target;
 use capminer_kernels::{Searched, Searcher};
 use capminer_proofs::{Epoch, UnitId};
+use capminer_protocol::GpuChallenge;
 use prometheus::Histogram;
 
 use crate::error::panic_message;
@@ -93,7 +94,7 @@ pub struct CheckedSearcher {
     inner: GpuSearcher,
     cache: Arc<LightCache>,
     keys: UnitKeys,
-    params: GpuParams,
+    params: GpuChallenge,
     ctx: Arc<UnitContext>,
     /// The live batch setting and the value last applied.
     batch: Option<(LiveBatch, Option<u32>)>,
@@ -106,7 +107,7 @@ impl CheckedSearcher {
         inner: GpuSearcher,
         cache: Arc<LightCache>,
         keys: UnitKeys,
-        params: GpuParams,
+        params: GpuChallenge,
         ctx: Arc<UnitContext>,
     ) -> Self {
         Self {
@@ -180,7 +181,7 @@ struct State {
 struct Shared {
     ctx: Arc<UnitContext>,
     plan: GpuUnitPlan,
-    params: GpuParams,
+    params: GpuChallenge,
     state: Mutex<State>,
     tid: AtomicI32,
     build_seconds: Histogram,
@@ -198,7 +199,7 @@ impl GpuUnit {
     /// Starts the unit's thread; it allocates the dataset and waits for the first epoch.
     pub fn start(
         plan: GpuUnitPlan,
-        params: GpuParams,
+        params: GpuChallenge,
         ctx: Arc<UnitContext>,
         metrics: &MinerMetrics,
     ) -> Result<Self> {

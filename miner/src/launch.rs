@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use capminer_kernels::gpu_challenge::GpuParams;
 use capminer_kernels::randomx::RandomXFlags;
 use capminer_proofs::UnitKind;
 use capminer_proofs::store::ProofStore;
+use capminer_protocol::GpuChallenge;
 
 use crate::Result;
 use crate::control::Control;
@@ -42,7 +42,7 @@ pub struct Launcher {
     /// RandomX flags of CPU units.
     pub flags: RandomXFlags,
     /// The GPU challenge's parameters.
-    pub gpu_params: GpuParams,
+    pub gpu_params: GpuChallenge,
     /// The shared control.
     pub control: Arc<Control>,
     /// The proof store.

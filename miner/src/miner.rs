@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use capminer_config::Config;
 use capminer_kernels::KernelError;
-use capminer_kernels::gpu_challenge::GpuParams;
 use capminer_kernels::randomx::{Argon2Impl, DatasetInit, RandomXFlags, RandomXOptions};
 use capminer_proofs::store::ProofStore;
 use capminer_proofs::{Epoch, UnitId};
+use capminer_protocol::GpuChallenge;
 use prometheus::Registry;
 
 use crate::control::Control;
@@ -46,14 +46,8 @@ pub fn randomx_options(config: &Config) -> RandomXOptions {
 }
 
 /// The network's GPU challenge parameters from `[network]`, checked.
-pub fn gpu_params(config: &Config) -> Result<GpuParams> {
-    let n = &config.network;
-    let params = GpuParams {
-        unit_bytes: n.gpu_unit_bytes,
-        cache_bytes: n.gpu_cache_bytes,
-        parents: n.gpu_parents,
-        accesses: n.gpu_accesses,
-    };
+pub fn gpu_params(config: &Config) -> Result<GpuChallenge> {
+    let params = config.network.gpu_challenge();
     params
         .validate()
         .map_err(|e| config.key_error("network", e.to_string()))?;
@@ -95,7 +89,7 @@ pub struct MinerPlan {
     /// GPU units.
     pub gpu: Vec<GpuUnitPlan>,
     /// The GPU challenge's parameters.
-    pub gpu_params: GpuParams,
+    pub gpu_params: GpuChallenge,
 }
 
 impl MinerPlan {

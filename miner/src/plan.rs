@@ -4,10 +4,10 @@
 
 use capminer_config::{Config, Units};
 use capminer_kernels::gpu::GpuDevice;
-use capminer_kernels::gpu_challenge::GpuParams;
 use capminer_kernels::key::keccak256;
 use capminer_kernels::randomx::{cache_bytes, dataset_bytes};
 use capminer_proofs::{UnitId, UnitKind};
+use capminer_protocol::GpuChallenge;
 
 use crate::Result;
 use crate::gpu::GpuUnitPlan;
@@ -190,7 +190,7 @@ pub fn describe(topology: &Topology) -> String {
 
 /// Plans GPU units: the configured devices (or every eligible adapter), their units checked
 /// against one storage binding and the stated device memory; each device opened once.
-pub fn plan_gpu_units(config: &Config, params: &GpuParams) -> Result<Vec<GpuUnitPlan>> {
+pub fn plan_gpu_units(config: &Config, params: &GpuChallenge) -> Result<Vec<GpuUnitPlan>> {
     let gpu = &config.gpu;
     if !gpu.enabled {
         return Ok(Vec::new());

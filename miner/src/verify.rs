@@ -11,12 +11,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use capminer_kernels::gpu_challenge::{GpuParams, LightCache, UnitKeys, hash_light};
+use capminer_kernels::gpu_challenge::{LightCache, UnitKeys, hash_light};
 use capminer_kernels::key::{cpu_input, cpu_unit_key};
 use capminer_kernels::randomx::{LightCaches, RandomXFlags, RandomXOptions, Vm, VmMemory};
-pub use capminer_proofs::verify::{Checker, Claim, Verdict};
 use capminer_proofs::{Hash, UnitId, UnitKind};
+use capminer_protocol::GpuChallenge;
+pub use capminer_protocol::{Checker, Claim, Verdict, VerifyError, VerifyErrorKind};
 use rayon::prelude::*;
+
+use capminer_kernels::KernelError;
 
 use crate::{MinerError, Result};
 
@@ -24,13 +27,13 @@ use crate::{MinerError, Result};
 #[derive(Debug, Clone)]
 pub struct Verifier {
     caches: Arc<LightCaches>,
-    gpu: GpuParams,
+    gpu: GpuChallenge,
 }
 
 impl Verifier {
     /// A verifier with these RandomX options (always run in light mode) and the network's GPU
     /// challenge parameters, sharing the process's light caches for those options.
-    pub fn new(options: RandomXOptions, gpu: GpuParams) -> Result<Self> {
+    pub fn new(options: RandomXOptions, gpu: GpuChallenge) -> Result<Self> {
         let flags =
             RandomXFlags::resolve(&options.light()).map_err(|source| MinerError::Kernel {
                 unit: "verifier".into(),
@@ -40,7 +43,7 @@ impl Verifier {
     }
 
     /// A verifier over these light caches (their flags are its RandomX flags).
-    pub fn with_caches(caches: Arc<LightCaches>, gpu: GpuParams) -> Self {
+    pub fn with_caches(caches: Arc<LightCaches>, gpu: GpuChallenge) -> Self {
         Self { caches, gpu }
     }
 
@@ -49,8 +52,8 @@ impl Verifier {
         &self.caches
     }
 
-    /// Verdicts for `claims`, in the same order.
-    pub fn verify(&self, claims: &[Claim]) -> Result<Vec<Verdict>> {
+    /// Verdicts for `claims`, in the same order, or why a claim could not be judged.
+    pub fn verify(&self, claims: &[Claim]) -> Result<Vec<Verdict>, VerifyError> {
         // CPU claims by RandomX key (seed, unit); GPU claims by epoch seed (one light cache).
         let mut cpu: BTreeMap<([u8; 32], UnitId), Vec<usize>> = BTreeMap::new();
         let mut gpu: BTreeMap<[u8; 32], Vec<usize>> = BTreeMap::new();
@@ -61,7 +64,7 @@ impl Verifier {
                 UnitKind::Gpu => gpu.entry(c.epoch.seed.0).or_default().push(i),
             }
         }
-        let mut results: Vec<Result<Vec<(usize, Verdict)>>> = cpu
+        let mut results: Vec<Result<Vec<(usize, Verdict)>, VerifyError>> = cpu
             .into_par_iter()
             .map(|((seed, unit), indices)| self.verify_key(&seed, &unit, &indices, claims))
             .collect();
@@ -85,11 +88,8 @@ impl Verifier {
         unit: &UnitId,
         indices: &[usize],
         claims: &[Claim],
-    ) -> Result<Vec<(usize, Verdict)>> {
-        let kernel = |source| MinerError::Kernel {
-            unit: unit.to_string(),
-            source,
-        };
+    ) -> Result<Vec<(usize, Verdict)>, VerifyError> {
+        let kernel = |source| cannot_check(&claims[indices[0]], source);
         let cache = self
             .caches
             .get(&cpu_unit_key(seed, unit.as_bytes()))
@@ -98,7 +98,7 @@ impl Verifier {
         let memory = VmMemory::Cache(cache);
         // One VM per worker, each hashing a contiguous share of the claims pipelined.
         let share = indices.len().div_ceil(rayon::current_num_threads()).max(1);
-        let shares: Vec<Result<Vec<(usize, Verdict)>>> = indices
+        let shares: Vec<Result<Vec<(usize, Verdict)>, VerifyError>> = indices
             .par_chunks(share)
             .map(|chunk| {
                 let mut vm = Vm::new(flags, memory.clone()).map_err(kernel)?;
@@ -121,8 +121,22 @@ impl Verifier {
 }
 
 impl Checker for Verifier {
-    fn check(&self, claims: &[Claim]) -> std::result::Result<Vec<Verdict>, String> {
-        self.verify(claims).map_err(|e| e.to_string())
+    fn check(&self, claims: &[Claim]) -> Result<Vec<Verdict>, VerifyError> {
+        self.verify(claims)
+    }
+}
+
+/// A kernel error met while checking `claim`, as the protocol's kinds: an allocation may
+/// succeed later, flags this machine cannot run never will, the rest is a failed recomputation.
+fn cannot_check(claim: &Claim, error: KernelError) -> VerifyError {
+    let kind = match &error {
+        KernelError::RandomXAlloc { .. } => VerifyErrorKind::Resources(error.to_string()),
+        KernelError::UnsupportedFlag { .. } => VerifyErrorKind::Unsupported(error.to_string()),
+        KernelError::VmSetup(_) | KernelError::Gpu(_) => VerifyErrorKind::Failed(error.to_string()),
+    };
+    VerifyError {
+        claim: claim.id(),
+        kind,
     }
 }
 
@@ -204,7 +218,7 @@ mod tests {
     fn verifiers_sharing_caches_build_each_key_once() {
         let flags = RandomXFlags::resolve(&options().light()).unwrap();
         let caches = Arc::new(LightCaches::new(flags, 4));
-        let a = Verifier::with_caches(caches.clone(), GpuParams::NETWORK);
+        let a = Verifier::with_caches(caches.clone(), GpuChallenge::NETWORK);
         let b = a.clone();
         let mut claims = claims(&[0, 1], 3);
         let want: [u8; 32] = hex::decode(SEED0_UNIT0_NONCE1).unwrap().try_into().unwrap();
@@ -228,8 +242,8 @@ mod tests {
 
     #[test]
     fn verifiers_of_one_process_share_one_store() {
-        let a = Verifier::new(options(), GpuParams::NETWORK).unwrap();
-        let b = Verifier::new(options(), GpuParams::NETWORK).unwrap();
+        let a = Verifier::new(options(), GpuChallenge::NETWORK).unwrap();
+        let b = Verifier::new(options(), GpuChallenge::NETWORK).unwrap();
         assert!(Arc::ptr_eq(a.caches(), b.caches()));
     }
 }

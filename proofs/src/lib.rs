@@ -1,4 +1,5 @@
-//! The proof types every part of capminer shares, and the crash-safe [`store::ProofStore`].
+//! The crash-safe [`store::ProofStore`]. The proof types it stores are `capminer-protocol`'s,
+//! re-exported here for the store's users.
 //!
 //! ```text
 //!  miner units ──found──▶ ProofStore (append-only log, fsync) ──▶ batcher / chain client
@@ -6,12 +7,8 @@
 //!                             └──── submitted(tx) → included(block) → final ◀┘
 //! ```
 
-pub mod challenge;
 pub mod error;
 pub mod store;
-mod types;
-pub mod verify;
 
-pub use challenge::GpuChallenge;
+pub use capminer_protocol::{Epoch, Hash, Proof, ProofRef, Seed, Target, UnitId, UnitKind};
 pub use error::{Result, StoreError};
-pub use types::{Epoch, Hash, Proof, ProofRef, Seed, Target, UnitId, UnitKind};

@@ -31,8 +31,8 @@ use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
 use capminer_config::{Config, Shard};
-use capminer_proofs::verify::{Checker, Claim, Verdict};
 use capminer_proofs::{Epoch, Seed, Target, UnitId, UnitKind};
+use capminer_protocol::{Checker, Claim, Verdict};
 use prometheus::Registry;
 
 use crate::bindings::Capacity;
@@ -334,8 +334,8 @@ impl VerifierService {
                     unit = index,
                     epoch = e,
                     "the epoch's GPU challenge ({}) is not this verifier's ({}): abstaining",
-                    capminer_proofs::GpuChallenge::describe(&info.challenges[1].0),
-                    capminer_proofs::GpuChallenge::describe(&self.gpu_challenge)
+                    capminer_protocol::GpuChallenge::describe(&info.challenges[1].0),
+                    capminer_protocol::GpuChallenge::describe(&self.gpu_challenge)
                 );
                 sent |= self
                     .abstain(*index, e, Abstain::ChallengeMismatch, head)

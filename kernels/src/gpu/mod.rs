@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use wgpu::util::DeviceExt;
 
-use crate::gpu_challenge::{GpuParams, LightCache, UnitKeys};
+use capminer_protocol::GpuChallenge;
+
+use crate::gpu_challenge::{LightCache, UnitKeys};
 use crate::search::{Hit, Searched, Searcher};
 
 const WORKGROUP: u32 = 64;
@@ -310,7 +312,7 @@ impl GpuDevice {
 /// One unit's dataset in device memory.
 pub struct GpuDataset {
     device: GpuDevice,
-    params: GpuParams,
+    params: GpuChallenge,
     buffer: wgpu::Buffer,
 }
 
@@ -326,7 +328,7 @@ impl std::fmt::Debug for GpuDataset {
 
 impl GpuDataset {
     /// Allocates a unit's dataset on `device`; refused if it does not fit one binding.
-    pub fn new(device: &GpuDevice, params: GpuParams) -> Result<Self, GpuError> {
+    pub fn new(device: &GpuDevice, params: GpuChallenge) -> Result<Self, GpuError> {
         if params.unit_bytes > device.info.max_binding {
             return Err(GpuError::TooLarge {
                 name: device.info.name.clone(),

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::gpu_challenge::{Dataset, DatasetSearcher, GpuParams, LightCache, UnitKeys, hash_light};
+use capminer_protocol::GpuChallenge;
+
+use crate::gpu_challenge::{Dataset, DatasetSearcher, LightCache, UnitKeys, hash_light};
 
 /// The first adapter; CI has lavapipe (`mesa-vulkan-drivers`).
 fn device() -> GpuDevice {
@@ -15,8 +17,8 @@ fn device() -> GpuDevice {
     GpuDevice::open(info, &adapter).unwrap()
 }
 
-fn params(unit_bytes: u64) -> GpuParams {
-    GpuParams {
+fn params(unit_bytes: u64) -> GpuChallenge {
+    GpuChallenge {
         unit_bytes,
         cache_bytes: 64 << 10,
         parents: 256,

@@ -3,7 +3,8 @@
 use rayon::prelude::*;
 
 use super::hash::{b3, words_of, x64, xor16};
-use super::params::{CACHE_ROUNDS, GpuParams};
+use capminer_protocol::GpuChallenge;
+use capminer_protocol::gpu::CACHE_ROUNDS;
 
 /// The light cache of one epoch: `cache_bytes / 64` nodes of 16 words.
 #[derive(Clone, PartialEq, Eq)]
@@ -22,7 +23,7 @@ impl LightCache {
     /// Builds the cache of `seed`: `c[0] = X64("capminer/gpu/cache" ‖ seed)`,
     /// `c[i] = X64(c[i-1])`, then [`CACHE_ROUNDS`] rounds of
     /// `c[i] = X64(c[(i-1) mod n] XOR c[c[i].word0 mod n])`. Sequential by design.
-    pub fn build(seed: &[u8; 32], params: &GpuParams) -> Self {
+    pub fn build(seed: &[u8; 32], params: &GpuChallenge) -> Self {
         let n = params.nodes() as usize;
         let mut nodes = Vec::with_capacity(n);
         nodes.push(x64(&[b"capminer/gpu/cache".as_slice(), seed].concat()));

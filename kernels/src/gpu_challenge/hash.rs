@@ -4,9 +4,9 @@
 use rayon::prelude::*;
 
 use super::cache::{LightCache, UnitKeys, bytes_of};
-use super::params::GpuParams;
 use crate::key::meets_target;
 use crate::search::{Hit, Searched, Searcher};
+use capminer_protocol::GpuChallenge;
 
 const FNV_PRIME: u32 = 0x0100_0193;
 
@@ -78,7 +78,7 @@ pub fn item(cache: &LightCache, salt: &[u32; 16], i: u32, parents: u32) -> [u32;
 pub fn hash_with(
     header: &[u8; 32],
     nonce: u64,
-    params: &GpuParams,
+    params: &GpuChallenge,
     mut item_at: impl FnMut(u32) -> [u32; 32],
 ) -> [u8; 32] {
     let s = x64(&[header.as_slice(), &nonce.to_le_bytes()].concat());
@@ -104,7 +104,12 @@ pub fn hash_with(
 }
 
 /// The hash of `nonce` from the light cache alone: what a verifier computes.
-pub fn hash_light(cache: &LightCache, keys: &UnitKeys, params: &GpuParams, nonce: u64) -> [u8; 32] {
+pub fn hash_light(
+    cache: &LightCache,
+    keys: &UnitKeys,
+    params: &GpuChallenge,
+    nonce: u64,
+) -> [u8; 32] {
     hash_with(&keys.header, nonce, params, |p| {
         item(cache, &keys.salt, p, params.parents)
     })
@@ -125,7 +130,7 @@ impl std::fmt::Debug for Dataset {
 
 impl Dataset {
     /// Builds every item, in parallel.
-    pub fn build(cache: &LightCache, keys: &UnitKeys, params: &GpuParams) -> Self {
+    pub fn build(cache: &LightCache, keys: &UnitKeys, params: &GpuChallenge) -> Self {
         let words = (0..params.items())
             .into_par_iter()
             .flat_map_iter(|i| item(cache, &keys.salt, i, params.parents))
@@ -145,12 +150,12 @@ impl Dataset {
 pub struct DatasetSearcher {
     dataset: Dataset,
     keys: UnitKeys,
-    params: GpuParams,
+    params: GpuChallenge,
 }
 
 impl DatasetSearcher {
     /// A searcher over a built dataset.
-    pub fn new(dataset: Dataset, keys: UnitKeys, params: GpuParams) -> Self {
+    pub fn new(dataset: Dataset, keys: UnitKeys, params: GpuChallenge) -> Self {
         Self {
             dataset,
             keys,
@@ -193,7 +198,7 @@ impl Searcher for DatasetSearcher {
 mod tests {
     use super::*;
 
-    const SMALL: GpuParams = GpuParams {
+    const SMALL: GpuChallenge = GpuChallenge {
         unit_bytes: 128 * 1024,
         cache_bytes: 64 * 1024,
         parents: 256,
@@ -238,7 +243,7 @@ mod tests {
     /// The known-answer vectors of docs/PROTOCOL.md ("GPU proofs").
     #[test]
     fn known_answer_vectors() {
-        let p = GpuParams {
+        let p = GpuChallenge {
             unit_bytes: 128 * 1024,
             cache_bytes: 64 * 1024,
             parents: 256,

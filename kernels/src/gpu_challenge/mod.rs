@@ -16,8 +16,6 @@
 
 mod cache;
 mod hash;
-mod params;
 
 pub use cache::{LightCache, UnitKeys};
 pub use hash::{Dataset, DatasetSearcher, fnv, half, hash_light, hash_with, item, x64};
-pub use params::{GpuParams, ParamsError};

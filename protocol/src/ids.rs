@@ -1,4 +1,5 @@
-//! Identifiers, epochs and proofs, with their exact byte forms.
+//! The 32-byte values of the protocol (unit ids, seeds, targets, hashes), with their hex and
+//! serde forms.
 
 use std::fmt;
 use std::str::FromStr;
@@ -102,114 +103,6 @@ impl Target {
             remainder = value % divisor;
         }
         Self(out)
-    }
-}
-
-/// The two unit kinds; their number is the on-chain `uint8 kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UnitKind {
-    /// One physical core with its own RandomX dataset.
-    Cpu = 0,
-    /// A slice of one GPU's memory holding the unit's dataset.
-    Gpu = 1,
-}
-
-impl UnitKind {
-    /// Both kinds, in on-chain order.
-    pub const ALL: [UnitKind; 2] = [UnitKind::Cpu, UnitKind::Gpu];
-
-    /// The on-chain number.
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// From the on-chain number.
-    pub fn from_index(i: u8) -> Option<Self> {
-        match i {
-            0 => Some(UnitKind::Cpu),
-            1 => Some(UnitKind::Gpu),
-            _ => None,
-        }
-    }
-
-    /// Lower-case name, as in labels and config.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UnitKind::Cpu => "cpu",
-            UnitKind::Gpu => "gpu",
-        }
-    }
-}
-
-impl fmt::Display for UnitKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One epoch: its number, its seed and the target of each unit kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Epoch {
-    /// Epoch number (on chain: `(timestamp - genesis) / duration`).
-    pub number: u64,
-    /// Seed fixed at the epoch boundary.
-    pub seed: Seed,
-    /// Target per unit kind, indexed by [`UnitKind::index`].
-    pub targets: [Target; 2],
-}
-
-impl Epoch {
-    /// The target of a unit kind.
-    pub fn target(&self, kind: UnitKind) -> &Target {
-        &self.targets[kind.index()]
-    }
-}
-
-/// Names one proof: the unit, the epoch and the nonce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct ProofRef {
-    /// Epoch number.
-    pub epoch: u64,
-    /// Unit.
-    pub unit: UnitId,
-    /// Nonce.
-    pub nonce: u64,
-}
-
-impl fmt::Display for ProofRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unit {} epoch {} nonce {}",
-            self.unit, self.epoch, self.nonce
-        )
-    }
-}
-
-/// A proof found by a unit: its nonce's hash met the epoch's target for the unit's kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Proof {
-    /// Unit that found it.
-    pub unit: UnitId,
-    /// Its kind.
-    pub kind: UnitKind,
-    /// Epoch number.
-    pub epoch: u64,
-    /// Nonce.
-    pub nonce: u64,
-    /// The hash the unit computed (not sent on chain; verifiers recompute it).
-    pub hash: Hash,
-}
-
-impl Proof {
-    /// The proof's name.
-    pub fn id(&self) -> ProofRef {
-        ProofRef {
-            epoch: self.epoch,
-            unit: self.unit,
-            nonce: self.nonce,
-        }
     }
 }
 
