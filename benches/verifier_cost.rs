@@ -126,6 +126,21 @@ fn main() {
         targets: [Target([0xff; 32]), Target([0xff; 32])],
     };
 
+    let (build, checks) = unit_epochs(&verifier, epoch, keys, threads, &samples);
+    print_table(keys, threads, &samples, build, &checks);
+    side_by_side(&verifier, epoch, keys, threads);
+}
+
+/// Builds each unit-epoch's cache and checks `samples` claims under it, one after another;
+/// the first `threads` unit-epochs warm up and are not counted. Returns the build cost and
+/// the check cost of each sample count, summed over the counted unit-epochs.
+fn unit_epochs(
+    verifier: &Verifier,
+    epoch: Epoch,
+    keys: u64,
+    threads: u64,
+    samples: &[u64],
+) -> (Cost, Vec<Cost>) {
     let mut build = Cost::default();
     let mut checks = vec![Cost::default(); samples.len()];
     let started = Instant::now();
@@ -168,6 +183,11 @@ fn main() {
         }
     }
 
+    (build, checks)
+}
+
+/// Prints the per-unit-epoch costs and what they mean in cores per 10k units.
+fn print_table(keys: u64, threads: u64, samples: &[u64], build: Cost, checks: &[Cost]) {
     let n = keys as f64;
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
@@ -207,10 +227,13 @@ fn main() {
     println!(
         "cores/10k = total CPU s per unit-epoch x {UNITS} units / epoch seconds (cores kept busy)"
     );
+}
 
-    // The service's way: a batch of unit-epochs checked side by side on rayon's threads, each
-    // with its own cache and S = 4 sampled proofs. Wall seconds x threads per unit-epoch is
-    // what one process really spends of its cores.
+/// The service's way: a batch of unit-epochs checked side by side on rayon's threads, each
+/// with its own cache and S = 4 sampled proofs. Wall seconds x threads per unit-epoch is
+/// what one process really spends of its cores.
+fn side_by_side(verifier: &Verifier, epoch: Epoch, keys: u64, threads: u64) {
+    let n = keys as f64;
     use rayon::prelude::*;
     let side: Vec<(UnitId, Vec<Claim>)> = (0..keys)
         .map(|i| {

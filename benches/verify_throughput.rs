@@ -246,74 +246,23 @@ fn main() {
     let cpus: Vec<usize> = (cpus_online.saturating_sub(threads)..cpus_online).collect();
     let binary = build_reference();
 
-    // 1. Cache builds: fresh, then re-keyed in place (capacity 1, the previous one idle).
     let flags = RandomXFlags::resolve(&options(true).light()).unwrap();
-    let store = LightCaches::new(flags, 1);
-    let mut fresh = Vec::new();
-    let mut in_place = Vec::new();
-    for k in 0..4u8 {
-        let t = Instant::now();
-        drop(LightCaches::new(flags, 1).get(&[k; 32]).unwrap());
-        fresh.push(t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        drop(store.get(&[k; 32]).unwrap());
-        in_place.push(t.elapsed().as_secs_f64());
-    }
+    let (fresh, in_place) = cache_builds(flags);
+    let proofs_per_s = throughput(flags, cpus_online, keys, per_key);
+    let like = Verifier::new(options(false), GpuChallenge::NETWORK).unwrap();
+    let default = Verifier::new(options(true), GpuChallenge::NETWORK).unwrap();
+    let pinned = pool(&cpus);
+    let run = HeadToHead {
+        binary: &binary,
+        cpus: &cpus,
+        pinned: &pinned,
+        nonces,
+    };
+    let [r, s, l, d] = run.rounds(&like, &default, rounds);
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-
-    // 2. Throughput, all cores, caches included (a fresh store: every key built once).
-    let verifier = Verifier::with_caches(
-        Arc::new(LightCaches::new(flags, cpus_online)),
-        GpuChallenge::NETWORK,
-    );
-    let many = claims(100..100 + keys, per_key);
-    let all = pool(&(0..cpus_online).collect::<Vec<_>>());
-    let t = Instant::now();
-    all.install(|| verifier.verify(&many).unwrap());
-    let proofs_per_s = many.len() as f64 / t.elapsed().as_secs_f64();
-    drop((verifier, store));
-
-    // 3. Head to head, ABBA.
-    let like = Verifier::new(options(false), GpuChallenge::NETWORK).unwrap();
-    let default = Verifier::new(options(true), GpuChallenge::NETWORK).unwrap();
-    let pinned = pool(&cpus);
-    let like_flags = like.caches().flags();
-    let (mut r, mut s, mut l, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for round in 0..rounds {
-        let mut results = Vec::new();
-        for side in [0, 1, 2, 3, 3, 2, 1, 0] {
-            match side {
-                0 => {
-                    let (per, result) = reference(&binary, &cpus, nonces, round);
-                    r.push(per);
-                    results.push(result);
-                }
-                1 => {
-                    let (per, result) = same_work(like_flags, &pinned, round, nonces);
-                    s.push(per);
-                    results.push(result);
-                }
-                2 => l.push(capminer(&like, &pinned, round, nonces)),
-                _ => d.push(capminer(&default, &pinned, round, nonces)),
-            }
-        }
-        assert!(
-            results.iter().all(|x| *x == results[0]),
-            "capminer's VMs and the reference disagree on the same work: {results:?}"
-        );
-        let last = |v: &[PerHash]| format!("{:.1?}", &v[v.len() - 2..]);
-        eprintln!(
-            "round {round}: reference {} same work {} like for like {} default {}",
-            last(&r),
-            last(&s),
-            last(&l),
-            last(&d)
-        );
-    }
-    let (r, s, l, d) = (mean(&r), mean(&s), mean(&l), mean(&d));
 
     println!("CPU proof verification (RandomX light mode), {cpus_online} CPUs, shared host");
     println!(
@@ -364,4 +313,85 @@ fn main() {
         "ratio = reference ms / side ms per hash (>= 1.00: as fast as the reference or faster)"
     );
     println!("same key and inputs: the XOR of every hash equals the reference's in every round");
+}
+
+/// Light cache builds: fresh, then re-keyed in place (capacity 1, the previous one idle), 4
+/// keys each; seconds per build.
+fn cache_builds(flags: RandomXFlags) -> (Vec<f64>, Vec<f64>) {
+    let store = LightCaches::new(flags, 1);
+    let mut fresh = Vec::new();
+    let mut in_place = Vec::new();
+    for k in 0..4u8 {
+        let t = Instant::now();
+        drop(LightCaches::new(flags, 1).get(&[k; 32]).unwrap());
+        fresh.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        drop(store.get(&[k; 32]).unwrap());
+        in_place.push(t.elapsed().as_secs_f64());
+    }
+    (fresh, in_place)
+}
+
+/// Proofs verified per second on all cores, caches included (a fresh store: every key built
+/// once).
+fn throughput(flags: RandomXFlags, cpus_online: usize, keys: u64, per_key: u64) -> f64 {
+    let verifier = Verifier::with_caches(
+        Arc::new(LightCaches::new(flags, cpus_online)),
+        GpuChallenge::NETWORK,
+    );
+    let many = claims(100..100 + keys, per_key);
+    let all = pool(&(0..cpus_online).collect::<Vec<_>>());
+    let t = Instant::now();
+    all.install(|| verifier.verify(&many).unwrap());
+    many.len() as f64 / t.elapsed().as_secs_f64()
+}
+
+/// The head-to-head runs: the reference benchmark, capminer's VMs on the reference's work,
+/// capminer like for like and capminer by default, on the same pinned CPUs.
+struct HeadToHead<'a> {
+    binary: &'a Path,
+    cpus: &'a [usize],
+    pinned: &'a rayon::ThreadPool,
+    nonces: u64,
+}
+
+impl HeadToHead<'_> {
+    /// `rounds` ABBA rounds; the mean time per hash of each side, in the order above.
+    fn rounds(&self, like: &Verifier, default: &Verifier, rounds: u64) -> [PerHash; 4] {
+        let (nonces, pinned, cpus) = (self.nonces, self.pinned, self.cpus);
+        let like_flags = like.caches().flags();
+        let (mut r, mut s, mut l, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let mut results = Vec::new();
+            for side in [0, 1, 2, 3, 3, 2, 1, 0] {
+                match side {
+                    0 => {
+                        let (per, result) = reference(self.binary, cpus, nonces, round);
+                        r.push(per);
+                        results.push(result);
+                    }
+                    1 => {
+                        let (per, result) = same_work(like_flags, pinned, round, nonces);
+                        s.push(per);
+                        results.push(result);
+                    }
+                    2 => l.push(capminer(like, pinned, round, nonces)),
+                    _ => d.push(capminer(default, pinned, round, nonces)),
+                }
+            }
+            assert!(
+                results.iter().all(|x| *x == results[0]),
+                "capminer's VMs and the reference disagree on the same work: {results:?}"
+            );
+            let last = |v: &[PerHash]| format!("{:.1?}", &v[v.len() - 2..]);
+            eprintln!(
+                "round {round}: reference {} same work {} like for like {} default {}",
+                last(&r),
+                last(&s),
+                last(&l),
+                last(&d)
+            );
+        }
+        [mean(&r), mean(&s), mean(&l), mean(&d)]
+    }
 }
