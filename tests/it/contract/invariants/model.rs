@@ -1,0 +1,197 @@
+//! The model: what the contract must hold (units, unit-epochs, epochs, pool, governance), built
+//! from the calls that succeeded, and the queries the predictions and checks ask of it (epoch
+//! windows, parameters in force, what a claim earns).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use alloy::primitives::{Address, B256, Bytes, keccak256};
+use capminer_chain::bindings::Capacity::{CapacityEvents as Ev, KindParams};
+
+use super::NO_END;
+
+#[derive(Debug, Clone)]
+pub(super) struct UnitM {
+    pub(super) provider: Address,
+    pub(super) kind: u8,
+    pub(super) start: u64,
+    pub(super) end: u64,
+    pub(super) id: B256,
+    pub(super) collateral: u128,
+    pub(super) registered: u128,
+    pub(super) claimed: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(super) struct UnitEpochM {
+    /// The accepted nonces of each `ProofsAccepted` log, in log order.
+    pub(super) groups: Vec<Vec<u64>>,
+    pub(super) last: Option<u64>,
+    pub(super) count: u32,
+    pub(super) digest: B256,
+    pub(super) attesters: BTreeSet<Address>,
+    pub(super) attested: bool,
+    pub(super) failed: bool,
+    /// One report per verifier: the nonce it named.
+    pub(super) reports: BTreeMap<Address, u64>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct EpochM {
+    pub(super) seed: B256,
+    /// Checked equal to `epochInfo(e)` when the epoch was seeded, and again later.
+    pub(super) params: [KindParams; 2],
+}
+
+/// What the contract must hold, built from the calls that succeeded.
+#[derive(Debug, Clone)]
+pub(super) struct Model {
+    pub(super) chain_id: u64,
+    pub(super) contract: Address,
+    pub(super) owner: Address,
+    pub(super) genesis: u64,
+    pub(super) dur: u64,
+    pub(super) grace: u64,
+    pub(super) verify: u64,
+    pub(super) delay: u64,
+    pub(super) slash_bps: u128,
+    pub(super) paused: bool,
+    pub(super) guardian: Address,
+    pub(super) verifiers: BTreeSet<Address>,
+    pub(super) quorum: u32,
+    pub(super) initial: [KindParams; 2],
+    /// Executed `setKindParams`: (epoch it executed in, kind, parameters).
+    pub(super) changes: Vec<(u64, u8, KindParams)>,
+    pub(super) epochs: BTreeMap<u64, EpochM>,
+    pub(super) units: Vec<UnitM>,
+    pub(super) ids: BTreeSet<B256>,
+    pub(super) ue: BTreeMap<(u32, u64), UnitEpochM>,
+    pub(super) pool: u128,
+    pub(super) owed: BTreeMap<Address, u128>,
+    /// Sum of `RewardsClaimed` amounts per provider.
+    pub(super) paid: BTreeMap<Address, u128>,
+    pub(super) scheduled: BTreeMap<B256, (u64, Bytes)>,
+    /// Every governance call ever scheduled (to schedule or execute again).
+    pub(super) known_calls: Vec<Bytes>,
+}
+
+pub(super) type Expect = Result<Vec<Ev>, &'static str>;
+
+pub(super) fn pack_nonces(nonces: &[u64]) -> Vec<u8> {
+    nonces.iter().flat_map(|n| n.to_be_bytes()).collect()
+}
+
+pub(super) fn chain_digest(d: B256, group: &[u8]) -> B256 {
+    keccak256([d.as_slice(), group].concat())
+}
+
+pub(super) fn replay(groups: &[Vec<u64>]) -> B256 {
+    groups
+        .iter()
+        .fold(B256::ZERO, |d, g| chain_digest(d, &pack_nonces(g)))
+}
+
+pub(super) fn zero_params() -> KindParams {
+    KindParams {
+        target: B256::ZERO,
+        minProofs: 0,
+        maxProofs: 0,
+        reward: 0,
+        collateral: 0,
+        challenge: B256::ZERO,
+    }
+}
+
+pub(super) fn bad_params(p: &KindParams) -> bool {
+    p.maxProofs == 0 || p.minProofs > p.maxProofs || p.target == B256::ZERO
+}
+
+impl Model {
+    pub(super) fn current(&self, now: u64) -> u64 {
+        (now - self.genesis) / self.dur
+    }
+
+    pub(super) fn epoch_start(&self, e: u64) -> u128 {
+        u128::from(self.genesis) + u128::from(e) * u128::from(self.dur)
+    }
+
+    pub(super) fn settle(&self, e: u64) -> u128 {
+        self.epoch_start(e)
+            + u128::from(self.dur)
+            + u128::from(self.grace)
+            + u128::from(self.verify)
+    }
+
+    pub(super) fn window_closed(&self, e: u64, now: u64) -> bool {
+        u128::from(now) >= self.epoch_start(e) + u128::from(self.dur) + u128::from(self.grace)
+    }
+
+    pub(super) fn verifying(&self, e: u64, now: u64) -> bool {
+        self.window_closed(e, now) && u128::from(now) < self.settle(e)
+    }
+
+    /// The parameters epoch `e` runs under: the initial ones, changed by every `setKindParams`
+    /// executed in an earlier epoch.
+    pub(super) fn params_for(&self, e: u64) -> [KindParams; 2] {
+        let mut p = self.initial.clone();
+        for (at, kind, q) in &self.changes {
+            if *at < e {
+                p[*kind as usize] = q.clone();
+            }
+        }
+        p
+    }
+
+    pub(super) fn check_verifying(&self, e: u64, now: u64) -> Result<(), &'static str> {
+        if !self.window_closed(e, now) {
+            return Err("WindowOpen");
+        }
+        if u128::from(now) >= self.settle(e) {
+            return Err("VerificationClosed");
+        }
+        Ok(())
+    }
+
+    pub(super) fn owned(&self, index: u32, from: Address) -> Result<usize, &'static str> {
+        let i = index as usize;
+        if i >= self.units.len() {
+            return Err("UnknownUnit");
+        }
+        if self.units[i].provider != from {
+            return Err("NotUnitOwner");
+        }
+        Ok(i)
+    }
+
+    /// Is unit-epoch (`unit`, `e`) rewardable, going by the model?
+    pub(super) fn rewardable(&self, unit: usize, e: u64) -> u128 {
+        let Some(ep) = self.epochs.get(&e) else {
+            return 0;
+        };
+        let Some(ue) = self.ue.get(&(unit as u32, e)) else {
+            return 0;
+        };
+        let p = &ep.params[self.units[unit].kind as usize];
+        if ue.attested && !ue.failed && ue.count >= p.minProofs && ue.count > 0 {
+            p.reward
+        } else {
+            0
+        }
+    }
+
+    /// What claiming `unit` up to `to` earns now, and the next epoch to claim.
+    pub(super) fn walk(&self, unit: usize, to: u64, now: u64) -> (u128, u64) {
+        let u = &self.units[unit];
+        let last = if u.end == NO_END {
+            to
+        } else {
+            (u.end - 1).min(to)
+        };
+        let mut e = u.claimed;
+        let mut amount = 0;
+        while e <= last && u128::from(now) >= self.settle(e) {
+            amount += self.rewardable(unit, e);
+            e += 1;
+        }
+        (amount, e)
+    }
+}
