@@ -73,3 +73,21 @@ impl VerifierMetrics {
         Ok(m)
     }
 }
+
+/// Typed read access to the families a status report shows (the binary's `/api/v1/status`).
+impl VerifierMetrics {
+    /// `capminer_verifier_backlog_epochs`: closed epochs not yet verified.
+    pub fn backlog(&self) -> &IntGauge {
+        &self.backlog
+    }
+
+    /// `capminer_verifier_proofs_verified_total`, by kind.
+    pub fn verified(&self) -> &IntCounterVec {
+        &self.verified
+    }
+
+    /// `capminer_verifier_invalid_found_total`, by kind.
+    pub fn invalid(&self) -> &IntCounterVec {
+        &self.invalid
+    }
+}

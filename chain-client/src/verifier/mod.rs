@@ -175,6 +175,11 @@ impl VerifierService {
         self.next_epoch
     }
 
+    /// Its metric families (for a status report in the same process).
+    pub fn metrics(&self) -> &VerifierMetrics {
+        &self.metrics
+    }
+
     /// Ticks every `chain.poll_ms` until `stop` returns true.
     pub async fn run(mut self, stop: impl Fn() -> bool) {
         while !stop() {

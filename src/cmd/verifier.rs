@@ -10,8 +10,9 @@ use capminer_miner::verify::Verifier;
 use capminer_miner::{gpu_params, randomx_options};
 use prometheus::Registry;
 
-use crate::node::{connect_with_retries, runtime, wait_for_signal};
-use crate::{ConfigArg, load_config, logging, metrics_server};
+use super::{ConfigArg, load_config};
+use crate::runtime::{Runtime, connect_with_retries, wait_for_signal};
+use crate::{logging, metrics_server};
 
 /// Arguments of `capminer verifier`.
 #[derive(Debug, clap::Args)]
@@ -40,7 +41,7 @@ pub fn verifier(args: VerifierArgs) -> anyhow::Result<ExitCode> {
         KeySource::verifier(config.verifier.key_file.as_deref()),
         |k| std::env::var(k).ok(),
     )?;
-    let runtime = runtime(&config)?;
+    let runtime = Runtime::new(&config)?;
     let registry = Registry::new();
     let stop = Arc::new(AtomicBool::new(false));
     let metrics_died = Arc::new(AtomicBool::new(false));

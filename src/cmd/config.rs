@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use capminer_miner::Miner;
 
-use crate::{ConfigArg, load_config};
+use super::{ConfigArg, load_config};
 
 /// Subcommands of `capminer config`.
 #[derive(Debug, clap::Subcommand)]

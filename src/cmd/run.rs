@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 use capminer_chain::key::{KeySource, load_signer};
 
-use crate::node::{ChainJob, run_node, runtime};
-use crate::{ConfigArg, load_config, logging};
+use super::{ConfigArg, load_config};
+use crate::logging;
+use crate::node::{ChainJob, NodeArgs, run_node};
+use crate::runtime::Runtime;
 
 /// Arguments of `capminer run`.
 #[derive(Debug, clap::Args)]
@@ -27,13 +29,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let runtime = runtime(&config)?;
-    run_node(
-        &config,
+    let runtime = Runtime::new(&config)?;
+    run_node(NodeArgs {
+        config: &config,
         chain,
-        &runtime,
-        &prometheus::Registry::new(),
-        Default::default(),
-        Vec::new(),
-    )
+        runtime: &runtime,
+        registry: &prometheus::Registry::new(),
+        stop: Default::default(),
+        critical: Vec::new(),
+        verifiers: Vec::new(),
+    })
 }

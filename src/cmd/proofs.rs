@@ -7,7 +7,7 @@ use capminer_proofs::Epoch;
 use capminer_proofs::store::{ProofStore, StoredProof};
 use serde::{Deserialize, Serialize};
 
-use crate::{ConfigArg, load_config};
+use super::{ConfigArg, load_config};
 
 /// Proofs with the epochs they belong to.
 #[derive(Debug, Serialize, Deserialize)]

@@ -24,7 +24,7 @@ use capminer_miner::change::{ChangeKind, UnitChangeError};
 use capminer_proofs::UnitId;
 use serde::Deserialize;
 
-use crate::api::{Api, ApiError, error, json};
+use super::{Api, ApiError, error, json};
 
 /// The body of `POST /api/v1/units`.
 #[derive(Debug, Deserialize)]
@@ -65,7 +65,7 @@ fn bad(field: &str, message: &str) -> ApiError {
 }
 
 /// `POST /api/v1/units`.
-pub(crate) async fn units(
+pub(super) async fn units(
     State(api): State<Api>,
     headers: HeaderMap,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
@@ -81,20 +81,20 @@ pub(crate) async fn units(
         )
     })?;
     let miner = api.miner()?;
-    let config = api.reloader.running();
+    let config = api.node.reloader.running();
     let (answer, utility) = tokio::task::spawn_blocking(move || change(&miner, &config, request))
         .await
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("units: {e}")))??;
     if let Some((cores, cpus)) = utility {
         // Here, on the runtime's worker thread, which is what moves.
-        crate::node::move_utility_cpus(cpus.clone()).map_err(|e| {
+        api.node.utility.move_to(cpus.clone()).map_err(|e| {
             error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("field utility_cores: {e}"),
             )
             .field("utility_cores")
         })?;
-        api.reloader.set_utility_cores(cores.clone());
+        api.node.reloader.set_utility_cores(cores.clone());
         tracing::info!(cores = ?cores, cpus = ?cpus, "utility cores moved through the control API");
     }
     Ok(json(answer))

@@ -11,7 +11,9 @@ use capminer_proofs::store::ProofStore;
 use prometheus::Registry;
 use serde::Serialize;
 
-use crate::{ConfigArg, epoch, load_config, logging, progress::BuildProgress};
+use super::{ConfigArg, load_config};
+use crate::progress::BuildProgress;
+use crate::{epoch, logging};
 
 /// Arguments of `capminer bench`.
 #[derive(Debug, clap::Args)]

@@ -15,7 +15,7 @@ use capminer_config::Config;
 use capminer_kernels::randomx::huge_pages_per_unit;
 use capminer_miner::Miner;
 
-use crate::{ConfigArg, load_config};
+use super::{ConfigArg, load_config};
 
 /// Arguments of `capminer doctor`.
 #[derive(Debug, clap::Args)]

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use capminer_miner::verify::{Claim, Verdict, Verifier};
 use capminer_miner::{gpu_params, randomx_options};
 
-use crate::proofs_cmd::ProofsFile;
-use crate::{ConfigArg, load_config};
+use super::proofs::ProofsFile;
+use super::{ConfigArg, load_config};
 
 /// Arguments of `capminer verify`.
 #[derive(Debug, clap::Args)]

@@ -1,0 +1,68 @@
+//! `capminer ctl`: pause, resume or reload a running node, or one of its units, through its
+//! control API, at the address and with the token of the configuration's `[api]`.
+
+use std::process::ExitCode;
+
+use super::api_client::{api_error, request};
+use super::{ConfigArg, load_config};
+use crate::api::read_token;
+
+/// What `capminer ctl` asks.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Action {
+    /// Stop hashing (within one hash); datasets stay built.
+    Pause,
+    /// Hash again.
+    Resume,
+    /// Re-read the configuration and apply what can change live (as SIGHUP does); with
+    /// --unit, restart that unit afterwards.
+    Reload,
+}
+
+/// Arguments of `capminer ctl`.
+#[derive(Debug, clap::Args)]
+pub struct CtlArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// What to do.
+    action: Action,
+    /// Only this unit (its label, e.g. cpu0); all units without it. With reload: the unit to
+    /// restart after the configuration is reloaded.
+    #[arg(long)]
+    unit: Option<String>,
+}
+
+/// `capminer ctl`.
+pub fn ctl(args: CtlArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args.config)?;
+    let Some(path) = config.api.token_file.as_deref() else {
+        return Err(config
+            .key_error(
+                "api.token_file",
+                "changing the miner needs the API token: set api.token_file",
+            )
+            .into());
+    };
+    let token = read_token(path)?;
+    let verb = match args.action {
+        Action::Pause => "pause",
+        Action::Resume => "resume",
+        Action::Reload => "reload",
+    };
+    let path = match &args.unit {
+        Some(u)
+            if u.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+        {
+            format!("/api/v1/{verb}?unit={u}")
+        }
+        Some(u) => anyhow::bail!("--unit {u:?}: unit labels are letters, digits, - and _"),
+        None => format!("/api/v1/{verb}"),
+    };
+    let (code, body) = request(config.api.listen, "POST", &path, Some(&token))?;
+    if code != 200 {
+        return Err(api_error(code, &body));
+    }
+    println!("{body}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,211 @@
+//! `capminer provider …`: the tasks of a provider's key, run from wherever that key is kept
+//! (never on every host): it registers units, authorizes one operator key per host
+//! (`capminer run` signs with it, and it can submit proofs and nothing else), claims rewards,
+//! tops up, retires and withdraws. The key comes from `chain.key_file` /
+//! `CAPMINER_PRIVATE_KEY`, never logged; connecting and sending are in `signed.rs`.
+
+use std::process::ExitCode;
+
+use alloy::primitives::{Address, U256};
+use capminer_config::Config;
+use capminer_proofs::{UnitId, UnitKind};
+
+use super::ConfigArg;
+use super::signed::{Signed, Whose, run_task};
+
+/// `capminer provider`.
+#[derive(Debug, clap::Args)]
+pub struct ProviderArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(subcommand)]
+    task: ProviderTask,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ProviderTask {
+    /// Registers units, paying each kind's collateral: the ids given, or else those the
+    /// configuration plans on this machine (with its `miner.host`).
+    Register {
+        /// A unit id (32 bytes, hex, starting with the provider's address) and its kind:
+        /// `0x…:cpu` or `0x…:gpu`; repeatable.
+        #[arg(long = "id", value_name = "ID:KIND")]
+        ids: Vec<String>,
+    },
+    /// Lets an operator key (one host's) submit proofs for the provider's units.
+    Authorize {
+        /// The operator's address.
+        operator: Address,
+    },
+    /// Withdraws an operator key's right to submit.
+    Revoke {
+        /// The operator's address.
+        operator: Address,
+    },
+    /// Claims every unit's rewards up to the current epoch.
+    Claim,
+    /// Retires units from the next epoch on (`--all`: every unit of the provider).
+    Retire(Indices),
+    /// Withdraws the collateral of retired, settled units.
+    Withdraw(Indices),
+    /// Restores the collateral of slashed units.
+    TopUp(Indices),
+    /// Lists the provider's units: index, id, kind, epochs, collateral, claimable.
+    Units,
+}
+
+/// Unit indices, or all of the provider's.
+#[derive(Debug, clap::Args)]
+struct Indices {
+    /// On-chain unit indices.
+    indices: Vec<u32>,
+    /// Every unit of the provider.
+    #[arg(long, conflicts_with = "indices")]
+    all: bool,
+}
+
+/// Parses `0x…:cpu|gpu`.
+fn parse_unit(s: &str) -> anyhow::Result<(UnitId, UnitKind)> {
+    let bad = || anyhow::anyhow!("--id {s:?}: expected 0x<64 hex digits>:cpu or :gpu");
+    let (id, kind) = s.rsplit_once(':').ok_or_else(bad)?;
+    let bytes: [u8; 32] = alloy::hex::decode(id)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(bad)?;
+    let kind = match kind {
+        "cpu" => UnitKind::Cpu,
+        "gpu" => UnitKind::Gpu,
+        _ => return Err(bad()),
+    };
+    Ok((UnitId(bytes), kind))
+}
+
+/// Runs one provider task.
+pub fn provider(args: ProviderArgs) -> anyhow::Result<ExitCode> {
+    run_task(
+        &args.config,
+        Whose::Provider,
+        async |config, s| match &args.task {
+            ProviderTask::Register { ids } => register(config, s, ids).await,
+            ProviderTask::Authorize { operator } => {
+                s.send(s.contract.authorizeOperator(*operator), "authorizeOperator")
+                    .await
+            }
+            ProviderTask::Revoke { operator } => {
+                s.send(s.contract.revokeOperator(*operator), "revokeOperator")
+                    .await
+            }
+            ProviderTask::Claim => claim(config, s).await,
+            ProviderTask::Retire(which) => {
+                let indices = indices(config, s, which).await?;
+                s.send(s.contract.retireUnits(indices), "retireUnits").await
+            }
+            ProviderTask::Withdraw(which) => {
+                let indices = indices(config, s, which).await?;
+                s.send(s.contract.withdrawCollateral(indices), "withdrawCollateral")
+                    .await
+            }
+            ProviderTask::TopUp(which) => top_up(config, s, which).await,
+            ProviderTask::Units => list_units(config, s).await,
+        },
+    )
+}
+
+/// The indices named, or every unit of the provider with `--all`; refused when none.
+async fn indices(config: &Config, s: &Signed, which: &Indices) -> anyhow::Result<Vec<u32>> {
+    let indices = if which.all {
+        s.my_units(config).await?
+    } else {
+        which.indices.clone()
+    };
+    if indices.is_empty() {
+        anyhow::bail!("no units named (give indices or --all)");
+    }
+    Ok(indices)
+}
+
+/// `register`: the ids given, or those the configuration plans on this machine.
+async fn register(config: &Config, s: &Signed, ids: &[String]) -> anyhow::Result<()> {
+    let units: Vec<(UnitId, UnitKind)> = if ids.is_empty() {
+        capminer_miner::Miner::plan(config)?
+            .units()
+            .into_iter()
+            .map(|(id, kind, _)| (id, kind))
+            .collect()
+    } else {
+        ids.iter()
+            .map(|s| parse_unit(s))
+            .collect::<anyhow::Result<_>>()?
+    };
+    let indices = capminer_chain::devnet::register_units(
+        &config.chain.rpc_url,
+        s.signer.clone(),
+        s.chain.address,
+        &units,
+    )
+    .await?;
+    for ((id, kind), index) in units.iter().zip(indices) {
+        println!("unit {index}\t{id}\t{}", kind.as_str());
+    }
+    Ok(())
+}
+
+/// `claim`: every unit with something claimable, up to the current epoch, in one call.
+async fn claim(config: &Config, s: &Signed) -> anyhow::Result<()> {
+    let epoch = s.current_epoch().await?;
+    let mut due = Vec::new();
+    let mut total = U256::ZERO;
+    for index in s.my_units(config).await? {
+        let amount = s.claimable(index, epoch).await?;
+        if amount > U256::ZERO {
+            total += amount;
+            due.push(index);
+        }
+    }
+    if due.is_empty() {
+        println!("nothing to claim up to epoch {epoch}");
+    } else {
+        println!("claiming {total} wei for {} units", due.len());
+        s.send(s.contract.claim(due, epoch), "claim").await?;
+    }
+    Ok(())
+}
+
+/// `top-up`: each unit's collateral back to what it registered with.
+async fn top_up(config: &Config, s: &Signed, which: &Indices) -> anyhow::Result<()> {
+    for index in indices(config, s, which).await? {
+        let u = s.chain.unit_info(index).await?;
+        let need = u.registeredCollateral - u.collateral;
+        if need == 0 {
+            println!("unit {index}: collateral complete");
+            continue;
+        }
+        s.send(s.contract.topUp(index).value(U256::from(need)), "topUp")
+            .await?;
+    }
+    Ok(())
+}
+
+/// `units`: one line a unit of the provider.
+async fn list_units(config: &Config, s: &Signed) -> anyhow::Result<()> {
+    let epoch = s.current_epoch().await?;
+    println!("index\tid\tkind\tstart\tend\tcollateral\tclaimable");
+    for index in s.my_units(config).await? {
+        let u = s.chain.unit_info(index).await?;
+        let claimable = s.claimable(index, epoch).await?;
+        let end = if u.endEpoch == u64::MAX {
+            "-".to_string()
+        } else {
+            u.endEpoch.to_string()
+        };
+        println!(
+            "{index}\t{}\t{}\t{}\t{end}\t{}/{}\t{claimable}",
+            u.id,
+            if u.kind == 0 { "cpu" } else { "gpu" },
+            u.startEpoch,
+            u.collateral,
+            u.registeredCollateral,
+        );
+    }
+    Ok(())
+}
