@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use capminer_kernels::gpu::{GpuDataset, GpuDevice, GpuSearcher};
-use capminer_kernels::gpu_challenge::{LightCache, UnitKeys, hash_light};
+use capminer_kernels::gpu::reference::{LightCache, UnitKeys, hash_light};
 use capminer_kernels::key::meets_target;
 use capminer_kernels::{Searched, Searcher};
 use capminer_proofs::{Epoch, UnitId};
@@ -79,7 +79,7 @@ impl GpuUnitPlan {
             })?;
         let device = GpuDevice::open(info.clone(), adapter).map_err(|e| MinerError::Kernel {
             unit: self.label.clone(),
-            source: capminer_kernels::KernelError::Gpu(e.to_string()),
+            source: e.into(),
         })?;
         Ok(Self {
             device,
@@ -246,7 +246,7 @@ fn thread_main(shared: &Shared) -> Result<()> {
     let ctx = &shared.ctx;
     let gpu = |e: capminer_kernels::gpu::GpuError| MinerError::Kernel {
         unit: ctx.info.label.clone(),
-        source: capminer_kernels::KernelError::Gpu(e.to_string()),
+        source: e.into(),
     };
     let dataset = Arc::new(GpuDataset::new(&shared.plan.device, shared.params).map_err(gpu)?);
     shared.memory.set(dataset.bytes() as i64);
