@@ -17,6 +17,7 @@ use capminer_kernels::randomx::{
     Cache, Dataset, RandomXFlags, RandomXSearcher, Vm, VmMemory, dataset_items,
 };
 use capminer_proofs::Epoch;
+use capminer_sync::{LockExt, recover};
 use prometheus::{Gauge, Histogram};
 
 use crate::error::panic_message;
@@ -96,15 +97,15 @@ impl CpuUnit {
                         if let Err(e) = &result {
                             tracing::error!(unit = %shared.ctx.info.label, "unit thread {t} failed: {e}");
                             shared.ctx.mark_failed();
-                            let mut slot = shared.slot.lock().expect("slot lock poisoned");
+                            let mut slot = shared.slot.lock_or_recover();
                             slot.failed.get_or_insert_with(|| e.to_string());
                             shared.ready.notify_all();
                         }
                         result
                     })
-                    .map_err(|e| MinerError::UnitFailed {
+                    .map_err(|source| MinerError::Spawn {
                         unit: label,
-                        reason: format!("cannot spawn thread: {e}"),
+                        source,
                     })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -144,15 +145,11 @@ impl Unit for CpuUnit {
     }
 
     fn last_build(&self) -> Option<BuildReport> {
-        *self
-            .shared
-            .last_build
-            .lock()
-            .expect("build report lock poisoned")
+        *self.shared.last_build.lock_or_recover()
     }
 
     fn thread_ids(&self) -> Vec<i32> {
-        self.shared.tids.lock().expect("tids lock poisoned").clone()
+        self.shared.tids.lock_or_recover().clone()
     }
 
     fn threads_exited(&self) -> (usize, usize) {
@@ -180,11 +177,7 @@ impl Unit for CpuUnit {
 fn thread_main(shared: &Shared, t: usize) -> Result<()> {
     let cpus = &shared.plan.core.cpus;
     pin_current_thread(&[cpus[t % cpus.len()]])?;
-    shared
-        .tids
-        .lock()
-        .expect("tids lock poisoned")
-        .push(current_tid());
+    shared.tids.lock_or_recover().push(current_tid());
     let ctx = &shared.ctx;
     let mut keyed: Option<(u64, RandomXSearcher, Arc<NonceOrder>, Epoch)> = None;
     loop {
@@ -228,7 +221,7 @@ type Published = Option<(VmMemory, Arc<NonceOrder>, Epoch)>;
 
 /// Non-leaders: wait until the leader has keyed the unit for epoch `seq`.
 fn wait_for_keys(shared: &Shared, seq: u64) -> Result<Published> {
-    let mut slot = shared.slot.lock().expect("slot lock poisoned");
+    let mut slot = shared.slot.lock_or_recover();
     loop {
         if let Some(reason) = &slot.failed {
             return Err(MinerError::UnitFailed {
@@ -246,11 +239,7 @@ fn wait_for_keys(shared: &Shared, seq: u64) -> Result<Published> {
         if shared.ctx.interrupted(seq) {
             return Ok(None);
         }
-        slot = shared
-            .ready
-            .wait_timeout(slot, Duration::from_millis(50))
-            .expect("slot lock poisoned")
-            .0;
+        slot = recover(shared.ready.wait_timeout(slot, Duration::from_millis(50))).0;
     }
 }
 
@@ -259,7 +248,7 @@ fn rekey(shared: &Shared, seq: u64) -> Result<Published> {
     let ctx = &shared.ctx;
     let control = &ctx.control;
     let (mut memory, old_order) = {
-        let mut slot = shared.slot.lock().expect("slot lock poisoned");
+        let mut slot = shared.slot.lock_or_recover();
         slot.seq = 0;
         (slot.memory.take(), slot.order.take())
     };
@@ -331,10 +320,7 @@ fn rekey(shared: &Shared, seq: u64) -> Result<Published> {
     let seconds = started.elapsed().as_secs_f64();
     shared.build_seconds.observe(seconds);
     shared.huge_pages.set(pages.huge_share());
-    *shared
-        .last_build
-        .lock()
-        .expect("build report lock poisoned") = Some(BuildReport {
+    *shared.last_build.lock_or_recover() = Some(BuildReport {
         epoch: epoch.number,
         seconds,
         huge_pages: pages.huge_share(),
@@ -357,7 +343,7 @@ fn rekey(shared: &Shared, seq: u64) -> Result<Published> {
         shared.plan.dataset_threads,
     );
     let order = ctx.open_order(epoch.number, shared.plan.threads);
-    let mut slot = shared.slot.lock().expect("slot lock poisoned");
+    let mut slot = shared.slot.lock_or_recover();
     *slot = Slot {
         seq,
         epoch: Some(epoch),
@@ -370,7 +356,7 @@ fn rekey(shared: &Shared, seq: u64) -> Result<Published> {
 }
 
 fn put_back(shared: &Shared, memory: Option<VmMemory>) {
-    shared.slot.lock().expect("slot lock poisoned").memory = memory;
+    shared.slot.lock_or_recover().memory = memory;
 }
 
 fn strong_count(memory: &VmMemory) -> usize {

@@ -280,7 +280,7 @@ pub fn plan_gpu_units(config: &Config, params: &GpuChallenge) -> Result<Vec<GpuU
             }
         }
         let device = GpuDevice::open(info.clone(), adapter)
-            .map_err(|e| crate::MinerError::Topology(e.to_string()))?;
+            .map_err(|source| crate::MinerError::Device { index, source })?;
         for slot in 0..units {
             plans.push(GpuUnitPlan {
                 label: format!("gpu{index}.{slot}"),
@@ -339,8 +339,11 @@ pub fn describe_adapters<'a>(
 
 /// `MemAvailable` from `/proc/meminfo`, in bytes.
 pub fn available_memory() -> Result<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo")
-        .map_err(|e| crate::MinerError::Topology(format!("cannot read /proc/meminfo: {e}")))?;
+    let path = "/proc/meminfo";
+    let text = std::fs::read_to_string(path).map_err(|source| crate::MinerError::Read {
+        path: path.into(),
+        source,
+    })?;
     text.lines()
         .find_map(|l| l.strip_prefix("MemAvailable:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
