@@ -265,7 +265,11 @@ mod tests {
         drop(held);
         caches.get(&[9; 32]).unwrap();
         assert_eq!(caches.builds(), 3);
-        assert_eq!(caches.state.lock_or_recover().entries.len(), 1, "trimmed to capacity");
+        assert_eq!(
+            caches.state.lock_or_recover().entries.len(),
+            1,
+            "trimmed to capacity"
+        );
     }
 
     #[test]
