@@ -3,7 +3,7 @@
 //! Compare with Ethash light verification (1.76 ms a hash, 0.43 s cache build on the
 //! project's machine). Run with `cargo bench --bench gpu_verify`.
 
-use capminer_kernels::gpu_challenge::{LightCache, UnitKeys, hash_light};
+use capminer_kernels::gpu::reference::{LightCache, UnitKeys, hash_light};
 use capminer_protocol::GpuChallenge;
 use criterion::{Criterion, criterion_group, criterion_main};
 

@@ -170,39 +170,10 @@ fn main() {
         for &method in &methods {
             results.push(capminer(method, threads, key));
         }
-        let reference_thread_seconds = reference_seconds * threads as f64;
         let xmrig_seconds = std::env::var("CAPMINER_BENCH_XMRIG")
             .ok()
             .map(|binary| xmrig(&binary, threads));
-        for m in &results {
-            let rekey = m.key_seconds + m.build_seconds;
-            println!(
-                "{:<24} {:>8.2} {:>9.2} {:>10.2} {:>9.2} {:>11.1} {:>9.3}",
-                m.name,
-                m.key_seconds,
-                m.build_seconds,
-                m.rebuild_seconds,
-                rekey,
-                rekey * threads as f64,
-                rekey * threads as f64 / reference_thread_seconds,
-            );
-        }
-        println!(
-            "{:<24} {:>8} {:>9} {:>10} {:>9.2} {:>11.1} {:>9.3}",
-            "reference randomx-bench", "", "", "", reference_seconds, reference_thread_seconds, 1.0
-        );
-        if let Some(seconds) = xmrig_seconds {
-            println!(
-                "{:<24} {:>8} {:>9} {:>10} {:>9.2} {:>11.1} {:>9.3}",
-                "xmrig (dataset ready)",
-                "",
-                "",
-                "",
-                seconds,
-                seconds * threads as f64,
-                seconds / reference_seconds
-            );
-        }
+        print_round(&results, threads, reference_seconds, xmrig_seconds);
         if let Some(simd) = results.iter().find(|m| m.name.starts_with("capminer simd")) {
             summary.push((
                 simd.key_seconds + simd.build_seconds,
@@ -210,16 +181,66 @@ fn main() {
                 xmrig_seconds,
             ));
         }
-        for m in &results {
-            let rekey = m.key_seconds + m.build_seconds;
-            println!(
-                "  {}: Argon2 cache key {:.2} s = {:.0} % of its re-key wall time",
-                m.name,
-                m.key_seconds,
-                100.0 * m.key_seconds / rekey
-            );
-        }
+        print_key_shares(&results);
     }
+    print_summary(&summary);
+}
+
+/// One round's table: each capminer side, the reference, and xmrig when it ran.
+fn print_round(
+    results: &[Measured],
+    threads: usize,
+    reference_seconds: f64,
+    xmrig_seconds: Option<f64>,
+) {
+    let reference_thread_seconds = reference_seconds * threads as f64;
+    for m in results {
+        let rekey = m.key_seconds + m.build_seconds;
+        println!(
+            "{:<24} {:>8.2} {:>9.2} {:>10.2} {:>9.2} {:>11.1} {:>9.3}",
+            m.name,
+            m.key_seconds,
+            m.build_seconds,
+            m.rebuild_seconds,
+            rekey,
+            rekey * threads as f64,
+            rekey * threads as f64 / reference_thread_seconds,
+        );
+    }
+    println!(
+        "{:<24} {:>8} {:>9} {:>10} {:>9.2} {:>11.1} {:>9.3}",
+        "reference randomx-bench", "", "", "", reference_seconds, reference_thread_seconds, 1.0
+    );
+    if let Some(seconds) = xmrig_seconds {
+        println!(
+            "{:<24} {:>8} {:>9} {:>10} {:>9.2} {:>11.1} {:>9.3}",
+            "xmrig (dataset ready)",
+            "",
+            "",
+            "",
+            seconds,
+            seconds * threads as f64,
+            seconds / reference_seconds
+        );
+    }
+}
+
+/// How much of each side's re-key the cache's Argon2 keying took.
+fn print_key_shares(results: &[Measured]) {
+    for m in results {
+        let rekey = m.key_seconds + m.build_seconds;
+        println!(
+            "  {}: Argon2 cache key {:.2} s = {:.0} % of its re-key wall time",
+            m.name,
+            m.key_seconds,
+            100.0 * m.key_seconds / rekey
+        );
+    }
+}
+
+/// Medians over the rounds (per round: the SIMD side's re-key wall seconds, the reference's,
+/// xmrig's), when there was more than one.
+fn print_summary(summary: &[(f64, f64, Option<f64>)]) {
     if summary.len() > 1 {
         // The VM's neighbours move every side's time by 10 % or more from one minute to the
         // next, and the sides run one after the other: medians over the rounds are steadier.

@@ -29,5 +29,5 @@ pub enum KernelError {
     VmSetup(&'static str),
     /// The GPU failed.
     #[error("GPU: {0}")]
-    Gpu(String),
+    Gpu(#[from] crate::gpu::GpuError),
 }

@@ -11,13 +11,14 @@
 //!   built in parallel slices, VMs, pipelined hashing, and large pages with a fallback.
 //! * [`search`] is the one synchronous compute interface every unit kind implements:
 //!   "hash this nonce range against this target and give me the hits".
+//! * [`gpu`] runs the GPU challenge through wgpu; [`gpu::reference`] is the same challenge on
+//!   the CPU (the specification, the verifier, and the oracle the GPU is tested against).
 //! * [`key`] derives the per-unit keys and the exact hash inputs that `docs/PROTOCOL.md` fixes.
 //!
 //! Nothing here knows about threads, epochs, stores or chains: the miner drives these pieces.
 
 pub mod error;
 pub mod gpu;
-pub mod gpu_challenge;
 pub mod key;
 pub mod randomx;
 pub mod search;

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
+use capminer_sync::{LockExt, recover};
+
 use capminer_proofs::Epoch;
 
 /// A consistent view of the control state.
@@ -51,7 +53,7 @@ impl Control {
     }
 
     fn update(&self, f: impl FnOnce(&mut State)) {
-        let mut state = self.state.lock().expect("control lock poisoned");
+        let mut state = self.state.lock_or_recover();
         f(&mut state);
         self.epoch_seq
             .store(state.epoch.map_or(0, |(seq, _)| seq), Ordering::Release);
@@ -88,7 +90,7 @@ impl Control {
     /// hash again (`None`). Changes nothing, and wakes no thread, when it is already so.
     pub fn set_unit_hold(&self, label: &str, reason: Option<&str>) {
         {
-            let state = self.state.lock().expect("control lock poisoned");
+            let state = self.state.lock_or_recover();
             if state.holds.get(label).map(String::as_str) == reason {
                 return;
             }
@@ -105,18 +107,18 @@ impl Control {
 
     /// Why unit `label` is held idle, if it is.
     pub fn hold(&self, label: &str) -> Option<String> {
-        let state = self.state.lock().expect("control lock poisoned");
+        let state = self.state.lock_or_recover();
         state.holds.get(label).cloned()
     }
 
     /// The current epoch and its sequence number.
     pub fn epoch(&self) -> Option<(u64, Epoch)> {
-        self.state.lock().expect("control lock poisoned").epoch
+        self.state.lock_or_recover().epoch
     }
 
     /// True if unit `label` is paused, alone or with all.
     pub fn is_paused(&self, label: &str) -> bool {
-        let state = self.state.lock().expect("control lock poisoned");
+        let state = self.state.lock_or_recover();
         state.paused || state.paused_units.contains(label)
     }
 
@@ -148,7 +150,7 @@ impl Control {
     /// The current state as unit `label` sees it (paused if all are, it alone is, or it is
     /// held).
     pub fn snapshot_for(&self, label: &str) -> Snapshot {
-        let state = self.state.lock().expect("control lock poisoned");
+        let state = self.state.lock_or_recover();
         Snapshot {
             generation: self.generation(),
             epoch: state.epoch,
@@ -161,10 +163,10 @@ impl Control {
 
     /// Blocks until the generation differs from `seen` (or `timeout` passes).
     pub fn wait_for_change(&self, seen: u64, timeout: Duration) {
-        let state = self.state.lock().expect("control lock poisoned");
-        let _unused = self
-            .changed
-            .wait_timeout_while(state, timeout, |_| self.generation() == seen)
-            .expect("control lock poisoned");
+        let state = self.state.lock_or_recover();
+        let _unused = recover(
+            self.changed
+                .wait_timeout_while(state, timeout, |_| self.generation() == seen),
+        );
     }
 }

@@ -12,11 +12,13 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use capminer_kernels::KernelError;
 use capminer_kernels::key::cpu_unit_key;
 use capminer_kernels::randomx::{
-    Cache, Dataset, RandomXFlags, RandomXSearcher, Vm, VmMemory, dataset_items,
+    Cache, Dataset, PageSize, RandomXFlags, RandomXSearcher, Vm, VmMemory, dataset_items,
 };
 use capminer_proofs::Epoch;
+use capminer_sync::{LockExt, recover};
 use prometheus::{Gauge, Histogram};
 
 use crate::error::panic_message;
@@ -96,15 +98,15 @@ impl CpuUnit {
                         if let Err(e) = &result {
                             tracing::error!(unit = %shared.ctx.info.label, "unit thread {t} failed: {e}");
                             shared.ctx.mark_failed();
-                            let mut slot = shared.slot.lock().expect("slot lock poisoned");
+                            let mut slot = shared.slot.lock_or_recover();
                             slot.failed.get_or_insert_with(|| e.to_string());
                             shared.ready.notify_all();
                         }
                         result
                     })
-                    .map_err(|e| MinerError::UnitFailed {
+                    .map_err(|source| MinerError::Spawn {
                         unit: label,
-                        reason: format!("cannot spawn thread: {e}"),
+                        source,
                     })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -144,15 +146,11 @@ impl Unit for CpuUnit {
     }
 
     fn last_build(&self) -> Option<BuildReport> {
-        *self
-            .shared
-            .last_build
-            .lock()
-            .expect("build report lock poisoned")
+        *self.shared.last_build.lock_or_recover()
     }
 
     fn thread_ids(&self) -> Vec<i32> {
-        self.shared.tids.lock().expect("tids lock poisoned").clone()
+        self.shared.tids.lock_or_recover().clone()
     }
 
     fn threads_exited(&self) -> (usize, usize) {
@@ -180,11 +178,7 @@ impl Unit for CpuUnit {
 fn thread_main(shared: &Shared, t: usize) -> Result<()> {
     let cpus = &shared.plan.core.cpus;
     pin_current_thread(&[cpus[t % cpus.len()]])?;
-    shared
-        .tids
-        .lock()
-        .expect("tids lock poisoned")
-        .push(current_tid());
+    shared.tids.lock_or_recover().push(current_tid());
     let ctx = &shared.ctx;
     let mut keyed: Option<(u64, RandomXSearcher, Arc<NonceOrder>, Epoch)> = None;
     loop {
@@ -228,7 +222,7 @@ type Published = Option<(VmMemory, Arc<NonceOrder>, Epoch)>;
 
 /// Non-leaders: wait until the leader has keyed the unit for epoch `seq`.
 fn wait_for_keys(shared: &Shared, seq: u64) -> Result<Published> {
-    let mut slot = shared.slot.lock().expect("slot lock poisoned");
+    let mut slot = shared.slot.lock_or_recover();
     loop {
         if let Some(reason) = &slot.failed {
             return Err(MinerError::UnitFailed {
@@ -246,11 +240,7 @@ fn wait_for_keys(shared: &Shared, seq: u64) -> Result<Published> {
         if shared.ctx.interrupted(seq) {
             return Ok(None);
         }
-        slot = shared
-            .ready
-            .wait_timeout(slot, Duration::from_millis(50))
-            .expect("slot lock poisoned")
-            .0;
+        slot = recover(shared.ready.wait_timeout(slot, Duration::from_millis(50))).0;
     }
 }
 
@@ -258,8 +248,8 @@ fn wait_for_keys(shared: &Shared, seq: u64) -> Result<Published> {
 fn rekey(shared: &Shared, seq: u64) -> Result<Published> {
     let ctx = &shared.ctx;
     let control = &ctx.control;
-    let (mut memory, old_order) = {
-        let mut slot = shared.slot.lock().expect("slot lock poisoned");
+    let (memory, old_order) = {
+        let mut slot = shared.slot.lock_or_recover();
         slot.seq = 0;
         (slot.memory.take(), slot.order.take())
     };
@@ -278,86 +268,27 @@ fn rekey(shared: &Shared, seq: u64) -> Result<Published> {
         std::thread::sleep(Duration::from_millis(2));
     }
     let key = cpu_unit_key(epoch.seed.as_bytes(), ctx.info.id.as_bytes());
-    let kernel = |source| MinerError::Kernel {
-        unit: ctx.info.label.clone(),
-        source,
-    };
     let started = Instant::now();
     shared.built_items.store(0, Ordering::Relaxed);
     shared.building.store(1, Ordering::Release);
-    let stop = || ctx.interrupted(seq);
-    let mut key_seconds = 0.0;
-    let (keyed, pages) = if shared.flags.full_memory() {
-        let built = match memory.take() {
-            Some(VmMemory::Dataset(d)) => Some(d),
-            _ => None,
-        };
-        // A first dataset is allocated beside the cache's keying (see `Cache::keyed_beside`).
-        let keyed = Cache::keyed_beside(shared.flags, &key, || match built {
-            Some(dataset) => Ok(dataset),
-            None => Dataset::new(shared.flags).map(Arc::new),
-        })
-        .map_err(kernel)?;
-        key_seconds = keyed.key_seconds;
-        let cache = keyed.cache;
-        let mut dataset = keyed.beside.map_err(kernel)?;
-        let cpus = &shared.plan.dataset_cpus;
-        let threads = shared.plan.dataset_threads;
-        let pin = |i: usize| {
-            if let Err(e) = pin_current_thread(&[cpus[i % cpus.len()]]) {
-                tracing::warn!("dataset build thread {i}: {e}");
-            }
-        };
-        let exclusive =
-            Arc::get_mut(&mut dataset).expect("leader holds the only dataset reference");
-        let done = exclusive.build(&cache, threads, &pin, &shared.built_items, &stop);
-        let pages = dataset.pages();
-        (done.then_some(VmMemory::Dataset(dataset)), pages)
+    let keyed = if shared.flags.full_memory() {
+        build_dataset(shared, memory, &key, seq)?
     } else {
-        let mut cache = match memory.take() {
-            Some(VmMemory::Cache(c)) => c,
-            _ => Arc::new(Cache::new(shared.flags.light()).map_err(kernel)?),
-        };
-        Arc::get_mut(&mut cache)
-            .expect("leader holds the only cache reference")
-            .init(&key);
-        let pages = cache.pages();
-        (Some(VmMemory::Cache(cache)), pages)
+        key_light_cache(shared, memory, &key)?
     };
     shared.building.store(0, Ordering::Release);
-    let Some(memory) = keyed else {
+    let Some(memory) = keyed.memory else {
         return Ok(None); // interrupted: the dataset is half built, rebuild at the next epoch
     };
-    let seconds = started.elapsed().as_secs_f64();
-    shared.build_seconds.observe(seconds);
-    shared.huge_pages.set(pages.huge_share());
-    *shared
-        .last_build
-        .lock()
-        .expect("build report lock poisoned") = Some(BuildReport {
-        epoch: epoch.number,
-        seconds,
-        huge_pages: pages.huge_share(),
-        key_seconds,
-        dataset_init: shared
-            .flags
-            .full_memory()
-            .then(|| shared.flags.dataset_init()),
-    });
-    tracing::info!(
-        unit = %ctx.info.label,
-        epoch = epoch.number,
-        "keyed in {seconds:.1} s ({}, cache key {key_seconds:.1} s, {} pages, {} build threads)",
-        if shared.flags.full_memory() {
-            format!("dataset by {}", shared.flags.dataset_init())
-        } else {
-            "light cache".to_string()
-        },
-        pages,
-        shared.plan.dataset_threads,
+    report_build(
+        shared,
+        epoch.number,
+        started.elapsed().as_secs_f64(),
+        keyed.pages,
+        keyed.key_seconds,
     );
     let order = ctx.open_order(epoch.number, shared.plan.threads);
-    let mut slot = shared.slot.lock().expect("slot lock poisoned");
+    let mut slot = shared.slot.lock_or_recover();
     *slot = Slot {
         seq,
         epoch: Some(epoch),
@@ -369,8 +300,112 @@ fn rekey(shared: &Shared, seq: u64) -> Result<Published> {
     Ok(Some((memory, order, epoch)))
 }
 
+/// What keying produced: the memory (`None` if a newer epoch or a stop interrupted the
+/// build), the pages it is on, and the seconds the cache's keying took (0 in light mode).
+struct Keyed {
+    memory: Option<VmMemory>,
+    pages: PageSize,
+    key_seconds: f64,
+}
+
+/// Full mode: keys a cache and builds the dataset from it, reusing the unit's dataset when it
+/// had one (a first one is allocated beside the cache's keying, see `Cache::keyed_beside`).
+fn build_dataset(
+    shared: &Shared,
+    memory: Option<VmMemory>,
+    key: &[u8; 32],
+    seq: u64,
+) -> Result<Keyed> {
+    let kernel = kernel_error(shared);
+    let built = match memory {
+        Some(VmMemory::Dataset(d)) => Some(d),
+        _ => None,
+    };
+    let keyed = Cache::keyed_beside(shared.flags, key, || match built {
+        Some(dataset) => Ok(dataset),
+        None => Dataset::new(shared.flags).map(Arc::new),
+    })
+    .map_err(kernel)?;
+    let cache = keyed.cache;
+    let mut dataset = keyed.beside.map_err(kernel)?;
+    let cpus = &shared.plan.dataset_cpus;
+    let pin = |i: usize| {
+        if let Err(e) = pin_current_thread(&[cpus[i % cpus.len()]]) {
+            tracing::warn!("dataset build thread {i}: {e}");
+        }
+    };
+    let stop = || shared.ctx.interrupted(seq);
+    let exclusive = Arc::get_mut(&mut dataset).expect("leader holds the only dataset reference");
+    let done = exclusive.build(
+        &cache,
+        shared.plan.dataset_threads,
+        &pin,
+        &shared.built_items,
+        &stop,
+    );
+    let pages = dataset.pages();
+    Ok(Keyed {
+        memory: done.then_some(VmMemory::Dataset(dataset)),
+        pages,
+        key_seconds: keyed.key_seconds,
+    })
+}
+
+/// Light mode: keys the unit's cache in place (a new one if it had none).
+fn key_light_cache(shared: &Shared, memory: Option<VmMemory>, key: &[u8; 32]) -> Result<Keyed> {
+    let mut cache = match memory {
+        Some(VmMemory::Cache(c)) => c,
+        _ => Arc::new(Cache::new(shared.flags.light()).map_err(kernel_error(shared))?),
+    };
+    Arc::get_mut(&mut cache)
+        .expect("leader holds the only cache reference")
+        .init(key);
+    let pages = cache.pages();
+    Ok(Keyed {
+        memory: Some(VmMemory::Cache(cache)),
+        pages,
+        key_seconds: 0.0,
+    })
+}
+
+/// A kernel error of this unit.
+fn kernel_error(shared: &Shared) -> impl Fn(KernelError) -> MinerError + Copy + '_ {
+    |source| MinerError::Kernel {
+        unit: shared.ctx.info.label.clone(),
+        source,
+    }
+}
+
+/// Publishes a finished build: metrics, the unit's build report, a log line.
+fn report_build(shared: &Shared, epoch: u64, seconds: f64, pages: PageSize, key_seconds: f64) {
+    shared.build_seconds.observe(seconds);
+    shared.huge_pages.set(pages.huge_share());
+    *shared.last_build.lock_or_recover() = Some(BuildReport {
+        epoch,
+        seconds,
+        huge_pages: pages.huge_share(),
+        key_seconds,
+        dataset_init: shared
+            .flags
+            .full_memory()
+            .then(|| shared.flags.dataset_init()),
+    });
+    tracing::info!(
+        unit = %shared.ctx.info.label,
+        epoch,
+        "keyed in {seconds:.1} s ({}, cache key {key_seconds:.1} s, {} pages, {} build threads)",
+        if shared.flags.full_memory() {
+            format!("dataset by {}", shared.flags.dataset_init())
+        } else {
+            "light cache".to_string()
+        },
+        pages,
+        shared.plan.dataset_threads,
+    );
+}
+
 fn put_back(shared: &Shared, memory: Option<VmMemory>) {
-    shared.slot.lock().expect("slot lock poisoned").memory = memory;
+    shared.slot.lock_or_recover().memory = memory;
 }
 
 fn strong_count(memory: &VmMemory) -> usize {

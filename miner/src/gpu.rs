@@ -12,12 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use capminer_kernels::gpu::reference::{LightCache, UnitKeys, hash_light};
 use capminer_kernels::gpu::{GpuDataset, GpuDevice, GpuSearcher};
-use capminer_kernels::gpu_challenge::{LightCache, UnitKeys, hash_light};
 use capminer_kernels::key::meets_target;
 use capminer_kernels::{Searched, Searcher};
 use capminer_proofs::{Epoch, UnitId};
 use capminer_protocol::GpuChallenge;
+use capminer_sync::LockExt;
 use prometheus::Histogram;
 
 use crate::error::panic_message;
@@ -79,7 +80,7 @@ impl GpuUnitPlan {
             })?;
         let device = GpuDevice::open(info.clone(), adapter).map_err(|e| MinerError::Kernel {
             unit: self.label.clone(),
-            source: capminer_kernels::KernelError::Gpu(e.to_string()),
+            source: e.into(),
         })?;
         Ok(Self {
             device,
@@ -233,9 +234,9 @@ impl GpuUnit {
                 }
                 result
             })
-            .map_err(|e| MinerError::UnitFailed {
+            .map_err(|source| MinerError::Spawn {
                 unit: shared.ctx.info.label.clone(),
-                reason: format!("cannot spawn thread: {e}"),
+                source,
             })?;
         Ok(Self { shared, thread })
     }
@@ -246,7 +247,7 @@ fn thread_main(shared: &Shared) -> Result<()> {
     let ctx = &shared.ctx;
     let gpu = |e: capminer_kernels::gpu::GpuError| MinerError::Kernel {
         unit: ctx.info.label.clone(),
-        source: capminer_kernels::KernelError::Gpu(e.to_string()),
+        source: e.into(),
     };
     let dataset = Arc::new(GpuDataset::new(&shared.plan.device, shared.params).map_err(gpu)?);
     shared.memory.set(dataset.bytes() as i64);
@@ -257,7 +258,7 @@ fn thread_main(shared: &Shared) -> Result<()> {
             return Ok(());
         }
         let Some((seq, epoch)) = snap.epoch.filter(|_| !snap.paused) else {
-            shared.state.lock().expect("state lock poisoned").hashing = None;
+            shared.state.lock_or_recover().hashing = None;
             ctx.control
                 .wait_for_change(snap.generation, Duration::from_secs(1));
             continue;
@@ -266,7 +267,7 @@ fn thread_main(shared: &Shared) -> Result<()> {
             if let Some((_, _, order, _)) = keyed.take() {
                 ctx.retire(&order);
             }
-            shared.state.lock().expect("state lock poisoned").building = true;
+            shared.state.lock_or_recover().building = true;
             let started = Instant::now();
             let cache = Arc::new(LightCache::build(epoch.seed.as_bytes(), &shared.params));
             let keys = UnitKeys::new(epoch.seed.as_bytes(), ctx.info.id.as_bytes());
@@ -283,7 +284,7 @@ fn thread_main(shared: &Shared) -> Result<()> {
             )
             .with_live_batch(shared.plan.batch.clone());
             let order = ctx.open_order(epoch.number, 1);
-            let mut state = shared.state.lock().expect("state lock poisoned");
+            let mut state = shared.state.lock_or_recover();
             state.building = false;
             state.last_build = Some(BuildReport {
                 epoch: epoch.number,
@@ -296,7 +297,7 @@ fn thread_main(shared: &Shared) -> Result<()> {
             keyed = Some((seq, searcher, order, epoch));
         }
         let (_, searcher, order, epoch) = keyed.as_mut().expect("keyed above");
-        shared.state.lock().expect("state lock poisoned").hashing = Some(epoch.number);
+        shared.state.lock_or_recover().hashing = Some(epoch.number);
         ctx.run_rounds(0, searcher, order, epoch, snap.generation)?;
     }
 }
@@ -311,7 +312,7 @@ impl Unit for GpuUnit {
     }
 
     fn state(&self) -> UnitState {
-        let state = self.shared.state.lock().expect("state lock poisoned");
+        let state = self.shared.state.lock_or_recover();
         if self.shared.ctx.failed() {
             UnitState::Failed
         } else if state.building {
@@ -322,11 +323,7 @@ impl Unit for GpuUnit {
     }
 
     fn last_build(&self) -> Option<BuildReport> {
-        self.shared
-            .state
-            .lock()
-            .expect("state lock poisoned")
-            .last_build
+        self.shared.state.lock_or_recover().last_build
     }
 
     fn thread_ids(&self) -> Vec<i32> {

@@ -1,5 +1,6 @@
 //! The miner's Prometheus metrics: one family per metric, labelled by unit and kind.
 
+use prometheus::core::Collector;
 use prometheus::{
     GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
@@ -46,57 +47,44 @@ const UNIT: &[&str] = &["unit", "kind"];
 impl MinerMetrics {
     /// Creates and registers the families.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let metrics = Self {
-            hashes: IntCounterVec::new(
-                Opts::new(
-                    "capminer_hashes_total",
-                    "Hashes computed by a unit, across all epochs",
-                ),
+        let r = Families(registry);
+        Ok(Self {
+            hashes: r.counter(
+                "capminer_hashes_total",
+                "Hashes computed by a unit, across all epochs",
                 UNIT,
             )?,
-            hashrate: GaugeVec::new(
-                Opts::new(
-                    "capminer_hashrate",
-                    "Hashes per second of a unit over a sliding window (10s, 60s, 15m)",
-                ),
+            hashrate: r.gauge(
+                "capminer_hashrate",
+                "Hashes per second of a unit over a sliding window (10s, 60s, 15m)",
                 &["unit", "kind", "window"],
             )?,
-            proofs_found: IntCounterVec::new(
-                Opts::new(
-                    "capminer_proofs_found_total",
-                    "Proofs found by a unit (hash at or below the target)",
-                ),
+            proofs_found: r.counter(
+                "capminer_proofs_found_total",
+                "Proofs found by a unit (hash at or below the target)",
                 UNIT,
             )?,
-            proofs_stored: IntCounterVec::new(
-                Opts::new(
-                    "capminer_proofs_stored_total",
-                    "Proofs written durably to the proof store",
-                ),
+            proofs_stored: r.counter(
+                "capminer_proofs_stored_total",
+                "Proofs written durably to the proof store",
                 UNIT,
             )?,
-            proofs_waiting: IntGaugeVec::new(
-                Opts::new(
-                    "capminer_proofs_waiting",
-                    "Proofs found but not yet stored (nonce ordering or store retry)",
-                ),
+            proofs_waiting: r.int_gauge(
+                "capminer_proofs_waiting",
+                "Proofs found but not yet stored (nonce ordering or store retry)",
                 UNIT,
             )?,
-            store_errors: IntCounterVec::new(
-                Opts::new(
-                    "capminer_store_errors_total",
-                    "Failed writes to the proof store; the proofs are kept and retried",
-                ),
+            store_errors: r.counter(
+                "capminer_store_errors_total",
+                "Failed writes to the proof store; the proofs are kept and retried",
                 UNIT,
             )?,
-            proofs_stale: IntCounterVec::new(
-                Opts::new(
-                    "capminer_proofs_stale_total",
-                    "Proofs dropped: mined under a seed their epoch no longer has (a deep reorg), or for an epoch already settled and archived",
-                ),
+            proofs_stale: r.counter(
+                "capminer_proofs_stale_total",
+                "Proofs dropped: mined under a seed their epoch no longer has (a deep reorg), or for an epoch already settled and archived",
                 UNIT,
             )?,
-            dataset_build_seconds: HistogramVec::new(
+            dataset_build_seconds: r.add(HistogramVec::new(
                 HistogramOpts::new(
                     "capminer_dataset_build_seconds",
                     "Time to key a unit: cache plus dataset build",
@@ -105,74 +93,79 @@ impl MinerMetrics {
                     0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0,
                 ]),
                 UNIT,
-            )?,
-            huge_pages: GaugeVec::new(
-                Opts::new(
-                    "capminer_huge_pages",
-                    "Share of the unit's dataset on 2 MiB pages, reserved or transparent (0 to 1)",
-                ),
+            )?)?,
+            huge_pages: r.gauge(
+                "capminer_huge_pages",
+                "Share of the unit's dataset on 2 MiB pages, reserved or transparent (0 to 1)",
                 UNIT,
             )?,
-            unit_info: IntGaugeVec::new(
-                Opts::new(
-                    "capminer_unit_info",
-                    "Always 1; the labels describe the unit",
-                ),
+            unit_info: r.int_gauge(
+                "capminer_unit_info",
+                "Always 1; the labels describe the unit",
                 &["unit", "kind", "id", "place", "threads", "flags"],
             )?,
-            epoch: IntGauge::new("capminer_epoch", "Number of the epoch being mined")?,
-            compute_errors: IntCounterVec::new(
-                Opts::new(
-                    "capminer_compute_errors_total",
-                    "GPU results the CPU reference did not reproduce; dropped, never stored",
-                ),
+            epoch: r.add(IntGauge::new(
+                "capminer_epoch",
+                "Number of the epoch being mined",
+            )?)?,
+            compute_errors: r.counter(
+                "capminer_compute_errors_total",
+                "GPU results the CPU reference did not reproduce; dropped, never stored",
                 UNIT,
             )?,
-            gpu_memory: IntGaugeVec::new(
-                Opts::new(
-                    "capminer_gpu_memory_bytes",
-                    "Device memory a GPU unit holds",
-                ),
+            gpu_memory: r.int_gauge(
+                "capminer_gpu_memory_bytes",
+                "Device memory a GPU unit holds",
                 &["unit", "device"],
             )?,
-            unit_up: IntGaugeVec::new(
-                Opts::new(
-                    "capminer_unit_up",
-                    "1 while the unit runs (hashing, keying, idle or paused), 0 while it is down after a fault (until the watchdog restarts it)",
-                ),
+            unit_up: r.int_gauge(
+                "capminer_unit_up",
+                "1 while the unit runs (hashing, keying, idle or paused), 0 while it is down after a fault (until the watchdog restarts it)",
                 UNIT,
             )?,
-            build_info: IntGaugeVec::new(
-                Opts::new(
-                    "capminer_build_info",
-                    "Always 1; the labels describe the build",
-                ),
+            build_info: r.int_gauge(
+                "capminer_build_info",
+                "Always 1; the labels describe the build",
                 &["version", "commit", "randomx_flags"],
             )?,
-            unit_restarts: IntCounterVec::new(
-                Opts::new(
-                    "capminer_unit_restarts_total",
-                    "Units stopped and restarted alone by the watchdog, by reason (panic, error, device_lost, stall, compute_errors)",
-                ),
+            unit_restarts: r.counter(
+                "capminer_unit_restarts_total",
+                "Units stopped and restarted alone by the watchdog, by reason (panic, error, device_lost, stall, compute_errors)",
                 &["unit", "kind", "reason"],
             )?,
-        };
-        registry.register(Box::new(metrics.hashes.clone()))?;
-        registry.register(Box::new(metrics.hashrate.clone()))?;
-        registry.register(Box::new(metrics.proofs_found.clone()))?;
-        registry.register(Box::new(metrics.proofs_stored.clone()))?;
-        registry.register(Box::new(metrics.proofs_waiting.clone()))?;
-        registry.register(Box::new(metrics.store_errors.clone()))?;
-        registry.register(Box::new(metrics.proofs_stale.clone()))?;
-        registry.register(Box::new(metrics.dataset_build_seconds.clone()))?;
-        registry.register(Box::new(metrics.huge_pages.clone()))?;
-        registry.register(Box::new(metrics.unit_info.clone()))?;
-        registry.register(Box::new(metrics.epoch.clone()))?;
-        registry.register(Box::new(metrics.compute_errors.clone()))?;
-        registry.register(Box::new(metrics.gpu_memory.clone()))?;
-        registry.register(Box::new(metrics.unit_up.clone()))?;
-        registry.register(Box::new(metrics.build_info.clone()))?;
-        registry.register(Box::new(metrics.unit_restarts.clone()))?;
-        Ok(metrics)
+        })
+    }
+}
+
+/// Creates families and registers each in the registry.
+struct Families<'a>(&'a Registry);
+
+impl Families<'_> {
+    /// Registers `family` and returns it.
+    fn add<M: Collector + Clone + 'static>(&self, family: M) -> prometheus::Result<M> {
+        self.0.register(Box::new(family.clone()))?;
+        Ok(family)
+    }
+
+    fn counter(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> prometheus::Result<IntCounterVec> {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels)?)
+    }
+
+    fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<GaugeVec> {
+        self.add(GaugeVec::new(Opts::new(name, help), labels)?)
+    }
+
+    fn int_gauge(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> prometheus::Result<IntGaugeVec> {
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels)?)
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use capminer_proofs::Proof;
+use capminer_sync::LockExt;
 
 #[derive(Debug)]
 struct State {
@@ -39,7 +40,7 @@ impl NonceOrder {
 
     /// Thread `thread` starts (or resumes) hashing: its position becomes the counter's value.
     pub fn join(&self, thread: usize) {
-        let mut state = self.state.lock().expect("order lock poisoned");
+        let mut state = self.state.lock_or_recover();
         state.positions[thread] = self.next.load(Ordering::Acquire);
     }
 
@@ -65,7 +66,7 @@ impl NonceOrder {
         leaving: bool,
         sink: impl FnOnce(&[Proof]) -> Result<(), E>,
     ) -> Result<usize, E> {
-        let mut state = self.state.lock().expect("order lock poisoned");
+        let mut state = self.state.lock_or_recover();
         for proof in found {
             state.pending.insert(proof.nonce, proof);
         }
@@ -89,22 +90,15 @@ impl NonceOrder {
     /// Takes every waiting proof out, in nonce order (when the order is retired at a new epoch
     /// while the store is failing, so the proofs can be retried from elsewhere).
     pub fn drain(&self) -> Vec<Proof> {
-        // A unit thread that panicked may have poisoned the lock; the map is whole between
-        // statements, and these are the proofs a restart must not lose.
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // These are the proofs a restart must not lose, even from a lock a panicking unit
+        // thread left (see capminer_sync for why its map is whole).
+        let mut state = self.state.lock_or_recover();
         std::mem::take(&mut state.pending).into_values().collect()
     }
 
     /// Proofs found but not yet released.
     pub fn pending(&self) -> usize {
-        self.state
-            .lock()
-            .expect("order lock poisoned")
-            .pending
-            .len()
+        self.state.lock_or_recover().pending.len()
     }
 }
 

@@ -197,46 +197,7 @@ pub fn plan_gpu_units(config: &Config, params: &GpuChallenge) -> Result<Vec<GpuU
     }
     let adapters = capminer_kernels::gpu::enumerate();
     let listing = describe_adapters(adapters.iter().map(|(d, _)| d));
-    let wanted: Vec<(usize, u32, Option<u64>, String)> = if gpu.devices.is_empty() {
-        adapters
-            .iter()
-            .filter(|(d, _)| gpu.allow_software || !d.software)
-            .map(|(d, _)| (d.index, 1, None, "gpu.devices".to_string()))
-            .collect()
-    } else {
-        let mut out = Vec::new();
-        for (i, entry) in gpu.devices.iter().enumerate() {
-            let key = format!("gpu.devices[{i}].select");
-            let select = entry.select.as_str();
-            let found = adapters.iter().find(|(d, _)| selects(select, d));
-            let Some((d, _)) = found else {
-                return Err(config
-                    .key_error(
-                        &key,
-                        format!("no GPU adapter matches {select:?}; adapters: {listing}"),
-                    )
-                    .into());
-            };
-            if d.software && !gpu.allow_software {
-                return Err(config
-                    .key_error(
-                        &key,
-                        format!(
-                            "{} is a software adapter: set gpu.allow_software = true to use it",
-                            d.name
-                        ),
-                    )
-                    .into());
-            }
-            out.push((
-                d.index,
-                entry.units,
-                entry.memory_mib,
-                format!("gpu.devices[{i}].units"),
-            ));
-        }
-        out
-    };
+    let wanted = wanted_devices(config, &adapters, &listing)?;
     if wanted.is_empty() {
         return Err(config
             .key_error(
@@ -249,39 +210,13 @@ pub fn plan_gpu_units(config: &Config, params: &GpuChallenge) -> Result<Vec<GpuU
     }
     let mut plans = Vec::new();
     let batch = crate::gpu::LiveBatch::new(gpu.batch);
-    for (index, units, memory_mib, key) in wanted {
+    for wanted in wanted {
+        let index = wanted.index;
         let (info, adapter) = &adapters[index];
-        if params.unit_bytes > info.max_binding {
-            return Err(config
-                .key_error(
-                    "network.gpu_unit_bytes",
-                    format!(
-                        "a unit of {} bytes does not fit one storage binding of {} (at most {} bytes)",
-                        params.unit_bytes, info.name, info.max_binding
-                    ),
-                )
-                .into());
-        }
-        if let Some(mib) = memory_mib {
-            let need = u64::from(units) * params.unit_bytes + gpu.memory_reserve_mib * MIB;
-            if need > mib * MIB {
-                return Err(config
-                    .key_error(
-                        &key,
-                        format!(
-                            "{units} units of {} MiB plus gpu.memory_reserve_mib = {} MiB need {} MiB, but {} has {mib} MiB",
-                            params.unit_bytes / MIB,
-                            gpu.memory_reserve_mib,
-                            need / MIB,
-                            info.name
-                        ),
-                    )
-                    .into());
-            }
-        }
+        check_fits(config, params, info, &wanted)?;
         let device = GpuDevice::open(info.clone(), adapter)
-            .map_err(|e| crate::MinerError::Topology(e.to_string()))?;
-        for slot in 0..units {
+            .map_err(|source| crate::MinerError::Device { index, source })?;
+        for slot in 0..wanted.units {
             plans.push(GpuUnitPlan {
                 label: format!("gpu{index}.{slot}"),
                 id: derived_unit_id(
@@ -295,6 +230,113 @@ pub fn plan_gpu_units(config: &Config, params: &GpuChallenge) -> Result<Vec<GpuU
         }
     }
     Ok(plans)
+}
+
+/// A device the configuration asks for, with its units.
+struct Wanted {
+    /// The adapter's index in the enumeration.
+    index: usize,
+    units: u32,
+    /// The device memory the operator states (`gpu.devices[].memory_mib`).
+    memory_mib: Option<u64>,
+    /// The key that set `units`, for error messages.
+    units_key: String,
+}
+
+/// The devices `gpu.devices` selects, or every eligible adapter (one unit each) when it is
+/// empty; an entry that matches no adapter, or a software one without
+/// `gpu.allow_software`, is an error.
+fn wanted_devices<A>(
+    config: &Config,
+    adapters: &[(capminer_kernels::gpu::DeviceInfo, A)],
+    listing: &str,
+) -> Result<Vec<Wanted>> {
+    let gpu = &config.gpu;
+    if gpu.devices.is_empty() {
+        return Ok(adapters
+            .iter()
+            .filter(|(d, _)| gpu.allow_software || !d.software)
+            .map(|(d, _)| Wanted {
+                index: d.index,
+                units: 1,
+                memory_mib: None,
+                units_key: "gpu.devices".to_string(),
+            })
+            .collect());
+    }
+    let mut out = Vec::new();
+    for (i, entry) in gpu.devices.iter().enumerate() {
+        let key = format!("gpu.devices[{i}].select");
+        let select = entry.select.as_str();
+        let found = adapters.iter().find(|(d, _)| selects(select, d));
+        let Some((d, _)) = found else {
+            return Err(config
+                .key_error(
+                    &key,
+                    format!("no GPU adapter matches {select:?}; adapters: {listing}"),
+                )
+                .into());
+        };
+        if d.software && !gpu.allow_software {
+            return Err(config
+                .key_error(
+                    &key,
+                    format!(
+                        "{} is a software adapter: set gpu.allow_software = true to use it",
+                        d.name
+                    ),
+                )
+                .into());
+        }
+        out.push(Wanted {
+            index: d.index,
+            units: entry.units,
+            memory_mib: entry.memory_mib,
+            units_key: format!("gpu.devices[{i}].units"),
+        });
+    }
+    Ok(out)
+}
+
+/// Refuses a device whose binding cannot hold one unit, or whose stated memory cannot hold
+/// its units beside `gpu.memory_reserve_mib`.
+fn check_fits(
+    config: &Config,
+    params: &GpuChallenge,
+    info: &capminer_kernels::gpu::DeviceInfo,
+    wanted: &Wanted,
+) -> Result<()> {
+    let gpu = &config.gpu;
+    if params.unit_bytes > info.max_binding {
+        return Err(config
+            .key_error(
+                "network.gpu_unit_bytes",
+                format!(
+                    "a unit of {} bytes does not fit one storage binding of {} (at most {} bytes)",
+                    params.unit_bytes, info.name, info.max_binding
+                ),
+            )
+            .into());
+    }
+    if let Some(mib) = wanted.memory_mib {
+        let units = wanted.units;
+        let need = u64::from(units) * params.unit_bytes + gpu.memory_reserve_mib * MIB;
+        if need > mib * MIB {
+            return Err(config
+                .key_error(
+                    &wanted.units_key,
+                    format!(
+                        "{units} units of {} MiB plus gpu.memory_reserve_mib = {} MiB need {} MiB, but {} has {mib} MiB",
+                        params.unit_bytes / MIB,
+                        gpu.memory_reserve_mib,
+                        need / MIB,
+                        info.name
+                    ),
+                )
+                .into());
+        }
+    }
+    Ok(())
 }
 
 /// True if `select` (as in `gpu.devices[].select`: an index, `pci:<bus id>`, or a part of the
@@ -339,8 +381,11 @@ pub fn describe_adapters<'a>(
 
 /// `MemAvailable` from `/proc/meminfo`, in bytes.
 pub fn available_memory() -> Result<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo")
-        .map_err(|e| crate::MinerError::Topology(format!("cannot read /proc/meminfo: {e}")))?;
+    let path = "/proc/meminfo";
+    let text = std::fs::read_to_string(path).map_err(|source| crate::MinerError::Read {
+        path: path.into(),
+        source,
+    })?;
     text.lines()
         .find_map(|l| l.strip_prefix("MemAvailable:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())

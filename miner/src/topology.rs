@@ -38,7 +38,7 @@ impl Topology {
             let path = root.join(&rel);
             std::fs::read_to_string(&path)
                 .map(|s| s.trim().to_string())
-                .map_err(|e| MinerError::Topology(format!("cannot read {}: {e}", path.display())))
+                .map_err(|source| MinerError::Read { path, source })
         };
         let online = parse_cpu_list(&read("online".into())?).ok_or_else(|| {
             MinerError::Topology(format!("cannot parse {}/online", root.display()))
@@ -102,10 +102,10 @@ pub fn pin_current_thread(cpus: &[usize]) -> Result<()> {
             libc::CPU_SET(cpu, &mut set);
         }
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(MinerError::Pin(format!(
-                "sched_setaffinity to cpus {cpus:?}: {}",
-                std::io::Error::last_os_error()
-            )));
+            return Err(MinerError::Affinity {
+                call: format!("sched_setaffinity to cpus {cpus:?}"),
+                source: std::io::Error::last_os_error(),
+            });
         }
     }
     Ok(())
@@ -117,10 +117,10 @@ pub fn current_affinity(tid: i32) -> Result<Vec<usize>> {
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         if libc::sched_getaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return Err(MinerError::Pin(format!(
-                "sched_getaffinity({tid}): {}",
-                std::io::Error::last_os_error()
-            )));
+            return Err(MinerError::Affinity {
+                call: format!("sched_getaffinity({tid})"),
+                source: std::io::Error::last_os_error(),
+            });
         }
         Ok((0..libc::CPU_SETSIZE as usize)
             .filter(|&c| libc::CPU_ISSET(c, &set))

@@ -7,12 +7,13 @@
 //! ```
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use capminer_kernels::Searcher;
 use capminer_proofs::store::ProofStore;
 use capminer_proofs::{Epoch, Hash, Proof, UnitId, UnitKind};
+use capminer_sync::LockExt;
 use prometheus::{IntCounter, IntGauge};
 
 use crate::control::Control;
@@ -245,12 +246,12 @@ impl UnitContext {
             .store
             .max_nonce(epoch, &self.info.id)
             .map_or(0, |n| n + 1);
-        let resumed = match *lock(&self.resume) {
+        let resumed = match *self.resume.lock_or_recover() {
             Some((e, next)) if e == epoch => next,
             _ => 0,
         };
         let order = Arc::new(NonceOrder::new(stored.max(resumed), threads));
-        *lock(&self.order) = Some((epoch, order.clone()));
+        *self.order.lock_or_recover() = Some((epoch, order.clone()));
         order
     }
 
@@ -258,16 +259,17 @@ impl UnitContext {
     /// become orphans (stored before any newer proof), and the next instance resumes past every
     /// nonce this one took. Nothing found is lost.
     pub fn salvage(&self) {
-        let Some((epoch, order)) = lock(&self.order).take() else {
+        let Some((epoch, order)) = self.order.lock_or_recover().take() else {
             return;
         };
-        *lock(&self.resume) = Some((epoch, order.next()));
+        *self.resume.lock_or_recover() = Some((epoch, order.next()));
         let left = order.drain();
         if !left.is_empty() {
             tracing::info!(unit = %self.info.label, proofs = left.len(), "proofs of the stopped unit kept");
-            lock(&self.orphans).extend(left);
+            self.orphans.lock_or_recover().extend(left);
         }
-        self.waiting_metric.set(lock(&self.orphans).len() as i64);
+        self.waiting_metric
+            .set(self.orphans.lock_or_recover().len() as i64);
     }
 
     /// Hashes rounds of `epoch` on thread `thread` until the control's generation moves from
@@ -331,7 +333,7 @@ impl UnitContext {
     /// Stores the proofs this unit still holds (a removed unit, or the miner stopping); what
     /// the store refuses is logged with its count.
     pub fn flush_orphans(&self) {
-        let mut orphans = lock(&self.orphans);
+        let mut orphans = self.orphans.lock_or_recover();
         if orphans.is_empty() {
             return;
         }
@@ -354,8 +356,10 @@ impl UnitContext {
             from.flush_orphans();
             return;
         }
-        lock(&self.orphans).extend(lock(&from.orphans).drain(..));
-        *lock(&self.resume) = *lock(&from.resume);
+        self.orphans
+            .lock_or_recover()
+            .extend(from.orphans.lock_or_recover().drain(..));
+        *self.resume.lock_or_recover() = *from.resume.lock_or_recover();
     }
 
     /// The faults injected before a round (tests only): a panic, an error, or a stall that
@@ -384,9 +388,9 @@ impl UnitContext {
     pub fn retire(&self, order: &Arc<NonceOrder>) {
         let left = order.drain();
         if !left.is_empty() {
-            lock(&self.orphans).extend(left);
+            self.orphans.lock_or_recover().extend(left);
         }
-        let mut current = lock(&self.order);
+        let mut current = self.order.lock_or_recover();
         if current.as_ref().is_some_and(|(_, o)| Arc::ptr_eq(o, order)) {
             *current = None;
         }
@@ -401,7 +405,7 @@ impl UnitContext {
         leaving: bool,
     ) {
         {
-            let mut orphans = lock(&self.orphans);
+            let mut orphans = self.orphans.lock_or_recover();
             if !orphans.is_empty() {
                 match self.store.append(&orphans) {
                     Ok(n) => {
@@ -439,16 +443,9 @@ impl UnitContext {
                 tracing::error!(unit = %self.info.label, "cannot store proofs, keeping them to retry: {e}");
             }
         }
-        let orphans = lock(&self.orphans).len();
+        let orphans = self.orphans.lock_or_recover().len();
         self.waiting_metric.set((order.pending() + orphans) as i64);
     }
-}
-
-/// Locks a mutex of the unit context, even one a panicking unit thread poisoned: what they
-/// guard (proof lists, an order handle) is whole between statements, and a restart must not
-/// lose the proofs in them.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use capminer_kernels::gpu_challenge::{LightCache, UnitKeys, hash_light};
+use capminer_kernels::gpu::reference::{LightCache, UnitKeys, hash_light};
 use capminer_kernels::key::{cpu_input, cpu_unit_key};
 use capminer_kernels::randomx::{LightCaches, RandomXFlags, RandomXOptions, Vm, VmMemory};
 use capminer_proofs::{Hash, UnitId, UnitKind};

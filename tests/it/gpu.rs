@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use capminer_config::{Config, GpuDeviceConfig};
 use capminer_kernels::Searcher;
+use capminer_kernels::gpu::reference::{LightCache, UnitKeys};
 use capminer_kernels::gpu::{GpuDataset, GpuDevice};
-use capminer_kernels::gpu_challenge::{LightCache, UnitKeys};
 use capminer_miner::control::Control;
 use capminer_miner::gpu::CheckedSearcher;
 use capminer_miner::metrics::MinerMetrics;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use super::*;
 use capminer_protocol::GpuChallenge;
 
-use crate::gpu_challenge::{Dataset, DatasetSearcher, LightCache, UnitKeys, hash_light};
+use super::reference::{Dataset, DatasetSearcher, LightCache, UnitKeys, hash_light};
+use crate::search::Searcher;
 
 /// The first adapter; CI has lavapipe (`mesa-vulkan-drivers`).
 fn device() -> GpuDevice {

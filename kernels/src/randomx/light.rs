@@ -21,7 +21,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+
+use capminer_sync::{LockExt, recover};
 
 use super::{Cache, RandomXFlags};
 use crate::Result;
@@ -71,7 +73,7 @@ impl LightCaches {
     pub fn shared(flags: RandomXFlags) -> Arc<Self> {
         static STORES: OnceLock<Mutex<HashMap<RandomXFlags, Arc<LightCaches>>>> = OnceLock::new();
         let flags = flags.light();
-        let mut stores = lock(STORES.get_or_init(Default::default));
+        let mut stores = STORES.get_or_init(Default::default).lock_or_recover();
         stores
             .entry(flags)
             .or_insert_with(|| Arc::new(Self::new(flags, rayon::current_num_threads())))
@@ -91,7 +93,7 @@ impl LightCaches {
     /// The cache of `key`, keyed once: built here, or by another thread that is building it
     /// now, or kept from before.
     pub fn get(&self, key: &[u8; 32]) -> Result<Arc<Cache>> {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock_or_recover();
         loop {
             state.clock += 1;
             let now = state.clock;
@@ -101,10 +103,7 @@ impl LightCaches {
                     return Ok(cache.clone());
                 }
                 Some(Entry::Building) => {
-                    state = self
-                        .changed
-                        .wait(state)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    state = recover(self.changed.wait(state));
                 }
                 None => break,
             }
@@ -124,7 +123,7 @@ impl LightCaches {
         let cache = Arc::new(cache);
         std::mem::forget(in_flight);
         self.builds.fetch_add(1, Ordering::Relaxed);
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock_or_recover();
         state.clock += 1;
         let used = state.clock;
         state.entries.insert(
@@ -171,16 +170,9 @@ struct InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        lock(&self.store.state).entries.remove(self.key);
+        self.store.state.lock_or_recover().entries.remove(self.key);
         self.store.changed.notify_all();
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The state stays consistent across a panic (no invariant spans an unlock).
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -273,7 +265,11 @@ mod tests {
         drop(held);
         caches.get(&[9; 32]).unwrap();
         assert_eq!(caches.builds(), 3);
-        assert_eq!(lock(&caches.state).entries.len(), 1, "trimmed to capacity");
+        assert_eq!(
+            caches.state.lock_or_recover().entries.len(),
+            1,
+            "trimmed to capacity"
+        );
     }
 
     #[test]

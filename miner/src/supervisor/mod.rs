@@ -27,11 +27,12 @@
 mod slot;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use capminer_config::WatchdogConfig;
+use capminer_sync::LockExt;
 
 use crate::hashrate::Sampler;
 pub use crate::launch::{Launcher, UnitPlan};
@@ -151,10 +152,6 @@ pub struct Supervisor {
     thread: Option<JoinHandle<()>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl Supervisor {
     /// Starts the planned units and the watchdog thread.
     pub fn start(
@@ -176,9 +173,9 @@ impl Supervisor {
         let thread = std::thread::Builder::new()
             .name("supervisor".into())
             .spawn(move || watch(&s))
-            .map_err(|e| MinerError::UnitFailed {
+            .map_err(|source| MinerError::Spawn {
                 unit: "supervisor".into(),
-                reason: format!("cannot spawn thread: {e}"),
+                source,
             })?;
         Ok(Self {
             shared,
@@ -188,19 +185,28 @@ impl Supervisor {
 
     /// Every unit, as it is now.
     pub fn units(&self) -> Vec<UnitView> {
-        lock(&self.shared.slots).iter().map(Slot::view).collect()
+        self.shared
+            .slots
+            .lock_or_recover()
+            .iter()
+            .map(Slot::view)
+            .collect()
     }
 
     /// True if a unit labelled `label` exists.
     pub fn has_unit(&self, label: &str) -> bool {
-        lock(&self.shared.slots)
+        self.shared
+            .slots
+            .lock_or_recover()
             .iter()
             .any(|s| s.ctx.info.label == label)
     }
 
     /// The label of a unit that faulted while the watchdog is disabled, if any.
     pub fn given_up(&self) -> Option<String> {
-        lock(&self.shared.slots)
+        self.shared
+            .slots
+            .lock_or_recover()
             .iter()
             .find(|s| matches!(s.phase, Phase::GaveUp(_)))
             .map(|s| s.ctx.info.label.clone())
@@ -208,12 +214,12 @@ impl Supervisor {
 
     /// The watchdog settings in force.
     pub fn settings(&self) -> WatchdogConfig {
-        lock(&self.shared.settings).clone()
+        self.shared.settings.lock_or_recover().clone()
     }
 
     /// Applies new watchdog settings from the next check on.
     pub fn set_settings(&self, settings: WatchdogConfig) {
-        *lock(&self.shared.settings) = settings;
+        *self.shared.settings.lock_or_recover() = settings;
     }
 
     /// Restarts unit `label` at once (an operator's request: no backoff, not a fault).
@@ -236,7 +242,7 @@ impl Supervisor {
 
     /// Starts the unit of `plan` beside the others.
     pub fn add_unit(&self, plan: UnitPlan) -> Result<()> {
-        let mut slots = lock(&self.shared.slots);
+        let mut slots = self.shared.slots.lock_or_recover();
         if slots.iter().any(|s| s.ctx.info.label == plan.label()) {
             return Err(MinerError::UnitFailed {
                 unit: plan.label().to_string(),
@@ -250,7 +256,9 @@ impl Supervisor {
 
     /// The plans of the units there are now (those being removed excepted).
     pub fn plans(&self) -> Vec<UnitPlan> {
-        lock(&self.shared.slots)
+        self.shared
+            .slots
+            .lock_or_recover()
             .iter()
             .filter(|s| {
                 !matches!(
@@ -271,7 +279,7 @@ impl Supervisor {
         label: &str,
         f: impl FnOnce(&mut Slot, &Launcher) -> bool,
     ) -> Result<(), ChangeError> {
-        let mut slots = lock(&self.shared.slots);
+        let mut slots = self.shared.slots.lock_or_recover();
         let slot = slots
             .iter_mut()
             .find(|s| s.ctx.info.label == label)
@@ -285,7 +293,7 @@ impl Supervisor {
 
     /// Sets the nonces per dispatch of every GPU unit (`gpu.batch`), from their next round.
     pub fn set_gpu_batch(&self, batch: Option<u32>) {
-        for slot in lock(&self.shared.slots).iter() {
+        for slot in self.shared.slots.lock_or_recover().iter() {
             if let UnitPlan::Gpu(p) = &slot.plan {
                 p.batch.set(batch);
             }
@@ -300,7 +308,7 @@ impl Supervisor {
             let _ = t.join();
         }
         let mut first = Ok(());
-        for slot in std::mem::take(&mut *lock(&self.shared.slots)) {
+        for slot in std::mem::take(&mut *self.shared.slots.lock_or_recover()) {
             let r = match slot.phase {
                 Phase::Running(u) | Phase::Stopping { unit: u, .. } => u.join(),
                 _ => Ok(()),
@@ -320,10 +328,10 @@ fn watch(shared: &Shared) {
     let mut last_sample = Instant::now() - Duration::from_secs(1);
     let launcher = &shared.launcher;
     while shared.running.load(Ordering::Acquire) {
-        let settings = lock(&shared.settings).clone();
+        let settings = shared.settings.lock_or_recover().clone();
         let now = Instant::now();
         let contexts: Vec<Arc<UnitContext>> = {
-            let mut slots = lock(&shared.slots);
+            let mut slots = shared.slots.lock_or_recover();
             if !launcher.control.is_stopped() {
                 for slot in slots.iter_mut() {
                     slot.check(now, &settings, launcher);

@@ -16,10 +16,11 @@ mod index;
 pub mod log;
 mod record;
 
-use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
+use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+use capminer_sync::LockExt;
 
 pub use index::Tally;
 pub use log::Recovery;
@@ -62,7 +63,7 @@ impl ProofStore {
     /// Puts a layer between the store's log and its file: fault injection for tests (a sink
     /// that loses what was not synced when "power is cut", one that fails writes).
     pub fn wrap_log_sink(&self, wrap: impl FnOnce(Box<dyn log::LogSink>) -> Box<dyn log::LogSink>) {
-        let mut inner = self.inner.lock().expect("proof store lock poisoned");
+        let mut inner = self.inner.lock_or_recover();
         if let Some(log) = inner.log.as_mut() {
             log.wrap_sink(wrap);
         }
@@ -156,7 +157,7 @@ impl ProofStore {
     }
 
     fn write(&self, record: Record) -> Result<()> {
-        let mut inner = self.inner.lock().expect("proof store lock poisoned");
+        let mut inner = self.inner.lock_or_recover();
         self.write_locked(&mut inner, record)
     }
 
@@ -201,7 +202,7 @@ impl ProofStore {
     }
 
     fn append_checked(&self, proofs: &[Proof], mined: Option<&Epoch>) -> Result<usize> {
-        let mut inner = self.inner.lock().expect("proof store lock poisoned");
+        let mut inner = self.inner.lock_or_recover();
         if let Some(p) = proofs
             .iter()
             .find(|p| inner.index.archived.contains(&p.epoch))
@@ -252,7 +253,7 @@ impl ProofStore {
     /// Moves proofs to `state`, durably. Every proof must be stored.
     pub fn set_state(&self, refs: &[ProofRef], state: ProofState) -> Result<()> {
         {
-            let inner = self.inner.lock().expect("proof store lock poisoned");
+            let inner = self.inner.lock_or_recover();
             if let Some(r) = refs.iter().find(|r| !inner.index.contains(r)) {
                 return Err(StoreError::UnknownProof(*r));
             }
@@ -266,8 +267,7 @@ impl ProofStore {
     /// An epoch's record.
     pub fn epoch(&self, number: u64) -> Option<Epoch> {
         self.inner
-            .lock()
-            .expect("proof store lock poisoned")
+            .lock_or_recover()
             .index
             .epochs
             .get(&number)
@@ -276,13 +276,13 @@ impl ProofStore {
 
     /// Every recorded epoch, oldest first.
     pub fn epochs(&self) -> Vec<Epoch> {
-        let inner = self.inner.lock().expect("proof store lock poisoned");
+        let inner = self.inner.lock_or_recover();
         inner.index.epochs.values().copied().collect()
     }
 
     /// The highest stored nonce of a unit in an epoch.
     pub fn max_nonce(&self, epoch: u64, unit: &UnitId) -> Option<u64> {
-        let inner = self.inner.lock().expect("proof store lock poisoned");
+        let inner = self.inner.lock_or_recover();
         inner
             .index
             .proofs
@@ -295,7 +295,7 @@ impl ProofStore {
     /// client's ticks use [`ProofStore::unsettled`] instead.
     pub fn proofs(&self, mut keep: impl FnMut(&StoredProof) -> bool) -> Result<Vec<StoredProof>> {
         let archived: Vec<u64> = {
-            let inner = self.inner.lock().expect("proof store lock poisoned");
+            let inner = self.inner.lock_or_recover();
             inner.index.archived.iter().copied().collect()
         };
         let mut old = Index::default();
@@ -304,7 +304,7 @@ impl ProofStore {
                 old.apply(record);
             }
         }
-        let inner = self.inner.lock().expect("proof store lock poisoned");
+        let inner = self.inner.lock_or_recover();
         let mut out = Vec::new();
         for index in [&old, &inner.index] {
             for ((epoch, unit), nonces) in &index.proofs {
@@ -328,7 +328,7 @@ impl ProofStore {
     /// Every proof of an open (not archived) epoch, ordered by (unit, nonce): costs that
     /// epoch's proofs only.
     pub fn epoch_proofs(&self, epoch: u64) -> Vec<StoredProof> {
-        let inner = self.inner.lock().expect("proof store lock poisoned");
+        let inner = self.inner.lock_or_recover();
         inner
             .index
             .epoch_proofs(epoch)
@@ -365,7 +365,7 @@ impl ProofStore {
         state: impl Fn(&ProofState) -> bool,
         mut keep: impl FnMut(&StoredProof) -> bool,
     ) -> Vec<StoredProof> {
-        let inner = self.inner.lock().expect("proof store lock poisoned");
+        let inner = self.inner.lock_or_recover();
         inner
             .index
             .grouped(0..=u64::MAX, group)
@@ -378,7 +378,7 @@ impl ProofStore {
     /// The tally of every (epoch, unit) of the open epochs in `epochs`, ordered by (epoch,
     /// unit): one entry a unit and epoch, however many proofs.
     pub fn tallies(&self, epochs: std::ops::RangeInclusive<u64>) -> Vec<(u64, UnitId, Tally)> {
-        let inner = self.inner.lock().expect("proof store lock poisoned");
+        let inner = self.inner.lock_or_recover();
         inner
             .index
             .tallies
@@ -390,7 +390,7 @@ impl ProofStore {
     /// The found proofs of epoch `epoch`, by unit: kind and nonces, ordered by unit and nonce.
     /// Walks only the units with found proofs in that epoch.
     pub fn found(&self, epoch: u64) -> Vec<(UnitId, UnitKind, Vec<u64>)> {
-        let inner = self.inner.lock().expect("proof store lock poisoned");
+        let inner = self.inner.lock_or_recover();
         let index = &inner.index;
         let mut out: Vec<(UnitId, UnitKind, Vec<u64>)> = Vec::new();
         for (r, e) in index
@@ -411,7 +411,7 @@ impl ProofStore {
         refs: impl IntoIterator<Item = ProofRef>,
         mut keep: impl FnMut(&StoredProof) -> bool,
     ) -> Vec<StoredProof> {
-        let inner = self.inner.lock().expect("proof store lock poisoned");
+        let inner = self.inner.lock_or_recover();
         refs.into_iter()
             .filter_map(|r| inner.index.stored(&r))
             .filter(|p| keep(p))
@@ -424,7 +424,7 @@ impl ProofStore {
         &self,
         refs: impl IntoIterator<Item = &'a ProofRef>,
     ) -> Option<std::time::Instant> {
-        let inner = self.inner.lock().expect("proof store lock poisoned");
+        let inner = self.inner.lock_or_recover();
         refs.into_iter()
             .filter_map(|r| inner.index.get(r))
             .filter(|e| e.state == ProofState::Found)
@@ -434,13 +434,13 @@ impl ProofStore {
 
     /// The state of one proof of an open epoch (`None` for a proof of an archived one).
     pub fn state(&self, r: &ProofRef) -> Option<ProofState> {
-        let inner = self.inner.lock().expect("proof store lock poisoned");
+        let inner = self.inner.lock_or_recover();
         inner.index.get(r).map(|e| e.state)
     }
 
     /// True if epoch `number` has been archived.
     pub fn is_archived(&self, number: u64) -> bool {
-        let inner = self.inner.lock().expect("proof store lock poisoned");
+        let inner = self.inner.lock_or_recover();
         inner.index.archived.contains(&number)
     }
 
@@ -451,7 +451,7 @@ impl ProofStore {
     pub fn archive_epoch(&self, number: u64) -> Result<bool> {
         // 1. Fence the epoch (appends to it are refused from now on) and copy it out.
         let records = {
-            let mut inner = self.inner.lock().expect("proof store lock poisoned");
+            let mut inner = self.inner.lock_or_recover();
             let index = &mut inner.index;
             if index.archived.contains(&number) || index.epoch_unsettled(number) {
                 return Ok(false);
@@ -464,16 +464,12 @@ impl ProofStore {
         };
         // 2. Write its file, without holding up appends.
         if let Err(e) = archive::write(&self.dir, number, &records) {
-            let mut inner = self.inner.lock().expect("proof store lock poisoned");
+            let mut inner = self.inner.lock_or_recover();
             inner.index.archived.remove(&number);
             return Err(e);
         }
         // 3. Drop it from memory, then from the log.
-        self.inner
-            .lock()
-            .expect("proof store lock poisoned")
-            .index
-            .archive(number);
+        self.inner.lock_or_recover().index.archive(number);
         self.compact()?;
         Ok(true)
     }
@@ -483,7 +479,7 @@ impl ProofStore {
     /// new one before it takes the old one's place.
     pub fn compact(&self) -> Result<()> {
         let (path, snapshot) = {
-            let mut inner = self.inner.lock().expect("proof store lock poisoned");
+            let mut inner = self.inner.lock_or_recover();
             let Some(log) = inner.log.as_ref() else {
                 return Ok(()); // read-only
             };
@@ -497,7 +493,7 @@ impl ProofStore {
             (path, snapshot)
         };
         let begun = log::Rewrite::begin(&path, snapshot.iter().map(Vec::as_slice));
-        let mut inner = self.inner.lock().expect("proof store lock poisoned");
+        let mut inner = self.inner.lock_or_recover();
         let tail = inner.compacting.take().unwrap_or_default();
         let installed = begun
             .and_then(|rewrite| rewrite.finish(tail.iter().map(Vec::as_slice)))
@@ -535,12 +531,16 @@ fn lock_dir(dir: &Path) -> Result<File> {
             op: "open lock file",
             source,
         })?;
-    // SAFETY: flock on a descriptor we own.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(StoreError::Locked(dir.to_path_buf()));
+    // An exclusive flock(2) on Unix, as before std had it; held until the file is closed.
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(StoreError::Locked(dir.to_path_buf())),
+        Err(TryLockError::Error(source)) => Err(StoreError::Io {
+            path,
+            op: "lock",
+            source,
+        }),
     }
-    Ok(file)
 }
 
 #[cfg(test)]

@@ -76,14 +76,14 @@ fn gpu_hashes(epoch: &Epoch, unit: UnitId, n: u64) -> Vec<(u64, [u8; 32])> {
         ..Config::default()
     };
     let params = capminer_miner::gpu_params(&config).unwrap();
-    let cache = capminer_kernels::gpu_challenge::LightCache::build(epoch.seed.as_bytes(), &params);
+    let cache = capminer_kernels::gpu::reference::LightCache::build(epoch.seed.as_bytes(), &params);
     let keys =
-        capminer_kernels::gpu_challenge::UnitKeys::new(epoch.seed.as_bytes(), unit.as_bytes());
+        capminer_kernels::gpu::reference::UnitKeys::new(epoch.seed.as_bytes(), unit.as_bytes());
     (0..n)
         .map(|nonce| {
             (
                 nonce,
-                capminer_kernels::gpu_challenge::hash_light(&cache, &keys, &params, nonce),
+                capminer_kernels::gpu::reference::hash_light(&cache, &keys, &params, nonce),
             )
         })
         .collect()

@@ -220,6 +220,15 @@ struct RegisterInfo {
     last_par: i64,
 }
 
+impl RegisterInfo {
+    /// A register no instruction has written yet.
+    const UNWRITTEN: Self = Self {
+        latency: 0,
+        last_group: Kind::Invalid,
+        last_par: -1,
+    };
+}
+
 /// The instruction being generated.
 #[derive(Debug)]
 struct Current {
@@ -244,6 +253,19 @@ fn select_register(available: &[i32], rng: &mut Blake2Generator) -> Option<i32> 
 }
 
 impl Current {
+    /// Before the first instruction: a no-op with no operands.
+    const NONE: Self = Self {
+        info: &NOP,
+        src: -1,
+        dst: -1,
+        modifier: 0,
+        imm32: 0,
+        group: Kind::Invalid,
+        group_par: -1,
+        can_reuse: false,
+        group_par_is_source: false,
+    };
+
     fn for_slot(&mut self, rng: &mut Blake2Generator, slot: i32, buffer: i32, last: bool) {
         let info = match slot {
             3 if last => [&ISUB_R, &IXOR_R, &IMULH_R, &ISMULH_R][usize::from(rng.byte() & 3)],
@@ -459,25 +481,28 @@ fn schedule_mop(
     -1
 }
 
+/// Tries `pick` at `schedule_cycle`, then up to `LOOK_FORWARD_CYCLES - 1` cycles later,
+/// advancing `schedule_cycle` and `cycle` by one for each miss; true once `pick` succeeds,
+/// false if it never did.
+fn look_forward(
+    schedule_cycle: &mut i32,
+    cycle: &mut i32,
+    mut pick: impl FnMut(i32) -> bool,
+) -> bool {
+    let mut forward = 0;
+    while forward < LOOK_FORWARD_CYCLES && !pick(*schedule_cycle) {
+        *schedule_cycle += 1;
+        *cycle += 1;
+        forward += 1;
+    }
+    forward < LOOK_FORWARD_CYCLES
+}
+
 /// Generates the next program from `rng`.
 pub(crate) fn generate(rng: &mut Blake2Generator) -> Program {
     let mut ports: PortMap = [[false; 3]; CYCLE_MAP_SIZE];
-    let mut registers = [RegisterInfo {
-        latency: 0,
-        last_group: Kind::Invalid,
-        last_par: -1,
-    }; 8];
-    let mut current = Current {
-        info: &NOP,
-        src: -1,
-        dst: -1,
-        modifier: 0,
-        imm32: 0,
-        group: Kind::Invalid,
-        group_par: -1,
-        can_reuse: false,
-        group_par_is_source: false,
-    };
+    let mut registers = [RegisterInfo::UNWRITTEN; 8];
+    let mut current = Current::NONE;
     let mut ops: Vec<Op> = Vec::with_capacity(MAX_PROGRAM_SIZE);
     let mut macro_op_index = 0usize;
     let (mut cycle, mut dep_cycle) = (0i32, 0i32);
@@ -506,48 +531,24 @@ pub(crate) fn generate(rng: &mut Blake2Generator) -> Program {
                 break;
             }
             let index = macro_op_index as i32;
-            if index == current.info.src_op {
-                let mut forward = 0;
-                while forward < LOOK_FORWARD_CYCLES
-                    && !current.select_source(schedule_cycle, &registers, rng)
-                {
-                    schedule_cycle += 1;
-                    cycle += 1;
-                    forward += 1;
+            // The source, then the destination (each only at its macro-op); if either is not
+            // found within LOOK_FORWARD_CYCLES, the instruction is thrown away.
+            let operands_found = (index != current.info.src_op
+                || look_forward(&mut schedule_cycle, &mut cycle, |c| {
+                    current.select_source(c, &registers, rng)
+                }))
+                && (index != current.info.dst_op
+                    || look_forward(&mut schedule_cycle, &mut cycle, |c| {
+                        current.select_destination(c, throw_away_count > 0, &registers, rng)
+                    }));
+            if !operands_found {
+                if throw_away_count < MAX_THROWAWAY_COUNT {
+                    throw_away_count += 1;
+                    macro_op_index = current.info.ops.len();
+                    continue;
                 }
-                if forward == LOOK_FORWARD_CYCLES {
-                    if throw_away_count < MAX_THROWAWAY_COUNT {
-                        throw_away_count += 1;
-                        macro_op_index = current.info.ops.len();
-                        continue;
-                    }
-                    current.info = &NOP;
-                    break;
-                }
-            }
-            if index == current.info.dst_op {
-                let mut forward = 0;
-                while forward < LOOK_FORWARD_CYCLES
-                    && !current.select_destination(
-                        schedule_cycle,
-                        throw_away_count > 0,
-                        &registers,
-                        rng,
-                    )
-                {
-                    schedule_cycle += 1;
-                    cycle += 1;
-                    forward += 1;
-                }
-                if forward == LOOK_FORWARD_CYCLES {
-                    if throw_away_count < MAX_THROWAWAY_COUNT {
-                        throw_away_count += 1;
-                        macro_op_index = current.info.ops.len();
-                        continue;
-                    }
-                    current.info = &NOP;
-                    break;
-                }
+                current.info = &NOP;
+                break;
             }
             throw_away_count = 0;
             schedule_cycle = schedule_mop(&mop, &mut ports, schedule_cycle, schedule_cycle, true);

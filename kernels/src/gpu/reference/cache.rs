@@ -1,8 +1,9 @@
-//! The epoch's light cache and a unit's keys.
+//! The epoch's light cache: the nodes every unit's dataset is derived from, and all a verifier
+//! keeps of an epoch.
 
 use rayon::prelude::*;
 
-use super::hash::{b3, words_of, x64, xor16};
+use super::primitives::{bytes_of, x64, xor16};
 use capminer_protocol::GpuChallenge;
 use capminer_protocol::gpu::CACHE_ROUNDS;
 
@@ -47,39 +48,5 @@ impl LightCache {
             .par_iter()
             .flat_map_iter(|n| n.iter().copied())
             .collect()
-    }
-}
-
-/// 16 words as 64 little-endian bytes.
-pub fn bytes_of(words: &[u32; 16]) -> [u8; 64] {
-    let mut out = [0u8; 64];
-    for (chunk, w) in out.chunks_exact_mut(4).zip(words) {
-        chunk.copy_from_slice(&w.to_le_bytes());
-    }
-    out
-}
-
-/// What a unit's dataset and hashes are keyed with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UnitKeys {
-    /// `X64("capminer/gpu/salt" ‖ B3(seed ‖ unit_id))`, mixed into every item.
-    pub salt: [u32; 16],
-    /// `B3("capminer/gpu/head" ‖ B3(seed ‖ unit_id))`, hashed with every nonce.
-    pub header: [u8; 32],
-}
-
-impl UnitKeys {
-    /// The keys of a unit in an epoch.
-    pub fn new(seed: &[u8; 32], unit_id: &[u8; 32]) -> Self {
-        let unit_key = b3(&[seed.as_slice(), unit_id].concat());
-        Self {
-            salt: x64(&[b"capminer/gpu/salt".as_slice(), &unit_key].concat()),
-            header: b3(&[b"capminer/gpu/head".as_slice(), &unit_key].concat()),
-        }
-    }
-
-    /// The header as 8 little-endian words.
-    pub fn header_words(&self) -> [u32; 8] {
-        words_of(&self.header)
     }
 }

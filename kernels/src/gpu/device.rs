@@ -1,0 +1,270 @@
+//! GPU adapters and an open device: enumeration, opening with the adapter's own limits, the
+//! challenge's pipelines, loss detection, and the dispatch, bind and readback helpers the
+//! dataset and the searcher share.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use super::error::GpuError;
+use super::{MAX_GROUPS_X, WORKGROUP};
+
+/// What a GPU adapter is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Index in the enumeration.
+    pub index: usize,
+    /// Adapter name.
+    pub name: String,
+    /// PCI vendor id.
+    pub vendor: u32,
+    /// PCI device id.
+    pub device: u32,
+    /// Backend (Vulkan, Metal, Dx12, Gl).
+    pub backend: String,
+    /// Discrete, integrated, virtual, CPU (software), other.
+    pub device_type: String,
+    /// PCI bus id, when the driver reports one.
+    pub pci_bus_id: String,
+    /// True for software adapters (lavapipe, llvmpipe, SwiftShader).
+    pub software: bool,
+    /// Largest storage binding.
+    pub max_binding: u64,
+    /// Largest buffer.
+    pub max_buffer: u64,
+}
+
+/// The GPU adapters on this machine (Vulkan, Metal and DX12; GL has no compute guarantees).
+pub fn enumerate() -> Vec<(DeviceInfo, wgpu::Adapter)> {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapters =
+        pollster::block_on(instance.enumerate_adapters(
+            wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12,
+        ));
+    adapters
+        .into_iter()
+        .enumerate()
+        .map(|(index, adapter)| {
+            let info = adapter.get_info();
+            let limits = adapter.limits();
+            let d = DeviceInfo {
+                index,
+                name: info.name.clone(),
+                vendor: info.vendor,
+                device: info.device,
+                backend: format!("{:?}", info.backend),
+                device_type: format!("{:?}", info.device_type),
+                pci_bus_id: info.device_pci_bus_id.clone(),
+                software: info.device_type == wgpu::DeviceType::Cpu,
+                max_binding: limits
+                    .max_storage_buffer_binding_size
+                    .min(limits.max_buffer_size),
+                max_buffer: limits.max_buffer_size,
+            };
+            (d, adapter)
+        })
+        .collect()
+}
+
+/// The challenge's three entry points, compiled once per device.
+pub(super) struct Pipelines {
+    pub(super) build: wgpu::ComputePipeline,
+    pub(super) search: wgpu::ComputePipeline,
+    pub(super) hash_all: wgpu::ComputePipeline,
+}
+
+/// An open GPU: device, queue and the challenge's pipelines, shared by its units.
+#[derive(Clone)]
+pub struct GpuDevice {
+    /// What it is.
+    pub info: DeviceInfo,
+    pub(super) device: wgpu::Device,
+    pub(super) queue: wgpu::Queue,
+    pub(super) pipelines: Arc<Pipelines>,
+    lost: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for GpuDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuDevice")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GpuDevice {
+    /// Opens an adapter, asking for its own limits (the largest bindings it allows).
+    pub fn open(info: DeviceInfo, adapter: &wgpu::Adapter) -> Result<Self, GpuError> {
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("capminer"),
+            required_limits: adapter.limits(),
+            ..Default::default()
+        };
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&desc)).map_err(|e| GpuError::Open {
+                name: info.name.clone(),
+                message: e.to_string(),
+            })?;
+        let lost = Arc::new(AtomicBool::new(false));
+        let flag = lost.clone();
+        let name = info.name.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            tracing::error!("GPU {name} lost ({reason:?}): {message}");
+            flag.store(true, Ordering::Release);
+        });
+        let module = device.create_shader_module(wgpu::include_wgsl!("challenge.wgsl"));
+        let pipeline = |entry: &str| {
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        };
+        let pipelines = Arc::new(Pipelines {
+            build: pipeline("build"),
+            search: pipeline("search"),
+            hash_all: pipeline("hash_all"),
+        });
+        Ok(Self {
+            info,
+            device,
+            queue,
+            pipelines,
+            lost,
+        })
+    }
+
+    /// True once the driver reported the device lost (a reset, a removal, or [`Self::destroy`]):
+    /// nothing on it works any more; open the adapter again.
+    pub fn is_lost(&self) -> bool {
+        // wgpu reports a loss from its maintenance, which a poll runs.
+        let _ = self.device.poll(wgpu::PollType::Poll);
+        self.lost.load(Ordering::Acquire)
+    }
+
+    /// Destroys the device, as a driver reset would (for fault-injection tests).
+    pub fn destroy(&self) {
+        self.device.destroy();
+        self.lost.store(true, Ordering::Release);
+    }
+
+    /// Bytes per second of a large buffer-to-buffer copy on this device (the bandwidth figure
+    /// the challenge's reads are compared with).
+    pub fn copy_bandwidth(&self, bytes: u64) -> f64 {
+        let bytes = bytes.min(self.info.max_buffer / 2) & !3;
+        let make = |usage| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("bandwidth"),
+                size: bytes,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        let (src, dst) = (
+            make(wgpu::BufferUsages::COPY_SRC),
+            make(wgpu::BufferUsages::COPY_DST),
+        );
+        let copy = || {
+            let mut enc = self.device.create_command_encoder(&Default::default());
+            enc.copy_buffer_to_buffer(&src, 0, &dst, 0, bytes);
+            self.queue.submit([enc.finish()]);
+            let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
+        };
+        copy(); // warm up
+        let start = Instant::now();
+        let rounds = 4;
+        for _ in 0..rounds {
+            copy();
+        }
+        // A copy reads and writes every byte.
+        2.0 * bytes as f64 * f64::from(rounds) / start.elapsed().as_secs_f64()
+    }
+
+    /// A command buffer running `pipeline` over `invocations`, as a 2D grid of workgroups when
+    /// one row cannot hold them.
+    pub(super) fn dispatch(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        group: &wgpu::BindGroup,
+        invocations: u32,
+    ) -> wgpu::CommandBuffer {
+        let groups = invocations.div_ceil(WORKGROUP);
+        let (x, y) = if groups <= MAX_GROUPS_X {
+            (groups, 1)
+        } else {
+            (MAX_GROUPS_X, groups.div_ceil(MAX_GROUPS_X))
+        };
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, group, &[]);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+        enc.finish()
+    }
+
+    /// Copies the first `bytes` of `buffer` to a staging buffer and reads them back.
+    pub(super) fn read(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u32>, GpuError> {
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
+        let submission = self.queue.submit([enc.finish()]);
+        self.map_read(&staging, submission)
+    }
+
+    /// Waits for `submission`, then maps `staging` and copies its words out.
+    pub(super) fn map_read(
+        &self,
+        staging: &wgpu::Buffer,
+        submission: wgpu::SubmissionIndex,
+    ) -> Result<Vec<u32>, GpuError> {
+        let failed = |e: &dyn std::fmt::Display| GpuError::Readback(e.to_string());
+        let slice = staging.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(submission),
+                timeout: None,
+            })
+            .map_err(|e| failed(&e))?;
+        rx.recv().map_err(|e| failed(&e))?.map_err(|e| failed(&e))?;
+        let view = slice.get_mapped_range().map_err(|e| failed(&e))?;
+        let words = bytemuck::cast_slice::<u8, u32>(&view).to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(words)
+    }
+
+    /// A bind group of `pipeline`'s layout over `(binding, buffer)` pairs.
+    pub(super) fn bind(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        entries: &[(u32, &wgpu::Buffer)],
+    ) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry<'_>> = entries
+            .iter()
+            .map(|(binding, buffer)| wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: buffer.as_entire_binding(),
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        })
+    }
+}

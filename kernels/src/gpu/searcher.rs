@@ -1,0 +1,292 @@
+//! The GPU search as a [`Searcher`]: double-buffered dispatches of a batch of nonces, the batch
+//! auto-tuned to about 100 ms a submit, and a dispatch whose hits overflow its result buffer
+//! redone in halves.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wgpu::util::DeviceExt;
+
+use super::dataset::GpuDataset;
+use super::device::GpuDevice;
+use super::error::GpuError;
+use super::reference::UnitKeys;
+use super::{MAX_GROUPS_X, WORKGROUP};
+use crate::search::{Hit, Searched, Searcher};
+
+/// Hits one dispatch can report; more in one dispatch means an easy target: the host redoes
+/// the dispatch in halves.
+pub const MAX_HITS: u32 = 64;
+/// Words a hit takes in a result buffer: the nonce (2) and the hash (8).
+const HIT_WORDS: u32 = 10;
+
+/// Bytes of a result buffer: the hit count and `MAX_HITS` slots.
+const RESULT_BYTES: u64 = (4 + MAX_HITS * HIT_WORDS * 4) as u64;
+
+/// The GPU search as a [`Searcher`]: dispatches of `batch` nonces, auto-tuned to about
+/// 100 ms of work a submit unless fixed by the operator. Two result slots alternate, so the
+/// results of one dispatch are read back while the next one already runs.
+pub struct GpuSearcher {
+    dataset: Arc<GpuDataset>,
+    header: [u32; 8],
+    /// (result buffer, staging buffer) per slot.
+    slots: [(wgpu::Buffer, wgpu::Buffer); 2],
+    batch: u32,
+    tune: bool,
+}
+
+/// A dispatch in flight.
+struct Pending {
+    slot: usize,
+    start: u64,
+    count: u32,
+    submission: wgpu::SubmissionIndex,
+}
+
+impl std::fmt::Debug for GpuSearcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuSearcher(batch {})", self.batch)
+    }
+}
+
+/// Work a submit should take when auto-tuned.
+const TARGET_SUBMIT: Duration = Duration::from_millis(100);
+
+impl GpuSearcher {
+    /// A searcher over `dataset` for a unit's header (see [`GpuDataset::searcher`]).
+    pub(super) fn new(dataset: Arc<GpuDataset>, keys: &UnitKeys, batch: Option<u32>) -> Self {
+        let d = &dataset.device;
+        let buffer = |label, usage| {
+            d.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: RESULT_BYTES,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        let results = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST;
+        let staging = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+        let slots = [0, 1].map(|_| {
+            (
+                buffer("results", results),
+                buffer("results staging", staging),
+            )
+        });
+        Self {
+            dataset,
+            header: keys.header_words(),
+            slots,
+            batch: batch.unwrap_or(1 << 16).max(WORKGROUP),
+            tune: batch.is_none(),
+        }
+    }
+
+    /// Sets the nonces per dispatch from the next dispatch on; `None`: auto-tuned again, from
+    /// the batch in use.
+    pub fn set_batch(&mut self, batch: Option<u32>) {
+        if let Some(b) = batch {
+            self.batch = b.max(WORKGROUP);
+        }
+        self.tune = batch.is_none();
+    }
+
+    /// Nonces per dispatch now.
+    pub fn batch(&self) -> u32 {
+        self.batch
+    }
+
+    /// The device it searches on.
+    pub fn device(&self) -> &GpuDevice {
+        &self.dataset.device
+    }
+
+    fn params(&self, start: u64, count: u32, target: &[u8; 32]) -> wgpu::Buffer {
+        let p = &self.dataset.params;
+        let mut uniform = vec![
+            p.items(),
+            p.accesses,
+            start as u32,
+            (start >> 32) as u32,
+            count,
+            MAX_HITS,
+            0,
+            0,
+        ];
+        uniform.extend_from_slice(&self.header);
+        uniform.extend(
+            target
+                .chunks_exact(4)
+                .map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes"))),
+        );
+        self.dataset
+            .device
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("search params"),
+                contents: bytemuck::cast_slice(&uniform),
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+    }
+
+    /// Every hash of nonces `start..start + count`, as the GPU computes them.
+    pub fn hash_range(&self, start: u64, count: u32) -> Result<Vec<[u8; 32]>, GpuError> {
+        let d = &self.dataset.device;
+        let out = d.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("hashes"),
+            size: u64::from(count) * 32,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let params = self.params(start, count, &[0; 32]);
+        let group = d.bind(
+            &d.pipelines.hash_all,
+            &[(0, &params), (1, &self.dataset.buffer), (3, &out)],
+        );
+        d.queue
+            .submit([d.dispatch(&d.pipelines.hash_all, &group, count)]);
+        let words = d.read(&out, u64::from(count) * 32)?;
+        Ok(words.chunks_exact(8).map(hash_bytes).collect())
+    }
+
+    /// Submits a search of `start..start + count` into result slot `slot` (reset first), with
+    /// the copy of its results to the slot's staging buffer.
+    fn submit(&self, slot: usize, start: u64, count: u32, target: &[u8; 32]) -> Pending {
+        let d = &self.dataset.device;
+        let (results, staging) = &self.slots[slot];
+        d.queue.write_buffer(results, 0, &[0u8; 4]);
+        let params = self.params(start, count, target);
+        let group = d.bind(
+            &d.pipelines.search,
+            &[(0, &params), (1, &self.dataset.buffer), (2, results)],
+        );
+        let search = d.dispatch(&d.pipelines.search, &group, count);
+        let mut enc = d.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(results, 0, staging, 0, RESULT_BYTES);
+        let submission = d.queue.submit([search, enc.finish()]);
+        Pending {
+            slot,
+            start,
+            count,
+            submission,
+        }
+    }
+
+    /// Waits for a submitted search and reads its hits; `None` when more hashes met the
+    /// target than a result buffer holds.
+    fn collect(&self, pending: &Pending) -> Result<Option<Vec<Hit>>, GpuError> {
+        let d = &self.dataset.device;
+        let words = d.map_read(&self.slots[pending.slot].1, pending.submission.clone())?;
+        let found = words[0];
+        if found > MAX_HITS {
+            return Ok(None);
+        }
+        let mut hits: Vec<Hit> = words[1..]
+            .chunks_exact(HIT_WORDS as usize)
+            .take(found as usize)
+            .map(|w| Hit {
+                nonce: u64::from(w[0]) | (u64::from(w[1]) << 32),
+                hash: hash_bytes(&w[2..10]),
+            })
+            .collect();
+        hits.sort_by_key(|h| h.nonce);
+        Ok(Some(hits))
+    }
+
+    /// Searches a range synchronously, halving it whenever a result buffer overflows.
+    fn search_split(
+        &self,
+        start: u64,
+        count: u32,
+        target: &[u8; 32],
+        hits: &mut Vec<Hit>,
+    ) -> Result<(), GpuError> {
+        let pending = self.submit(0, start, count, target);
+        match self.collect(&pending)? {
+            Some(found) => hits.extend(found),
+            None if count <= 1 => {
+                return Err(GpuError::Readback(
+                    "one nonce cannot overflow the result buffer".into(),
+                ));
+            }
+            None => {
+                let half = count / 2;
+                self.search_split(start, half, target, hits)?;
+                self.search_split(start + u64::from(half), count - half, target, hits)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Collects a dispatch's hits into `searched`, redoing it in halves if it overflowed.
+    fn finish(
+        &self,
+        pending: &Pending,
+        target: &[u8; 32],
+        searched: &mut Searched,
+    ) -> Result<(), GpuError> {
+        match self.collect(pending)? {
+            Some(hits) => searched.hits.extend(hits),
+            None => self.search_split(pending.start, pending.count, target, &mut searched.hits)?,
+        }
+        searched.hashed += u64::from(pending.count);
+        Ok(())
+    }
+}
+
+fn hash_bytes(words: &[u32]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (chunk, w) in out.chunks_exact_mut(4).zip(words) {
+        chunk.copy_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
+impl Searcher for GpuSearcher {
+    fn search(
+        &mut self,
+        start: u64,
+        count: u64,
+        target: &[u8; 32],
+        stop: &mut dyn FnMut() -> bool,
+    ) -> crate::Result<Searched> {
+        let mut searched = Searched::default();
+        let mut submitted = 0u64;
+        let mut pending: Option<Pending> = None;
+        let mut last = Instant::now();
+        loop {
+            // Submit the next dispatch before reading the previous one back.
+            let next = (submitted < count && (pending.is_none() || !stop())).then(|| {
+                let n = (count - submitted).min(u64::from(self.batch)) as u32;
+                let slot = pending.as_ref().map_or(0, |p| 1 - p.slot);
+                let p = self.submit(slot, start + submitted, n, target);
+                submitted += u64::from(n);
+                p
+            });
+            if let Some(done) = pending.take() {
+                self.finish(&done, target, &mut searched)?;
+                if self.tune && done.count == self.batch {
+                    let took = last.elapsed().as_secs_f64().max(1e-4);
+                    let scaled = f64::from(self.batch) * TARGET_SUBMIT.as_secs_f64() / took;
+                    self.batch = (scaled
+                        .clamp(f64::from(WORKGROUP), f64::from(MAX_GROUPS_X * WORKGROUP))
+                        as u32)
+                        / WORKGROUP
+                        * WORKGROUP;
+                }
+                last = Instant::now();
+            }
+            match next {
+                Some(p) => pending = Some(p),
+                None => break,
+            }
+        }
+        searched.hits.sort_by_key(|h| h.nonce);
+        Ok(searched)
+    }
+
+    fn hash_one(&mut self, nonce: u64) -> crate::Result<[u8; 32]> {
+        Ok(self.hash_range(nonce, 1)?[0])
+    }
+}
