@@ -19,6 +19,7 @@ use capminer_chain::handle::ChainHandle;
 use capminer_chain::key::{KeySource, load_signer};
 use capminer_config::Config;
 use capminer_proofs::{UnitId, UnitKind};
+use capminer_protocol::UnitIndex;
 
 use crate::{ConfigArg, load_config};
 
@@ -318,7 +319,7 @@ pub fn provider(args: ProviderArgs) -> anyhow::Result<ExitCode> {
             }
             ProviderTask::TopUp(which) => {
                 for index in s.indices(config, which).await? {
-                    let u = s.chain.unit_info(index).await?;
+                    let u = s.chain.unit_info(UnitIndex(index)).await?;
                     let need = u.registeredCollateral - u.collateral;
                     if need == 0 {
                         println!("unit {index}: collateral complete");
@@ -332,7 +333,7 @@ pub fn provider(args: ProviderArgs) -> anyhow::Result<ExitCode> {
                 let epoch = s.current_epoch().await?;
                 println!("index\tid\tkind\tstart\tend\tcollateral\tclaimable");
                 for index in s.my_units(config).await? {
-                    let u = s.chain.unit_info(index).await?;
+                    let u = s.chain.unit_info(UnitIndex(index)).await?;
                     let claimable = s.claimable(index, epoch).await?;
                     let end = if u.endEpoch == u64::MAX {
                         "-".to_string()
