@@ -137,7 +137,8 @@ pub enum Abstain {
     ChallengeMismatch = 2,
     /// The logs this verifier read do not replay to the contract's digest.
     DigestMismatch = 3,
-    /// Recomputation itself failed.
+    /// The checker could not judge the sample for a reason that trying again cannot fix (a
+    /// [`VerifyError`] not [retryable](VerifyError::is_retryable): unsupported, or failed).
     CheckFailed = 4,
 }
 
@@ -485,6 +486,21 @@ impl VerifierService {
             );
             return Ok(UnitPlan::Abstain(Abstain::ChallengeMismatch));
         }
+        self.draw_sample(onchain.epoch, index, id, kind, unit)
+            .map(UnitPlan::Check)
+    }
+
+    /// Signs the sample hash of unit `index` (`id`, `kind`) in `epoch` and draws its sample of
+    /// `unit`'s nonces from the signature.
+    fn draw_sample(
+        &self,
+        epoch: Epoch,
+        index: UnitIndex,
+        id: UnitId,
+        kind: UnitKind,
+        unit: &UnitNonces,
+    ) -> Result<Planned> {
+        let e = epoch.number;
         let hash = sample_hash(
             self.chain.chain_id,
             self.chain.address,
@@ -512,18 +528,18 @@ impl VerifierService {
             .map(|i| Claim {
                 unit: id,
                 kind,
-                epoch: onchain.epoch,
+                epoch,
                 nonce: unit.nonces[i],
                 hash: None,
             })
             .collect();
-        Ok(UnitPlan::Check(Planned {
+        Ok(Planned {
             index,
             kind,
             digest: unit.digest,
             signature,
             claims,
-        }))
+        })
     }
 
     /// Step 2: recomputes the planned unit-epochs off the runtime, side by side on the blocking
