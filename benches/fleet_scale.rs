@@ -106,13 +106,11 @@ async fn main() {
     }
     // The units of the client: the last n registered (all with the 500 batches).
     let first = next - n as u32;
-    let units: Vec<(UnitId, UnitKind, String)> = (0..n as u32)
-        .map(|i| {
-            (
-                unit(me.as_slice(), first + i),
-                UnitKind::Cpu,
-                format!("u{i}"),
-            )
+    let units: Vec<capminer_protocol::UnitRef> = (0..n as u32)
+        .map(|i| capminer_protocol::UnitRef {
+            id: unit(me.as_slice(), first + i),
+            kind: UnitKind::Cpu,
+            label: format!("u{i}"),
         })
         .collect();
     provider.anvil_increase_time(86_400).await.unwrap();
@@ -157,9 +155,9 @@ async fn main() {
     for chunk in units.chunks(100) {
         let proofs: Vec<Proof> = chunk
             .iter()
-            .flat_map(|(id, _, _)| {
+            .flat_map(|u| {
                 (0..100u64).map(move |nonce| Proof {
-                    unit: *id,
+                    unit: u.id,
                     kind: UnitKind::Cpu,
                     epoch: epoch.number,
                     nonce,

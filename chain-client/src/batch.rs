@@ -6,6 +6,7 @@
 //! maximum, to be marked skipped); the batch stops at `max_proofs` and at a gas bound.
 
 use capminer_proofs::UnitId;
+use capminer_protocol::UnitIndex;
 
 /// Gas model used to bound a batch before the node's exact estimate: intrinsic cost, one group
 /// (two fresh storage words, a unit read, an event), one proof (calldata, loop, event data).
@@ -21,7 +22,7 @@ pub struct Backlog {
     /// The unit.
     pub unit: UnitId,
     /// Its on-chain index.
-    pub index: u32,
+    pub index: UnitIndex,
     /// Proofs the contract already counts for it in the epoch.
     pub onchain: u32,
     /// The epoch's minimum and maximum for its kind.
@@ -36,7 +37,7 @@ pub struct Backlog {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     /// Groups for the transaction: (unit, index, nonces).
-    pub groups: Vec<(UnitId, u32, Vec<u64>)>,
+    pub groups: Vec<(UnitId, UnitIndex, Vec<u64>)>,
     /// Nonces beyond a unit's maximum.
     pub over_max: Vec<(UnitId, Vec<u64>)>,
 }
@@ -51,7 +52,7 @@ impl Plan {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.groups.len() * 6 + self.proofs() * 8);
         for (_, index, nonces) in &self.groups {
-            out.extend_from_slice(&index.to_be_bytes());
+            out.extend_from_slice(&index.0.to_be_bytes());
             out.extend_from_slice(&(nonces.len() as u16).to_be_bytes());
             for n in nonces {
                 out.extend_from_slice(&n.to_be_bytes());
@@ -103,7 +104,7 @@ mod tests {
     fn backlog(i: u8, onchain: u32, min: u32, max: u32, nonces: &[u64]) -> Backlog {
         Backlog {
             unit: UnitId([i; 32]),
-            index: u32::from(i),
+            index: UnitIndex(u32::from(i)),
             onchain,
             min,
             max,
@@ -114,7 +115,11 @@ mod tests {
     #[test]
     fn the_packed_bytes_are_exact() {
         let plan = Plan {
-            groups: vec![(UnitId([1; 32]), 0x0102_0304, vec![5, 0x1122_3344_5566_7788])],
+            groups: vec![(
+                UnitId([1; 32]),
+                UnitIndex(0x0102_0304),
+                vec![5, 0x1122_3344_5566_7788],
+            )],
             over_max: vec![],
         };
         assert_eq!(
@@ -142,7 +147,7 @@ mod tests {
         );
         assert_eq!(
             plan.groups.iter().map(|g| g.1).collect::<Vec<_>>(),
-            vec![2, 1]
+            vec![UnitIndex(2), UnitIndex(1)]
         );
         assert_eq!(plan.groups[1].2, vec![20, 21]);
         assert_eq!(plan.over_max, vec![(UnitId([1; 32]), vec![22, 23])]);

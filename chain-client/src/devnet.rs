@@ -74,18 +74,16 @@ pub fn spawn_anvil(path: &Path, port: Option<u16>, args: &[&str]) -> Result<Anvi
     if let Some(port) = port {
         anvil = anvil.port(port);
     }
-    anvil
-        .try_spawn()
-        .map_err(|e| ChainError::Setup(format!("cannot start anvil from {}: {e}", path.display())))
+    anvil.try_spawn().map_err(|e| ChainError::Anvil {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 /// A provider signing with `key` (recommended fillers: fine for setup, not for mining).
 pub fn signing_provider(url: &str, key: PrivateKeySigner) -> Result<DynProvider> {
-    let url = url.parse().map_err(|_| {
-        ChainError::Setup(format!(
-            "not a valid URL: {}",
-            crate::error::redact_url(url)
-        ))
+    let url = url.parse().map_err(|_| ChainError::InvalidUrl {
+        url: crate::error::redact_url(url),
     })?;
     Ok(ProviderBuilder::new()
         .wallet(EthereumWallet::from(key))
@@ -104,8 +102,12 @@ fn kind_params(k: &KindSpec) -> Capacity::KindParams {
     }
 }
 
-fn setup_error(what: &'static str) -> impl Fn(alloy::contract::Error) -> ChainError {
-    move |e| ChainError::Setup(format!("{what}: {e}"))
+/// Maps an error of setup step `step`.
+fn setup_error<E: std::fmt::Display>(step: &'static str) -> impl Fn(E) -> ChainError {
+    move |e| ChainError::Devnet {
+        step,
+        message: e.to_string(),
+    }
 }
 
 /// Deploys the contract from the committed artifact, owned by `owner`.
@@ -131,10 +133,11 @@ pub async fn deploy(url: &str, owner: PrivateKeySigner, spec: &ContractSpec) -> 
         .map_err(setup_error("deploying the capacity contract"))?
         .get_receipt()
         .await
-        .map_err(|e| ChainError::Setup(format!("deploying the capacity contract: {e}")))?;
-    let address = receipt
-        .contract_address
-        .ok_or_else(|| ChainError::Setup("deployment receipt has no contract address".into()))?;
+        .map_err(setup_error("deploying the capacity contract"))?;
+    let address = receipt.contract_address.ok_or_else(|| ChainError::Devnet {
+        step: "deploying the capacity contract",
+        message: "the deployment receipt has no contract address".into(),
+    })?;
     Ok(Deployment {
         address,
         block: receipt.block_number.unwrap_or_default(),
@@ -154,9 +157,12 @@ async fn send_and_wait(
         .map_err(setup_error(what))?
         .get_receipt()
         .await
-        .map_err(|e| ChainError::Setup(format!("{what}: {e}")))?;
+        .map_err(setup_error(what))?;
     if !receipt.status() {
-        return Err(ChainError::Setup(format!("{what}: transaction reverted")));
+        return Err(ChainError::Devnet {
+            step: what,
+            message: "transaction reverted".into(),
+        });
     }
     Ok(())
 }

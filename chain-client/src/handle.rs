@@ -6,7 +6,7 @@ use alloy::primitives::{Address, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::transports::{RpcError, TransportErrorKind};
 use capminer_config::ChainConfig;
-use capminer_protocol::{GpuChallenge, UnitKind};
+use capminer_protocol::{UnitIndex, UnitKind};
 
 use crate::bindings::Capacity;
 use crate::error::redact_url;
@@ -101,19 +101,18 @@ impl ChainHandle {
     /// `chain.contract` holds code; reads the schedule.
     pub async fn connect(config: &ChainConfig) -> Result<Self> {
         let endpoint = redact_url(&config.rpc_url);
-        let url = config
-            .rpc_url
-            .parse()
-            .map_err(|_| ChainError::Setup(format!("chain.rpc_url {endpoint}: not a valid URL")))?;
+        let url = config.rpc_url.parse().map_err(|_| ChainError::Config {
+            key: "chain.rpc_url",
+            message: format!("{endpoint}: not a valid URL"),
+        })?;
         let provider = ProviderBuilder::new()
             .disable_recommended_fillers()
             .connect_http(url)
             .erased();
-        let address = Address::from(
-            config
-                .contract
-                .ok_or_else(|| ChainError::Setup("chain.contract is not set".into()))?,
-        );
+        let address = Address::from(config.contract.ok_or_else(|| ChainError::Config {
+            key: "chain.contract",
+            message: "is not set".into(),
+        })?);
         let mut handle = Self {
             provider,
             address,
@@ -134,10 +133,11 @@ impl ChainHandle {
         if let Some(want) = config.chain_id
             && want != chain_id
         {
-            return Err(ChainError::Setup(format!(
-                "chain.chain_id is {want} but the node at {} serves chain {chain_id}",
-                handle.endpoint
-            )));
+            return Err(ChainError::ChainMismatch {
+                configured: want,
+                served: chain_id,
+                endpoint: handle.endpoint,
+            });
         }
         handle.chain_id = chain_id;
         let code = handle
@@ -146,9 +146,7 @@ impl ChainHandle {
             .await
             .map_err(handle.rpc_error("eth_getCode"))?;
         if code.is_empty() {
-            return Err(ChainError::Setup(format!(
-                "chain.contract {address}: no contract there on chain {chain_id}"
-            )));
+            return Err(ChainError::NoContract { address, chain_id });
         }
         let c = handle.contract();
         let read = |v: U256| v.to::<u64>();
@@ -187,19 +185,19 @@ impl ChainHandle {
     }
 
     /// The contract's record of unit `index`.
-    pub async fn unit_info(&self, index: u32) -> Result<Capacity::Unit> {
+    pub async fn unit_info(&self, index: UnitIndex) -> Result<Capacity::Unit> {
         self.contract()
-            .unitInfo(index)
+            .unitInfo(index.0)
             .call()
             .await
             .map_err(self.call_error("unitInfo"))
     }
 
     /// The contract's records of units `indices`, in order, [`UNITS_PER_CALL`] a call.
-    pub async fn unit_infos(&self, indices: &[u32]) -> Result<Vec<Capacity::Unit>> {
+    pub async fn unit_infos(&self, indices: &[UnitIndex]) -> Result<Vec<Capacity::Unit>> {
         chunked(indices, UNITS_PER_CALL, |chunk| async move {
             let contract = self.contract();
-            let call = contract.unitInfos(chunk);
+            let call = contract.unitInfos(abi_indices(&chunk));
             call.call().await.map_err(self.call_error("unitInfos"))
         })
         .await
@@ -207,22 +205,28 @@ impl ChainHandle {
 
     /// The on-chain index of each of `ids`, in order (`None`: not registered),
     /// [`UNITS_PER_CALL`] a call.
-    pub async fn unit_indices(&self, ids: &[capminer_proofs::UnitId]) -> Result<Vec<Option<u32>>> {
+    pub async fn unit_indices(
+        &self,
+        ids: &[capminer_proofs::UnitId],
+    ) -> Result<Vec<Option<UnitIndex>>> {
         let plus_one = chunked(ids, UNITS_PER_CALL, |chunk| async move {
             let contract = self.contract();
             let call = contract.unitIndicesOf(chunk.iter().map(|id| id.0.into()).collect());
             call.call().await.map_err(self.call_error("unitIndicesOf"))
         })
         .await?;
-        Ok(plus_one.into_iter().map(|i| i.checked_sub(1)).collect())
+        Ok(plus_one
+            .into_iter()
+            .map(|i| i.checked_sub(1).map(UnitIndex))
+            .collect())
     }
 
     /// The proofs the contract counts for units `indices` in epoch `epoch`, in order,
     /// [`UNITS_PER_CALL`] a call.
-    pub async fn unit_epoch_counts(&self, indices: &[u32], epoch: u64) -> Result<Vec<u32>> {
+    pub async fn unit_epoch_counts(&self, indices: &[UnitIndex], epoch: u64) -> Result<Vec<u32>> {
         chunked(indices, UNITS_PER_CALL, |chunk| async move {
             let contract = self.contract();
-            let call = contract.unitEpochCounts(chunk, epoch);
+            let call = contract.unitEpochCounts(abi_indices(&chunk), epoch);
             call.call()
                 .await
                 .map_err(self.call_error("unitEpochCounts"))
@@ -232,10 +236,10 @@ impl ChainHandle {
 
     /// What claiming units `indices` up to `to_epoch` would earn now, per unit, in order,
     /// [`CLAIMABLES_PER_CALL`] a call.
-    pub async fn claimables(&self, indices: &[u32], to_epoch: u64) -> Result<Vec<U256>> {
+    pub async fn claimables(&self, indices: &[UnitIndex], to_epoch: u64) -> Result<Vec<U256>> {
         chunked(indices, CLAIMABLES_PER_CALL, |chunk| async move {
             let contract = self.contract();
-            let call = contract.claimables(chunk, to_epoch);
+            let call = contract.claimables(abi_indices(&chunk), to_epoch);
             call.call().await.map_err(self.call_error("claimables"))
         })
         .await
@@ -294,16 +298,19 @@ impl ChainHandle {
             .challenge
             .0;
         if onchain != *local {
-            return Err(ChainError::Setup(format!(
-                "the GPU challenge of [network] ({}) differs from contract {}'s ({}): set \
-                 [network] to the contract's parameters",
-                GpuChallenge::describe(local),
-                self.address,
-                GpuChallenge::describe(&onchain)
-            )));
+            return Err(ChainError::ChallengeMismatch {
+                contract: self.address,
+                local: *local,
+                onchain,
+            });
         }
         Ok(())
     }
+}
+
+/// Unit indices as the contract's calls take them (`uint32[]`).
+pub fn abi_indices(indices: &[UnitIndex]) -> Vec<u32> {
+    indices.iter().map(|i| i.0).collect()
 }
 
 /// Maps a contract call error: reverts decoded into the contract's errors.

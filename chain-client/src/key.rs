@@ -43,6 +43,20 @@ impl KeySource<'_> {
     }
 }
 
+/// Why a configured key could not be loaded; never with key material.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyProblem {
+    /// The key file cannot be read, or others may read it.
+    #[error(transparent)]
+    Unreadable(#[from] capminer_config::secret::SecretFileError),
+    /// The text is not 64 hex digits (optionally 0x-prefixed).
+    #[error("expected a private key as 64 hex digits")]
+    NotHex,
+    /// 64 hex digits, but not a secp256k1 private key (zero, or not below the group order).
+    #[error("not a valid secp256k1 private key")]
+    NotAKey,
+}
+
 /// Loads a signer from the key file (hex, optionally 0x-prefixed, surrounding whitespace
 /// ignored) or, without one, from the environment variable. Errors never contain key material.
 pub fn load_signer(
@@ -51,29 +65,31 @@ pub fn load_signer(
 ) -> Result<PrivateKeySigner> {
     let (text, origin) = match source.file {
         Some(path) => (
-            capminer_config::secret::read_secret_file(path)
-                .map_err(|e| ChainError::Setup(format!("{} {e}", source.config_key)))?,
+            capminer_config::secret::read_secret_file(path).map_err(|e| ChainError::Key {
+                origin: source.config_key.to_string(),
+                problem: e.into(),
+            })?,
             format!("{} {}", source.config_key, path.display()),
         ),
         None => (
-            env(source.env_var).ok_or_else(|| {
-                ChainError::Setup(format!(
-                    "no key: set {} or the {} environment variable",
-                    source.config_key, source.env_var
-                ))
+            env(source.env_var).ok_or_else(|| ChainError::NoKey {
+                config_key: source.config_key.to_string(),
+                env_var: source.env_var.to_string(),
             })?,
             format!("environment variable {}", source.env_var),
         ),
     };
     let hex = text.trim();
     let hex = hex.strip_prefix("0x").unwrap_or(hex);
+    let problem = |problem| ChainError::Key {
+        origin: origin.clone(),
+        problem,
+    };
     if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ChainError::Setup(format!(
-            "{origin}: expected a private key as 64 hex digits"
-        )));
+        return Err(problem(KeyProblem::NotHex));
     }
     hex.parse::<PrivateKeySigner>()
-        .map_err(|_| ChainError::Setup(format!("{origin}: not a valid secp256k1 private key")))
+        .map_err(|_| problem(KeyProblem::NotAKey))
 }
 
 #[cfg(test)]

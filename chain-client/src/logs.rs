@@ -8,6 +8,7 @@ use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::{Filter, Log};
 use alloy::sol_types::SolEvent;
 use capminer_proofs::Hash;
+use capminer_protocol::UnitIndex;
 
 use crate::bindings::Capacity;
 use crate::{ChainError, Result};
@@ -24,7 +25,7 @@ pub struct AcceptedLog {
     /// The epoch.
     pub epoch: u64,
     /// The unit's index.
-    pub unit: u32,
+    pub unit: UnitIndex,
     /// The accepted nonces, 8 bytes big-endian each, as the log carries them.
     pub nonces: alloy::primitives::Bytes,
 }
@@ -75,7 +76,7 @@ impl AcceptedLog {
                     .0,
             ),
             epoch: data.epoch,
-            unit: data.unit,
+            unit: UnitIndex(data.unit),
             nonces: data.nonces,
         })
     }
@@ -216,7 +217,7 @@ mod tests {
             let count = nonces.len() as u32 + extra;
             let log = AcceptedLog::decode(&rpc_log(event(epoch, unit, count, &nonces).encode_log_data())).unwrap();
             prop_assert_eq!(log.epoch, epoch);
-            prop_assert_eq!(log.unit, unit);
+            prop_assert_eq!(log.unit, UnitIndex(unit));
             prop_assert_eq!(log.block, 77);
             prop_assert_eq!(log.tx, Hash([0x77; 32]));
             prop_assert_eq!(log.nonces().collect::<Vec<_>>(), nonces);

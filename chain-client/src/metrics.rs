@@ -133,6 +133,13 @@ impl ChainMetrics {
         for reason in SKIP_REASONS {
             m.proofs_skipped.with_label_values(&[reason]);
         }
+        m.register_in(registry)?;
+        Ok(m)
+    }
+
+    /// Registers every family in `registry`.
+    fn register_in(&self, registry: &Registry) -> prometheus::Result<()> {
+        let m = self;
         registry.register(Box::new(m.proofs_submitted.clone()))?;
         registry.register(Box::new(m.proofs_accepted.clone()))?;
         registry.register(Box::new(m.final_proofs_reorged.clone()))?;
@@ -150,6 +157,6 @@ impl ChainMetrics {
         registry.register(Box::new(m.epoch_ends.clone()))?;
         registry.register(Box::new(m.epoch_duration.clone()))?;
         registry.register(Box::new(m.epoch_proofs.clone()))?;
-        Ok(m)
+        Ok(())
     }
 }

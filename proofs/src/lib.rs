@@ -6,7 +6,11 @@
 //!                             ▲                                         │
 //!                             └──── submitted(tx) → included(block) → final ◀┘
 //! ```
+//!
+//! [`durable`] is the one durable whole-file write (temporary file, fsync, rename, fsync of the
+//! directory), used by the store's archive and by the chain verifier's progress file.
 
+pub mod durable;
 pub mod error;
 pub mod store;
 

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use alloy::primitives::{Address, U256};
 use capminer_config::Config;
 use capminer_proofs::{UnitId, UnitKind};
+use capminer_protocol::UnitIndex;
 
 use super::ConfigArg;
 use super::signed::{Signed, Whose, run_task};
@@ -174,7 +175,7 @@ async fn claim(config: &Config, s: &Signed) -> anyhow::Result<()> {
 /// `top-up`: each unit's collateral back to what it registered with.
 async fn top_up(config: &Config, s: &Signed, which: &Indices) -> anyhow::Result<()> {
     for index in indices(config, s, which).await? {
-        let u = s.chain.unit_info(index).await?;
+        let u = s.chain.unit_info(UnitIndex(index)).await?;
         let need = u.registeredCollateral - u.collateral;
         if need == 0 {
             println!("unit {index}: collateral complete");
@@ -191,7 +192,7 @@ async fn list_units(config: &Config, s: &Signed) -> anyhow::Result<()> {
     let epoch = s.current_epoch().await?;
     println!("index\tid\tkind\tstart\tend\tcollateral\tclaimable");
     for index in s.my_units(config).await? {
-        let u = s.chain.unit_info(index).await?;
+        let u = s.chain.unit_info(UnitIndex(index)).await?;
         let claimable = s.claimable(index, epoch).await?;
         let end = if u.endEpoch == u64::MAX {
             "-".to_string()

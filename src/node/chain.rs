@@ -10,7 +10,7 @@ use capminer_chain::{ChainService, ChainSetup};
 use capminer_config::Config;
 use capminer_miner::Miner;
 use capminer_proofs::store::ProofStore;
-use capminer_proofs::{UnitId, UnitKind};
+use capminer_protocol::UnitRef;
 use prometheus::Registry;
 
 use super::{ChainJob, CriticalTask, Node};
@@ -73,11 +73,15 @@ impl ChainClient {
     }
 }
 
-/// The units the miner runs now: id, kind, label.
-fn unit_list(miner: &Miner) -> Vec<(UnitId, UnitKind, String)> {
+/// The units the miner runs now.
+fn unit_list(miner: &Miner) -> Vec<UnitRef> {
     miner
         .units()
         .iter()
-        .map(|u| (u.info().id, u.info().kind, u.info().label.clone()))
+        .map(|u| UnitRef {
+            id: u.info().id,
+            kind: u.info().kind,
+            label: u.info().label.clone(),
+        })
         .collect()
 }

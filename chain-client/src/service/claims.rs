@@ -2,6 +2,7 @@
 
 use alloy::primitives::U256;
 use alloy::sol_types::SolCall;
+use capminer_protocol::UnitIndex;
 
 use super::ChainService;
 use crate::Result;
@@ -19,7 +20,7 @@ impl ChainService {
         {
             return Ok(());
         }
-        let all: Vec<u32> = self.units.values().map(|row| row.index).collect();
+        let all: Vec<UnitIndex> = self.units.values().map(|row| row.index).collect();
         let amounts = self.chain.claimables(&all, current).await?;
         let mut total = U256::ZERO;
         let mut indices = Vec::new();
@@ -36,7 +37,7 @@ impl ChainService {
         }
         indices.sort_unstable();
         let data = Capacity::claimCall {
-            unitIndices: indices,
+            unitIndices: crate::handle::abi_indices(&indices),
             toEpoch: current,
         }
         .abi_encode();

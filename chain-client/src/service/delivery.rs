@@ -8,10 +8,11 @@ use alloy::primitives::{Bytes, TxHash, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::TransactionReceipt;
 use alloy::sol_types::SolCall;
-use capminer_proofs::store::ProofState;
-use capminer_proofs::{Hash, ProofRef, UnitId};
+use capminer_proofs::store::{ProofState, StoredProof};
+use capminer_proofs::{Hash, ProofRef, Seed, UnitId};
+use capminer_protocol::UnitIndex;
 
-use super::ChainService;
+use super::{ChainService, EpochParams};
 use crate::batch::{self, Backlog};
 use crate::bindings::Capacity;
 use crate::bindings::Capacity::CapacityErrors;
@@ -32,6 +33,27 @@ pub(super) struct DeepLogs {
     /// The last block whose logs are all in `entries` (or were settled).
     to: Option<u64>,
     entries: HashMap<ProofRef, Acceptance>,
+}
+
+/// Proofs moving to one state in one reconciliation.
+struct Move {
+    /// The state.
+    state: ProofState,
+    /// The proofs.
+    refs: Vec<ProofRef>,
+}
+
+/// The next proof batch: one epoch's planned groups, the seed they were mined under, and
+/// every proof they carry.
+struct Batch {
+    /// The epoch.
+    epoch: u64,
+    /// The seed as the chain has it (and the proofs were mined under).
+    seed: Seed,
+    /// The groups to send.
+    plan: batch::Plan,
+    /// The proofs in them.
+    refs: Vec<ProofRef>,
 }
 
 impl ChainService {
@@ -105,22 +127,44 @@ impl ChainService {
 
     /// Brings every non-terminal proof of our units in line with the chain. A found proof
     /// changes only when a log accepts it, so beside the proofs in flight only the found ones
-    /// the logs name are read, not the whole backlog.
+    /// the logs name are read, not the whole backlog. Steps: the epochs with unsettled proofs;
+    /// what the chain says of them ([`ChainView`]); the proofs it concerns, with the receipts
+    /// of transactions no longer in flight; the changes applied; then the found proofs of
+    /// epochs whose window closed, expired.
     pub(super) async fn reconcile(&mut self, head: u64, now: u64, current: u64) -> Result<()> {
+        let epochs = self.unsettled_epochs().await;
+        if epochs.is_empty() {
+            return Ok(());
+        }
+        let mut view = self.chain_view(head, &epochs).await?;
+        let mut proofs = self.in_flight().await;
+        let named: Vec<ProofRef> = view.accepted.keys().copied().collect();
+        proofs.extend(self.among(named, |p| p.state == ProofState::Found).await);
+        self.read_orphan_receipts(&proofs, &mut view).await?;
+        let changes = tracker::reconcile(&proofs, &view, self.config.confirmations);
+        self.apply_changes(changes, &view).await?;
+        self.prune_deep_logs(&epochs).await;
+        self.expire_closed(epochs, now, current).await
+    }
+
+    /// The epochs with unsettled proofs of our units; sets `capminer_chain_proofs_pending`.
+    async fn unsettled_epochs(&self) -> BTreeSet<u64> {
         let tallies = self.tallies(0..=u64::MAX).await;
         let pending: u64 = tallies
             .iter()
             .map(|(_, _, t)| u64::from(t.unsettled()))
             .sum();
         self.metrics.proofs_pending.set(pending as i64);
-        let epochs: BTreeSet<u64> = tallies
+        tallies
             .iter()
             .filter(|(_, _, t)| t.unsettled() > 0)
             .map(|(e, _, _)| *e)
-            .collect();
-        if epochs.is_empty() {
-            return Ok(());
-        }
+            .collect()
+    }
+
+    /// What the chain says of `epochs` up to `head`: the transactions in flight and the
+    /// canonical acceptances (receipts are read later, for the proofs that need them).
+    async fn chain_view(&mut self, head: u64, epochs: &BTreeSet<u64>) -> Result<ChainView> {
         let mut view = ChainView {
             head,
             inflight: self
@@ -131,12 +175,19 @@ impl ChainService {
                 .collect(),
             ..ChainView::default()
         };
-        for &e in &epochs {
+        for &e in epochs {
             self.accepted_logs(e, head, &mut view.accepted).await?;
         }
-        let mut proofs = self.in_flight().await;
-        let named: Vec<ProofRef> = view.accepted.keys().copied().collect();
-        proofs.extend(self.among(named, |p| p.state == ProofState::Found).await);
+        Ok(view)
+    }
+
+    /// Reads the receipt of every transaction `proofs` were submitted in that is no longer in
+    /// flight (dropped, or sent before a restart): mined by `view.head`, or still pending.
+    async fn read_orphan_receipts(
+        &self,
+        proofs: &[StoredProof],
+        view: &mut ChainView,
+    ) -> Result<()> {
         let orphans: HashSet<Hash> = proofs
             .iter()
             .filter_map(|p| match p.state {
@@ -153,7 +204,7 @@ impl ChainService {
                 .map_err(self.chain.rpc_error("eth_getTransactionReceipt"))?;
             // Logs were read up to `head`: a receipt from a later block says nothing yet.
             match receipt.and_then(|r| r.block_number) {
-                Some(block) if block <= head => {
+                Some(block) if block <= view.head => {
                     view.mined.insert(tx);
                 }
                 Some(_) => {
@@ -162,23 +213,34 @@ impl ChainService {
                 None => {}
             }
         }
-        let changes = tracker::reconcile(&proofs, &view, self.config.confirmations);
-        let mut by_state: HashMap<String, (ProofState, Vec<ProofRef>)> = HashMap::new();
+        Ok(())
+    }
+
+    /// Moves the proofs `changes` names to their new states, one store write a state, with
+    /// the metrics and the finality marks; the contract's counts of their units are read
+    /// again before their next batch.
+    async fn apply_changes(
+        &mut self,
+        changes: Vec<(ProofRef, ProofState)>,
+        view: &ChainView,
+    ) -> Result<()> {
+        let mut by_state: HashMap<String, Move> = HashMap::new();
         for (r, state) in changes {
             by_state
                 .entry(format!("{state:?}"))
-                .or_insert((state, Vec::new()))
-                .1
+                .or_insert(Move {
+                    state,
+                    refs: Vec::new(),
+                })
+                .refs
                 .push(r);
         }
         // What the contract counts changes only with what it accepts (or a reorg undoes): the
         // counts of units whose proofs moved are read again before their next batch.
-        for (_, refs) in by_state.values() {
-            for r in refs {
-                self.onchain.remove(&(r.unit, r.epoch));
-            }
+        for r in by_state.values().flat_map(|m| &m.refs) {
+            self.onchain.remove(&(r.unit, r.epoch));
         }
-        for (state, refs) in by_state.into_values() {
+        for Move { state, refs } in by_state.into_values() {
             match state {
                 ProofState::Final => {
                     self.metrics.proofs_accepted.inc_by(refs.len() as u64);
@@ -200,8 +262,12 @@ impl ChainService {
             }
             self.set_state(refs, state).await?;
         }
-        self.prune_deep_logs(&epochs).await;
-        // Found proofs of epochs whose window has closed can never count.
+        Ok(())
+    }
+
+    /// Skips the found proofs of those of `epochs` whose window has closed: they can never
+    /// count.
+    async fn expire_closed(&self, epochs: BTreeSet<u64>, now: u64, current: u64) -> Result<()> {
         let mut expired: Vec<ProofRef> = Vec::new();
         for e in epochs
             .into_iter()
@@ -215,18 +281,18 @@ impl ChainService {
                 }));
             }
         }
-        if !expired.is_empty() {
-            tracing::warn!(
-                proofs = expired.len(),
-                "proofs expired: their epoch closed before they were submitted"
-            );
-            self.metrics
-                .proofs_skipped
-                .with_label_values(&["expired"])
-                .inc_by(expired.len() as u64);
-            self.set_state(expired, ProofState::Skipped).await?;
+        if expired.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        tracing::warn!(
+            proofs = expired.len(),
+            "proofs expired: their epoch closed before they were submitted"
+        );
+        self.metrics
+            .proofs_skipped
+            .with_label_values(&["expired"])
+            .inc_by(expired.len() as u64);
+        self.set_state(expired, ProofState::Skipped).await
     }
 
     /// Canonical `ProofsAccepted` logs of epoch `e` for our units, from the block that fixed
@@ -303,7 +369,9 @@ impl ChainService {
         self.deep_logs = deep_logs;
     }
 
-    /// Sends the next batch when one is due and none is in flight.
+    /// Sends the next batch when one is due and none is in flight. Steps: the batch planned
+    /// from the oldest open epoch's found proofs (those over their unit's maximum skipped on
+    /// the way); whether it is due; the transaction sent.
     pub(super) async fn submit(
         &mut self,
         head: Head,
@@ -318,7 +386,19 @@ impl ChainService {
         {
             return Ok(None);
         }
-        // The oldest open epoch with found proofs first: its window closes sooner.
+        let Some(batch) = self.plan_batch(now, current).await? else {
+            return Ok(None);
+        };
+        if !self.due(&batch, current).await {
+            return Ok(None);
+        }
+        self.send_batch(batch, head).await
+    }
+
+    /// Plans the next batch: the oldest open epoch with found proofs (its window closes
+    /// sooner), if its proofs were mined under the seed the chain has now; proofs over their
+    /// unit's maximum are skipped. `None`: nothing to send.
+    async fn plan_batch(&mut self, now: u64, current: u64) -> Result<Option<Batch>> {
         let Some(epoch) = self
             .tallies(0..=u64::MAX)
             .await
@@ -333,21 +413,57 @@ impl ChainService {
         let Some(seed) = self.mined_seed(epoch).await.filter(|s| *s == params.seed) else {
             return Ok(None);
         };
-        // What is waiting, by unit, in one pass over the epoch's found proofs; the contract's
-        // counts of the units not read since their proofs last moved, in a few calls.
+        let backlogs = self.backlogs(epoch, &params, current).await?;
+        let plan = batch::plan(
+            backlogs,
+            self.config.batch.max_proofs,
+            self.config.batch.max_gas,
+        );
+        self.skip_over_max(epoch, &plan.over_max).await?;
+        if plan.groups.is_empty() {
+            return Ok(None);
+        }
+        let refs: Vec<ProofRef> = plan
+            .groups
+            .iter()
+            .flat_map(|(u, _, ns)| {
+                ns.iter().map(move |&nonce| ProofRef {
+                    epoch,
+                    unit: *u,
+                    nonce,
+                })
+            })
+            .collect();
+        Ok(Some(Batch {
+            epoch,
+            seed,
+            plan,
+            refs,
+        }))
+    }
+
+    /// What is waiting in `epoch`, by unit, in one pass over the epoch's found proofs, with
+    /// the contract's counts of the units not read since their proofs last moved (read in a
+    /// few calls).
+    async fn backlogs(
+        &mut self,
+        epoch: u64,
+        params: &EpochParams,
+        current: u64,
+    ) -> Result<Vec<Backlog>> {
         let waiting = self.found(epoch).await;
         self.onchain.retain(|(_, e), _| *e + 1 >= current);
-        let unread: Vec<(UnitId, u32)> = waiting
+        let unread: Vec<(UnitId, UnitIndex)> = waiting
             .iter()
             .map(|(unit, _, _)| (*unit, self.units[unit].index))
             .filter(|(unit, _)| !self.onchain.contains_key(&(*unit, epoch)))
             .collect();
-        let indices: Vec<u32> = unread.iter().map(|(_, index)| *index).collect();
+        let indices: Vec<UnitIndex> = unread.iter().map(|(_, index)| *index).collect();
         let counts = self.chain.unit_epoch_counts(&indices, epoch).await?;
         for ((unit, _), count) in unread.into_iter().zip(counts) {
             self.onchain.insert((unit, epoch), count);
         }
-        let backlogs: Vec<Backlog> = waiting
+        Ok(waiting
             .into_iter()
             .map(|(unit, kind, nonces)| Backlog {
                 unit,
@@ -357,10 +473,13 @@ impl ChainService {
                 max: params.max[kind.index()],
                 nonces,
             })
-            .collect();
-        let batch_cfg = &self.config.batch;
-        let plan = batch::plan(backlogs, batch_cfg.max_proofs, batch_cfg.max_gas);
-        for (unit, nonces) in &plan.over_max {
+            .collect())
+    }
+
+    /// Skips the proofs of `epoch` beyond their unit's maximum: the contract would not count
+    /// them.
+    async fn skip_over_max(&self, epoch: u64, over_max: &[(UnitId, Vec<u64>)]) -> Result<()> {
+        for (unit, nonces) in over_max {
             let refs: Vec<ProofRef> = nonces
                 .iter()
                 .map(|&nonce| ProofRef {
@@ -376,37 +495,38 @@ impl ChainService {
                 .inc_by(refs.len() as u64);
             self.set_state(refs, ProofState::Skipped).await?;
         }
-        if plan.groups.is_empty() {
-            return Ok(None);
-        }
-        let refs: Vec<ProofRef> = plan
-            .groups
-            .iter()
-            .flat_map(|(u, _, ns)| {
-                ns.iter().map(move |&nonce| ProofRef {
-                    epoch,
-                    unit: *u,
-                    nonce,
-                })
-            })
-            .collect();
-        let due = self.draining
-            || plan.proofs() >= batch_cfg.max_proofs
-            || epoch < current
+        Ok(())
+    }
+
+    /// Whether `batch` goes now: when stopping, when it is full, when its epoch has ended, or
+    /// once its longest-waiting proof has waited `chain.batch.max_wait_ms`.
+    async fn due(&self, batch: &Batch, current: u64) -> bool {
+        let cfg = &self.config.batch;
+        self.draining
+            || batch.plan.proofs() >= cfg.max_proofs
+            || batch.epoch < current
             || self
-                .found_since(refs.clone())
+                .found_since(batch.refs.clone())
                 .await
                 .unwrap_or_else(Instant::now)
                 .elapsed()
-                >= Duration::from_millis(batch_cfg.max_wait_ms);
-        if !due {
-            return Ok(None);
-        }
-        let packed = plan.encode();
+                >= Duration::from_millis(cfg.max_wait_ms)
+    }
+
+    /// Sends `batch` and marks its proofs submitted. A contract that no longer has the seed
+    /// they were mined under (a reorg) or no seed yet is not an error: the seed change is
+    /// handled, or the epoch's parameters read again, and nothing is sent this tick.
+    async fn send_batch(&mut self, batch: Batch, head: Head) -> Result<Option<TxHash>> {
+        let Batch {
+            epoch,
+            seed,
+            plan,
+            refs,
+        } = batch;
         let data = Capacity::submitProofsCall {
             epoch,
             seed: seed.0.into(),
-            packed: Bytes::from(packed),
+            packed: Bytes::from(plan.encode()),
         }
         .abi_encode();
         let sent = self

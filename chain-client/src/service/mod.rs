@@ -26,6 +26,7 @@ use alloy::signers::local::PrivateKeySigner;
 use capminer_config::ChainConfig;
 use capminer_proofs::store::{ProofState, ProofStore};
 use capminer_proofs::{Epoch, Seed, UnitId, UnitKind};
+use capminer_protocol::{UnitIndex, UnitRef};
 
 use crate::handle::ChainHandle;
 use crate::metrics::ChainMetrics;
@@ -37,8 +38,8 @@ use crate::{ChainError, Result};
 pub struct ChainSetup {
     /// `[chain]`.
     pub config: ChainConfig,
-    /// The units whose proofs this service submits: id, kind, label.
-    pub units: Vec<(UnitId, UnitKind, String)>,
+    /// The units whose proofs this service submits.
+    pub units: Vec<UnitRef>,
     /// The provider's signer.
     pub signer: PrivateKeySigner,
     /// The GPU challenge word this miner computes (`GpuChallenge::to_word`), when it runs GPU
@@ -46,11 +47,22 @@ pub struct ChainSetup {
     pub gpu_challenge: Option<[u8; 32]>,
 }
 
+/// A registered unit of this service: its index in the contract, label and kind.
 #[derive(Debug, Clone)]
 struct UnitRow {
-    index: u32,
+    index: UnitIndex,
     label: String,
     kind: UnitKind,
+}
+
+impl UnitRow {
+    fn new(index: UnitIndex, unit: UnitRef) -> Self {
+        Self {
+            index,
+            label: unit.label,
+            kind: unit.kind,
+        }
+    }
 }
 
 /// Per-epoch seed and parameters of both kinds.
@@ -86,7 +98,7 @@ pub struct ChainService {
     metrics: ChainMetrics,
     txm: TxManager,
     units: HashMap<UnitId, UnitRow>,
-    by_index: HashMap<u32, UnitId>,
+    by_index: HashMap<UnitIndex, UnitId>,
     delivered: Option<u64>,
     params: BTreeMap<u64, EpochParams>,
     advancing: Option<u64>,
@@ -95,8 +107,8 @@ pub struct ChainService {
     draining: bool,
     /// Blocks whose logs made proofs final, watched for deeper reorgs.
     final_marks: finality::FinalMarks,
-    /// Units of this miner not registered on the contract (yet): id, kind, label.
-    unregistered: Vec<(UnitId, UnitKind, String)>,
+    /// Units of this miner not registered on the contract (yet).
+    unregistered: Vec<UnitRef>,
     /// Which units should hash.
     standing: standing::Standing,
     /// The provider this signer is an operator of (`None`: it is the provider itself).
@@ -106,6 +118,60 @@ pub struct ChainService {
     onchain: HashMap<(UnitId, u64), u32>,
     /// Acceptances at the final depth, per epoch, not read again every tick.
     deep_logs: BTreeMap<u64, delivery::DeepLogs>,
+}
+
+/// The setup's units as the contract has them when the service connects.
+struct Registration {
+    /// Registered units, by id.
+    units: HashMap<UnitId, UnitRow>,
+    /// Their ids, by index.
+    by_index: HashMap<UnitIndex, UnitId>,
+    /// Units not registered (yet): idle until they are.
+    unregistered: Vec<UnitRef>,
+}
+
+impl Registration {
+    /// Looks `setup_units` up on chain; refuses a unit registered to a provider that `signer`
+    /// neither is nor is an operator of (`provider`: the provider it operates for).
+    async fn read(
+        chain: &ChainHandle,
+        setup_units: Vec<UnitRef>,
+        signer: Address,
+        provider: Option<Address>,
+    ) -> Result<Self> {
+        let mut unregistered = Vec::new();
+        let mut registered = Vec::new();
+        let ids: Vec<UnitId> = setup_units.iter().map(|unit| unit.id).collect();
+        let indices = chain.unit_indices(&ids).await?;
+        for (unit, index) in setup_units.into_iter().zip(indices) {
+            let Some(index) = index else {
+                tracing::warn!(unit = %unit.label, id = %unit.id, address = %chain.address, "unit not registered on the contract: it stays idle until it is");
+                unregistered.push(unit);
+                continue;
+            };
+            registered.push((index, unit));
+        }
+        let indices: Vec<UnitIndex> = registered.iter().map(|(index, _)| *index).collect();
+        let infos = chain.unit_infos(&indices).await?;
+        let mut units = HashMap::new();
+        let mut by_index = HashMap::new();
+        for ((index, unit), info) in registered.into_iter().zip(infos) {
+            if info.provider != signer && Some(info.provider) != provider {
+                return Err(ChainError::Unauthorized {
+                    unit,
+                    provider: info.provider,
+                    signer,
+                });
+            }
+            by_index.insert(index, unit.id);
+            units.insert(unit.id, UnitRow::new(index, unit));
+        }
+        Ok(Self {
+            units,
+            by_index,
+            unregistered,
+        })
+    }
 }
 
 impl ChainService {
@@ -119,18 +185,13 @@ impl ChainService {
         let config = setup.config;
         let chain = ChainHandle::connect(&config).await?;
         if let Some(local) = setup.gpu_challenge
-            && setup
-                .units
-                .iter()
-                .any(|(_, kind, _)| *kind == UnitKind::Gpu)
+            && setup.units.iter().any(|unit| unit.kind == UnitKind::Gpu)
         {
             chain.check_gpu_challenge(&local).await?;
         }
         let contract = chain.contract();
         let address = chain.address;
         let from = setup.signer.address();
-        let mut units = HashMap::new();
-        let mut by_index = HashMap::new();
         // A host signs with its own operator key; the units stay the provider's.
         let provider = contract
             .operatorProvider(from)
@@ -141,32 +202,11 @@ impl ChainService {
         if let Some(p) = provider {
             tracing::info!(operator = %from, provider = %p, "signing as an operator of provider {p}: proofs only; claims, collateral and registration are the provider's");
         }
-        let mut unregistered = Vec::new();
-        let mut registered = Vec::new();
-        let ids: Vec<UnitId> = setup.units.iter().map(|(id, _, _)| *id).collect();
-        let indices = chain.unit_indices(&ids).await?;
-        for ((id, kind, label), index) in setup.units.into_iter().zip(indices) {
-            let Some(index) = index else {
-                tracing::warn!(unit = %label, %id, %address, "unit not registered on the contract: it stays idle until it is");
-                unregistered.push((id, kind, label));
-                continue;
-            };
-            registered.push((index, id, kind, label));
-        }
-        let indices: Vec<u32> = registered.iter().map(|(index, ..)| *index).collect();
-        let infos = chain.unit_infos(&indices).await?;
-        for ((index, id, kind, label), info) in registered.into_iter().zip(infos) {
-            if info.provider != from && Some(info.provider) != provider {
-                return Err(ChainError::Setup(format!(
-                    "unit {label} ({id}) is registered to {p}; this signer {from} is neither that \
-                     provider nor one of its operators (the provider runs `capminer provider \
-                     authorize {from}`)",
-                    p = info.provider
-                )));
-            }
-            by_index.insert(index, id);
-            units.insert(id, UnitRow { index, label, kind });
-        }
+        let Registration {
+            units,
+            by_index,
+            unregistered,
+        } = Registration::read(&chain, setup.units, from, provider).await?;
         let txm = TxManager::new(
             chain.provider.clone(),
             EthereumWallet::from(setup.signer),
@@ -208,7 +248,7 @@ impl ChainService {
         mut self,
         mut on_epoch: impl FnMut(Epoch),
         mut on_holds: impl FnMut(&Holds),
-        mut units: impl FnMut() -> Vec<(UnitId, UnitKind, String)>,
+        mut units: impl FnMut() -> Vec<UnitRef>,
         stop: impl Fn() -> bool,
     ) {
         let period = Duration::from_millis(self.config.poll_ms);

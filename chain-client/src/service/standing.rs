@@ -19,7 +19,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::Address;
-use capminer_proofs::{UnitId, UnitKind};
+use capminer_proofs::UnitId;
+use capminer_protocol::{UnitIndex, UnitRef};
 
 use super::{ChainService, UnitRow};
 use crate::Result;
@@ -55,14 +56,16 @@ impl ChainService {
     /// runs, through the control API): they are looked up on chain at the next tick like the
     /// units that were not registered when it connected, held idle until they are, and their
     /// proofs delivered from then on.
-    pub fn learn_units(&mut self, units: Vec<(UnitId, UnitKind, String)>) {
+    pub fn learn_units(&mut self, units: Vec<UnitRef>) {
         let mut learned = false;
-        for (id, kind, label) in units {
-            if self.units.contains_key(&id) || self.unregistered.iter().any(|(u, _, _)| *u == id) {
+        for unit in units {
+            if self.units.contains_key(&unit.id)
+                || self.unregistered.iter().any(|u| u.id == unit.id)
+            {
                 continue;
             }
-            tracing::info!(unit = %label, "unit added while running: looking it up on chain");
-            self.unregistered.push((id, kind, label));
+            tracing::info!(unit = %unit.label, "unit added while running: looking it up on chain");
+            self.unregistered.push(unit);
             learned = true;
         }
         if learned {
@@ -76,7 +79,7 @@ impl ChainService {
         if self.unregistered.is_empty() {
             return Ok(());
         }
-        let ids: Vec<UnitId> = self.unregistered.iter().map(|(id, _, _)| *id).collect();
+        let ids: Vec<UnitId> = self.unregistered.iter().map(|unit| unit.id).collect();
         // Read before the list is taken apart, so a failed read leaves every unit in it.
         let found = self.chain.unit_indices(&ids).await?;
         let mut units = Vec::new();
@@ -100,16 +103,16 @@ impl ChainService {
                 return Err(e);
             }
         };
-        for (((id, kind, label), index), info) in units.into_iter().zip(indices).zip(infos) {
+        for ((unit, index), info) in units.into_iter().zip(indices).zip(infos) {
             let provider: Address = info.provider;
             if provider != self.txm.address() && Some(provider) != self.provider {
-                tracing::error!(unit = %label, %provider, "unit registered to another provider: it stays idle");
-                self.unregistered.push((id, kind, label));
+                tracing::error!(unit = %unit.label, %provider, "unit registered to another provider: it stays idle");
+                self.unregistered.push(unit);
                 continue;
             }
-            tracing::info!(unit = %label, index, "unit registered on chain: it starts hashing");
-            self.by_index.insert(index, id);
-            self.units.insert(id, UnitRow { index, label, kind });
+            tracing::info!(unit = %unit.label, %index, "unit registered on chain: it starts hashing");
+            self.by_index.insert(index, unit.id);
+            self.units.insert(unit.id, UnitRow::new(index, unit));
         }
         Ok(())
     }
@@ -128,7 +131,7 @@ impl ChainService {
         };
         if due {
             self.adopt_registered().await?;
-            let (ids, indices): (Vec<UnitId>, Vec<u32>) =
+            let (ids, indices): (Vec<UnitId>, Vec<UnitIndex>) =
                 self.units.iter().map(|(id, row)| (*id, row.index)).unzip();
             let infos = self.chain.unit_infos(&indices).await?;
             self.standing.on_chain = ids
@@ -151,7 +154,12 @@ impl ChainService {
         let mut holds: Holds = self
             .unregistered
             .iter()
-            .map(|(id, _, _)| (*id, Some(format!("not registered on contract {address}"))))
+            .map(|unit| {
+                (
+                    unit.id,
+                    Some(format!("not registered on contract {address}")),
+                )
+            })
             .collect();
         for (id, row) in &self.units {
             let u = self.standing.on_chain.get(id);

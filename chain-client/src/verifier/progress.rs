@@ -1,5 +1,5 @@
 //! The verifier's progress on disk: the next epoch to verify, per contract, written atomically
-//! and durably so a restart resumes there.
+//! and durably (`capminer_proofs::durable`) so a restart resumes there.
 
 use std::path::{Path, PathBuf};
 
@@ -28,13 +28,21 @@ fn progress_path(dir: &Path, shard: Shard) -> PathBuf {
     }
 }
 
+/// What the progress file is called in errors.
+const FILE: &str = "verifier progress file";
+
+/// The next epoch to verify for `contract`, from the progress file in `dir` (0: none yet, or
+/// the file is another contract's).
 pub(super) fn load_progress(dir: &Path, shard: Shard, contract: Address) -> Result<u64> {
     let path = progress_path(dir, shard);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let p: Progress = serde_json::from_str(&text).map_err(|e| {
-                ChainError::Setup(format!("verifier progress file {}: {e}", path.display()))
-            })?;
+            let p: Progress =
+                serde_json::from_str(&text).map_err(|source| ChainError::BadFile {
+                    file: FILE,
+                    path: path.clone(),
+                    source,
+                })?;
             Ok(if p.contract == contract {
                 p.next_epoch
             } else {
@@ -42,34 +50,28 @@ pub(super) fn load_progress(dir: &Path, shard: Shard, contract: Address) -> Resu
             })
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(ChainError::Setup(format!(
-            "verifier progress file {}: {e}",
-            path.display()
-        ))),
+        Err(source) => Err(ChainError::Io {
+            file: FILE,
+            path,
+            op: "read",
+            source,
+        }),
     }
 }
 
-/// Writes the progress atomically and durably (temporary file, fsync, rename, fsync dir).
+/// Writes the progress atomically and durably ([`capminer_proofs::durable`]). Blocking: the
+/// service calls it on the blocking pool.
 pub(super) fn save_progress(dir: &Path, shard: Shard, progress: Progress) -> Result<()> {
     use std::io::Write;
-    let io = |e: std::io::Error| {
-        ChainError::Setup(format!("verifier progress in {}: {e}", dir.display()))
-    };
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let path = progress_path(dir, shard);
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(
-        serde_json::to_string(&progress)
-            .expect("progress serializes")
-            .as_bytes(),
-    )
-    .and_then(|()| f.sync_all())
-    .map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)
+    std::fs::create_dir_all(dir).map_err(|source| ChainError::Io {
+        file: FILE,
+        path: dir.to_path_buf(),
+        op: "create directory",
+        source,
+    })?;
+    let text = serde_json::to_string(&progress).expect("progress serializes");
+    capminer_proofs::durable::write(&progress_path(dir, shard), |f| f.write_all(text.as_bytes()))
+        .map_err(ChainError::durable(FILE))
 }
 
 #[cfg(test)]

@@ -5,17 +5,25 @@
 
 use alloy::primitives::{Address, B256, U256, keccak256};
 use alloy::sol_types::SolValue;
+use capminer_protocol::UnitIndex;
 
 /// What a verifier signs to draw its sample of a unit-epoch: `keccak256(abi.encode(
 /// "capminer/sample/v1", chain id, contract, unit, epoch, digest))`, the contract's
-/// `sampleHash`.
-pub fn sample_hash(chain_id: u64, contract: Address, unit: u32, epoch: u64, digest: B256) -> B256 {
+/// `sampleHash`. `unit` is the unit's index in the contract (a [`UnitIndex`], or the contract's
+/// `uint32` as such).
+pub fn sample_hash(
+    chain_id: u64,
+    contract: Address,
+    unit: impl Into<UnitIndex>,
+    epoch: u64,
+    digest: B256,
+) -> B256 {
     keccak256(
         (
             "capminer/sample/v1".to_string(),
             U256::from(chain_id),
             contract,
-            unit,
+            unit.into().0,
             epoch,
             digest,
         )
@@ -30,8 +38,16 @@ pub fn sample_seed(signature: &[u8; 65]) -> B256 {
 }
 
 /// Indices of the nonces to recompute: all of them at rate 1, else `ceil(rate × n)` distinct
-/// ones drawn from `keccak256(seed ‖ unit ‖ epoch ‖ counter)`, in increasing order.
-pub fn sample(nonces: &[u64], rate: f64, seed: &B256, unit: u32, epoch: u64) -> Vec<usize> {
+/// ones drawn from `keccak256(seed ‖ unit ‖ epoch ‖ counter)`, in increasing order (`unit`: as
+/// in [`sample_hash`]).
+pub fn sample(
+    nonces: &[u64],
+    rate: f64,
+    seed: &B256,
+    unit: impl Into<UnitIndex>,
+    epoch: u64,
+) -> Vec<usize> {
+    let unit: UnitIndex = unit.into();
     let n = nonces.len();
     let k = ((n as f64 * rate).ceil() as usize).clamp(1.min(n), n);
     if k == n {
@@ -43,7 +59,7 @@ pub fn sample(nonces: &[u64], rate: f64, seed: &B256, unit: u32, epoch: u64) -> 
         let h = keccak256(
             [
                 seed.as_slice(),
-                &unit.to_be_bytes(),
+                &unit.0.to_be_bytes(),
                 &epoch.to_be_bytes(),
                 &counter.to_be_bytes(),
             ]
@@ -65,27 +81,27 @@ mod tests {
         let nonces: Vec<u64> = (0..100).collect();
         let seed = B256::repeat_byte(7);
         assert_eq!(
-            sample(&nonces, 1.0, &seed, 3, 9),
+            sample(&nonces, 1.0, &seed, UnitIndex(3), 9),
             (0..100).collect::<Vec<_>>()
         );
-        let a = sample(&nonces, 0.1, &seed, 3, 9);
+        let a = sample(&nonces, 0.1, &seed, UnitIndex(3), 9);
         assert_eq!(a.len(), 10);
         assert!(a.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(
             a,
-            sample(&nonces, 0.1, &seed, 3, 9),
+            sample(&nonces, 0.1, &seed, UnitIndex(3), 9),
             "every verifier draws the same sample"
         );
         assert_ne!(
             a,
-            sample(&nonces, 0.1, &B256::repeat_byte(8), 3, 9),
+            sample(&nonces, 0.1, &B256::repeat_byte(8), UnitIndex(3), 9),
             "another block hash, another sample"
         );
         assert_eq!(
-            sample(&nonces[..3], 0.01, &seed, 3, 9).len(),
+            sample(&nonces[..3], 0.01, &seed, UnitIndex(3), 9).len(),
             1,
             "at least one"
         );
-        assert!(sample(&[], 0.5, &seed, 3, 9).is_empty());
+        assert!(sample(&[], 0.5, &seed, UnitIndex(3), 9).is_empty());
     }
 }

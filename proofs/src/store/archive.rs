@@ -3,20 +3,20 @@
 //! When every proof of an epoch is terminal (final or skipped) and its window has closed,
 //! nothing about it can change any more. [`ProofStore::archive_epoch`](super::ProofStore)
 //! writes it to `archive/epoch-<n>.log` (the log's framing; records: the epoch, its proofs,
-//! their states), durably (temporary file, fsync, rename, fsync of the directory), and only
+//! their states), durably ([`crate::durable`]: temporary file, fsync, rename, fsync of the
+//! directory), and only
 //! then drops it from the index and compacts the hot log without it. A crash between the two
 //! leaves the epoch in both places, which opening the store notices and finishes.
 //!
 //! Export and verification read the archive back (`ProofStore::open_read_only`); the writing
 //! miner never does, so its memory and its ticks stay the size of the epochs still open.
 
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::log::{self, io, sync_dir};
 use super::record::Record;
-use crate::{Result, StoreError};
+use crate::{Result, StoreError, durable};
 
 /// The archive directory inside a store directory.
 pub(super) const DIR: &str = "archive";
@@ -56,16 +56,12 @@ pub(super) fn write(store: &Path, n: u64, records: &[Record]) -> Result<()> {
     if !existed {
         sync_dir(store)?;
     }
-    let target = path(store, n);
-    let tmp = target.with_extension("tmp");
-    let mut file = File::create(&tmp).map_err(io(&tmp, "create"))?;
-    for r in records {
-        file.write_all(&log::frame(&r.encode()))
-            .map_err(io(&tmp, "write"))?;
-    }
-    file.sync_all().map_err(io(&tmp, "fsync"))?;
-    std::fs::rename(&tmp, &target).map_err(io(&target, "rename"))?;
-    sync_dir(&dir)
+    durable::write(&path(store, n), |file| {
+        records
+            .iter()
+            .try_for_each(|r| file.write_all(&log::frame(&r.encode())))
+    })?;
+    Ok(())
 }
 
 /// Reads epoch `n`'s records. An archive file is written whole before it is named, so any

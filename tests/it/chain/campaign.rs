@@ -255,7 +255,7 @@ async fn a_random_fault_campaign_loses_and_misreports_nothing() {
             let index = index_of[unit];
             let on_chain: BTreeSet<u64> = logs
                 .iter()
-                .filter(|l| l.unit == index)
+                .filter(|l| l.unit.0 == index)
                 .flat_map(|l| l.nonces().collect::<Vec<_>>())
                 .collect();
             let final_here: BTreeSet<u64> = all

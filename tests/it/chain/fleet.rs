@@ -242,7 +242,7 @@ async fn three_hosts_and_two_parties_one_sharded_deliver_and_attest_everything_o
         for (id, index, _) in units.iter().filter(|u| u.2 == h) {
             let mut on_chain: Vec<u64> = logs
                 .iter()
-                .filter(|l| l.unit == *index)
+                .filter(|l| l.unit.0 == *index)
                 .flat_map(|l| l.nonces().collect::<Vec<_>>())
                 .collect();
             let n = on_chain.len();

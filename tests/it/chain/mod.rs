@@ -250,7 +250,11 @@ impl Net {
             units: units
                 .iter()
                 .enumerate()
-                .map(|(i, (id, kind))| (*id, *kind, format!("u{i}")))
+                .map(|(i, (id, kind))| capminer_protocol::UnitRef {
+                    id: *id,
+                    kind: *kind,
+                    label: format!("u{i}"),
+                })
                 .collect(),
             signer: self.key(account),
             gpu_challenge: None,

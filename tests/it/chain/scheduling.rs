@@ -233,7 +233,11 @@ async fn a_unit_added_while_running_is_delivered_once_registered() {
     .await;
 
     let (id1, kind1) = units[1];
-    client.learn_units(vec![(id1, kind1, label(&miner, 1))]);
+    client.learn_units(vec![capminer_protocol::UnitRef {
+        id: id1,
+        kind: kind1,
+        label: label(&miner, 1),
+    }]);
     let address = net.address();
     let unregistered = format!("not registered on contract {address}");
     step_until(

@@ -540,12 +540,12 @@ async fn below_rate_one_the_verifier_checks_its_own_signed_sample_and_reports_wh
     let expect = |index: u32| {
         let nonces: Vec<u64> = logs
             .iter()
-            .filter(|l| l.unit == index)
+            .filter(|l| l.unit.0 == index)
             .flat_map(|l| l.nonces().collect::<Vec<_>>())
             .collect();
         let digest = logs
             .iter()
-            .filter(|l| l.unit == index)
+            .filter(|l| l.unit.0 == index)
             .fold(alloy::primitives::B256::ZERO, |d, l| {
                 alloy::primitives::keccak256([d.as_slice(), &l.nonces].concat())
             });
@@ -637,7 +637,11 @@ async fn challenge_parameters_that_differ_from_the_contracts_are_refused_naming_
     let store = Arc::new(ProofStore::open(&dir.path().join("store")).unwrap().0);
     let setup = capminer_chain::ChainSetup {
         config: net.chain_config(),
-        units: vec![(unit, UnitKind::Gpu, "gpu0".into())],
+        units: vec![capminer_protocol::UnitRef {
+            id: unit,
+            kind: UnitKind::Gpu,
+            label: "gpu0".into(),
+        }],
         signer: net.key(1),
         gpu_challenge: Some(capminer_chain::network_challenge(&config.network)),
     };
@@ -652,5 +656,123 @@ async fn challenge_parameters_that_differ_from_the_contracts_are_refused_naming_
     assert!(
         err.contains("accesses 32") && err.contains("accesses 64"),
         "{err}"
+    );
+}
+
+/// A checker out of resources for the first `starved_checks` checks of unit `starved`, unable
+/// to check unit `unsupported` at all, and otherwise the real one.
+struct FlakyChecker {
+    inner: Verifier,
+    starved: UnitId,
+    starved_checks: std::sync::atomic::AtomicUsize,
+    unsupported: UnitId,
+}
+
+impl capminer_protocol::Checker for FlakyChecker {
+    fn check(
+        &self,
+        claims: &[capminer_protocol::Claim],
+    ) -> Result<Vec<capminer_protocol::Verdict>, capminer_protocol::VerifyError> {
+        use capminer_protocol::{VerifyError, VerifyErrorKind};
+        use std::sync::atomic::Ordering::SeqCst;
+        let claim = claims[0].id();
+        if claims[0].unit == self.unsupported {
+            let kind = VerifyErrorKind::Unsupported("not by this checker".into());
+            return Err(VerifyError { claim, kind });
+        }
+        if claims[0].unit == self.starved
+            && self
+                .starved_checks
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            let kind = VerifyErrorKind::Resources("no memory for the cache".into());
+            return Err(VerifyError { claim, kind });
+        }
+        self.inner.check(claims)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checker_out_of_resources_is_retried_next_tick_and_other_check_errors_abstain() {
+    use alloy::providers::Provider;
+    use alloy::sol_types::SolEvent;
+    let net = Net::start(&gpu_spec(spec(target(), 1, 1000)), &[]).await;
+    let (starved, unsupported) = (unit_id(1, 0x81), unit_id(1, 0x82));
+    let units = [(starved, UnitKind::Cpu), (unsupported, UnitKind::Cpu)];
+    let idx = net.register(1, &units).await;
+    let e = net.next_epoch().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ProofStore::open(dir.path()).unwrap().0);
+    let mut client = net
+        .client(1, net.chain_config(), store.clone(), &units)
+        .await;
+    let epoch = super::deliver_epoch(&net, &mut client).await;
+    let t = *epoch.target(UnitKind::Cpu);
+    for unit in [starved, unsupported] {
+        let good: Vec<u64> = hashes(&epoch, unit, 40)
+            .into_iter()
+            .filter(|(_, h)| t.is_met_by(h))
+            .map(|(n, _)| n)
+            .take(3)
+            .collect();
+        assert!(!good.is_empty());
+        store_proofs(&store, unit, e, &good);
+    }
+    deliver(&net, &mut client, &store).await;
+    net.next_epoch().await;
+    net.advance(GRACE + 1).await;
+
+    let vdir = tempfile::tempdir().unwrap();
+    let config = verifier_config(&net, vdir.path(), 1.0);
+    let checker = Arc::new(FlakyChecker {
+        inner: Verifier::new(
+            capminer_miner::randomx_options(&config),
+            capminer_miner::gpu_params(&config).unwrap(),
+        )
+        .unwrap(),
+        starved,
+        starved_checks: 2.into(),
+        unsupported,
+    });
+    let mut v =
+        VerifierService::connect(&config, net.key(2), checker, &prometheus::Registry::new())
+            .await
+            .unwrap();
+    // The unit the checker cannot check is abstained from; the starved one waits.
+    assert_eq!(v.tick().await.unwrap(), Some(e));
+    net.advance(0).await;
+    // Still starved: nothing sent, and the epoch is not done.
+    assert_eq!(v.tick().await.unwrap(), None);
+    assert_eq!(v.next_epoch(), e, "a unit-epoch waits for a retry");
+    net.advance(0).await;
+    // Resources back: checked and attested; then the epoch is done.
+    assert_eq!(v.tick().await.unwrap(), Some(e));
+    net.advance(0).await;
+    v.tick().await.unwrap();
+    assert_eq!(v.next_epoch(), e + 1);
+
+    let c = net.contract();
+    assert!(c.unitEpoch(idx[0], e).call().await.unwrap().isAttested);
+    assert!(!c.unitEpoch(idx[1], e).call().await.unwrap().isAttested);
+    let filter = alloy::rpc::types::Filter::new()
+        .address(net.address())
+        .event_signature(Capacity::VerificationAbstained::SIGNATURE_HASH)
+        .from_block(0);
+    let abstained: Vec<(u32, u8)> = net
+        .provider
+        .get_logs(&filter)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let a = l.log_decode::<Capacity::VerificationAbstained>().unwrap();
+            (a.inner.data.unit, a.inner.data.reason)
+        })
+        .collect();
+    assert_eq!(
+        abstained,
+        vec![(idx[1], capminer_chain::verifier::Abstain::CheckFailed as u8)],
+        "one abstention, for the unit the checker cannot check; none for lack of resources"
     );
 }

@@ -130,7 +130,7 @@ fn run_case(seed: u64) {
                 let k = &kinds[unit_kinds[u] as usize];
                 Backlog {
                     unit: ids[u],
-                    index: first + u as u32,
+                    index: capminer_protocol::UnitIndex(first + u as u32),
                     onchain: counts[u],
                     min: k.minProofs,
                     max: k.maxProofs,
@@ -196,10 +196,11 @@ fn run_case(seed: u64) {
         let planned: Vec<(u32, Vec<u64>)> = plan
             .groups
             .iter()
-            .map(|(_, index, nonces)| (*index, nonces.clone()))
+            .map(|(_, index, nonces)| (index.0, nonces.clone()))
             .collect();
         assert_eq!(accepted, planned, "{what}");
         for (_, index, nonces) in &plan.groups {
+            let index = &index.0;
             let u = (index - first) as usize;
             let after = chain
                 .view(Capacity::unitEpochCall {
