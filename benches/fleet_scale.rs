@@ -68,7 +68,30 @@ async fn main() {
     let contract = Capacity::new(deployment.address, provider.clone());
     let me = key(1).address();
 
-    // 1. Registration gas by batch size; the last size registers the bench's units.
+    let registered = register(&contract, me.as_slice(), n).await;
+    // The units of the client: the last n registered (all with the 500 batches).
+    let first = registered - n as u32;
+    let units: Vec<capminer_protocol::UnitRef> = (0..n as u32)
+        .map(|i| capminer_protocol::UnitRef {
+            id: unit(me.as_slice(), first + i),
+            kind: UnitKind::Cpu,
+            label: format!("u{i}"),
+        })
+        .collect();
+    provider.anvil_increase_time(86_400).await.unwrap();
+    provider.anvil_mine(Some(1), None).await.unwrap();
+
+    client_ticks(&url, &deployment, key(1), &provider, units, max_ticks).await;
+}
+
+/// Registers units in batches of 100, 250 and 500 ids (the first two sizes up to 1,000 units,
+/// the last `n`), printing the gas per unit of each size; returns how many were registered.
+async fn register<P: alloy::providers::Provider>(
+    contract: &Capacity::CapacityInstance<P>,
+    provider_address: &[u8],
+    n: usize,
+) -> u32 {
+    let me = provider_address;
     println!("registerUnits on anvil: {n} units in batches (whole transactions)");
     println!(
         "{:>10} {:>10} {:>14} {:>12}",
@@ -81,7 +104,7 @@ async fn main() {
         for chunk_start in (0..count).step_by(batch) {
             let size = batch.min(count - chunk_start);
             let ids: Vec<FixedBytes<32>> = (0..size)
-                .map(|i| FixedBytes(unit(me.as_slice(), next + i as u32).0))
+                .map(|i| FixedBytes(unit(me, next + i as u32).0))
                 .collect();
             next += size as u32;
             let receipt = contract
@@ -104,24 +127,27 @@ async fn main() {
             gas / count as u64
         );
     }
-    // The units of the client: the last n registered (all with the 500 batches).
-    let first = next - n as u32;
-    let units: Vec<capminer_protocol::UnitRef> = (0..n as u32)
-        .map(|i| capminer_protocol::UnitRef {
-            id: unit(me.as_slice(), first + i),
-            kind: UnitKind::Cpu,
-            label: format!("u{i}"),
-        })
-        .collect();
-    provider.anvil_increase_time(86_400).await.unwrap();
-    provider.anvil_mine(Some(1), None).await.unwrap();
+    next
+}
 
-    // 2. The chain client with every unit.
+/// The chain client of one host with every unit: connect, 100 proofs per unit into the store,
+/// then the time of each tick until `max_ticks`, and the peak resident memory.
+async fn client_ticks<
+    P: alloy::providers::Provider + alloy::providers::ext::AnvilApi<alloy::network::Ethereum>,
+>(
+    url: &str,
+    deployment: &devnet::Deployment,
+    signer: PrivateKeySigner,
+    provider: &P,
+    units: Vec<capminer_protocol::UnitRef>,
+    max_ticks: usize,
+) {
+    let n = units.len();
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(ProofStore::open(dir.path()).unwrap().0);
     let mut config = capminer_config::ChainConfig {
         enabled: true,
-        rpc_url: url.clone(),
+        rpc_url: url.to_string(),
         contract: Some(deployment.address.0.0),
         start_block: deployment.block,
         confirmations: 1,
@@ -133,7 +159,7 @@ async fn main() {
         ChainSetup {
             config,
             units: units.clone(),
-            signer: key(1),
+            signer,
             gpu_challenge: None,
         },
         store.clone(),

@@ -8,7 +8,7 @@ use capminer_kernels::KernelError;
 use capminer_kernels::randomx::{Argon2Impl, DatasetInit, RandomXFlags, RandomXOptions};
 use capminer_proofs::store::ProofStore;
 use capminer_proofs::{Epoch, UnitId};
-use capminer_protocol::GpuChallenge;
+use capminer_protocol::{GpuChallenge, UnitKind, UnitRef};
 use prometheus::Registry;
 
 use crate::control::Control;
@@ -93,16 +93,18 @@ pub struct MinerPlan {
 }
 
 impl MinerPlan {
-    /// Id, kind and label of every unit, CPU units first.
-    pub fn units(&self) -> Vec<(capminer_proofs::UnitId, capminer_proofs::UnitKind, String)> {
-        let cpu = self
-            .cpu
-            .iter()
-            .map(|p| (p.id, capminer_proofs::UnitKind::Cpu, p.label.clone()));
-        let gpu = self
-            .gpu
-            .iter()
-            .map(|p| (p.id, capminer_proofs::UnitKind::Gpu, p.label.clone()));
+    /// Every unit planned, CPU units first.
+    pub fn units(&self) -> Vec<UnitRef> {
+        let cpu = self.cpu.iter().map(|p| UnitRef {
+            id: p.id,
+            kind: UnitKind::Cpu,
+            label: p.label.clone(),
+        });
+        let gpu = self.gpu.iter().map(|p| UnitRef {
+            id: p.id,
+            kind: UnitKind::Gpu,
+            label: p.label.clone(),
+        });
         cpu.chain(gpu).collect()
     }
 }

@@ -308,12 +308,7 @@ fn contract_spec(args: &DevnetArgs, config: &Config, accounts: &Accounts) -> Con
 fn planned_units(host_configs: &[Config]) -> anyhow::Result<Vec<(UnitId, UnitKind)>> {
     let mut units = Vec::new();
     for c in host_configs {
-        units.extend(
-            Miner::plan(c)?
-                .units()
-                .into_iter()
-                .map(|(id, kind, _)| (id, kind)),
-        );
+        units.extend(Miner::plan(c)?.units().into_iter().map(|u| (u.id, u.kind)));
     }
     Ok(units)
 }

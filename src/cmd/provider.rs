@@ -131,7 +131,7 @@ async fn register(config: &Config, s: &Signed, ids: &[String]) -> anyhow::Result
         capminer_miner::Miner::plan(config)?
             .units()
             .into_iter()
-            .map(|(id, kind, _)| (id, kind))
+            .map(|u| (u.id, u.kind))
             .collect()
     } else {
         ids.iter()

@@ -111,7 +111,8 @@ async fn three_hosts_and_two_parties_one_sharded_deliver_and_attest_everything_o
             &["provider", "register"],
             provider_key.clone(),
         );
-        for (id, _, _) in capminer_miner::Miner::plan(&config).unwrap().units() {
+        for unit in capminer_miner::Miner::plan(&config).unwrap().units() {
+            let id = unit.id;
             let index = net
                 .contract()
                 .unitIndexOf(id.0.into())

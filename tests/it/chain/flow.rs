@@ -46,11 +46,7 @@ async fn proofs_land_units_rekey_and_rewards_are_claimed() {
     let mut config = light();
     config.miner.provider = net.key(1).address().0.0; // derived unit ids start with it
     let plan = Miner::plan(&config).unwrap();
-    let units: Vec<(UnitId, UnitKind)> = plan
-        .units()
-        .into_iter()
-        .map(|(id, kind, _)| (id, kind))
-        .collect();
+    let units: Vec<(UnitId, UnitKind)> = plan.units().into_iter().map(|u| (u.id, u.kind)).collect();
     let indices = net.register(1, &units).await;
     devnet::fund_pool(
         &net.url,

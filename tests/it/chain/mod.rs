@@ -347,7 +347,7 @@ pub fn planned_units(config: &capminer_config::Config) -> Vec<(UnitId, UnitKind)
         .unwrap()
         .units()
         .into_iter()
-        .map(|(id, kind, _)| (id, kind))
+        .map(|u| (u.id, u.kind))
         .collect()
 }
 

@@ -133,7 +133,8 @@ async fn a_real_prometheus_evaluates_every_panel_and_alert_on_a_live_miner_and_v
     let metric = |name: &str| {
         sample(&body, name).unwrap_or_else(|| panic!("{name} in the miner's metrics:\n{body}"))
     };
-    for (((_, kind, label), index), counted) in plan_units.iter().zip(&indices).zip(&counts) {
+    for ((unit, index), counted) in plan_units.iter().zip(&indices).zip(&counts) {
+        let (kind, label) = (&unit.kind, &unit.label);
         let stored = metric(&format!(
             "capminer_chain_epoch_proofs{{kind=\"{kind}\",unit=\"{label}\"}}"
         ));
