@@ -4,7 +4,7 @@ use capminer_config::Config;
 use capminer_proofs::{Epoch, Seed, Target};
 
 /// The fixed epoch of `[epoch]`, with its CPU and GPU targets.
-pub fn fixed_epoch(config: &Config) -> Epoch {
+pub(crate) fn fixed_epoch(config: &Config) -> Epoch {
     Epoch {
         number: config.epoch.number,
         seed: Seed(config.epoch.seed),

@@ -12,13 +12,13 @@ use tracing_subscriber::{EnvFilter, Registry, reload};
 static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 
 /// Parses a `log.level` filter, blaming the key of `config` when it is not one.
-pub fn filter(config: &Config) -> anyhow::Result<EnvFilter> {
+pub(crate) fn filter(config: &Config) -> anyhow::Result<EnvFilter> {
     Ok(EnvFilter::try_new(&config.log.level)
         .map_err(|e| config.key_error("log.level", format!("not a valid filter: {e}")))?)
 }
 
 /// Installs the global subscriber from `[log]`.
-pub fn init(config: &Config) -> anyhow::Result<()> {
+pub(crate) fn init(config: &Config) -> anyhow::Result<()> {
     let (filter, handle) = reload::Layer::new(filter(config)?);
     let registry = tracing_subscriber::registry().with(filter);
     let fmt = tracing_subscriber::fmt::layer()
@@ -35,7 +35,7 @@ pub fn init(config: &Config) -> anyhow::Result<()> {
 }
 
 /// Replaces the filter of the installed subscriber (a no-op when none is installed).
-pub fn set_filter(filter: EnvFilter) -> anyhow::Result<()> {
+pub(crate) fn set_filter(filter: EnvFilter) -> anyhow::Result<()> {
     if let Some(handle) = FILTER.get() {
         handle
             .reload(filter)

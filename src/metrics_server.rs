@@ -13,7 +13,7 @@ use prometheus::{Encoder, Registry, TextEncoder};
 
 /// Binds `listen` and serves the registry until `stop` is set; returns the bound address and
 /// the serving task (a critical task of its process: it ends only when stopped).
-pub async fn serve(
+pub(crate) async fn serve(
     listen: SocketAddr,
     registry: Registry,
     stop: Arc<AtomicBool>,
@@ -38,7 +38,7 @@ pub async fn serve(
 }
 
 /// Resolves once `stop` is set (polled every 100 ms): the graceful end of a server.
-pub async fn stopped(stop: Arc<AtomicBool>) {
+pub(crate) async fn stopped(stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Acquire) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }

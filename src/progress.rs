@@ -8,7 +8,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// Shows the build progress of units, polled by the caller.
 #[derive(Debug)]
-pub struct BuildProgress {
+pub(crate) struct BuildProgress {
     terminal: Option<MultiProgress>,
     bars: HashMap<String, ProgressBar>,
     logged: HashMap<String, u64>,
@@ -16,7 +16,7 @@ pub struct BuildProgress {
 
 impl BuildProgress {
     /// Bars if stderr is a terminal, log lines otherwise.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             terminal: std::io::stderr().is_terminal().then(MultiProgress::new),
             bars: HashMap::new(),
@@ -25,7 +25,7 @@ impl BuildProgress {
     }
 
     /// Reflects the units' current states.
-    pub fn update(&mut self, units: &[UnitView]) {
+    pub(crate) fn update(&mut self, units: &[UnitView]) {
         for unit in units {
             let label = &unit.info().label;
             match unit.state() {

@@ -21,11 +21,11 @@ use capminer_miner::Miner;
 use serde::{Deserialize, Serialize};
 
 /// Keys (and sections) a reload applies while the node runs.
-pub const LIVE_KEYS: &[&str] = &["watchdog", "log.level", "gpu.batch"];
+pub(crate) const LIVE_KEYS: &[&str] = &["watchdog", "log.level", "gpu.batch"];
 
 /// What a reload did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReloadReport {
+pub(crate) struct ReloadReport {
     /// Changed keys applied now.
     pub applied: Vec<String>,
     /// Changed keys that take effect only when the process restarts.
@@ -34,14 +34,14 @@ pub struct ReloadReport {
 
 /// The node's running configuration and what a reload changes.
 #[derive(Debug)]
-pub struct Reloader {
+pub(crate) struct Reloader {
     running: Mutex<Config>,
     miner: Weak<Miner>,
 }
 
 impl Reloader {
     /// Reloads `running` (loaded from `running.origin.file`) into `miner`.
-    pub fn new(running: Config, miner: Weak<Miner>) -> Self {
+    pub(crate) fn new(running: Config, miner: Weak<Miner>) -> Self {
         Self {
             running: Mutex::new(running),
             miner,
@@ -49,7 +49,7 @@ impl Reloader {
     }
 
     /// The configuration in force (live keys as last reloaded).
-    pub fn running(&self) -> Config {
+    pub(crate) fn running(&self) -> Config {
         self.running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -57,7 +57,7 @@ impl Reloader {
     }
 
     /// Records utility cores changed through the API (so later unit changes check them).
-    pub fn set_utility_cores(&self, cores: Vec<usize>) {
+    pub(crate) fn set_utility_cores(&self, cores: Vec<usize>) {
         self.running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -69,7 +69,7 @@ impl Reloader {
     /// A configuration that does not load (syntax, unknown key, invalid value, a log filter
     /// that does not parse) is refused with the error naming file, line and key, and nothing
     /// changes. Blocking.
-    pub fn reload(&self) -> anyhow::Result<ReloadReport> {
+    pub(crate) fn reload(&self) -> anyhow::Result<ReloadReport> {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let new = capminer_config::load(running.origin.file.as_deref(), std::env::vars())?;
         let changed = changed_keys(&running, &new);
@@ -103,7 +103,7 @@ impl Reloader {
 
 /// Reloads on every SIGHUP until the runtime ends; a refused configuration is logged and
 /// changes nothing.
-pub async fn reload_on_sighup(reloader: std::sync::Arc<Reloader>) {
+pub(crate) async fn reload_on_sighup(reloader: std::sync::Arc<Reloader>) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangup = match signal(SignalKind::hangup()) {
         Ok(s) => s,
@@ -132,7 +132,7 @@ fn is_live(key: &str) -> bool {
 
 /// The dotted keys whose values differ between `a` and `b` (a key absent on one side
 /// included), sorted.
-pub fn changed_keys(a: &Config, b: &Config) -> Vec<String> {
+pub(crate) fn changed_keys(a: &Config, b: &Config) -> Vec<String> {
     let mut flat_a = Vec::new();
     let mut flat_b = Vec::new();
     flatten(

@@ -28,7 +28,7 @@ use crate::reload::Reloader;
 /// the [`Runtime`] is built, read by every thread it starts later, changed by
 /// [`UtilityCpus::move_to`]. Clones share the one list.
 #[derive(Debug, Clone, Default)]
-pub struct UtilityCpus(Arc<Mutex<Vec<usize>>>);
+pub(crate) struct UtilityCpus(Arc<Mutex<Vec<usize>>>);
 
 impl UtilityCpus {
     /// The CPUs now.
@@ -43,7 +43,7 @@ impl UtilityCpus {
     /// Moves the runtime to `cpus`: the calling thread (the runtime's worker, when called from
     /// a task) is pinned there at once, threads started later too; blocking-pool threads
     /// already idle keep their CPUs until they end (10 s idle).
-    pub fn move_to(&self, cpus: Vec<usize>) -> anyhow::Result<()> {
+    pub(crate) fn move_to(&self, cpus: Vec<usize>) -> anyhow::Result<()> {
         capminer_miner::topology::pin_current_thread(&cpus)?;
         self.set(cpus);
         Ok(())
@@ -53,14 +53,14 @@ impl UtilityCpus {
 /// A small runtime for the chain client, the metrics endpoint, the control API and signals;
 /// pinned to the utility cores if any. One worker thread, so tasks all run on it.
 #[derive(Debug)]
-pub struct Runtime {
+pub(crate) struct Runtime {
     tokio: tokio::runtime::Runtime,
     utility: UtilityCpus,
 }
 
 impl Runtime {
     /// Builds the runtime, its threads pinned to the CPUs of `cpu.utility_cores`.
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
+    pub(crate) fn new(config: &Config) -> anyhow::Result<Self> {
         let topology = capminer_miner::topology::Topology::detect()?;
         let utility = UtilityCpus::default();
         utility.set(
@@ -88,17 +88,17 @@ impl Runtime {
     }
 
     /// The CPUs its threads run on; a clone moves them.
-    pub fn utility_cpus(&self) -> &UtilityCpus {
+    pub(crate) fn utility_cpus(&self) -> &UtilityCpus {
         &self.utility
     }
 
     /// Runs `future` to its end on the runtime, blocking the calling thread.
-    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+    pub(crate) fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.tokio.block_on(future)
     }
 
     /// Spawns `future` on the runtime.
-    pub fn spawn<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
+    pub(crate) fn spawn<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
@@ -111,7 +111,7 @@ impl Runtime {
 /// (`Miner::metrics`): the chain client's when one runs, and those of the verifiers that run in
 /// this process (a devnet's).
 #[derive(Debug, Clone, Default)]
-pub struct NodeMetrics {
+pub(crate) struct NodeMetrics {
     /// The chain client's families, registered before the control API starts.
     pub chain: Option<ChainMetrics>,
     /// One per verifier service (shard) of this process.
@@ -121,7 +121,7 @@ pub struct NodeMetrics {
 /// What the node shares with the control API. The node owns the miner: the API holds it
 /// weakly, so it never keeps it alive past shutdown.
 #[derive(Debug, Clone)]
-pub struct NodeShared {
+pub(crate) struct NodeShared {
     /// The running miner; gone once the node stops.
     pub miner: Weak<Miner>,
     /// The proof store the miner writes.
@@ -135,7 +135,7 @@ pub struct NodeShared {
 }
 
 /// Sets `stop` on SIGINT or SIGTERM.
-pub async fn wait_for_signal(stop: Arc<AtomicBool>) {
+pub(crate) async fn wait_for_signal(stop: Arc<AtomicBool>) {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
@@ -153,7 +153,7 @@ pub async fn wait_for_signal(stop: Arc<AtomicBool>) {
 /// Runs `connect` until it succeeds, retrying while the node is unreachable (with backoff up to
 /// 30 s, until a stop is asked): a process started while its node is briefly down waits for
 /// it. Any other error (a unit registered to another provider, a wrong chain id) ends the start at once.
-pub async fn connect_with_retries<T, F>(
+pub(crate) async fn connect_with_retries<T, F>(
     stop: &AtomicBool,
     mut connect: impl FnMut() -> F,
 ) -> anyhow::Result<T>

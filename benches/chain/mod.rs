@@ -2,7 +2,7 @@
 
 /// A contract for gas measurements: every hash a proof, no collateral, one-day epochs, one
 /// verifier; `max_proofs` per unit-epoch.
-pub fn gas_spec(
+pub(crate) fn gas_spec(
     max_proofs: u32,
     verifier: alloy::primitives::Address,
     guardian: alloy::primitives::Address,

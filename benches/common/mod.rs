@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The RandomX source directory vendored by the randomx-rs this workspace locks.
-pub fn randomx_sources() -> PathBuf {
+pub(crate) fn randomx_sources() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .args(["metadata", "--format-version", "1", "--locked"])
@@ -28,7 +28,7 @@ pub fn randomx_sources() -> PathBuf {
 }
 
 /// Builds `randomx-benchmark` (cached under target/) and returns its path.
-pub fn build_reference() -> PathBuf {
+pub(crate) fn build_reference() -> PathBuf {
     let target = std::env::current_exe()
         .unwrap()
         .ancestors()
@@ -73,7 +73,7 @@ pub fn build_reference() -> PathBuf {
 
 /// The reference miner as both benchmarks run it: `randomx-benchmark --mine --auto --threads 1
 /// --init <init_threads> --nonces <nonces>` (4 KiB pages, its own flag detection).
-pub fn reference_mine(binary: &Path, init_threads: u64, nonces: u64) -> Command {
+pub(crate) fn reference_mine(binary: &Path, init_threads: u64, nonces: u64) -> Command {
     let mut cmd = Command::new(binary);
     cmd.args(["--mine", "--auto", "--threads", "1", "--init"])
         .arg(init_threads.to_string())
@@ -84,7 +84,7 @@ pub fn reference_mine(binary: &Path, init_threads: u64, nonces: u64) -> Command 
 
 /// The seconds of a reference output line `Memory initialized in <s> s` (cache keying plus
 /// dataset allocation and build).
-pub fn reference_init_seconds(line: &str) -> Option<f64> {
+pub(crate) fn reference_init_seconds(line: &str) -> Option<f64> {
     line.strip_prefix("Memory initialized in ")?
         .split_whitespace()
         .next()?
@@ -95,12 +95,12 @@ pub fn reference_init_seconds(line: &str) -> Option<f64> {
 /// Whether a head-to-head bench runs both sides on reserved 2 MiB pages
 /// (`CAPMINER_BENCH_LARGE_PAGES=1`; needs `vm.nr_hugepages` set first) rather than 4 KiB pages.
 #[allow(dead_code)] // not every bench including this module compares page sizes
-pub fn large_pages() -> bool {
+pub(crate) fn large_pages() -> bool {
     std::env::var("CAPMINER_BENCH_LARGE_PAGES").is_ok_and(|v| v == "1")
 }
 
 /// An integer from the environment, or `default`.
-pub fn env_u64(name: &str, default: u64) -> u64 {
+pub(crate) fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())

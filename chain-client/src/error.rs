@@ -238,7 +238,7 @@ impl ChainError {
 }
 
 /// `text` with every `http://` or `https://` URL in it cut down by [`redact_url`].
-pub fn redact_urls(text: &str) -> String {
+pub(crate) fn redact_urls(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = ["http://", "https://"]
@@ -259,7 +259,7 @@ pub fn redact_urls(text: &str) -> String {
 }
 
 /// `scheme://host:port` of a URL, without path, query or credentials (which may hold API keys).
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = host.rsplit('@').next().unwrap_or(host);

@@ -17,6 +17,8 @@
 //! canonical chain, or whose transaction was dropped, is found again and resubmitted. The
 //! contract skips duplicates, so resubmitting is harmless.
 
+#![warn(missing_docs)]
+
 pub mod batch;
 pub mod bindings;
 pub mod devnet;

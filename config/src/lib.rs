@@ -5,6 +5,8 @@
 //!
 //! Every error names the file (and line) or the environment variable, and the key.
 
+#![warn(missing_docs)]
+
 mod error;
 pub mod hex;
 mod load;

@@ -17,6 +17,8 @@
 //!
 //! Nothing here knows about threads, epochs, stores or chains: the miner drives these pieces.
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod gpu;
 pub mod key;

@@ -19,6 +19,8 @@
 //! `/sys` and pins threads; [`metrics`] holds the Prometheus families; [`verify`] is the one
 //! path that checks proofs from keys alone.
 
+#![warn(missing_docs)]
+
 pub mod change;
 pub mod control;
 pub mod cpu;

@@ -10,6 +10,8 @@
 //! [`durable`] is the one durable whole-file write (temporary file, fsync, rename, fsync of the
 //! directory), used by the store's archive and by the chain verifier's progress file.
 
+#![warn(missing_docs)]
+
 pub mod durable;
 pub mod error;
 pub mod store;

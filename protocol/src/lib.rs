@@ -13,6 +13,8 @@
 //! Every other crate converts to and from these at its edge (configuration keys, contract
 //! words, kernel inputs); none keeps a copy.
 
+#![warn(missing_docs)]
+
 pub mod gpu;
 mod ids;
 mod proof;

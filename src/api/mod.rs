@@ -39,7 +39,7 @@ use capminer_miner::Miner;
 
 use crate::runtime::NodeShared;
 
-pub use status::Status;
+pub(crate) use status::Status;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -52,7 +52,7 @@ struct Api {
 
 /// Reads the bearer token from `path` (`api.token_file`): refused if group or others may read
 /// it, or if it is empty. The token never appears in errors or logs.
-pub fn read_token(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_token(path: &Path) -> anyhow::Result<Vec<u8>> {
     let token = capminer_config::secret::read_secret_file(path)
         .map_err(|e| anyhow::anyhow!("api.token_file = {e}"))?
         .trim()
@@ -66,7 +66,7 @@ pub fn read_token(path: &Path) -> anyhow::Result<Vec<u8>> {
 
 /// Binds `listen` and serves the API until `stop` is set; returns the bound address and the
 /// serving task (a critical task of the node: it ends only when stopped).
-pub async fn serve(
+pub(crate) async fn serve(
     listen: SocketAddr,
     token: Option<Vec<u8>>,
     node: NodeShared,

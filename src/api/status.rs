@@ -24,7 +24,7 @@ use crate::runtime::NodeMetrics;
 
 /// One unit in `GET /api/v1/status`.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct UnitStatus {
+pub(crate) struct UnitStatus {
     /// Label (`cpu0`).
     pub unit: String,
     /// Network-wide id.
@@ -50,7 +50,7 @@ pub struct UnitStatus {
 
 /// `GET /api/v1/status`.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Status {
+pub(crate) struct Status {
     /// capminer's version.
     pub version: String,
     /// Seconds since the node started.

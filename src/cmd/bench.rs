@@ -17,7 +17,7 @@ use crate::{epoch, logging};
 
 /// Arguments of `capminer bench`.
 #[derive(Debug, clap::Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     #[command(flatten)]
     config: ConfigArg,
     /// Seconds to measure, after every dataset is built.
@@ -61,7 +61,7 @@ struct Report {
 }
 
 /// Runs the benchmark; proofs go to a temporary store that is deleted afterwards.
-pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.config)?;
     logging::init(&config)?;
     let plan = Miner::plan(&config)?;

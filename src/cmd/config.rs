@@ -8,7 +8,7 @@ use super::{ConfigArg, load_config};
 
 /// Subcommands of `capminer config`.
 #[derive(Debug, clap::Subcommand)]
-pub enum ConfigCommand {
+pub(crate) enum ConfigCommand {
     /// Validate the configuration against this machine (cores, memory, CPU flags).
     Check(ConfigArg),
     /// Print the effective configuration (file, defaults and environment overrides) as TOML.
@@ -16,7 +16,7 @@ pub enum ConfigCommand {
 }
 
 /// Runs a `capminer config` subcommand.
-pub fn config(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
+pub(crate) fn config(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ConfigCommand::Check(arg) => {
             let config = load_config(&arg)?;

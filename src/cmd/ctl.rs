@@ -9,7 +9,7 @@ use crate::api::read_token;
 
 /// What `capminer ctl` asks.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Action {
+pub(crate) enum Action {
     /// Stop hashing (within one hash); datasets stay built.
     Pause,
     /// Hash again.
@@ -21,7 +21,7 @@ pub enum Action {
 
 /// Arguments of `capminer ctl`.
 #[derive(Debug, clap::Args)]
-pub struct CtlArgs {
+pub(crate) struct CtlArgs {
     #[command(flatten)]
     config: ConfigArg,
     /// What to do.
@@ -33,7 +33,7 @@ pub struct CtlArgs {
 }
 
 /// `capminer ctl`.
-pub fn ctl(args: CtlArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn ctl(args: CtlArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.config)?;
     let Some(path) = config.api.token_file.as_deref() else {
         return Err(config

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 /// Lists the adapters: index, name, vendor and device ids, backend, type, PCI bus id, and the
 /// largest storage binding (the largest GPU unit the device can hold).
-pub fn devices() -> anyhow::Result<ExitCode> {
+pub(crate) fn devices() -> anyhow::Result<ExitCode> {
     let adapters = capminer_kernels::gpu::enumerate();
     if adapters.is_empty() {
         println!(

@@ -33,7 +33,7 @@ use crate::runtime::Runtime;
 
 /// Arguments of `capminer devnet`.
 #[derive(Debug, clap::Args)]
-pub struct DevnetArgs {
+pub(crate) struct DevnetArgs {
     #[command(flatten)]
     config: ConfigArg,
     /// The anvil binary (default: tools/node_modules/.bin/anvil from the repository, else
@@ -93,7 +93,7 @@ fn find_anvil(explicit: Option<PathBuf>) -> PathBuf {
 }
 
 /// Runs the devnet until SIGINT or SIGTERM.
-pub fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
     let mut config = load_config(&args.config)?;
     logging::init(&config)?;
     let runtime = Runtime::new(&config)?;

@@ -19,7 +19,7 @@ use super::{ConfigArg, load_config};
 
 /// Arguments of `capminer doctor`.
 #[derive(Debug, clap::Args)]
-pub struct DoctorArgs {
+pub(crate) struct DoctorArgs {
     #[command(flatten)]
     config: ConfigArg,
 }
@@ -48,7 +48,7 @@ impl Report {
 }
 
 /// `capminer doctor`.
-pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.config)?;
     let mut report = Report::default();
     cpu_flags(&config, &mut report);

@@ -13,20 +13,20 @@
 //! ```
 
 mod api_client;
-pub mod bench;
-pub mod config;
-pub mod ctl;
-pub mod devices;
-pub mod devnet;
-pub mod doctor;
-pub mod party;
-pub mod proofs;
-pub mod provider;
-pub mod run;
+pub(crate) mod bench;
+pub(crate) mod config;
+pub(crate) mod ctl;
+pub(crate) mod devices;
+pub(crate) mod devnet;
+pub(crate) mod doctor;
+pub(crate) mod party;
+pub(crate) mod proofs;
+pub(crate) mod provider;
+pub(crate) mod run;
 mod signed;
-pub mod status;
-pub mod verifier;
-pub mod verify;
+pub(crate) mod status;
+pub(crate) mod verifier;
+pub(crate) mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,7 +35,7 @@ use clap::Subcommand;
 
 /// Where the configuration comes from.
 #[derive(Debug, Clone, clap::Args)]
-pub struct ConfigArg {
+pub(crate) struct ConfigArg {
     /// TOML configuration file (every key optional; see config/capminer.example.toml).
     /// CAPMINER_<SECTION>__<KEY> environment variables override it.
     #[arg(long, short = 'c', value_name = "FILE", global = true)]
@@ -47,7 +47,7 @@ pub struct ConfigArg {
 
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum LogFormatArg {
+pub(crate) enum LogFormatArg {
     /// Human-readable lines (colour only on a terminal).
     Text,
     /// One JSON object a line.
@@ -56,7 +56,7 @@ pub enum LogFormatArg {
 
 // The subcommands (a plain comment: clap would read a doc comment as help text).
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Mine: run every configured unit, store proofs, serve metrics.
     Run(run::RunArgs),
     /// Everything on one machine: anvil, the contract, the miner, its chain client, verifiers.
@@ -90,7 +90,7 @@ pub enum Command {
 
 impl Command {
     /// Runs the subcommand; its exit status, or the error that ended it.
-    pub fn run(self) -> anyhow::Result<ExitCode> {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
         match self {
             Command::Run(args) => run::run(args),
             Command::Devnet(args) => devnet::devnet(args),
@@ -110,7 +110,7 @@ impl Command {
 }
 
 /// Loads the configuration named by `arg`, with the process environment's overrides.
-pub fn load_config(arg: &ConfigArg) -> anyhow::Result<capminer_config::Config> {
+pub(crate) fn load_config(arg: &ConfigArg) -> anyhow::Result<capminer_config::Config> {
     let mut config = capminer_config::load(arg.config.as_deref(), std::env::vars())?;
     if let Some(format) = arg.log_format {
         config.log.format = match format {

@@ -11,7 +11,7 @@ use super::signed::{Whose, run_task};
 
 /// `capminer party`.
 #[derive(Debug, clap::Args)]
-pub struct PartyArgs {
+pub(crate) struct PartyArgs {
     #[command(flatten)]
     config: ConfigArg,
     #[command(subcommand)]
@@ -33,7 +33,7 @@ enum PartyTask {
 }
 
 /// Runs one verifier-party task.
-pub fn party(args: PartyArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn party(args: PartyArgs) -> anyhow::Result<ExitCode> {
     run_task(&args.config, Whose::Party, async |_, s| match args.task {
         PartyTask::Authorize { delegate } => {
             s.send(s.contract.authorizeDelegate(delegate), "authorizeDelegate")

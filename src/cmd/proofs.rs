@@ -12,7 +12,7 @@ use super::{ConfigArg, load_config};
 /// Proofs with the epochs they belong to.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ProofsFile {
+pub(crate) struct ProofsFile {
     /// Seeds and targets of the epochs the proofs name.
     pub epochs: Vec<Epoch>,
     /// The proofs, with their states.
@@ -21,7 +21,7 @@ pub struct ProofsFile {
 
 impl ProofsFile {
     /// Reads a store (read-only: a running miner may hold it), optionally one epoch only.
-    pub fn from_store(dir: &Path, epoch: Option<u64>) -> anyhow::Result<Self> {
+    pub(crate) fn from_store(dir: &Path, epoch: Option<u64>) -> anyhow::Result<Self> {
         let store = ProofStore::open_read_only(dir)?;
         let keep = |n: u64| epoch.is_none_or(|e| e == n);
         Ok(Self {
@@ -37,7 +37,7 @@ impl ProofsFile {
 
 /// Subcommands of `capminer proofs`.
 #[derive(Debug, clap::Subcommand)]
-pub enum ProofsCommand {
+pub(crate) enum ProofsCommand {
     /// Print the store's proofs (and their epochs) as JSON.
     Export {
         #[command(flatten)]
@@ -52,7 +52,7 @@ pub enum ProofsCommand {
 }
 
 /// Runs a `capminer proofs` subcommand.
-pub fn proofs(cmd: ProofsCommand) -> anyhow::Result<ExitCode> {
+pub(crate) fn proofs(cmd: ProofsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ProofsCommand::Export {
             config,

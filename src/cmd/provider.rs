@@ -16,7 +16,7 @@ use super::signed::{Signed, Whose, run_task};
 
 /// `capminer provider`.
 #[derive(Debug, clap::Args)]
-pub struct ProviderArgs {
+pub(crate) struct ProviderArgs {
     #[command(flatten)]
     config: ConfigArg,
     #[command(subcommand)]
@@ -82,7 +82,7 @@ fn parse_unit(s: &str) -> anyhow::Result<(UnitId, UnitKind)> {
 }
 
 /// Runs one provider task.
-pub fn provider(args: ProviderArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn provider(args: ProviderArgs) -> anyhow::Result<ExitCode> {
     run_task(
         &args.config,
         Whose::Provider,

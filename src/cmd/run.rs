@@ -12,13 +12,13 @@ use crate::runtime::Runtime;
 
 /// Arguments of `capminer run`.
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(flatten)]
     config: ConfigArg,
 }
 
 /// Runs until SIGINT or SIGTERM; non-zero if a unit failed.
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.config)?;
     logging::init(&config)?;
     let chain = if config.chain.enabled {

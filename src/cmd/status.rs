@@ -9,7 +9,7 @@ use crate::api::Status;
 
 /// Arguments of `capminer status`.
 #[derive(Debug, clap::Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     #[command(flatten)]
     config: ConfigArg,
     /// Print the API's JSON instead of a table.
@@ -18,7 +18,7 @@ pub struct StatusArgs {
 }
 
 /// `capminer status`.
-pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.config)?;
     let (code, body) = request(config.api.listen, "GET", "/api/v1/status", None)?;
     if code != 200 {

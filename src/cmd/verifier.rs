@@ -16,7 +16,7 @@ use crate::{logging, metrics_server};
 
 /// Arguments of `capminer verifier`.
 #[derive(Debug, clap::Args)]
-pub struct VerifierArgs {
+pub(crate) struct VerifierArgs {
     #[command(flatten)]
     config: ConfigArg,
     /// This process's shard of its party's unit-epochs, I/N (overrides verifier.shard): N
@@ -26,7 +26,7 @@ pub struct VerifierArgs {
 }
 
 /// Runs the verifier until SIGINT or SIGTERM.
-pub fn verifier(args: VerifierArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn verifier(args: VerifierArgs) -> anyhow::Result<ExitCode> {
     let mut config = load_config(&args.config)?;
     if let Some(shard) = args.shard {
         config.verifier.shard = shard;

@@ -12,7 +12,7 @@ use super::{ConfigArg, load_config};
 
 /// Arguments of `capminer verify`.
 #[derive(Debug, clap::Args)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     #[command(flatten)]
     config: ConfigArg,
     /// Verify the proofs of this store directory (default: miner.state_dir).
@@ -27,7 +27,7 @@ pub struct VerifyArgs {
 }
 
 /// Verifies; exit status 1 if any proof is invalid, each invalid one named on stdout.
-pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.config)?;
     let file = match &args.file {
         Some(path) => {

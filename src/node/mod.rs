@@ -29,7 +29,7 @@ use crate::{epoch, metrics_server};
 use chain::ChainClient;
 
 /// The chain part of a node: the signer and the units it submits for come from the miner.
-pub struct ChainJob {
+pub(crate) struct ChainJob {
     /// The provider's signer.
     pub signer: alloy::signers::local::PrivateKeySigner,
 }
@@ -38,7 +38,7 @@ pub struct ChainJob {
 /// node runs, the node stops with an error naming it, so a supervisor restarts the process
 /// instead of keeping one alive that does nothing.
 #[derive(Debug)]
-pub struct CriticalTask {
+pub(crate) struct CriticalTask {
     /// What it is, for the error ("the chain client").
     pub name: String,
     /// The task; it must end when the node's stop flag is set.
@@ -47,7 +47,7 @@ pub struct CriticalTask {
 
 impl CriticalTask {
     /// Names `task`.
-    pub fn new(name: impl Into<String>, task: tokio::task::JoinHandle<()>) -> Self {
+    pub(crate) fn new(name: impl Into<String>, task: tokio::task::JoinHandle<()>) -> Self {
         Self {
             name: name.into(),
             task,
@@ -56,7 +56,7 @@ impl CriticalTask {
 }
 
 /// What [`run_node`] runs with.
-pub struct NodeArgs<'a> {
+pub(crate) struct NodeArgs<'a> {
     /// The node's configuration.
     pub config: &'a Config,
     /// The chain client's signer; `None` mines the fixed epoch of `[epoch]`.
@@ -74,7 +74,7 @@ pub struct NodeArgs<'a> {
 }
 
 /// Runs the node until a signal; non-zero when a unit failed or a critical task died.
-pub fn run_node(args: NodeArgs<'_>) -> anyhow::Result<ExitCode> {
+pub(crate) fn run_node(args: NodeArgs<'_>) -> anyhow::Result<ExitCode> {
     let mut node = Node::start(args)?;
     let failed = node.supervise();
     node.shut_down(failed)

@@ -26,6 +26,8 @@
 //! A new lock must meet the same bar (whole between statements that can panic), or say in a
 //! comment beside it why it does not and panic on poison itself.
 
+#![warn(missing_docs)]
+
 use std::sync::{LockResult, Mutex, MutexGuard, PoisonError};
 
 /// Locking under the policy of this crate (see the crate's documentation).

@@ -5,12 +5,12 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 /// The capminer binary under test.
-pub fn capminer() -> Command {
+pub(crate) fn capminer() -> Command {
     Command::new(env!("CARGO_BIN_EXE_capminer"))
 }
 
 /// Runs capminer with `args` and no CAPMINER_* variables from the outer environment.
-pub fn run(args: &[&str]) -> Output {
+pub(crate) fn run(args: &[&str]) -> Output {
     let mut cmd = capminer();
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("CAPMINER_")) {
         cmd.env_remove(k);
@@ -19,7 +19,7 @@ pub fn run(args: &[&str]) -> Output {
 }
 
 /// Stdout and stderr of an output, for assertion messages.
-pub fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
         out.status.code(),
@@ -29,7 +29,7 @@ pub fn text(out: &Output) -> String {
 }
 
 /// Writes a config file into `dir` and returns its path.
-pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("capminer.toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -38,7 +38,7 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
 /// A light-mode config (256 MiB cache a unit, ~10 ms a hash) with an easy target, so tests
 /// find proofs within seconds. `extra` is appended; unless it has an `[api]` section, the
 /// control API listens on a port of the system's choosing (tests run side by side).
-pub fn light_config(metrics_port: u16, extra: &str) -> String {
+pub(crate) fn light_config(metrics_port: u16, extra: &str) -> String {
     let api = if extra.contains("[api]") {
         ""
     } else {
@@ -66,7 +66,7 @@ level = "info"
 }
 
 /// A free loopback TCP port.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -75,7 +75,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Polls `f` until it returns `Some` or `timeout` passes.
-pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+pub(crate) fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let end = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -89,14 +89,14 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
 }
 
 /// A plain HTTP/1.0 GET on loopback; the body.
-pub fn http_get(port: u16, path: &str) -> Option<String> {
+pub(crate) fn http_get(port: u16, path: &str) -> Option<String> {
     http(port, "GET", path, &[], "")
         .filter(|(code, _)| *code == 200)
         .map(|(_, body)| body)
 }
 
 /// One HTTP/1.0 request to `127.0.0.1:port` (the server closes when done): status and body.
-pub fn http(
+pub(crate) fn http(
     port: u16,
     method: &str,
     path: &str,
@@ -120,7 +120,7 @@ pub fn http(
 }
 
 /// The value of the first sample line of a metrics exposition starting with `prefix`.
-pub fn sample(body: &str, prefix: &str) -> Option<f64> {
+pub(crate) fn sample(body: &str, prefix: &str) -> Option<f64> {
     body.lines()
         .find(|l| l.starts_with(prefix))
         .and_then(|l| l.rsplit(' ').next())
@@ -129,7 +129,7 @@ pub fn sample(body: &str, prefix: &str) -> Option<f64> {
 
 /// Every stored proof as a claim, all re-verified with the verifier `config` describes;
 /// returns the verifier and the claims for further checks.
-pub fn verify_store(
+pub(crate) fn verify_store(
     config: &capminer_config::Config,
     store: &capminer_proofs::store::ProofStore,
 ) -> (
@@ -161,11 +161,11 @@ pub fn verify_store(
 
 /// splitmix64: small, fast, seeded, and enough for choosing operations and moments.
 #[derive(Debug, Clone)]
-pub struct Rng(pub u64);
+pub(crate) struct Rng(pub u64);
 
 impl Rng {
     /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -174,28 +174,28 @@ impl Rng {
     }
 
     /// Uniform in `0..n` (0 when n is 0).
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         if n == 0 { 0 } else { self.next_u64() % n }
     }
 
     /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+    pub(crate) fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.below(hi - lo + 1)
     }
 
     /// True with `percent` % probability.
-    pub fn chance(&mut self, percent: u64) -> bool {
+    pub(crate) fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
 
     /// One of `items`.
-    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+    pub(crate) fn pick<T: Copy>(&mut self, items: &[T]) -> T {
         items[self.below(items.len() as u64) as usize]
     }
 }
 
 /// A number from the environment variable `name` (decimal or 0x-hex).
-pub fn env_u64(name: &str) -> Option<u64> {
+pub(crate) fn env_u64(name: &str) -> Option<u64> {
     let v = std::env::var(name).ok()?;
     let v = v.trim();
     let parsed = match v.strip_prefix("0x") {
@@ -207,7 +207,7 @@ pub fn env_u64(name: &str) -> Option<u64> {
 
 /// The seed of a randomized test: `name` from the environment (to replay a run), else fresh
 /// from the clock. Print it.
-pub fn seed_from_env(name: &str) -> u64 {
+pub(crate) fn seed_from_env(name: &str) -> u64 {
     env_u64(name).unwrap_or_else(|| {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -219,7 +219,7 @@ pub fn seed_from_env(name: &str) -> u64 {
 
 /// A child process killed (SIGKILL) and reaped when dropped.
 #[derive(Debug)]
-pub struct Kill(pub std::process::Child);
+pub(crate) struct Kill(pub std::process::Child);
 
 impl Drop for Kill {
     fn drop(&mut self) {
@@ -230,7 +230,7 @@ impl Drop for Kill {
 
 /// Runs `capminer <args> -c <dir>/<name>.toml` with `config` written there, one environment
 /// variable set (a key: never on the command line), its log appended to `<dir>/<name>.log`.
-pub fn spawn_capminer(
+pub(crate) fn spawn_capminer(
     config: &capminer_config::Config,
     dir: &Path,
     name: &str,
@@ -259,7 +259,7 @@ pub fn spawn_capminer(
 /// A real Prometheus server (Debian package prometheus) on a free loopback port, its data in a
 /// temporary directory; killed when dropped.
 #[derive(Debug)]
-pub struct Prometheus {
+pub(crate) struct Prometheus {
     /// Its HTTP port.
     pub port: u16,
     _process: Kill,
@@ -268,7 +268,7 @@ pub struct Prometheus {
 
 impl Prometheus {
     /// Starts Prometheus with the configuration `config` (YAML text); returns once it answers.
-    pub fn start(config: &str) -> Prometheus {
+    pub(crate) fn start(config: &str) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("prometheus.yml");
         std::fs::write(&path, config).unwrap();
@@ -297,7 +297,7 @@ impl Prometheus {
 
     /// `GET /api/v1/<path>` with the query parameters `params` (encoded here); the JSON answer,
     /// whatever its status (`None` only when the server does not answer 200).
-    pub fn api(&self, path: &str, params: &[(&str, &str)]) -> Option<serde_json::Value> {
+    pub(crate) fn api(&self, path: &str, params: &[(&str, &str)]) -> Option<serde_json::Value> {
         let query: Vec<String> = params
             .iter()
             .map(|(k, v)| format!("{}={}", url_encode(k), url_encode(v)))
@@ -308,7 +308,7 @@ impl Prometheus {
 
     /// The instant vector (or scalar) `expr` evaluates to now: `Err` with Prometheus's error
     /// when the query is invalid.
-    pub fn query(&self, expr: &str) -> Result<Vec<serde_json::Value>, String> {
+    pub(crate) fn query(&self, expr: &str) -> Result<Vec<serde_json::Value>, String> {
         let answer = self
             .api("query", &[("query", expr)])
             .ok_or_else(|| format!("no answer to {expr}"))?;
@@ -323,7 +323,7 @@ impl Prometheus {
 }
 
 /// Percent-encodes a URL query component.
-pub fn url_encode(s: &str) -> String {
+pub(crate) fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -336,7 +336,7 @@ pub fn url_encode(s: &str) -> String {
 
 /// Starts `capminer run` on `config` written to `dir/capminer.toml`, with `env` set, its log
 /// (without colours) in `dir/miner.log`.
-pub fn start_miner(dir: &Path, config: &str, env: &[(&str, &str)]) -> Kill {
+pub(crate) fn start_miner(dir: &Path, config: &str, env: &[(&str, &str)]) -> Kill {
     let path = dir.join("capminer.toml");
     std::fs::write(&path, config).unwrap();
     let log = std::fs::File::create(dir.join("miner.log")).unwrap();
@@ -354,7 +354,7 @@ pub fn start_miner(dir: &Path, config: &str, env: &[(&str, &str)]) -> Kill {
 }
 
 /// The log of [`start_miner`] so far, without terminal colours.
-pub fn log_text(dir: &Path) -> String {
+pub(crate) fn log_text(dir: &Path) -> String {
     let raw = std::fs::read_to_string(dir.join("miner.log")).unwrap_or_default();
     let mut out = String::with_capacity(raw.len());
     let mut chars = raw.chars();
@@ -373,7 +373,7 @@ pub fn log_text(dir: &Path) -> String {
 }
 
 /// The value of metric `name` whose labels include every `(label, value)` of `labels`.
-pub fn metric(port: u16, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn metric(port: u16, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let body = http_get(port, "/metrics")?;
     body.lines()
         .filter(|l| l.starts_with(&format!("{name}{{")))
@@ -387,7 +387,7 @@ pub fn metric(port: u16, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 }
 
 /// `promtool check metrics` on an exposition; its output (the status says whether it passed).
-pub fn promtool_check_metrics(body: &str) -> Output {
+pub(crate) fn promtool_check_metrics(body: &str) -> Output {
     use std::io::Write;
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])

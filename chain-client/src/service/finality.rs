@@ -24,7 +24,7 @@ use super::ChainService;
 use crate::Result;
 
 /// How far below the head a block of final proofs stays watched.
-pub const WATCHED_BLOCKS: u64 = 256;
+pub(super) const WATCHED_BLOCKS: u64 = 256;
 
 /// Blocks whose logs made proofs final: number to (hash, proofs).
 pub(super) type FinalMarks = BTreeMap<u64, (Hash, Vec<ProofRef>)>;

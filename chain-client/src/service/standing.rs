@@ -26,7 +26,7 @@ use super::{ChainService, UnitRow};
 use crate::Result;
 
 /// How often registration and collateral are read again within an epoch.
-pub const REFRESH: Duration = Duration::from_secs(30);
+pub(super) const REFRESH: Duration = Duration::from_secs(30);
 
 /// Why each unit must not hash now (`None`: it hashes), by unit.
 pub type Holds = BTreeMap<UnitId, Option<String>>;

@@ -59,8 +59,8 @@ pub fn dataset_bytes() -> u64 {
 
 /// Items in one full dataset.
 pub fn dataset_items() -> u64 {
-    // SAFETY: a pure query with no arguments.
     #[allow(clippy::useless_conversion)] // c_ulong is u32 on some targets
+    // SAFETY: a pure query with no arguments.
     u64::from(unsafe { ffi::randomx_dataset_item_count() })
 }
 
@@ -234,8 +234,11 @@ impl Cache {
 /// ran beside it.
 #[derive(Debug)]
 pub struct KeyedBeside<T> {
+    /// The keyed cache.
     pub cache: Cache,
+    /// Seconds the keying took.
     pub key_seconds: f64,
+    /// What the work run beside the keying returned.
     pub beside: T,
 }
 

@@ -78,7 +78,7 @@ pub(super) struct Index {
 }
 
 impl Index {
-    pub fn replay(payloads: &[Vec<u8>]) -> Index {
+    pub(super) fn replay(payloads: &[Vec<u8>]) -> Index {
         let mut index = Index::default();
         for p in payloads {
             if let Some(record) = Record::decode(p) {
@@ -88,7 +88,7 @@ impl Index {
         index
     }
 
-    pub fn apply(&mut self, record: Record) {
+    pub(super) fn apply(&mut self, record: Record) {
         match record {
             Record::Epoch(e) => {
                 self.epochs.insert(e.number, e);
@@ -131,20 +131,20 @@ impl Index {
         }
     }
 
-    pub fn get(&self, r: &ProofRef) -> Option<&Entry> {
+    pub(super) fn get(&self, r: &ProofRef) -> Option<&Entry> {
         self.proofs.get(&(r.epoch, r.unit))?.get(&r.nonce)
     }
 
-    pub fn contains(&self, r: &ProofRef) -> bool {
+    pub(super) fn contains(&self, r: &ProofRef) -> bool {
         self.get(r).is_some()
     }
 
-    pub fn stored(&self, r: &ProofRef) -> Option<StoredProof> {
+    pub(super) fn stored(&self, r: &ProofRef) -> Option<StoredProof> {
         self.get(r).map(|e| stored(r, e))
     }
 
     /// Every proof of `epoch` with its entry, ordered by (unit, nonce).
-    pub fn epoch_proofs(&self, epoch: u64) -> impl Iterator<Item = (ProofRef, &Entry)> {
+    pub(super) fn epoch_proofs(&self, epoch: u64) -> impl Iterator<Item = (ProofRef, &Entry)> {
         self.proofs
             .range(epoch_keys(epoch..=epoch))
             .flat_map(|(&(epoch, unit), nonces)| group(epoch, unit, nonces))
@@ -152,7 +152,7 @@ impl Index {
 
     /// The proofs of `epochs` in the (epoch, unit) groups whose tally `keep` accepts, ordered
     /// by (epoch, unit, nonce): walks those groups only.
-    pub fn grouped(
+    pub(super) fn grouped(
         &self,
         epochs: RangeInclusive<u64>,
         keep: impl Fn(&Tally) -> bool,
@@ -165,14 +165,14 @@ impl Index {
     }
 
     /// True if some proof of `epoch` is not in a terminal state.
-    pub fn epoch_unsettled(&self, epoch: u64) -> bool {
+    pub(super) fn epoch_unsettled(&self, epoch: u64) -> bool {
         self.tallies
             .range(epoch_keys(epoch..=epoch))
             .any(|(_, t)| t.unsettled() > 0)
     }
 
     /// Removes `epoch`'s proofs (now in the archive); its number stays known as archived.
-    pub fn archive(&mut self, epoch: u64) {
+    pub(super) fn archive(&mut self, epoch: u64) {
         let keys: Vec<(u64, UnitId)> = self
             .proofs
             .range(epoch_keys(epoch..=epoch))
@@ -187,7 +187,7 @@ impl Index {
     }
 
     /// The records that rebuild this index (see [`records`]).
-    pub fn snapshot(&self) -> Vec<Record> {
+    pub(super) fn snapshot(&self) -> Vec<Record> {
         let proofs = self
             .proofs
             .iter()
@@ -196,7 +196,7 @@ impl Index {
     }
 
     /// The records of epoch `epoch` alone (what its archive file holds), if it is recorded.
-    pub fn epoch_snapshot(&self, epoch: u64) -> Option<Vec<Record>> {
+    pub(super) fn epoch_snapshot(&self, epoch: u64) -> Option<Vec<Record>> {
         let record = *self.epochs.get(&epoch)?;
         Some(records(std::iter::once(record), self.epoch_proofs(epoch)))
     }

@@ -317,6 +317,7 @@ impl Rewrite {
         Ok((reopened, synced))
     }
 
+    /// Gives the rewrite up: removes its temporary file; the live log stays as it was.
     pub fn abandon(self) {
         let _ = std::fs::remove_file(&self.tmp);
     }

@@ -29,12 +29,12 @@ use capminer_proofs::store::ProofStore;
 use capminer_proofs::{Target, UnitId, UnitKind};
 
 /// anvil from the pinned npm package (deploy/setup.sh installs it).
-pub fn anvil_path() -> PathBuf {
+pub(crate) fn anvil_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/node_modules/.bin/anvil")
 }
 
 /// anvil's first accounts (its default mnemonic); `Net::start` checks them.
-pub const ACCOUNTS: [Address; 7] = [
+pub(crate) const ACCOUNTS: [Address; 7] = [
     alloy::primitives::address!("f39Fd6e51aad88F6F4ce6aB8827279cffFb92266"),
     alloy::primitives::address!("70997970C51812dc3A010C7d01b50e0d17dc79C8"),
     alloy::primitives::address!("3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"),
@@ -45,7 +45,7 @@ pub const ACCOUNTS: [Address; 7] = [
 ];
 
 /// A unit id of account `account`'s (ids start with the provider's address), then `tag`.
-pub const fn unit_id(account: usize, tag: u8) -> UnitId {
+pub(crate) const fn unit_id(account: usize, tag: u8) -> UnitId {
     let mut id = [tag; 32];
     let address = ACCOUNTS[account].0.0;
     let mut i = 0;
@@ -56,14 +56,14 @@ pub const fn unit_id(account: usize, tag: u8) -> UnitId {
     UnitId(id)
 }
 
-pub const EPOCH: u64 = 60;
-pub const GRACE: u64 = 20;
-pub const VERIFY: u64 = 30;
+pub(crate) const EPOCH: u64 = 60;
+pub(crate) const GRACE: u64 = 20;
+pub(crate) const VERIFY: u64 = 30;
 
 /// A contract spec for tests: CPU target `cpu_target`, min/max proofs, 1 ether reward,
 /// 0.1 ether collateral, no timelock delay; `Net::start` makes account 2 the verifier (quorum
 /// 1) and account 0 the guardian unless the spec names others.
-pub fn spec(cpu_target: Target, min: u32, max: u32) -> ContractSpec {
+pub(crate) fn spec(cpu_target: Target, min: u32, max: u32) -> ContractSpec {
     let kind = KindSpec {
         target: cpu_target,
         min_proofs: min,
@@ -87,7 +87,7 @@ pub fn spec(cpu_target: Target, min: u32, max: u32) -> ContractSpec {
 
 /// A running anvil with the contract deployed; accounts 0 owner, 1 provider, 2 verifier,
 /// 3 another provider.
-pub struct Net {
+pub(crate) struct Net {
     pub anvil: AnvilInstance,
     pub url: String,
     pub deployment: Deployment,
@@ -95,7 +95,7 @@ pub struct Net {
 }
 
 impl Net {
-    pub async fn start(spec: &ContractSpec, anvil_args: &[&str]) -> Net {
+    pub(crate) async fn start(spec: &ContractSpec, anvil_args: &[&str]) -> Net {
         let anvil = devnet::spawn_anvil(&anvil_path(), None, anvil_args)
             .expect("anvil starts (deploy/setup.sh installs it)");
         let url = anvil.endpoint();
@@ -127,17 +127,17 @@ impl Net {
         PrivateKeySigner::from(anvil.keys()[i].clone())
     }
 
-    pub fn key(&self, i: usize) -> PrivateKeySigner {
+    pub(crate) fn key(&self, i: usize) -> PrivateKeySigner {
         Net::key_of(&self.anvil, i)
     }
 
-    pub fn address(&self) -> Address {
+    pub(crate) fn address(&self) -> Address {
         self.deployment.address
     }
 
     /// Attests a unit-epoch from account `account` by hand (no recomputation), signing the
     /// sample hash as a verifier does; returns the receipt's status.
-    pub async fn attest(&self, account: usize, unit: u32, epoch: u64) -> bool {
+    pub(crate) async fn attest(&self, account: usize, unit: u32, epoch: u64) -> bool {
         use alloy::signers::SignerSync;
         let digest = self
             .contract()
@@ -166,20 +166,20 @@ impl Net {
     }
 
     /// Registers units to account `account`; returns their indices.
-    pub async fn register(&self, account: usize, units: &[(UnitId, UnitKind)]) -> Vec<u32> {
+    pub(crate) async fn register(&self, account: usize, units: &[(UnitId, UnitKind)]) -> Vec<u32> {
         devnet::register_units(&self.url, self.key(account), self.address(), units)
             .await
             .unwrap()
     }
 
     /// Moves chain time forward by `seconds` and mines a block.
-    pub async fn advance(&self, seconds: u64) {
+    pub(crate) async fn advance(&self, seconds: u64) {
         self.provider.anvil_increase_time(seconds).await.unwrap();
         self.provider.anvil_mine(Some(1), None).await.unwrap();
     }
 
     /// Moves chain time to unix time `t` (if it is not past it) and mines a block.
-    pub async fn advance_to(&self, t: u64) {
+    pub(crate) async fn advance_to(&self, t: u64) {
         let now = self
             .provider
             .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
@@ -192,12 +192,12 @@ impl Net {
     }
 
     /// The contract's current epoch.
-    pub async fn epoch(&self) -> u64 {
+    pub(crate) async fn epoch(&self) -> u64 {
         self.contract().currentEpoch().call().await.unwrap()
     }
 
     /// Moves to the start of the next epoch.
-    pub async fn next_epoch(&self) -> u64 {
+    pub(crate) async fn next_epoch(&self) -> u64 {
         let e = self.epoch().await;
         let start: U256 = self.contract().epochStart(e + 1).call().await.unwrap();
         self.advance_to(start.to()).await;
@@ -205,12 +205,14 @@ impl Net {
         e + 1
     }
 
-    pub fn contract(&self) -> capminer_chain::bindings::Capacity::CapacityInstance<DynProvider> {
+    pub(crate) fn contract(
+        &self,
+    ) -> capminer_chain::bindings::Capacity::CapacityInstance<DynProvider> {
         capminer_chain::bindings::Capacity::new(self.address(), self.provider.clone())
     }
 
     /// The chain config a provider's client uses.
-    pub fn chain_config(&self) -> ChainConfig {
+    pub(crate) fn chain_config(&self) -> ChainConfig {
         let mut c = ChainConfig {
             enabled: true,
             rpc_url: self.url.clone(),
@@ -225,7 +227,7 @@ impl Net {
     }
 
     /// A chain client of account `account` for `units`.
-    pub async fn client(
+    pub(crate) async fn client(
         &self,
         account: usize,
         config: ChainConfig,
@@ -237,7 +239,7 @@ impl Net {
     }
 
     /// [`Net::client`] with its metrics registered in `registry`.
-    pub async fn client_in(
+    pub(crate) async fn client_in(
         &self,
         account: usize,
         config: ChainConfig,
@@ -265,7 +267,7 @@ impl Net {
     }
 
     /// Number of proofs the contract counts for a unit in an epoch.
-    pub async fn count(&self, unit: u32, epoch: u64) -> u32 {
+    pub(crate) async fn count(&self, unit: u32, epoch: u64) -> u32 {
         self.contract()
             .unitEpoch(unit, epoch)
             .call()
@@ -276,7 +278,7 @@ impl Net {
 }
 
 /// A TCP proxy that can cut every connection and refuse new ones, then come back.
-pub struct Proxy {
+pub(crate) struct Proxy {
     /// The port it listens on.
     pub port: u16,
     /// `false` cuts every connection and refuses new ones; `true` lets them through again.
@@ -285,7 +287,7 @@ pub struct Proxy {
 
 impl Proxy {
     /// A proxy to `127.0.0.1:target`.
-    pub async fn start(target: u16) -> Proxy {
+    pub(crate) async fn start(target: u16) -> Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (up, watch) = tokio::sync::watch::channel(true);
@@ -317,7 +319,7 @@ impl Proxy {
 
 /// The configuration of a light-mode `capminer run` of account 1 in these tests: its store
 /// under `dir`, unit ids derived from account 1, no metrics endpoint, the chain of `net`.
-pub fn light_miner_config(net: &Net, dir: &std::path::Path) -> capminer_config::Config {
+pub(crate) fn light_miner_config(net: &Net, dir: &std::path::Path) -> capminer_config::Config {
     let mut config = capminer_config::Config::default();
     config.miner.state_dir = dir.join("state");
     config.miner.provider = ACCOUNTS[1].0.0;
@@ -332,7 +334,7 @@ pub fn light_miner_config(net: &Net, dir: &std::path::Path) -> capminer_config::
 
 /// Registers the units `config` plans on this machine to account 1; returns them with their
 /// on-chain indices.
-pub async fn register_planned(
+pub(crate) async fn register_planned(
     net: &Net,
     config: &capminer_config::Config,
 ) -> (Vec<(UnitId, UnitKind)>, Vec<u32>) {
@@ -342,7 +344,7 @@ pub async fn register_planned(
 }
 
 /// The units `config` plans on this machine: id and kind.
-pub fn planned_units(config: &capminer_config::Config) -> Vec<(UnitId, UnitKind)> {
+pub(crate) fn planned_units(config: &capminer_config::Config) -> Vec<(UnitId, UnitKind)> {
     capminer_miner::Miner::plan(config)
         .unwrap()
         .units()
@@ -354,7 +356,7 @@ pub fn planned_units(config: &capminer_config::Config) -> Vec<(UnitId, UnitKind)
 impl Net {
     /// Fixes the current epoch's seed (from account 0) and mines one more block, so the seed
     /// is final at 2 confirmations and a miner may start under it.
-    pub async fn seed_epoch(&self) {
+    pub(crate) async fn seed_epoch(&self) {
         let owner = devnet::signing_provider(&self.url, self.key(0)).unwrap();
         capminer_chain::bindings::Capacity::new(self.address(), owner)
             .advanceEpoch()
@@ -370,7 +372,7 @@ impl Net {
 
 /// Ticks until the client delivers the current epoch (it fixes the seed itself if needed and
 /// waits for the seed's block to be final), mining a block after each tick.
-pub async fn deliver_epoch(net: &Net, client: &mut ChainService) -> capminer_proofs::Epoch {
+pub(crate) async fn deliver_epoch(net: &Net, client: &mut ChainService) -> capminer_proofs::Epoch {
     for _ in 0..10 {
         if let Some(e) = client.tick().await.unwrap().new_epoch {
             return e;

@@ -15,16 +15,16 @@ use revm::{Context, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext};
 
 const GAS_LIMIT: u64 = 15_000_000;
 
-pub type Db = CacheDB<EmptyDB>;
-pub type Evm = MainnetEvm<MainnetContext<Db>>;
+pub(super) type Db = CacheDB<EmptyDB>;
+pub(super) type Evm = MainnetEvm<MainnetContext<Db>>;
 
-pub enum Outcome {
+pub(super) enum Outcome {
     Success { logs: Vec<Log>, output: Bytes },
     Revert(Bytes),
 }
 
 /// The EVM, the contract and the head block: every transaction is mined in a block of its own.
-pub struct Chain {
+pub(super) struct Chain {
     pub evm: Evm,
     pub chain_id: u64,
     pub contract: Address,
@@ -33,7 +33,7 @@ pub struct Chain {
 }
 
 impl Chain {
-    pub fn new(chain_id: u64, time: u64, block: u64, funded: &[Address]) -> Self {
+    pub(super) fn new(chain_id: u64, time: u64, block: u64, funded: &[Address]) -> Self {
         let mut db = Db::new(EmptyDB::default());
         for a in funded {
             db.insert_account_info(*a, AccountInfo::from_balance(U256::from(10u128.pow(30))));
@@ -55,12 +55,12 @@ impl Chain {
         }
     }
 
-    pub fn sync_block(&mut self) {
+    pub(super) fn sync_block(&mut self) {
         self.evm.ctx.block.number = U256::from(self.block);
         self.evm.ctx.block.timestamp = U256::from(self.time);
     }
 
-    pub fn tx_env(&self, from: Address, kind: TxKind, value: u128, data: Vec<u8>) -> TxEnv {
+    pub(super) fn tx_env(&self, from: Address, kind: TxKind, value: u128, data: Vec<u8>) -> TxEnv {
         TxEnv {
             caller: from,
             gas_limit: GAS_LIMIT,
@@ -74,7 +74,13 @@ impl Chain {
     }
 
     /// Mines `data` from `from` in a new block (same timestamp as the harness keeps).
-    pub fn send(&mut self, from: Address, kind: TxKind, value: u128, data: Vec<u8>) -> Outcome {
+    pub(super) fn send(
+        &mut self,
+        from: Address,
+        kind: TxKind,
+        value: u128,
+        data: Vec<u8>,
+    ) -> Outcome {
         self.block += 1;
         self.sync_block();
         let tx = self.tx_env(from, kind, value, data);
@@ -93,7 +99,7 @@ impl Chain {
     }
 
     /// Calls a view at the head, without committing anything.
-    pub fn view<C: SolCall>(&mut self, call: C) -> C::Return {
+    pub(super) fn view<C: SolCall>(&mut self, call: C) -> C::Return {
         self.sync_block();
         let tx = self.tx_env(
             Address::ZERO,
@@ -108,7 +114,7 @@ impl Chain {
         }
     }
 
-    pub fn balance(&self, a: Address) -> U256 {
+    pub(super) fn balance(&self, a: Address) -> U256 {
         self.evm
             .ctx
             .journaled_state

@@ -21,12 +21,12 @@ pub fn x64(input: &[u8]) -> [u32; 16] {
 }
 
 /// BLAKE3 of `input` (32 bytes).
-pub fn b3(input: &[u8]) -> [u8; 32] {
+pub(super) fn b3(input: &[u8]) -> [u8; 32] {
     *blake3::hash(input).as_bytes()
 }
 
 /// Little-endian words of a byte string whose length is a multiple of 4.
-pub fn words_of<const N: usize>(bytes: &[u8]) -> [u32; N] {
+pub(super) fn words_of<const N: usize>(bytes: &[u8]) -> [u32; N] {
     let mut out = [0u32; N];
     for (w, chunk) in out.iter_mut().zip(bytes.chunks_exact(4)) {
         *w = u32::from_le_bytes(chunk.try_into().expect("4 bytes"));
@@ -35,7 +35,7 @@ pub fn words_of<const N: usize>(bytes: &[u8]) -> [u32; N] {
 }
 
 /// 16 words as 64 little-endian bytes.
-pub fn bytes_of(words: &[u32; 16]) -> [u8; 64] {
+pub(super) fn bytes_of(words: &[u32; 16]) -> [u8; 64] {
     let mut out = [0u8; 64];
     for (chunk, w) in out.chunks_exact_mut(4).zip(words) {
         chunk.copy_from_slice(&w.to_le_bytes());
@@ -44,6 +44,6 @@ pub fn bytes_of(words: &[u32; 16]) -> [u8; 64] {
 }
 
 /// Word-wise XOR of two nodes.
-pub fn xor16(a: &[u32; 16], b: &[u32; 16]) -> [u32; 16] {
+pub(super) fn xor16(a: &[u32; 16], b: &[u32; 16]) -> [u32; 16] {
     std::array::from_fn(|k| a[k] ^ b[k])
 }
