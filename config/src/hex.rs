@@ -2,15 +2,23 @@
 
 use serde::{Deserialize, Deserializer, Serializer};
 
+/// A value that is not hex of the expected length.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected {bytes} bytes as {} hex digits (0x-prefixed), got {got:?}", 2 * bytes)]
+pub struct ParseHexError {
+    /// Bytes expected.
+    pub bytes: usize,
+    /// The value given.
+    pub got: String,
+}
+
 /// Parses `0x`-prefixed (or bare) hex of exactly `N` bytes.
-pub fn parse<const N: usize>(s: &str) -> Result<[u8; N], String> {
+pub fn parse<const N: usize>(s: &str) -> Result<[u8; N], ParseHexError> {
     let digits = s.strip_prefix("0x").unwrap_or(s);
     let mut out = [0u8; N];
-    hex::decode_to_slice(digits, &mut out).map_err(|_| {
-        format!(
-            "expected {N} bytes as {} hex digits (0x-prefixed), got {s:?}",
-            2 * N
-        )
+    hex::decode_to_slice(digits, &mut out).map_err(|_| ParseHexError {
+        bytes: N,
+        got: s.to_string(),
     })?;
     Ok(out)
 }
