@@ -5,9 +5,11 @@
 //! [`run_node`] runs three named steps: [`Node::start`] (store, miner, servers, signal
 //! handlers, epoch source), [`Node::supervise`] (until a stop, a failed unit or a dead critical
 //! task) and [`Node::shut_down`] (units first, then the chain client delivers what they found).
-//! The chain client's start is in [`chain`].
+//! The chain client's start is in [`chain`]; what `run` checks before it starts anything (and
+//! `config check` and `doctor` check too) in [`preflight`].
 
 mod chain;
+pub(crate) mod preflight;
 
 use std::process::ExitCode;
 use std::sync::Arc;
