@@ -94,20 +94,24 @@ pub(crate) fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
 /// What `run` would refuse before starting: one line a problem, each with its fix; those of
 /// secret files under `secrets` (which then does not repeat them).
 fn settings(pre: &Preflight, r: &mut Report) {
-    if pre.problems.is_empty() {
+    let is_secret = |problem: &ConfigError| {
+        SECRET_KEYS
+            .iter()
+            .any(|key| matches!(problem, ConfigError::Key { key: k, .. } if k == key))
+    };
+    if pre.problems.iter().all(is_secret) {
         r.ok(
             "config",
-            "what run checks before it starts: the state directory, key and token files, the log filter, the units and their owner",
+            "the state directory, the log filter, the units and their owner, as run checks them before it starts",
         );
     }
     for problem in &pre.problems {
-        let secret = SECRET_KEYS
-            .iter()
-            .any(|key| matches!(problem, ConfigError::Key { key: k, .. } if k == key));
-        r.fail(
-            if secret { "secrets" } else { "config" },
-            problem.to_string(),
-        );
+        let check = if is_secret(problem) {
+            "secrets"
+        } else {
+            "config"
+        };
+        r.fail(check, problem.to_string());
     }
 }
 

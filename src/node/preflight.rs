@@ -17,7 +17,7 @@ use std::path::Path;
 
 use alloy::signers::local::PrivateKeySigner;
 use capminer_chain::ChainError;
-use capminer_chain::key::{KeySource, load_signer};
+use capminer_chain::key::{KeyProblem, KeySource, load_signer};
 use capminer_config::{Config, ConfigError};
 
 use crate::{api, logging};
@@ -68,11 +68,18 @@ pub(crate) fn preflight(config: &Config, env: impl Fn(&str) -> Option<String>) -
 impl Preflight {
     /// The signer, or an error listing every problem, one a line.
     pub(crate) fn into_result(self) -> anyhow::Result<Option<PrivateKeySigner>> {
-        if self.problems.is_empty() {
-            return Ok(self.signer);
+        match self.problems.as_slice() {
+            [] => Ok(self.signer),
+            [one] => Err(anyhow::anyhow!("{one}")),
+            many => {
+                let lines: Vec<String> = many.iter().map(|p| format!("  {p}")).collect();
+                Err(anyhow::anyhow!(
+                    "{} settings cannot work:\n{}",
+                    many.len(),
+                    lines.join("\n")
+                ))
+            }
         }
-        let lines: Vec<String> = self.problems.iter().map(ToString::to_string).collect();
-        Err(anyhow::anyhow!("{}", lines.join("\n")))
     }
 
     /// Whether a problem was found with `key`.
@@ -86,6 +93,14 @@ impl Preflight {
 /// Why the provider's key did not load, blamed on `chain.key_file` (never with key material).
 fn key_problem(config: &Config, e: ChainError) -> ConfigError {
     let message = match (&e, &config.chain.key_file) {
+        // It names the file itself.
+        (
+            ChainError::Key {
+                problem: KeyProblem::Unreadable(e),
+                ..
+            },
+            Some(_),
+        ) => e.to_string(),
         (ChainError::Key { problem, .. }, Some(path)) => format!("{}: {problem}", path.display()),
         (ChainError::NoKey { env_var, .. }, _) => format!(
             "not set, and neither is the {env_var} environment variable: chain.enabled = true \

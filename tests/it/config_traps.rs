@@ -206,13 +206,10 @@ fn an_rpc_url_without_a_host_is_refused_without_quoting_it() {
     refused_on_load(&config, &["key `chain.rpc_url`", "has no host"]);
 }
 
-/// Problems found late before: each now caught by config check, doctor and run's start.
+/// A `miner.state_dir` that is a file, sits under a file, or cannot be created: caught before
+/// anything runs, naming the key, the OS error once.
 #[test]
-fn state_dir_key_token_and_log_problems_are_caught_before_anything_runs() {
-    let chain = format!("provider = \"{ADDRESS}\"");
-    let env = [("CAPMINER_PRIVATE_KEY", KEY)];
-
-    // A state_dir that is a file.
+fn a_state_dir_that_cannot_work_is_caught_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("afile"), "").unwrap();
     refused(
@@ -221,7 +218,6 @@ fn state_dir_key_token_and_log_problems_are_caught_before_anything_runs() {
         &[],
         &["key `miner.state_dir`", "afile is a file, not a directory"],
     );
-    // One under a file: it cannot be created.
     let stderr = refused(
         dir.path(),
         &node_config("state_dir = \"afile/state\"", ""),
@@ -233,7 +229,7 @@ fn state_dir_key_token_and_log_problems_are_caught_before_anything_runs() {
         ],
     );
     assert!(stderr.contains("line 2"), "{stderr}");
-    // One nobody may create files in (procfs refuses even root): the OS error once.
+    // One nobody may create files in (procfs refuses even root).
     let stderr = refused(
         dir.path(),
         &node_config("state_dir = \"/proc/self/capminer-state\"", ""),
@@ -244,11 +240,16 @@ fn state_dir_key_token_and_log_problems_are_caught_before_anything_runs() {
         ],
     );
     assert_eq!(stderr.matches("os error").count(), 1, "{stderr}");
+}
 
-    // chain.key_file: missing (the OS error once), readable by others, not a key.
+/// `chain.key_file` missing (the OS error once), readable by others, not a key (never
+/// printed), or no key at all: caught before anything runs.
+#[test]
+fn key_file_problems_are_caught_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
+    let provider = format!("provider = \"{ADDRESS}\"");
     let key_config = node_config(
-        &chain,
+        &provider,
         &format!("{}key_file = \"provider.key\"\n", chain_section()),
     );
     let stderr = refused(
@@ -276,23 +277,28 @@ fn state_dir_key_token_and_log_problems_are_caught_before_anything_runs() {
         &["key `chain.key_file`", "expected a private key"],
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
-    // No key at all.
     refused(
         dir.path(),
-        &node_config(&chain, &chain_section()),
+        &node_config(&provider, &chain_section()),
         &[],
         &["key `chain.key_file`", "CAPMINER_PRIVATE_KEY"],
     );
+}
 
-    // log.level that does not parse.
+#[test]
+fn a_log_level_that_does_not_parse_is_caught_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
     refused(
         dir.path(),
         &node_config("", "[log]\nlevel = \"info,capminer=[\"\n"),
-        &env,
+        &[],
         &["line 11", "key `log.level`", "not a valid filter"],
     );
+}
 
-    // api.token_file: missing, empty.
+#[test]
+fn a_bad_api_token_file_is_caught_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
     let token_config = node_config("", "[api]\ntoken_file = \"api.token\"\n");
     refused(
         dir.path(),
