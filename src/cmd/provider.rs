@@ -30,6 +30,13 @@ enum ProviderTask {
     /// Prints the provider key's address: the `miner.provider` of every host (connects to
     /// nothing).
     Address,
+    #[command(flatten)]
+    Chain(ChainTask),
+}
+
+/// The tasks that connect to the contract and sign.
+#[derive(Debug, clap::Subcommand)]
+enum ChainTask {
     /// Registers units, paying each kind's collateral: the ids given, or else those the
     /// configuration plans on this machine (with its `miner.host`; a `miner.provider` left at
     /// zero is taken to be this key's address).
@@ -89,38 +96,40 @@ fn parse_unit(s: &str) -> anyhow::Result<(UnitId, UnitKind)> {
 
 /// Runs one provider task.
 pub(crate) fn provider(args: ProviderArgs) -> anyhow::Result<ExitCode> {
-    if let ProviderTask::Address = args.task {
-        let config = load_config(&args.config)?;
-        let key = KeySource::provider(config.chain.key_file.as_deref());
-        println!("{}", load_signer(key, |k| std::env::var(k).ok())?.address());
-        return Ok(ExitCode::SUCCESS);
-    }
+    let task = match args.task {
+        ProviderTask::Address => {
+            let config = load_config(&args.config)?;
+            let key = KeySource::provider(config.chain.key_file.as_deref());
+            println!("{}", load_signer(key, |k| std::env::var(k).ok())?.address());
+            return Ok(ExitCode::SUCCESS);
+        }
+        ProviderTask::Chain(task) => task,
+    };
     run_task(
         &args.config,
         Whose::Provider,
-        async |config, s| match &args.task {
-            ProviderTask::Address => unreachable!("answered without connecting"),
-            ProviderTask::Register { ids } => register(config, s, ids).await,
-            ProviderTask::Authorize { operator } => {
+        async |config, s| match &task {
+            ChainTask::Register { ids } => register(config, s, ids).await,
+            ChainTask::Authorize { operator } => {
                 s.send(s.contract.authorizeOperator(*operator), "authorizeOperator")
                     .await
             }
-            ProviderTask::Revoke { operator } => {
+            ChainTask::Revoke { operator } => {
                 s.send(s.contract.revokeOperator(*operator), "revokeOperator")
                     .await
             }
-            ProviderTask::Claim => claim(config, s).await,
-            ProviderTask::Retire(which) => {
+            ChainTask::Claim => claim(config, s).await,
+            ChainTask::Retire(which) => {
                 let indices = indices(config, s, which).await?;
                 s.send(s.contract.retireUnits(indices), "retireUnits").await
             }
-            ProviderTask::Withdraw(which) => {
+            ChainTask::Withdraw(which) => {
                 let indices = indices(config, s, which).await?;
                 s.send(s.contract.withdrawCollateral(indices), "withdrawCollateral")
                     .await
             }
-            ProviderTask::TopUp(which) => top_up(config, s, which).await,
-            ProviderTask::Units => list_units(config, s).await,
+            ChainTask::TopUp(which) => top_up(config, s, which).await,
+            ChainTask::Units => list_units(config, s).await,
         },
     )
 }
