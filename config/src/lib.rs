@@ -670,6 +670,18 @@ impl Config {
                 "the contract address is required when chain.enabled = true",
             ));
         }
+        if chain.poll_ms == 0 {
+            return Err(self.key_error(
+                "chain.poll_ms",
+                "must be at least 1 ms: every poll queries the node",
+            ));
+        }
+        if chain.gas.max_fee_gwei == 0 {
+            return Err(self.key_error(
+                "chain.gas.max_fee_gwei",
+                "must be at least 1 gwei: no transaction is mined under a zero fee cap",
+            ));
+        }
         if !(chain.rpc_url.starts_with("http://") || chain.rpc_url.starts_with("https://")) {
             return Err(self.key_error(
                 "chain.rpc_url",

@@ -1,6 +1,6 @@
 //! Checks of a node that mines (`capminer run`, `config check`, `doctor`), beyond what every
 //! command's [`Config::validate`] checks: it has units to run, and with `chain.enabled` its unit
-//! ids can be bound to the provider on the contract.
+//! ids can be bound to the provider on the contract, without it targets a hash can meet.
 //!
 //! The contract registers a unit only for the provider whose address starts its id
 //! (`IdNotBound` otherwise), and derived ids start with `miner.provider`: a node whose ids do
@@ -17,6 +17,26 @@ impl Config {
         self.validate_has_units()?;
         if self.chain.enabled {
             self.validate_unit_owner(signer)?;
+        } else {
+            self.validate_fixed_targets()?;
+        }
+        Ok(())
+    }
+
+    /// The fixed epoch's targets of the units that run: no hash is below a zero target.
+    fn validate_fixed_targets(&self) -> Result<(), ConfigError> {
+        let targets = [
+            ("epoch.cpu_target", self.cpu.enabled, &self.epoch.cpu_target),
+            ("epoch.gpu_target", self.gpu.enabled, &self.epoch.gpu_target),
+        ];
+        for (key, used, target) in targets {
+            if used && *target == [0; 32] {
+                return Err(self.key_error(
+                    key,
+                    "zero: no hash is below it, so the units would never find a proof; \
+                     remove the key for the default",
+                ));
+            }
         }
         Ok(())
     }
@@ -44,8 +64,15 @@ impl Config {
         Ok(())
     }
 
-    /// With the chain, every unit id must start with `miner.provider`, which cannot be zero.
+    /// With the chain, a contract that can exist, and every unit id must start with
+    /// `miner.provider`, which cannot be zero.
     fn validate_unit_owner(&self, signer: Option<[u8; 20]>) -> Result<(), ConfigError> {
+        if self.chain.contract == Some([0; 20]) {
+            return Err(self.key_error(
+                "chain.contract",
+                "the zero address holds no contract: set the deployed capacity contract's address",
+            ));
+        }
         let provider = self.miner.provider;
         if provider == [0; 20] {
             let shown = match signer {

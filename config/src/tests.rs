@@ -304,6 +304,12 @@ fn settings_that_cannot_work_are_refused_by_key() {
             "0.0.0.0:9000 and api.listen = 127.0.0.1:9000 are one address",
         ),
         ("[gpu]\nbatch = 0\n", "gpu.batch", "leave the key out"),
+        ("[chain]\npoll_ms = 0\n", "chain.poll_ms", "at least 1 ms"),
+        (
+            "[chain.gas]\nmax_fee_gwei = 0\n",
+            "chain.gas.max_fee_gwei",
+            "zero fee cap",
+        ),
         (
             "[chain]\nrpc_url = \"http://user:s3cret@:8545/key\"\n",
             "chain.rpc_url",
@@ -454,6 +460,22 @@ fn a_mining_node_needs_units_and_a_provider_that_can_own_them() {
         .unwrap()
         .validate_mining(None)
         .unwrap();
+    // The deploy templates' zero contract address: refused before the node connects.
+    let zero_contract = text.replace(
+        "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+        &format!("0x{}", "00".repeat(20)),
+    );
+    let err = load_text(&zero_contract, &[])
+        .unwrap()
+        .validate_mining(None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("key `chain.contract`")
+            && err.contains("holds no contract")
+            && err.contains("line 5"),
+        "{err}"
+    );
     // No units at all.
     for (text, key) in [
         ("[cpu]\nunits = []\n", "key `cpu.units`"),
@@ -470,6 +492,29 @@ fn a_mining_node_needs_units_and_a_provider_that_can_own_them() {
         );
     }
     load_text("[cpu]\nunits = []\n[gpu]\nenabled = true\n", &[])
+        .unwrap()
+        .validate_mining(None)
+        .unwrap();
+    // A solo run's zero target: no proof, ever.
+    let zero = format!("\"0x{}\"", "00".repeat(32));
+    let err = load_text(&format!("[epoch]\ncpu_target = {zero}\n"), &[])
+        .unwrap()
+        .validate_mining(None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("key `epoch.cpu_target`") && err.contains("never find a proof"),
+        "{err}"
+    );
+    let gpu_only = format!("[epoch]\ngpu_target = {zero}\n[gpu]\nenabled = true\n");
+    let err = load_text(&gpu_only, &[])
+        .unwrap()
+        .validate_mining(None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("key `epoch.gpu_target`"), "{err}");
+    // Unused, or on a chain (whose targets count): not checked.
+    load_text(&format!("[epoch]\ngpu_target = {zero}\n"), &[])
         .unwrap()
         .validate_mining(None)
         .unwrap();

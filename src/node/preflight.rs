@@ -8,7 +8,8 @@
 //!                   this user can write to (probed with an unnamed temporary file)
 //!  api.token_file   readable by its owner only, not empty (when the API is enabled)
 //!  chain.key_file   (or CAPMINER_PRIVATE_KEY) a private key, owner only (when chain.enabled)
-//!  units            the node mines something; on a chain, its unit ids can be bound to
+//!  units            the node mines something: units, and without a chain targets a hash can
+//!                   meet; on a chain, a contract address and unit ids that can be bound to
 //!                   miner.provider (Config::validate_mining)
 //! ```
 

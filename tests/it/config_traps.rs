@@ -159,6 +159,30 @@ fn a_node_with_no_units_is_refused() {
     );
 }
 
+/// The deploy templates' placeholders left in: a zero contract address on a chain, a zero
+/// target on the fixed epoch (no hash is below it).
+#[test]
+fn a_zero_contract_or_a_zero_solo_target_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = chain_section().replace(
+        "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+        "0x0000000000000000000000000000000000000000",
+    );
+    refused(
+        dir.path(),
+        &node_config(&format!("provider = \"{ADDRESS}\""), &chain),
+        &[("CAPMINER_PRIVATE_KEY", KEY)],
+        &["key `chain.contract`", "holds no contract"],
+    );
+    let zero = format!("0x{}", "00".repeat(32));
+    refused(
+        dir.path(),
+        &node_config("", &format!("[epoch]\ncpu_target = \"{zero}\"\n")),
+        &[],
+        &["line 11", "key `epoch.cpu_target`", "never find a proof"],
+    );
+}
+
 /// Refused by validation when the file loads (every command, doctor included, exits 2).
 fn refused_on_load(config: &str, expect: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
