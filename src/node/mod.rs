@@ -214,9 +214,11 @@ impl<'a> Node<'a> {
     }
 }
 
-/// Opens the proof store of `miner.state_dir`, logging what its recovery repaired.
+/// Opens the proof store of `miner.state_dir`, logging what its recovery repaired; an error
+/// names the key and the config file (its message holds the OS error, printed once).
 fn open_store(config: &Config) -> anyhow::Result<Arc<ProofStore>> {
-    let (store, recovery) = ProofStore::open(&config.miner.state_dir)?;
+    let (store, recovery) = ProofStore::open(&config.miner.state_dir)
+        .map_err(|e| config.key_error("miner.state_dir", e.to_string()))?;
     if recovery.torn_bytes > 0 || !recovery.quarantined.is_empty() {
         tracing::warn!("proof store repaired on open: {recovery:?}");
     }
