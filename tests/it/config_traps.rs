@@ -341,6 +341,28 @@ fn a_bad_api_token_file_is_caught_before_anything_runs() {
     );
 }
 
+/// A proof store another capminer holds: `run` names `miner.state_dir` and the config file.
+#[test]
+fn a_store_in_use_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = node_config("", "[metrics]\nenabled = false\n[api]\nenabled = false\n");
+    let _first = crate::common::start_miner(dir.path(), &config, &[]);
+    crate::common::wait_for(std::time::Duration::from_secs(60), || {
+        dir.path().join("state/LOCK").exists().then_some(())
+    })
+    .expect("the first miner opens its store");
+    let path = dir.path().join("capminer.toml");
+    let out = capminer_in(dir.path(), &["run", "-c", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("config file {}", path.display()))
+            && stderr.contains("key `miner.state_dir`")
+            && stderr.contains("in use by another capminer process"),
+        "{stderr}"
+    );
+}
+
 /// A relative `chain.key_file` is the config file's neighbour, as `state_dir` and
 /// `api.token_file` are, whichever directory the command runs in.
 #[test]
