@@ -10,6 +10,7 @@
 mod error;
 pub mod hex;
 mod load;
+mod mining;
 pub mod secret;
 mod shard;
 
@@ -669,10 +670,29 @@ impl Config {
                 "the contract address is required when chain.enabled = true",
             ));
         }
+        if chain.poll_ms == 0 {
+            return Err(self.key_error(
+                "chain.poll_ms",
+                "must be at least 1 ms: every poll queries the node",
+            ));
+        }
+        if chain.gas.max_fee_gwei == 0 {
+            return Err(self.key_error(
+                "chain.gas.max_fee_gwei",
+                "must be at least 1 gwei: no transaction is mined under a zero fee cap",
+            ));
+        }
         if !(chain.rpc_url.starts_with("http://") || chain.rpc_url.starts_with("https://")) {
             return Err(self.key_error(
                 "chain.rpc_url",
                 format!("{:?} is not an http(s) URL", chain.rpc_url),
+            ));
+        }
+        if let Some(problem) = url_authority_problem(&chain.rpc_url) {
+            // The URL is not shown: its user info, path or query may hold credentials.
+            return Err(self.key_error(
+                "chain.rpc_url",
+                format!("{problem} (expected http(s)://HOST[:PORT][/PATH])"),
             ));
         }
         if !(self.verifier.sample_rate > 0.0 && self.verifier.sample_rate <= 1.0) {
@@ -703,6 +723,14 @@ impl Config {
                 ),
             ));
         }
+        if self.gpu.batch == Some(0) {
+            return Err(self.key_error(
+                "gpu.batch",
+                "0 nonces per dispatch cannot hash: give at least 1, or leave the key out \
+                 (commented, as in the example) to auto-tune it",
+            ));
+        }
+        self.validate_listeners()?;
         if cpu.threads_per_core == Some(0) {
             return Err(self.key_error("cpu.threads_per_core", "must be at least 1 (or absent)"));
         }
@@ -764,10 +792,59 @@ impl Config {
         Ok(())
     }
 
+    /// The metrics endpoint and the control API cannot listen on one address (nor one port
+    /// where either takes every address): the second would fail to bind at startup.
+    fn validate_listeners(&self) -> Result<(), ConfigError> {
+        let (metrics, api) = (self.metrics.listen, self.api.listen);
+        let clash = self.metrics.enabled
+            && self.api.enabled
+            && metrics.port() != 0
+            && metrics.port() == api.port()
+            && (metrics.ip() == api.ip()
+                || metrics.ip().is_unspecified()
+                || api.ip().is_unspecified());
+        if clash {
+            return Err(self.key_error(
+                "metrics.listen",
+                format!(
+                    "{metrics} and api.listen = {api} are one address: two listeners cannot share it; \
+                     give one of them another port (the defaults are 9477 for metrics, 9478 for the API)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The effective configuration as TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("configuration serializes to TOML")
     }
+}
+
+/// What is wrong with an http(s) URL's authority (`user@host:port`), if anything: no host, or
+/// a port that is not a number. Never quotes the URL (it may carry credentials).
+fn url_authority_problem(url: &str) -> Option<&'static str> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let (host, port) = match host_port.strip_prefix('[') {
+        // An IPv6 literal: `[::1]:8545`.
+        Some(v6) => match v6.split_once(']') {
+            Some((host, after)) => (host, after.strip_prefix(':')),
+            None => return Some("has an unclosed IPv6 bracket in its host"),
+        },
+        None => match host_port.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        },
+    };
+    if host.is_empty() {
+        return Some("has no host");
+    }
+    if port.is_some_and(|p| p.parse::<u16>().is_err()) {
+        return Some("has a port that is not a number within 0..=65535");
+    }
+    None
 }
 
 #[cfg(test)]

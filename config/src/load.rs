@@ -76,15 +76,7 @@ pub fn load(
             .split(ENV_SEPARATOR)
             .map(str::to_ascii_lowercase)
             .collect();
-        let mut table = toml::Table::try_from(&config).expect("configuration serializes to TOML");
-        set_path(&mut table, &path, parse_env_value(&value)).map_err(|message| {
-            ConfigError::Key {
-                at: Source::Env(var.clone()),
-                key: path.join("."),
-                message,
-            }
-        })?;
-        config = from_value(toml::Value::Table(table), &Source::Env(var.clone()))?;
+        config = apply_override(&config, &var, &path, &value)?;
         origin.env_keys.insert(path.join("."), var);
     }
 
@@ -95,10 +87,15 @@ pub fn load(
                 *dir = base.join(&*dir);
             }
         }
-        if let Some(token) = config.api.token_file.as_mut()
-            && token.is_relative()
-        {
-            *token = base.join(&*token);
+        let files = [
+            &mut config.api.token_file,
+            &mut config.chain.key_file,
+            &mut config.verifier.key_file,
+        ];
+        for file in files.into_iter().flatten() {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
         }
     }
     config.origin = origin;
@@ -141,12 +138,51 @@ fn from_value<T: DeserializeOwned>(value: toml::Value, source: &Source) -> Resul
     })
 }
 
-/// An override's value: TOML if it parses as a TOML value (`false`, `150`, `[1, 2]`), else a string.
-fn parse_env_value(raw: &str) -> toml::Value {
+/// `config` with the override `var` = `raw` of the key `path` applied.
+///
+/// The value is read as TOML when it parses as a TOML value (`false`, `150`, `[1, 2]`) and the
+/// key takes it; otherwise as text. So `0x00…00ffff` (a TOML hex integer when its digits fit in
+/// 64 bits) stays a byte string for keys that take one (targets, addresses), and a number for
+/// keys that take a number. When neither reading fits, the error is the text's for a `0x`
+/// value (meant as hex bytes) and the TOML value's otherwise.
+fn apply_override(
+    config: &Config,
+    var: &str,
+    path: &[String],
+    raw: &str,
+) -> Result<Config, ConfigError> {
+    let source = Source::Env(var.to_string());
+    let with = |value: toml::Value| {
+        let mut table = toml::Table::try_from(config).expect("configuration serializes to TOML");
+        set_path(&mut table, path, value).map_err(|message| ConfigError::Key {
+            at: source.clone(),
+            key: path.join("."),
+            message,
+        })?;
+        from_value::<Config>(toml::Value::Table(table), &source)
+    };
+    let text = toml::Value::String(raw.to_string());
+    match parse_env_value(raw) {
+        Some(value) if !value.is_str() => match with(value) {
+            Ok(config) => Ok(config),
+            Err(typed) => with(text).map_err(|as_text| {
+                if raw.trim_start().starts_with("0x") {
+                    as_text
+                } else {
+                    typed
+                }
+            }),
+        },
+        Some(value) => with(value),
+        None => with(text),
+    }
+}
+
+/// An override's value as TOML, if it parses as one.
+fn parse_env_value(raw: &str) -> Option<toml::Value> {
     toml::from_str::<toml::Table>(&format!("v = {raw}"))
         .ok()
         .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
 }
 
 fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {

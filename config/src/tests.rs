@@ -287,3 +287,235 @@ fn watchdog_values_that_cannot_work_are_refused_by_key() {
     let ok = load_text("[watchdog]\nstall_rounds = 3\nbackoff_max_ms = 1000\n", &[]).unwrap();
     assert_eq!(ok.watchdog.stall_rounds, 3);
 }
+
+/// Settings that cannot work, refused by key with the file and line: two listeners on one
+/// address, zero nonces a GPU dispatch, an RPC URL without a host (never quoting the URL).
+#[test]
+fn settings_that_cannot_work_are_refused_by_key() {
+    for (text, key, says) in [
+        (
+            "[metrics]\nlisten = \"127.0.0.1:9478\"\n",
+            "metrics.listen",
+            "127.0.0.1:9478 and api.listen = 127.0.0.1:9478 are one address",
+        ),
+        (
+            "[metrics]\nlisten = \"0.0.0.0:9000\"\n[api]\nlisten = \"127.0.0.1:9000\"\ntoken_file = \"t\"\n",
+            "metrics.listen",
+            "0.0.0.0:9000 and api.listen = 127.0.0.1:9000 are one address",
+        ),
+        ("[gpu]\nbatch = 0\n", "gpu.batch", "leave the key out"),
+        ("[chain]\npoll_ms = 0\n", "chain.poll_ms", "at least 1 ms"),
+        (
+            "[chain.gas]\nmax_fee_gwei = 0\n",
+            "chain.gas.max_fee_gwei",
+            "zero fee cap",
+        ),
+        (
+            "[chain]\nrpc_url = \"http://user:s3cret@:8545/key\"\n",
+            "chain.rpc_url",
+            "has no host",
+        ),
+        (
+            "[chain]\nrpc_url = \"https:///v3/key\"\n",
+            "chain.rpc_url",
+            "has no host",
+        ),
+        (
+            "[chain]\nrpc_url = \"http://node:port/\"\n",
+            "chain.rpc_url",
+            "port that is not a number",
+        ),
+    ] {
+        let err = load_text(text, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("key `{key}`")) && err.contains(says) && err.contains("line"),
+            "{text}: {err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+    // One of them off, or a port of the system's choosing: no clash.
+    for text in [
+        "[metrics]\nlisten = \"127.0.0.1:9478\"\nenabled = false\n",
+        "[metrics]\nlisten = \"127.0.0.1:9478\"\n[api]\nenabled = false\n",
+        "[metrics]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n",
+        "[chain]\nrpc_url = \"http://[::1]:8545/path?q=1\"\n",
+        "[gpu]\nbatch = 1\n",
+    ] {
+        load_text(text, &[]).unwrap_or_else(|e| panic!("{text}: {e}"));
+    }
+    // Absent `gpu.batch` is the auto-tuning the example describes.
+    assert_eq!(load_text("[gpu]\n", &[]).unwrap().gpu.batch, None);
+}
+
+/// A 32-byte (or 20-byte) hex value whose digits fit in 64 bits is TOML's hex integer syntax;
+/// through the environment it is still the byte string the key takes, and a number where the
+/// key takes a number.
+#[test]
+fn hex_overrides_whose_digits_fit_in_64_bits_are_byte_strings() {
+    let target = format!("0x{}ffff", "0".repeat(60));
+    let provider = format!("0x{}12", "0".repeat(38));
+    let config = load_text(
+        "",
+        &[
+            ("CAPMINER_EPOCH__CPU_TARGET", &target),
+            ("CAPMINER_MINER__PROVIDER", &provider),
+            ("CAPMINER_CHAIN__CONTRACT", &provider),
+            ("CAPMINER_MINER__HOST", "0x10"),
+        ],
+    )
+    .unwrap();
+    let mut want = [0u8; 32];
+    want[30..].copy_from_slice(&[0xff, 0xff]);
+    assert_eq!(config.epoch.cpu_target, want);
+    let mut want = [0u8; 20];
+    want[19] = 0x12;
+    assert_eq!(config.miner.provider, want);
+    assert_eq!(config.chain.contract, Some(want));
+    assert_eq!(config.miner.host, 16, "a number where the key takes one");
+    // A short hex value is refused with the hex error, naming the variable.
+    let err = load_text("", &[("CAPMINER_MINER__PROVIDER", "0x12")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("environment variable CAPMINER_MINER__PROVIDER")
+            && err.contains("expected 20 bytes as 40 hex digits"),
+        "{err}"
+    );
+    // A number of the wrong type keeps its TOML reading's error.
+    let err = load_text("", &[("CAPMINER_CPU__RANDOMX__JIT", "1")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("invalid type: integer"), "{err}");
+}
+
+#[test]
+fn relative_key_files_are_resolved_against_the_config_file() {
+    let f = write(
+        "[chain]\nkey_file = \"keys/provider.key\"\n[verifier]\nkey_file = \"v.key\"\n\
+         [api]\ntoken_file = \"api.token\"\n",
+    );
+    let base = f.path().parent().unwrap();
+    let config = load(Some(f.path()), Vec::new()).unwrap();
+    assert_eq!(
+        config.chain.key_file.as_deref(),
+        Some(base.join("keys/provider.key").as_path())
+    );
+    assert_eq!(
+        config.verifier.key_file.as_deref(),
+        Some(base.join("v.key").as_path())
+    );
+    assert_eq!(
+        config.api.token_file.as_deref(),
+        Some(base.join("api.token").as_path())
+    );
+    let absolute = load_text("[chain]\nkey_file = \"/etc/k\"\n", &[]).unwrap();
+    assert_eq!(
+        absolute.chain.key_file.as_deref(),
+        Some(std::path::Path::new("/etc/k"))
+    );
+}
+
+/// A mining node: units to run, and on a chain unit ids its provider can own.
+#[test]
+fn a_mining_node_needs_units_and_a_provider_that_can_own_them() {
+    let chain =
+        "[chain]\nenabled = true\ncontract = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\n";
+    // Zero provider on a chain: refused naming miner.provider and the fix, with the key's
+    // address when it is known.
+    let config = load_text(chain, &[]).unwrap();
+    let err = config.validate_mining(None).unwrap_err().to_string();
+    assert!(
+        err.contains("key `miner.provider`")
+            && err.contains("IdNotBound")
+            && err.contains("capminer provider address"),
+        "{err}"
+    );
+    let err = config
+        .validate_mining(Some([0xab; 20]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("miner.provider = \"0x{}\"", "ab".repeat(20))),
+        "{err}"
+    );
+    // Without the chain a zero provider mines the fixed epoch.
+    load_text("", &[]).unwrap().validate_mining(None).unwrap();
+    // An explicit id of another provider.
+    let text = format!(
+        "[miner]\nprovider = \"0x{}\"\n[cpu]\nunits = [{{ core = 0, id = \"0x{}\" }}]\n{chain}",
+        "11".repeat(20),
+        "22".repeat(32)
+    );
+    let err = load_text(&text, &[])
+        .unwrap()
+        .validate_mining(None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("key `cpu.units[0].id`") && err.contains("line 4"),
+        "{err}"
+    );
+    let text = format!("[miner]\nprovider = \"0x{}\"\n{chain}", "11".repeat(20));
+    load_text(&text, &[])
+        .unwrap()
+        .validate_mining(None)
+        .unwrap();
+    // The deploy templates' zero contract address: refused before the node connects.
+    let zero_contract = text.replace(
+        "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+        &format!("0x{}", "00".repeat(20)),
+    );
+    let err = load_text(&zero_contract, &[])
+        .unwrap()
+        .validate_mining(None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("key `chain.contract`")
+            && err.contains("holds no contract")
+            && err.contains("line 5"),
+        "{err}"
+    );
+    // No units at all.
+    for (text, key) in [
+        ("[cpu]\nunits = []\n", "key `cpu.units`"),
+        ("[cpu]\nenabled = false\n", "key `cpu.enabled`"),
+    ] {
+        let err = load_text(text, &[])
+            .unwrap()
+            .validate_mining(None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(key) && err.contains("mine nothing") && err.contains("line 2"),
+            "{err}"
+        );
+    }
+    load_text("[cpu]\nunits = []\n[gpu]\nenabled = true\n", &[])
+        .unwrap()
+        .validate_mining(None)
+        .unwrap();
+    // A solo run's zero target: no proof, ever.
+    let zero = format!("\"0x{}\"", "00".repeat(32));
+    let err = load_text(&format!("[epoch]\ncpu_target = {zero}\n"), &[])
+        .unwrap()
+        .validate_mining(None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("key `epoch.cpu_target`") && err.contains("never find a proof"),
+        "{err}"
+    );
+    let gpu_only = format!("[epoch]\ngpu_target = {zero}\n[gpu]\nenabled = true\n");
+    let err = load_text(&gpu_only, &[])
+        .unwrap()
+        .validate_mining(None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("key `epoch.gpu_target`"), "{err}");
+    // Unused, or on a chain (whose targets count): not checked.
+    load_text(&format!("[epoch]\ngpu_target = {zero}\n"), &[])
+        .unwrap()
+        .validate_mining(None)
+        .unwrap();
+}

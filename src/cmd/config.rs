@@ -5,11 +5,13 @@ use std::process::ExitCode;
 use capminer_miner::Miner;
 
 use super::{ConfigArg, load_config};
+use crate::node::preflight::preflight;
 
 /// Subcommands of `capminer config`.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum ConfigCommand {
-    /// Validate the configuration against this machine (cores, memory, CPU flags).
+    /// Validate the configuration against this machine: cores, memory, CPU flags, the state
+    /// directory, key and token files, the log filter, and with a chain the unit ids' owner.
     Check(ConfigArg),
     /// Print the effective configuration (file, defaults and environment overrides) as TOML.
     Print(ConfigArg),
@@ -20,6 +22,7 @@ pub(crate) fn config(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ConfigCommand::Check(arg) => {
             let config = load_config(&arg)?;
+            preflight(&config, |k| std::env::var(k).ok()).into_result()?;
             let plan = Miner::plan(&config)?;
             println!(
                 "configuration is valid: {} CPU unit(s), RandomX {}; {} GPU unit(s)",

@@ -1,21 +1,27 @@
 //! `capminer doctor`: this machine against the configuration, one line a check, each `ok`,
 //! `warn` or `fail` with what to do. Exit status 0 when nothing fails, 1 otherwise.
 //!
-//! Checks: the CPU's flags for RandomX, the units this configuration plans here (cores and
-//! memory), huge pages (reserved count needed, transparent huge pages mode), NUMA nodes a unit
-//! straddles, MSR access, GPU adapters and the largest unit each holds, secret files'
-//! permissions, and, with `chain.enabled`: the RPC node (chain id, contract code), the
-//! provider's balance for gas, and the node's clock against this machine's.
+//! Checks: what `run` checks before it starts (the state directory, the key and token files,
+//! the log filter, units to mine and, with a chain, a `miner.provider` that can own the unit
+//! ids: src/node/preflight.rs), the CPU's flags for RandomX, the units this configuration plans
+//! here (cores and memory), huge pages (reserved count needed, transparent huge pages mode),
+//! NUMA nodes a unit straddles, MSR access, GPU adapters and the largest unit each holds,
+//! secret files' permissions, and, with `chain.enabled`: the RPC node (chain id, contract
+//! code), the node's clock against this machine's, that the key signing is the provider's own
+//! or an operator key the provider authorized on the contract, and its balance for gas.
 
 use std::path::Path;
 use std::process::ExitCode;
 
+use alloy::primitives::Address;
 use alloy::providers::Provider;
-use capminer_config::Config;
+use alloy::signers::local::PrivateKeySigner;
+use capminer_config::{Config, ConfigError};
 use capminer_kernels::randomx::huge_pages_per_unit;
 use capminer_miner::Miner;
 
 use super::{ConfigArg, load_config};
+use crate::node::preflight::{Preflight, preflight};
 
 /// Arguments of `capminer doctor`.
 #[derive(Debug, clap::Args)]
@@ -51,16 +57,18 @@ impl Report {
 pub(crate) fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.config)?;
     let mut report = Report::default();
+    let pre = preflight(&config, |k| std::env::var(k).ok());
+    settings(&pre, &mut report);
     cpu_flags(&config, &mut report);
     units_and_pages(&config, &mut report);
     msr(&mut report);
     gpus(&config, &mut report);
-    secrets(&config, &mut report);
+    secrets(&config, &pre, &mut report);
     if config.chain.enabled {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
-            .block_on(chain(&config, &mut report));
+            .block_on(chain(&config, pre.signer.as_ref(), &mut report));
     }
     for (level, check, what) in &report.0 {
         let tag = match level {
@@ -82,6 +90,33 @@ pub(crate) fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     })
 }
+
+/// What `run` would refuse before starting: one line a problem, each with its fix; those of
+/// secret files under `secrets` (which then does not repeat them).
+fn settings(pre: &Preflight, r: &mut Report) {
+    let is_secret = |problem: &ConfigError| {
+        SECRET_KEYS
+            .iter()
+            .any(|key| matches!(problem, ConfigError::Key { key: k, .. } if k == key))
+    };
+    if pre.problems.iter().all(is_secret) {
+        r.ok(
+            "config",
+            "the state directory, the log filter, the units and their owner, as run checks them before it starts",
+        );
+    }
+    for problem in &pre.problems {
+        let check = if is_secret(problem) {
+            "secrets"
+        } else {
+            "config"
+        };
+        r.fail(check, problem.to_string());
+    }
+}
+
+/// The keys naming secret files.
+const SECRET_KEYS: [&str; 3] = ["chain.key_file", "verifier.key_file", "api.token_file"];
 
 fn cpu_flags(config: &Config, r: &mut Report) {
     let aes = std::arch::is_x86_feature_detected!("aes");
@@ -268,14 +303,18 @@ fn gpus(config: &Config, r: &mut Report) {
     }
 }
 
-fn secrets(config: &Config, r: &mut Report) {
+/// Secret files' permissions; those the `config` lines already failed are not repeated.
+fn secrets(config: &Config, pre: &Preflight, r: &mut Report) {
     let files = [
-        ("chain.key_file", config.chain.key_file.as_deref()),
-        ("verifier.key_file", config.verifier.key_file.as_deref()),
-        ("api.token_file", config.api.token_file.as_deref()),
+        config.chain.key_file.as_deref(),
+        config.verifier.key_file.as_deref(),
+        config.api.token_file.as_deref(),
     ];
-    for (key, path) in files {
+    for (key, path) in SECRET_KEYS.into_iter().zip(files) {
         let Some(path) = path else { continue };
+        if pre.blames(key) {
+            continue;
+        }
         match capminer_config::secret::exposed_mode(path) {
             Ok(None) => r.ok("secrets", format!("{key} {}: owner only", path.display())),
             Ok(Some(mode)) => r.fail(
@@ -291,7 +330,7 @@ fn secrets(config: &Config, r: &mut Report) {
     }
 }
 
-async fn chain(config: &Config, r: &mut Report) {
+async fn chain(config: &Config, signer: Option<&PrivateKeySigner>, r: &mut Report) {
     let handle = match capminer_chain::handle::ChainHandle::connect(&config.chain).await {
         Ok(h) => h,
         Err(e) => {
@@ -326,28 +365,87 @@ async fn chain(config: &Config, r: &mut Report) {
         Ok(None) => r.warn("clock", "the node returned no head block"),
         Err(e) => r.warn("clock", format!("cannot read the head block: {e}")),
     }
-    let key = capminer_chain::key::load_signer(
-        capminer_chain::key::KeySource::provider(config.chain.key_file.as_deref()),
-        |k| std::env::var(k).ok(),
-    );
-    match key {
-        Err(e) => r.fail("gas", format!("no provider key: {e}")),
-        Ok(signer) => match handle.provider.get_balance(signer.address()).await {
-            Ok(wei) => {
-                let need = alloy::primitives::U256::from(config.chain.gas.max_fee_gwei)
-                    * alloy::primitives::U256::from(1_000_000_000u64)
-                    * alloy::primitives::U256::from(1_000_000u64);
-                let what = format!("provider {} holds {wei} wei", signer.address());
-                if wei >= need {
-                    r.ok("gas", what);
-                } else {
-                    r.warn(
-                        "gas",
-                        format!("{what}: less than a million gas at chain.gas.max_fee_gwei; fund it before batches stall"),
-                    );
-                }
+    let Some(signer) = signer else {
+        r.fail(
+            "gas",
+            "no key to sign with: see the secrets line about chain.key_file above",
+        );
+        return;
+    };
+    operator(config, &handle, signer.address(), r).await;
+    match handle.provider.get_balance(signer.address()).await {
+        Ok(wei) => {
+            let need = alloy::primitives::U256::from(config.chain.gas.max_fee_gwei)
+                * alloy::primitives::U256::from(1_000_000_000u64)
+                * alloy::primitives::U256::from(1_000_000u64);
+            let what = format!("signing key {} holds {wei} wei", signer.address());
+            if wei >= need {
+                r.ok("gas", what);
+            } else {
+                r.warn(
+                    "gas",
+                    format!("{what}: less than a million gas at chain.gas.max_fee_gwei; fund it before batches stall"),
+                );
             }
-            Err(e) => r.fail("gas", format!("cannot read the provider's balance: {e}")),
-        },
+        }
+        Err(e) => r.fail("gas", format!("cannot read the signing key's balance: {e}")),
+    }
+}
+
+/// The key signs for `miner.provider`: it is the provider's own key, or an operator key the
+/// provider authorized (the contract's `operatorProvider`); otherwise every submission reverts.
+async fn operator(
+    config: &Config,
+    handle: &capminer_chain::handle::ChainHandle,
+    key: Address,
+    r: &mut Report,
+) {
+    let provider = Address::from(config.miner.provider);
+    if key == provider {
+        r.ok(
+            "operator",
+            format!("signs with the provider's own key {key}"),
+        );
+        return;
+    }
+    let contract = capminer_chain::bindings::Capacity::new(handle.address, &handle.provider);
+    let serves = match contract.operatorProvider(key).call().await {
+        Ok(serves) => serves,
+        Err(e) => {
+            r.fail(
+                "operator",
+                format!(
+                    "cannot read operatorProvider({key}): {}",
+                    handle.call_error("operatorProvider")(e)
+                ),
+            );
+            return;
+        }
+    };
+    if provider.is_zero() && !serves.is_zero() {
+        r.fail(
+            "operator",
+            format!("key {key} is an operator key of provider {serves}: set miner.provider = \"{serves}\""),
+        );
+    } else if provider.is_zero() {
+        r.fail(
+            "operator",
+            format!("miner.provider is not set and key {key} is no provider's operator: if it is the provider's own key, set miner.provider = \"{key}\""),
+        );
+    } else if serves == provider {
+        r.ok(
+            "operator",
+            format!("key {key} is an operator of miner.provider {provider}"),
+        );
+    } else if serves.is_zero() {
+        r.fail(
+            "operator",
+            format!("key {key} is neither miner.provider {provider} nor authorized by it, so the contract refuses its proofs: run `capminer provider authorize {key}` with the provider's key"),
+        );
+    } else {
+        r.fail(
+            "operator",
+            format!("key {key} is an operator of provider {serves}, not of miner.provider {provider}: set miner.provider = \"{serves}\", or have {serves} revoke it (`capminer provider revoke {key}`) and {provider} authorize it"),
+        );
     }
 }

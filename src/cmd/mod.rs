@@ -75,8 +75,8 @@ pub(crate) enum Command {
     Status(status::StatusArgs),
     /// Pause, resume or reload a running miner, or one of its units (needs api.token_file).
     Ctl(ctl::CtlArgs),
-    /// The provider's tasks (its own key): register, authorize|revoke host operators, claim,
-    /// retire, withdraw, top-up, units.
+    /// The provider's tasks (its own key): address, register, authorize|revoke host operators,
+    /// claim, retire, withdraw, top-up, units.
     Provider(provider::ProviderArgs),
     /// A verifier party's tasks (its own key): authorize|revoke shard delegates.
     Party(party::PartyArgs),

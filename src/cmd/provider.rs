@@ -1,18 +1,20 @@
 //! `capminer provider …`: the tasks of a provider's key, run from wherever that key is kept
 //! (never on every host): it registers units, authorizes one operator key per host
 //! (`capminer run` signs with it, and it can submit proofs and nothing else), claims rewards,
-//! tops up, retires and withdraws. The key comes from `chain.key_file` /
-//! `CAPMINER_PRIVATE_KEY`, never logged; connecting and sending are in `signed.rs`.
+//! tops up, retires and withdraws; `address` prints the key's address (the `miner.provider` of
+//! every host). The key comes from `chain.key_file` / `CAPMINER_PRIVATE_KEY`, never logged;
+//! connecting and sending are in `signed.rs`.
 
 use std::process::ExitCode;
 
 use alloy::primitives::{Address, U256};
+use capminer_chain::key::{KeySource, load_signer};
 use capminer_config::Config;
 use capminer_proofs::{UnitId, UnitKind};
 use capminer_protocol::UnitIndex;
 
-use super::ConfigArg;
 use super::signed::{Signed, Whose, run_task};
+use super::{ConfigArg, load_config};
 
 /// `capminer provider`.
 #[derive(Debug, clap::Args)]
@@ -25,8 +27,19 @@ pub(crate) struct ProviderArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum ProviderTask {
+    /// Prints the provider key's address: the `miner.provider` of every host (connects to
+    /// nothing).
+    Address,
+    #[command(flatten)]
+    Chain(ChainTask),
+}
+
+/// The tasks that connect to the contract and sign.
+#[derive(Debug, clap::Subcommand)]
+enum ChainTask {
     /// Registers units, paying each kind's collateral: the ids given, or else those the
-    /// configuration plans on this machine (with its `miner.host`).
+    /// configuration plans on this machine (with its `miner.host`; a `miner.provider` left at
+    /// zero is taken to be this key's address).
     Register {
         /// A unit id (32 bytes, hex, starting with the provider's address) and its kind:
         /// `0x…:cpu` or `0x…:gpu`; repeatable.
@@ -83,31 +96,40 @@ fn parse_unit(s: &str) -> anyhow::Result<(UnitId, UnitKind)> {
 
 /// Runs one provider task.
 pub(crate) fn provider(args: ProviderArgs) -> anyhow::Result<ExitCode> {
+    let task = match args.task {
+        ProviderTask::Address => {
+            let config = load_config(&args.config)?;
+            let key = KeySource::provider(config.chain.key_file.as_deref());
+            println!("{}", load_signer(key, |k| std::env::var(k).ok())?.address());
+            return Ok(ExitCode::SUCCESS);
+        }
+        ProviderTask::Chain(task) => task,
+    };
     run_task(
         &args.config,
         Whose::Provider,
-        async |config, s| match &args.task {
-            ProviderTask::Register { ids } => register(config, s, ids).await,
-            ProviderTask::Authorize { operator } => {
+        async |config, s| match &task {
+            ChainTask::Register { ids } => register(config, s, ids).await,
+            ChainTask::Authorize { operator } => {
                 s.send(s.contract.authorizeOperator(*operator), "authorizeOperator")
                     .await
             }
-            ProviderTask::Revoke { operator } => {
+            ChainTask::Revoke { operator } => {
                 s.send(s.contract.revokeOperator(*operator), "revokeOperator")
                     .await
             }
-            ProviderTask::Claim => claim(config, s).await,
-            ProviderTask::Retire(which) => {
+            ChainTask::Claim => claim(config, s).await,
+            ChainTask::Retire(which) => {
                 let indices = indices(config, s, which).await?;
                 s.send(s.contract.retireUnits(indices), "retireUnits").await
             }
-            ProviderTask::Withdraw(which) => {
+            ChainTask::Withdraw(which) => {
                 let indices = indices(config, s, which).await?;
                 s.send(s.contract.withdrawCollateral(indices), "withdrawCollateral")
                     .await
             }
-            ProviderTask::TopUp(which) => top_up(config, s, which).await,
-            ProviderTask::Units => list_units(config, s).await,
+            ChainTask::TopUp(which) => top_up(config, s, which).await,
+            ChainTask::Units => list_units(config, s).await,
         },
     )
 }
@@ -128,7 +150,7 @@ async fn indices(config: &Config, s: &Signed, which: &Indices) -> anyhow::Result
 /// `register`: the ids given, or those the configuration plans on this machine.
 async fn register(config: &Config, s: &Signed, ids: &[String]) -> anyhow::Result<()> {
     let units: Vec<(UnitId, UnitKind)> = if ids.is_empty() {
-        capminer_miner::Miner::plan(config)?
+        capminer_miner::Miner::plan(&owned_by(config, s.signer.address())?)?
             .units()
             .into_iter()
             .map(|u| (u.id, u.kind))
@@ -149,6 +171,33 @@ async fn register(config: &Config, s: &Signed, ids: &[String]) -> anyhow::Result
         println!("unit {index}\t{id}\t{}", kind.as_str());
     }
     Ok(())
+}
+
+/// `config` with `miner.provider` = `key`, the address the registered ids must start with: a
+/// zero one is taken to be it (provider tasks sign with the provider's own key), another one
+/// is refused, since the contract would refuse every derived id (`IdNotBound`).
+fn owned_by(config: &Config, key: Address) -> anyhow::Result<Config> {
+    let provider = Address::from(config.miner.provider);
+    if provider == key {
+        return Ok(config.clone());
+    }
+    if !provider.is_zero() {
+        return Err(config
+            .key_error(
+                "miner.provider",
+                format!(
+                    "{provider} is not the address of the key this command signs with ({key}): \
+                     the contract registers only ids that start with the registering key's \
+                     address (IdNotBound); run it with the provider's key, or set \
+                     miner.provider = \"{key}\""
+                ),
+            )
+            .into());
+    }
+    eprintln!("miner.provider is not set: deriving the unit ids from this key's address {key}");
+    let mut config = config.clone();
+    config.miner.provider = key.0.0;
+    Ok(config)
 }
 
 /// `claim`: every unit with something claimable, up to the current epoch, in one call.

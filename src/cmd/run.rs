@@ -3,10 +3,9 @@
 
 use std::process::ExitCode;
 
-use capminer_chain::key::{KeySource, load_signer};
-
 use super::{ConfigArg, load_config};
 use crate::logging;
+use crate::node::preflight::preflight;
 use crate::node::{ChainJob, NodeArgs, run_node};
 use crate::runtime::Runtime;
 
@@ -17,18 +16,13 @@ pub(crate) struct RunArgs {
     config: ConfigArg,
 }
 
-/// Runs until SIGINT or SIGTERM; non-zero if a unit failed.
+/// Runs until SIGINT or SIGTERM; non-zero if a unit failed. A configuration that cannot work
+/// (see [`preflight`]) is refused before anything starts.
 pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.config)?;
+    let signer = preflight(&config, |k| std::env::var(k).ok()).into_result()?;
     logging::init(&config)?;
-    let chain = if config.chain.enabled {
-        let signer = load_signer(KeySource::provider(config.chain.key_file.as_deref()), |k| {
-            std::env::var(k).ok()
-        })?;
-        Some(ChainJob { signer })
-    } else {
-        None
-    };
+    let chain = signer.map(|signer| ChainJob { signer });
     let runtime = Runtime::new(&config)?;
     run_node(NodeArgs {
         config: &config,

@@ -5,9 +5,11 @@
 //! [`run_node`] runs three named steps: [`Node::start`] (store, miner, servers, signal
 //! handlers, epoch source), [`Node::supervise`] (until a stop, a failed unit or a dead critical
 //! task) and [`Node::shut_down`] (units first, then the chain client delivers what they found).
-//! The chain client's start is in [`chain`].
+//! The chain client's start is in [`chain`]; what `run` checks before it starts anything (and
+//! `config check` and `doctor` check too) in [`preflight`].
 
 mod chain;
+pub(crate) mod preflight;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -212,9 +214,11 @@ impl<'a> Node<'a> {
     }
 }
 
-/// Opens the proof store of `miner.state_dir`, logging what its recovery repaired.
+/// Opens the proof store of `miner.state_dir`, logging what its recovery repaired; an error
+/// names the key and the config file (its message holds the OS error, printed once).
 fn open_store(config: &Config) -> anyhow::Result<Arc<ProofStore>> {
-    let (store, recovery) = ProofStore::open(&config.miner.state_dir)?;
+    let (store, recovery) = ProofStore::open(&config.miner.state_dir)
+        .map_err(|e| config.key_error("miner.state_dir", e.to_string()))?;
     if recovery.torn_bytes > 0 || !recovery.quarantined.is_empty() {
         tracing::warn!("proof store repaired on open: {recovery:?}");
     }

@@ -244,6 +244,11 @@ fn rpc_credentials_and_keys_never_reach_the_logs() {
                 "[chain]\nenabled = true\nrpc_url = \"http://operator:s3cretpass@127.0.0.1:{closed}/v3/APIKEY0123456789?token=QUERYSECRET\"\n\
                  contract = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\n"
             ),
+        )
+        // The key's own address: units a chain run can own.
+        .replace(
+            "[miner]\n",
+            "[miner]\nprovider = \"0x70997970C51812dc3A010C7d01b50e0d17dc79C8\"\n",
         ),
     );
     let log = dir.path().join("run.log");

@@ -4,6 +4,7 @@ mod api;
 mod chain;
 mod cli;
 mod common;
+mod config_traps;
 mod contract;
 mod devnet;
 mod disk_faults;
