@@ -20,6 +20,9 @@ pub(crate) fn config(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ConfigCommand::Check(arg) => {
             let config = load_config(&arg)?;
+            if !config.chain.enabled {
+                crate::epoch::check_recorded_seed(&config, arg.config.as_deref())?;
+            }
             let plan = Miner::plan(&config)?;
             println!(
                 "configuration is valid: {} CPU unit(s), RandomX {}; {} GPU unit(s)",

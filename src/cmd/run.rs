@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use capminer_chain::key::{KeySource, load_signer};
 
 use super::{ConfigArg, load_config};
-use crate::logging;
+use crate::{epoch, logging};
 use crate::node::{ChainJob, NodeArgs, run_node};
 use crate::runtime::Runtime;
 
@@ -20,6 +20,9 @@ pub(crate) struct RunArgs {
 /// Runs until SIGINT or SIGTERM; non-zero if a unit failed.
 pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.config)?;
+    if !config.chain.enabled {
+        epoch::check_recorded_seed(&config, args.config.config.as_deref())?;
+    }
     logging::init(&config)?;
     let chain = if config.chain.enabled {
         let signer = load_signer(KeySource::provider(config.chain.key_file.as_deref()), |k| {
