@@ -36,7 +36,9 @@ pub(crate) fn check_recorded_seed(config: &Config, file: Option<&Path>) -> anyho
     let fixed = fixed_epoch(config);
     match store.epoch(fixed.number) {
         Some(recorded) if recorded.seed != Seed::default() && recorded.seed != fixed.seed => {
-            let file = file.map(|f| format!(" in {}", f.display())).unwrap_or_default();
+            let file = file
+                .map(|f| format!(" in {}", f.display()))
+                .unwrap_or_default();
             anyhow::bail!(
                 "[epoch].seed = {}{file}: the proof store {} records epoch {} ([epoch].number) with seed {}; an epoch's seed never changes under its number (the proofs stored for it would no longer verify): put back [epoch].seed = {}, or give the new seed a new [epoch].number",
                 fixed.seed,

@@ -106,7 +106,9 @@ pub(super) async fn reload(
     let answer = tokio::task::spawn_blocking(move || {
         let report = reloader.reload().map_err(|e| {
             // As a refused SIGHUP is logged: the operator reading the log sees both alike.
-            tracing::error!("control API reload: configuration not reloaded, nothing changed: {e:#}");
+            tracing::error!(
+                "control API reload: configuration not reloaded, nothing changed: {e:#}"
+            );
             error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("configuration not reloaded, nothing changed: {e:#}"),

@@ -147,8 +147,10 @@ fn change(
             ));
         }
         UnitsRequest::Remove(label) => {
-            let units = miner.units();
-            if units.len() == 1 && units[0].info().label == label {
+            // Units on their way out (removed, or moving) do not count as staying.
+            let plans = miner.supervisor().plans();
+            if plans.iter().any(|p| p.label() == label) && plans.iter().all(|p| p.label() == label)
+            {
                 return Err(error(
                     StatusCode::CONFLICT,
                     format!("field remove: {label} is the last unit: removing it would leave the node hashing nothing; pause it instead (POST /api/v1/pause?unit={label}), or add another unit first"),

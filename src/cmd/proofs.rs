@@ -45,14 +45,18 @@ impl ProofsFile {
     /// Reads a file in the format of `capminer proofs export`, refusing unknown fields at the
     /// top level and in every proof (`proofs[3]: unknown field "x"`).
     pub(crate) fn read(path: &Path) -> anyhow::Result<Self> {
-        let named = |e: &dyn std::fmt::Display| anyhow::anyhow!("proofs file {}: {e}", path.display());
+        let named =
+            |e: &dyn std::fmt::Display| anyhow::anyhow!("proofs file {}: {e}", path.display());
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read proofs file {}: {e}", path.display()))?;
         let file: ProofsFile = serde_json::from_str(&text).map_err(|e| named(&e))?;
         // A proof's fields are flattened (proof and state), which serde cannot check for
         // unknown ones: compare each entry's keys with those of the proof read back.
         let raw: serde_json::Value = serde_json::from_str(&text).map_err(|e| named(&e))?;
-        let entries = raw["proofs"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let entries = raw["proofs"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         for (i, (entry, proof)) in entries.iter().zip(&file.proofs).enumerate() {
             let known = serde_json::to_value(proof)?;
             if let (Some(entry), Some(known)) = (entry.as_object(), known.as_object())
@@ -61,7 +65,11 @@ impl ProofsFile {
                 return Err(named(&format!(
                     "proofs[{i}] ({}): unknown field {field:?} (a proof has {})",
                     proof.proof.id(),
-                    known.keys().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", ")
+                    known
+                        .keys()
+                        .map(|k| format!("{k:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
         }

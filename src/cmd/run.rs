@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use capminer_chain::key::{KeySource, load_signer};
 
 use super::{ConfigArg, load_config};
-use crate::{epoch, logging};
 use crate::node::{ChainJob, NodeArgs, run_node};
 use crate::runtime::Runtime;
+use crate::{epoch, logging};
 
 /// Arguments of `capminer run`.
 #[derive(Debug, clap::Args)]

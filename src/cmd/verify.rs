@@ -35,7 +35,7 @@ pub(crate) struct VerifyArgs {
 }
 
 /// Claims checked between two progress lines at most.
-const CHUNK: usize = 256;
+const CHUNK: usize = 64;
 /// Repeats named one by one on stderr; the rest are counted.
 const REPEATS_NAMED: usize = 10;
 
@@ -55,7 +55,10 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     if let Some(e) = args.epoch {
         file.proofs.retain(|p| p.proof.epoch == e);
     }
-    let (proofs, repeats) = distinct(&file.proofs);
+    let Distinct {
+        checked: proofs,
+        repeats,
+    } = distinct(&file.proofs);
     for (i, first) in repeats.iter().take(REPEATS_NAMED) {
         eprintln!(
             "capminer verify: proofs[{i}] repeats proofs[{first}] ({}): counted once",
@@ -128,24 +131,33 @@ pub(crate) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The proofs to check, each once, with their positions; and the repeats: (position, position
-/// of the first). Two entries with the same id but another hash or kind are different claims
-/// and both checked.
-fn distinct(proofs: &[StoredProof]) -> (Vec<(usize, &StoredProof)>, Vec<(usize, usize)>) {
+/// The proofs of a file to check, each once.
+struct Distinct<'a> {
+    /// Each proof with its position in the file, first occurrences only.
+    checked: Vec<(usize, &'a StoredProof)>,
+    /// The repeats: (position, position of the first occurrence).
+    repeats: Vec<(usize, usize)>,
+}
+
+/// Sorts out repeated entries of `proofs`. Two entries with the same id but another hash or
+/// kind are different claims and both checked.
+fn distinct(proofs: &[StoredProof]) -> Distinct<'_> {
     let mut first = HashMap::new();
-    let mut out = Vec::with_capacity(proofs.len());
-    let mut repeats = Vec::new();
+    let mut out = Distinct {
+        checked: Vec::with_capacity(proofs.len()),
+        repeats: Vec::new(),
+    };
     for (i, p) in proofs.iter().enumerate() {
         let key = (p.proof.id(), p.proof.hash.0, p.proof.kind.as_str());
         match first.get(&key) {
-            Some(&j) => repeats.push((i, j)),
+            Some(&j) => out.repeats.push((i, j)),
             None => {
                 first.insert(key, i);
-                out.push((i, p));
+                out.checked.push((i, p));
             }
         }
     }
-    (out, repeats)
+    out
 }
 
 /// Checks `claims` a chunk at a time, saying on stderr how far it got at most once a second

@@ -141,7 +141,11 @@ impl Damage {
 
     /// About how many records the damaged regions held.
     pub fn damaged_records(&self) -> usize {
-        self.corrupt.iter().chain(&self.bad_tail).map(|(_, n)| n).sum()
+        self.corrupt
+            .iter()
+            .chain(&self.bad_tail)
+            .map(|(_, n)| n)
+            .sum()
     }
 }
 

@@ -694,7 +694,10 @@ fn a_read_only_open_tells_damage_from_an_incomplete_last_record() {
         (store.damage().clone(), n)
     };
     let (damage, n) = read(&clean);
-    assert_eq!((damage.is_damaged(), damage.torn_tail.clone(), n), (false, None, 3));
+    assert_eq!(
+        (damage.is_damaged(), damage.torn_tail.clone(), n),
+        (false, None, 3)
+    );
     assert_eq!(damage.to_string(), "");
 
     // A torn tail: the first half of a record.
@@ -705,7 +708,10 @@ fn a_read_only_open_tells_damage_from_an_incomplete_last_record() {
     assert!(!damage.is_damaged(), "{damage:?}");
     assert_eq!(damage.torn_tail, Some(clean.len()..torn.len()));
     assert_eq!(n, 3);
-    assert!(damage.to_string().contains("incomplete last record"), "{damage}");
+    assert!(
+        damage.to_string().contains("incomplete last record"),
+        "{damage}"
+    );
 
     // Garbage appended.
     let mut garbage = clean.clone();
