@@ -5,7 +5,7 @@ use std::path::Path;
 
 use capminer_config::Config;
 use capminer_proofs::store::ProofStore;
-use capminer_proofs::{Epoch, Seed, StoreError, Target};
+use capminer_proofs::{Epoch, Seed, Target};
 
 /// The fixed epoch of `[epoch]`, with its CPU and GPU targets.
 pub(crate) fn fixed_epoch(config: &Config) -> Epoch {
@@ -26,15 +26,8 @@ pub(crate) fn fixed_epoch(config: &Config) -> Epoch {
 /// the message.
 pub(crate) fn check_recorded_seed(config: &Config, file: Option<&Path>) -> anyhow::Result<()> {
     let dir = &config.miner.state_dir;
-    let store = match ProofStore::open_read_only(dir) {
-        Ok(store) => store,
-        Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
-    };
     let fixed = fixed_epoch(config);
-    match store.epoch(fixed.number) {
+    match ProofStore::recorded_epoch(dir, fixed.number)? {
         Some(recorded) if recorded.seed != Seed::default() && recorded.seed != fixed.seed => {
             let file = file
                 .map(|f| format!(" in {}", f.display()))

@@ -179,10 +179,11 @@ async fn log_refusals(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
     if status.is_client_error() || status.is_server_error() {
-        let why = response
-            .extensions()
-            .get::<Refusal>()
-            .map_or("", |r| r.0.as_str());
+        // Refusals of the router itself (405) carry no message: their status says it.
+        let why = response.extensions().get::<Refusal>().map_or_else(
+            || status.canonical_reason().unwrap_or_default(),
+            |r| r.0.as_str(),
+        );
         tracing::warn!(%method, path, status = status.as_u16(), "control API refused a call: {why}");
     }
     response

@@ -162,6 +162,39 @@ impl ProofStore {
         &self.damage
     }
 
+    /// Epoch `number`'s record in the store in `dir` (its log, or its archive file once
+    /// settled), read without locking or repairing anything, while a miner may write: cheaper
+    /// than [`ProofStore::open_read_only`], which reads every archived epoch. `None` if the
+    /// store does not exist or never recorded the epoch.
+    pub fn recorded_epoch(dir: &Path, number: u64) -> Result<Option<Epoch>> {
+        let path = dir.join(LOG_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path,
+                    op: "read",
+                    source,
+                });
+            }
+        };
+        let records: Vec<Record> = if archive::path(dir, number).exists() {
+            archive::read(dir, number)?
+        } else {
+            log::scan(&bytes, |p| Record::decode(p).is_some())
+                .payloads
+                .iter()
+                .filter_map(|p| Record::decode(p))
+                .collect()
+        };
+        // The last record of the epoch is its record, as on replay.
+        Ok(records.into_iter().rev().find_map(|r| match r {
+            Record::Epoch(e) if e.number == number => Some(e),
+            _ => None,
+        }))
+    }
+
     /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.dir

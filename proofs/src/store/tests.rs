@@ -740,3 +740,35 @@ fn a_read_only_open_tells_damage_from_an_incomplete_last_record() {
         "{text}"
     );
 }
+
+#[test]
+fn an_epoch_record_is_read_from_the_log_or_the_archive_without_opening_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(
+        ProofStore::recorded_epoch(&dir.path().join("none"), 1).unwrap(),
+        None
+    );
+    let (store, _) = ProofStore::open(dir.path()).unwrap();
+    store.record_epoch(&epoch(1)).unwrap();
+    store.record_epoch(&epoch(2)).unwrap();
+    store.append(&[proof(1, 1, 5)]).unwrap();
+    store
+        .set_state(&[proof(1, 1, 5).id()], ProofState::Final)
+        .unwrap();
+    assert!(store.archive_epoch(1).unwrap());
+    store.retire_epoch_seed(2).unwrap();
+    // Read while the writer holds the store.
+    assert_eq!(
+        ProofStore::recorded_epoch(dir.path(), 1).unwrap(),
+        Some(epoch(1))
+    );
+    let retired = Epoch {
+        seed: Seed::default(),
+        ..epoch(2)
+    };
+    assert_eq!(
+        ProofStore::recorded_epoch(dir.path(), 2).unwrap(),
+        Some(retired)
+    );
+    assert_eq!(ProofStore::recorded_epoch(dir.path(), 3).unwrap(), None);
+}
