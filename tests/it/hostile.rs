@@ -360,7 +360,12 @@ fn verify_shows_progress_on_stderr() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let config = config_with_seed(dir.path(), SEED);
-    store(&state, &proofs(&config, 70, false));
+    // verify checks 32 claims a CPU (at least 64) between two progress lines.
+    let chunk = std::thread::available_parallelism()
+        .map_or(1, |n| n.get() * 32)
+        .max(64);
+    let n = chunk as u64 + 6;
+    store(&state, &proofs(&config, n, false));
     let out = capminer_out(&[
         "verify",
         "-c",
@@ -370,11 +375,11 @@ fn verify_shows_progress_on_stderr() {
     ]);
     assert_eq!(out.status.code(), Some(1), "made-up hashes: {}", text(&out));
     assert!(
-        stderr(&out).contains("capminer verify: 64 of 70 proofs checked"),
+        stderr(&out).contains(&format!("capminer verify: {chunk} of {n} proofs checked")),
         "{}",
         text(&out)
     );
-    assert!(stdout(&out).ends_with("verified 70 proofs: 0 valid, 70 invalid\n"));
+    assert!(stdout(&out).ends_with(&format!("verified {n} proofs: 0 valid, {n} invalid\n")));
 }
 
 const TOKEN: &str = "hostile-token-7";
