@@ -20,7 +20,7 @@
 //!  api/      the control API (status, control, units), given the node's shared state
 //!  runtime   the async runtime pinned to the utility CPUs (state it owns), signals, and
 //!            NodeShared: what the node shares with the API
-//!  reload, metrics_server, logging, epoch, progress: leaves
+//!  reload, metrics_server, logging, epoch, progress, output (stdout for every command): leaves
 //! ```
 
 mod api;
