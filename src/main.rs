@@ -20,7 +20,7 @@
 //!  api/      the control API (status, control, units), given the node's shared state
 //!  runtime   the async runtime pinned to the utility CPUs (state it owns), signals, and
 //!            NodeShared: what the node shares with the API
-//!  reload, metrics_server, logging, epoch, progress: leaves
+//!  reload, metrics_server, logging, epoch, progress, output (stdout for every command): leaves
 //! ```
 
 mod api;
@@ -29,6 +29,7 @@ mod epoch;
 mod logging;
 mod metrics_server;
 mod node;
+mod output;
 mod progress;
 mod reload;
 mod runtime;
@@ -49,6 +50,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.run() {
         Ok(code) => code,
+        // `capminer proofs export | head`: the reader has what it wanted.
+        Err(e) if output::is_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("capminer: error: {e:#}");
             ExitCode::from(2)

@@ -151,25 +151,41 @@ pub(crate) async fn wait_for_signal(stop: Arc<AtomicBool>) {
 }
 
 /// Runs `connect` until it succeeds, retrying while the node is unreachable (with backoff up to
-/// 30 s, until a stop is asked): a process started while its node is briefly down waits for
-/// it. Any other error (a unit registered to another provider, a wrong chain id) ends the start at once.
+/// 30 s): a process started while its node is briefly down waits for it. A stop (SIGINT,
+/// SIGTERM) ends the wait at once, during an attempt or between two: `Ok(None)`, which the
+/// caller treats as an ordinary stop. Any other error (a unit registered to another provider,
+/// a wrong chain id) ends the start at once.
 pub(crate) async fn connect_with_retries<T, F>(
     stop: &AtomicBool,
     mut connect: impl FnMut() -> F,
-) -> anyhow::Result<T>
+) -> anyhow::Result<Option<T>>
 where
     F: Future<Output = capminer_chain::Result<T>>,
 {
     let mut wait = Duration::from_secs(1);
     loop {
-        match connect().await {
-            Ok(service) => return Ok(service),
-            Err(e) if e.is_retryable() && !stop.load(Ordering::Acquire) => {
+        let attempt = tokio::select! {
+            attempt = connect() => attempt,
+            () = until_stopped(stop) => return Ok(None),
+        };
+        match attempt {
+            Ok(service) => return Ok(Some(service)),
+            Err(e) if e.is_retryable() => {
                 tracing::warn!("chain: {e}; connecting again in {wait:?}");
-                tokio::time::sleep(wait).await;
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = until_stopped(stop) => return Ok(None),
+                }
                 wait = (wait * 2).min(Duration::from_secs(30));
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// Resolves once `stop` is set (looked at every 50 ms).
+async fn until_stopped(stop: &AtomicBool) {
+    while !stop.load(Ordering::Acquire) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -32,6 +32,24 @@ pub enum StoreError {
         "proofs of epoch {0} were mined under a seed the epoch no longer has (re-seeded by a reorg): not stored"
     )]
     StaleEpoch(u64),
+    /// An epoch recorded with one seed given again under the same number with another: the
+    /// store keeps one seed an epoch number (a new seed needs a new number), or every proof
+    /// stored for the epoch would verify as invalid. The chain's re-seeding after a reorg
+    /// retires the old seed first ([`crate::store::ProofStore::retire_epoch_seed`]).
+    #[error(
+        "proof store {}: epoch {number} is recorded with seed {recorded}; refusing seed {given} under the same number (the proofs stored for the epoch would no longer verify): an epoch's seed never changes, give the new seed a new epoch number",
+        dir.display()
+    )]
+    SeedChanged {
+        /// The store's directory.
+        dir: PathBuf,
+        /// The epoch number.
+        number: u64,
+        /// The seed the store holds for it.
+        recorded: crate::Seed,
+        /// The seed refused.
+        given: crate::Seed,
+    },
     /// Proofs for an epoch already settled and moved to the archive.
     #[error("proofs of epoch {0} arrived after the epoch was settled and archived: not stored")]
     Archived(u64),

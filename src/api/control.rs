@@ -23,8 +23,10 @@ pub(super) async fn pause_or_resume<const PAUSE: bool>(
     query: Result<Query<UnitQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
+    // The token first: a caller without it learns nothing of what the call takes.
+    api.authorize(&headers)?;
     no_body(body)?;
-    set_paused(api, headers, query, PAUSE)
+    set_paused(api, query, PAUSE)
 }
 
 /// Pause and resume take no body; one over the limit or any at all is refused.
@@ -41,13 +43,12 @@ fn no_body(
     }
 }
 
+/// Pauses or resumes the units the query names (all without one); the caller is authorized.
 fn set_paused(
     api: Api,
-    headers: HeaderMap,
     query: Result<Query<UnitQuery>, axum::extract::rejection::QueryRejection>,
     paused: bool,
 ) -> Result<Response, ApiError> {
-    api.authorize(&headers)?;
     let Query(query) = query.map_err(|e| error(StatusCode::BAD_REQUEST, format!("query: {e}")))?;
     let miner = api.miner()?;
     let what = if paused { "paused" } else { "resumed" };
@@ -104,6 +105,10 @@ pub(super) async fn reload(
     // Reading the file and restarting a unit block: off the async threads.
     let answer = tokio::task::spawn_blocking(move || {
         let report = reloader.reload().map_err(|e| {
+            // As a refused SIGHUP is logged: the operator reading the log sees both alike.
+            tracing::error!(
+                "control API reload: configuration not reloaded, nothing changed: {e:#}"
+            );
             error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("configuration not reloaded, nothing changed: {e:#}"),

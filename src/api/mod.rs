@@ -13,8 +13,9 @@
 //! Status is read from the node's live objects and the typed handles of its metric families
 //! (the ones `/metrics` serves: one source of truth for dashboards and operators). Mutating
 //! calls need the token, compared in constant time; without `api.token_file` the API is
-//! read-only. Errors are JSON `{"error": "..."}` with a 4xx status; request bodies are
-//! limited to 4 KiB.
+//! read-only. Errors are JSON `{"error": "..."}` with a 4xx status, each refusal logged (method,
+//! path, status, error; never the token); request bodies are limited to 4 KiB, and a client
+//! that does not send a whole request header within [`HEADER_READ_TIMEOUT`] is disconnected.
 //!
 //! This module holds the server, the router, the token check and the error type; the handlers
 //! are in [`status`] (`GET /api/v1/status`), [`control`] (pause, resume, reload) and [`units`]
@@ -28,14 +29,18 @@ mod units;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use capminer_miner::Miner;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 
 use crate::runtime::NodeShared;
 
@@ -48,7 +53,16 @@ struct Api {
     node: NodeShared,
     token: Option<Arc<Vec<u8>>>,
     started: Instant,
+    /// Held while a unit change is checked and made: two changes never interleave (the
+    /// check that a removal leaves a unit running holds until the removal is done).
+    unit_changes: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// How long a client may take to send a request's whole header before it is disconnected: a
+/// half-sent request must not hold a connection open.
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long, once stopping, connections still open may take to finish their request.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Reads the bearer token from `path` (`api.token_file`): refused if group or others may read
 /// it, or if it is empty. The token never appears in errors or logs.
@@ -80,6 +94,7 @@ pub(crate) async fn serve(
         node,
         token: token.map(Arc::new),
         started: Instant::now(),
+        unit_changes: Arc::default(),
     };
     let app = Router::new()
         .route("/api/v1/status", get(status::status))
@@ -89,19 +104,94 @@ pub(crate) async fn serve(
         .route("/api/v1/units", post(units::units))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .layer(DefaultBodyLimit::max(4096))
+        .layer(axum::middleware::from_fn(log_refusals))
         .with_state(state);
-    let stopped = crate::metrics_server::stopped(stop);
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stopped)
-            .await
-        {
-            tracing::error!("control API stopped: {e}");
-        }
-    });
+    let task = tokio::spawn(serve_connections(listener, app, stop));
     tracing::info!("control API at http://{bound}/api/v1/status");
     Ok((bound, task))
 }
+
+/// Accepts connections until `stop` is set, each served over HTTP/1 with a header read
+/// timeout; then lets the open ones finish (for [`SHUTDOWN_GRACE`] at most).
+async fn serve_connections(listener: tokio::net::TcpListener, app: Router, stop: Arc<AtomicBool>) {
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let stopped = crate::metrics_server::stopped(stop);
+    tokio::pin!(stopped);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: try again shortly.
+                    tracing::warn!("control API: cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut stopped => break,
+        };
+        connections.spawn(serve_connection(stream, peer, app.clone(), closed.clone()));
+        while connections.try_join_next().is_some() {}
+    }
+    let _ = closing.send(true);
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
+        tracing::warn!("control API: connections still open after {SHUTDOWN_GRACE:?}: closed");
+    }
+}
+
+/// Serves one connection until the client closes it, sends no whole header in time, or the
+/// API stops (`closing`: the request under way is finished first).
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+    tokio::pin!(connection);
+    let served = tokio::select! {
+        served = connection.as_mut() => served,
+        _ = closing.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    match served {
+        Err(e) if e.is_timeout() => tracing::warn!(
+            %peer,
+            "control API refused a connection: no whole request header within {HEADER_READ_TIMEOUT:?}: disconnected"
+        ),
+        Err(e) => tracing::debug!(%peer, "control API connection ended: {e}"),
+        Ok(()) => {}
+    }
+}
+
+/// Logs every refused call (4xx or 5xx): method, path, status and the error answered. Never a
+/// header: the token stays out of the log.
+async fn log_refusals(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    let status = response.status();
+    if status.is_client_error() || status.is_server_error() {
+        // Refusals of the router itself (405) carry no message: their status says it.
+        let why = response.extensions().get::<Refusal>().map_or_else(
+            || status.canonical_reason().unwrap_or_default(),
+            |r| r.0.as_str(),
+        );
+        tracing::warn!(%method, path, status = status.as_u16(), "control API refused a call: {why}");
+    }
+    response
+}
+
+/// The error of a refused call, kept on its response for [`log_refusals`].
+#[derive(Debug, Clone)]
+struct Refusal(String);
 
 /// A refused request: its status and what is wrong, answered as `{"error": "..."}` (and
 /// `"field"`, the request field at fault, when there is one).
@@ -126,12 +216,14 @@ impl IntoResponse for ApiError {
         if let Some(field) = self.field {
             body["field"] = field.into();
         }
-        (
+        let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/json")],
             body.to_string(),
         )
-            .into_response()
+            .into_response();
+        response.extensions_mut().insert(Refusal(self.message));
+        response
     }
 }
 

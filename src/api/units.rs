@@ -11,7 +11,8 @@
 //!
 //! Refusals are JSON `{"error": "field add.core: ...", "field": "add.core"}`: 400 for a body
 //! that does not parse, 404 for an unknown unit, 409 for a core or id another unit holds (or a
-//! unit that is down or stopping), 422 for what this machine cannot run. The checks and the
+//! unit that is down or stopping, or the removal of the last unit: the node would hash
+//! nothing), 422 for what this machine cannot run. Changes are made one at a time. The checks and the
 //! changes are in `capminer_miner::change`; they block (reading `/sys`, opening a GPU), so they
 //! run off the async threads. Changes are not written to the configuration file.
 
@@ -82,6 +83,7 @@ pub(super) async fn units(
     })?;
     let miner = api.miner()?;
     let config = api.node.reloader.running();
+    let _one_change_at_a_time = api.unit_changes.lock().await;
     let (answer, utility) = tokio::task::spawn_blocking(move || change(&miner, &config, request))
         .await
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("units: {e}")))??;
@@ -145,6 +147,16 @@ fn change(
             ));
         }
         UnitsRequest::Remove(label) => {
+            // Units on their way out (removed, or moving) do not count as staying.
+            let plans = miner.supervisor().plans();
+            if plans.iter().any(|p| p.label() == label) && plans.iter().all(|p| p.label() == label)
+            {
+                return Err(error(
+                    StatusCode::CONFLICT,
+                    format!("field remove: {label} is the last unit: removing it would leave the node hashing nothing; pause it instead (POST /api/v1/pause?unit={label}), or add another unit first"),
+                )
+                .field("remove"));
+            }
             miner.remove_unit(&label).map_err(refused)?;
             serde_json::json!({ "removed": label })
         }

@@ -12,6 +12,7 @@ use prometheus::Registry;
 use serde::Serialize;
 
 use super::{ConfigArg, load_config};
+use crate::output::outln;
 use crate::progress::BuildProgress;
 use crate::{epoch, logging};
 
@@ -138,21 +139,28 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         units,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print_table(&report);
+        print_table(&report)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_table(r: &Report) {
-    println!("RandomX flags: {}", r.randomx_flags);
-    println!(
+fn print_table(r: &Report) -> anyhow::Result<()> {
+    outln!("RandomX flags: {}", r.randomx_flags)?;
+    outln!(
         "{:<7} {:<4} {:<34} {:>7} {:>6} {:>9} {:>10} {:>12}",
-        "unit", "kind", "place", "threads", "huge %", "build s", "hashes", "H/s"
-    );
+        "unit",
+        "kind",
+        "place",
+        "threads",
+        "huge %",
+        "build s",
+        "hashes",
+        "H/s"
+    )?;
     for u in &r.units {
-        println!(
+        outln!(
             "{:<7} {:<4} {:<34} {:>7} {:>6.0} {:>9.1} {:>10} {:>12.1}",
             u.unit,
             u.kind,
@@ -162,24 +170,28 @@ fn print_table(r: &Report) {
             u.build_seconds,
             u.hashes,
             u.hashrate
-        );
+        )?;
     }
-    println!("{:<83} {:>12.1}", "total", r.total_hashrate);
+    outln!("{:<83} {:>12.1}", "total", r.total_hashrate)?;
     for u in r.units.iter().filter(|u| !u.dataset_init.is_empty()) {
-        println!(
+        outln!(
             "{}: dataset built by {} in {:.1} s, of which {:.1} s keying the cache (Argon2)",
-            u.unit, u.dataset_init, u.build_seconds, u.key_seconds
-        );
+            u.unit,
+            u.dataset_init,
+            u.build_seconds,
+            u.key_seconds
+        )?;
     }
     for u in r.units.iter().filter(|u| u.bytes_read_per_second.is_some()) {
         let read = u.bytes_read_per_second.unwrap_or_default();
         let copy = u.copy_bandwidth.unwrap_or_default();
-        println!(
+        outln!(
             "{}: reads {:.2} GB/s of its dataset; device copy bandwidth {:.2} GB/s; ratio {:.3}",
             u.unit,
             read / 1e9,
             copy / 1e9,
             if copy > 0.0 { read / copy } else { 0.0 }
-        );
+        )?;
     }
+    Ok(())
 }

@@ -23,6 +23,9 @@ pub(crate) fn config(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
         ConfigCommand::Check(arg) => {
             let config = load_config(&arg)?;
             preflight(&config, |k| std::env::var(k).ok()).into_result()?;
+            if !config.chain.enabled {
+                crate::epoch::check_recorded_seed(&config, arg.config.as_deref())?;
+            }
             let plan = Miner::plan(&config)?;
             println!(
                 "configuration is valid: {} CPU unit(s), RandomX {}; {} GPU unit(s)",

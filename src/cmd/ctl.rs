@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use super::api_client::{api_error, request};
 use super::{ConfigArg, load_config};
 use crate::api::read_token;
+use crate::output::outln;
 
 /// What `capminer ctl` asks.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -63,6 +64,6 @@ pub(crate) fn ctl(args: CtlArgs) -> anyhow::Result<ExitCode> {
     if code != 200 {
         return Err(api_error(code, &body));
     }
-    println!("{body}");
+    outln!("{body}")?;
     Ok(ExitCode::SUCCESS)
 }

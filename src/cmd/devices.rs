@@ -2,22 +2,30 @@
 
 use std::process::ExitCode;
 
+use crate::output::outln;
+
 /// Lists the adapters: index, name, vendor and device ids, backend, type, PCI bus id, and the
 /// largest storage binding (the largest GPU unit the device can hold).
 pub(crate) fn devices() -> anyhow::Result<ExitCode> {
     let adapters = capminer_kernels::gpu::enumerate();
     if adapters.is_empty() {
-        println!(
+        outln!(
             "no GPU adapter found (Vulkan, Metal or DX12); for a software one install mesa-vulkan-drivers (lavapipe)"
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "{:<5} {:<40} {:<11} {:<8} {:<14} {:<14} {:>14}",
-        "index", "name", "vendor:dev", "backend", "type", "pci", "max unit MiB"
-    );
+        "index",
+        "name",
+        "vendor:dev",
+        "backend",
+        "type",
+        "pci",
+        "max unit MiB"
+    )?;
     for (d, _) in adapters {
-        println!(
+        outln!(
             "{:<5} {:<40} {:<11} {:<8} {:<14} {:<14} {:>14}",
             d.index,
             d.name,
@@ -34,7 +42,7 @@ pub(crate) fn devices() -> anyhow::Result<ExitCode> {
                 d.pci_bus_id
             },
             d.max_binding >> 20
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,10 +4,10 @@
 use std::process::ExitCode;
 
 use super::{ConfigArg, load_config};
-use crate::logging;
 use crate::node::preflight::preflight;
 use crate::node::{ChainJob, NodeArgs, run_node};
 use crate::runtime::Runtime;
+use crate::{epoch, logging};
 
 /// Arguments of `capminer run`.
 #[derive(Debug, clap::Args)]
@@ -21,6 +21,9 @@ pub(crate) struct RunArgs {
 pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.config)?;
     let signer = preflight(&config, |k| std::env::var(k).ok()).into_result()?;
+    if !config.chain.enabled {
+        epoch::check_recorded_seed(&config, args.config.config.as_deref())?;
+    }
     logging::init(&config)?;
     let chain = signer.map(|signer| ChainJob { signer });
     let runtime = Runtime::new(&config)?;

@@ -16,6 +16,7 @@ use capminer_chain::key::{KeySource, load_signer};
 use capminer_config::Config;
 
 use super::{ConfigArg, load_config};
+use crate::output::outln;
 
 /// The chain handle and a contract instance that signs with `signer`.
 pub(super) struct Signed {
@@ -105,7 +106,7 @@ impl Signed {
         if !receipt.status() {
             anyhow::bail!("{what}: transaction {} reverted", receipt.transaction_hash);
         }
-        println!("{what}: ok (transaction {})", receipt.transaction_hash);
+        outln!("{what}: ok (transaction {})", receipt.transaction_hash)?;
         Ok(())
     }
 

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use super::api_client::{api_error, request};
 use super::{ConfigArg, load_config};
 use crate::api::Status;
+use crate::output::outln;
 
 /// Arguments of `capminer status`.
 #[derive(Debug, clap::Args)]
@@ -25,23 +26,28 @@ pub(crate) fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         return Err(api_error(code, &body));
     }
     if args.json {
-        println!("{body}");
+        outln!("{body}")?;
         return Ok(ExitCode::SUCCESS);
     }
     let s: Status = serde_json::from_str(&body)?;
-    println!(
+    outln!(
         "capminer {}  up {} s  epoch {}",
         s.version,
         s.uptime_seconds,
         s.epoch.map_or("-".into(), |e| e.to_string())
-    );
-    println!(
+    )?;
+    outln!(
         "{:<6} {:<4} {:<8} {:>10} {:>10} {:>10}  place",
-        "unit", "kind", "state", "H/s 10s", "H/s 60s", "H/s 15m"
-    );
+        "unit",
+        "kind",
+        "state",
+        "H/s 10s",
+        "H/s 60s",
+        "H/s 15m"
+    )?;
     for u in &s.units {
         let rate = |w: &str| u.hashrate.get(w).copied().unwrap_or(0.0);
-        println!(
+        outln!(
             "{:<6} {:<4} {:<8} {:>10.1} {:>10.1} {:>10.1}  {}{}{}",
             u.unit,
             u.kind,
@@ -58,24 +64,24 @@ pub(crate) fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 0 => String::new(),
                 n => format!(" [restarted {n}x by the watchdog]"),
             }
-        );
+        )?;
     }
     let line = |name: &str, m: &std::collections::BTreeMap<String, f64>| {
         let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        println!("{name}: {}", parts.join(", "));
+        outln!("{name}: {}", parts.join(", "))
     };
-    line("proofs", &s.proofs);
+    line("proofs", &s.proofs)?;
     let in_flight: std::collections::BTreeMap<String, f64> = s
         .proofs_in_flight
         .iter()
         .map(|(k, v)| (k.clone(), *v as f64))
         .collect();
-    line("in flight", &in_flight);
+    line("in flight", &in_flight)?;
     if let Some(c) = &s.chain {
-        line("chain", c);
+        line("chain", c)?;
     }
     if let Some(v) = &s.verifier {
-        line("verifier", v);
+        line("verifier", v)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -68,9 +68,12 @@ pub(crate) fn verifier(args: VerifierArgs) -> anyhow::Result<ExitCode> {
         gpu_params(&config)?,
     )?);
     runtime.spawn(wait_for_signal(stop.clone()));
-    let service = runtime.block_on(connect_with_retries(&stop, || {
+    let Some(service) = runtime.block_on(connect_with_retries(&stop, || {
         VerifierService::connect(&config, signer.clone(), checker.clone(), &registry)
-    }))?;
+    }))?
+    else {
+        return Ok(ExitCode::SUCCESS); // stopped before the chain answered
+    };
     let s = stop.clone();
     runtime.block_on(service.run(move || s.load(Ordering::Acquire)));
     if metrics_died.load(Ordering::Acquire) {

@@ -32,14 +32,15 @@ impl ChainClient {
         })
     }
 
-    /// Connects (retrying while the RPC node is unreachable, until the node stops) and starts
-    /// the client on the node's runtime; it stops when the node's `chain_stop` is set.
+    /// Connects (retrying while the RPC node is unreachable, until the node stops: then
+    /// `None`) and starts the client on the node's runtime; it stops when the node's
+    /// `chain_stop` is set.
     pub(super) fn start(
         self,
         node: &Node<'_>,
         config: &Config,
         store: Arc<ProofStore>,
-    ) -> anyhow::Result<CriticalTask> {
+    ) -> anyhow::Result<Option<CriticalTask>> {
         let setup = ChainSetup {
             config: config.chain.clone(),
             units: unit_list(&node.miner),
@@ -47,9 +48,13 @@ impl ChainClient {
             gpu_challenge: Some(capminer_chain::network_challenge(&config.network)),
         };
         let metrics = self.metrics;
-        let service = node.runtime.block_on(connect_with_retries(&node.stop, || {
+        let Some(service) = node.runtime.block_on(connect_with_retries(&node.stop, || {
             ChainService::connect(setup.clone(), store.clone(), metrics.clone())
-        }))?;
+        }))?
+        else {
+            tracing::info!("stopped before the chain's RPC node answered");
+            return Ok(None);
+        };
         let (m, s) = (Arc::downgrade(&node.miner), node.chain_stop.clone());
         let held = Arc::downgrade(&node.miner);
         let running = Arc::downgrade(&node.miner);
@@ -69,7 +74,7 @@ impl ChainClient {
             move || running.upgrade().map(|m| unit_list(&m)).unwrap_or_default(),
             move || s.load(Ordering::Acquire),
         ));
-        Ok(CriticalTask::new("the chain client", task))
+        Ok(Some(CriticalTask::new("the chain client", task)))
     }
 }
 

@@ -157,8 +157,10 @@ impl<'a> Node<'a> {
         match chain {
             None => node.miner.set_epoch(epoch::fixed_epoch(config))?,
             Some(client) => {
-                let task = client.start(&node, config, store)?;
-                node.critical.push(task);
+                // None: stopped while connecting; supervise sees the stop at once.
+                if let Some(task) = client.start(&node, config, store)? {
+                    node.critical.push(task);
+                }
             }
         }
         Ok(node)

@@ -9,6 +9,7 @@ mod contract;
 mod devnet;
 mod disk_faults;
 mod gpu;
+mod hostile;
 mod metrics;
 mod miner_flow;
 mod operator;

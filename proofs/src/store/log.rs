@@ -91,6 +91,111 @@ pub fn scan(bytes: &[u8], accept: impl Fn(&[u8]) -> bool) -> Scan {
     scan
 }
 
+/// What a read-only look at the log (one that repairs nothing) skipped: the valid records
+/// around it were read. A writable open repairs the same and says so in its [`Recovery`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Damage {
+    /// The log file.
+    pub path: PathBuf,
+    /// Byte ranges that form no valid record, each with valid records after it (a flipped
+    /// byte, an overwritten block), and about how many records each held.
+    pub corrupt: Vec<(std::ops::Range<usize>, usize)>,
+    /// Bytes after the last valid record that are no record being written (garbage appended,
+    /// a whole record whose checksum fails), and about how many records they held.
+    pub bad_tail: Option<(std::ops::Range<usize>, usize)>,
+    /// An incomplete last record: a crash during its write (never acknowledged as stored), or
+    /// a write in progress by the miner holding the store. Not damage.
+    pub torn_tail: Option<std::ops::Range<usize>>,
+}
+
+impl Damage {
+    /// What `scan` of `bytes` (the log at `path`) skipped.
+    pub fn of(path: &Path, bytes: &[u8], scan: &Scan) -> Self {
+        let records = |r: &std::ops::Range<usize>| {
+            (r.start..r.end)
+                .filter(|&p| bytes[p..].starts_with(&MAGIC))
+                .count()
+                .max(1)
+        };
+        let (torn_tail, bad_tail) = match &scan.torn_tail {
+            Some(tail) if is_partial_record(&bytes[tail.clone()]) => (Some(tail.clone()), None),
+            Some(tail) => (None, Some((tail.clone(), records(tail)))),
+            None => (None, None),
+        };
+        Damage {
+            path: path.to_path_buf(),
+            corrupt: scan
+                .corrupt
+                .iter()
+                .map(|r| (r.clone(), records(r)))
+                .collect(),
+            bad_tail,
+            torn_tail,
+        }
+    }
+
+    /// True if records were lost to damage (not counting a torn tail).
+    pub fn is_damaged(&self) -> bool {
+        !self.corrupt.is_empty() || self.bad_tail.is_some()
+    }
+
+    /// About how many records the damaged regions held.
+    pub fn damaged_records(&self) -> usize {
+        self.corrupt
+            .iter()
+            .chain(&self.bad_tail)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let regions: Vec<String> = self
+            .corrupt
+            .iter()
+            .map(|(r, _)| format!("bytes {}..{}", r.start, r.end))
+            .chain(
+                self.bad_tail
+                    .iter()
+                    .map(|(r, _)| format!("bytes {}..{} at the end", r.start, r.end)),
+            )
+            .collect();
+        if !regions.is_empty() {
+            write!(
+                f,
+                "{}: {} damaged record(s) skipped ({}); the intact records around them were read",
+                self.path.display(),
+                self.damaged_records(),
+                regions.join(", "),
+            )?;
+        }
+        if let Some(t) = &self.torn_tail {
+            if !regions.is_empty() {
+                f.write_str("; ")?;
+            } else {
+                write!(f, "{}: ", self.path.display())?;
+            }
+            write!(
+                f,
+                "an incomplete last record skipped (bytes {}..{}: a crash during its write, or a write in progress)",
+                t.start, t.end
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// True if `tail` is the beginning of a record cut short: part of a header, or a whole header
+/// whose payload runs past the end.
+fn is_partial_record(tail: &[u8]) -> bool {
+    if tail.len() < HEADER {
+        return MAGIC.starts_with(&tail[..tail.len().min(MAGIC.len())]);
+    }
+    let len = u32::from_le_bytes([tail[4], tail[5], tail[6], tail[7]]) as usize;
+    tail[..4] == MAGIC && len <= MAX_PAYLOAD && HEADER + len > tail.len()
+}
+
 pub(super) fn io<'a>(
     path: &'a Path,
     op: &'static str,

@@ -23,7 +23,7 @@ use std::sync::Mutex;
 use capminer_sync::LockExt;
 
 pub use index::Tally;
-pub use log::Recovery;
+pub use log::{Damage, Recovery};
 pub use record::{ProofState, Record};
 
 use crate::{Epoch, Proof, ProofRef, Result, StoreError, UnitId, UnitKind};
@@ -54,6 +54,8 @@ pub struct ProofStore {
     dir: PathBuf,
     inner: Mutex<Inner>,
     _lock: Option<File>,
+    /// What a read-only open skipped (a writable open repairs instead: see [`Recovery`]).
+    damage: Damage,
 }
 
 const LOG_FILE: &str = "proofs.log";
@@ -113,6 +115,7 @@ impl ProofStore {
                 compacting: None,
             }),
             _lock: Some(lock),
+            damage: Damage::default(),
         };
         if leftovers {
             store.compact()?;
@@ -130,6 +133,7 @@ impl ProofStore {
             source,
         })?;
         let scan = log::scan(&bytes, |p| Record::decode(p).is_some());
+        let damage = Damage::of(&path, &bytes, &scan);
         let mut index = Index::replay(&scan.payloads);
         // Archived epochs come back from their files (the log's copy, if a crash left one,
         // holds the same).
@@ -148,7 +152,47 @@ impl ProofStore {
                 compacting: None,
             }),
             _lock: None,
+            damage,
         })
+    }
+
+    /// What [`ProofStore::open_read_only`] skipped in the log: damaged records and an
+    /// incomplete last one (nothing for a store opened for writing, which repairs them).
+    pub fn damage(&self) -> &Damage {
+        &self.damage
+    }
+
+    /// Epoch `number`'s record in the store in `dir` (its log, or its archive file once
+    /// settled), read without locking or repairing anything, while a miner may write: cheaper
+    /// than [`ProofStore::open_read_only`], which reads every archived epoch. `None` if the
+    /// store does not exist or never recorded the epoch.
+    pub fn recorded_epoch(dir: &Path, number: u64) -> Result<Option<Epoch>> {
+        let path = dir.join(LOG_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path,
+                    op: "read",
+                    source,
+                });
+            }
+        };
+        let records: Vec<Record> = if archive::path(dir, number).exists() {
+            archive::read(dir, number)?
+        } else {
+            log::scan(&bytes, |p| Record::decode(p).is_some())
+                .payloads
+                .iter()
+                .filter_map(|p| Record::decode(p))
+                .collect()
+        };
+        // The last record of the epoch is its record, as on replay.
+        Ok(records.into_iter().rev().find_map(|r| match r {
+            Record::Epoch(e) if e.number == number => Some(e),
+            _ => None,
+        }))
     }
 
     /// The store's directory.
@@ -180,11 +224,25 @@ impl ProofStore {
     }
 
     /// Records an epoch's seed and targets (once; later calls for the same epoch do nothing).
+    /// A seed other than the one recorded for the number is refused
+    /// ([`StoreError::SeedChanged`]) unless [`ProofStore::retire_epoch_seed`] retired it.
     pub fn record_epoch(&self, epoch: &Epoch) -> Result<()> {
-        if self.epoch(epoch.number).as_ref() == Some(epoch) {
-            return Ok(());
+        let mut inner = self.inner.lock_or_recover();
+        match inner.index.epochs.get(&epoch.number) {
+            Some(recorded) if recorded == epoch => return Ok(()),
+            Some(recorded)
+                if recorded.seed != crate::Seed::default() && recorded.seed != epoch.seed =>
+            {
+                return Err(StoreError::SeedChanged {
+                    dir: self.dir.clone(),
+                    number: epoch.number,
+                    recorded: recorded.seed,
+                    given: epoch.seed,
+                });
+            }
+            _ => {}
         }
-        self.write(Record::Epoch(*epoch))
+        self.write_locked(&mut inner, Record::Epoch(*epoch))
     }
 
     /// Stores proofs durably (one fsync for all of them). Proofs already stored are skipped,

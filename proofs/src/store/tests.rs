@@ -634,3 +634,141 @@ fn found_since_is_the_oldest_wait_among_the_refs_still_found() {
         }]
     );
 }
+
+#[test]
+fn an_epoch_seed_never_changes_under_its_number_unless_retired_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = ProofStore::open(dir.path()).unwrap();
+    store.record_epoch(&epoch(1)).unwrap();
+    store.append(&[proof(1, 1, 5)]).unwrap();
+    let reseeded = Epoch {
+        seed: Seed([0xee; 32]),
+        ..epoch(1)
+    };
+    let err = store.record_epoch(&reseeded).unwrap_err();
+    assert!(
+        matches!(err, StoreError::SeedChanged { number: 1, recorded, given, .. }
+            if recorded == epoch(1).seed && given == reseeded.seed),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(&dir.path().display().to_string())
+            && text.contains(&epoch(1).seed.to_string())
+            && text.contains(&reseeded.seed.to_string()),
+        "names the store and both seeds: {text}"
+    );
+    assert_eq!(store.epoch(1), Some(epoch(1)), "the record is unchanged");
+    // New targets under the same seed are recorded as before.
+    let retargeted = Epoch {
+        targets: [Target([0x07; 32]), Target([0x17; 32])],
+        ..epoch(1)
+    };
+    store.record_epoch(&retargeted).unwrap();
+    // The chain's path after a reorg: retire the old seed, then record the new one.
+    store.retire_epoch_seed(1).unwrap();
+    store.record_epoch(&reseeded).unwrap();
+    assert_eq!(store.epoch(1), Some(reseeded));
+    drop(store);
+    let (store, _) = ProofStore::open(dir.path()).unwrap();
+    assert_eq!(store.epoch(1), Some(reseeded));
+    assert_eq!(store.proofs(|_| true).unwrap().len(), 1, "no proof lost");
+}
+
+#[test]
+fn a_read_only_open_tells_damage_from_an_incomplete_last_record() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = ProofStore::open(dir.path()).unwrap();
+        store.record_epoch(&epoch(1)).unwrap();
+        for n in 0..3 {
+            store.append(&[proof(1, 1, n)]).unwrap();
+        }
+    }
+    let path = dir.path().join(LOG_FILE);
+    let clean = std::fs::read(&path).unwrap();
+    let read = |bytes: &[u8]| {
+        std::fs::write(&path, bytes).unwrap();
+        let store = ProofStore::open_read_only(dir.path()).unwrap();
+        let n = store.proofs(|_| true).unwrap().len();
+        (store.damage().clone(), n)
+    };
+    let (damage, n) = read(&clean);
+    assert_eq!(
+        (damage.is_damaged(), damage.torn_tail.clone(), n),
+        (false, None, 3)
+    );
+    assert_eq!(damage.to_string(), "");
+
+    // A torn tail: the first half of a record.
+    let one = log::frame(&Record::Proofs(vec![proof(1, 1, 9)]).encode());
+    let mut torn = clean.clone();
+    torn.extend_from_slice(&one[..one.len() / 2]);
+    let (damage, n) = read(&torn);
+    assert!(!damage.is_damaged(), "{damage:?}");
+    assert_eq!(damage.torn_tail, Some(clean.len()..torn.len()));
+    assert_eq!(n, 3);
+    assert!(
+        damage.to_string().contains("incomplete last record"),
+        "{damage}"
+    );
+
+    // Garbage appended.
+    let mut garbage = clean.clone();
+    garbage.extend_from_slice(b"not a record at all");
+    let (damage, n) = read(&garbage);
+    assert!(damage.is_damaged());
+    assert_eq!(damage.bad_tail, Some((clean.len()..garbage.len(), 1)));
+    assert_eq!(n, 3);
+
+    // A flipped byte in the second proof record: one record lost, the others read.
+    let mut flipped = clean.clone();
+    let second = (1..flipped.len())
+        .filter(|&p| flipped[p..].starts_with(b"CMP1"))
+        .nth(1)
+        .unwrap();
+    flipped[second + 14] ^= 0x40;
+    let (damage, n) = read(&flipped);
+    assert!(damage.is_damaged());
+    assert_eq!(damage.corrupt.len(), 1, "{damage:?}");
+    assert_eq!(damage.damaged_records(), 1);
+    assert_eq!(damage.corrupt[0].0.start, second);
+    assert_eq!(n, 2);
+    let text = damage.to_string();
+    assert!(
+        text.contains("1 damaged record(s) skipped") && text.contains(&format!("bytes {second}..")),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_epoch_record_is_read_from_the_log_or_the_archive_without_opening_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(
+        ProofStore::recorded_epoch(&dir.path().join("none"), 1).unwrap(),
+        None
+    );
+    let (store, _) = ProofStore::open(dir.path()).unwrap();
+    store.record_epoch(&epoch(1)).unwrap();
+    store.record_epoch(&epoch(2)).unwrap();
+    store.append(&[proof(1, 1, 5)]).unwrap();
+    store
+        .set_state(&[proof(1, 1, 5).id()], ProofState::Final)
+        .unwrap();
+    assert!(store.archive_epoch(1).unwrap());
+    store.retire_epoch_seed(2).unwrap();
+    // Read while the writer holds the store.
+    assert_eq!(
+        ProofStore::recorded_epoch(dir.path(), 1).unwrap(),
+        Some(epoch(1))
+    );
+    let retired = Epoch {
+        seed: Seed::default(),
+        ..epoch(2)
+    };
+    assert_eq!(
+        ProofStore::recorded_epoch(dir.path(), 2).unwrap(),
+        Some(retired)
+    );
+    assert_eq!(ProofStore::recorded_epoch(dir.path(), 3).unwrap(), None);
+}
