@@ -6,6 +6,7 @@ use capminer_miner::Miner;
 
 use super::{ConfigArg, load_config};
 use crate::node::preflight::preflight;
+use crate::output::outln;
 
 /// Subcommands of `capminer config`.
 #[derive(Debug, clap::Subcommand)]
@@ -27,28 +28,35 @@ pub(crate) fn config(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
                 crate::epoch::check_recorded_seed(&config, arg.config.as_deref())?;
             }
             let plan = Miner::plan(&config)?;
-            println!(
+            outln!(
                 "configuration is valid: {} CPU unit(s), RandomX {}; {} GPU unit(s)",
                 plan.cpu.len(),
                 plan.flags,
                 plan.gpu.len()
-            );
+            )?;
             for p in &plan.gpu {
-                println!(
+                outln!(
                     "  {} id {} on {} ({})",
-                    p.label, p.id, p.device.info.name, p.device.info.backend
-                );
+                    p.label,
+                    p.id,
+                    p.device.info.name,
+                    p.device.info.backend
+                )?;
             }
             for p in plan.cpu {
-                println!(
+                outln!(
                     "  {} id {} on core {} (cpus {:?}), {} threads",
-                    p.label, p.id, p.core.index, p.core.cpus, p.threads
-                );
+                    p.label,
+                    p.id,
+                    p.core.index,
+                    p.core.cpus,
+                    p.threads
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }
         ConfigCommand::Print(arg) => {
-            print!("{}", load_config(&arg)?.to_toml());
+            crate::output::write(&load_config(&arg)?.to_toml())?;
             Ok(ExitCode::SUCCESS)
         }
     }

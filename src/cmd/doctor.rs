@@ -22,6 +22,7 @@ use capminer_miner::Miner;
 
 use super::{ConfigArg, load_config};
 use crate::node::preflight::{Preflight, preflight};
+use crate::output::outln;
 
 /// Arguments of `capminer doctor`.
 #[derive(Debug, clap::Args)]
@@ -76,7 +77,7 @@ pub(crate) fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
             Level::Warn => "warn",
             Level::Fail => "FAIL",
         };
-        println!("{tag}  {check:<12} {what}");
+        outln!("{tag}  {check:<12} {what}")?;
     }
     let worst = report
         .0

@@ -15,6 +15,7 @@ use capminer_protocol::UnitIndex;
 
 use super::signed::{Signed, Whose, run_task};
 use super::{ConfigArg, load_config};
+use crate::output::outln;
 
 /// `capminer provider`.
 #[derive(Debug, clap::Args)]
@@ -100,7 +101,7 @@ pub(crate) fn provider(args: ProviderArgs) -> anyhow::Result<ExitCode> {
         ProviderTask::Address => {
             let config = load_config(&args.config)?;
             let key = KeySource::provider(config.chain.key_file.as_deref());
-            println!("{}", load_signer(key, |k| std::env::var(k).ok())?.address());
+            outln!("{}", load_signer(key, |k| std::env::var(k).ok())?.address())?;
             return Ok(ExitCode::SUCCESS);
         }
         ProviderTask::Chain(task) => task,
@@ -168,7 +169,7 @@ async fn register(config: &Config, s: &Signed, ids: &[String]) -> anyhow::Result
     )
     .await?;
     for ((id, kind), index) in units.iter().zip(indices) {
-        println!("unit {index}\t{id}\t{}", kind.as_str());
+        outln!("unit {index}\t{id}\t{}", kind.as_str())?;
     }
     Ok(())
 }
@@ -213,9 +214,9 @@ async fn claim(config: &Config, s: &Signed) -> anyhow::Result<()> {
         }
     }
     if due.is_empty() {
-        println!("nothing to claim up to epoch {epoch}");
+        outln!("nothing to claim up to epoch {epoch}")?;
     } else {
-        println!("claiming {total} wei for {} units", due.len());
+        outln!("claiming {total} wei for {} units", due.len())?;
         s.send(s.contract.claim(due, epoch), "claim").await?;
     }
     Ok(())
@@ -227,7 +228,7 @@ async fn top_up(config: &Config, s: &Signed, which: &Indices) -> anyhow::Result<
         let u = s.chain.unit_info(UnitIndex(index)).await?;
         let need = u.registeredCollateral - u.collateral;
         if need == 0 {
-            println!("unit {index}: collateral complete");
+            outln!("unit {index}: collateral complete")?;
             continue;
         }
         s.send(s.contract.topUp(index).value(U256::from(need)), "topUp")
@@ -239,7 +240,7 @@ async fn top_up(config: &Config, s: &Signed, which: &Indices) -> anyhow::Result<
 /// `units`: one line a unit of the provider.
 async fn list_units(config: &Config, s: &Signed) -> anyhow::Result<()> {
     let epoch = s.current_epoch().await?;
-    println!("index\tid\tkind\tstart\tend\tcollateral\tclaimable");
+    outln!("index\tid\tkind\tstart\tend\tcollateral\tclaimable")?;
     for index in s.my_units(config).await? {
         let u = s.chain.unit_info(UnitIndex(index)).await?;
         let claimable = s.claimable(index, epoch).await?;
@@ -248,14 +249,14 @@ async fn list_units(config: &Config, s: &Signed) -> anyhow::Result<()> {
         } else {
             u.endEpoch.to_string()
         };
-        println!(
+        outln!(
             "{index}\t{}\t{}\t{}\t{end}\t{}/{}\t{claimable}",
             u.id,
             if u.kind == 0 { "cpu" } else { "gpu" },
             u.startEpoch,
             u.collateral,
             u.registeredCollateral,
-        );
+        )?;
     }
     Ok(())
 }
