@@ -47,9 +47,10 @@ impl ChainClient {
             gpu_challenge: Some(capminer_chain::network_challenge(&config.network)),
         };
         let metrics = self.metrics;
-        let service = node.runtime.block_on(connect_with_retries(&node.stop, || {
+        let mut service = node.runtime.block_on(connect_with_retries(&node.stop, || {
             ChainService::connect(setup.clone(), store.clone(), metrics.clone())
         }))?;
+        service.set_miner_host(config.miner.host);
         let (m, s) = (Arc::downgrade(&node.miner), node.chain_stop.clone());
         let held = Arc::downgrade(&node.miner);
         let running = Arc::downgrade(&node.miner);
