@@ -310,7 +310,10 @@ mod tests {
                 ("proofs_accepted", "capminer_chain_proofs_accepted_total"),
                 ("proofs_skipped", "capminer_chain_proofs_skipped_total"),
                 ("transactions", "capminer_chain_transactions_total"),
-                ("duplicate_host_units", "capminer_chain_duplicate_host_units"),
+                (
+                    "duplicate_host_units",
+                    "capminer_chain_duplicate_host_units",
+                ),
             ]),
             verifier: pick(&[
                 ("backlog_epochs", "capminer_verifier_backlog_epochs"),

@@ -372,7 +372,10 @@ fn duplicate_hosts(config: &Config, r: &mut Report) {
         return;
     };
     let Ok(status) = serde_json::from_str::<crate::api::Status>(&body) else {
-        r.warn("duplicates", format!("the node at {listen} answered a status this doctor cannot read"));
+        r.warn(
+            "duplicates",
+            format!("the node at {listen} answered a status this doctor cannot read"),
+        );
         return;
     };
     let held: Vec<String> = status
@@ -385,7 +388,10 @@ fn duplicate_hosts(config: &Config, r: &mut Report) {
         })
         .collect();
     if held.is_empty() {
-        r.ok("duplicates", "the running node sees no other machine mining its unit ids");
+        r.ok(
+            "duplicates",
+            "the running node sees no other machine mining its unit ids",
+        );
     } else {
         r.fail("duplicates", held.join("; "));
     }

@@ -142,7 +142,10 @@ impl ChainService {
         let named: Vec<ProofRef> = view.accepted.keys().copied().collect();
         proofs.extend(self.among(named, |p| p.state == ProofState::Found).await);
         self.read_orphan_receipts(&proofs, &mut view).await?;
-        let keep_from = epochs.first().map_or(current, |e| current.min(*e)).saturating_sub(1);
+        let keep_from = epochs
+            .first()
+            .map_or(current, |e| current.min(*e))
+            .saturating_sub(1);
         self.watch_duplicates(&proofs, &view, keep_from).await?;
         let changes = tracker::reconcile(&proofs, &view, self.config.confirmations);
         self.apply_changes(changes, &view).await?;

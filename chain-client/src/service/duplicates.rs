@@ -196,8 +196,7 @@ impl ChainService {
             return Ok(None);
         };
         let sender = sent.inner.signer();
-        let origin = if sender == self.txm.address() && sent.nonce() < self.duplicates.start_nonce
-        {
+        let origin = if sender == self.txm.address() && sent.nonce() < self.duplicates.start_nonce {
             Origin::Ours
         } else {
             Origin::Foreign { sender }

@@ -80,7 +80,6 @@ impl Host {
             })
             .collect()
     }
-
 }
 
 /// The stored proofs whose state `keep` accepts.
@@ -230,8 +229,16 @@ async fn a_copied_host_is_caught_within_an_epoch_and_the_first_host_loses_nothin
         net.advance(0).await;
     }
     let unsettled = |s: &ProofState| !s.is_terminal();
-    assert_eq!(refs(&a.store, unsettled), vec![], "host A's proofs all settled");
-    assert_eq!(refs(&b.store, unsettled), vec![], "the copy's proofs all settled");
+    assert_eq!(
+        refs(&a.store, unsettled),
+        vec![],
+        "host A's proofs all settled"
+    );
+    assert_eq!(
+        refs(&b.store, unsettled),
+        vec![],
+        "the copy's proofs all settled"
+    );
 
     // Nothing host A found is lost: what was final before the copy came still is, none of its
     // proofs was skipped, and the chain counts exactly its proofs.
@@ -300,7 +307,10 @@ fn quiet(registry: &Registry) {
 }
 
 fn finals(store: &ProofStore) -> usize {
-    store.proofs(|p| p.state == ProofState::Final).unwrap().len()
+    store
+        .proofs(|p| p.state == ProofState::Final)
+        .unwrap()
+        .len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -371,7 +381,11 @@ async fn an_honest_host_restarted_never_raises_it_and_another_key_on_its_unit_do
     );
     found(&wiped, epoch, 10..15);
     honest_ticks(&net, &mut client, 4).await;
-    assert_eq!(finals(&wiped), 5, "found in the unrecorded batch, not resent");
+    assert_eq!(
+        finals(&wiped),
+        5,
+        "found in the unrecorded batch, not resent"
+    );
     found(&wiped, epoch, 15..20);
     honest_ticks(&net, &mut client, 4).await;
     assert_eq!(finals(&wiped), 10);
