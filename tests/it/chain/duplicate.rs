@@ -3,7 +3,8 @@
 //! the contract accept nonces of its units from transactions it never sent, and holds those
 //! units idle with the cause, within seconds; the first host loses nothing. An honest host
 //! (restarted with its store, with its store wiped, after a crash between sending a batch and
-//! recording it) never raises it; another key submitting the host's unit does.
+//! recording it) never raises it; another key submitting the host's unit does. A running node
+//! names its duplicated units in `capminer status` and fails `capminer doctor` with them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -449,4 +450,111 @@ async fn an_honest_host_restarted_never_raises_it_and_another_key_on_its_unit_do
     // What the host found is still delivered: 31 and 32 lie above the foreign 30.
     assert_eq!(finals(&wiped), 12);
     assert_eq!(net.count(index, epoch).await, 23);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_node_names_its_duplicated_units_in_status_and_doctor() {
+    let mut s = spec(Target::for_expected_hashes(8), 1, 100_000);
+    s.epoch_seconds = 900;
+    let net = Net::start(&s, &["--block-time", "1"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = light_miner_config(&net, dir.path());
+    config.miner.host = 7;
+    config.api.enabled = true;
+    config.api.listen = format!("127.0.0.1:{}", crate::common::free_port())
+        .parse()
+        .unwrap();
+    let (_, indices) = super::register_planned(&net, &config).await;
+    let epoch = net.next_epoch().await;
+    let key = alloy::hex::encode(net.key(1).to_bytes());
+    let node = crate::common::spawn_capminer(
+        &config,
+        dir.path(),
+        "host",
+        &["run"],
+        ("CAPMINER_PRIVATE_KEY", key.clone()),
+    );
+    let _node = crate::common::Kill(node);
+    let path = dir.path().join("host.toml");
+    let status = || {
+        let out = crate::common::capminer()
+            .args(["status", "-c", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let log = || std::fs::read_to_string(dir.path().join("host.log")).unwrap_or_default();
+    crate::common::wait_for(Duration::from_secs(120), || {
+        status().contains("hashing").then_some(())
+    })
+    .unwrap_or_else(|| panic!("the node never hashed:\n{}\n{}", status(), log()));
+    assert!(!status().contains("DUPLICATE HOST"), "{}", status());
+
+    // Another machine (an operator key of the provider) submits a nonce of every unit.
+    let provider = devnet::signing_provider(&net.url, net.key(1)).unwrap();
+    Capacity::new(net.address(), provider)
+        .authorizeOperator(net.key(4).address())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let seed = net.contract().epochInfo(epoch).call().await.unwrap().seed;
+    let packed: Vec<u8> = indices
+        .iter()
+        .flat_map(|i| {
+            [
+                i.to_be_bytes().as_slice(),
+                &1u16.to_be_bytes(),
+                &(1u64 << 40).to_be_bytes(),
+            ]
+            .concat()
+        })
+        .collect();
+    let operator = devnet::signing_provider(&net.url, net.key(4)).unwrap();
+    assert!(
+        Capacity::new(net.address(), operator)
+            .submitProofs(epoch, seed, Bytes::from(packed))
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap()
+            .status()
+    );
+    net.advance(0).await;
+
+    let table = crate::common::wait_for(Duration::from_secs(120), || {
+        let table = status();
+        table.contains("DUPLICATE HOST").then_some(table)
+    })
+    .unwrap_or_else(|| panic!("status never said it:\n{}\n{}", status(), log()));
+    let n = indices.len();
+    assert!(
+        table.contains(&format!("duplicate_host_units {n}"))
+            && table.contains(&format!(
+                "duplicate host: nonce {} of epoch {epoch}",
+                1u64 << 40
+            ))
+            && table.contains("another machine runs miner.host = 7 with the same unit ids"),
+        "{table}"
+    );
+    let out = crate::common::capminer()
+        .args(["doctor", "-c", path.to_str().unwrap()])
+        .env("CAPMINER_PRIVATE_KEY", &key)
+        .output()
+        .unwrap();
+    let doctor = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = doctor
+        .lines()
+        .find(|l| l.contains("duplicates"))
+        .unwrap_or_else(|| panic!("no duplicates line:\n{doctor}"));
+    assert!(
+        line.starts_with("FAIL") && line.contains(": duplicate host: nonce"),
+        "{doctor}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{doctor}");
+    eprintln!("capminer status:\n{table}\ncapminer doctor: {line}");
 }
