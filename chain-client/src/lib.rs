@@ -33,7 +33,7 @@ pub mod txmanager;
 pub mod verifier;
 
 pub use error::{ChainError, Result};
-pub use service::{ChainService, ChainSetup, Holds};
+pub use service::{ChainService, ChainSetup, DUPLICATE_HOST_HOLD, Holds};
 
 /// The GPU challenge word of a `[network]` section: what the contract must state for GPU units
 /// (`KindParams.challenge`) so that provers and verifiers compute the same challenge.

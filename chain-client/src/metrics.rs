@@ -39,6 +39,11 @@ pub struct ChainMetrics {
     pub epoch_duration: IntGauge,
     /// Proofs of the current epoch a unit has in the store, not skipped.
     pub epoch_proofs: IntGaugeVec,
+    /// 1 for a unit held because another machine mines its id (a duplicate host), by unit.
+    pub duplicate_host_units: IntGaugeVec,
+    /// Nonces of this host's units the contract accepted from transactions this host never
+    /// sent, by unit.
+    pub foreign_nonces: IntCounterVec,
 }
 
 /// Every reason a proof is skipped for (`capminer_chain_proofs_skipped_total{reason}`), exported
@@ -129,6 +134,20 @@ impl ChainMetrics {
                 ),
                 &["unit", "kind"],
             )?,
+            duplicate_host_units: IntGaugeVec::new(
+                Opts::new(
+                    "capminer_chain_duplicate_host_units",
+                    "1 for a unit held idle because another machine mines its id (a copied config or image: the same miner.host)",
+                ),
+                &["unit", "kind"],
+            )?,
+            foreign_nonces: IntCounterVec::new(
+                Opts::new(
+                    "capminer_chain_foreign_nonces_total",
+                    "Nonces of this host's units the contract accepted from transactions this host never sent (another machine mining the same unit ids)",
+                ),
+                &["unit", "kind"],
+            )?,
         };
         for reason in SKIP_REASONS {
             m.proofs_skipped.with_label_values(&[reason]);
@@ -157,6 +176,8 @@ impl ChainMetrics {
         registry.register(Box::new(m.epoch_ends.clone()))?;
         registry.register(Box::new(m.epoch_duration.clone()))?;
         registry.register(Box::new(m.epoch_proofs.clone()))?;
+        registry.register(Box::new(m.duplicate_host_units.clone()))?;
+        registry.register(Box::new(m.foreign_nonces.clone()))?;
         Ok(())
     }
 }

@@ -116,6 +116,10 @@ pub struct TxManager {
     gas: GasConfig,
     next_nonce: Option<u64>,
     inflight: Vec<InFlight>,
+    /// The hash of every proof transaction signed, replacements included, by epoch: recorded
+    /// before it is sent, so one whose send failed in transit (and got in all the same) is
+    /// still known as ours.
+    signed: std::collections::HashMap<TxHash, u64>,
     metrics: ChainMetrics,
 }
 
@@ -139,6 +143,7 @@ impl TxManager {
             gas,
             next_nonce: None,
             inflight: Vec::new(),
+            signed: std::collections::HashMap::new(),
             metrics,
         }
     }
@@ -151,6 +156,17 @@ impl TxManager {
     /// Transactions sent and not settled.
     pub fn inflight(&self) -> &[InFlight] {
         &self.inflight
+    }
+
+    /// Whether this manager signed `hash` as a proof transaction (`submitProofs`) of an epoch
+    /// not yet forgotten (see [`TxManager::forget_signed_before`]).
+    pub fn signed_proofs(&self, hash: &TxHash) -> bool {
+        self.signed.contains_key(hash)
+    }
+
+    /// Forgets the proof transactions signed for epochs before `epoch` (their window closed).
+    pub fn forget_signed_before(&mut self, epoch: u64) {
+        self.signed.retain(|_, e| *e >= epoch);
     }
 
     fn rpc(
@@ -254,6 +270,9 @@ impl TxManager {
                     message: e.to_string(),
                 })?;
         let hash = *envelope.tx_hash();
+        if let TxKind::Submit(epoch) = flight.kind {
+            self.signed.insert(hash, epoch);
+        }
         let sent = self
             .provider
             .send_raw_transaction(&envelope.encoded_2718())

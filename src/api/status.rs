@@ -64,7 +64,7 @@ pub(crate) struct Status {
     /// Counters since start: found, stored, stale, store errors.
     pub proofs: BTreeMap<String, f64>,
     /// The chain client, when one runs: head block, chain epoch, pending proofs, accepted,
-    /// transactions.
+    /// transactions, units held as mined by another machine too (`duplicate_host_units`).
     pub chain: Option<BTreeMap<String, f64>>,
     /// The verifier, when one runs in this process: its backlog and work done.
     pub verifier: Option<BTreeMap<String, f64>>,
@@ -199,6 +199,7 @@ impl Counters {
                     ("proofs_accepted", Some(c.proofs_accepted.get() as f64)),
                     ("proofs_skipped", total(&c.proofs_skipped)),
                     ("transactions", total(&c.transactions)),
+                    ("duplicate_host_units", total(&c.duplicate_host_units)),
                 ])
             }),
             verifier: present([
@@ -309,6 +310,10 @@ mod tests {
                 ("proofs_accepted", "capminer_chain_proofs_accepted_total"),
                 ("proofs_skipped", "capminer_chain_proofs_skipped_total"),
                 ("transactions", "capminer_chain_transactions_total"),
+                (
+                    "duplicate_host_units",
+                    "capminer_chain_duplicate_host_units",
+                ),
             ]),
             verifier: pick(&[
                 ("backlog_epochs", "capminer_verifier_backlog_epochs"),
@@ -383,9 +388,14 @@ mod tests {
         v2.verified().with_label_values(&["gpu"]).inc_by(1);
         v2.invalid().with_label_values(&["gpu"]).inc();
         miner.store_errors.with_label_values(&["cpu0", "cpu"]).inc();
+        chain
+            .duplicate_host_units
+            .with_label_values(&["cpu0", "cpu"])
+            .set(1);
         let busy = Counters::read(&miner, &node);
         assert_eq!(busy, by_names(&registry));
         assert_eq!(busy.chain.as_ref().unwrap()["transactions"], 2.0);
+        assert_eq!(busy.chain.as_ref().unwrap()["duplicate_host_units"], 1.0);
         assert_eq!(busy.verifier.as_ref().unwrap()["proofs_verified"], 5.0);
     }
 

@@ -8,7 +8,8 @@
 //! NUMA nodes a unit straddles, MSR access, GPU adapters and the largest unit each holds,
 //! secret files' permissions, and, with `chain.enabled`: the RPC node (chain id, contract
 //! code), the node's clock against this machine's, that the key signing is the provider's own
-//! or an operator key the provider authorized on the contract, and its balance for gas.
+//! or an operator key the provider authorized on the contract, its balance for gas, and whether
+//! a node running here holds units because another machine mines their ids (a copied config).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -70,6 +71,7 @@ pub(crate) fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
             .enable_all()
             .build()?
             .block_on(chain(&config, pre.signer.as_ref(), &mut report));
+        duplicate_hosts(&config, &mut report);
     }
     for (level, check, what) in &report.0 {
         let tag = match level {
@@ -448,5 +450,48 @@ async fn operator(
             "operator",
             format!("key {key} is an operator of provider {serves}, not of miner.provider {provider}: set miner.provider = \"{serves}\", or have {serves} revoke it (`capminer provider revoke {key}`) and {provider} authorize it"),
         );
+    }
+}
+
+/// Whether a node running here (its control API at `api.listen`) holds units because another
+/// machine mines their ids: its chain client sees their nonces accepted from transactions it
+/// never sent. Nothing to read when no node runs.
+fn duplicate_hosts(config: &Config, r: &mut Report) {
+    let listen = config.api.listen;
+    let answer = config
+        .api
+        .enabled
+        .then(|| super::api_client::request(listen, "GET", "/api/v1/status", None).ok())
+        .flatten();
+    let Some((200, body)) = answer else {
+        r.ok(
+            "duplicates",
+            format!("no node answers at api.listen = {listen}; a running node watches for another machine mining its unit ids"),
+        );
+        return;
+    };
+    let Ok(status) = serde_json::from_str::<crate::api::Status>(&body) else {
+        r.warn(
+            "duplicates",
+            format!("the node at {listen} answered a status this doctor cannot read"),
+        );
+        return;
+    };
+    let held: Vec<String> = status
+        .units
+        .iter()
+        .filter_map(|u| {
+            let why = u.reason.as_deref()?;
+            why.starts_with(capminer_chain::DUPLICATE_HOST_HOLD)
+                .then(|| format!("{}: {why}", u.unit))
+        })
+        .collect();
+    if held.is_empty() {
+        r.ok(
+            "duplicates",
+            "the running node sees no other machine mining its unit ids",
+        );
+    } else {
+        r.fail("duplicates", held.join("; "));
     }
 }

@@ -80,8 +80,29 @@ pub(crate) fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     if let Some(c) = &s.chain {
         line("chain", c)?;
     }
+    duplicate_hosts(&s);
     if let Some(v) = &s.verifier {
         line("verifier", v)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A line that stands out when units are held because another machine mines their ids.
+fn duplicate_hosts(s: &Status) {
+    let held: Vec<&str> = s
+        .units
+        .iter()
+        .filter(|u| {
+            u.reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with(capminer_chain::DUPLICATE_HOST_HOLD))
+        })
+        .map(|u| u.unit.as_str())
+        .collect();
+    if !held.is_empty() {
+        println!(
+            "DUPLICATE HOST: units {} are held: another machine mines their ids (a copied config or image); give each machine its own miner.host and restart",
+            held.join(", ")
+        );
+    }
 }

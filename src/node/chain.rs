@@ -48,13 +48,14 @@ impl ChainClient {
             gpu_challenge: Some(capminer_chain::network_challenge(&config.network)),
         };
         let metrics = self.metrics;
-        let Some(service) = node.runtime.block_on(connect_with_retries(&node.stop, || {
+        let Some(mut service) = node.runtime.block_on(connect_with_retries(&node.stop, || {
             ChainService::connect(setup.clone(), store.clone(), metrics.clone())
         }))?
         else {
             tracing::info!("stopped before the chain's RPC node answered");
             return Ok(None);
         };
+        service.set_miner_host(config.miner.host);
         let (m, s) = (Arc::downgrade(&node.miner), node.chain_stop.clone());
         let held = Arc::downgrade(&node.miner);
         let running = Arc::downgrade(&node.miner);

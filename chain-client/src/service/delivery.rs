@@ -129,7 +129,8 @@ impl ChainService {
     /// changes only when a log accepts it, so beside the proofs in flight only the found ones
     /// the logs name are read, not the whole backlog. Steps: the epochs with unsettled proofs;
     /// what the chain says of them ([`ChainView`]); the proofs it concerns, with the receipts
-    /// of transactions no longer in flight; the changes applied; then the found proofs of
+    /// of transactions no longer in flight; acceptances from transactions this host never sent
+    /// (a duplicate host, see `duplicates`); the changes applied; then the found proofs of
     /// epochs whose window closed, expired.
     pub(super) async fn reconcile(&mut self, head: u64, now: u64, current: u64) -> Result<()> {
         let epochs = self.unsettled_epochs().await;
@@ -141,6 +142,11 @@ impl ChainService {
         let named: Vec<ProofRef> = view.accepted.keys().copied().collect();
         proofs.extend(self.among(named, |p| p.state == ProofState::Found).await);
         self.read_orphan_receipts(&proofs, &mut view).await?;
+        let keep_from = epochs
+            .first()
+            .map_or(current, |e| current.min(*e))
+            .saturating_sub(1);
+        self.watch_duplicates(&proofs, &view, keep_from).await?;
         let changes = tracker::reconcile(&proofs, &view, self.config.confirmations);
         self.apply_changes(changes, &view).await?;
         self.prune_deep_logs(&epochs).await;

@@ -4,15 +4,18 @@
 //!
 //! - `epochs`: the current epoch, delivered once its seed is final, watched for seed changes;
 //! - `delivery`: transactions settled, proofs reconciled with the logs, batches submitted;
-//! - `claims`: rewards claimed once an epoch.
+//! - `claims`: rewards claimed once an epoch;
+//! - `duplicates`: units another machine mines too (a copied config), held idle.
 
 mod claims;
 mod delivery;
+mod duplicates;
 mod epochs;
 mod finality;
 mod standing;
 mod store;
 
+pub use duplicates::DUPLICATE_HOST_HOLD;
 pub use standing::Holds;
 
 use std::collections::{BTreeMap, HashMap};
@@ -118,6 +121,8 @@ pub struct ChainService {
     onchain: HashMap<(UnitId, u64), u32>,
     /// Acceptances at the final depth, per epoch, not read again every tick.
     deep_logs: BTreeMap<u64, delivery::DeepLogs>,
+    /// Units another machine mines too.
+    duplicates: duplicates::Duplicates,
 }
 
 /// The setup's units as the contract has them when the service connects.
@@ -207,6 +212,18 @@ impl ChainService {
             by_index,
             unregistered,
         } = Registration::read(&chain, setup.units, from, provider).await?;
+        // Where this run starts, for the duplicate-host watch: what comes later is this run's.
+        let since_block = chain
+            .provider
+            .get_block_number()
+            .await
+            .map_err(chain.rpc_error("eth_blockNumber"))?;
+        let start_nonce = chain
+            .provider
+            .get_transaction_count(from)
+            .pending()
+            .await
+            .map_err(chain.rpc_error("eth_getTransactionCount"))?;
         let txm = TxManager::new(
             chain.provider.clone(),
             EthereumWallet::from(setup.signer),
@@ -235,6 +252,7 @@ impl ChainService {
             provider,
             onchain: HashMap::new(),
             deep_logs: BTreeMap::new(),
+            duplicates: duplicates::Duplicates::new(since_block, start_nonce),
             config,
         })
     }
@@ -368,6 +386,7 @@ impl ChainService {
         self.claim(head, current).await?;
         let counts = self.stored_counts(current).await;
         self.show_epoch_proofs(&counts);
+        self.show_duplicates();
         let mined = self.delivered.unwrap_or(current);
         let mined_counts = if mined == current {
             counts

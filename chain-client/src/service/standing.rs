@@ -8,6 +8,7 @@
 //! | retired (its end epoch has come) | holds for good |
 //! | collateral below what its kind required (slashed) | holds until topped up |
 //! | the store holds the epoch's maximum of its proofs | holds until the next epoch |
+//! | another machine mines its id (`duplicates`) | holds until restarted |
 //!
 //! A held unit's threads idle (its cores are left to the machine) and `capminer status` says
 //! why. Registration and collateral are read again when the epoch changes and every
@@ -164,7 +165,9 @@ impl ChainService {
         for (id, row) in &self.units {
             let u = self.standing.on_chain.get(id);
             let count = stored.get(id).copied().unwrap_or(0);
+            let duplicate = self.duplicates.hold(id);
             let hold = match (u, max) {
+                _ if duplicate.is_some() => duplicate,
                 (Some(u), _) if e < u.start => {
                     Some(format!("not active yet: starts at epoch {}", u.start))
                 }

@@ -5,6 +5,7 @@ mod attacks;
 mod campaign;
 mod delivery;
 mod doctor;
+mod duplicate;
 mod fleet;
 mod flow;
 mod gas;
