@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use wgpu::util::DeviceExt;
 
+use super::MAX_GROUPS_X;
 use super::dataset::GpuDataset;
 use super::device::GpuDevice;
 use super::error::GpuError;
+use super::kernel::{Kernel, SearchPipelines};
 use super::reference::UnitKeys;
-use super::{MAX_GROUPS_X, WORKGROUP};
 use crate::search::{Hit, Searched, Searcher};
 
 /// Hits one dispatch can report; more in one dispatch means an easy target: the host redoes
@@ -28,6 +29,8 @@ const RESULT_BYTES: u64 = (4 + MAX_HITS * HIT_WORDS * 4) as u64;
 /// results of one dispatch are read back while the next one already runs.
 pub struct GpuSearcher {
     dataset: Arc<GpuDataset>,
+    kernel: Kernel,
+    pipelines: Arc<SearchPipelines>,
     header: [u32; 8],
     /// (result buffer, staging buffer) per slot.
     slots: [(wgpu::Buffer, wgpu::Buffer); 2],
@@ -45,7 +48,7 @@ struct Pending {
 
 impl std::fmt::Debug for GpuSearcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GpuSearcher(batch {})", self.batch)
+        write!(f, "GpuSearcher({}, batch {})", self.kernel, self.batch)
     }
 }
 
@@ -54,8 +57,15 @@ const TARGET_SUBMIT: Duration = Duration::from_millis(100);
 
 impl GpuSearcher {
     /// A searcher over `dataset` for a unit's header (see [`GpuDataset::searcher`]).
-    pub(super) fn new(dataset: Arc<GpuDataset>, keys: &UnitKeys, batch: Option<u32>) -> Self {
+    pub(super) fn new(
+        dataset: Arc<GpuDataset>,
+        keys: &UnitKeys,
+        batch: Option<u32>,
+        kernel: Kernel,
+    ) -> Result<Self, GpuError> {
         let d = &dataset.device;
+        let pipelines = d.search_pipelines(&dataset.params, kernel)?;
+        let workgroup = pipelines.workgroup;
         let buffer = |label, usage| {
             d.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -74,20 +84,27 @@ impl GpuSearcher {
                 buffer("results staging", staging),
             )
         });
-        Self {
+        Ok(Self {
             dataset,
+            kernel,
+            pipelines,
             header: keys.header_words(),
             slots,
-            batch: batch.unwrap_or(1 << 16).max(WORKGROUP),
+            batch: batch.unwrap_or(1 << 16).max(workgroup),
             tune: batch.is_none(),
-        }
+        })
+    }
+
+    /// The kernel it runs.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
     }
 
     /// Sets the nonces per dispatch from the next dispatch on; `None`: auto-tuned again, from
     /// the batch in use.
     pub fn set_batch(&mut self, batch: Option<u32>) {
         if let Some(b) = batch {
-            self.batch = b.max(WORKGROUP);
+            self.batch = b.max(self.pipelines.workgroup);
         }
         self.tune = batch.is_none();
     }
@@ -140,12 +157,13 @@ impl GpuSearcher {
             mapped_at_creation: false,
         });
         let params = self.params(start, count, &[0; 32]);
+        let p = &self.pipelines;
         let group = d.bind(
-            &d.pipelines.hash_all,
+            &p.hash_all,
             &[(0, &params), (1, &self.dataset.buffer), (3, &out)],
         );
         d.queue
-            .submit([d.dispatch(&d.pipelines.hash_all, &group, count)]);
+            .submit([d.dispatch(&p.hash_all, &group, count, p.workgroup)]);
         let words = d.read(&out, u64::from(count) * 32)?;
         Ok(words.chunks_exact(8).map(hash_bytes).collect())
     }
@@ -157,11 +175,12 @@ impl GpuSearcher {
         let (results, staging) = &self.slots[slot];
         d.queue.write_buffer(results, 0, &[0u8; 4]);
         let params = self.params(start, count, target);
+        let p = &self.pipelines;
         let group = d.bind(
-            &d.pipelines.search,
+            &p.search,
             &[(0, &params), (1, &self.dataset.buffer), (2, results)],
         );
-        let search = d.dispatch(&d.pipelines.search, &group, count);
+        let search = d.dispatch(&p.search, &group, count, p.workgroup);
         let mut enc = d.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(results, 0, staging, 0, RESULT_BYTES);
         let submission = d.queue.submit([search, enc.finish()]);
@@ -269,11 +288,10 @@ impl Searcher for GpuSearcher {
                 if self.tune && done.count == self.batch {
                     let took = last.elapsed().as_secs_f64().max(1e-4);
                     let scaled = f64::from(self.batch) * TARGET_SUBMIT.as_secs_f64() / took;
-                    self.batch = (scaled
-                        .clamp(f64::from(WORKGROUP), f64::from(MAX_GROUPS_X * WORKGROUP))
-                        as u32)
-                        / WORKGROUP
-                        * WORKGROUP;
+                    let wg = self.pipelines.workgroup;
+                    self.batch = (scaled.clamp(f64::from(wg), f64::from(MAX_GROUPS_X * wg)) as u32)
+                        / wg
+                        * wg;
                 }
                 last = Instant::now();
             }
