@@ -287,3 +287,23 @@ fn watchdog_values_that_cannot_work_are_refused_by_key() {
     let ok = load_text("[watchdog]\nstall_rounds = 3\nbackoff_max_ms = 1000\n", &[]).unwrap();
     assert_eq!(ok.watchdog.stall_rounds, 3);
 }
+
+#[test]
+fn gpu_kernel_takes_auto_lanes_or_thread_and_refuses_others_by_key() {
+    for (text, kernel) in [
+        ("auto", GpuKernel::Auto),
+        ("lanes", GpuKernel::Lanes),
+        ("thread", GpuKernel::Thread),
+    ] {
+        let config = load_text(&format!("[gpu]\nkernel = \"{text}\"\n"), &[]).unwrap();
+        assert_eq!(config.gpu.kernel, kernel);
+    }
+    assert_eq!(Config::default().gpu.kernel, GpuKernel::Auto);
+    let err = load_text("[gpu]\nkernel = \"fast\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("gpu.kernel") && err.contains("line 2") && err.contains("`thread`"),
+        "{err}"
+    );
+}
