@@ -8,6 +8,7 @@ mod contract;
 mod devnet;
 mod disk_faults;
 mod gpu;
+mod gpu_bench;
 mod metrics;
 mod miner_flow;
 mod operator;
