@@ -141,6 +141,41 @@ fn bench_selftest_checks_every_kernel_against_the_cpu_reference() {
 }
 
 #[test]
+fn with_subgroups_of_4_auto_runs_the_workgroup_fallback_and_the_selftest_passes() {
+    // lavapipe at 128-bit vectors has subgroups of 4: too small for a group of 8 lanes.
+    let dir = tempfile::tempdir().unwrap();
+    let config = gpu_bench_config(dir.path(), 1);
+    let devices = Command::new(env!("CARGO_BIN_EXE_capminer"))
+        .arg("devices")
+        .env("LP_NATIVE_VECTOR_WIDTH", "128")
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&devices.stdout);
+    assert!(listing.contains("lanes/workgroup"), "{listing}");
+    let out = Command::new(env!("CARGO_BIN_EXE_capminer"))
+        .args(["bench", "-c", &config, "--selftest"])
+        .env("LP_NATIVE_VECTOR_WIDTH", "128")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["devices"][0]["subgroup_sizes"][0], 4, "{report}");
+    let checks = report["devices"][0]["checks"].as_array().unwrap();
+    let names: Vec<&str> = checks.iter().map(|c| c["what"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "dataset",
+            "thread",
+            "lanes/workgroup",
+            "thread",
+            "lanes/workgroup"
+        ]
+    );
+    assert!(checks.iter().all(|c| c["mismatches"] == 0), "{report}");
+}
+
+#[test]
 fn gpu_check_script_runs_end_to_end_on_lavapipe() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("out");

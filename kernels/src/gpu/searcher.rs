@@ -32,8 +32,10 @@ pub struct GpuSearcher {
     kernel: Kernel,
     pipelines: Arc<SearchPipelines>,
     header: [u32; 8],
-    /// (result buffer, staging buffer) per slot.
-    slots: [(wgpu::Buffer, wgpu::Buffer); 2],
+    /// (result buffer, staging buffer) per slot: two alternate between the dispatches in
+    /// flight, the third ([`SPLIT_SLOT`]) serves the synchronous halves of an overflowed one,
+    /// so those never overwrite the results of the dispatch still queued.
+    slots: [(wgpu::Buffer, wgpu::Buffer); 3],
     batch: u32,
     tune: bool,
 }
@@ -51,6 +53,9 @@ impl std::fmt::Debug for GpuSearcher {
         write!(f, "GpuSearcher({}, batch {})", self.kernel, self.batch)
     }
 }
+
+/// The result slot of [`GpuSearcher::search_split`].
+const SPLIT_SLOT: usize = 2;
 
 /// Work a submit should take when auto-tuned.
 const TARGET_SUBMIT: Duration = Duration::from_millis(100);
@@ -78,7 +83,7 @@ impl GpuSearcher {
             | wgpu::BufferUsages::COPY_SRC
             | wgpu::BufferUsages::COPY_DST;
         let staging = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
-        let slots = [0, 1].map(|_| {
+        let slots = [0, 1, 2].map(|_| {
             (
                 buffer("results", results),
                 buffer("results staging", staging),
@@ -221,7 +226,7 @@ impl GpuSearcher {
         target: &[u8; 32],
         hits: &mut Vec<Hit>,
     ) -> Result<(), GpuError> {
-        let pending = self.submit(0, start, count, target);
+        let pending = self.submit(SPLIT_SLOT, start, count, target);
         match self.collect(&pending)? {
             Some(found) => hits.extend(found),
             None if count <= 1 => {

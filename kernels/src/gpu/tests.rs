@@ -101,6 +101,19 @@ fn every_kernel_agrees_with_the_reference(d: &GpuDevice, p: GpuChallenge) {
                 .all(|(i, h)| h.nonce == start + i as u64 && h.hash == cpu_hashes[i]),
             "{kernel}"
         );
+        // Dispatches of 128 that all overflow, one always queued behind the one being split:
+        // the halves must not overwrite the queued dispatch's results.
+        let mut small = gpu.searcher(&keys, Some(128), kernel).unwrap();
+        let all = small
+            .search(start, 640, &[0xff; 32], &mut || false)
+            .unwrap();
+        assert_eq!(all.hashed, 640, "{kernel}");
+        let nonces: Vec<u64> = all.hits.iter().map(|h| h.nonce).collect();
+        assert_eq!(nonces, (start..start + 640).collect::<Vec<_>>(), "{kernel}");
+        assert!(
+            all.hits.iter().zip(&cpu_hashes).all(|(h, c)| h.hash == *c),
+            "{kernel}"
+        );
     }
 }
 
@@ -170,6 +183,7 @@ fn without_subgroups_of_8_auto_falls_back_to_workgroup_memory_and_a_subgroup_ker
 fn the_probe_measures_both_bandwidths_over_the_whole_buffer() {
     let d = device();
     let b = d.probe((4 << 20) + 100).unwrap();
+    eprintln!("probe: {b:?}");
     assert_eq!(b.bytes, 4 << 20);
     assert!(b.stream.is_finite() && b.stream > 1e6, "{b:?}");
     assert!(b.gather.is_finite() && b.gather > 1e6, "{b:?}");
