@@ -1,6 +1,7 @@
 //! The GPU search as a [`Searcher`]: double-buffered dispatches of a batch of nonces, the batch
-//! auto-tuned to about 100 ms a submit, and a dispatch whose hits overflow its result buffer
-//! redone in halves.
+//! auto-tuned to about 100 ms a submit, a dispatch whose hits overflow its result buffer
+//! redone in halves, and the next range's first dispatch queued before a search returns, so
+//! the GPU works while the caller re-checks and stores the hits.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +39,8 @@ pub struct GpuSearcher {
     slots: [(wgpu::Buffer, wgpu::Buffer); 3],
     batch: u32,
     tune: bool,
+    /// A dispatch queued after the last search, with its target (see [`Searcher::search`]).
+    ahead: Option<(Pending, [u8; 32])>,
 }
 
 /// A dispatch in flight.
@@ -97,6 +100,7 @@ impl GpuSearcher {
             slots,
             batch: batch.unwrap_or(1 << 16).max(workgroup),
             tune: batch.is_none(),
+            ahead: None,
         })
     }
 
@@ -276,8 +280,15 @@ impl Searcher for GpuSearcher {
         stop: &mut dyn FnMut() -> bool,
     ) -> crate::Result<Searched> {
         let mut searched = Searched::default();
-        let mut submitted = 0u64;
-        let mut pending: Option<Pending> = None;
+        // The dispatch queued at the end of the last call, if this call continues its range.
+        let mut pending = self
+            .ahead
+            .take()
+            .filter(|(p, t)| p.start == start && u64::from(p.count) <= count && t == target)
+            .map(|(p, _)| p);
+        let mut submitted = pending.as_ref().map_or(0, |p| u64::from(p.count));
+        // An adopted dispatch started before this call: its time does not tune the batch.
+        let mut timed = pending.is_none();
         let mut last = Instant::now();
         loop {
             // Submit the next dispatch before reading the previous one back.
@@ -290,7 +301,7 @@ impl Searcher for GpuSearcher {
             });
             if let Some(done) = pending.take() {
                 self.finish(&done, target, &mut searched)?;
-                if self.tune && done.count == self.batch {
+                if self.tune && timed && done.count == self.batch {
                     let took = last.elapsed().as_secs_f64().max(1e-4);
                     let scaled = f64::from(self.batch) * TARGET_SUBMIT.as_secs_f64() / took;
                     let wg = self.pipelines.workgroup;
@@ -298,12 +309,22 @@ impl Searcher for GpuSearcher {
                         / wg
                         * wg;
                 }
+                timed = true;
                 last = Instant::now();
             }
             match next {
                 Some(p) => pending = Some(p),
                 None => break,
             }
+        }
+        // Keep the GPU busy while the caller re-checks and stores these hits: queue the range
+        // that follows (a round's next range starts where this one ends, and is at least as
+        // long as what this call hashed); the next call adopts it if it does continue there
+        // with the same target, else it is dropped unread.
+        let following = start.saturating_add(count);
+        let ahead = searched.hashed.min(u64::from(self.batch)) as u32;
+        if ahead > 0 && following.checked_add(u64::from(ahead)).is_some() {
+            self.ahead = Some((self.submit(0, following, ahead, target), *target));
         }
         searched.hits.sort_by_key(|h| h.nonce);
         Ok(searched)

@@ -89,6 +89,16 @@ fn every_kernel_agrees_with_the_reference(d: &GpuDevice, p: GpuChallenge) {
             .unwrap();
         assert_eq!(on_gpu.hashed, 2048, "{kernel}");
         assert_eq!(on_gpu.hits, on_cpu.hits, "{kernel}");
+        // The same range as two calls: the second adopts the dispatch the first queued.
+        let mut halves = searcher
+            .search(start, 1024, &target, &mut || false)
+            .unwrap();
+        let second = searcher
+            .search(start + 1024, 1024, &target, &mut || false)
+            .unwrap();
+        assert_eq!(second.hashed, 1024, "{kernel}");
+        halves.hits.extend(second.hits);
+        assert_eq!(halves.hits, on_cpu.hits, "{kernel}");
         // An all-ones target overflows the result buffer of one dispatch: the host splits it.
         let all = searcher
             .search(start, 300, &[0xff; 32], &mut || false)
