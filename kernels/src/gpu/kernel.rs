@@ -121,7 +121,7 @@ impl BuildKey {
         Self {
             nodes: params.nodes(),
             parents: params.parents,
-            workgroup: 64,
+            workgroup: super::WORKGROUP,
         }
     }
 }
