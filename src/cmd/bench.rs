@@ -257,7 +257,8 @@ fn device_result(d: &GpuDevice, units: &[UnitResult]) -> anyhow::Result<DeviceRe
         .sum();
     let read: f64 = on.iter().filter_map(|u| u.bytes_read_per_second).sum();
     let probe = d.probe(memory)?;
-    let copy = d.copy_bandwidth(probe.bytes.max(64 << 20));
+    // Two buffers: at most 256 MiB each, so a full device still has room for them.
+    let copy = d.copy_bandwidth(probe.bytes.clamp(64 << 20, 256 << 20));
     let ratio = |of: f64| if of > 0.0 { read / of } else { 0.0 };
     Ok(DeviceResult {
         device: d.info.index,

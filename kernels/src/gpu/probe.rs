@@ -38,6 +38,8 @@ impl GpuDevice {
     /// completion of each run, the fastest of [`RUNS`] after a warm-up.
     pub fn probe(&self, bytes: u64) -> Result<Bandwidth, GpuError> {
         let bytes = bytes.min(self.info.max_binding) / 128 * 128;
+        // Let the device free what was dropped before (stopped units' datasets) first.
+        let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
         if bytes == 0 {
             return Err(GpuError::Readback(
                 "a probe needs at least 128 bytes".into(),
