@@ -307,6 +307,21 @@ pub struct GpuConfig {
     pub batch: Option<u32>,
     /// Device memory (MiB) kept free on each device.
     pub memory_reserve_mib: u64,
+    /// The search kernel.
+    pub kernel: GpuKernel,
+}
+
+/// `gpu.kernel`: which search kernel GPU units run (every one gives the same hashes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuKernel {
+    /// "lanes", by subgroup shuffle where the device has subgroups of 8 or more.
+    #[default]
+    Auto,
+    /// 8 invocations a hash with coalesced item loads (workgroup memory without subgroups).
+    Lanes,
+    /// One invocation a hash: the first kernel, for comparison.
+    Thread,
 }
 
 impl Default for GpuConfig {
@@ -317,6 +332,7 @@ impl Default for GpuConfig {
             devices: Vec::new(),
             batch: None,
             memory_reserve_mib: 512,
+            kernel: GpuKernel::Auto,
         }
     }
 }

@@ -519,3 +519,23 @@ fn a_mining_node_needs_units_and_a_provider_that_can_own_them() {
         .validate_mining(None)
         .unwrap();
 }
+
+#[test]
+fn gpu_kernel_takes_auto_lanes_or_thread_and_refuses_others_by_key() {
+    for (text, kernel) in [
+        ("auto", GpuKernel::Auto),
+        ("lanes", GpuKernel::Lanes),
+        ("thread", GpuKernel::Thread),
+    ] {
+        let config = load_text(&format!("[gpu]\nkernel = \"{text}\"\n"), &[]).unwrap();
+        assert_eq!(config.gpu.kernel, kernel);
+    }
+    assert_eq!(Config::default().gpu.kernel, GpuKernel::Auto);
+    let err = load_text("[gpu]\nkernel = \"fast\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("gpu.kernel") && err.contains("line 2") && err.contains("`thread`"),
+        "{err}"
+    );
+}

@@ -174,6 +174,7 @@ impl Miner {
             ),
             device,
             batch,
+            kernel: crate::gpu::kernel_choice(config.gpu.kernel),
         };
         let label = plan.label.clone();
         self.supervisor()

@@ -7,13 +7,14 @@
 //! GPU and the proof store: a GPU hit whose hash the CPU reference does not reproduce, or that
 //! misses the target, is a compute error, counted and never stored.
 
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use capminer_config::GpuKernel;
 use capminer_kernels::gpu::reference::{LightCache, UnitKeys, hash_light};
-use capminer_kernels::gpu::{GpuDataset, GpuDevice, GpuSearcher};
+use capminer_kernels::gpu::{DeviceInfo, GpuDataset, GpuDevice, GpuSearcher, Kernel, KernelChoice};
 use capminer_kernels::key::meets_target;
 use capminer_kernels::{Searched, Searcher};
 use capminer_proofs::{Epoch, UnitId};
@@ -40,6 +41,36 @@ pub struct GpuUnitPlan {
     pub device: GpuDevice,
     /// Nonces per dispatch (`gpu.batch`), changeable while the unit hashes.
     pub batch: LiveBatch,
+    /// The search kernel asked for (`gpu.kernel`).
+    pub kernel: KernelChoice,
+}
+
+/// The kernel choice `gpu.kernel` states.
+pub fn kernel_choice(kernel: GpuKernel) -> KernelChoice {
+    match kernel {
+        GpuKernel::Auto => KernelChoice::Auto,
+        GpuKernel::Lanes => KernelChoice::Lanes,
+        GpuKernel::Thread => KernelChoice::Thread,
+    }
+}
+
+/// What a GPU unit reports beyond any unit's figures (for `capminer bench`).
+#[derive(Debug, Clone)]
+pub struct GpuUnitReport {
+    /// Its device.
+    pub device: DeviceInfo,
+    /// The kernel it searches with (`None` before its first build).
+    pub kernel: Option<Kernel>,
+    /// Hits the GPU reported, since the unit started.
+    pub hits_found: u64,
+    /// Of those, the hits the CPU re-check refuted (compute errors).
+    pub hits_refuted: u64,
+    /// Seconds of the last light cache build, on the CPU.
+    pub cache_seconds: f64,
+    /// Seconds of the last dataset build on the GPU (submit to completion).
+    pub build_seconds: f64,
+    /// Device memory its dataset holds.
+    pub memory_bytes: u64,
 }
 
 /// Nonces per GPU dispatch, shared by the GPU units and changeable while they hash (a config
@@ -99,6 +130,8 @@ pub struct CheckedSearcher {
     ctx: Arc<UnitContext>,
     /// The live batch setting and the value last applied.
     batch: Option<(LiveBatch, Option<u32>)>,
+    /// Hits the GPU reported, before the re-check.
+    found: Arc<AtomicU64>,
 }
 
 impl CheckedSearcher {
@@ -118,7 +151,19 @@ impl CheckedSearcher {
             params,
             ctx,
             batch: None,
+            found: Arc::default(),
         }
+    }
+
+    /// Counts the hits the GPU reports (before the re-check) on `found` as well.
+    pub fn counting_hits_on(mut self, found: Arc<AtomicU64>) -> Self {
+        self.found = found;
+        self
+    }
+
+    /// Hits the GPU reported, before the re-check.
+    pub fn hits_found(&self) -> u64 {
+        self.found.load(Ordering::Relaxed)
     }
 
     /// Follows `batch` (applied at the next round) instead of the batch it was created with.
@@ -126,6 +171,37 @@ impl CheckedSearcher {
         let now = batch.get();
         self.batch = Some((batch, now));
         self
+    }
+}
+
+impl CheckedSearcher {
+    /// Whether the CPU reference reproduces each hit's hash and finds it at or below the
+    /// target, in order. Spread over the machine's CPUs (1.94 ms a hit at the network's
+    /// parameters) while the GPU already hashes the range the searcher queued next.
+    fn recheck(&self, hits: &[capminer_kernels::Hit], target: &[u8; 32]) -> Vec<bool> {
+        let check = |hit: &capminer_kernels::Hit| {
+            let reference = hash_light(&self.cache, &self.keys, &self.params, hit.nonce);
+            reference == hit.hash && meets_target(&reference, target)
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if hits.len() < 2 || threads < 2 {
+            return hits.iter().map(check).collect();
+        }
+        let per = hits.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = hits
+                .chunks(per)
+                .map(|chunk| {
+                    let part = scope.spawn(move || chunk.iter().map(check).collect::<Vec<bool>>());
+                    (chunk.len(), part)
+                })
+                .collect();
+            parts
+                .into_iter()
+                // A panicking check refutes its hits.
+                .flat_map(|(n, part)| part.join().unwrap_or_else(|_| vec![false; n]))
+                .collect()
+        })
     }
 }
 
@@ -154,9 +230,12 @@ impl Searcher for CheckedSearcher {
                 hash: [0; 32],
             });
         }
+        self.found
+            .fetch_add(searched.hits.len() as u64, Ordering::Relaxed);
+        let verdicts = self.recheck(&searched.hits, target);
+        let mut verdict = verdicts.into_iter();
         searched.hits.retain(|hit| {
-            let reference = hash_light(&self.cache, &self.keys, &self.params, hit.nonce);
-            let good = reference == hit.hash && meets_target(&reference, target);
+            let good = verdict.next().unwrap_or(false);
             if !good {
                 self.ctx.count_compute_error();
                 tracing::warn!(unit = %self.ctx.info.label, nonce = hit.nonce, "GPU compute error: the CPU reference disagrees; result dropped");
@@ -176,6 +255,9 @@ struct State {
     building: bool,
     hashing: Option<u64>,
     last_build: Option<BuildReport>,
+    kernel: Option<Kernel>,
+    cache_seconds: f64,
+    gpu_build_seconds: f64,
 }
 
 #[derive(Debug)]
@@ -185,6 +267,7 @@ struct Shared {
     params: GpuChallenge,
     state: Mutex<State>,
     tid: AtomicI32,
+    hits_found: Arc<AtomicU64>,
     build_seconds: Histogram,
     memory: prometheus::IntGauge,
 }
@@ -222,6 +305,7 @@ impl GpuUnit {
             params,
             state: Mutex::new(State::default()),
             tid: AtomicI32::new(0),
+            hits_found: Arc::default(),
         });
         let s = shared.clone();
         let thread = std::thread::Builder::new()
@@ -271,26 +355,34 @@ fn thread_main(shared: &Shared) -> Result<()> {
             let started = Instant::now();
             let cache = Arc::new(LightCache::build(epoch.seed.as_bytes(), &shared.params));
             let keys = UnitKeys::new(epoch.seed.as_bytes(), ctx.info.id.as_bytes());
+            let cache_seconds = started.elapsed().as_secs_f64();
             dataset.build(&cache, &keys);
             let seconds = started.elapsed().as_secs_f64();
             shared.build_seconds.observe(seconds);
-            tracing::info!(unit = %ctx.info.label, epoch = epoch.number, "GPU dataset built in {seconds:.2} s");
+            let kernel = shared.plan.device.kernel(shared.plan.kernel);
+            tracing::info!(unit = %ctx.info.label, epoch = epoch.number, %kernel, "GPU dataset built in {seconds:.2} s ({cache_seconds:.2} s of it the light cache on the CPU)");
             let searcher = CheckedSearcher::new(
-                dataset.searcher(&keys, shared.plan.batch.get()),
+                dataset
+                    .searcher(&keys, shared.plan.batch.get(), kernel)
+                    .map_err(gpu)?,
                 cache,
                 keys,
                 shared.params,
                 ctx.clone(),
             )
-            .with_live_batch(shared.plan.batch.clone());
+            .with_live_batch(shared.plan.batch.clone())
+            .counting_hits_on(shared.hits_found.clone());
             let order = ctx.open_order(epoch.number, 1);
             let mut state = shared.state.lock_or_recover();
             state.building = false;
+            state.kernel = Some(kernel);
+            state.cache_seconds = cache_seconds;
+            state.gpu_build_seconds = seconds - cache_seconds;
             state.last_build = Some(BuildReport {
                 epoch: epoch.number,
                 seconds,
                 huge_pages: 0.0,
-                key_seconds: 0.0,
+                key_seconds: cache_seconds,
                 dataset_init: None,
             });
             drop(state);
@@ -324,6 +416,19 @@ impl Unit for GpuUnit {
 
     fn last_build(&self) -> Option<BuildReport> {
         self.shared.state.lock_or_recover().last_build
+    }
+
+    fn gpu_report(&self) -> Option<GpuUnitReport> {
+        let state = self.shared.state.lock_or_recover();
+        Some(GpuUnitReport {
+            device: self.shared.plan.device.info.clone(),
+            kernel: state.kernel,
+            hits_found: self.shared.hits_found.load(Ordering::Relaxed),
+            hits_refuted: self.shared.ctx.compute_errors(),
+            cache_seconds: state.cache_seconds,
+            build_seconds: state.gpu_build_seconds,
+            memory_bytes: self.shared.params.unit_bytes,
+        })
     }
 
     fn thread_ids(&self) -> Vec<i32> {

@@ -226,6 +226,7 @@ pub fn plan_gpu_units(config: &Config, params: &GpuChallenge) -> Result<Vec<GpuU
                 ),
                 device: device.clone(),
                 batch: batch.clone(),
+                kernel: crate::gpu::kernel_choice(config.gpu.kernel),
             });
         }
     }

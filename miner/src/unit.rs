@@ -81,6 +81,10 @@ pub trait Unit: Send + Sync + std::fmt::Debug {
     fn state(&self) -> UnitState;
     /// Its last completed re-keying.
     fn last_build(&self) -> Option<BuildReport>;
+    /// A GPU unit's own figures (kernel, hits, device); `None` for other units.
+    fn gpu_report(&self) -> Option<crate::gpu::GpuUnitReport> {
+        None
+    }
     /// Kernel thread ids of its hashing threads (to check pinning through the OS).
     fn thread_ids(&self) -> Vec<i32>;
     /// How many of its threads have exited, of how many.

@@ -1,10 +1,14 @@
 //! `capminer bench`: hashrate of every configured unit on the fixed epoch; for GPU units also
-//! the bytes they read per second against a copy bandwidth measured on the same device.
+//! their kernel, hits, build times and device, and for each GPU device the bytes its units
+//! read per second against a bandwidth probe (streaming and gather) and a copy measured on the
+//! same device in the same run. `--selftest`: every GPU kernel against the CPU reference.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use capminer_kernels::gpu::GpuDevice;
+use capminer_miner::gpu::GpuUnitReport;
 use capminer_miner::{Miner, UnitState};
 use capminer_proofs::UnitKind;
 use capminer_proofs::store::ProofStore;
@@ -27,6 +31,10 @@ pub(crate) struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Instead of measuring: compare every GPU kernel's hashes (and the dataset build) with the
+    /// CPU reference on each configured device; exit status 1 when any differs.
+    #[arg(long)]
+    selftest: bool,
 }
 
 /// One unit's result.
@@ -48,9 +56,61 @@ struct UnitResult {
     /// GPU units: dataset bytes read per second (hashrate × accesses × 128).
     #[serde(skip_serializing_if = "Option::is_none")]
     bytes_read_per_second: Option<f64>,
-    /// GPU units: bytes per second of a buffer copy on the same device (read + write).
+    /// GPU units: what only they report.
     #[serde(skip_serializing_if = "Option::is_none")]
-    copy_bandwidth: Option<f64>,
+    gpu: Option<GpuResult>,
+}
+
+/// A GPU unit's own figures, over the measured seconds unless said otherwise.
+#[derive(Debug, Serialize)]
+struct GpuResult {
+    /// Index of its device in `capminer devices`.
+    device: usize,
+    adapter: String,
+    driver: String,
+    backend: String,
+    /// "thread", "lanes/subgroup", "lanes/workgroup".
+    kernel: String,
+    /// The device's subgroup sizes (smallest, largest).
+    subgroup_size: u32,
+    subgroup_size_max: u32,
+    /// Hits the GPU reported.
+    hits_found: u64,
+    /// Of those, hits the CPU re-check refuted.
+    hits_refuted: u64,
+    /// The light cache build on the CPU (last build).
+    cache_seconds: f64,
+    /// The dataset build on the GPU (last build, submit to completion).
+    dataset_build_seconds: f64,
+    /// Device memory its dataset holds.
+    device_memory_bytes: u64,
+}
+
+/// One GPU device: its units together, against what its memory delivers.
+#[derive(Debug, Serialize)]
+struct DeviceResult {
+    device: usize,
+    adapter: String,
+    driver: String,
+    backend: String,
+    units: usize,
+    device_memory_bytes: u64,
+    hashrate: f64,
+    bytes_read_per_second: f64,
+    /// Bytes the probe's buffer had (the units' datasets together, at most one binding).
+    probe_bytes: u64,
+    /// The probe: a coalesced streaming read, bytes per second.
+    probe_stream_bytes_per_second: f64,
+    /// The probe: random 128-byte item reads, 8 lanes an item, bytes per second.
+    probe_gather_bytes_per_second: f64,
+    /// A buffer copy, read + write bytes per second.
+    copy_bytes_per_second: f64,
+    /// bytes_read_per_second / probe_stream_bytes_per_second.
+    ratio_to_stream: f64,
+    /// bytes_read_per_second / probe_gather_bytes_per_second.
+    ratio_to_gather: f64,
+    /// bytes_read_per_second / copy_bytes_per_second.
+    ratio_to_copy: f64,
 }
 
 /// The whole report.
@@ -59,6 +119,7 @@ struct Report {
     randomx_flags: String,
     units: Vec<UnitResult>,
     total_hashrate: f64,
+    gpu_devices: Vec<DeviceResult>,
 }
 
 /// Runs the benchmark; proofs go to a temporary store that is deleted afterwards.
@@ -68,11 +129,24 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let plan = Miner::plan(&config)?;
     let flags = plan.flags;
     let bytes_per_hash = plan.gpu_params.bytes_per_hash() as f64;
-    let devices: Vec<(String, capminer_kernels::gpu::GpuDevice)> = plan
-        .gpu
-        .iter()
-        .map(|p| (p.label.clone(), p.device.clone()))
-        .collect();
+    let mut devices: Vec<GpuDevice> = Vec::new();
+    for p in &plan.gpu {
+        if !devices.iter().any(|d| d.info.index == p.device.info.index) {
+            devices.push(p.device.clone());
+        }
+    }
+    if args.selftest {
+        if devices.is_empty() {
+            anyhow::bail!("no GPU units to self-test: the configuration enables none");
+        }
+        let result = super::selftest::selftest(&devices, plan.gpu_params)?;
+        outln!("{}", serde_json::to_string_pretty(&result)?)?;
+        return Ok(if result.passed {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     let scratch = tempfile::tempdir()?;
     let (store, _) = ProofStore::open(scratch.path())?;
     let miner = Miner::start_planned(&config, plan, Arc::new(store), &Registry::new())?;
@@ -94,14 +168,18 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     progress.update(&miner.units());
     let start = Instant::now();
-    let before: Vec<u64> = miner.units().iter().map(|u| u.hashes()).collect();
+    let before: Vec<(u64, Option<GpuUnitReport>)> = miner
+        .units()
+        .iter()
+        .map(|u| (u.hashes(), u.gpu_report()))
+        .collect();
     std::thread::sleep(Duration::from_secs(args.seconds));
     let seconds = start.elapsed().as_secs_f64();
-    let mut units: Vec<UnitResult> = miner
+    let units: Vec<UnitResult> = miner
         .units()
         .iter()
         .zip(before)
-        .map(|(u, b)| {
+        .map(|(u, (b, gpu_before))| {
             let hashes = u.hashes() - b;
             let build = u.last_build();
             let hashrate = hashes as f64 / seconds;
@@ -121,22 +199,23 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 hashrate,
                 bytes_read_per_second: (u.info().kind == UnitKind::Gpu)
                     .then_some(hashrate * bytes_per_hash),
-                copy_bandwidth: None,
+                gpu: u
+                    .gpu_report()
+                    .map(|now| gpu_result(&now, gpu_before.as_ref())),
             }
         })
         .collect();
     miner.stop()?;
-    // Copy bandwidth, measured after mining so the units do not compete with it.
-    for (label, device) in &devices {
-        let bandwidth = device.copy_bandwidth(256 << 20);
-        if let Some(u) = units.iter_mut().find(|u| &u.unit == label) {
-            u.copy_bandwidth = Some(bandwidth);
-        }
-    }
+    // The probes, after mining so the units do not compete with them.
+    let gpu_devices = devices
+        .iter()
+        .map(|d| device_result(d, &units))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let report = Report {
         randomx_flags: flags.to_string(),
         total_hashrate: units.iter().map(|u| u.hashrate).sum(),
         units,
+        gpu_devices,
     };
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
@@ -144,6 +223,63 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         print_table(&report)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A GPU unit's figures: hits over the measured seconds (`before`: at their start).
+fn gpu_result(now: &GpuUnitReport, before: Option<&GpuUnitReport>) -> GpuResult {
+    let (found, refuted) = before.map_or((0, 0), |b| (b.hits_found, b.hits_refuted));
+    let d = &now.device;
+    GpuResult {
+        device: d.index,
+        adapter: d.name.clone(),
+        driver: format!("{} {}", d.driver, d.driver_info).trim().to_string(),
+        backend: d.backend.clone(),
+        kernel: now.kernel.map_or(String::new(), |k| k.to_string()),
+        subgroup_size: d.subgroup_sizes.0,
+        subgroup_size_max: d.subgroup_sizes.1,
+        hits_found: now.hits_found - found,
+        hits_refuted: now.hits_refuted - refuted,
+        cache_seconds: now.cache_seconds,
+        dataset_build_seconds: now.build_seconds,
+        device_memory_bytes: now.memory_bytes,
+    }
+}
+
+/// A device's units together, and its probe over as many bytes as they hold.
+fn device_result(d: &GpuDevice, units: &[UnitResult]) -> anyhow::Result<DeviceResult> {
+    let on: Vec<&UnitResult> = units
+        .iter()
+        .filter(|u| u.gpu.as_ref().is_some_and(|g| g.device == d.info.index))
+        .collect();
+    let memory: u64 = on
+        .iter()
+        .filter_map(|u| u.gpu.as_ref())
+        .map(|g| g.device_memory_bytes)
+        .sum();
+    let read: f64 = on.iter().filter_map(|u| u.bytes_read_per_second).sum();
+    let probe = d.probe(memory)?;
+    // Two buffers: at most 256 MiB each, so a full device still has room for them.
+    let copy = d.copy_bandwidth(probe.bytes.clamp(64 << 20, 256 << 20));
+    let ratio = |of: f64| if of > 0.0 { read / of } else { 0.0 };
+    Ok(DeviceResult {
+        device: d.info.index,
+        adapter: d.info.name.clone(),
+        driver: format!("{} {}", d.info.driver, d.info.driver_info)
+            .trim()
+            .to_string(),
+        backend: d.info.backend.clone(),
+        units: on.len(),
+        device_memory_bytes: memory,
+        hashrate: on.iter().map(|u| u.hashrate).sum(),
+        bytes_read_per_second: read,
+        probe_bytes: probe.bytes,
+        probe_stream_bytes_per_second: probe.stream,
+        probe_gather_bytes_per_second: probe.gather,
+        copy_bytes_per_second: copy,
+        ratio_to_stream: ratio(probe.stream),
+        ratio_to_gather: ratio(probe.gather),
+        ratio_to_copy: ratio(copy),
+    })
 }
 
 fn print_table(r: &Report) -> anyhow::Result<()> {
@@ -182,15 +318,35 @@ fn print_table(r: &Report) -> anyhow::Result<()> {
             u.key_seconds
         )?;
     }
-    for u in r.units.iter().filter(|u| u.bytes_read_per_second.is_some()) {
-        let read = u.bytes_read_per_second.unwrap_or_default();
-        let copy = u.copy_bandwidth.unwrap_or_default();
+    for u in &r.units {
+        if let Some(g) = &u.gpu {
+            outln!(
+                "{}: {} kernel on {} ({}, {}); {} hits, {} refuted; cache {:.2} s (CPU), dataset {:.2} s (GPU)",
+                u.unit,
+                g.kernel,
+                g.adapter,
+                g.driver,
+                g.backend,
+                g.hits_found,
+                g.hits_refuted,
+                g.cache_seconds,
+                g.dataset_build_seconds
+            )?;
+        }
+    }
+    for d in &r.gpu_devices {
         outln!(
-            "{}: reads {:.2} GB/s of its dataset; device copy bandwidth {:.2} GB/s; ratio {:.3}",
-            u.unit,
-            read / 1e9,
-            copy / 1e9,
-            if copy > 0.0 { read / copy } else { 0.0 }
+            "gpu{} ({} units, {} MiB): reads {:.2} GB/s; probe stream {:.2} GB/s (ratio {:.3}), gather {:.2} GB/s (ratio {:.3}); copy {:.2} GB/s (ratio {:.3})",
+            d.device,
+            d.units,
+            d.device_memory_bytes >> 20,
+            d.bytes_read_per_second / 1e9,
+            d.probe_stream_bytes_per_second / 1e9,
+            d.ratio_to_stream,
+            d.probe_gather_bytes_per_second / 1e9,
+            d.ratio_to_gather,
+            d.copy_bytes_per_second / 1e9,
+            d.ratio_to_copy
         )?;
     }
     Ok(())

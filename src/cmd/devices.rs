@@ -2,10 +2,13 @@
 
 use std::process::ExitCode;
 
+use capminer_kernels::gpu::{Kernel, Share};
+
 use crate::output::outln;
 
-/// Lists the adapters: index, name, vendor and device ids, backend, type, PCI bus id, and the
-/// largest storage binding (the largest GPU unit the device can hold).
+/// Lists the adapters: index, name, vendor and device ids, backend, type, PCI bus id, the
+/// largest storage binding (the largest GPU unit the device can hold), the subgroup sizes and
+/// the kernel `gpu.kernel = "auto"` runs there, and the driver.
 pub(crate) fn devices() -> anyhow::Result<ExitCode> {
     let adapters = capminer_kernels::gpu::enumerate();
     if adapters.is_empty() {
@@ -15,18 +18,31 @@ pub(crate) fn devices() -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     outln!(
-        "{:<5} {:<40} {:<11} {:<8} {:<14} {:<14} {:>14}",
+        "{:<5} {:<40} {:<11} {:<8} {:<14} {:<14} {:>14} {:>9} {:<15} driver",
         "index",
         "name",
         "vendor:dev",
         "backend",
         "type",
         "pci",
-        "max unit MiB"
+        "max unit MiB",
+        "subgroup",
+        "auto kernel"
     )?;
     for (d, _) in adapters {
+        let subgroups = match d.subgroup_sizes {
+            _ if !d.subgroup_feature => "-".to_string(),
+            (min, max) if min == max => min.to_string(),
+            (min, max) => format!("{min}-{max}"),
+        };
+        let kernel = if d.subgroups() {
+            Kernel::Lanes(Share::Subgroup)
+        } else {
+            Kernel::Lanes(Share::Workgroup)
+        };
+        let driver = format!("{} {}", d.driver, d.driver_info);
         outln!(
-            "{:<5} {:<40} {:<11} {:<8} {:<14} {:<14} {:>14}",
+            "{:<5} {:<40} {:<11} {:<8} {:<14} {:<14} {:>14} {:>9} {:<15} {}",
             d.index,
             d.name,
             format!("{:04x}:{:04x}", d.vendor, d.device),
@@ -41,7 +57,10 @@ pub(crate) fn devices() -> anyhow::Result<ExitCode> {
             } else {
                 d.pci_bus_id
             },
-            d.max_binding >> 20
+            d.max_binding >> 20,
+            subgroups,
+            kernel.name(),
+            driver.trim()
         )?;
     }
     Ok(ExitCode::SUCCESS)

@@ -23,6 +23,7 @@ pub(crate) mod party;
 pub(crate) mod proofs;
 pub(crate) mod provider;
 pub(crate) mod run;
+mod selftest;
 mod signed;
 pub(crate) mod status;
 pub(crate) mod verifier;

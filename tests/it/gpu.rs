@@ -8,7 +8,7 @@ use std::time::Duration;
 use capminer_config::{Config, GpuDeviceConfig};
 use capminer_kernels::Searcher;
 use capminer_kernels::gpu::reference::{LightCache, UnitKeys};
-use capminer_kernels::gpu::{GpuDataset, GpuDevice};
+use capminer_kernels::gpu::{GpuDataset, GpuDevice, KernelChoice};
 use capminer_miner::control::Control;
 use capminer_miner::gpu::CheckedSearcher;
 use capminer_miner::metrics::MinerMetrics;
@@ -121,7 +121,9 @@ fn a_wrong_gpu_result_is_a_compute_error_and_never_stored() {
         .compute_errors
         .with_label_values(&["gpu-test", "gpu"]);
     let mut checked = CheckedSearcher::new(
-        dataset.searcher(&keys, Some(128)),
+        dataset
+            .searcher(&keys, Some(128), device.kernel(KernelChoice::Auto))
+            .unwrap(),
         cache.clone(),
         keys,
         params,

@@ -9,6 +9,7 @@ mod contract;
 mod devnet;
 mod disk_faults;
 mod gpu;
+mod gpu_bench;
 mod hostile;
 mod metrics;
 mod miner_flow;

@@ -9,6 +9,7 @@ use capminer_protocol::GpuChallenge;
 
 use super::device::GpuDevice;
 use super::error::GpuError;
+use super::kernel::Kernel;
 use super::reference::{LightCache, UnitKeys};
 use super::searcher::GpuSearcher;
 use super::{MAX_GROUPS_X, WORKGROUP};
@@ -71,11 +72,12 @@ impl GpuDataset {
                 contents: bytemuck::cast_slice(&cache.words()),
                 usage: wgpu::BufferUsages::STORAGE,
             });
+        let pipeline = d.build_pipeline(&self.params);
         let total = 2 * self.params.items();
         let per_dispatch = MAX_GROUPS_X * WORKGROUP;
         let mut offset = 0;
         while offset < total {
-            let mut uniform = vec![cache.nodes.len() as u32, self.params.parents, offset, total];
+            let mut uniform = vec![offset, total, 0, 0];
             uniform.extend_from_slice(&keys.salt);
             let params = d
                 .device
@@ -85,11 +87,12 @@ impl GpuDataset {
                     usage: wgpu::BufferUsages::UNIFORM,
                 });
             let group = d.bind(
-                &d.pipelines.build,
+                &pipeline,
                 &[(0, &params), (1, &cache_buffer), (2, &self.buffer)],
             );
             let n = per_dispatch.min(total - offset);
-            d.queue.submit([d.dispatch(&d.pipelines.build, &group, n)]);
+            d.queue
+                .submit([d.dispatch(&pipeline, &group, n, WORKGROUP)]);
             offset += n;
         }
         let _ = d.device.poll(wgpu::PollType::wait_indefinitely());
@@ -110,9 +113,14 @@ impl GpuDataset {
         let _ = self.device.device.poll(wgpu::PollType::wait_indefinitely());
     }
 
-    /// A searcher over this dataset for a unit's header: `batch` nonces a dispatch, or
-    /// auto-tuned when `None`.
-    pub fn searcher(self: &Arc<Self>, keys: &UnitKeys, batch: Option<u32>) -> GpuSearcher {
-        GpuSearcher::new(self.clone(), keys, batch)
+    /// A searcher running `kernel` over this dataset for a unit's header: `batch` nonces a
+    /// dispatch, or auto-tuned when `None`. Refused when the device cannot run `kernel`.
+    pub fn searcher(
+        self: &Arc<Self>,
+        keys: &UnitKeys,
+        batch: Option<u32>,
+        kernel: Kernel,
+    ) -> Result<GpuSearcher, GpuError> {
+        GpuSearcher::new(self.clone(), keys, batch, kernel)
     }
 }

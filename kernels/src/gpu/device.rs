@@ -1,13 +1,21 @@
-//! GPU adapters and an open device: enumeration, opening with the adapter's own limits, the
-//! challenge's pipelines, loss detection, and the dispatch, bind and readback helpers the
-//! dataset and the searcher share.
+//! GPU adapters and an open device: enumeration, opening with the adapter's own limits (and
+//! subgroups where it has them), the challenge's pipelines cached per parameter set, loss
+//! detection, and the dispatch, bind and readback helpers the dataset and the searcher share.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use capminer_protocol::GpuChallenge;
+use capminer_sync::LockExt;
+
+use super::MAX_GROUPS_X;
 use super::error::GpuError;
-use super::{MAX_GROUPS_X, WORKGROUP};
+use super::kernel::{
+    BuildKey, Kernel, KernelChoice, SearchKey, SearchPipelines, Share, build_pipeline,
+    search_pipelines,
+};
 
 /// What a GPU adapter is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +40,22 @@ pub struct DeviceInfo {
     pub max_binding: u64,
     /// Largest buffer.
     pub max_buffer: u64,
+    /// Driver name (Vulkan: `VkPhysicalDeviceDriverProperties::driverName`).
+    pub driver: String,
+    /// Driver version text.
+    pub driver_info: String,
+    /// Smallest and largest subgroup size the adapter reports.
+    pub subgroup_sizes: (u32, u32),
+    /// The adapter has `wgpu::Features::SUBGROUP`.
+    pub subgroup_feature: bool,
+}
+
+impl DeviceInfo {
+    /// Whether the lanes kernel can exchange by subgroup shuffle here: the feature, and
+    /// subgroups of at least 8 (a group of 8 lanes within one subgroup).
+    pub fn subgroups(&self) -> bool {
+        self.subgroup_feature && self.subgroup_sizes.0 >= 8
+    }
 }
 
 /// The GPU adapters on this machine (Vulkan, Metal and DX12; GL has no compute guarantees).
@@ -61,17 +85,21 @@ pub fn enumerate() -> Vec<(DeviceInfo, wgpu::Adapter)> {
                     .max_storage_buffer_binding_size
                     .min(limits.max_buffer_size),
                 max_buffer: limits.max_buffer_size,
+                driver: info.driver.clone(),
+                driver_info: info.driver_info.clone(),
+                subgroup_sizes: (info.subgroup_min_size, info.subgroup_max_size),
+                subgroup_feature: adapter.features().contains(wgpu::Features::SUBGROUP),
             };
             (d, adapter)
         })
         .collect()
 }
 
-/// The challenge's three entry points, compiled once per device.
+/// The challenge's pipelines on one device, created on first use for each parameter set.
+#[derive(Default)]
 pub(super) struct Pipelines {
-    pub(super) build: wgpu::ComputePipeline,
-    pub(super) search: wgpu::ComputePipeline,
-    pub(super) hash_all: wgpu::ComputePipeline,
+    build: Mutex<HashMap<BuildKey, Arc<wgpu::ComputePipeline>>>,
+    search: Mutex<HashMap<SearchKey, Arc<SearchPipelines>>>,
 }
 
 /// An open GPU: device, queue and the challenge's pipelines, shared by its units.
@@ -99,6 +127,7 @@ impl GpuDevice {
         let desc = wgpu::DeviceDescriptor {
             label: Some("capminer"),
             required_limits: adapter.limits(),
+            required_features: adapter.features() & wgpu::Features::SUBGROUP,
             ..Default::default()
         };
         let (device, queue) =
@@ -113,29 +142,73 @@ impl GpuDevice {
             tracing::error!("GPU {name} lost ({reason:?}): {message}");
             flag.store(true, Ordering::Release);
         });
-        let module = device.create_shader_module(wgpu::include_wgsl!("challenge.wgsl"));
-        let pipeline = |entry: &str| {
-            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(entry),
-                layout: None,
-                module: &module,
-                entry_point: Some(entry),
-                compilation_options: Default::default(),
-                cache: None,
-            })
-        };
-        let pipelines = Arc::new(Pipelines {
-            build: pipeline("build"),
-            search: pipeline("search"),
-            hash_all: pipeline("hash_all"),
-        });
         Ok(Self {
             info,
             device,
             queue,
-            pipelines,
+            pipelines: Arc::default(),
             lost,
         })
+    }
+
+    /// The kernel `choice` runs on this device: "auto" and "lanes" exchange by subgroup where
+    /// the device can ([`DeviceInfo::subgroups`]), else by workgroup memory.
+    pub fn kernel(&self, choice: KernelChoice) -> Kernel {
+        match choice {
+            KernelChoice::Thread => Kernel::Thread,
+            KernelChoice::Auto | KernelChoice::Lanes if self.info.subgroups() => {
+                Kernel::Lanes(Share::Subgroup)
+            }
+            KernelChoice::Auto | KernelChoice::Lanes => Kernel::Lanes(Share::Workgroup),
+        }
+    }
+
+    /// Whether `kernel` can run here (a subgroup kernel needs [`DeviceInfo::subgroups`]).
+    pub fn supports(&self, kernel: Kernel) -> bool {
+        kernel != Kernel::Lanes(Share::Subgroup) || self.info.subgroups()
+    }
+
+    /// The build pipeline for `params` (created on first use, then cached).
+    pub(super) fn build_pipeline(&self, params: &GpuChallenge) -> Arc<wgpu::ComputePipeline> {
+        let key = BuildKey::of(params);
+        self.pipelines
+            .build
+            .lock_or_recover()
+            .entry(key)
+            .or_insert_with(|| Arc::new(build_pipeline(&self.device, key)))
+            .clone()
+    }
+
+    /// The search pipelines of `kernel` for `params` (created on first use, then cached).
+    pub(super) fn search_pipelines(
+        &self,
+        params: &GpuChallenge,
+        kernel: Kernel,
+    ) -> Result<Arc<SearchPipelines>, GpuError> {
+        if !self.supports(kernel) {
+            return Err(GpuError::Kernel {
+                name: self.info.name.clone(),
+                kernel: kernel.name(),
+            });
+        }
+        // Lanes: whole subgroups in a workgroup, and at most the 256 slots of the fallback.
+        let workgroup = match kernel {
+            Kernel::Thread => 64,
+            Kernel::Lanes(_) => self.info.subgroup_sizes.1.clamp(64, 256),
+        };
+        let key = SearchKey {
+            kernel,
+            items: params.items(),
+            accesses: params.accesses,
+            workgroup,
+        };
+        Ok(self
+            .pipelines
+            .search
+            .lock_or_recover()
+            .entry(key)
+            .or_insert_with(|| Arc::new(search_pipelines(&self.device, key)))
+            .clone())
     }
 
     /// True once the driver reported the device lost (a reset, a removal, or [`Self::destroy`]):
@@ -184,15 +257,16 @@ impl GpuDevice {
         2.0 * bytes as f64 * f64::from(rounds) / start.elapsed().as_secs_f64()
     }
 
-    /// A command buffer running `pipeline` over `invocations`, as a 2D grid of workgroups when
-    /// one row cannot hold them.
+    /// A command buffer running `pipeline` (of `workgroup` invocations a workgroup) over
+    /// `invocations`, as a 2D grid of workgroups when one row cannot hold them.
     pub(super) fn dispatch(
         &self,
         pipeline: &wgpu::ComputePipeline,
         group: &wgpu::BindGroup,
         invocations: u32,
+        workgroup: u32,
     ) -> wgpu::CommandBuffer {
-        let groups = invocations.div_ceil(WORKGROUP);
+        let groups = invocations.div_ceil(workgroup);
         let (x, y) = if groups <= MAX_GROUPS_X {
             (groups, 1)
         } else {

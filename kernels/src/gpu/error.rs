@@ -27,6 +27,14 @@ pub enum GpuError {
         /// The device's largest binding.
         max_binding: u64,
     },
+    /// The kernel needs what the device lacks (a subgroup kernel without subgroups of 8).
+    #[error("GPU {name} cannot run the {kernel} kernel: it has no subgroups of 8 or more")]
+    Kernel {
+        /// Adapter name.
+        name: String,
+        /// The kernel asked for.
+        kernel: &'static str,
+    },
     /// Reading results back failed.
     #[error("GPU readback failed: {0}")]
     Readback(String),

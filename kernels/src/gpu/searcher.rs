@@ -1,17 +1,19 @@
 //! The GPU search as a [`Searcher`]: double-buffered dispatches of a batch of nonces, the batch
-//! auto-tuned to about 100 ms a submit, and a dispatch whose hits overflow its result buffer
-//! redone in halves.
+//! auto-tuned to about 100 ms a submit, a dispatch whose hits overflow its result buffer
+//! redone in halves, and the next range's first dispatch queued before a search returns, so
+//! the GPU works while the caller re-checks and stores the hits.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wgpu::util::DeviceExt;
 
+use super::MAX_GROUPS_X;
 use super::dataset::GpuDataset;
 use super::device::GpuDevice;
 use super::error::GpuError;
+use super::kernel::{Kernel, SearchPipelines};
 use super::reference::UnitKeys;
-use super::{MAX_GROUPS_X, WORKGROUP};
 use crate::search::{Hit, Searched, Searcher};
 
 /// Hits one dispatch can report; more in one dispatch means an easy target: the host redoes
@@ -28,11 +30,17 @@ const RESULT_BYTES: u64 = (4 + MAX_HITS * HIT_WORDS * 4) as u64;
 /// results of one dispatch are read back while the next one already runs.
 pub struct GpuSearcher {
     dataset: Arc<GpuDataset>,
+    kernel: Kernel,
+    pipelines: Arc<SearchPipelines>,
     header: [u32; 8],
-    /// (result buffer, staging buffer) per slot.
-    slots: [(wgpu::Buffer, wgpu::Buffer); 2],
+    /// (result buffer, staging buffer) per slot: two alternate between the dispatches in
+    /// flight, the third ([`SPLIT_SLOT`]) serves the synchronous halves of an overflowed one,
+    /// so those never overwrite the results of the dispatch still queued.
+    slots: [(wgpu::Buffer, wgpu::Buffer); 3],
     batch: u32,
     tune: bool,
+    /// A dispatch queued after the last search, with its target (see [`Searcher::search`]).
+    ahead: Option<(Pending, [u8; 32])>,
 }
 
 /// A dispatch in flight.
@@ -45,17 +53,27 @@ struct Pending {
 
 impl std::fmt::Debug for GpuSearcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GpuSearcher(batch {})", self.batch)
+        write!(f, "GpuSearcher({}, batch {})", self.kernel, self.batch)
     }
 }
+
+/// The result slot of [`GpuSearcher::search_split`].
+const SPLIT_SLOT: usize = 2;
 
 /// Work a submit should take when auto-tuned.
 const TARGET_SUBMIT: Duration = Duration::from_millis(100);
 
 impl GpuSearcher {
     /// A searcher over `dataset` for a unit's header (see [`GpuDataset::searcher`]).
-    pub(super) fn new(dataset: Arc<GpuDataset>, keys: &UnitKeys, batch: Option<u32>) -> Self {
+    pub(super) fn new(
+        dataset: Arc<GpuDataset>,
+        keys: &UnitKeys,
+        batch: Option<u32>,
+        kernel: Kernel,
+    ) -> Result<Self, GpuError> {
         let d = &dataset.device;
+        let pipelines = d.search_pipelines(&dataset.params, kernel)?;
+        let workgroup = pipelines.workgroup;
         let buffer = |label, usage| {
             d.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -68,26 +86,34 @@ impl GpuSearcher {
             | wgpu::BufferUsages::COPY_SRC
             | wgpu::BufferUsages::COPY_DST;
         let staging = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
-        let slots = [0, 1].map(|_| {
+        let slots = [0, 1, 2].map(|_| {
             (
                 buffer("results", results),
                 buffer("results staging", staging),
             )
         });
-        Self {
+        Ok(Self {
             dataset,
+            kernel,
+            pipelines,
             header: keys.header_words(),
             slots,
-            batch: batch.unwrap_or(1 << 16).max(WORKGROUP),
+            batch: batch.unwrap_or(1 << 16).max(workgroup),
             tune: batch.is_none(),
-        }
+            ahead: None,
+        })
+    }
+
+    /// The kernel it runs.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
     }
 
     /// Sets the nonces per dispatch from the next dispatch on; `None`: auto-tuned again, from
     /// the batch in use.
     pub fn set_batch(&mut self, batch: Option<u32>) {
         if let Some(b) = batch {
-            self.batch = b.max(WORKGROUP);
+            self.batch = b.max(self.pipelines.workgroup);
         }
         self.tune = batch.is_none();
     }
@@ -140,12 +166,13 @@ impl GpuSearcher {
             mapped_at_creation: false,
         });
         let params = self.params(start, count, &[0; 32]);
+        let p = &self.pipelines;
         let group = d.bind(
-            &d.pipelines.hash_all,
+            &p.hash_all,
             &[(0, &params), (1, &self.dataset.buffer), (3, &out)],
         );
         d.queue
-            .submit([d.dispatch(&d.pipelines.hash_all, &group, count)]);
+            .submit([d.dispatch(&p.hash_all, &group, count, p.workgroup)]);
         let words = d.read(&out, u64::from(count) * 32)?;
         Ok(words.chunks_exact(8).map(hash_bytes).collect())
     }
@@ -157,11 +184,12 @@ impl GpuSearcher {
         let (results, staging) = &self.slots[slot];
         d.queue.write_buffer(results, 0, &[0u8; 4]);
         let params = self.params(start, count, target);
+        let p = &self.pipelines;
         let group = d.bind(
-            &d.pipelines.search,
+            &p.search,
             &[(0, &params), (1, &self.dataset.buffer), (2, results)],
         );
-        let search = d.dispatch(&d.pipelines.search, &group, count);
+        let search = d.dispatch(&p.search, &group, count, p.workgroup);
         let mut enc = d.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(results, 0, staging, 0, RESULT_BYTES);
         let submission = d.queue.submit([search, enc.finish()]);
@@ -202,7 +230,7 @@ impl GpuSearcher {
         target: &[u8; 32],
         hits: &mut Vec<Hit>,
     ) -> Result<(), GpuError> {
-        let pending = self.submit(0, start, count, target);
+        let pending = self.submit(SPLIT_SLOT, start, count, target);
         match self.collect(&pending)? {
             Some(found) => hits.extend(found),
             None if count <= 1 => {
@@ -252,8 +280,15 @@ impl Searcher for GpuSearcher {
         stop: &mut dyn FnMut() -> bool,
     ) -> crate::Result<Searched> {
         let mut searched = Searched::default();
-        let mut submitted = 0u64;
-        let mut pending: Option<Pending> = None;
+        // The dispatch queued at the end of the last call, if this call continues its range.
+        let mut pending = self
+            .ahead
+            .take()
+            .filter(|(p, t)| p.start == start && u64::from(p.count) <= count && t == target)
+            .map(|(p, _)| p);
+        let mut submitted = pending.as_ref().map_or(0, |p| u64::from(p.count));
+        // An adopted dispatch started before this call: its time does not tune the batch.
+        let mut timed = pending.is_none();
         let mut last = Instant::now();
         loop {
             // Submit the next dispatch before reading the previous one back.
@@ -266,21 +301,30 @@ impl Searcher for GpuSearcher {
             });
             if let Some(done) = pending.take() {
                 self.finish(&done, target, &mut searched)?;
-                if self.tune && done.count == self.batch {
+                if self.tune && timed && done.count == self.batch {
                     let took = last.elapsed().as_secs_f64().max(1e-4);
                     let scaled = f64::from(self.batch) * TARGET_SUBMIT.as_secs_f64() / took;
-                    self.batch = (scaled
-                        .clamp(f64::from(WORKGROUP), f64::from(MAX_GROUPS_X * WORKGROUP))
-                        as u32)
-                        / WORKGROUP
-                        * WORKGROUP;
+                    let wg = self.pipelines.workgroup;
+                    self.batch = (scaled.clamp(f64::from(wg), f64::from(MAX_GROUPS_X * wg)) as u32)
+                        / wg
+                        * wg;
                 }
+                timed = true;
                 last = Instant::now();
             }
             match next {
                 Some(p) => pending = Some(p),
                 None => break,
             }
+        }
+        // Keep the GPU busy while the caller re-checks and stores these hits: queue the range
+        // that follows (a round's next range starts where this one ends, and is at least as
+        // long as what this call hashed); the next call adopts it if it does continue there
+        // with the same target, else it is dropped unread.
+        let following = start.saturating_add(count);
+        let ahead = searched.hashed.min(u64::from(self.batch)) as u32;
+        if ahead > 0 && following.checked_add(u64::from(ahead)).is_some() {
+            self.ahead = Some((self.submit(0, following, ahead, target), *target));
         }
         searched.hits.sort_by_key(|h| h.nonce);
         Ok(searched)

@@ -1,5 +1,7 @@
 //! The GPU kernels against the CPU reference, on whatever Vulkan adapter is present (lavapipe
-//! in CI): datasets item for item, hashes bit for bit, search hits exactly.
+//! in CI): datasets item for item, hashes bit for bit and search hits exactly, for every
+//! search kernel (thread; lanes by subgroup shuffle and by workgroup memory) and for
+//! parameters that take the power-of-two masks and those that do not.
 
 use std::sync::Arc;
 
@@ -30,8 +32,15 @@ fn params(unit_bytes: u64) -> GpuChallenge {
 #[test]
 fn the_gpu_builds_every_item_exactly_as_the_cpu_reference() {
     let d = device();
-    for unit_bytes in [1 << 20, 4 << 20] {
-        let p = params(unit_bytes);
+    // Powers of two (masks) and not (`%`, and parents not a multiple of the unroll by 16).
+    let odd = GpuChallenge {
+        unit_bytes: (1 << 20) - 3 * 128,
+        cache_bytes: (64 << 10) - 5 * 64,
+        parents: 250,
+        accesses: 64,
+    };
+    for p in [params(1 << 20), params(4 << 20), odd] {
+        let unit_bytes = p.unit_bytes;
         let cache = LightCache::build(&[9; 32], &p);
         let keys = UnitKeys::new(&[9; 32], &[unit_bytes as u8; 32]);
         let gpu = GpuDataset::new(&d, p).unwrap();
@@ -49,50 +58,147 @@ fn the_gpu_builds_every_item_exactly_as_the_cpu_reference() {
     }
 }
 
-#[test]
-fn gpu_hashes_equal_the_cpu_reference_bit_for_bit_and_the_search_finds_the_same_hits() {
-    let d = device();
-    let p = params(2 << 20);
+/// Every kernel's hashes of 2048 nonces (across a 32-bit carry) against the CPU reference, bit
+/// for bit, and its search's hits against the reference search's.
+fn every_kernel_agrees_with_the_reference(d: &GpuDevice, p: GpuChallenge) {
     let cache = LightCache::build(&[5; 32], &p);
     let keys = UnitKeys::new(&[5; 32], &[6; 32]);
-    let gpu = Arc::new(GpuDataset::new(&d, p).unwrap());
+    let gpu = Arc::new(GpuDataset::new(d, p).unwrap());
     gpu.build(&cache, &keys);
-    let mut searcher = gpu.searcher(&keys, Some(1024));
-    let start = (1u64 << 32) - 700; // the nonces cross a 32-bit carry
-    let gpu_hashes = searcher.hash_range(start, 2048).unwrap();
     let mut cpu = DatasetSearcher::new(Dataset::build(&cache, &keys, &p), keys, p);
-    for (i, h) in gpu_hashes.iter().enumerate() {
-        assert_eq!(
-            *h,
-            cpu.hash_one(start + i as u64).unwrap(),
-            "nonce {}",
-            start + i as u64
-        );
-    }
-    assert_eq!(gpu_hashes[3], hash_light(&cache, &keys, &p, start + 3));
-
-    // A target between the hashes: exactly the hashes at or below it, in both searchers.
-    let mut sorted = gpu_hashes.clone();
+    let start = (1u64 << 32) - 700; // the nonces cross a 32-bit carry
+    let cpu_hashes: Vec<[u8; 32]> = (0..2048)
+        .map(|i| cpu.hash_one(start + i).unwrap())
+        .collect();
+    assert_eq!(cpu_hashes[3], hash_light(&cache, &keys, &p, start + 3));
+    let mut sorted = cpu_hashes.clone();
     sorted.sort();
     let target = sorted[40];
-    let on_gpu = searcher
-        .search(start, 2048, &target, &mut || false)
-        .unwrap();
     let on_cpu = cpu.search(start, 2048, &target, &mut || false).unwrap();
-    assert_eq!(on_gpu.hashed, 2048);
-    assert_eq!(on_gpu.hits.len(), 41);
-    assert_eq!(on_gpu.hits, on_cpu.hits);
-    // An all-ones target overflows the result buffer of one dispatch: the host splits it.
-    let all = searcher
-        .search(start, 300, &[0xff; 32], &mut || false)
-        .unwrap();
-    assert_eq!(all.hits.len(), 300);
-    assert!(
-        all.hits
-            .iter()
-            .enumerate()
-            .all(|(i, h)| h.nonce == start + i as u64 && h.hash == gpu_hashes[i])
+    assert_eq!(on_cpu.hits.len(), 41);
+    for kernel in Kernel::all(d.info.subgroups()) {
+        let mut searcher = gpu.searcher(&keys, Some(1024), kernel).unwrap();
+        // 2045: the last workgroup is partly outside the range (masked, not returned).
+        let gpu_hashes = searcher.hash_range(start, 2045).unwrap();
+        if let Some(i) = (0..2045).find(|&i| gpu_hashes[i] != cpu_hashes[i]) {
+            panic!("{kernel} ({p}): nonce {} differs", start + i as u64);
+        }
+        // A target between the hashes: exactly the hashes at or below it.
+        let on_gpu = searcher
+            .search(start, 2048, &target, &mut || false)
+            .unwrap();
+        assert_eq!(on_gpu.hashed, 2048, "{kernel}");
+        assert_eq!(on_gpu.hits, on_cpu.hits, "{kernel}");
+        // The same range as two calls: the second adopts the dispatch the first queued.
+        let mut halves = searcher
+            .search(start, 1024, &target, &mut || false)
+            .unwrap();
+        let second = searcher
+            .search(start + 1024, 1024, &target, &mut || false)
+            .unwrap();
+        assert_eq!(second.hashed, 1024, "{kernel}");
+        halves.hits.extend(second.hits);
+        assert_eq!(halves.hits, on_cpu.hits, "{kernel}");
+        // An all-ones target overflows the result buffer of one dispatch: the host splits it.
+        let all = searcher
+            .search(start, 300, &[0xff; 32], &mut || false)
+            .unwrap();
+        assert_eq!(all.hits.len(), 300, "{kernel}");
+        assert!(
+            all.hits
+                .iter()
+                .enumerate()
+                .all(|(i, h)| h.nonce == start + i as u64 && h.hash == cpu_hashes[i]),
+            "{kernel}"
+        );
+        // Dispatches of 128 that all overflow, one always queued behind the one being split:
+        // the halves must not overwrite the queued dispatch's results.
+        let mut small = gpu.searcher(&keys, Some(128), kernel).unwrap();
+        let all = small
+            .search(start, 640, &[0xff; 32], &mut || false)
+            .unwrap();
+        assert_eq!(all.hashed, 640, "{kernel}");
+        let nonces: Vec<u64> = all.hits.iter().map(|h| h.nonce).collect();
+        assert_eq!(nonces, (start..start + 640).collect::<Vec<_>>(), "{kernel}");
+        assert!(
+            all.hits.iter().zip(&cpu_hashes).all(|(h, c)| h.hash == *c),
+            "{kernel}"
+        );
+    }
+}
+
+#[test]
+fn every_kernel_hashes_exactly_as_the_cpu_reference_with_power_of_two_counts() {
+    let d = device();
+    if d.info.software {
+        // lavapipe has subgroups of 8: the subgroup path runs in CI, not only the fallback.
+        assert!(d.info.subgroups(), "{:?}", d.info);
+    }
+    every_kernel_agrees_with_the_reference(&d, params(2 << 20));
+}
+
+#[test]
+fn every_kernel_hashes_exactly_as_the_cpu_reference_with_other_counts() {
+    // Items and nodes not powers of two (`%`, not masks), accesses not a multiple of 4 and
+    // parents not of 16 (the guarded steps of the unrolled loops).
+    let p = GpuChallenge {
+        unit_bytes: (2 << 20) - 3 * 128,
+        cache_bytes: (64 << 10) - 5 * 64,
+        parents: 250,
+        accesses: 63,
+    };
+    every_kernel_agrees_with_the_reference(&device(), p);
+}
+
+#[test]
+fn without_subgroups_of_8_auto_falls_back_to_workgroup_memory_and_a_subgroup_kernel_is_refused() {
+    let real = device();
+    assert_eq!(real.kernel(KernelChoice::Thread), Kernel::Thread);
+    if real.info.subgroups() {
+        assert_eq!(
+            real.kernel(KernelChoice::Auto),
+            Kernel::Lanes(Share::Subgroup)
+        );
+        assert_eq!(
+            real.kernel(KernelChoice::Lanes),
+            Kernel::Lanes(Share::Subgroup)
+        );
+    }
+    // The same device as one whose subgroups are 4 wide.
+    let mut d = real.clone();
+    d.info.subgroup_sizes = (4, 4);
+    assert_eq!(
+        d.kernel(KernelChoice::Auto),
+        Kernel::Lanes(Share::Workgroup)
     );
+    assert_eq!(
+        d.kernel(KernelChoice::Lanes),
+        Kernel::Lanes(Share::Workgroup)
+    );
+    let gpu = Arc::new(GpuDataset::new(&d, params(1 << 20)).unwrap());
+    let keys = UnitKeys::new(&[1; 32], &[2; 32]);
+    let err = gpu
+        .searcher(&keys, None, Kernel::Lanes(Share::Subgroup))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "GPU {} cannot run the lanes/subgroup kernel: it has no subgroups of 8 or more",
+            d.info.name
+        )
+    );
+}
+
+#[test]
+fn the_probe_measures_both_bandwidths_over_the_whole_buffer() {
+    let d = device();
+    let b = d.probe((4 << 20) + 100).unwrap();
+    eprintln!("probe: {b:?}");
+    assert_eq!(b.bytes, 4 << 20);
+    assert!(b.stream.is_finite() && b.stream > 1e6, "{b:?}");
+    assert!(b.gather.is_finite() && b.gather > 1e6, "{b:?}");
+    let capped = d.probe(u64::MAX).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(capped.bytes, d.info.max_binding / 128 * 128);
 }
 
 #[test]

@@ -104,9 +104,14 @@ pub struct UnitView {
     thread_ids: Vec<i32>,
     restarts: u64,
     down: Option<Reason>,
+    gpu: Option<crate::gpu::GpuUnitReport>,
 }
 
 impl UnitView {
+    /// A GPU unit's own figures (of the running instance); `None` for other units.
+    pub fn gpu_report(&self) -> Option<crate::gpu::GpuUnitReport> {
+        self.gpu.clone()
+    }
     /// What it is.
     pub fn info(&self) -> &UnitInfo {
         &self.info

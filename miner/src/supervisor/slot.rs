@@ -112,8 +112,13 @@ impl Slot {
             }
             Phase::Removed | Phase::Moving => (UnitState::Failed, None, Vec::new(), None),
         };
+        let gpu = match &self.phase {
+            Phase::Running(unit) | Phase::Stopping { unit, .. } => unit.gpu_report(),
+            _ => None,
+        };
         UnitView {
             info: self.ctx.info.clone(),
+            gpu,
             state,
             hashes: self.ctx.hashes(),
             last_build,

@@ -1,5 +1,5 @@
 //! The CPU reference of capminer's GPU challenge, as plain Rust: the specification's reference,
-//! what the GPU kernels in `challenge.wgsl` are checked against, and the verifier.
+//! what the GPU kernels in `wgsl/` are checked against, and the verifier.
 //!
 //! A bandwidth-bound, memory-hard hash of the Ethash family, u32-only so it runs in WGSL:
 //!
