@@ -8,6 +8,7 @@
 //!                                       config (as SIGHUP does), then restarts the unit if named
 //!  POST /api/v1/units  {"add": ...}     Authorization: Bearer <api.token_file>; adds, removes or
 //!                                       moves a unit (units.rs)
+//!  GET  /  /page/*  /api/v1/live  /api/v1/history   the live page, read-only (page.rs)
 //! ```
 //!
 //! Status is read from the node's live objects and the typed handles of its metric families
@@ -22,6 +23,9 @@
 //! [`NodeShared`]: the API depends on `crate::runtime`, never on the node.
 
 mod control;
+mod history;
+mod live;
+mod page;
 mod status;
 mod units;
 
@@ -87,6 +91,7 @@ pub(crate) async fn serve(
         .route("/api/v1/resume", post(control::pause_or_resume::<false>))
         .route("/api/v1/reload", post(control::reload))
         .route("/api/v1/units", post(units::units))
+        .merge(page::routes(&state))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .layer(DefaultBodyLimit::max(4096))
         .with_state(state);
@@ -99,7 +104,7 @@ pub(crate) async fn serve(
             tracing::error!("control API stopped: {e}");
         }
     });
-    tracing::info!("control API at http://{bound}/api/v1/status");
+    tracing::info!("control API at http://{bound}/api/v1/status, live page at http://{bound}/");
     Ok((bound, task))
 }
 

@@ -11,6 +11,7 @@ mod gpu;
 mod metrics;
 mod miner_flow;
 mod operator;
+mod page;
 mod reload;
 mod store_crash;
 mod units;
