@@ -5,7 +5,7 @@
 //   NODE_PID    the node's pid (stopped at the end, to see the "node unreachable" state)
 //   SHOTS       where the screenshots go   CHROMIUM   the browser (default /usr/bin/chromium)
 // Exits non-zero with the failed check's message.
-import { chromium } from "playwright-core";
+import { createRequire } from "node:module";
 import { createHash } from "node:crypto";
 import { readFileSync, mkdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -14,6 +14,8 @@ import assert from "node:assert/strict";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../..");
+// playwright-core as pinned in tools/package.json (deploy/setup.sh installs tools/node_modules).
+const { chromium } = createRequire(path.join(root, "tools/package.json"))("playwright-core");
 const port = process.env.PAGE_PORT;
 const token = process.env.API_TOKEN;
 const nodePid = Number(process.env.NODE_PID);

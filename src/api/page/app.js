@@ -265,6 +265,12 @@ function trimSeries() {
 }
 
 function addPoint(t, rates) {
+  const lastT = series.t[series.t.length - 1];
+  if (lastT !== undefined && t < lastT) return; // older than what the chart has
+  if (t === lastT) { // the same second again (a poll right after an action): replace it
+    series.t.pop();
+    for (const n in series.units) series.units[n].pop();
+  }
   series.t.push(t);
   const len = series.t.length;
   for (const n of Object.keys(rates)) {
