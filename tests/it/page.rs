@@ -1,7 +1,7 @@
 //! The live page at `/` of the control API, in a real browser: Debian's chromium (headless),
-//! driven by playwright-core from `tests/page/page.mjs` against a real node (light mode, one
-//! CPU unit). The script checks the live rows and rates, the epoch bar, the pipeline against
-//! `/api/v1/status`, the alert of a paused unit, pause refused without the token (and the same
+//! driven by playwright-core from `tests/page/page.mjs` against a real node (light mode, a
+//! CPU unit and a GPU unit on lavapipe). The script checks the live rows and rates, the epoch bar, the pipeline against
+//! `/api/v1/status`, the GPU device, the alert of a paused unit, pause refused without the token (and the same
 //! 401 as curl with a wrong one), working with it, the phone width and the "node unreachable"
 //! state once the node stops; it writes screenshots to `target/tmp/page/`.
 
@@ -25,8 +25,16 @@ fn the_live_page_shows_the_node_live_in_a_real_browser() {
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
     std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let api = free_port();
-    let extra = format!("[api]\nlisten = \"127.0.0.1:{api}\"\ntoken_file = \"api.token\"\n");
-    let config = write_config(dir.path(), &light_config(free_port(), &extra));
+    // One CPU unit on core 0 and one small GPU unit on adapter 0 (lavapipe in CI).
+    let extra = format!(
+        "[api]\nlisten = \"127.0.0.1:{api}\"\ntoken_file = \"api.token\"\n\
+         [gpu]\nenabled = true\nallow_software = true\nbatch = 256\n\
+         devices = [{{ select = \"0\", units = 1 }}]\n\
+         [network]\ngpu_unit_bytes = 4194304\ngpu_cache_bytes = 65536\n"
+    );
+    let config =
+        light_config(free_port(), &extra).replace("[cpu]\n", "[cpu]\nunits = [{ core = 0 }]\n");
+    let config = write_config(dir.path(), &config);
     let mut node = capminer()
         .args(["run", "-c", config.to_str().unwrap()])
         .spawn()
@@ -34,7 +42,8 @@ fn the_live_page_shows_the_node_live_in_a_real_browser() {
     let hashing = wait_for(Duration::from_secs(90), || {
         let (_, body) = http(api, "GET", "/api/v1/status", &[], "")?;
         let s: serde_json::Value = serde_json::from_str(&body).ok()?;
-        (s["units"][0]["state"] == "hashing").then_some(())
+        let units = s["units"].as_array()?;
+        (units.len() == 2 && units.iter().all(|u| u["state"] == "hashing")).then_some(())
     });
     if hashing.is_none() {
         let _ = node.kill();

@@ -40,6 +40,7 @@ const api = async (p, init) => {
   return { status: r.status, body: await r.text(), headers: r.headers };
 };
 const status = async () => JSON.parse((await api("/api/v1/status")).body);
+const unitState = async (label) => (await status()).units.find((u) => u.unit === label).state;
 async function until(what, f, ms = 30000) {
   const end = Date.now() + ms;
   let last;
@@ -95,11 +96,22 @@ try {
     assert.ok(v > 0, `cpu0's ${w} rate on the page is ${v}`);
   }
   assert.equal(await row.locator("[data-field=kind]").textContent(), "cpu");
+  // The GPU unit (lavapipe): its row hashes, and the devices table lists its adapter.
+  const gpuUnit = (await status()).units.find((u) => u.kind === "gpu");
+  assert.ok(gpuUnit, "the node runs a GPU unit");
+  const gpuRow = page.locator(`#unit-${gpuUnit.unit.replace(".", "\\.")}`);
+  await until("the GPU unit hashing on the page", async () =>
+    (await gpuRow.getAttribute("data-state")) === "hashing" &&
+    Number(await gpuRow.locator("[data-field=rate-10s]").getAttribute("data-value")) > 0);
+  assert.equal(await page.locator("#gpus tbody tr").count(), 1);
+  assert.equal(await page.locator("#gpus tbody tr td:nth-child(2)").textContent(), gpuUnit.unit);
+  assert.equal(await page.locator("#gpus tbody tr td:nth-child(1)").textContent(), gpuUnit.place);
   assert.equal(await page.locator("#epoch-number").textContent(), "7");
   assert.ok(await page.locator("#epoch-bar").isVisible(), "the epoch bar is shown");
   assert.match(await page.locator("#epoch-left").textContent(), /No chain client/);
   assert.equal(await page.locator("#conn").textContent(), "live");
-  await page.waitForSelector("#chart canvas", { timeout: 10000 });
+  await page.waitForSelector("#chart-cpu canvas", { timeout: 10000 });
+  await page.waitForSelector("#chart-gpu canvas", { timeout: 10000 });
   // History survives a reload: the chart's first points come from /api/v1/history.
   const history = JSON.parse((await api("/api/v1/history")).body);
   assert.ok(history.history.fine.length >= 1, "the node keeps samples");
@@ -118,14 +130,14 @@ try {
   assert.equal(curl.status, 401);
   const wrongError = JSON.parse(curl.body).error;
   await until("the wrong-token refusal", async () => (await page.locator("#action-msg").textContent()) === `pause refused (HTTP 401): ${wrongError}`);
-  assert.equal((await status()).units[0].state, "hashing", "a refused pause changes nothing");
+  assert.equal((await unitState("cpu0")), "hashing", "a refused pause changes nothing");
 
   // The right token: pause works, the alert appears.
   step("pause with the token");
   await page.fill("#token", token);
   await page.click("#token-save");
   await page.locator("#unit-cpu0 button[data-action=pause]").click();
-  await until("cpu0 paused per the API", async () => (await status()).units[0].state === "paused");
+  await until("cpu0 paused per the API", async () => (await unitState("cpu0")) === "paused");
   await page.waitForSelector('#alerts li[data-name=CapminerUnitPaused][data-subject=cpu0]', { timeout: 10000 });
   assert.match(await page.locator("#alerts").textContent(), /Fix: press Resume/);
   assert.equal(await page.locator("#alert-count").textContent(), "1");
@@ -137,8 +149,15 @@ try {
   assert.ok(!(await page.content()).includes(token), "the token is not in the page");
   for (const u of requests) assert.ok(u.startsWith(base + "/"), `a request to another origin: ${u}`);
 
+  step("resume cpu0");
+  await page.locator("#unit-cpu0 button[data-action=resume]").click();
+  await until("cpu0 hashing again", async () => (await unitState("cpu0")) === "hashing");
+  await until("the alert to clear", async () => (await page.locator("#alerts li").count()) === 0, 10000);
+
   // The pipeline's counts are those of /api/v1/status, once the paused node's counts settle.
   step("pipeline against /api/v1/status");
+  await page.click("#pause-all");
+  await until("every unit paused", async () => (await status()).units.every((u) => u.state === "paused"));
   const ids = { found: "#pipe-found", stored: "#pipe-stored" };
   let settled = await status();
   await until("the counters to settle", async () => {
@@ -170,9 +189,10 @@ try {
   );
   await page.screenshot({ path: path.join(shots, "page-paused.png"), fullPage: true });
 
-  step("resume");
-  await page.locator("#unit-cpu0 button[data-action=resume]").click();
-  await until("cpu0 hashing again", async () => (await status()).units[0].state === "hashing");
+  assert.equal(await page.locator("#alerts li[data-name=CapminerUnitPaused]").count(), 2);
+  step("resume all");
+  await page.click("#resume-all");
+  await until("every unit hashing again", async () => (await status()).units.every((u) => u.state === "hashing"));
   await until("the alert to clear", async () => (await page.locator("#alerts li").count()) === 0, 10000);
 
   // A phone's width: everything fits, nothing overflows the page sideways.

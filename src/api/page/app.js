@@ -53,7 +53,6 @@ let last = { status: null, live: null };
 let lastOk = null;
 let builds = {}; // unit -> {done, t}: the previous poll's dataset progress, for time left
 let series = { t: [], units: {} }; // the chart's data: time, and per unit the 10 s rate
-let chart = null;
 
 // ---- rendering ----
 function setConn(ok, detail) {
@@ -228,31 +227,43 @@ function renderGpus(live) {
   $("no-gpus").classList.toggle("hidden", live.gpus.length > 0);
 }
 
-// ---- the chart ----
-function chartSize() {
-  const w = $("chart").clientWidth || 600;
-  return { width: w, height: Math.max(160, Math.min(260, Math.round(w / 3))) };
+// ---- the charts: one per unit kind (a GPU's rate would flatten a CPU's) ----
+let kinds = {}; // unit -> "cpu" | "gpu", from the status (labels say it before the first poll)
+const charts = { cpu: null, gpu: null };
+
+function kindOf(unit) {
+  return kinds[unit] || (unit.startsWith("gpu") ? "gpu" : "cpu");
+}
+
+function chartSize(kind) {
+  const w = $("chart-" + kind).clientWidth || 600;
+  return { width: w, height: Math.max(160, Math.min(240, Math.round(w / 3.5))) };
 }
 
 function drawChart() {
   if (typeof uPlot === "undefined") return;
-  const names = Object.keys(series.units).sort();
-  const data = [series.t, ...names.map((n) => series.units[n])];
-  if (chart && chart.series.length !== names.length + 1) {
-    chart.destroy();
-    chart = null;
-  }
-  if (!chart) {
-    const opts = {
-      ...chartSize(),
-      series: [{}, ...names.map((n, i) => ({ label: n, stroke: COLORS[i % COLORS.length], width: 2,
-        value: (u, v) => (v == null ? "–" : rate(v)) }))],
-      axes: [{}, { values: (u, vals) => vals.map((v) => rate(v)), size: 60 }],
-      scales: { y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
-    };
-    chart = new uPlot(opts, data, $("chart"));
-  } else {
-    chart.setData(data);
+  for (const kind of ["cpu", "gpu"]) {
+    const names = Object.keys(series.units).filter((n) => kindOf(n) === kind).sort();
+    $("chart-" + kind + "-box").classList.toggle("hidden", names.length === 0);
+    let chart = charts[kind];
+    if (chart && (chart.series.length !== names.length + 1 || names.some((n, i) => chart.series[i + 1].label !== n))) {
+      chart.destroy();
+      chart = charts[kind] = null;
+    }
+    if (names.length === 0) continue;
+    const data = [series.t, ...names.map((n) => series.units[n])];
+    if (!chart) {
+      const opts = {
+        ...chartSize(kind),
+        series: [{}, ...names.map((n, i) => ({ label: n, stroke: COLORS[i % COLORS.length], width: 2,
+          value: (u, v) => (v == null ? "–" : rate(v)) }))],
+        axes: [{}, { values: (u, vals) => vals.map((v) => rate(v)), size: 60 }],
+        scales: { y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
+      };
+      charts[kind] = new uPlot(opts, data, $("chart-" + kind));
+    } else {
+      chart.setData(data);
+    }
   }
 }
 
@@ -303,6 +314,7 @@ async function poll() {
     renderUnits(status, live);
     renderPipeline(status, live);
     renderGpus(live);
+    kinds = Object.fromEntries(status.units.map((u) => [u.unit, u.kind]));
     addPoint(live.now, Object.fromEntries(status.units.map((u) => [u.unit, u.hashrate["10s"]])));
     drawChart();
     document.body.dataset.polls = String(Number(document.body.dataset.polls || 0) + 1);
@@ -362,7 +374,9 @@ function setup() {
     const b = e.target.closest("button[data-action]");
     if (b) act(b.dataset.action, b.dataset.unit);
   });
-  window.addEventListener("resize", () => chart && chart.setSize(chartSize()));
+  window.addEventListener("resize", () => {
+    for (const kind in charts) if (charts[kind]) charts[kind].setSize(chartSize(kind));
+  });
   loadHistory().catch(() => {}).finally(() => {
     poll();
     setInterval(poll, POLL_MS);
