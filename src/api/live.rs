@@ -3,10 +3,8 @@
 //! `max_proofs` with a projection to the epoch's end, the epoch's end, the pipeline per epoch,
 //! the chain's totals (gas, balance, claims), the GPU devices, and the alerts.
 //!
-//! The alerts are the conditions of `deploy/prometheus/alerts.yml`, evaluated here from the
-//! same metric handles and the node's [`History`] (for the ones that look back), each with its
-//! fix in one line; they fire at once, where Prometheus waits their `for:`. Two are the page's
-//! own: a unit paused through the API, and the chain's head not moving (RPC unreachable).
+//! The alerts ([`alerts`](super::alerts)) are evaluated from facts gathered here: the metric
+//! handles and the node's [`History`] for the ones that look back.
 
 use std::collections::BTreeMap;
 
@@ -18,17 +16,13 @@ use prometheus::core::Collector;
 use serde::Serialize;
 
 use super::ApiError;
-use super::history::History;
+use super::alerts::{self, Alert, ChainFacts, NodeFacts, UnitFacts};
+use super::history::{History, Sample, UnitSample};
 use super::page::{Page, secured_json, unix_now};
 use super::status::total_where;
 
 /// Epochs before the current one the pipeline shows.
 const PIPELINE_EPOCHS: u64 = 5;
-/// Below this balance (wei) the gas alert fires, as in alerts.yml.
-const LOW_BALANCE_WEI: f64 = 1e17;
-/// Seconds without a new head block before the RPC alert fires.
-const HEAD_STALL_SECS: u64 = 120;
-
 /// `GET /api/v1/live`.
 #[derive(Debug, Serialize)]
 pub(super) struct Live {
@@ -99,36 +93,6 @@ struct GpuLive {
     memory_bytes: f64,
 }
 
-/// One condition that needs the operator.
-#[derive(Debug, Serialize, PartialEq)]
-pub(super) struct Alert {
-    /// The rule's name in alerts.yml (or the page's own).
-    name: &'static str,
-    severity: &'static str,
-    /// The unit, verifier or node it is about.
-    subject: String,
-    /// What is wrong.
-    summary: String,
-    /// What to do, in one line.
-    fix: &'static str,
-}
-
-fn alert(
-    name: &'static str,
-    severity: &'static str,
-    subject: &str,
-    summary: String,
-    fix: &'static str,
-) -> Alert {
-    Alert {
-        name,
-        severity,
-        subject: subject.to_string(),
-        summary,
-        fix,
-    }
-}
-
 /// `GET /api/v1/live`.
 pub(super) async fn live(State(page): State<Page>) -> Result<Response, ApiError> {
     let miner = page.api.miner()?;
@@ -151,12 +115,12 @@ pub(super) async fn live(State(page): State<Page>) -> Result<Response, ApiError>
     )))
 }
 
-fn build(
+fn build<'a>(
     miner: &Miner,
     page: &Page,
     epoch: Option<u64>,
     tallies: &[(u64, capminer_protocol::UnitId, Tally)],
-    history: &History,
+    history: &'a History,
 ) -> Live {
     let now = unix_now();
     let chain = page.api.node.metrics.chain.as_ref();
@@ -189,9 +153,7 @@ fn build(
             .filter(|(e, id, _)| Some(*e) == epoch && *id == info.id)
             .map(|(_, _, t)| u64::from(t.counted()))
             .sum();
-        let found = |s: &super::history::Sample| {
-            s.units.iter().find(|u| &*u.unit == label).map(|u| u.found)
-        };
+        let found = |s: &Sample| s.units.iter().find(|u| &*u.unit == label).map(|u| u.found);
         let proofs_per_hour = match (hour_ago, newest) {
             (Some(a), Some(b)) if b.t > a.t => Some(
                 (found(b).unwrap_or(0).saturating_sub(found(a).unwrap_or(0))) as f64 * 3600.0
@@ -207,84 +169,29 @@ fn build(
             _ => None,
         };
         let rate = |w: &str| total_where(&rates, &[("unit", label), ("window", w)]).unwrap_or(0.0);
-        // The conditions of alerts.yml about one unit.
         let state = view.state();
-        if state == UnitState::Failed {
-            alerts.push(alert(
-                "CapminerUnitDown",
-                "critical",
-                label,
-                format!("{label} is down after a fault: it finds no proofs"),
-                "the watchdog restarts it; if it stays down read its error in the log (core, GPU or driver)",
-            ));
-        }
-        if miner.is_paused(label) {
-            alerts.push(alert(
-                "CapminerUnitPaused",
-                "warning",
-                label,
-                format!("{label} is paused through the control API: it finds no proofs"),
-                "press Resume (or run `capminer ctl resume --unit <unit>`)",
-            ));
-        } else if matches!(state, UnitState::Hashing(_))
-            && rate("15m") > 0.0
-            && rate("60s") < 0.5 * rate("15m")
-        {
-            alerts.push(alert(
-                "CapminerHashrateDrop",
-                "warning",
-                label,
-                format!(
-                    "{label} hashes at {:.1} H/s over 60 s, under half its 15-minute {:.1} H/s",
-                    rate("60s"),
-                    rate("15m")
-                ),
-                "look for throttling, a neighbour on its core, or lost huge pages",
-            ));
-        }
-        if let Some(restarts) = hour_ago
-            .and_then(|a| a.units.iter().find(|u| &*u.unit == label))
-            .map(|u| view.restarts().saturating_sub(u64::from(u.restarts)))
-            .filter(|r| *r >= 3)
-        {
-            alerts.push(alert(
-                "CapminerUnitRestarting",
-                "warning",
-                label,
-                format!("the watchdog restarted {label} {restarts} times in the last hour"),
-                "its core, GPU or driver faults again and again: read the log's errors for it",
-            ));
-        }
-        let errors_now = newest.and_then(|s| s.units.iter().find(|u| &*u.unit == label));
-        let errors_then = history
-            .ago(600)
-            .and_then(|s| s.units.iter().find(|u| &*u.unit == label));
-        if let (Some(now_s), Some(then_s)) = (errors_now, errors_then)
-            && now_s.compute_errors > then_s.compute_errors
-        {
-            alerts.push(alert(
-                "CapminerComputeErrors",
-                "warning",
-                label,
-                format!(
-                    "{} GPU results of {label} in 10 minutes were not reproduced by the CPU reference",
-                    now_s.compute_errors - then_s.compute_errors
-                ),
-                "undo overclocking, test the card's memory, or update its driver",
-            ));
-        }
-        if let (Some(min), Some(end), Some(d)) = (min_proofs, ends_at, duration)
-            && epoch_proofs < min
-            && (end.saturating_sub(now) as f64) < 0.25 * d as f64
-        {
-            alerts.push(alert(
-                "CapminerProofsBelowMinimumLateInEpoch",
-                "critical",
-                label,
-                format!("{label} has {epoch_proofs} proofs, fewer than the {min} the reward needs, in the epoch's last quarter"),
-                "make sure it hashes (not paused, not failed); plan more units or cores for the next epoch",
-            ));
-        }
+        let in_sample = |s: Option<&'a Sample>| unit_in(s, label);
+        let since = |secs: u64, read: fn(&UnitSample) -> u64| {
+            let then = in_sample(history.ago(secs))?;
+            Some(read(in_sample(newest)?).saturating_sub(read(then)))
+        };
+        alerts.extend(alerts::unit_alerts(&UnitFacts {
+            label,
+            failed: state == UnitState::Failed,
+            paused: miner.is_paused(label),
+            hashing: matches!(state, UnitState::Hashing(_)),
+            rate_60s: rate("60s"),
+            rate_15m: rate("15m"),
+            // The sampled count against the live one: a restart since the last sample counts.
+            restarts_30m: in_sample(history.ago(1800))
+                .map(|then| view.restarts().saturating_sub(u64::from(then.restarts))),
+            compute_errors_10m: since(600, |u| u.compute_errors),
+            epoch_proofs,
+            min_proofs,
+            epoch_left: ends_at
+                .zip(duration)
+                .map(|(end, d)| (end.saturating_sub(now), d)),
+        }));
         if info.kind == capminer_protocol::UnitKind::Gpu {
             let device = info.place.clone();
             let g = gpus.entry(device.clone()).or_insert(GpuLive {
@@ -311,7 +218,7 @@ fn build(
             projected,
         });
     }
-    node_alerts(page, history, &mut alerts);
+    alerts.extend(alerts::node_alerts(&node_facts(page, history)));
     Live {
         now,
         epoch: EpochLive {
@@ -343,105 +250,51 @@ fn verifier_total(
     (!verifiers.is_empty()).then(|| verifiers.iter().filter_map(&read).sum())
 }
 
-/// The alerts about the node as a whole: the store, the chain and the verifiers.
-fn node_alerts(page: &Page, history: &History, alerts: &mut Vec<Alert>) {
+/// The unit labelled `label` in `sample`.
+fn unit_in<'a>(sample: Option<&'a Sample>, label: &str) -> Option<&'a UnitSample> {
+    sample?.units.iter().find(|u| &*u.unit == label)
+}
+
+/// The facts of the node-wide alerts.
+fn node_facts(page: &Page, history: &History) -> NodeFacts {
     let newest = history.fine().back();
-    let node = "node";
-    if let (Some(now_s), Some(then_s)) = (newest, history.ago(600))
-        && now_s.store_errors > then_s.store_errors
-    {
-        alerts.push(alert(
-            "CapminerStoreErrors",
-            "critical",
-            node,
-            format!(
-                "{} proof store writes failed in 10 minutes",
-                now_s.store_errors - then_s.store_errors
-            ),
-            "free or replace the disk of miner.state_dir; the proofs wait in memory and are retried",
-        ));
+    let metrics = &page.api.node.metrics;
+    NodeFacts {
+        store_errors_10m: newest
+            .zip(history.ago(600))
+            .map(|(now_s, then_s)| now_s.store_errors.saturating_sub(then_s.store_errors)),
+        chain: metrics.chain.as_ref().map(|c| ChainFacts {
+            head_block: c.last_block.get(),
+            balance_wei: c.balance_wei.get(),
+            final_proofs_reorged: c.final_proofs_reorged.get(),
+            head_still_secs: unchanged_secs(history, |s| s.head_block),
+            proofs_pending: c.proofs_pending.get(),
+            no_accept_secs: unchanged_secs(history, |s| s.accepted),
+        }),
+        verifier_backlogs: metrics
+            .verifiers
+            .iter()
+            .map(|v| v.backlog().get())
+            .collect(),
+        invalid_found: verifier_total(page, |v| total_where(&v.invalid().collect(), &[])),
     }
-    if let Some(chain) = &page.api.node.metrics.chain {
-        let head = chain.last_block.get();
-        if head > 0 && chain.balance_wei.get() < LOW_BALANCE_WEI {
-            alerts.push(alert(
-                "CapminerGasBalanceLow",
-                "warning",
-                node,
-                format!(
-                    "the provider's signer holds {:.4} ether, under 0.1",
-                    chain.balance_wei.get() / 1e18
-                ),
-                "top up the signer's account: proof batches stop when it cannot pay their gas",
-            ));
-        }
-        if chain.final_proofs_reorged.get() > 0 {
-            alerts.push(alert(
-                "CapminerFinalProofsReorged",
-                "critical",
-                node,
-                format!(
-                    "{} proofs called final lost their block to a deeper reorg since start",
-                    chain.final_proofs_reorged.get()
-                ),
-                "raise chain.confirmations",
-            ));
-        }
-        if let (Some(now_s), Some(then_s)) = (newest, history.ago(HEAD_STALL_SECS))
-            && now_s.t >= then_s.t + HEAD_STALL_SECS
-            && now_s.head_block == then_s.head_block
-        {
-            alerts.push(alert(
-                "CapminerRpcUnreachable",
-                "critical",
-                node,
-                format!(
-                    "the chain's head has stayed at block {} for {} s",
-                    now_s.head_block,
-                    now_s.t - then_s.t
-                ),
-                "check that chain.rpc_url's node runs, is synced and reachable from this host",
-            ));
-        }
-        if let (Some(now_s), Some(then_s)) = (newest, history.ago(900))
-            && now_s.t >= then_s.t + 900
-            && chain.proofs_pending.get() > 0
-            && now_s.accepted == then_s.accepted
-        {
-            alerts.push(alert(
-                "CapminerProofsPendingTooLong",
-                "critical",
-                node,
-                format!(
-                    "{} proofs wait and none became final for 15 minutes",
-                    chain.proofs_pending.get()
-                ),
-                "check the RPC node, the gas price cap (chain.gas.max_fee_gwei) and the balance",
-            ));
-        }
-    }
-    for v in &page.api.node.metrics.verifiers {
-        if v.backlog().get() > 1 {
-            alerts.push(alert(
-                "CapminerVerifierBacklog",
-                "warning",
-                "verifier",
-                format!("a verifier is {} closed epochs behind", v.backlog().get()),
-                "give the verifier CPU, a reachable RPC node and gas",
-            ));
-        }
-    }
-    if let Some(invalid) = verifier_total(page, |v| total_where(&v.invalid().collect(), &[]))
-        && invalid > 0.0
-    {
-        alerts.push(alert(
-            "CapminerVerifierFoundInvalidProofs",
-            "critical",
-            "verifier",
-            format!("the verifiers found {invalid} invalid proofs since start (reported on chain)"),
-            "a provider cheats, or miner and verifier disagree on parameters: compare configs",
-        ));
-    }
+}
+
+/// For how many seconds `read` of the history's samples has stayed at its newest value (as far
+/// back as the history goes; 0 without samples).
+fn unchanged_secs(history: &History, read: impl Fn(&Sample) -> u64) -> u64 {
+    let Some(newest) = history.fine().back() else {
+        return 0;
+    };
+    let value = read(newest);
+    let oldest_same = history
+        .fine()
+        .iter()
+        .rev()
+        .take_while(|s| read(s) == value)
+        .last()
+        .map_or(newest.t, |s| s.t);
+    newest.t - oldest_same
 }
 
 /// The tallies summed per epoch, newest first.

@@ -22,6 +22,7 @@
 //! (`POST /api/v1/units`). What the handlers read and change comes from the node as one
 //! [`NodeShared`]: the API depends on `crate::runtime`, never on the node.
 
+mod alerts;
 mod control;
 mod history;
 mod live;

@@ -170,10 +170,17 @@ try {
   });
   assert.ok(settled.proofs.found > 0, "the node found proofs");
   await until("the page to show the status's counts", async () => {
+    const shown = {}, want = {};
     for (const [k, sel] of Object.entries(ids)) {
-      if (Number(await page.locator(sel).textContent()) !== settled.proofs[k]) return false;
+      shown[k] = Number(await page.locator(sel).textContent());
+      want[k] = settled.proofs[k];
     }
-    return Number(await page.locator("#pipe-waiting").textContent()) === (settled.proofs_in_flight.found ?? 0);
+    shown.waiting = Number(await page.locator("#pipe-waiting").textContent());
+    want.waiting = settled.proofs_in_flight.found ?? 0;
+    if (JSON.stringify(shown) !== JSON.stringify(want)) {
+      throw new Error(`the page shows ${JSON.stringify(shown)}, /api/v1/status says ${JSON.stringify(want)}`);
+    }
+    return true;
   }, 10000);
   const live = JSON.parse((await api("/api/v1/live")).body);
   const epoch7 = live.pipeline.find((e) => e.epoch === 7);
