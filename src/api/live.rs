@@ -58,7 +58,7 @@ struct UnitLive {
     max_proofs: Option<u64>,
     /// Proofs found per hour over the history's last hour.
     proofs_per_hour: Option<f64>,
-    /// `epoch_proofs` plus what the rate adds by the epoch's end.
+    /// `epoch_proofs` plus what the rate adds by the epoch's end, at most `max_proofs`.
     projected: Option<f64>,
 }
 
@@ -163,9 +163,11 @@ fn build<'a>(
         };
         let (min_proofs, max_proofs) = (kind_value(&mins, kind), kind_value(&maxs, kind));
         let projected = match (ends_at, proofs_per_hour) {
-            (Some(end), Some(rate)) => {
-                Some(epoch_proofs as f64 + rate * end.saturating_sub(now) as f64 / 3600.0)
-            }
+            // The contract counts no more than the maximum (the chain client idles the unit there).
+            (Some(end), Some(rate)) => Some(
+                (epoch_proofs as f64 + rate * end.saturating_sub(now) as f64 / 3600.0)
+                    .min(max_proofs.map_or(f64::INFINITY, |m| m as f64)),
+            ),
             _ => None,
         };
         let rate = |w: &str| total_where(&rates, &[("unit", label), ("window", w)]).unwrap_or(0.0);
@@ -247,7 +249,7 @@ fn verifier_total(
     read: impl Fn(&capminer_chain::verifier::VerifierMetrics) -> Option<f64>,
 ) -> Option<f64> {
     let verifiers = &page.api.node.metrics.verifiers;
-    (!verifiers.is_empty()).then(|| verifiers.iter().filter_map(&read).sum())
+    (!verifiers.is_empty()).then(|| verifiers.iter().filter_map(&read).fold(0.0, |a, b| a + b))
 }
 
 /// The unit labelled `label` in `sample`.

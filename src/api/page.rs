@@ -38,7 +38,12 @@ pub(super) const CSP: &str = "default-src 'none'; script-src 'self'; style-src '
     frame-ancestors 'none'";
 
 /// The page's files: name, content type, content.
-const FILES: [(&str, &str, &str); 5] = [
+const FILES: [(&str, &str, &str); 6] = [
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_str!("page/favicon.svg"),
+    ),
     (
         "app.js",
         "text/javascript; charset=utf-8",
@@ -235,7 +240,7 @@ mod tests {
         for line in lower.lines().filter(|l| l.contains("<script")) {
             assert!(line.contains("src=\"/page/"), "{line}");
         }
-        for (name, _, body) in FILES.iter().filter(|(n, _, _)| !n.starts_with("uPlot")) {
+        for (name, _, body) in FILES.iter().filter(|(n, _, _)| n.starts_with("app.")) {
             assert!(
                 !body.contains("http://") && !body.contains("https://"),
                 "{name}"

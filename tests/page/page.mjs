@@ -4,24 +4,16 @@
 //   PAGE_PORT   the control API's port     API_TOKEN  the right token
 //   NODE_PID    the node's pid (stopped at the end, to see the "node unreachable" state)
 //   SHOTS       where the screenshots go   CHROMIUM   the browser (default /usr/bin/chromium)
+// (lib.mjs reads PAGE_PORT, SHOTS and CHROMIUM.)
 // Exits non-zero with the failed check's message.
-import { createRequire } from "node:module";
 import { createHash } from "node:crypto";
-import { readFileSync, mkdirSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import assert from "node:assert/strict";
+import { root, base, shots, step, api, status, until, withPage } from "./lib.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, "../..");
-// playwright-core as pinned in tools/package.json (deploy/setup.sh installs tools/node_modules).
-const { chromium } = createRequire(path.join(root, "tools/package.json"))("playwright-core");
-const port = process.env.PAGE_PORT;
 const token = process.env.API_TOKEN;
 const nodePid = Number(process.env.NODE_PID);
-const shots = process.env.SHOTS;
-const base = `http://127.0.0.1:${port}`;
-mkdirSync(shots, { recursive: true });
 
 // The vendored chart library is the pinned npm release, byte for byte.
 const UPLOT_SHA256 = "19c8d4c6ad88929a79f4ae49d6f7161566dfd0ba3d15cc495e974f787eb78f1f";
@@ -34,45 +26,8 @@ assert.equal(
   "tools/node_modules/uplot (the version pinned in tools/package.json): sha256",
 );
 
-const step = (s) => console.log(`page: ${s}`);
-const api = async (p, init) => {
-  const r = await fetch(base + p, init);
-  return { status: r.status, body: await r.text(), headers: r.headers };
-};
-const status = async () => JSON.parse((await api("/api/v1/status")).body);
 const unitState = async (label) => (await status()).units.find((u) => u.unit === label).state;
-async function until(what, f, ms = 30000) {
-  const end = Date.now() + ms;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await f();
-      if (last) return last;
-    } catch (e) {
-      last = e.message;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox"],
-});
-const failures = [];
-try {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
-  const page = await context.newPage();
-  const requests = [];
-  page.on("request", (r) => requests.push(r.url()));
-  page.on("console", (m) => {
-    if (m.type() === "error" && !/Failed to load resource|ERR_CONNECTION_REFUSED|Failed to fetch/.test(m.text())) {
-      failures.push(`console error: ${m.text()}`);
-    }
-  });
-  page.on("pageerror", (e) => failures.push(`page error: ${e.message}`));
-
+await withPage(async (page, { requests }) => {
   // Safe by default: the policy, on the page and its files.
   const first = await page.goto(base + "/");
   const csp = first.headers()["content-security-policy"];
@@ -220,8 +175,4 @@ try {
   assert.match(await page.locator("#unreachable").textContent(), /Node unreachable\..*Last data at/);
   assert.ok(await page.locator("#unit-cpu0").isVisible(), "the last data stays on the page");
   await page.screenshot({ path: path.join(shots, "page-unreachable.png"), fullPage: true });
-  assert.deepEqual(failures, []);
-  step("all checks passed");
-} finally {
-  await browser.close();
-}
+});

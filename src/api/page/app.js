@@ -80,8 +80,13 @@ function renderEpoch(status, live) {
     const remaining = Math.max(0, ends_at - live.now);
     bar.value = Math.min(1, Math.max(0, 1 - remaining / duration_seconds));
     bar.removeAttribute("data-unknown");
-    left.textContent = Math.round(bar.value * 100) + " % done, ends in " + duration(remaining) +
-      " (at " + new Date(ends_at * 1000).toLocaleTimeString() + ", chain clock)";
+    // A chain whose clock runs ahead of this host's (a devnet that warps time) ends the epoch
+    // later than one epoch from now by this host's clock: say so rather than show nonsense.
+    const skew = remaining > duration_seconds
+      ? "; the chain's clock is at least " + duration(remaining - duration_seconds) + " ahead of this host's"
+      : "";
+    left.textContent = Math.round(bar.value * 100) + " % done, ends in " + duration(Math.min(remaining, duration_seconds)) +
+      " (at " + new Date(ends_at * 1000).toLocaleTimeString() + ", chain clock" + skew + ")";
   } else {
     bar.value = 0;
     bar.setAttribute("data-unknown", "");
