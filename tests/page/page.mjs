@@ -72,6 +72,12 @@ await withPage(async (page, { requests }) => {
   assert.ok(history.history.fine.length >= 1, "the node keeps samples");
   assert.ok(history.bytes <= history.max_bytes, `history ${history.bytes} B > ${history.max_bytes} B`);
   await page.screenshot({ path: path.join(shots, "page-desktop.png"), fullPage: true });
+  // A reload starts its chart from the node's samples, not from nothing.
+  await page.reload();
+  await page.waitForSelector("#chart-cpu canvas", { timeout: 10000 });
+  const firstT = await page.evaluate(() => charts.cpu.data[0][0]);
+  assert.equal(firstT, history.history.fine[0].t, "the reloaded chart starts at the history's first sample");
+  await page.waitForFunction(() => Number(document.body.dataset.polls || 0) >= 1, null, { timeout: 10000 });
 
   // Pause without a token: the page says so, nothing changes.
   step("pause without a token, with a wrong one");
@@ -164,6 +170,11 @@ await withPage(async (page, { requests }) => {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth);
   assert.ok(overflow <= 390, `the page is ${overflow} px wide at a phone's 390`);
   assert.ok(await page.locator("#unit-cpu0").isVisible());
+  // Each unit's state, rate and action fit the screen without scrolling sideways.
+  for (const field of ["[data-field=state]", "[data-field=rate-10s]", "button"]) {
+    const box = await page.locator(`#unit-cpu0 ${field}`).boundingBox();
+    assert.ok(box && box.x + box.width <= 390, `cpu0's ${field} is off a phone's screen: ${JSON.stringify(box)}`);
+  }
   await page.screenshot({ path: path.join(shots, "page-phone.png"), fullPage: true });
   await page.setViewportSize({ width: 1280, height: 1000 });
 

@@ -5,7 +5,6 @@
 "use strict";
 
 const POLL_MS = 2000;
-const HISTORY_MS = 30000;
 const TOKEN_KEY = "capminer.api.token";
 const COLORS = ["#2f80ed", "#eb5757", "#27ae60", "#f2994a", "#9b51e0", "#56ccf2", "#bdbdbd", "#219653"];
 
@@ -382,10 +381,10 @@ function setup() {
   window.addEventListener("resize", () => {
     for (const kind in charts) if (charts[kind]) charts[kind].setSize(chartSize(kind));
   });
+  // The node's samples once (the last hour survives a reload); each poll adds its own point.
   loadHistory().catch(() => {}).finally(() => {
     poll();
     setInterval(poll, POLL_MS);
-    setInterval(() => loadHistory().catch(() => {}), HISTORY_MS);
   });
 }
 
