@@ -3,9 +3,12 @@
 #   - Debian packages: cmake, make and a C++ compiler (RandomX, built by randomx-rs), Mesa's Vulkan
 #     drivers (lavapipe, the GPU of machines without one), Prometheus (promtool and the server
 #     the tests scrape with), Node.js and npm (for anvil and solc), mount (a tmpfs in a test),
-#     systemd (only its systemd-analyze, which verifies the unit files in deploy/systemd);
+#     systemd (only its systemd-analyze, which verifies the unit files in deploy/systemd), chromium
+#     (headless, for the live page's browser test);
 #   - cargo-nextest, if missing (the test runner);
-#   - from npm, into tools/node_modules: anvil (@foundry-rs/anvil-linux-amd64) and solcjs (solc).
+#   - from npm, into tools/node_modules: anvil (@foundry-rs/anvil-linux-amd64), solcjs (solc),
+#     playwright-core (drives chromium in the page test) and uplot (the page's vendored charts,
+#     whose hash the page test compares).
 # Rust itself (1.95 or newer) must already be installed, e.g. with rustup.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,6 +21,7 @@ command -v make >/dev/null || need_apt+=(make)
 command -v promtool >/dev/null && command -v prometheus >/dev/null || need_apt+=(prometheus)
 command -v npm >/dev/null || need_apt+=(nodejs npm)
 command -v curl >/dev/null || need_apt+=(curl)
+command -v chromium >/dev/null || need_apt+=(chromium) # the live page's browser test
 command -v mount >/dev/null || need_apt+=(mount) # the disk-full test mounts a tmpfs
 command -v systemd-analyze >/dev/null || need_apt+=(systemd) # verifies deploy/systemd/*.service
 if [ ${#need_apt[@]} -gt 0 ]; then

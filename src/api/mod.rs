@@ -8,6 +8,7 @@
 //!                                       config (as SIGHUP does), then restarts the unit if named
 //!  POST /api/v1/units  {"add": ...}     Authorization: Bearer <api.token_file>; adds, removes or
 //!                                       moves a unit (units.rs)
+//!  GET  /  /page/*  /api/v1/live  /api/v1/history   the live page, read-only (page.rs)
 //! ```
 //!
 //! Status is read from the node's live objects and the typed handles of its metric families
@@ -22,7 +23,11 @@
 //! (`POST /api/v1/units`). What the handlers read and change comes from the node as one
 //! [`NodeShared`]: the API depends on `crate::runtime`, never on the node.
 
+mod alerts;
 mod control;
+mod history;
+mod live;
+mod page;
 mod status;
 mod units;
 
@@ -102,12 +107,13 @@ pub(crate) async fn serve(
         .route("/api/v1/resume", post(control::pause_or_resume::<false>))
         .route("/api/v1/reload", post(control::reload))
         .route("/api/v1/units", post(units::units))
+        .merge(page::routes(&state))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .layer(DefaultBodyLimit::max(4096))
         .layer(axum::middleware::from_fn(log_refusals))
         .with_state(state);
     let task = tokio::spawn(serve_connections(listener, app, stop));
-    tracing::info!("control API at http://{bound}/api/v1/status");
+    tracing::info!("control API at http://{bound}/api/v1/status, live page at http://{bound}/");
     Ok((bound, task))
 }
 

@@ -244,7 +244,7 @@ fn total(family: &impl Collector) -> Option<f64> {
 
 /// The sum of the series of `families` whose labels include every `(name, value)` of
 /// `labels`; `None` when none does.
-fn total_where(families: &[MetricFamily], labels: &[(&str, &str)]) -> Option<f64> {
+pub(super) fn total_where(families: &[MetricFamily], labels: &[(&str, &str)]) -> Option<f64> {
     let mut total = None;
     for family in families {
         for m in family.get_metric() {

@@ -134,6 +134,13 @@ pub(crate) fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
         epoch_seconds = args.epoch_seconds,
         "devnet up: anvil, contract deployed, units registered, reward pool funded"
     );
+    if config.api.enabled {
+        tracing::info!(
+            "live page: http://{}/ (over SSH: ssh -L {port}:127.0.0.1:{port} <host>, then open http://127.0.0.1:{port}/)",
+            config.api.listen,
+            port = config.api.listen.port()
+        );
+    }
     point_at_contract(&mut config, &anvil, &deployment);
     for c in &mut host_configs {
         c.chain = config.chain.clone();

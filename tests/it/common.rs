@@ -228,6 +228,22 @@ impl Drop for Kill {
     }
 }
 
+/// A child (a devnet), stopped with SIGTERM when dropped (so it stops its own children: anvil,
+/// hosts), killed if it hangs.
+pub(crate) struct Term(pub std::process::Child);
+
+impl Drop for Term {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) of our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let stopped = wait_for(Duration::from_secs(30), || self.0.try_wait().ok().flatten());
+        if stopped.is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Runs `capminer <args> -c <dir>/<name>.toml` with `config` written there, one environment
 /// variable set (a key: never on the command line), its log appended to `<dir>/<name>.log`.
 pub(crate) fn spawn_capminer(

@@ -5,22 +5,7 @@
 
 use std::time::Duration;
 
-use crate::common::{capminer, free_port, http_get, light_config, wait_for, write_config};
-
-/// The devnet, stopped with SIGTERM when dropped (so it stops its hosts), killed if it hangs.
-struct Term(std::process::Child);
-
-impl Drop for Term {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) of our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let stopped = wait_for(Duration::from_secs(30), || self.0.try_wait().ok().flatten());
-        if stopped.is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
+use crate::common::{Term, capminer, free_port, http_get, light_config, wait_for, write_config};
 
 /// Sum of every sample of metric `name` whose line contains every one of `filters`.
 fn total(body: &str, name: &str, filters: &[&str]) -> f64 {

@@ -14,6 +14,7 @@ mod hostile;
 mod metrics;
 mod miner_flow;
 mod operator;
+mod page;
 mod reload;
 mod store_crash;
 mod units;

@@ -105,7 +105,12 @@ async fn a_real_prometheus_evaluates_every_panel_and_alert_on_a_live_miner_and_v
             "capminer-verifier" => verifier_port,
             other => panic!("a scrape job the test does not know: {other}"),
         };
+        // The shipped target labels (a miner's provider and host) stay: the fleet panels use them.
+        let labels = job["static_configs"][0]["labels"].clone();
         job["static_configs"] = serde_json::json!([{ "targets": [format!("127.0.0.1:{port}")] }]);
+        if !labels.is_null() {
+            job["static_configs"][0]["labels"] = labels;
+        }
         jobs.push(name);
     }
     assert_eq!(jobs, ["capminer-miner", "capminer-verifier"]);
@@ -239,6 +244,21 @@ async fn a_real_prometheus_evaluates_every_panel_and_alert_on_a_live_miner_and_v
             }
         }
         match prometheus.query(&query) {
+            // A fleet panel's series each name their provider and host (the scrape's labels).
+            Ok(series) if !series.is_empty() && query.contains("by (provider") => {
+                let wanted: &[&str] = if query.contains("by (provider, host)") {
+                    &["provider", "host"]
+                } else {
+                    &["provider"]
+                };
+                for s in &series {
+                    for label in wanted {
+                        if s["metric"][label].as_str().is_none_or(str::is_empty) {
+                            failures.push(format!("panel {title}: no {label} label in {s}"));
+                        }
+                    }
+                }
+            }
             Ok(series) if !series.is_empty() => {}
             Ok(_) => failures.push(format!("panel {title}: no data for {query}")),
             Err(e) => failures.push(format!("panel {title}: {e}")),

@@ -1,0 +1,163 @@
+//! The live page at `/` of the control API, in a real browser: Debian's chromium (headless),
+//! driven by playwright-core from `tests/page/page.mjs` against a real node (light mode, a
+//! CPU unit and a GPU unit on lavapipe). The script checks the live rows and rates, the epoch bar, the pipeline against
+//! `/api/v1/status`, the GPU device, the alert of a paused unit, pause refused without the token (and the same
+//! 401 as curl with a wrong one), working with it, the phone width and the "node unreachable"
+//! state once the node stops; it writes screenshots to `target/tmp/page/`. A second test runs
+//! `tests/page/chain.mjs` against a devnet: the epoch's progress, proofs against the epoch's
+//! minimum and maximum, final proofs and gas.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use crate::common::{
+    Kill, Term, capminer, free_port, http, light_config, text, wait_for, write_config,
+};
+
+/// Where the screenshots go: `target/tmp/page/`.
+fn shots() -> PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("page")
+}
+
+/// The browser, Debian's chromium unless `CHROMIUM` names another.
+fn chromium() -> String {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "{chromium} is missing: deploy/setup.sh installs Debian's chromium"
+    );
+    chromium
+}
+
+/// Runs `tests/page/<script>` with Node against the page on `port`, `env` added.
+fn run_script(script: &str, port: u16, env: &[(&str, String)]) -> Output {
+    let root = env!("CARGO_MANIFEST_DIR");
+    Command::new("node")
+        .arg(format!("{root}/tests/page/{script}"))
+        .env("PAGE_PORT", port.to_string())
+        .env("SHOTS", shots())
+        .env("CHROMIUM", chromium())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(root)
+        .output()
+        .expect("node runs (tools/node_modules has playwright-core: deploy/setup.sh)")
+}
+
+#[test]
+fn the_live_page_shows_the_node_live_in_a_real_browser() {
+    chromium();
+    let dir = tempfile::tempdir().unwrap();
+    let token = "page-token-5f3a";
+    let token_file = dir.path().join("api.token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let api = free_port();
+    // One CPU unit on core 0 and one small GPU unit on adapter 0 (lavapipe in CI).
+    let extra = format!(
+        "[api]\nlisten = \"127.0.0.1:{api}\"\ntoken_file = \"api.token\"\n\
+         [gpu]\nenabled = true\nallow_software = true\nbatch = 256\n\
+         devices = [{{ select = \"0\", units = 1 }}]\n\
+         [network]\ngpu_unit_bytes = 4194304\ngpu_cache_bytes = 65536\n"
+    );
+    let config =
+        light_config(free_port(), &extra).replace("[cpu]\n", "[cpu]\nunits = [{ core = 0 }]\n");
+    let config = write_config(dir.path(), &config);
+    let node = Kill(
+        capminer()
+            .args(["run", "-c", config.to_str().unwrap()])
+            .spawn()
+            .unwrap(),
+    );
+    let hashing = wait_for(Duration::from_secs(90), || {
+        let (_, body) = http(api, "GET", "/api/v1/status", &[], "")?;
+        let s: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let units = s["units"].as_array()?;
+        (units.len() == 2 && units.iter().all(|u| u["state"] == "hashing")).then_some(())
+    });
+    assert!(hashing.is_some(), "the node never hashed");
+    // Nothing the page reads names a file or carries the token.
+    let dir_name = dir.path().to_str().unwrap();
+    for path in ["/", "/page/app.js", "/api/v1/live", "/api/v1/history"] {
+        let (code, body) = http(api, "GET", path, &[], "").unwrap();
+        assert_eq!(code, 200, "{path}: {body}");
+        assert!(
+            !body.contains(dir_name) && !body.contains(token) && !body.contains("token_file = "),
+            "{path} leaks a path or the token: {body}"
+        );
+    }
+    let out = run_script(
+        "page.mjs",
+        api,
+        &[
+            ("API_TOKEN", token.to_string()),
+            ("NODE_PID", node.0.id().to_string()),
+        ],
+    );
+    drop(node);
+    assert!(
+        out.status.success(),
+        "the browser checks failed:\n{}",
+        text(&out)
+    );
+    for shot in [
+        "page-desktop.png",
+        "page-paused.png",
+        "page-phone.png",
+        "page-unreachable.png",
+    ] {
+        let size = std::fs::metadata(shots().join(shot)).map_or(0, |m| m.len());
+        assert!(size > 10_000, "{shot}: {size} bytes");
+    }
+}
+
+#[test]
+fn the_live_page_follows_a_devnets_chain() {
+    chromium();
+    let dir = tempfile::tempdir().unwrap();
+    let api = free_port();
+    let config = light_config(
+        free_port(),
+        &format!(
+            "[api]\nlisten = \"127.0.0.1:{api}\"\n\
+             [chain]\nconfirmations = 1\npoll_ms = 300\n[chain.batch]\nmax_wait_ms = 500\n"
+        ),
+    )
+    .replace("[cpu]\n", "[cpu]\nunits = [{ core = 0 }]\n");
+    let path = write_config(dir.path(), &config);
+    let (min, max) = ("3", "40");
+    let _devnet = Term(
+        capminer()
+            .args(["devnet", "-c", path.to_str().unwrap()])
+            .args(["--port", &free_port().to_string()])
+            .args(["--epoch-seconds", "30", "--grace-seconds", "4"])
+            .args(["--verify-seconds", "60", "--verifiers", "1"])
+            .args(["--min-proofs", min, "--max-proofs", max])
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("devnet.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let log = || std::fs::read_to_string(dir.path().join("devnet.log")).unwrap_or_default();
+    wait_for(Duration::from_secs(120), || {
+        log()
+            .contains(&format!("live page: http://127.0.0.1:{api}/"))
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("the devnet never printed its page's address:\n{}", log()));
+    let out = run_script(
+        "chain.mjs",
+        api,
+        &[("MIN_PROOFS", min.into()), ("MAX_PROOFS", max.into())],
+    );
+    assert!(
+        out.status.success(),
+        "the browser checks failed:\n{}\n{}",
+        text(&out),
+        log()
+    );
+    let size = std::fs::metadata(shots().join("page-chain.png")).map_or(0, |m| m.len());
+    assert!(size > 10_000, "page-chain.png: {size} bytes");
+}
