@@ -41,8 +41,9 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 tools="$root/tools"
-if [ ! -x "$tools/node_modules/.bin/anvil" ] || [ ! -x "$tools/node_modules/.bin/solcjs" ]; then
-  echo "setup: installing anvil and solc from npm into $tools (versions pinned in tools/package-lock.json)"
+if [ ! -x "$tools/node_modules/.bin/anvil" ] || [ ! -x "$tools/node_modules/.bin/solcjs" ] \
+  || [ ! -d "$tools/node_modules/playwright-core" ] || [ ! -d "$tools/node_modules/uplot" ]; then
+  echo "setup: installing anvil, solc, playwright-core and uplot from npm into $tools (versions pinned in tools/package-lock.json)"
   (cd "$tools" && npm ci --silent --no-audit --no-fund)
 fi
 echo "setup: done"
