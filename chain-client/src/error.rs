@@ -84,7 +84,7 @@ pub enum ChainError {
     #[error(
         "unit {} ({}) is registered to {provider}; this signer {signer} is neither that \
          provider nor one of its operators (the provider runs `capminer provider authorize \
-         {signer}`)",
+         {signer}`, then this host `capminer provider accept {provider}`)",
         unit.label,
         unit.id
     )]
@@ -93,6 +93,24 @@ pub enum ChainError {
         unit: UnitRef,
         /// The provider it is registered to.
         provider: Address,
+        /// This signer.
+        signer: Address,
+    },
+    /// A unit of this operator's provider is assigned to another of its hosts.
+    #[error(
+        "unit {} ({}) is assigned to host {host} of its provider; this operator key {signer} \
+         submits for host {operator_host} only (the provider runs `capminer provider assign \
+         --host {operator_host} <index>`, or this host plans the wrong units)",
+        unit.label,
+        unit.id
+    )]
+    OtherHost {
+        /// The unit.
+        unit: UnitRef,
+        /// The host it is assigned to.
+        host: u16,
+        /// The host this operator key is bound to.
+        operator_host: u16,
         /// This signer.
         signer: Address,
     },

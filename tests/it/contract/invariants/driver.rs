@@ -65,6 +65,7 @@ pub(super) fn run_sequence(
             guardian: actors.guardians[0],
             verifiers: verifiers.iter().copied().collect(),
             quorum,
+            quorum_history: vec![(time, quorum)],
             initial: [zero_params(), zero_params()], // set before deployment
             changes: Vec::new(),
             epochs: BTreeMap::new(),

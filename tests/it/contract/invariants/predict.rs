@@ -7,7 +7,9 @@ use alloy::sol_types::{SolCall, SolInterface, SolValue};
 use capminer_chain::bindings::Capacity;
 use capminer_chain::bindings::Capacity::{CapacityCalls, CapacityEvents as Ev};
 
-use super::model::{EpochM, Expect, Model, UnitM, bad_params, chain_digest, pack_nonces};
+use super::model::{
+    EpochM, Expect, MAX_GROUPS, Model, UnitM, bad_params, chain_digest, pack_nonces,
+};
 use super::{BPS, NO_END};
 
 impl Model {
@@ -136,6 +138,11 @@ impl Model {
             }
             let max = max[u.kind as usize];
             let mut ue = self.ue.get(&(unit, epoch)).cloned().unwrap_or_default();
+            if ue.groups.len() >= MAX_GROUPS {
+                skipped += n as u64;
+                off = next;
+                continue;
+            }
             let mut count = ue.count;
             let mut floor: u128 = ue.last.map_or(0, |l| u128::from(l) + 1);
             let mut took = Vec::new();
@@ -195,7 +202,7 @@ impl Model {
         if digest != ue.digest {
             return Err("DigestMismatch");
         }
-        if ue.failed {
+        if ue.failed || ue.reports.len() as u32 >= quorum {
             return Err("AlreadyFailed");
         }
         if signer != Some(from) {
@@ -212,8 +219,7 @@ impl Model {
             checked,
             sampleSignature: Bytes::copy_from_slice(sig),
         })];
-        if ue.attesters.len() as u32 >= quorum && !ue.attested {
-            ue.attested = true;
+        if ue.attesters.len() as u32 == quorum {
             events.push(Ev::UnitEpochAttested(Capacity::UnitEpochAttested {
                 unit,
                 epoch,
@@ -277,19 +283,43 @@ impl Model {
             verifier: from,
         })];
         if n >= quorum && !ue.failed {
-            ue.failed = true;
-            ue.attested = false;
-            let u = &mut self.units[unit as usize];
-            let slash = (u.registered * self.slash_bps / BPS).min(u.collateral);
-            u.collateral -= slash;
-            self.pool += slash;
-            events.push(Ev::UnitEpochFailed(Capacity::UnitEpochFailed {
-                unit,
-                epoch,
-                slashed: U256::from(slash),
-            }));
+            events.push(self.slash(unit, epoch));
         }
         Ok(events)
+    }
+
+    /// `enforceFailure`: slashes a unit-epoch whose reports meet `quorum_for(epoch)` and that
+    /// no report slashed.
+    pub(super) fn enforce_failure(&mut self, unit: u32, epoch: u64) -> Expect {
+        if unit as usize >= self.units.len() {
+            return Err("UnknownUnit");
+        }
+        let q = self.quorum_for(epoch);
+        match self.ue.get(&(unit, epoch)) {
+            Some(ue) if !ue.failed && ue.reports.len() as u32 >= q => {
+                Ok(vec![self.slash(unit, epoch)])
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Marks the unit-epoch failed and moves the slash (rounded up) into the pool.
+    fn slash(&mut self, unit: u32, epoch: u64) -> Ev {
+        self.ue
+            .get_mut(&(unit, epoch))
+            .expect("a unit-epoch with reports")
+            .failed = true;
+        let u = &mut self.units[unit as usize];
+        let slash = (u.registered * self.slash_bps)
+            .div_ceil(BPS)
+            .min(u.collateral);
+        u.collateral -= slash;
+        self.pool += slash;
+        Ev::UnitEpochFailed(Capacity::UnitEpochFailed {
+            unit,
+            epoch,
+            slashed: U256::from(slash),
+        })
     }
 
     pub(super) fn abstain(
@@ -493,10 +523,13 @@ impl Model {
                 if c.q == 0 || c.q > self.verifiers.len() as u32 {
                     return Err("BadQuorum");
                 }
-                self.quorum = c.q;
+                self.set_quorum(now, c.q);
                 events.push(Ev::QuorumSet(Capacity::QuorumSet { quorum: c.q }));
             }
             CapacityCalls::setGuardian(c) => {
+                if c.g == Address::ZERO && self.paused {
+                    return Err("ZeroAddress");
+                }
                 self.guardian = c.g;
                 events.push(Ev::GuardianSet(Capacity::GuardianSet { guardian: c.g }));
             }

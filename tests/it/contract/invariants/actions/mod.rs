@@ -13,13 +13,14 @@ use crate::contract::invariants::sequence::Seq;
 
 impl Seq<'_> {
     pub(super) fn random_op(&mut self) {
-        const WEIGHTS: [(&str, u64); 17] = [
+        const WEIGHTS: [(&str, u64); 18] = [
             ("registerUnits", 6),
             ("advanceEpoch", 6),
             ("submitProofs", 24),
             ("attest", 14),
             ("reportInvalid", 9),
             ("abstain", 2),
+            ("enforceFailure", 2),
             ("claim", 8),
             ("fundPool", 4),
             ("topUp", 3),
@@ -70,6 +71,7 @@ impl Seq<'_> {
             "attest" => self.op_attest(),
             "reportInvalid" => self.op_report(),
             "abstain" => self.op_abstain(),
+            "enforceFailure" => self.op_enforce(),
             "claim" => self.op_claim(),
             "fundPool" => self.op_fund(),
             "topUp" => self.op_top_up(),
