@@ -850,12 +850,13 @@ contract Capacity {
         return !_failed(word, q) && (word >> ATTESTATIONS_SHIFT) & COUNTER_MASK >= q;
     }
 
-    /// @notice The quorum that judges epoch `e`'s unit-epochs: the one in force at
-    /// `settleTime(e)` (the current one while that is in the future).
+    /// @notice The quorum that judges epoch `e`'s unit-epochs: the one in force at its
+    /// settlement, i.e. set before `settleTime(e)` (the last second votes are taken is the one
+    /// before); the current one until then.
     function quorumFor(uint64 e) public view returns (uint32) {
         uint256 t = settleTime(e);
         uint256 i = quorumHistory.length;
-        while (i > 1 && quorumHistory[i - 1].since > t) --i;
+        while (i > 1 && quorumHistory[i - 1].since >= t) --i;
         return quorumHistory[i - 1].quorum;
     }
 
@@ -1111,8 +1112,8 @@ contract Capacity {
                 uint256 count = uint32(word >> COUNT_SHIFT);
                 KindParams storage p = paramsVersions[r.version][u.kind];
                 uint256 t = settleTime(e);
-                while (h > 1 && quorumHistory[h - 1].since > t) --h;
-                while (h < quorumHistory.length && quorumHistory[h].since <= t) ++h;
+                while (h > 1 && quorumHistory[h - 1].since >= t) --h;
+                while (h < quorumHistory.length && quorumHistory[h].since < t) ++h;
                 if (_attested(word, quorumHistory[h - 1].quorum) && count >= p.minProofs && count > 0) {
                     amount += p.reward;
                 }

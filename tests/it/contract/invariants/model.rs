@@ -151,14 +151,14 @@ impl Model {
         p
     }
 
-    /// The quorum that judges epoch `e`: the one in force at its settlement (the current one
-    /// until then).
+    /// The quorum that judges epoch `e`: the one set before its settlement time (the current
+    /// one until then).
     pub(super) fn quorum_for(&self, e: u64) -> u32 {
         let t = self.settle(e);
         self.quorum_history
             .iter()
             .rev()
-            .find(|(since, _)| u128::from(*since) <= t)
+            .find(|(since, _)| u128::from(*since) < t)
             .unwrap_or(&self.quorum_history[0])
             .1
     }
