@@ -1008,22 +1008,35 @@ contract Capacity {
         emit UnitEpochFailed(unit, epoch, slash);
     }
 
-    /// Checks that `groups` replays to `expected` and holds `nonce`.
+    /// Checks that `groups` replays to `expected` and holds `nonce`. Hashes each group in one
+    /// scratch area (memory does not grow with the evidence) and scans its nonces in assembly:
+    /// the worst report at `MAX_PROOFS_LIMIT` stays a few million gas of execution.
     function _checkEvidence(uint32 unit, uint64 epoch, uint64 nonce, bytes32 expected, bytes[] calldata groups)
         internal
         pure
     {
         bytes32 d;
         bool found;
+        uint256 scratch;
+        assembly {
+            scratch := mload(0x40)
+        }
         for (uint256 g = 0; g < groups.length; ++g) {
             bytes calldata b = groups[g];
-            d = keccak256(abi.encodePacked(d, b));
+            assembly {
+                mstore(scratch, d)
+                calldatacopy(add(scratch, 32), b.offset, b.length)
+                d := keccak256(scratch, add(32, b.length))
+            }
             if (found) continue;
             if (b.length % NONCE_BYTES != 0) revert MalformedBatch(g);
-            for (uint256 pos = 0; pos < b.length; pos += NONCE_BYTES) {
-                if (uint64(bytes8(b[pos:pos + NONCE_BYTES])) == nonce) {
-                    found = true;
-                    break;
+            assembly {
+                let end := add(b.offset, b.length)
+                for { let p := b.offset } lt(p, end) { p := add(p, 8) } {
+                    if eq(shr(192, calldataload(p)), nonce) {
+                        found := 1
+                        break
+                    }
                 }
             }
         }
