@@ -40,6 +40,27 @@ impl Seq<'_> {
             ));
         }
 
+        // Operator keys: bound as the model says, offers as made.
+        for op in self.actors.operators {
+            let provider = self.chain.view(Capacity::operatorProviderCall(op));
+            let host = self.chain.view(Capacity::operatorHostCall(op));
+            let want = m.operators.get(&op).copied().unwrap_or_default();
+            if (provider, host) != want {
+                self.fail(&format!(
+                    "operator {op}: provider {provider}, host {host}; model {want:?}"
+                ));
+            }
+            for p in self.actors.providers {
+                let offer = self
+                    .chain
+                    .view(Capacity::operatorOfferCall { _0: p, _1: op });
+                let want = m.offers.get(&(p, op)).map_or(0, |h| u32::from(*h) + 1);
+                if offer != want {
+                    self.fail(&format!("operatorOffer({p}, {op}) = {offer}, model {want}"));
+                }
+            }
+        }
+
         // Units, and invariant 1: the balance is the pool plus the collateral.
         let n = self.chain.view(Capacity::unitCountCall {});
         if n as usize != m.units.len() {
@@ -59,6 +80,7 @@ impl Seq<'_> {
                 || u.collateral != w.collateral
                 || u.registeredCollateral != w.registered
                 || u.claimedUpTo != w.claimed
+                || u.host != w.host
             {
                 self.fail(&format!("unitInfo({i}) = {u:?}, model {w:?}"));
             }

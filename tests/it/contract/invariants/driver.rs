@@ -77,6 +77,8 @@ pub(super) fn run_sequence(
             paid: BTreeMap::new(),
             scheduled: BTreeMap::new(),
             known_calls: Vec::new(),
+            operators: BTreeMap::new(),
+            offers: BTreeMap::new(),
         },
         actors,
         sigs,

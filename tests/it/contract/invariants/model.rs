@@ -19,6 +19,8 @@ pub(super) struct UnitM {
     pub(super) collateral: u128,
     pub(super) registered: u128,
     pub(super) claimed: u64,
+    /// The provider's host whose operator keys submit for it.
+    pub(super) host: u16,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -74,6 +76,10 @@ pub(super) struct Model {
     pub(super) scheduled: BTreeMap<B256, (u64, Bytes)>,
     /// Every governance call ever scheduled (to schedule or execute again).
     pub(super) known_calls: Vec<Bytes>,
+    /// Bound operator keys: key => (provider, host).
+    pub(super) operators: BTreeMap<Address, (Address, u16)>,
+    /// Offers not yet accepted: (provider, key) => host.
+    pub(super) offers: BTreeMap<(Address, Address), u16>,
 }
 
 pub(super) type Expect = Result<Vec<Ev>, &'static str>;
@@ -190,6 +196,12 @@ impl Model {
             return Err("VerificationClosed");
         }
         Ok(())
+    }
+
+    /// May `from` submit for `unit`: its provider, or an operator of that provider bound to the
+    /// unit's host.
+    pub(super) fn may_submit(&self, from: Address, unit: &UnitM) -> bool {
+        unit.provider == from || self.operators.get(&from) == Some(&(unit.provider, unit.host))
     }
 
     pub(super) fn owned(&self, index: u32, from: Address) -> Result<usize, &'static str> {

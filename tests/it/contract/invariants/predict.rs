@@ -54,6 +54,7 @@ impl Model {
                 collateral: c,
                 registered: c,
                 claimed: cur + 1,
+                host: 0,
             });
             events.push(Ev::UnitRegistered(Capacity::UnitRegistered {
                 index: (self.units.len() - 1) as u32,
@@ -128,7 +129,7 @@ impl Model {
                 return Err("UnknownUnit");
             }
             let u = &self.units[i];
-            if u.provider != from {
+            if !self.may_submit(from, u) {
                 return Err("NotUnitOwner");
             }
             if epoch < u.start || epoch >= u.end || u.collateral < u.registered {
@@ -547,6 +548,78 @@ impl Model {
             return Err("NotScheduled");
         }
         Ok(vec![Ev::CallCancelled(Capacity::CallCancelled { id })])
+    }
+
+    pub(super) fn offer_operator(&mut self, from: Address, operator: Address, host: u16) -> Expect {
+        if operator == Address::ZERO {
+            return Err("ZeroAddress");
+        }
+        if operator == from {
+            return Err("KeyTaken");
+        }
+        self.offers.insert((from, operator), host);
+        Ok(vec![Ev::OperatorOffered(Capacity::OperatorOffered {
+            provider: from,
+            operator,
+            host,
+        })])
+    }
+
+    pub(super) fn accept_operator(&mut self, from: Address, provider: Address) -> Expect {
+        let Some(&host) = self.offers.get(&(provider, from)) else {
+            return Err("NoOffer");
+        };
+        if let Some((holder, _)) = self.operators.get(&from)
+            && *holder != provider
+        {
+            return Err("KeyTaken");
+        }
+        self.offers.remove(&(provider, from));
+        self.operators.insert(from, (provider, host));
+        Ok(vec![Ev::OperatorAuthorized(Capacity::OperatorAuthorized {
+            provider,
+            operator: from,
+            host,
+        })])
+    }
+
+    pub(super) fn revoke_operator(&mut self, from: Address, operator: Address) -> Expect {
+        let offered = self.offers.remove(&(from, operator)).is_some();
+        if self
+            .operators
+            .get(&operator)
+            .is_some_and(|(p, _)| *p == from)
+        {
+            self.operators.remove(&operator);
+        } else if !offered {
+            return Err("NotYours");
+        }
+        Ok(vec![Ev::OperatorRevoked(Capacity::OperatorRevoked {
+            provider: from,
+            operator,
+        })])
+    }
+
+    pub(super) fn release_operator(&mut self, from: Address) -> Expect {
+        let Some((provider, _)) = self.operators.remove(&from) else {
+            return Err("NotYours");
+        };
+        Ok(vec![Ev::OperatorRevoked(Capacity::OperatorRevoked {
+            provider,
+            operator: from,
+        })])
+    }
+
+    pub(super) fn assign_units(&mut self, from: Address, indices: &[u32], host: u16) -> Expect {
+        for &index in indices {
+            let i = self.owned(index, from)?;
+            self.units[i].host = host;
+        }
+        Ok(vec![Ev::UnitsAssigned(Capacity::UnitsAssigned {
+            provider: from,
+            host,
+            indices: indices.to_vec(),
+        })])
     }
 
     pub(super) fn set_paused(&mut self, from: Address, p: bool) -> Expect {
