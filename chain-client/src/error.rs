@@ -316,6 +316,12 @@ mod tests {
                 key: "chain.contract",
                 message: "is not set".into(),
             },
+            ChainError::OtherHost {
+                unit: unit.clone(),
+                host: 2,
+                operator_host: 1,
+                signer,
+            },
             ChainError::ChainMismatch {
                 configured: 1,
                 served: 31337,
@@ -342,16 +348,25 @@ mod tests {
             text[0]
         );
         assert_eq!(text[1], "chain.contract is not set");
-        assert_eq!(
-            text[2],
-            "chain.chain_id is 1 but the node at http://node:8545 serves chain 31337"
+        assert!(
+            text[2].starts_with(&format!(
+                "unit cpu3 ({}) is assigned to host 2 of its provider; this operator key {signer} \
+                 submits for host 1 only",
+                unit.id
+            )),
+            "{}",
+            text[2]
         );
         assert_eq!(
             text[3],
-            "no key: set chain.key_file or the CAPMINER_PRIVATE_KEY environment variable"
+            "chain.chain_id is 1 but the node at http://node:8545 serves chain 31337"
         );
         assert_eq!(
             text[4],
+            "no key: set chain.key_file or the CAPMINER_PRIVATE_KEY environment variable"
+        );
+        assert_eq!(
+            text[5],
             "verifier progress file /var/lib/capminer/progress.json: fsync: disk full"
         );
         assert!(errors.iter().all(|e| !e.is_retryable()));
