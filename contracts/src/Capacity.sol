@@ -785,26 +785,36 @@ contract Capacity {
         uint256 count = uint32(word >> COUNT_SHIFT);
         uint256 floor = word & HAS_PROOF != 0 ? uint256(uint64(word)) + 1 : 0;
         bytes memory acc = new bytes(n * NONCE_BYTES + 32); // +32: slack for word-wide stores
-        for (uint256 i = 0; i < n; ++i) {
-            uint256 nonce;
-            assembly {
-                nonce := shr(192, calldataload(add(packed.offset, add(first, mul(i, 8)))))
+        assembly {
+            // The accept loop: a nonce counts if above the last accepted one and under the
+            // maximum; accepted nonces are packed into `acc`.
+            let data := add(acc, 32)
+            let dst := data
+            let src := add(packed.offset, first)
+            for { let end := add(src, mul(n, 8)) } lt(src, end) { src := add(src, 8) } {
+                let nonce := shr(192, calldataload(src))
+                if and(iszero(lt(nonce, floor)), lt(count, maxProofs)) {
+                    floor := add(nonce, 1)
+                    count := add(count, 1)
+                    mstore(dst, shl(192, nonce))
+                    dst := add(dst, 8)
+                }
             }
-            if (nonce < floor || count >= maxProofs) continue;
-            floor = nonce + 1;
-            ++count;
-            assembly {
-                mstore(add(add(acc, 32), mul(took, 8)), shl(192, nonce))
-            }
-            ++took;
+            took := shr(3, sub(dst, data))
+            mstore(acc, sub(dst, data)) // trim to the accepted nonces
         }
         if (took == 0) return 0;
-        assembly {
-            mstore(acc, mul(took, 8)) // trim to the accepted nonces
-        }
         unitEpochWord[key] = ((word & ~uint256(type(uint96).max)) + (1 << GROUPS_SHIFT)) | HAS_PROOF | (count << COUNT_SHIFT)
             | (floor - 1);
-        unitEpochDigest[key] = keccak256(abi.encodePacked(unitEpochDigest[key], acc));
+        bytes32 d = unitEpochDigest[key];
+        assembly {
+            // keccak256(digest ‖ accepted nonces), hashed in place over acc's length word.
+            let len := mload(acc)
+            mstore(acc, d)
+            d := keccak256(acc, add(32, len))
+            mstore(acc, len)
+        }
+        unitEpochDigest[key] = d;
         emit ProofsAccepted(epoch, unit, uint32(count), uint64(floor - 1), acc);
     }
 
