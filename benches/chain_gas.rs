@@ -43,7 +43,7 @@ async fn main() {
         .expect("anvil (deploy/setup.sh installs it)");
     let url = anvil.endpoint();
     let key = |i: usize| PrivateKeySigner::from(anvil.keys()[i].clone());
-    let spec = chain::gas_spec(100_000, key(2).address(), key(0).address());
+    let spec = chain::gas_spec(32_768, key(2).address(), key(0).address());
     let deployment = devnet::deploy(&url, key(0), &spec).await.unwrap();
     let provider_address = key(1).address();
     let units: Vec<(UnitId, UnitKind)> = (0..40u8)

@@ -11,6 +11,7 @@ const input = {
   sources: { 'Capacity.sol': { content: source } },
   settings: {
     optimizer: { enabled: true, runs: 200 },
+    viaIR: true, // the via-IR pipeline: the legacy one exceeds the 24,576-byte code limit
     evmVersion: 'cancun',
     metadata: { bytecodeHash: 'none', appendCBOR: false },
     outputSelection: { 'Capacity.sol': { Capacity: ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object'] } },

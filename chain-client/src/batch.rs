@@ -4,6 +4,13 @@
 //! (`docs/PROTOCOL.md`). One transaction carries one epoch. Units below their epoch's minimum
 //! go first; a unit is never sent beyond its maximum (proofs past it are reported as over the
 //! maximum, to be marked skipped); the batch stops at `max_proofs` and at a gas bound.
+//!
+//! The contract accepts at most [`MAX_GROUPS`] groups per unit-epoch (so a report's evidence is
+//! bounded). A unit sends freely until the contract counts [`FREE_PROOFS`] of its proofs (at
+//! most that many groups, one proof each at worst); past that, while its epoch runs, it waits
+//! until it has [`min_group`] proofs to send (or as many as its maximum leaves room for), so its
+//! groups stay within `MAX_GROUPS - GROUP_RESERVE` however slowly it finds proofs; once the
+//! epoch has ended (or the client is stopping) everything goes.
 
 use capminer_proofs::UnitId;
 use capminer_protocol::UnitIndex;
@@ -15,6 +22,25 @@ pub const TX_BASE_GAS: u64 = 21_000;
 pub const GROUP_GAS: u64 = 52_000;
 /// See [`TX_BASE_GAS`].
 pub const PROOF_GAS: u64 = 700;
+
+/// Groups the contract accepts per unit-epoch (`Capacity.MAX_GROUPS`).
+pub const MAX_GROUPS: u32 = 256;
+/// Groups kept for the flush at the epoch's end and for deliveries again after a reorg.
+pub const GROUP_RESERVE: u32 = 16;
+
+/// Proofs of a unit-epoch sent in groups of any size.
+pub const FREE_PROOFS: u32 = (MAX_GROUPS - GROUP_RESERVE) / 2;
+
+/// The fewest proofs a unit with `onchain` proofs counted and maximum `max` sends in one group
+/// while its epoch runs: 1 below [`FREE_PROOFS`], then enough that the rest of its maximum fits
+/// the groups left, `ceil((max - FREE_PROOFS) / (MAX_GROUPS - GROUP_RESERVE - FREE_PROOFS))`.
+pub fn min_group(onchain: u32, max: u32) -> usize {
+    if onchain < FREE_PROOFS {
+        return 1;
+    }
+    let groups_left = MAX_GROUPS - GROUP_RESERVE - FREE_PROOFS;
+    max.saturating_sub(FREE_PROOFS).div_ceil(groups_left).max(1) as usize
+}
 
 /// Found proofs of one unit in one epoch, waiting to be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,8 +88,9 @@ impl Plan {
     }
 }
 
-/// Plans the next transaction from the backlogs of one epoch.
-pub fn plan(mut backlogs: Vec<Backlog>, max_proofs: usize, max_gas: u64) -> Plan {
+/// Plans the next transaction from the backlogs of one epoch; `flush`: the epoch has ended or
+/// the client is stopping, so units with fewer than [`min_group`] proofs go too.
+pub fn plan(mut backlogs: Vec<Backlog>, max_proofs: usize, max_gas: u64, flush: bool) -> Plan {
     backlogs.sort_by_key(|b| (b.onchain >= b.min, b.index));
     let mut plan = Plan::default();
     let mut gas = TX_BASE_GAS;
@@ -76,6 +103,9 @@ pub fn plan(mut backlogs: Vec<Backlog>, max_proofs: usize, max_gas: u64) -> Plan
         }
         if sendable.is_empty() || proofs >= max_proofs {
             continue;
+        }
+        if !flush && sendable.len() < min_group(b.onchain, b.max).min(room) {
+            continue; // waits for a fuller group: the unit-epoch's groups are capped
         }
         let fit_gas = gas
             .checked_add(GROUP_GAS)
@@ -144,6 +174,7 @@ mod tests {
             ],
             100,
             30_000_000,
+            false,
         );
         assert_eq!(
             plan.groups.iter().map(|g| g.1).collect::<Vec<_>>(),
@@ -156,13 +187,14 @@ mod tests {
     #[test]
     fn a_batch_stops_at_max_proofs_and_at_the_gas_bound() {
         let many: Vec<u64> = (0..500).collect();
-        let p = plan(vec![backlog(1, 0, 1, 10_000, &many)], 120, u64::MAX);
+        let p = plan(vec![backlog(1, 0, 1, 10_000, &many)], 120, u64::MAX, false);
         assert_eq!(p.proofs(), 120);
         let gas_for_100 = TX_BASE_GAS + GROUP_GAS + 100 * PROOF_GAS;
         let p = plan(
             vec![backlog(1, 0, 1, 10_000, &many)],
             1000,
             gas_for_100 + PROOF_GAS / 2,
+            false,
         );
         assert_eq!(p.proofs(), 100);
         let p = plan(
@@ -172,7 +204,74 @@ mod tests {
             ],
             1000,
             gas_for_100,
+            false,
         );
         assert_eq!(p.groups.len(), 1, "no room for a second group's fixed cost");
+    }
+
+    #[test]
+    fn a_unit_that_finds_proofs_slowly_stays_within_the_contracts_group_cap() {
+        // max 1000: any group below 120 proofs counted, then groups of at least 8.
+        assert_eq!((min_group(0, 1000), min_group(119, 1000)), (1, 1));
+        assert_eq!(min_group(120, 1000), 8);
+        assert_eq!(min_group(500, 100), 1);
+        assert_eq!(min_group(120, 32_768), 273);
+        let one = plan(vec![backlog(1, 0, 1, 1000, &[1])], 1000, u64::MAX, false);
+        assert_eq!(one.proofs(), 1, "a unit's first proofs go at once");
+        let few = plan(
+            vec![backlog(1, 200, 1, 1000, &[1, 2, 3, 4])],
+            1000,
+            u64::MAX,
+            false,
+        );
+        assert!(few.groups.is_empty(), "waits for a fuller group");
+        let flushed = plan(
+            vec![backlog(1, 200, 1, 1000, &[1, 2, 3, 4])],
+            1000,
+            u64::MAX,
+            true,
+        );
+        assert_eq!(flushed.proofs(), 4, "the epoch has ended: everything goes");
+        let near_max = plan(
+            vec![backlog(1, 998, 1, 1000, &[1, 2])],
+            1000,
+            u64::MAX,
+            false,
+        );
+        assert_eq!(near_max.proofs(), 2, "the room left is a full group");
+
+        // One proof found per tick, a batch planned every tick, all the epoch long: the groups
+        // stay within the contract's cap, and every proof up to the maximum is sent.
+        for max in [100u32, 241, 1000, 32_768] {
+            let (mut onchain, mut waiting, mut groups) = (0u32, Vec::new(), 0u32);
+            for nonce in 0..u64::from(max) + 100 {
+                waiting.push(nonce);
+                let p = plan(
+                    vec![backlog(1, onchain, 1, max, &waiting)],
+                    1000,
+                    u64::MAX,
+                    false,
+                );
+                for (_, _, sent) in &p.groups {
+                    groups += 1;
+                    onchain += sent.len() as u32;
+                    waiting.retain(|n| !sent.contains(n));
+                }
+                waiting.retain(|n| !p.over_max.iter().any(|(_, o)| o.contains(n)));
+            }
+            let last = plan(
+                vec![backlog(1, onchain, 1, max, &waiting)],
+                1000,
+                u64::MAX,
+                true,
+            );
+            groups += last.groups.len() as u32;
+            onchain += last.proofs() as u32;
+            assert_eq!(onchain, max, "every proof up to the maximum is sent");
+            assert!(
+                groups <= MAX_GROUPS - GROUP_RESERVE,
+                "max {max}: {groups} groups"
+            );
+        }
     }
 }

@@ -206,6 +206,46 @@ pub async fn register_units(
     Ok(indices)
 }
 
+/// Assigns the units `indices` of the signer of `key` to its host `host`: only that host's
+/// operator keys submit for them.
+pub async fn assign_units(
+    url: &str,
+    key: PrivateKeySigner,
+    address: Address,
+    indices: Vec<u32>,
+    host: u16,
+) -> Result<()> {
+    let contract = Capacity::new(address, signing_provider(url, key)?);
+    send_and_wait(
+        contract.assignUnits(indices, host),
+        "assigning units to a host",
+    )
+    .await
+}
+
+/// Binds `operator` to `provider`'s host `host`: the provider offers, the operator key accepts.
+pub async fn bind_operator(
+    url: &str,
+    provider: PrivateKeySigner,
+    operator: PrivateKeySigner,
+    address: Address,
+    host: u16,
+) -> Result<()> {
+    let (from, key) = (provider.address(), operator.address());
+    let by_provider = Capacity::new(address, signing_provider(url, provider)?);
+    send_and_wait(
+        by_provider.authorizeOperator(key, host),
+        "offering an operator key",
+    )
+    .await?;
+    let by_operator = Capacity::new(address, signing_provider(url, operator)?);
+    send_and_wait(
+        by_operator.acceptOperator(from),
+        "accepting the provider's offer",
+    )
+    .await
+}
+
 /// Adds `wei` to the reward pool.
 pub async fn fund_pool(
     url: &str,

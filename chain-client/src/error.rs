@@ -84,7 +84,7 @@ pub enum ChainError {
     #[error(
         "unit {} ({}) is registered to {provider}; this signer {signer} is neither that \
          provider nor one of its operators (the provider runs `capminer provider authorize \
-         {signer}`)",
+         {signer}`, then this host `capminer provider accept {provider}`)",
         unit.label,
         unit.id
     )]
@@ -93,6 +93,24 @@ pub enum ChainError {
         unit: UnitRef,
         /// The provider it is registered to.
         provider: Address,
+        /// This signer.
+        signer: Address,
+    },
+    /// A unit of this operator's provider is assigned to another of its hosts.
+    #[error(
+        "unit {} ({}) is assigned to host {host} of its provider; this operator key {signer} \
+         submits for host {operator_host} only (the provider runs `capminer provider assign \
+         --host {operator_host} <index>`, or this host plans the wrong units)",
+        unit.label,
+        unit.id
+    )]
+    OtherHost {
+        /// The unit.
+        unit: UnitRef,
+        /// The host it is assigned to.
+        host: u16,
+        /// The host this operator key is bound to.
+        operator_host: u16,
         /// This signer.
         signer: Address,
     },
@@ -298,6 +316,12 @@ mod tests {
                 key: "chain.contract",
                 message: "is not set".into(),
             },
+            ChainError::OtherHost {
+                unit: unit.clone(),
+                host: 2,
+                operator_host: 1,
+                signer,
+            },
             ChainError::ChainMismatch {
                 configured: 1,
                 served: 31337,
@@ -324,16 +348,25 @@ mod tests {
             text[0]
         );
         assert_eq!(text[1], "chain.contract is not set");
-        assert_eq!(
-            text[2],
-            "chain.chain_id is 1 but the node at http://node:8545 serves chain 31337"
+        assert!(
+            text[2].starts_with(&format!(
+                "unit cpu3 ({}) is assigned to host 2 of its provider; this operator key {signer} \
+                 submits for host 1 only",
+                unit.id
+            )),
+            "{}",
+            text[2]
         );
         assert_eq!(
             text[3],
-            "no key: set chain.key_file or the CAPMINER_PRIVATE_KEY environment variable"
+            "chain.chain_id is 1 but the node at http://node:8545 serves chain 31337"
         );
         assert_eq!(
             text[4],
+            "no key: set chain.key_file or the CAPMINER_PRIVATE_KEY environment variable"
+        );
+        assert_eq!(
+            text[5],
             "verifier progress file /var/lib/capminer/progress.json: fsync: disk full"
         );
         assert!(errors.iter().all(|e| !e.is_retryable()));

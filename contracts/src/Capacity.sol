@@ -22,9 +22,17 @@ pragma solidity 0.8.37;
 ///
 /// Storage and gas design:
 /// - One word per (unit, epoch): `lastNonce u64 | count u32 << 64 | flags << 96`
-///   (HAS_PROOF, ATTESTED, FAILED, and the attestation count in bits 104..119), plus one word for
-///   the running digest of the accepted nonces: `digest = keccak256(digest ‖ accepted nonces of
-///   one group)` per group, in log order. A batch reads and writes each once per unit.
+///   (HAS_PROOF, FAILED), the attestation count in bits 104..119, the report count in bits
+///   120..135 and the accepted group count in bits 136..151, plus one word for the running
+///   digest of the accepted nonces: `digest = keccak256(digest ‖ accepted nonces of one group)`
+///   per group, in log order. A batch reads and writes each once per unit. At most
+///   `MAX_GROUPS` groups per unit-epoch are accepted and `maxProofs` is at most
+///   `MAX_PROOFS_LIMIT`, so the evidence of a report (every group) always fits in a block.
+/// - A unit-epoch is attested (failed) when its attestations (reports) meet the quorum in force
+///   at its settlement (`quorumFor(epoch)`), whatever the quorum was when the votes came.
+/// - Hosts: each unit is assigned to one of its provider's hosts (`assignUnits`, host 0 at
+///   registration); an operator key, bound to one host with its own consent
+///   (`authorizeOperator` then `acceptOperator`), submits only for the units of that host.
 /// - Nonces must strictly increase per (unit, epoch): duplicates and stale nonces are skipped,
 ///   never counted twice, so resubmitting a batch after a crash, a replacement or a reorg is
 ///   harmless. Skipping instead of reverting keeps one stale proof from sinking a batch.
@@ -43,10 +51,19 @@ contract Capacity {
 
     uint256 internal constant COUNT_SHIFT = 64;
     uint256 internal constant HAS_PROOF = 1 << 96;
-    uint256 internal constant ATTESTED = 1 << 97;
-    uint256 internal constant FAILED = 1 << 98;
+    uint256 internal constant FAILED = 1 << 98; // slashed: final, whatever the quorum later
     uint256 internal constant ATTESTATIONS_SHIFT = 104;
-    uint256 internal constant ATTESTATIONS_MASK = 0xffff;
+    uint256 internal constant REPORTS_SHIFT = 120;
+    uint256 internal constant GROUPS_SHIFT = 136;
+    uint256 internal constant COUNTER_MASK = 0xffff;
+    /// Groups (`ProofsAccepted` logs) accepted per unit-epoch; a later group is skipped whole.
+    /// With `MAX_PROOFS_LIMIT`, this bounds a report's evidence whatever the provider's batching.
+    uint256 public constant MAX_GROUPS = 256;
+    /// The largest `maxProofs` a kind may have. The worst report (`MAX_GROUPS` groups holding
+    /// `MAX_PROOFS_LIMIT` nonces) is 4 + 5 × 32 + 32 + 96 × 256 + 8 × 32768 = 286,916 bytes of
+    /// calldata: at most 11.5M gas under EIP-7623's floor (40 gas a non-zero byte), well
+    /// within a 30M block (`tests/it/chain/attacks/evidence.rs` measures it on anvil).
+    uint32 public constant MAX_PROOFS_LIMIT = 32_768;
     uint64 internal constant NO_END = type(uint64).max;
     /// secp256k1 order / 2: signatures with a larger s are refused (one signature per message).
     uint256 internal constant HALF_ORDER = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
@@ -72,12 +89,18 @@ contract Capacity {
         uint128 collateral; // what remains after slashing, plus top-ups
         uint128 registeredCollateral; // what its kind required at registration
         uint64 claimedUpTo; // next epoch to claim
+        uint16 host; // the provider's host whose operator key may submit for it (assignUnits)
     }
 
     struct EpochRecord {
         bytes32 seed;
         uint64 version; // index into paramsVersions
         uint64 seedBlock; // block that fixed the seed
+    }
+
+    struct QuorumChange {
+        uint64 since;
+        uint32 quorum;
     }
 
     /// Times of the contract, in seconds.
@@ -113,9 +136,13 @@ contract Capacity {
     mapping(uint256 => uint256) internal unitEpochWord;
     mapping(uint256 => bytes32) internal unitEpochDigest;
 
-    /// A provider's hosts: operator => provider. An operator submits proofs for the provider's
-    /// units and can do nothing else; collateral and rewards stay the provider's.
+    /// A provider's hosts: operator => provider. An operator submits proofs for the units of
+    /// its host (`operatorHost`) and can do nothing else; collateral and rewards stay the
+    /// provider's.
     mapping(address => address) public operatorProvider;
+    mapping(address => uint16) public operatorHost;
+    /// Offers not yet accepted: provider => operator => host + 1 (0: none).
+    mapping(address => mapping(address => uint32)) public operatorOffer;
     /// A verifier party's shards: delegate => party. A delegate attests, reports and abstains
     /// for its party; the party counts once, whichever of its keys sends.
     mapping(address => address) public delegateParty;
@@ -123,9 +150,11 @@ contract Capacity {
     mapping(address => bool) public isVerifier;
     uint32 public verifierCount;
     uint32 public quorum;
+    /// Every quorum in force and since when (unix time); the quorum of a unit-epoch is the one
+    /// in force at its `settleTime`.
+    QuorumChange[] internal quorumHistory;
     mapping(bytes32 => bool) internal attested; // keccak(unit-epoch key, verifier)
     mapping(bytes32 => bool) internal reported; // keccak(unit-epoch key, verifier)
-    mapping(uint256 => uint256) internal reportCount; // unit-epoch key => verifiers that reported
 
     /// Timelocked calls: keccak256(calldata) => earliest execution time.
     mapping(bytes32 => uint256) public scheduledAt;
@@ -144,7 +173,9 @@ contract Capacity {
     event EpochStarted(uint64 indexed epoch, bytes32 seed, uint64 version);
     event KindParamsSet(uint8 indexed kind, uint64 version, uint64 fromEpoch, KindParams params);
     event ProofsAccepted(uint64 indexed epoch, uint32 indexed unit, uint32 count, uint64 lastNonce, bytes nonces);
-    event OperatorAuthorized(address indexed provider, address indexed operator);
+    event OperatorOffered(address indexed provider, address indexed operator, uint16 host);
+    event OperatorAuthorized(address indexed provider, address indexed operator, uint16 host);
+    event UnitsAssigned(address indexed provider, uint16 indexed host, uint32[] indices);
     event OperatorRevoked(address indexed provider, address indexed operator);
     event DelegateAuthorized(address indexed party, address indexed delegate);
     event DelegateRevoked(address indexed party, address indexed delegate);
@@ -189,6 +220,7 @@ contract Capacity {
     error NotVerifier(address account);
     error KeyTaken(address key, address holder);
     error NotYours(address key, address holder);
+    error NoOffer(address provider, address operator);
     error WindowOpen(uint64 epoch);
     error VerificationClosed(uint64 epoch, uint256 settledAt);
     error DigestMismatch(bytes32 expected, bytes32 given);
@@ -419,7 +451,9 @@ contract Capacity {
     }
 
     /// @notice Sets the pause guardian (timelocked).
+    /// Refused to zero while paused: someone must remain able to resume.
     function setGuardian(address g) external onlyTimelock {
+        if (g == address(0) && paused) revert ZeroAddress();
         guardian = g;
         emit GuardianSet(g);
     }
@@ -465,7 +499,9 @@ contract Capacity {
     }
 
     function _checkParams(KindParams memory p) internal pure {
-        if (p.maxProofs == 0 || p.minProofs > p.maxProofs || p.target == 0) revert BadParams();
+        if (p.maxProofs == 0 || p.maxProofs > MAX_PROOFS_LIMIT || p.minProofs > p.maxProofs || p.target == 0) {
+            revert BadParams();
+        }
     }
 
     // ---------------------------------------------------------------- units
@@ -489,7 +525,7 @@ contract Capacity {
             if (address(bytes20(id)) != msg.sender) revert IdNotBound(id, msg.sender);
             if (unitIndexPlusOne[id] != 0) revert DuplicateUnit(id);
             uint128 c = p[kinds[i]].collateral;
-            units.push(Unit(msg.sender, kinds[i], start, NO_END, id, c, c, start));
+            units.push(Unit(msg.sender, kinds[i], start, NO_END, id, c, c, start, 0));
             uint32 index = uint32(units.length - 1);
             unitIndexPlusOne[id] = uint256(index) + 1;
             emit UnitRegistered(index, id, msg.sender, kinds[i], start);
@@ -572,17 +608,61 @@ contract Capacity {
 
     // ---------------------------------------------------------------- hosts and shards
 
-    /// @notice Lets `operator` (one host's key) submit proofs for the sender's units, and
-    /// nothing else. A key serves one provider at a time.
-    function authorizeOperator(address operator) external {
-        _bind(operatorProvider, operator);
-        emit OperatorAuthorized(msg.sender, operator);
+    /// @notice Offers `operator` (one host's key) the right to submit proofs for the sender's
+    /// units assigned to `host`, and nothing else. The key takes it with `acceptOperator`: nobody
+    /// binds a key without its consent, so nobody can capture a provider's key first.
+    function authorizeOperator(address operator, uint16 host) external {
+        if (operator == address(0)) revert ZeroAddress();
+        if (operator == msg.sender) revert KeyTaken(operator, msg.sender);
+        operatorOffer[msg.sender][operator] = uint32(host) + 1;
+        emit OperatorOffered(msg.sender, operator, host);
     }
 
-    /// @notice Withdraws `operator`'s right to submit the sender's proofs.
+    /// @notice The sender (an operator key) accepts `provider`'s offer: from now on it submits
+    /// proofs for `provider`'s units of the offered host. A key serves one provider at a time;
+    /// it may move to another host of the same provider.
+    function acceptOperator(address provider) external {
+        uint32 offer = operatorOffer[provider][msg.sender];
+        if (offer == 0) revert NoOffer(provider, msg.sender);
+        address holder = operatorProvider[msg.sender];
+        if (holder != address(0) && holder != provider) revert KeyTaken(msg.sender, holder);
+        delete operatorOffer[provider][msg.sender];
+        uint16 host = uint16(offer - 1);
+        operatorProvider[msg.sender] = provider;
+        operatorHost[msg.sender] = host;
+        emit OperatorAuthorized(provider, msg.sender, host);
+    }
+
+    /// @notice Withdraws `operator`'s right (or pending offer) to submit the sender's proofs,
+    /// at once.
     function revokeOperator(address operator) external {
-        _unbind(operatorProvider, operator);
+        bool offered = operatorOffer[msg.sender][operator] != 0;
+        delete operatorOffer[msg.sender][operator];
+        if (operatorProvider[operator] == msg.sender) {
+            operatorProvider[operator] = address(0);
+            operatorHost[operator] = 0;
+        } else if (!offered) {
+            revert NotYours(operator, operatorProvider[operator]);
+        }
         emit OperatorRevoked(msg.sender, operator);
+    }
+
+    /// @notice The sender (an operator key) leaves its provider.
+    function releaseOperator() external {
+        address provider = operatorProvider[msg.sender];
+        if (provider == address(0)) revert NotYours(msg.sender, address(0));
+        operatorProvider[msg.sender] = address(0);
+        operatorHost[msg.sender] = 0;
+        emit OperatorRevoked(provider, msg.sender);
+    }
+
+    /// @notice Assigns the sender's units `indices` to `host`: from now on only the operator
+    /// keys of that host (and the provider) submit for them. Units start on host 0.
+    function assignUnits(uint32[] calldata indices, uint16 host) external {
+        for (uint256 i = 0; i < indices.length; ++i) {
+            _ownedUnit(indices[i]).host = host;
+        }
+        emit UnitsAssigned(msg.sender, host, indices);
     }
 
     /// @notice Lets `delegate` (one shard's key) attest, report and abstain for the sender's
@@ -598,6 +678,15 @@ contract Capacity {
     function revokeDelegate(address delegate) external {
         _unbind(delegateParty, delegate);
         emit DelegateRevoked(msg.sender, delegate);
+    }
+
+    /// @notice The sender (a delegate key) leaves its party: a key bound without its wish
+    /// frees itself.
+    function releaseDelegate() external {
+        address party = delegateParty[msg.sender];
+        if (party == address(0)) revert NotYours(msg.sender, address(0));
+        delegateParty[msg.sender] = address(0);
+        emit DelegateRevoked(party, msg.sender);
     }
 
     function _bind(mapping(address => address) storage holders, address key) internal {
@@ -674,7 +763,7 @@ contract Capacity {
         if (next > packed.length) revert MalformedBatch(offset);
         if (unit >= units.length) revert UnknownUnit(unit);
         Unit storage u = units[unit];
-        if (u.provider != msg.sender && operatorProvider[msg.sender] != u.provider) {
+        if (u.provider != msg.sender && (operatorProvider[msg.sender] != u.provider || operatorHost[msg.sender] != u.host)) {
             revert NotUnitOwner(unit, u.provider);
         }
         if (epoch < u.startEpoch || epoch >= u.endEpoch || u.collateral < u.registeredCollateral) {
@@ -692,47 +781,93 @@ contract Capacity {
     {
         uint256 key = _key(unit, epoch);
         uint256 word = unitEpochWord[key];
+        if ((word >> GROUPS_SHIFT) & COUNTER_MASK >= MAX_GROUPS) return 0;
         uint256 count = uint32(word >> COUNT_SHIFT);
         uint256 floor = word & HAS_PROOF != 0 ? uint256(uint64(word)) + 1 : 0;
         bytes memory acc = new bytes(n * NONCE_BYTES + 32); // +32: slack for word-wide stores
-        for (uint256 i = 0; i < n; ++i) {
-            uint256 nonce;
-            assembly {
-                nonce := shr(192, calldataload(add(packed.offset, add(first, mul(i, 8)))))
+        assembly {
+            // The accept loop: a nonce counts if above the last accepted one and under the
+            // maximum; accepted nonces are packed into `acc`.
+            let data := add(acc, 32)
+            let dst := data
+            let src := add(packed.offset, first)
+            for { let end := add(src, mul(n, 8)) } lt(src, end) { src := add(src, 8) } {
+                let nonce := shr(192, calldataload(src))
+                if and(iszero(lt(nonce, floor)), lt(count, maxProofs)) {
+                    floor := add(nonce, 1)
+                    count := add(count, 1)
+                    mstore(dst, shl(192, nonce))
+                    dst := add(dst, 8)
+                }
             }
-            if (nonce < floor || count >= maxProofs) continue;
-            floor = nonce + 1;
-            ++count;
-            assembly {
-                mstore(add(add(acc, 32), mul(took, 8)), shl(192, nonce))
-            }
-            ++took;
+            took := shr(3, sub(dst, data))
+            mstore(acc, sub(dst, data)) // trim to the accepted nonces
         }
         if (took == 0) return 0;
+        unitEpochWord[key] = ((word & ~uint256(type(uint96).max)) + (1 << GROUPS_SHIFT)) | HAS_PROOF | (count << COUNT_SHIFT)
+            | (floor - 1);
+        bytes32 d = unitEpochDigest[key];
         assembly {
-            mstore(acc, mul(took, 8)) // trim to the accepted nonces
+            // keccak256(digest ‖ accepted nonces), hashed in place over acc's length word.
+            let len := mload(acc)
+            mstore(acc, d)
+            d := keccak256(acc, add(32, len))
+            mstore(acc, len)
         }
-        unitEpochWord[key] = (word & ~uint256(type(uint96).max)) | HAS_PROOF | (count << COUNT_SHIFT) | (floor - 1);
-        unitEpochDigest[key] = keccak256(abi.encodePacked(unitEpochDigest[key], acc));
+        unitEpochDigest[key] = d;
         emit ProofsAccepted(epoch, unit, uint32(count), uint64(floor - 1), acc);
     }
 
-    /// @notice The state of a unit in an epoch.
+    /// @notice The state of a unit in an epoch. `isAttested` and `failed` are judged with
+    /// `quorumFor(epoch)`: the quorum in force now until the epoch settles, then the one in force
+    /// at its settlement.
     function unitEpoch(uint32 unit, uint64 epoch)
         external
         view
-        returns (uint32 count, uint64 lastNonce, bytes32 digest, uint32 attestations, bool isAttested, bool failed)
+        returns (
+            uint32 count,
+            uint64 lastNonce,
+            bytes32 digest,
+            uint32 attestations,
+            bool isAttested,
+            bool failed,
+            uint32 reports,
+            uint32 groups
+        )
     {
         uint256 key = _key(unit, epoch);
         uint256 word = unitEpochWord[key];
+        uint256 q = quorumFor(epoch);
         return (
             uint32(word >> COUNT_SHIFT),
             uint64(word),
             unitEpochDigest[key],
-            uint32((word >> ATTESTATIONS_SHIFT) & ATTESTATIONS_MASK),
-            word & ATTESTED != 0,
-            word & FAILED != 0
+            uint32((word >> ATTESTATIONS_SHIFT) & COUNTER_MASK),
+            _attested(word, q),
+            _failed(word, q),
+            uint32((word >> REPORTS_SHIFT) & COUNTER_MASK),
+            uint32((word >> GROUPS_SHIFT) & COUNTER_MASK)
         );
+    }
+
+    /// Failed: slashed already, or reports meet the quorum `q`.
+    function _failed(uint256 word, uint256 q) internal pure returns (bool) {
+        return word & FAILED != 0 || (word >> REPORTS_SHIFT) & COUNTER_MASK >= q;
+    }
+
+    /// Attested: attestations meet the quorum `q`, and not failed.
+    function _attested(uint256 word, uint256 q) internal pure returns (bool) {
+        return !_failed(word, q) && (word >> ATTESTATIONS_SHIFT) & COUNTER_MASK >= q;
+    }
+
+    /// @notice The quorum that judges epoch `e`'s unit-epochs: the one in force at its
+    /// settlement, i.e. set before `settleTime(e)` (the last second votes are taken is the one
+    /// before); the current one until then.
+    function quorumFor(uint64 e) public view returns (uint32) {
+        uint256 t = settleTime(e);
+        uint256 i = quorumHistory.length;
+        while (i > 1 && quorumHistory[i - 1].since >= t) --i;
+        return quorumHistory[i - 1].quorum;
     }
 
     /// @notice `unitEpoch(indices[i], epoch).count` of each of `indices`, in one call.
@@ -767,6 +902,8 @@ contract Capacity {
 
     function _addVerifier(address v) internal {
         if (v == address(0)) revert ZeroAddress();
+        // Votes are counted in 16 bits of the unit-epoch word.
+        if (verifierCount >= COUNTER_MASK) revert BadQuorum(quorum, verifierCount);
         if (!isVerifier[v]) {
             isVerifier[v] = true;
             ++verifierCount;
@@ -777,6 +914,12 @@ contract Capacity {
     function _setQuorum(uint32 q) internal {
         if (q == 0 || q > verifierCount) revert BadQuorum(q, verifierCount);
         quorum = q;
+        uint256 n = quorumHistory.length;
+        if (n > 0 && quorumHistory[n - 1].since == block.timestamp) {
+            quorumHistory[n - 1].quorum = q;
+        } else {
+            quorumHistory.push(QuorumChange(uint64(block.timestamp), q));
+        }
         emit QuorumSet(q);
     }
 
@@ -811,20 +954,18 @@ contract Capacity {
         if (expected == 0) revert NothingSubmitted(unit, epoch);
         if (digest != expected) revert DigestMismatch(expected, digest);
         uint256 word = unitEpochWord[key];
-        if (word & FAILED != 0) revert AlreadyFailed(unit, epoch);
+        uint256 q = quorum;
+        if (_failed(word, q)) revert AlreadyFailed(unit, epoch);
         address signer = _recover(sampleHash(unit, epoch, digest), sampleSignature);
         if (signer != msg.sender) revert BadSampleSignature(signer, msg.sender);
         bytes32 mark = keccak256(abi.encode(key, party));
         if (attested[mark]) revert AlreadyAttested(unit, epoch, party);
         attested[mark] = true;
-        uint256 n = ((word >> ATTESTATIONS_SHIFT) & ATTESTATIONS_MASK) + 1;
-        word = (word & ~(ATTESTATIONS_MASK << ATTESTATIONS_SHIFT)) | (n << ATTESTATIONS_SHIFT);
+        uint256 n = ((word >> ATTESTATIONS_SHIFT) & COUNTER_MASK) + 1;
+        unitEpochWord[key] = word + (1 << ATTESTATIONS_SHIFT);
         emit Attested(unit, epoch, party, digest, checked, sampleSignature);
-        if (n >= quorum && word & ATTESTED == 0) {
-            word |= ATTESTED;
-            emit UnitEpochAttested(unit, epoch);
-        }
-        unitEpochWord[key] = word;
+        // Informational: whether it is attested is judged at settlement (`quorumFor`).
+        if (n == q) emit UnitEpochAttested(unit, epoch);
     }
 
     /// @notice A verifier reports that `nonce`, accepted for the unit in the epoch, is invalid
@@ -848,36 +989,64 @@ contract Capacity {
         bytes32 mark = keccak256(abi.encode(key, party));
         if (reported[mark]) revert AlreadyReported(unit, epoch, nonce, party);
         reported[mark] = true;
-        uint256 n = ++reportCount[key];
+        uint256 word = unitEpochWord[key] + (1 << REPORTS_SHIFT);
+        unitEpochWord[key] = word;
         emit InvalidProofReported(unit, epoch, nonce, reason, party);
-        uint256 word = unitEpochWord[key];
-        if (n >= quorum && word & FAILED == 0) {
-            unitEpochWord[key] = (word & ~ATTESTED) | FAILED;
-            Unit storage u = units[unit];
-            uint256 slash = (uint256(u.registeredCollateral) * slashRateBps) / BPS;
-            if (slash > u.collateral) slash = u.collateral;
-            u.collateral -= uint128(slash);
-            rewardPool += slash;
-            emit UnitEpochFailed(unit, epoch, slash);
-        }
+        if (_failed(word, quorum)) _slash(unit, epoch, key, word);
     }
 
-    /// Checks that `groups` replays to `expected` and holds `nonce`.
+    /// @notice Slashes a unit-epoch whose reports meet `quorumFor(epoch)` but that no report
+    /// slashed (the quorum was lowered after the reports came). Permissionless; a no-op
+    /// otherwise. Its reward is withheld either way (`_walk` judges with `quorumFor`).
+    function enforceFailure(uint32 unit, uint64 epoch) external {
+        if (unit >= units.length) revert UnknownUnit(unit);
+        uint256 key = _key(unit, epoch);
+        uint256 word = unitEpochWord[key];
+        if (_failed(word, quorumFor(epoch))) _slash(unit, epoch, key, word);
+    }
+
+    /// Marks the unit-epoch failed (final) and moves `slashRateBps` of the unit's registered
+    /// collateral, rounded up, into the pool; once per unit-epoch.
+    function _slash(uint32 unit, uint64 epoch, uint256 key, uint256 word) internal {
+        if (word & FAILED != 0) return;
+        unitEpochWord[key] = word | FAILED;
+        Unit storage u = units[unit];
+        uint256 slash = (uint256(u.registeredCollateral) * slashRateBps + BPS - 1) / BPS;
+        if (slash > u.collateral) slash = u.collateral;
+        u.collateral -= uint128(slash);
+        rewardPool += slash;
+        emit UnitEpochFailed(unit, epoch, slash);
+    }
+
+    /// Checks that `groups` replays to `expected` and holds `nonce`. Hashes each group in one
+    /// scratch area (memory does not grow with the evidence) and scans its nonces in assembly:
+    /// the worst report at `MAX_PROOFS_LIMIT` stays a few million gas of execution.
     function _checkEvidence(uint32 unit, uint64 epoch, uint64 nonce, bytes32 expected, bytes[] calldata groups)
         internal
         pure
     {
         bytes32 d;
         bool found;
+        uint256 scratch;
+        assembly {
+            scratch := mload(0x40)
+        }
         for (uint256 g = 0; g < groups.length; ++g) {
             bytes calldata b = groups[g];
-            d = keccak256(abi.encodePacked(d, b));
+            assembly {
+                mstore(scratch, d)
+                calldatacopy(add(scratch, 32), b.offset, b.length)
+                d := keccak256(scratch, add(32, b.length))
+            }
             if (found) continue;
             if (b.length % NONCE_BYTES != 0) revert MalformedBatch(g);
-            for (uint256 pos = 0; pos < b.length; pos += NONCE_BYTES) {
-                if (uint64(bytes8(b[pos:pos + NONCE_BYTES])) == nonce) {
-                    found = true;
-                    break;
+            assembly {
+                let end := add(b.offset, b.length)
+                for { let p := b.offset } lt(p, end) { p := add(p, 8) } {
+                    if eq(shr(192, calldataload(p)), nonce) {
+                        found := 1
+                        break
+                    }
                 }
             }
         }
@@ -899,8 +1068,8 @@ contract Capacity {
         bytes32 r = bytes32(sig[0:32]);
         bytes32 s = bytes32(sig[32:64]);
         uint8 v = uint8(sig[64]);
-        if (v < 27) v += 27;
-        if (uint256(s) > HALF_ORDER) return address(0);
+        // Only 27 or 28 (and low s): one byte string per signature, so one sample per verifier.
+        if ((v != 27 && v != 28) || uint256(s) > HALF_ORDER) return address(0);
         return ecrecover(hash, v, r, s);
     }
 
@@ -957,6 +1126,7 @@ contract Capacity {
     /// block the later ones.
     function _walk(Unit storage u, uint32 unit, uint64 toEpoch) internal view returns (uint256 amount, uint64 e) {
         e = u.claimedUpTo;
+        uint256 h = quorumHistory.length; // checkpoints in force at settleTime(e), found below
         uint64 last = u.endEpoch == NO_END ? toEpoch : (u.endEpoch - 1 < toEpoch ? u.endEpoch - 1 : toEpoch);
         while (e <= last && block.timestamp >= settleTime(e)) {
             EpochRecord storage r = epochs[e];
@@ -964,7 +1134,10 @@ contract Capacity {
                 uint256 word = unitEpochWord[_key(unit, e)];
                 uint256 count = uint32(word >> COUNT_SHIFT);
                 KindParams storage p = paramsVersions[r.version][u.kind];
-                if (word & (ATTESTED | FAILED) == ATTESTED && count >= p.minProofs && count > 0) {
+                uint256 t = settleTime(e);
+                while (h > 1 && quorumHistory[h - 1].since >= t) --h;
+                while (h < quorumHistory.length && quorumHistory[h].since < t) ++h;
+                if (_attested(word, quorumHistory[h - 1].quorum) && count >= p.minProofs && count > 0) {
                     amount += p.reward;
                 }
             }

@@ -127,7 +127,7 @@ pub(crate) fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
         rpc = %url,
         contract = %deployment.address,
         provider = %accounts.provider.address(),
-        units = units.len(),
+        units = units.iter().map(Vec::len).sum::<usize>(),
         hosts = sizes.hosts,
         verifiers = accounts.verifiers.len(),
         shards = sizes.shards,
@@ -311,29 +311,41 @@ fn contract_spec(args: &DevnetArgs, config: &Config, accounts: &Accounts) -> Con
     }
 }
 
-/// Every unit every host plans on this machine.
-fn planned_units(host_configs: &[Config]) -> anyhow::Result<Vec<(UnitId, UnitKind)>> {
-    let mut units = Vec::new();
-    for c in host_configs {
-        units.extend(Miner::plan(c)?.units().into_iter().map(|u| (u.id, u.kind)));
-    }
-    Ok(units)
+/// The units each host plans on this machine, by host.
+fn planned_units(host_configs: &[Config]) -> anyhow::Result<Vec<Vec<(UnitId, UnitKind)>>> {
+    host_configs
+        .iter()
+        .map(|c| {
+            Ok(Miner::plan(c)?
+                .units()
+                .into_iter()
+                .map(|u| (u.id, u.kind))
+                .collect())
+        })
+        .collect()
 }
 
-/// Deploys the contract, registers `units`, funds the reward pool, authorizes the hosts'
-/// operators and the parties' delegates, then moves the chain one epoch on.
+/// Deploys the contract, registers each host's `units` and assigns them to it, funds the
+/// reward pool, authorizes the hosts' operators and the parties' delegates, then moves the
+/// chain one epoch on.
 async fn set_up_contract(
     url: &str,
     accounts: &Accounts,
     spec: &ContractSpec,
-    units: &[(UnitId, UnitKind)],
+    units: &[Vec<(UnitId, UnitKind)>],
     epoch_seconds: u64,
 ) -> anyhow::Result<Deployment> {
     let Accounts {
         owner, provider, ..
     } = accounts;
     let deployment = devnet::deploy(url, owner.clone(), spec).await?;
-    devnet::register_units(url, provider.clone(), deployment.address, units).await?;
+    for (host, units) in (0u16..).zip(units) {
+        let indices =
+            devnet::register_units(url, provider.clone(), deployment.address, units).await?;
+        if host != 0 {
+            devnet::assign_units(url, provider.clone(), deployment.address, indices, host).await?;
+        }
+    }
     devnet::fund_pool(
         url,
         owner.clone(),
@@ -345,13 +357,9 @@ async fn set_up_contract(
         devnet::signing_provider(url, k.clone())
             .map(|p| capminer_chain::bindings::Capacity::new(deployment.address, p))
     };
-    for op in &accounts.operators {
-        contract(provider)?
-            .authorizeOperator(op.address())
-            .send()
-            .await?
-            .get_receipt()
-            .await?;
+    // Each host's key takes its provider's offer (nobody binds a key without its consent).
+    for (host, op) in (0u16..).zip(&accounts.operators) {
+        devnet::bind_operator(url, provider.clone(), op.clone(), deployment.address, host).await?;
     }
     if accounts.sizes.shards > 1 {
         for (party, keys) in accounts.verifiers.iter().zip(&accounts.shard_keys) {

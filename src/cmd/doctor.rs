@@ -395,8 +395,9 @@ async fn chain(config: &Config, signer: Option<&PrivateKeySigner>, r: &mut Repor
     }
 }
 
-/// The key signs for `miner.provider`: it is the provider's own key, or an operator key the
-/// provider authorized (the contract's `operatorProvider`); otherwise every submission reverts.
+/// The key signs for `miner.provider`: it is the provider's own key, or an operator key bound
+/// to it (offered by the provider, accepted by the key: the contract's `operatorProvider`) for
+/// this `miner.host`; otherwise every submission reverts.
 async fn operator(
     config: &Config,
     handle: &capminer_chain::handle::ChainHandle,
@@ -436,20 +437,53 @@ async fn operator(
             format!("miner.provider is not set and key {key} is no provider's operator: if it is the provider's own key, set miner.provider = \"{key}\""),
         );
     } else if serves == provider {
-        r.ok(
-            "operator",
-            format!("key {key} is an operator of miner.provider {provider}"),
-        );
+        operator_host(config, &contract, key, provider, r).await;
     } else if serves.is_zero() {
-        r.fail(
-            "operator",
-            format!("key {key} is neither miner.provider {provider} nor authorized by it, so the contract refuses its proofs: run `capminer provider authorize {key}` with the provider's key"),
-        );
+        let host = config.miner.host;
+        let offered = contract
+            .operatorOffer(provider, key)
+            .call()
+            .await
+            .unwrap_or(0);
+        let what = if offered > 0 {
+            format!(
+                "provider {provider} offered key {key} the units of host {}, but the key has not accepted: run `capminer provider accept {provider}` with this key",
+                offered - 1
+            )
+        } else {
+            format!(
+                "key {key} is neither miner.provider {provider} nor bound to it, so the contract refuses its proofs: run `capminer provider authorize {key} --host {host}` with the provider's key, then `capminer provider accept {provider}` with this key"
+            )
+        };
+        r.fail("operator", what);
     } else {
         r.fail(
             "operator",
             format!("key {key} is an operator of provider {serves}, not of miner.provider {provider}: set miner.provider = \"{serves}\", or have {serves} revoke it (`capminer provider revoke {key}`) and {provider} authorize it"),
         );
+    }
+}
+
+/// An operator key of `provider`: it submits only for the units of the host it is bound to
+/// (`operatorHost`), which must be this configuration's `miner.host`.
+async fn operator_host<P: alloy::providers::Provider>(
+    config: &Config,
+    contract: &capminer_chain::bindings::Capacity::CapacityInstance<P>,
+    key: Address,
+    provider: Address,
+    r: &mut Report,
+) {
+    let host = config.miner.host;
+    match contract.operatorHost(key).call().await {
+        Ok(bound) if u32::from(bound) == host => r.ok(
+            "operator",
+            format!("key {key} is an operator of miner.provider {provider} for host {host}"),
+        ),
+        Ok(bound) => r.fail(
+            "operator",
+            format!("key {key} is bound to host {bound} of provider {provider}, but miner.host = {host}: the contract refuses its proofs for this host's units; set miner.host = {bound}, or bind a key to host {host} (`capminer provider authorize KEY --host {host}`, then `accept`)"),
+        ),
+        Err(e) => r.fail("operator", format!("cannot read operatorHost({key}): {e}")),
     }
 }
 

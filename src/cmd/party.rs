@@ -1,6 +1,7 @@
 //! `capminer party …`: a verifier party's tasks, signed with its own key (`verifier.key_file`
 //! / `CAPMINER_VERIFIER_KEY`): it authorizes one delegate key per shard (`capminer verifier
-//! --shard I/N` signs with it) and revokes them.
+//! --shard I/N` signs with it) and revokes them. `release`, signed with a delegate's key,
+//! frees that key from its party.
 
 use std::process::ExitCode;
 
@@ -30,6 +31,9 @@ enum PartyTask {
         /// The delegate's address.
         delegate: Address,
     },
+    /// Run with a delegate's key (as `verifier.key_file` / `CAPMINER_VERIFIER_KEY`): the key
+    /// leaves its party.
+    Release,
 }
 
 /// Runs one verifier-party task.
@@ -41,6 +45,10 @@ pub(crate) fn party(args: PartyArgs) -> anyhow::Result<ExitCode> {
         }
         PartyTask::Revoke { delegate } => {
             s.send(s.contract.revokeDelegate(delegate), "revokeDelegate")
+                .await
+        }
+        PartyTask::Release => {
+            s.send(s.contract.releaseDelegate(), "releaseDelegate")
                 .await
         }
     })

@@ -1,9 +1,12 @@
 //! `capminer provider …`: the tasks of a provider's key, run from wherever that key is kept
-//! (never on every host): it registers units, authorizes one operator key per host
-//! (`capminer run` signs with it, and it can submit proofs and nothing else), claims rewards,
-//! tops up, retires and withdraws; `address` prints the key's address (the `miner.provider` of
-//! every host). The key comes from `chain.key_file` / `CAPMINER_PRIVATE_KEY`, never logged;
-//! connecting and sending are in `signed.rs`.
+//! (never on every host): it registers units (assigned to the configuration's `miner.host`),
+//! offers one operator key per host (`capminer run` signs with it, and it can submit proofs for
+//! that host's units and nothing else), claims rewards, tops up, retires and withdraws. Two
+//! tasks run on a host with its operator key instead: `accept` (the key takes its provider's
+//! offer: nobody binds a key without its consent) and `release` (the key leaves its provider).
+//! The key comes from `chain.key_file` / `CAPMINER_PRIVATE_KEY`, never logged; connecting and
+//! sending are in `signed.rs`. `address` prints the key's address (the `miner.provider` of
+//! every host).
 
 use std::process::ExitCode;
 
@@ -40,22 +43,41 @@ enum ProviderTask {
 enum ChainTask {
     /// Registers units, paying each kind's collateral: the ids given, or else those the
     /// configuration plans on this machine (with its `miner.host`; a `miner.provider` left at
-    /// zero is taken to be this key's address).
+    /// zero is taken to be this key's address); assigns them to `miner.host`.
     Register {
         /// A unit id (32 bytes, hex, starting with the provider's address) and its kind:
         /// `0x…:cpu` or `0x…:gpu`; repeatable.
         #[arg(long = "id", value_name = "ID:KIND")]
         ids: Vec<String>,
     },
-    /// Lets an operator key (one host's) submit proofs for the provider's units.
+    /// Offers an operator key (one host's) the right to submit proofs for the provider's units
+    /// of that host; the key takes it with `accept`.
     Authorize {
         /// The operator's address.
         operator: Address,
+        /// The host (default: the configuration's `miner.host`).
+        #[arg(long)]
+        host: Option<u16>,
     },
-    /// Withdraws an operator key's right to submit.
+    /// Run on a host with its operator key: accepts the offer of `provider`.
+    Accept {
+        /// The provider's address.
+        provider: Address,
+    },
+    /// Run on a host with its operator key: leaves its provider.
+    Release,
+    /// Withdraws an operator key's right (or pending offer) to submit, at once.
     Revoke {
         /// The operator's address.
         operator: Address,
+    },
+    /// Assigns units to a host: only that host's operator keys submit for them.
+    Assign {
+        /// The host.
+        #[arg(long)]
+        host: u16,
+        #[command(flatten)]
+        which: Indices,
     },
     /// Claims every unit's rewards up to the current epoch.
     Claim,
@@ -111,8 +133,25 @@ pub(crate) fn provider(args: ProviderArgs) -> anyhow::Result<ExitCode> {
         Whose::Provider,
         async |config, s| match &task {
             ChainTask::Register { ids } => register(config, s, ids).await,
-            ChainTask::Authorize { operator } => {
-                s.send(s.contract.authorizeOperator(*operator), "authorizeOperator")
+            ChainTask::Authorize { operator, host } => {
+                let host = host.unwrap_or(host_of(config)?);
+                s.send(
+                    s.contract.authorizeOperator(*operator, host),
+                    "authorizeOperator",
+                )
+                .await
+            }
+            ChainTask::Accept { provider } => {
+                s.send(s.contract.acceptOperator(*provider), "acceptOperator")
+                    .await
+            }
+            ChainTask::Release => {
+                s.send(s.contract.releaseOperator(), "releaseOperator")
+                    .await
+            }
+            ChainTask::Assign { host, which } => {
+                let indices = indices(config, s, which).await?;
+                s.send(s.contract.assignUnits(indices, *host), "assignUnits")
                     .await
             }
             ChainTask::Revoke { operator } => {
@@ -168,6 +207,11 @@ async fn register(config: &Config, s: &Signed, ids: &[String]) -> anyhow::Result
         &units,
     )
     .await?;
+    let host = host_of(config)?;
+    if host != 0 {
+        s.send(s.contract.assignUnits(indices.clone(), host), "assignUnits")
+            .await?;
+    }
     for ((id, kind), index) in units.iter().zip(indices) {
         outln!("unit {index}\t{id}\t{}", kind.as_str())?;
     }
@@ -199,6 +243,12 @@ fn owned_by(config: &Config, key: Address) -> anyhow::Result<Config> {
     let mut config = config.clone();
     config.miner.provider = key.0.0;
     Ok(config)
+}
+
+/// The configuration's `miner.host` as the contract's host number.
+fn host_of(config: &Config) -> anyhow::Result<u16> {
+    u16::try_from(config.miner.host)
+        .map_err(|_| anyhow::anyhow!("miner.host {} is above 65535", config.miner.host))
 }
 
 /// `claim`: every unit with something claimable, up to the current epoch, in one call.

@@ -475,16 +475,19 @@ async fn doctor_reads_the_operator_authorization_and_register_defaults_the_provi
         "{out}"
     );
 
-    // An operator key the provider never authorized: fail, with the command that fixes it.
+    // An operator key the provider never authorized: fail, with the commands that fix it.
+    let provider_address = net.key(1).address();
     let (code, line, out) = doctor(&config, &operator_key);
     assert_eq!(code, Some(1), "{out}");
     assert!(
         line.starts_with("FAIL")
-            && line.contains(&format!("capminer provider authorize {operator}")),
+            && line.contains(&format!("capminer provider authorize {operator} --host 0"))
+            && line.contains(&format!("capminer provider accept {provider_address}")),
         "{out}"
     );
 
-    // The provider authorizes it (its own command): ok.
+    // The provider offers it (its own command): still refused until the key accepts, and
+    // doctor says so.
     std::fs::write(&path, config.to_toml()).unwrap();
     let auth = capminer_in(
         dir.path(),
@@ -493,9 +496,39 @@ async fn doctor_reads_the_operator_authorization_and_register_defaults_the_provi
     );
     assert_eq!(auth.status.code(), Some(0), "{}", text(&auth));
     let (code, line, out) = doctor(&config, &operator_key);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        line.starts_with("FAIL")
+            && line.contains("has not accepted")
+            && line.contains(&format!("capminer provider accept {provider_address}")),
+        "{out}"
+    );
+    // The key accepts (on its host, with its own key): ok, for this host.
+    let accept = capminer_in(
+        dir.path(),
+        &[
+            "provider",
+            "-c",
+            &file,
+            "accept",
+            &provider_address.to_string(),
+        ],
+        &[("CAPMINER_PRIVATE_KEY", &operator_key)],
+    );
+    assert_eq!(accept.status.code(), Some(0), "{}", text(&accept));
+    let (code, line, out) = doctor(&config, &operator_key);
     assert_eq!(code, Some(0), "{out}");
     assert!(
-        line.starts_with("ok") && line.contains("is an operator of"),
+        line.starts_with("ok") && line.contains("is an operator of") && line.contains("host 0"),
+        "{out}"
+    );
+    // The same key under another miner.host: its proofs would be refused; named with the fix.
+    let mut elsewhere = config.clone();
+    elsewhere.miner.host = 1;
+    let (code, line, out) = doctor(&elsewhere, &operator_key);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        line.contains("is bound to host 0") && line.contains("miner.host = 1"),
         "{out}"
     );
 

@@ -424,6 +424,7 @@ impl ChainService {
             backlogs,
             self.config.batch.max_proofs,
             self.config.batch.max_gas,
+            self.draining || epoch < current,
         );
         self.skip_over_max(epoch, &plan.over_max).await?;
         if plan.groups.is_empty() {

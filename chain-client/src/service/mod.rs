@@ -137,12 +137,13 @@ struct Registration {
 
 impl Registration {
     /// Looks `setup_units` up on chain; refuses a unit registered to a provider that `signer`
-    /// neither is nor is an operator of (`provider`: the provider it operates for).
+    /// neither is nor is an operator of, or assigned to another host than the operator's
+    /// (`operator`: the provider it operates for and its host).
     async fn read(
         chain: &ChainHandle,
         setup_units: Vec<UnitRef>,
         signer: Address,
-        provider: Option<Address>,
+        operator: Option<(Address, u16)>,
     ) -> Result<Self> {
         let mut unregistered = Vec::new();
         let mut registered = Vec::new();
@@ -161,12 +162,25 @@ impl Registration {
         let mut units = HashMap::new();
         let mut by_index = HashMap::new();
         for ((index, unit), info) in registered.into_iter().zip(infos) {
-            if info.provider != signer && Some(info.provider) != provider {
-                return Err(ChainError::Unauthorized {
-                    unit,
-                    provider: info.provider,
-                    signer,
-                });
+            if info.provider != signer {
+                match operator {
+                    Some((p, host)) if p == info.provider && host != info.host => {
+                        return Err(ChainError::OtherHost {
+                            unit,
+                            host: info.host,
+                            operator_host: host,
+                            signer,
+                        });
+                    }
+                    Some((p, _)) if p == info.provider => {}
+                    _ => {
+                        return Err(ChainError::Unauthorized {
+                            unit,
+                            provider: info.provider,
+                            signer,
+                        });
+                    }
+                }
             }
             by_index.insert(index, unit.id);
             units.insert(unit.id, UnitRow::new(index, unit));
@@ -203,15 +217,22 @@ impl ChainService {
             .call()
             .await
             .map_err(chain.call_error("operatorProvider"))?;
-        let provider = (provider != Address::ZERO).then_some(provider);
-        if let Some(p) = provider {
-            tracing::info!(operator = %from, provider = %p, "signing as an operator of provider {p}: proofs only; claims, collateral and registration are the provider's");
-        }
+        let operator = if provider == Address::ZERO {
+            None
+        } else {
+            let host = contract
+                .operatorHost(from)
+                .call()
+                .await
+                .map_err(chain.call_error("operatorHost"))?;
+            tracing::info!(operator = %from, provider = %provider, host, "signing as an operator of provider {provider}, host {host}: proofs of that host's units only; claims, collateral and registration are the provider's");
+            Some((provider, host))
+        };
         let Registration {
             units,
             by_index,
             unregistered,
-        } = Registration::read(&chain, setup.units, from, provider).await?;
+        } = Registration::read(&chain, setup.units, from, operator).await?;
         // Where this run starts, for the duplicate-host watch: what comes later is this run's.
         let since_block = chain
             .provider
@@ -249,7 +270,7 @@ impl ChainService {
             final_marks: finality::FinalMarks::new(),
             unregistered,
             standing: standing::Standing::default(),
-            provider,
+            provider: operator.map(|(p, _)| p),
             onchain: HashMap::new(),
             deep_logs: BTreeMap::new(),
             duplicates: duplicates::Duplicates::new(since_block, start_nonce),

@@ -84,7 +84,7 @@ async fn a_random_fault_campaign_loses_and_misreports_nothing() {
     let mut rng = Rng(seed);
 
     let dir = tempfile::tempdir().unwrap();
-    let mut s = spec(Target::for_expected_hashes(6), 1, 100_000);
+    let mut s = spec(Target::for_expected_hashes(6), 1, 32_768);
     s.epoch_seconds = EPOCH;
     s.grace_seconds = GRACE;
     s.verify_seconds = EPOCH;

@@ -122,6 +122,7 @@ async fn three_hosts_and_two_parties_one_sharded_deliver_and_attest_everything_o
             assert!(out.contains(&format!("unit {index}\t{id}")), "{out}");
             units.push((id, index, h));
         }
+        // The provider offers the host's key its host; the key, on the host, accepts.
         let operator = net.key(*op).address().to_string();
         task(
             dir.path(),
@@ -129,6 +130,20 @@ async fn three_hosts_and_two_parties_one_sharded_deliver_and_attest_everything_o
             &["provider", "authorize", &operator],
             provider_key.clone(),
         );
+        let provider = net.key(PROVIDER).address().to_string();
+        task(
+            dir.path(),
+            &config,
+            &["provider", "accept", &provider],
+            ("CAPMINER_PRIVATE_KEY", hex_key(&net, *op)),
+        );
+        let bound = net
+            .contract()
+            .operatorHost(net.key(*op).address())
+            .call()
+            .await
+            .unwrap();
+        assert_eq!(bound, h as u16, "operator {op} serves host {h}");
         hosts.push(config);
     }
     let ids: BTreeSet<UnitId> = units.iter().map(|u| u.0).collect();

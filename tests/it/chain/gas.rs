@@ -13,7 +13,7 @@ const BUDGET: u64 = 1_500;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_proof_batch_stays_within_the_gas_budget() {
-    let net = Net::start(&spec(Target([0xff; 32]), 1, 100_000), &[]).await;
+    let net = Net::start(&spec(Target([0xff; 32]), 1, 32_768), &[]).await;
     let unit = net.register(1, &[(unit_id(1, 1), UnitKind::Cpu)]).await[0];
     let e = net.next_epoch().await;
     let contract = Capacity::new(

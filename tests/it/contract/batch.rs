@@ -144,7 +144,7 @@ fn run_case(seed: u64) {
         } else {
             30_000_000
         };
-        let plan = batch::plan(backlogs, max_proofs, max_gas);
+        let plan = batch::plan(backlogs, max_proofs, max_gas, rng.chance(50));
         let what = format!("seed {seed} round {round}: plan {plan:?}");
         assert!(plan.proofs() <= max_proofs, "{what}");
 

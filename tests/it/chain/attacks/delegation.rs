@@ -30,17 +30,24 @@ async fn operators_only_submit_and_delegates_vote_once_for_their_party() {
         matches!(refused, CapacityErrors::NotUnitOwner(_)),
         "{refused:?}"
     );
-    send(at(&net, provider).authorizeOperator(ACCOUNTS[operator]))
+    send(at(&net, provider).authorizeOperator(ACCOUNTS[operator], 0))
         .await
         .unwrap();
-    match send(at(&net, 3).authorizeOperator(ACCOUNTS[operator]))
+    send(at(&net, operator).acceptOperator(ACCOUNTS[provider]))
+        .await
+        .unwrap();
+    // Another provider's offer binds nothing: the key is its provider's until it leaves.
+    send(at(&net, 3).authorizeOperator(ACCOUNTS[operator], 0))
+        .await
+        .unwrap();
+    match send(at(&net, operator).acceptOperator(ACCOUNTS[3]))
         .await
         .unwrap_err()
     {
         CapacityErrors::KeyTaken(t) => assert_eq!(t.holder, ACCOUNTS[provider]),
         other => panic!("expected KeyTaken, got {other:?}"),
     }
-    let self_op = send(at(&net, provider).authorizeOperator(ACCOUNTS[provider]))
+    let self_op = send(at(&net, provider).authorizeOperator(ACCOUNTS[provider], 0))
         .await
         .unwrap_err();
     assert!(

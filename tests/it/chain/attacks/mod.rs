@@ -5,15 +5,22 @@
 //! One file per family of attacks: [`seeds`] (a reorg swapping the seed), [`reports`] (reports
 //! and slashing), [`settlement`] (rewards and collateral across settlement), [`governance`]
 //! (timelock, ownership, guardian, quorum), [`submissions`] (unit ids and proof batches),
-//! [`samples`] (sample signatures), [`delegation`] (operator and delegate keys). The helpers that
-//! drive the contract by hand are here.
+//! [`samples`] (sample signatures), [`delegation`] (operator and delegate keys); from the third
+//! audit round: [`hosts`] (a stolen host key, binding without consent), [`quorum`] (settlement
+//! by the quorum in force), [`evidence`] (reports that always fit), [`small`] (signature
+//! encodings, the guardian while paused, slash rounding). The helpers that drive the contract by
+//! hand are here.
 
 mod delegation;
+mod evidence;
 mod governance;
+mod hosts;
+mod quorum;
 mod reports;
 mod samples;
 mod seeds;
 mod settlement;
+mod small;
 mod submissions;
 
 use std::marker::PhantomData;

@@ -1,5 +1,6 @@
 //! The fixed cast of every sequence: the owner, two guardians, three providers, four verifier
-//! keys (a sequence's verifier set is some of them) and an outsider, with deterministic keys.
+//! keys (a sequence's verifier set is some of them), three operator keys (hosts' keys, bound to
+//! a provider's host with their consent) and an outsider, with deterministic keys.
 
 use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
@@ -10,6 +11,7 @@ pub(super) struct Actors {
     pub(super) providers: [Address; 3],
     pub(super) verifiers: Vec<PrivateKeySigner>,
     pub(super) outsider: Address,
+    pub(super) operators: [Address; 3],
     pub(super) all: Vec<Address>,
 }
 
@@ -25,8 +27,14 @@ impl Actors {
         ];
         let verifiers: Vec<PrivateKeySigner> = (0x07..=0x0a).map(key).collect();
         let outsider = key(0x0b).address();
+        let operators = [
+            key(0x0c).address(),
+            key(0x0d).address(),
+            key(0x0e).address(),
+        ];
         let mut all = vec![owner, guardians[0], guardians[1], outsider];
         all.extend(providers);
+        all.extend(operators);
         all.extend(verifiers.iter().map(|v| v.address()));
         Self {
             owner,
@@ -34,6 +42,7 @@ impl Actors {
             providers,
             verifiers,
             outsider,
+            operators,
             all,
         }
     }

@@ -40,6 +40,27 @@ impl Seq<'_> {
             ));
         }
 
+        // Operator keys: bound as the model says, offers as made.
+        for op in self.actors.operators {
+            let provider = self.chain.view(Capacity::operatorProviderCall(op));
+            let host = self.chain.view(Capacity::operatorHostCall(op));
+            let want = m.operators.get(&op).copied().unwrap_or_default();
+            if (provider, host) != want {
+                self.fail(&format!(
+                    "operator {op}: provider {provider}, host {host}; model {want:?}"
+                ));
+            }
+            for p in self.actors.providers {
+                let offer = self
+                    .chain
+                    .view(Capacity::operatorOfferCall { _0: p, _1: op });
+                let want = m.offers.get(&(p, op)).map_or(0, |h| u32::from(*h) + 1);
+                if offer != want {
+                    self.fail(&format!("operatorOffer({p}, {op}) = {offer}, model {want}"));
+                }
+            }
+        }
+
         // Units, and invariant 1: the balance is the pool plus the collateral.
         let n = self.chain.view(Capacity::unitCountCall {});
         if n as usize != m.units.len() {
@@ -59,6 +80,7 @@ impl Seq<'_> {
                 || u.collateral != w.collateral
                 || u.registeredCollateral != w.registered
                 || u.claimedUpTo != w.claimed
+                || u.host != w.host
             {
                 self.fail(&format!("unitInfo({i}) = {u:?}, model {w:?}"));
             }
@@ -151,8 +173,10 @@ impl Seq<'_> {
             if r.lastNonce != w.last.unwrap_or(0)
                 || r.digest != w.digest
                 || r.attestations as usize != w.attesters.len()
-                || r.isAttested != w.attested
-                || r.failed != w.failed
+                || r.reports as usize != w.reports.len()
+                || r.groups as usize != w.groups.len()
+                || r.isAttested != m.is_attested(w, epoch)
+                || r.failed != m.is_failed(w, epoch)
             {
                 self.fail(&format!("{at}, model {w:?}"));
             }
@@ -313,14 +337,17 @@ impl Seq<'_> {
                 .collect();
             // The report that tipped the quorum, and every earlier one counted in it, named a
             // nonce of the unit-epoch's logs; and there were a quorum of them.
+            // `enforceFailure` slashes on earlier reports alone, meeting the epoch's quorum.
             let all: Vec<u64> = earlier.iter().chain(&now_reported).copied().collect();
-            if now_reported.is_empty()
-                || all.iter().any(|n| !submitted.contains(n))
-                || (all.len() as u32) < prev.quorum
+            let (tipped, quorum) = match op {
+                "enforceFailure" => (true, prev.quorum_for(f.epoch)),
+                _ => (!now_reported.is_empty(), prev.quorum),
+            };
+            if !tipped || all.iter().any(|n| !submitted.contains(n)) || (all.len() as u32) < quorum
             {
                 self.fail(&format!(
-                    "invariant 3: unit-epoch ({}, {}) failed on reports of nonces {all:?} (quorum {}), its logs hold {submitted:?}",
-                    f.unit, f.epoch, prev.quorum
+                    "invariant 3: unit-epoch ({}, {}) failed by {op} on reports of nonces {all:?} (quorum {quorum}), its logs hold {submitted:?}",
+                    f.unit, f.epoch
                 ));
             }
         }
@@ -335,7 +362,7 @@ impl Seq<'_> {
                 let by_withdrawal =
                     op == "withdrawCollateral" && withdrawn && after == 0 && retired_and_settled;
                 let slash = before.collateral - after;
-                let by_slash = op == "reportInvalid"
+                let by_slash = (op == "reportInvalid" || op == "enforceFailure")
                     && events.iter().any(|e| matches!(e, Ev::UnitEpochFailed(f) if f.unit == index && f.slashed == U256::from(slash)));
                 if !by_withdrawal && !by_slash {
                     self.fail(&format!(
@@ -354,7 +381,7 @@ impl Seq<'_> {
                 }
             }
         }
-        if op == "reportInvalid" && pool != prev.pool + slashed_total {
+        if (op == "reportInvalid" || op == "enforceFailure") && pool != prev.pool + slashed_total {
             self.fail(&format!(
                 "invariant 7: the pool went from {} to {pool}, slashes were {slashed_total}",
                 prev.pool

@@ -65,6 +65,7 @@ pub(super) fn run_sequence(
             guardian: actors.guardians[0],
             verifiers: verifiers.iter().copied().collect(),
             quorum,
+            quorum_history: vec![(time, quorum)],
             initial: [zero_params(), zero_params()], // set before deployment
             changes: Vec::new(),
             epochs: BTreeMap::new(),
@@ -76,6 +77,8 @@ pub(super) fn run_sequence(
             paid: BTreeMap::new(),
             scheduled: BTreeMap::new(),
             known_calls: Vec::new(),
+            operators: BTreeMap::new(),
+            offers: BTreeMap::new(),
         },
         actors,
         sigs,

@@ -40,16 +40,20 @@ impl Seq<'_> {
             .copied()
             .filter(|&p| self.model.units.iter().any(|u| u.provider == p))
             .collect();
-        if !with.is_empty() && self.rng.chance(88) {
+        let bound: Vec<Address> = self.model.operators.keys().copied().collect();
+        if !bound.is_empty() && self.rng.chance(20) {
+            self.rng.pick(&bound)
+        } else if !with.is_empty() && self.rng.chance(88) {
             self.rng.pick(&with)
         } else {
             self.provider()
         }
     }
 
+    /// The units `who` may submit for: its own, or, for an operator key, its host's.
     pub(super) fn units_of(&self, who: Address) -> Vec<u32> {
         (0..self.model.units.len() as u32)
-            .filter(|&i| self.model.units[i as usize].provider == who)
+            .filter(|&i| self.model.may_submit(who, &self.model.units[i as usize]))
             .collect()
     }
 

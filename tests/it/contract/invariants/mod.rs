@@ -3,8 +3,9 @@
 //! Deploys the committed artifact (`contracts/artifacts/Capacity.json`, compiled from
 //! `contracts/src/Capacity.sol`) on revm and runs random sequences of operations: unit
 //! registrations (with ids of other providers, duplicates, wrong collateral), epochs, proof
-//! batches (foreign units, stale and duplicate nonces, malformed packings, wrong seeds and
-//! epochs), attestations with good and bad signatures, reports with true and forged evidence,
+//! batches (foreign units, units of another host, stale and duplicate nonces, malformed packings,
+//! wrong seeds and epochs, operator keys of hosts), operator offers, acceptances, revocations,
+//! releases and unit assignments, attestations with good and bad signatures, reports with true and forged evidence,
 //! abstentions, claims, pool funding, top-ups, retirements, withdrawals, timelocked governance,
 //! pauses, time jumps and reorgs (the whole EVM state and the model are snapshotted before a few
 //! operations and restored after them).
@@ -135,6 +136,12 @@ fn random_sequences_keep_the_contract_invariants() {
             "setPaused",
             "timeJump",
             "reorg",
+            "enforceFailure",
+            "authorizeOperator",
+            "acceptOperator",
+            "revokeOperator",
+            "releaseOperator",
+            "assignUnits",
         ] {
             let ok = stats.ops.get(op).map_or(0, |s| s.ok);
             assert!(ok > 0, "no {op} succeeded in {sequences} sequences");
@@ -150,6 +157,7 @@ fn random_sequences_keep_the_contract_invariants() {
             "executed removeVerifier",
             "executed setQuorum",
             "executed setGuardian",
+            "proofs by an operator key",
         ] {
             assert!(
                 stats.milestones.get(m).copied().unwrap_or(0) > 0,

@@ -19,6 +19,8 @@ pub(super) struct UnitM {
     pub(super) collateral: u128,
     pub(super) registered: u128,
     pub(super) claimed: u64,
+    /// The provider's host whose operator keys submit for it.
+    pub(super) host: u16,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -29,7 +31,7 @@ pub(super) struct UnitEpochM {
     pub(super) count: u32,
     pub(super) digest: B256,
     pub(super) attesters: BTreeSet<Address>,
-    pub(super) attested: bool,
+    /// Slashed (final): reports met the quorum in force when one came, or `enforceFailure`.
     pub(super) failed: bool,
     /// One report per verifier: the nonce it named.
     pub(super) reports: BTreeMap<Address, u64>,
@@ -58,6 +60,8 @@ pub(super) struct Model {
     pub(super) guardian: Address,
     pub(super) verifiers: BTreeSet<Address>,
     pub(super) quorum: u32,
+    /// Every quorum in force and since when: (time, quorum).
+    pub(super) quorum_history: Vec<(u64, u32)>,
     pub(super) initial: [KindParams; 2],
     /// Executed `setKindParams`: (epoch it executed in, kind, parameters).
     pub(super) changes: Vec<(u64, u8, KindParams)>,
@@ -72,6 +76,10 @@ pub(super) struct Model {
     pub(super) scheduled: BTreeMap<B256, (u64, Bytes)>,
     /// Every governance call ever scheduled (to schedule or execute again).
     pub(super) known_calls: Vec<Bytes>,
+    /// Bound operator keys: key => (provider, host).
+    pub(super) operators: BTreeMap<Address, (Address, u16)>,
+    /// Offers not yet accepted: (provider, key) => host.
+    pub(super) offers: BTreeMap<(Address, Address), u16>,
 }
 
 pub(super) type Expect = Result<Vec<Ev>, &'static str>;
@@ -101,8 +109,16 @@ pub(super) fn zero_params() -> KindParams {
     }
 }
 
+/// `MAX_PROOFS_LIMIT` of the contract.
+pub(super) const MAX_PROOFS_LIMIT: u32 = 32_768;
+/// `MAX_GROUPS` of the contract.
+pub(super) const MAX_GROUPS: usize = 256;
+
 pub(super) fn bad_params(p: &KindParams) -> bool {
-    p.maxProofs == 0 || p.minProofs > p.maxProofs || p.target == B256::ZERO
+    p.maxProofs == 0
+        || p.maxProofs > MAX_PROOFS_LIMIT
+        || p.minProofs > p.maxProofs
+        || p.target == B256::ZERO
 }
 
 impl Model {
@@ -141,6 +157,37 @@ impl Model {
         p
     }
 
+    /// The quorum that judges epoch `e`: the one set before its settlement time (the current
+    /// one until then).
+    pub(super) fn quorum_for(&self, e: u64) -> u32 {
+        let t = self.settle(e);
+        self.quorum_history
+            .iter()
+            .rev()
+            .find(|(since, _)| u128::from(*since) < t)
+            .unwrap_or(&self.quorum_history[0])
+            .1
+    }
+
+    /// Records a quorum taking force at `now` (one entry per time, the last one wins).
+    pub(super) fn set_quorum(&mut self, now: u64, q: u32) {
+        self.quorum = q;
+        match self.quorum_history.last_mut() {
+            Some(last) if last.0 == now => last.1 = q,
+            _ => self.quorum_history.push((now, q)),
+        }
+    }
+
+    /// Failed: slashed, or reports meet `quorum_for(e)`.
+    pub(super) fn is_failed(&self, ue: &UnitEpochM, e: u64) -> bool {
+        ue.failed || ue.reports.len() as u32 >= self.quorum_for(e)
+    }
+
+    /// Attested: attestations meet `quorum_for(e)`, and not failed.
+    pub(super) fn is_attested(&self, ue: &UnitEpochM, e: u64) -> bool {
+        !self.is_failed(ue, e) && ue.attesters.len() as u32 >= self.quorum_for(e)
+    }
+
     pub(super) fn check_verifying(&self, e: u64, now: u64) -> Result<(), &'static str> {
         if !self.window_closed(e, now) {
             return Err("WindowOpen");
@@ -149,6 +196,12 @@ impl Model {
             return Err("VerificationClosed");
         }
         Ok(())
+    }
+
+    /// May `from` submit for `unit`: its provider, or an operator of that provider bound to the
+    /// unit's host.
+    pub(super) fn may_submit(&self, from: Address, unit: &UnitM) -> bool {
+        unit.provider == from || self.operators.get(&from) == Some(&(unit.provider, unit.host))
     }
 
     pub(super) fn owned(&self, index: u32, from: Address) -> Result<usize, &'static str> {
@@ -171,7 +224,7 @@ impl Model {
             return 0;
         };
         let p = &ep.params[self.units[unit].kind as usize];
-        if ue.attested && !ue.failed && ue.count >= p.minProofs && ue.count > 0 {
+        if self.is_attested(ue, e) && ue.count >= p.minProofs && ue.count > 0 {
             p.reward
         } else {
             0

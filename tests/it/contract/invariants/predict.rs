@@ -7,7 +7,9 @@ use alloy::sol_types::{SolCall, SolInterface, SolValue};
 use capminer_chain::bindings::Capacity;
 use capminer_chain::bindings::Capacity::{CapacityCalls, CapacityEvents as Ev};
 
-use super::model::{EpochM, Expect, Model, UnitM, bad_params, chain_digest, pack_nonces};
+use super::model::{
+    EpochM, Expect, MAX_GROUPS, Model, UnitM, bad_params, chain_digest, pack_nonces,
+};
 use super::{BPS, NO_END};
 
 impl Model {
@@ -52,6 +54,7 @@ impl Model {
                 collateral: c,
                 registered: c,
                 claimed: cur + 1,
+                host: 0,
             });
             events.push(Ev::UnitRegistered(Capacity::UnitRegistered {
                 index: (self.units.len() - 1) as u32,
@@ -126,7 +129,7 @@ impl Model {
                 return Err("UnknownUnit");
             }
             let u = &self.units[i];
-            if u.provider != from {
+            if !self.may_submit(from, u) {
                 return Err("NotUnitOwner");
             }
             if epoch < u.start || epoch >= u.end || u.collateral < u.registered {
@@ -136,6 +139,11 @@ impl Model {
             }
             let max = max[u.kind as usize];
             let mut ue = self.ue.get(&(unit, epoch)).cloned().unwrap_or_default();
+            if ue.groups.len() >= MAX_GROUPS {
+                skipped += n as u64;
+                off = next;
+                continue;
+            }
             let mut count = ue.count;
             let mut floor: u128 = ue.last.map_or(0, |l| u128::from(l) + 1);
             let mut took = Vec::new();
@@ -195,7 +203,7 @@ impl Model {
         if digest != ue.digest {
             return Err("DigestMismatch");
         }
-        if ue.failed {
+        if ue.failed || ue.reports.len() as u32 >= quorum {
             return Err("AlreadyFailed");
         }
         if signer != Some(from) {
@@ -212,8 +220,7 @@ impl Model {
             checked,
             sampleSignature: Bytes::copy_from_slice(sig),
         })];
-        if ue.attesters.len() as u32 >= quorum && !ue.attested {
-            ue.attested = true;
+        if ue.attesters.len() as u32 == quorum {
             events.push(Ev::UnitEpochAttested(Capacity::UnitEpochAttested {
                 unit,
                 epoch,
@@ -277,19 +284,43 @@ impl Model {
             verifier: from,
         })];
         if n >= quorum && !ue.failed {
-            ue.failed = true;
-            ue.attested = false;
-            let u = &mut self.units[unit as usize];
-            let slash = (u.registered * self.slash_bps / BPS).min(u.collateral);
-            u.collateral -= slash;
-            self.pool += slash;
-            events.push(Ev::UnitEpochFailed(Capacity::UnitEpochFailed {
-                unit,
-                epoch,
-                slashed: U256::from(slash),
-            }));
+            events.push(self.slash(unit, epoch));
         }
         Ok(events)
+    }
+
+    /// `enforceFailure`: slashes a unit-epoch whose reports meet `quorum_for(epoch)` and that
+    /// no report slashed.
+    pub(super) fn enforce_failure(&mut self, unit: u32, epoch: u64) -> Expect {
+        if unit as usize >= self.units.len() {
+            return Err("UnknownUnit");
+        }
+        let q = self.quorum_for(epoch);
+        match self.ue.get(&(unit, epoch)) {
+            Some(ue) if !ue.failed && ue.reports.len() as u32 >= q => {
+                Ok(vec![self.slash(unit, epoch)])
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Marks the unit-epoch failed and moves the slash (rounded up) into the pool.
+    fn slash(&mut self, unit: u32, epoch: u64) -> Ev {
+        self.ue
+            .get_mut(&(unit, epoch))
+            .expect("a unit-epoch with reports")
+            .failed = true;
+        let u = &mut self.units[unit as usize];
+        let slash = (u.registered * self.slash_bps)
+            .div_ceil(BPS)
+            .min(u.collateral);
+        u.collateral -= slash;
+        self.pool += slash;
+        Ev::UnitEpochFailed(Capacity::UnitEpochFailed {
+            unit,
+            epoch,
+            slashed: U256::from(slash),
+        })
     }
 
     pub(super) fn abstain(
@@ -493,10 +524,13 @@ impl Model {
                 if c.q == 0 || c.q > self.verifiers.len() as u32 {
                     return Err("BadQuorum");
                 }
-                self.quorum = c.q;
+                self.set_quorum(now, c.q);
                 events.push(Ev::QuorumSet(Capacity::QuorumSet { quorum: c.q }));
             }
             CapacityCalls::setGuardian(c) => {
+                if c.g == Address::ZERO && self.paused {
+                    return Err("ZeroAddress");
+                }
                 self.guardian = c.g;
                 events.push(Ev::GuardianSet(Capacity::GuardianSet { guardian: c.g }));
             }
@@ -514,6 +548,78 @@ impl Model {
             return Err("NotScheduled");
         }
         Ok(vec![Ev::CallCancelled(Capacity::CallCancelled { id })])
+    }
+
+    pub(super) fn offer_operator(&mut self, from: Address, operator: Address, host: u16) -> Expect {
+        if operator == Address::ZERO {
+            return Err("ZeroAddress");
+        }
+        if operator == from {
+            return Err("KeyTaken");
+        }
+        self.offers.insert((from, operator), host);
+        Ok(vec![Ev::OperatorOffered(Capacity::OperatorOffered {
+            provider: from,
+            operator,
+            host,
+        })])
+    }
+
+    pub(super) fn accept_operator(&mut self, from: Address, provider: Address) -> Expect {
+        let Some(&host) = self.offers.get(&(provider, from)) else {
+            return Err("NoOffer");
+        };
+        if let Some((holder, _)) = self.operators.get(&from)
+            && *holder != provider
+        {
+            return Err("KeyTaken");
+        }
+        self.offers.remove(&(provider, from));
+        self.operators.insert(from, (provider, host));
+        Ok(vec![Ev::OperatorAuthorized(Capacity::OperatorAuthorized {
+            provider,
+            operator: from,
+            host,
+        })])
+    }
+
+    pub(super) fn revoke_operator(&mut self, from: Address, operator: Address) -> Expect {
+        let offered = self.offers.remove(&(from, operator)).is_some();
+        if self
+            .operators
+            .get(&operator)
+            .is_some_and(|(p, _)| *p == from)
+        {
+            self.operators.remove(&operator);
+        } else if !offered {
+            return Err("NotYours");
+        }
+        Ok(vec![Ev::OperatorRevoked(Capacity::OperatorRevoked {
+            provider: from,
+            operator,
+        })])
+    }
+
+    pub(super) fn release_operator(&mut self, from: Address) -> Expect {
+        let Some((provider, _)) = self.operators.remove(&from) else {
+            return Err("NotYours");
+        };
+        Ok(vec![Ev::OperatorRevoked(Capacity::OperatorRevoked {
+            provider,
+            operator: from,
+        })])
+    }
+
+    pub(super) fn assign_units(&mut self, from: Address, indices: &[u32], host: u16) -> Expect {
+        for &index in indices {
+            let i = self.owned(index, from)?;
+            self.units[i].host = host;
+        }
+        Ok(vec![Ev::UnitsAssigned(Capacity::UnitsAssigned {
+            provider: from,
+            host,
+            indices: indices.to_vec(),
+        })])
     }
 
     pub(super) fn set_paused(&mut self, from: Address, p: bool) -> Expect {

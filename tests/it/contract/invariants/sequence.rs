@@ -191,6 +191,12 @@ impl Seq<'_> {
                             self.stats.milestone("slash")
                         }
                         Ev::UnitEpochAttested(_) => self.stats.milestone("unit-epoch attested"),
+                        Ev::ProofsAccepted(_) if self.model.operators.contains_key(&call.from) => {
+                            self.stats.milestone("proofs by an operator key")
+                        }
+                        Ev::UnitEpochFailed(_) if call.op == "enforceFailure" => {
+                            self.stats.milestone("failure enforced")
+                        }
                         _ => {}
                     }
                 }

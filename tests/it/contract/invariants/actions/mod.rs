@@ -3,6 +3,7 @@
 //! next operation.
 
 mod governance;
+mod hosts;
 mod proofs;
 mod rewards;
 mod time;
@@ -13,13 +14,15 @@ use crate::contract::invariants::sequence::Seq;
 
 impl Seq<'_> {
     pub(super) fn random_op(&mut self) {
-        const WEIGHTS: [(&str, u64); 17] = [
+        const WEIGHTS: [(&str, u64); 19] = [
             ("registerUnits", 6),
             ("advanceEpoch", 6),
             ("submitProofs", 24),
             ("attest", 14),
             ("reportInvalid", 9),
             ("abstain", 2),
+            ("enforceFailure", 2),
+            ("hosts", 9),
             ("claim", 8),
             ("fundPool", 4),
             ("topUp", 3),
@@ -70,6 +73,8 @@ impl Seq<'_> {
             "attest" => self.op_attest(),
             "reportInvalid" => self.op_report(),
             "abstain" => self.op_abstain(),
+            "enforceFailure" => self.op_enforce(),
+            "hosts" => self.op_hosts(),
             "claim" => self.op_claim(),
             "fundPool" => self.op_fund(),
             "topUp" => self.op_top_up(),

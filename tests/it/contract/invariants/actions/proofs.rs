@@ -1,7 +1,7 @@
 //! Proof batches: foreign units, stale and duplicate nonces, malformed packings, wrong seeds and
 //! epochs.
 
-use alloy::primitives::{B256, U256};
+use alloy::primitives::{Address, B256, U256};
 use alloy::sol_types::SolCall;
 use capminer_chain::bindings::Capacity;
 
@@ -28,11 +28,24 @@ impl Seq<'_> {
             .collect();
         let honest = !active.is_empty() && self.rng.chance(55);
         let (from, epoch, own) = if honest {
-            let from = self.model.units[self.rng.pick(&active) as usize].provider;
+            // The provider, or an operator key bound to the picked unit's host.
+            let u = &self.model.units[self.rng.pick(&active) as usize];
+            let hosts: Vec<Address> = self
+                .model
+                .operators
+                .iter()
+                .filter(|(_, bound)| **bound == (u.provider, u.host))
+                .map(|(k, _)| *k)
+                .collect();
+            let from = if !hosts.is_empty() && self.rng.chance(40) {
+                self.rng.pick(&hosts)
+            } else {
+                u.provider
+            };
             let own: Vec<u32> = active
                 .iter()
                 .copied()
-                .filter(|&i| self.model.units[i as usize].provider == from)
+                .filter(|&i| self.model.may_submit(from, &self.model.units[i as usize]))
                 .collect();
             (from, cur, own)
         } else {

@@ -11,7 +11,7 @@ impl Seq<'_> {
     pub(super) fn unclaimed_rewards(&self) -> bool {
         let m = &self.model;
         m.ue.iter()
-            .any(|((u, e), w)| w.attested && m.units[*u as usize].claimed <= *e)
+            .any(|((u, e), w)| m.is_attested(w, *e) && m.units[*u as usize].claimed <= *e)
     }
 
     pub(super) fn op_claim(&mut self) {
@@ -21,7 +21,9 @@ impl Seq<'_> {
             .model
             .ue
             .iter()
-            .filter(|((u, e), w)| w.attested && self.model.units[*u as usize].claimed <= *e)
+            .filter(|((u, e), w)| {
+                self.model.is_attested(w, *e) && self.model.units[*u as usize].claimed <= *e
+            })
             .map(|((u, _), _)| self.model.units[*u as usize].provider)
             .collect();
         let from = if !unclaimed.is_empty() && self.rng.chance(60) {
@@ -33,12 +35,13 @@ impl Seq<'_> {
         // Mostly wait for an attested unit-epoch of the sender to settle.
         let now = self.now();
         let m = &self.model;
-        let pending = m
-            .ue
-            .iter()
-            .filter(|((u, e), w)| own.contains(u) && w.attested && u128::from(now) < m.settle(*e))
-            .map(|((_, e), _)| *e)
-            .min();
+        let pending =
+            m.ue.iter()
+                .filter(|((u, e), w)| {
+                    own.contains(u) && m.is_attested(w, *e) && u128::from(now) < m.settle(*e)
+                })
+                .map(|((_, e), _)| *e)
+                .min();
         if let Some(e) = pending.filter(|_| self.rng.chance(70)) {
             let to = m.settle(e) as u64 + self.rng.below(5);
             self.history

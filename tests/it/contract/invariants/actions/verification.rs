@@ -50,12 +50,8 @@ impl Seq<'_> {
             }
             80..85 => {
                 let mut s = self.sign(own, hash);
-                s[64] -= 27; // v as 0/1: the contract adds 27
-                (
-                    s.to_vec(),
-                    Some(self.actors.verifier(own)),
-                    "own signature, v in 0/1",
-                )
+                s[64] -= 27; // v as 0/1: refused, one byte string per signature (one sample)
+                (s.to_vec(), None, "own signature, v in 0/1")
             }
             85..90 => {
                 let s = self.sign(own, hash);
@@ -196,6 +192,39 @@ impl Seq<'_> {
         .abi_encode();
         self.send(
             Call::new("reportInvalid", from, 0, data, vec![(unit, epoch)], desc),
+            next,
+            expect,
+        );
+    }
+
+    /// `enforceFailure` (by anyone) of a unit-epoch, mostly one with reports.
+    pub(super) fn op_enforce(&mut self) {
+        self.tick();
+        let reported: Vec<(u32, u64)> = self
+            .model
+            .ue
+            .iter()
+            .filter(|(_, w)| !w.reports.is_empty())
+            .map(|(k, _)| *k)
+            .collect();
+        let (unit, epoch) = if !reported.is_empty() && self.rng.chance(80) {
+            self.rng.pick(&reported)
+        } else {
+            self.verify_target()
+        };
+        let from = self.actors.providers[0];
+        let mut next = self.model.clone();
+        let expect = next.enforce_failure(unit, epoch);
+        let data = Capacity::enforceFailureCall { unit, epoch }.abi_encode();
+        self.send(
+            Call::new(
+                "enforceFailure",
+                from,
+                0,
+                data,
+                vec![(unit, epoch)],
+                format!("({unit}, {epoch})"),
+            ),
             next,
             expect,
         );
