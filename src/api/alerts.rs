@@ -3,7 +3,8 @@
 //! [`History`](super::history::History) for the ones that look back), each with its fix in one
 //! line. They fire at once, where Prometheus waits their `for:`; the ones alerts.yml counts over
 //! a window count here over the history's (10 min, 30 min) or since start where the history has
-//! no counter (reorged final proofs, invalid proofs found). Two are the page's own: a unit
+//! no counter (reorged final proofs, invalid proofs found); a duplicate host fires from the chain
+//! client's hold on the unit. Two are the page's own: a unit
 //! paused through the API, and the chain's head not moving (RPC unreachable).
 
 use serde::Serialize;
@@ -64,6 +65,8 @@ pub(super) struct UnitFacts<'a> {
     pub min_proofs: Option<u64>,
     /// Seconds to the epoch's end, and the epoch's length (with a chain client).
     pub epoch_left: Option<(u64, u64)>,
+    /// The chain client's hold when another machine mines this unit's id (its evidence).
+    pub duplicate_host: Option<String>,
 }
 
 /// What the alerts about the node as a whole look at.
@@ -122,6 +125,15 @@ pub(super) fn unit_alerts(f: &UnitFacts<'_>) -> Vec<Alert> {
                 f.rate_60s, f.rate_15m
             ),
             "look for throttling, a neighbour on its core, or lost huge pages",
+        ));
+    }
+    if let Some(evidence) = &f.duplicate_host {
+        out.push(alert(
+            "CapminerDuplicateHost",
+            "critical",
+            label,
+            format!("{label} is held: another machine mines its unit id ({evidence})"),
+            "give each machine its own miner.host (a copied config or image), then restart this node",
         ));
     }
     if let Some(restarts) = f.restarts_30m.filter(|r| *r >= 3) {
@@ -299,6 +311,19 @@ mod tests {
                 ..hashing()
             }),
             ["CapminerUnitDown"]
+        );
+        // Held because another machine mines its id: the duplicate-host alert, naming the
+        // evidence the chain client gave.
+        let held = unit_alerts(&UnitFacts {
+            hashing: false,
+            duplicate_host: Some("duplicate host: nonce 30 of epoch 4".into()),
+            ..hashing()
+        });
+        assert_eq!(names(&held), ["CapminerDuplicateHost"]);
+        assert!(
+            held[0].summary.contains("nonce 30 of epoch 4"),
+            "{:?}",
+            held[0]
         );
         // Paused: its own alert, not a hashrate drop.
         assert_eq!(

@@ -193,6 +193,9 @@ fn build<'a>(
             epoch_left: ends_at
                 .zip(duration)
                 .map(|(end, d)| (end.saturating_sub(now), d)),
+            duplicate_host: miner
+                .hold(label)
+                .filter(|why| why.starts_with(capminer_chain::DUPLICATE_HOST_HOLD)),
         }));
         if info.kind == capminer_protocol::UnitKind::Gpu {
             let device = info.place.clone();
