@@ -4,8 +4,8 @@
 //! line. They fire at once, where Prometheus waits their `for:`; the ones alerts.yml counts over
 //! a window count here over the history's (10 min, 30 min) or since start where the history has
 //! no counter (reorged final proofs, invalid proofs found); a duplicate host fires from the chain
-//! client's hold on the unit. Two are the page's own: a unit
-//! paused through the API, and the chain's head not moving (RPC unreachable).
+//! client's hold on the unit. Two are the page's own: a unit paused through the API, and the
+//! chain's head not moving (RPC unreachable).
 
 use serde::Serialize;
 
