@@ -128,7 +128,7 @@ async fn chain_time(net: &Net) -> u64 {
 async fn a_copied_host_is_caught_within_an_epoch_and_the_first_host_loses_nothing() {
     // Epochs long enough that the whole test runs in one; "within an epoch" is measured
     // against the tests' usual 60 s.
-    let mut s = spec(Target::for_expected_hashes(8), 1, 100_000);
+    let mut s = spec(Target::for_expected_hashes(8), 1, 32_768);
     s.epoch_seconds = 900;
     let net = Net::start(&s, &[]).await;
     let units = planned_units(&light_miner_config(&net, std::path::Path::new("/unused")));
@@ -446,7 +446,7 @@ async fn an_honest_host_restarted_never_raises_it_and_another_key_on_its_unit_do
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_node_names_its_duplicated_units_in_status_and_doctor() {
-    let mut s = spec(Target::for_expected_hashes(8), 1, 100_000);
+    let mut s = spec(Target::for_expected_hashes(8), 1, 32_768);
     s.epoch_seconds = 900;
     let net = Net::start(&s, &["--block-time", "1"]).await;
     let dir = tempfile::tempdir().unwrap();
