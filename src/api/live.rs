@@ -90,6 +90,9 @@ struct GpuLive {
     device: String,
     units: Vec<String>,
     hashrate: f64,
+    /// Dataset bytes its units read a second: the hashrate times the network's bytes a hash
+    /// (`accesses` × 128).
+    bytes_per_second: f64,
     memory_bytes: f64,
 }
 
@@ -144,6 +147,14 @@ fn build<'a>(
     let mut alerts = Vec::new();
     let mut units = Vec::new();
     let mut gpus: BTreeMap<String, GpuLive> = BTreeMap::new();
+    let bytes_per_hash = page
+        .api
+        .node
+        .reloader
+        .running()
+        .network
+        .gpu_challenge()
+        .bytes_per_hash() as f64;
     for view in miner.units() {
         let info = view.info();
         let label = info.label.as_str();
@@ -203,10 +214,12 @@ fn build<'a>(
                 device,
                 units: Vec::new(),
                 hashrate: 0.0,
+                bytes_per_second: 0.0,
                 memory_bytes: 0.0,
             });
             g.units.push(label.to_string());
             g.hashrate += rate("60s");
+            g.bytes_per_second += rate("60s") * bytes_per_hash;
             g.memory_bytes += total_where(&memory, &[("unit", label)]).unwrap_or(0.0);
         }
         units.push(UnitLive {

@@ -93,6 +93,13 @@ fn the_live_page_shows_the_node_live_in_a_real_browser() {
         &[
             ("API_TOKEN", token.to_string()),
             ("NODE_PID", node.0.id().to_string()),
+            // The config leaves `gpu_accesses` at the network's.
+            (
+                "BYTES_PER_HASH",
+                capminer_protocol::GpuChallenge::NETWORK
+                    .bytes_per_hash()
+                    .to_string(),
+            ),
         ],
     );
     drop(node);

@@ -3,6 +3,7 @@
 // (tests/it/page.rs), which starts the node. Environment:
 //   PAGE_PORT   the control API's port     API_TOKEN  the right token
 //   NODE_PID    the node's pid (stopped at the end, to see the "node unreachable" state)
+//   BYTES_PER_HASH  dataset bytes a GPU hash reads (accesses x 128)
 //   SHOTS       where the screenshots go   CHROMIUM   the browser (default /usr/bin/chromium)
 // (lib.mjs reads PAGE_PORT, SHOTS and CHROMIUM.)
 // Exits non-zero with the failed check's message.
@@ -14,6 +15,7 @@ import { root, base, shots, step, api, status, until, withPage } from "./lib.mjs
 
 const token = process.env.API_TOKEN;
 const nodePid = Number(process.env.NODE_PID);
+const bytesPerHash = Number(process.env.BYTES_PER_HASH);
 
 // The vendored chart library is the pinned npm release, byte for byte.
 const UPLOT_SHA256 = "19c8d4c6ad88929a79f4ae49d6f7161566dfd0ba3d15cc495e974f787eb78f1f";
@@ -61,6 +63,13 @@ await withPage(async (page, { requests }) => {
   assert.equal(await page.locator("#gpus tbody tr").count(), 1);
   assert.equal(await page.locator("#gpus tbody tr td:nth-child(2)").textContent(), gpuUnit.unit);
   assert.equal(await page.locator("#gpus tbody tr td:nth-child(1)").textContent(), gpuUnit.place);
+  // The device's dataset read rate: its units' 60 s hashrate times the bytes a hash reads.
+  await until("the GPU's dataset read rate on the page", async () => {
+    const live = JSON.parse((await api("/api/v1/live")).body);
+    const g = live.gpus[0];
+    return g.hashrate > 0 && Math.abs(g.bytes_per_second - g.hashrate * bytesPerHash) < 1e-6 * g.bytes_per_second &&
+      /\/s$/.test(await page.locator("#gpus tbody tr td:nth-child(4)").textContent());
+  });
   assert.equal(await page.locator("#epoch-number").textContent(), "7");
   assert.ok(await page.locator("#epoch-bar").isVisible(), "the epoch bar is shown");
   assert.match(await page.locator("#epoch-left").textContent(), /No chain client/);

@@ -225,6 +225,7 @@ function renderGpus(live) {
   for (const g of live.gpus) {
     const tr = el("tr");
     tr.append(el("td", g.device), el("td", g.units.join(", ")), el("td", rate(g.hashrate), "num"),
+      el("td", g.bytes_per_second ? bytes(g.bytes_per_second) + "/s" : "–", "num"),
       el("td", bytes(g.memory_bytes), "num"));
     tbody.append(tr);
   }
