@@ -26,9 +26,14 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Reads the topology of this machine, keeping the CPUs this process is allowed to use.
+    /// Reads the topology of this machine, keeping the CPUs this process is allowed to use:
+    /// those of its main thread (as launched: `taskset`, a cgroup's cpuset), never the calling
+    /// thread's, which may be pinned (a unit's thread, or a runtime thread on the utility cores:
+    /// a blocking-pool thread started while the utility cores were elsewhere keeps those CPUs
+    /// until it ends, and a unit change checked there saw one core where the machine has two).
     pub fn detect() -> Result<Self> {
-        let allowed = current_affinity(0)?;
+        let main_thread = i32::try_from(std::process::id()).unwrap_or(0);
+        let allowed = current_affinity(main_thread)?;
         Self::from_sysfs(Path::new("/sys/devices/system/cpu"), &allowed)
     }
 
@@ -203,5 +208,21 @@ mod tests {
             cpus
         );
         assert_eq!(current_affinity(current_tid()).unwrap(), cpus);
+    }
+
+    /// The machine's cores do not shrink to the CPUs of the thread that asks: a pinned thread
+    /// (a unit's, or a runtime thread left on old utility cores) sees every core the process
+    /// may use. With one core, both views are that core.
+    #[test]
+    fn a_pinned_thread_sees_every_core_the_process_may_use() {
+        let whole = Topology::detect().unwrap();
+        let first = whole.cores[0].cpus.clone();
+        let seen = std::thread::spawn(move || {
+            pin_current_thread(&first).unwrap();
+            Topology::detect().unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen, whole);
     }
 }
