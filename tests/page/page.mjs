@@ -179,10 +179,15 @@ await withPage(async (page, { requests }) => {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth);
   assert.ok(overflow <= 390, `the page is ${overflow} px wide at a phone's 390`);
   assert.ok(await page.locator("#unit-cpu0").isVisible());
-  // Each unit's state, rate and action fit the screen without scrolling sideways.
+  // Each unit's state, rate and action fit the screen without scrolling sideways. Measured
+  // until it holds: every poll rebuilds the rows, and an element measured while it is swapped
+  // has no box (null); one that stays off the screen fails with its last box.
   for (const field of ["[data-field=state]", "[data-field=rate-10s]", "button"]) {
-    const box = await page.locator(`#unit-cpu0 ${field}`).boundingBox();
-    assert.ok(box && box.x + box.width <= 390, `cpu0's ${field} is off a phone's screen: ${JSON.stringify(box)}`);
+    let box;
+    await until(`cpu0's ${field} within a phone's screen`, async () => {
+      box = await page.locator(`#unit-cpu0 ${field}`).boundingBox();
+      return box && box.x + box.width <= 390;
+    }, 10000).catch((e) => assert.fail(`${e.message}; its last box: ${JSON.stringify(box)}`));
   }
   await page.screenshot({ path: path.join(shots, "page-phone.png"), fullPage: true });
   await page.setViewportSize({ width: 1280, height: 1000 });
