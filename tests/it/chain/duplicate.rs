@@ -395,7 +395,8 @@ async fn an_honest_host_restarted_never_raises_it_and_another_key_on_its_unit_do
 
     // Another machine, signing with an operator key of the provider, submits nonce 30 of this
     // host's unit: caught, and the unit held with the evidence.
-    bind_operator(&net, 4).await;
+    // The units' host is 0 (registration's default).
+    net.bind_operator(1, 4, 0).await;
     let seed = net.contract().epochInfo(epoch).call().await.unwrap().seed;
     let packed = [
         index.to_be_bytes().as_slice(),
@@ -483,7 +484,8 @@ async fn a_running_node_names_its_duplicated_units_in_status_and_doctor() {
     assert!(!status().contains("DUPLICATE HOST"), "{}", status());
 
     // Another machine (an operator key of the provider) submits a nonce of every unit.
-    bind_operator(&net, 4).await;
+    // The units' host is 0 (registration's default).
+    net.bind_operator(1, 4, 0).await;
     let seed = net.contract().epochInfo(epoch).call().await.unwrap().seed;
     let packed: Vec<u8> = indices
         .iter()
@@ -541,31 +543,4 @@ async fn a_running_node_names_its_duplicated_units_in_status_and_doctor() {
     );
     assert_eq!(out.status.code(), Some(1), "{doctor}");
     eprintln!("capminer status:\n{table}\ncapminer doctor: {line}");
-}
-
-/// Binds anvil key `i` as an operator of the provider (key 1) for host 0, the units' host: the
-/// provider offers, the key accepts.
-async fn bind_operator(net: &Net, i: usize) {
-    let provider = devnet::signing_provider(&net.url, net.key(1)).unwrap();
-    Capacity::new(net.address(), provider)
-        .authorizeOperator(net.key(i).address(), 0)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    let operator = devnet::signing_provider(&net.url, net.key(i)).unwrap();
-    let receipt = Capacity::new(net.address(), operator)
-        .acceptOperator(net.key(1).address())
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    assert!(
-        receipt.status(),
-        "the operator key accepts its provider's offer"
-    );
 }

@@ -166,6 +166,29 @@ impl Net {
             .status()
     }
 
+    /// Binds account `key` as an operator of account `provider` for `host`: the provider
+    /// offers, the key accepts (the contract binds no key without its consent).
+    pub(crate) async fn bind_operator(&self, provider: usize, key: usize, host: u16) {
+        let at = |i: usize| {
+            capminer_chain::bindings::Capacity::new(
+                self.address(),
+                devnet::signing_provider(&self.url, self.key(i)).unwrap(),
+            )
+        };
+        let (by_provider, by_key) = (at(provider), at(key));
+        let offer = by_provider.authorizeOperator(self.key(key).address(), host);
+        let accept = by_key.acceptOperator(self.key(provider).address());
+        for receipt in [
+            offer.send().await.unwrap().get_receipt().await.unwrap(),
+            accept.send().await.unwrap().get_receipt().await.unwrap(),
+        ] {
+            assert!(
+                receipt.status(),
+                "binding operator key {key} to provider {provider}"
+            );
+        }
+    }
+
     /// Registers units to account `account`; returns their indices.
     pub(crate) async fn register(&self, account: usize, units: &[(UnitId, UnitKind)]) -> Vec<u32> {
         devnet::register_units(&self.url, self.key(account), self.address(), units)

@@ -13,16 +13,6 @@ use crate::chain::{ACCOUNTS, Net, spec, unit_id};
 const PROVIDER: usize = 1;
 const VERIFIER: usize = 2;
 
-/// The provider offers `key` its host `host`, and the key accepts.
-async fn bind(net: &Net, key: usize, host: u16) {
-    send(at(net, PROVIDER).authorizeOperator(ACCOUNTS[key], host))
-        .await
-        .unwrap();
-    send(at(net, key).acceptOperator(ACCOUNTS[PROVIDER]))
-        .await
-        .unwrap();
-}
-
 /// A stolen host key (attack: "a stolen host key hits every unit of its provider"). Before, an
 /// operator key submitted for every unit of its provider: with host 0's key the attacker sent
 /// nonce 2^64-1 for the units of host 1, every later honest nonce of those unit-epochs was
@@ -49,8 +39,8 @@ async fn a_stolen_host_key_reaches_only_the_units_of_its_own_host() {
         .await
         .unwrap();
     let (stolen, honest, replacement) = (4, 5, 6);
-    bind(&net, stolen, 0).await;
-    bind(&net, honest, 1).await;
+    net.bind_operator(PROVIDER, stolen, 0).await;
+    net.bind_operator(PROVIDER, honest, 1).await;
     let e = net.next_epoch().await;
     let (_, s) = seeded(&net).await;
 
@@ -95,7 +85,7 @@ async fn a_stolen_host_key_reaches_only_the_units_of_its_own_host() {
         .unwrap();
     assert_eq!(accepted_in(&receipt), 3, "host 1's unit-epoch is untouched");
     // A new key for host 0 (the revoked one cannot come back without the provider's offer).
-    bind(&net, replacement, 0).await;
+    net.bind_operator(PROVIDER, replacement, 0).await;
     let refused = send(at(&net, stolen).acceptOperator(ACCOUNTS[PROVIDER]))
         .await
         .unwrap_err();
