@@ -42,6 +42,7 @@ pub fn randomx_options(config: &Config) -> RandomXOptions {
             capminer_config::DatasetInit::Scalar => DatasetInit::Scalar,
             capminer_config::DatasetInit::Library => DatasetInit::Library,
         },
+        flavor: capminer_protocol::RandomxFlavor::Stock,
     }
 }
 

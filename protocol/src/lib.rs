@@ -6,6 +6,7 @@
 //!  unit     UnitKind, UnitIndex, UnitRef      what a unit is called, on chain and off
 //!  proof    Epoch, ProofRef, Proof            what a unit mines under and what it finds
 //!  gpu      GpuChallenge (+ its chain word)   the GPU challenge's network parameters
+//!  network  NetworkProfile, RandomxFlavor     which network a miner proves to, and its RandomX
 //!  verify   Claim ─▶ Checker ─▶ Verdict       what a verifier recomputes and concludes,
 //!                          └──▶ VerifyError   or why it could not
 //! ```
@@ -17,12 +18,14 @@
 
 pub mod gpu;
 mod ids;
+mod network;
 mod proof;
 mod unit;
 pub mod verify;
 
 pub use gpu::{GpuChallenge, ParamsError};
 pub use ids::{Hash, ParseBytes32Error, Seed, Target, UnitId};
+pub use network::{NetworkProfile, RandomxFlavor};
 pub use proof::{Epoch, Proof, ProofRef};
 pub use unit::{UnitIndex, UnitKind, UnitRef};
 pub use verify::{Checker, Claim, Verdict, VerifyError, VerifyErrorKind};

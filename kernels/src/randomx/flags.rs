@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use capminer_protocol::RandomxFlavor;
+
 use super::DatasetInit;
 use super::ffi;
 use crate::{KernelError, Result};
@@ -40,6 +42,8 @@ pub struct RandomXOptions {
     pub transparent_huge_pages: bool,
     /// Which code builds dataset items (capminer's own option, not a RandomX flag).
     pub dataset_init: DatasetInit,
+    /// Which RandomX parameter set to hash with (the network profile's).
+    pub flavor: RandomxFlavor,
 }
 
 impl Default for RandomXOptions {
@@ -53,6 +57,7 @@ impl Default for RandomXOptions {
             secure: false,
             transparent_huge_pages: true,
             dataset_init: DatasetInit::Auto,
+            flavor: RandomxFlavor::Stock,
         }
     }
 }
@@ -89,6 +94,12 @@ impl RandomXFlags {
 
     /// Resolves operator options against this CPU; a flag forced on that cannot work is an error.
     pub fn resolve(options: &RandomXOptions) -> Result<Self> {
+        if options.flavor != RandomxFlavor::Stock {
+            return Err(KernelError::UnsupportedFlag {
+                flag: "network = \"fluence\"",
+                reason: "this build hashes stock RandomX only",
+            });
+        }
         let supported = Self::supported().0;
         let mut bits = 0;
         let mut want = |asked: Option<bool>, flag: u32, name: &'static str| -> Result<()> {
