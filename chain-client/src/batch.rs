@@ -1,7 +1,7 @@
 //! Batches: which found proofs go into the next `submitProofs` transaction, and their bytes.
 //!
-//! `packed` is a sequence of groups `uint32 unit ‖ uint16 n ‖ n × uint64 nonce`, big-endian
-//! (`docs/PROTOCOL.md`). One transaction carries one epoch. Units below their epoch's minimum
+//! `packed` is a sequence of groups, one per unit, each its nonces delta-encoded
+//! ([`crate::groups`], `docs/PROTOCOL.md`). One transaction carries one epoch. Units below their epoch's minimum
 //! go first; a unit is never sent beyond its maximum (proofs past it are reported as over the
 //! maximum, to be marked skipped); the batch stops at `max_proofs` and at a gas bound.
 //!
@@ -15,13 +15,14 @@
 use capminer_proofs::UnitId;
 use capminer_protocol::UnitIndex;
 
-/// Gas model used to bound a batch before the node's exact estimate: intrinsic cost, one group
-/// (two fresh storage words, a unit read, an event), one proof (calldata, loop, event data).
-pub const TX_BASE_GAS: u64 = 21_000;
+/// Gas model used to bound a batch before the node's exact estimate (upper bounds, measured on
+/// anvil): intrinsic cost and the epoch's reads, one group (the unit's reads, its proof slot
+/// changed, an event), one proof (8 bytes of calldata and of log at worst, the loop).
+pub const TX_BASE_GAS: u64 = 35_000;
 /// See [`TX_BASE_GAS`].
-pub const GROUP_GAS: u64 = 52_000;
+pub const GROUP_GAS: u64 = 20_000;
 /// See [`TX_BASE_GAS`].
-pub const PROOF_GAS: u64 = 700;
+pub const PROOF_GAS: u64 = 300;
 
 /// Groups the contract accepts per unit-epoch (`Capacity.MAX_GROUPS`).
 pub const MAX_GROUPS: u32 = 256;
@@ -76,13 +77,9 @@ impl Plan {
 
     /// The `packed` argument of `submitProofs`.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.groups.len() * 6 + self.proofs() * 8);
+        let mut out = Vec::with_capacity(self.groups.len() * 15 + self.proofs() * 8);
         for (_, index, nonces) in &self.groups {
-            out.extend_from_slice(&index.0.to_be_bytes());
-            out.extend_from_slice(&(nonces.len() as u16).to_be_bytes());
-            for n in nonces {
-                out.extend_from_slice(&n.to_be_bytes());
-            }
+            crate::groups::encode_group(index.0, nonces, &mut out);
         }
         out
     }
@@ -156,8 +153,9 @@ mod tests {
             hex(&plan.encode()),
             "01020304\
              0002\
+             08\
              0000000000000005\
-             1122334455667788"
+             1122334455667783"
         );
     }
 

@@ -23,6 +23,7 @@ pub mod batch;
 pub mod bindings;
 pub mod devnet;
 mod error;
+pub mod groups;
 pub mod handle;
 pub mod key;
 pub mod logs;

@@ -26,8 +26,10 @@ pub struct AcceptedLog {
     pub epoch: u64,
     /// The unit's index.
     pub unit: UnitIndex,
-    /// The accepted nonces, 8 bytes big-endian each, as the log carries them.
-    pub nonces: alloy::primitives::Bytes,
+    /// The accepted group as the log carries it (`crate::groups`): a report's evidence.
+    pub group: alloy::primitives::Bytes,
+    /// Its nonces, decoded.
+    pub nonces: Vec<u64>,
 }
 
 impl AcceptedLog {
@@ -45,20 +47,16 @@ impl AcceptedLog {
             .log_decode_validate::<Capacity::ProofsAccepted>()
             .map_err(|e| bad(e.to_string()))?;
         let data = decoded.inner.data;
-        if data.nonces.len() % 8 != 0 || data.nonces.is_empty() {
-            return Err(bad(format!(
-                "{} bytes of nonces, not a positive multiple of 8",
-                data.nonces.len()
-            )));
-        }
-        if data.nonces.len() / 8 > data.count as usize {
+        let nonces = crate::groups::decode_run(&data.group)
+            .map_err(|e| bad(format!("the accepted group: {e}")))?;
+        if nonces.len() > data.count as usize {
             return Err(bad(format!(
                 "{} nonces but a running count of {}",
-                data.nonces.len() / 8,
+                nonces.len(),
                 data.count
             )));
         }
-        let last = u64::from_be_bytes(data.nonces[data.nonces.len() - 8..].try_into().expect("8"));
+        let last = *nonces.last().expect("a run holds a nonce");
         if last != data.lastNonce {
             return Err(bad(format!(
                 "last nonce {last} but the log says {}",
@@ -77,15 +75,14 @@ impl AcceptedLog {
             ),
             epoch: data.epoch,
             unit: UnitIndex(data.unit),
-            nonces: data.nonces,
+            group: data.group,
+            nonces,
         })
     }
 
     /// The accepted nonces.
     pub fn nonces(&self) -> impl Iterator<Item = u64> + '_ {
-        self.nonces
-            .chunks_exact(8)
-            .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
+        self.nonces.iter().copied()
     }
 }
 
@@ -174,11 +171,13 @@ mod tests {
             unit,
             count,
             lastNonce: nonces.last().copied().unwrap_or(0),
-            nonces: nonces
-                .iter()
-                .flat_map(|n| n.to_be_bytes())
-                .collect::<Vec<u8>>()
-                .into(),
+            group: if nonces.is_empty() {
+                Bytes::new()
+            } else {
+                let mut out = Vec::new();
+                crate::groups::encode_run(nonces, &mut out);
+                out.into()
+            },
         }
     }
 
@@ -225,17 +224,19 @@ mod tests {
 
         #[test]
         fn logs_unlike_the_contracts_are_errors_naming_the_block(
-            nonces in proptest::collection::vec(any::<u64>(), 1..20),
-            cut in 1usize..8,
+            nonces in proptest::collection::btree_set(any::<u64>(), 1..20),
+            cut in 1usize..200,
             wrong_last in any::<u64>(),
         ) {
-            // Nonce bytes not a multiple of 8.
+            let nonces: Vec<u64> = nonces.into_iter().collect();
+            // A group cut short anywhere: into its header, a delta cut in part, or whole deltas
+            // gone (then the last nonce disagrees).
             let mut e = event(5, 1, nonces.len() as u32, &nonces);
-            let mut bytes = e.nonces.to_vec();
-            bytes.truncate(bytes.len() - cut);
-            e.nonces = Bytes::from(bytes);
+            let mut bytes = e.group.to_vec();
+            bytes.truncate(bytes.len() - cut.min(bytes.len()));
+            e.group = Bytes::from(bytes);
             let err = AcceptedLog::decode(&rpc_log(e.encode_log_data())).unwrap_err();
-            prop_assert!(err.to_string().contains("not a positive multiple of 8"), "{}", err);
+            prop_assert!(err.to_string().contains("the accepted group") || err.to_string().contains("last nonce"), "{}", err);
             prop_assert!(err.to_string().contains("block Some(77)"), "{}", err);
             // A last nonce that is not the last of the nonces.
             let mut e = event(5, 1, nonces.len() as u32, &nonces);
@@ -253,7 +254,7 @@ mod tests {
     fn an_empty_nonce_list_and_a_missing_block_are_refused() {
         let e = event(1, 1, 0, &[]);
         let err = AcceptedLog::decode(&rpc_log(e.encode_log_data())).unwrap_err();
-        assert!(err.to_string().contains("0 bytes of nonces"), "{err}");
+        assert!(err.to_string().contains("0 bytes, shorter than"), "{err}");
         let mut log = rpc_log(event(1, 1, 1, &[9]).encode_log_data());
         log.block_number = None;
         let err = AcceptedLog::decode(&log).unwrap_err();

@@ -21,13 +21,19 @@ pragma solidity 0.8.37;
 /// or unsettled (no reward, no slash). Nothing waits on a verifier beyond that.
 ///
 /// Storage and gas design:
-/// - One word per (unit, epoch): `lastNonce u64 | count u32 << 64 | flags << 96`
-///   (HAS_PROOF, FAILED), the attestation count in bits 104..119, the report count in bits
-///   120..135 and the accepted group count in bits 136..151, plus one word for the running
-///   digest of the accepted nonces: `digest = keccak256(digest ‖ accepted nonces of one group)`
-///   per group, in log order. A batch reads and writes each once per unit. At most
-///   `MAX_GROUPS` groups per unit-epoch are accepted and `maxProofs` is at most
-///   `MAX_PROOFS_LIMIT`, so the evidence of a report (every group) always fits in a block.
+/// - Submissions write one word per unit, reused epoch after epoch: a ring of `ringSlots` words
+///   per unit (slot `epoch % ringSlots`, bought at registration), each
+///   `lastNonce u64 | count u16 << 64 | groups u16 << 80 | (epoch + 1) u32 << 96 | digest`,
+///   the digest in the top 128 bits. A slot holding an older epoch starts afresh; `ringSlots`
+///   is chosen so that a slot is reused only after its epoch settled. A batch reads and writes
+///   the word once per unit: a changed word, never a fresh one.
+/// - Groups carry nonces delta-encoded (`docs/PROTOCOL.md`); each accepted run is logged in the
+///   same encoding and chained into the digest: `digest = keccak256(digest ‖ logged group)`
+///   with the low 128 bits cleared. At most `MAX_GROUPS` groups per unit-epoch are accepted
+///   and `maxProofs` is at most `MAX_PROOFS_LIMIT`, so the evidence of a report (every group)
+///   always fits in a block.
+/// - Verdicts (attestation and report counts, failed, the proof count) live in one word per
+///   (unit, epoch), written by the verifiers' votes; claims read only that word.
 /// - A unit-epoch is attested (failed) when its attestations (reports) meet the quorum in force
 ///   at its settlement (`quorumFor(epoch)`), whatever the quorum was when the votes came.
 /// - Hosts: each unit is assigned to one of its provider's hosts (`assignUnits`, host 0 at
@@ -46,23 +52,31 @@ contract Capacity {
     uint8 public constant KIND_GPU = 1;
     uint8 internal constant KINDS = 2;
     uint256 internal constant BPS = 10_000;
-    uint256 internal constant GROUP_HEADER_BYTES = 6; // uint32 unit ‖ uint16 count
-    uint256 internal constant NONCE_BYTES = 8;
+    uint256 internal constant GROUP_HEADER_BYTES = 15; // uint32 unit ‖ uint16 n ‖ uint8 width ‖ uint64 first
+    uint256 internal constant LOGGED_HEADER_BYTES = 9; // uint8 width ‖ uint64 first
 
-    uint256 internal constant COUNT_SHIFT = 64;
-    uint256 internal constant HAS_PROOF = 1 << 96;
-    uint256 internal constant FAILED = 1 << 98; // slashed: final, whatever the quorum later
-    uint256 internal constant ATTESTATIONS_SHIFT = 104;
-    uint256 internal constant REPORTS_SHIFT = 120;
-    uint256 internal constant GROUPS_SHIFT = 136;
+    // A proof slot (submissions): lastNonce u64 | count u16 | groups u16 | epoch + 1 u32 | digest.
+    uint256 internal constant SLOT_COUNT_SHIFT = 64;
+    uint256 internal constant SLOT_GROUPS_SHIFT = 80;
+    uint256 internal constant SLOT_TAG_SHIFT = 96;
+    uint256 internal constant DIGEST_MASK = ~uint256(type(uint128).max);
+    /// A bought slot that holds no epoch yet (nonzero, so its first use is a change).
+    uint256 internal constant EMPTY_SLOT = 1;
+    /// Most proof slots a unit holds: unsettled epochs (grace and verification windows) at once.
+    uint256 public constant MAX_RING_SLOTS = 16;
+    // A verdict word (votes): count u32 | FAILED | attestations u16 | reports u16.
+    uint256 internal constant FAILED = 1 << 32; // slashed: final, whatever the quorum later
+    uint256 internal constant ATTESTATIONS_SHIFT = 40;
+    uint256 internal constant REPORTS_SHIFT = 56;
     uint256 internal constant COUNTER_MASK = 0xffff;
     /// Groups (`ProofsAccepted` logs) accepted per unit-epoch; a later group is skipped whole.
     /// With `MAX_PROOFS_LIMIT`, this bounds a report's evidence whatever the provider's batching.
     uint256 public constant MAX_GROUPS = 256;
-    /// The largest `maxProofs` a kind may have. The worst report (`MAX_GROUPS` groups holding
-    /// `MAX_PROOFS_LIMIT` nonces) is 4 + 5 × 32 + 32 + 96 × 256 + 8 × 32768 = 286,916 bytes of
-    /// calldata: at most 11.5M gas under EIP-7623's floor (40 gas a non-zero byte), well
-    /// within a 30M block (`tests/it/chain/attacks/evidence.rs` measures it on anvil).
+    /// The largest `maxProofs` a kind may have. The worst report (`MAX_GROUPS` logged groups
+    /// holding `MAX_PROOFS_LIMIT` nonces at 8-byte deltas) is at most 4 + 5 × 32 + 32 +
+    /// 95 × 256 + 9 × 256 + 8 × (32768 - 256) = 286,916 bytes of calldata: at most 11.5M gas
+    /// under EIP-7623's floor (40 gas a non-zero byte), well within a 30M block
+    /// (`tests/it/chain/attacks/evidence.rs` measures it on anvil: 10.2M).
     uint32 public constant MAX_PROOFS_LIMIT = 32_768;
     uint64 internal constant NO_END = type(uint64).max;
     /// secp256k1 order / 2: signatures with a larger s are refused (one signature per message).
@@ -80,22 +94,26 @@ contract Capacity {
         bytes32 challenge; // the kind's challenge parameters (docs/PROTOCOL.md); zero for RandomX
     }
 
+    /// A unit. Submissions read only its first two storage words (provider to host, then
+    /// endEpoch and both collaterals).
     struct Unit {
         address provider;
         uint8 kind;
         uint64 startEpoch; // first epoch it may prove
-        uint64 endEpoch; // first epoch it may no longer prove
-        bytes32 id; // starts with the provider's address
-        uint128 collateral; // what remains after slashing, plus top-ups
-        uint128 registeredCollateral; // what its kind required at registration
-        uint64 claimedUpTo; // next epoch to claim
         uint16 host; // the provider's host whose operator key may submit for it (assignUnits)
+        uint64 endEpoch; // first epoch it may no longer prove
+        uint96 collateral; // what remains after slashing, plus top-ups
+        uint96 registeredCollateral; // what its kind required at registration
+        uint64 claimedUpTo; // next epoch to claim
+        bytes32 id; // starts with the provider's address
     }
 
     struct EpochRecord {
         bytes32 seed;
         uint64 version; // index into paramsVersions
         uint64 seedBlock; // block that fixed the seed
+        uint32 maxProofsCpu; // the version's maxProofs of each kind, beside it for submissions
+        uint32 maxProofsGpu;
     }
 
     struct QuorumChange {
@@ -123,6 +141,9 @@ contract Capacity {
     uint256 public immutable verifyWindow;
     uint256 public immutable timelockDelay;
     uint256 public immutable slashRateBps;
+    /// Proof slots per unit: `1 + ceil((graceWindow + verifyWindow) / epochDuration)`, so epoch
+    /// `e + ringSlots` starts no earlier than `settleTime(e)`.
+    uint256 public immutable ringSlots;
 
     KindParams[KINDS][] internal paramsVersions;
     uint64 internal pendingVersion; // 0: none pending (version 0 is the constructor's)
@@ -130,11 +151,15 @@ contract Capacity {
     uint64 internal activeVersion;
 
     mapping(uint64 => EpochRecord) internal epochs;
-    Unit[] internal units;
+    /// Units by index; `unitsLength` of them (an index past it reads a zero provider).
+    mapping(uint256 => Unit) internal units;
+    uint256 internal unitsLength;
     mapping(bytes32 => uint256) internal unitIndexPlusOne;
 
-    mapping(uint256 => uint256) internal unitEpochWord;
-    mapping(uint256 => bytes32) internal unitEpochDigest;
+    /// Proof slots: `unit << 8 | epoch % ringSlots` => slot word (see the storage design).
+    mapping(uint256 => uint256) internal proofSlots;
+    /// Verdicts: `_key(unit, epoch)` => verdict word, written by votes.
+    mapping(uint256 => uint256) internal verdicts;
 
     /// A provider's hosts: operator => provider. An operator submits proofs for the units of
     /// its host (`operatorHost`) and can do nothing else; collateral and rewards stay the
@@ -172,7 +197,7 @@ contract Capacity {
     event CollateralWithdrawn(uint32 indexed index, address indexed provider, uint256 amount);
     event EpochStarted(uint64 indexed epoch, bytes32 seed, uint64 version);
     event KindParamsSet(uint8 indexed kind, uint64 version, uint64 fromEpoch, KindParams params);
-    event ProofsAccepted(uint64 indexed epoch, uint32 indexed unit, uint32 count, uint64 lastNonce, bytes nonces);
+    event ProofsAccepted(uint64 indexed epoch, uint32 indexed unit, uint32 count, uint64 lastNonce, bytes group);
     event OperatorOffered(address indexed provider, address indexed operator, uint16 host);
     event OperatorAuthorized(address indexed provider, address indexed operator, uint16 host);
     event UnitsAssigned(address indexed provider, uint16 indexed host, uint32[] indices);
@@ -299,6 +324,9 @@ contract Capacity {
         verifyWindow = s.verifyWindow;
         timelockDelay = s.timelockDelay;
         slashRateBps = slashRateBps_;
+        uint256 ring = 1 + (uint256(s.graceWindow) + s.verifyWindow + s.epochDuration - 1) / s.epochDuration;
+        if (ring > MAX_RING_SLOTS) revert BadParams();
+        ringSlots = ring;
         for (uint256 i = 0; i < verifiers_.length; ++i) {
             _addVerifier(verifiers_[i]);
         }
@@ -385,7 +413,8 @@ contract Capacity {
             pendingVersion = 0;
         }
         seed = keccak256(abi.encode(block.chainid, address(this), e, blockhash(block.number - 1)));
-        epochs[e] = EpochRecord(seed, version, uint64(block.number));
+        KindParams[KINDS] storage p = paramsVersions[version];
+        epochs[e] = EpochRecord(seed, version, uint64(block.number), p[0].maxProofs, p[1].maxProofs);
         emit EpochStarted(e, seed, version);
     }
 
@@ -411,7 +440,7 @@ contract Capacity {
         delete scheduledAt[id];
         (bool ok, bytes memory ret) = address(this).call(data);
         if (!ok) {
-            assembly {
+            assembly ("memory-safe") {
                 revert(add(ret, 32), mload(ret))
             }
         }
@@ -499,7 +528,10 @@ contract Capacity {
     }
 
     function _checkParams(KindParams memory p) internal pure {
-        if (p.maxProofs == 0 || p.maxProofs > MAX_PROOFS_LIMIT || p.minProofs > p.maxProofs || p.target == 0) {
+        if (
+            p.maxProofs == 0 || p.maxProofs > MAX_PROOFS_LIMIT || p.minProofs > p.maxProofs || p.target == 0
+                || p.collateral > type(uint96).max
+        ) {
             revert BadParams();
         }
     }
@@ -518,15 +550,18 @@ contract Capacity {
             expected += p[kinds[i]].collateral;
         }
         if (msg.value != expected) revert WrongCollateral(expected, msg.value);
-        firstIndex = uint32(units.length);
+        firstIndex = uint32(unitsLength);
         uint64 start = currentEpoch() + 1;
         for (uint256 i = 0; i < ids.length; ++i) {
             bytes32 id = ids[i];
             if (address(bytes20(id)) != msg.sender) revert IdNotBound(id, msg.sender);
             if (unitIndexPlusOne[id] != 0) revert DuplicateUnit(id);
-            uint128 c = p[kinds[i]].collateral;
-            units.push(Unit(msg.sender, kinds[i], start, NO_END, id, c, c, start, 0));
-            uint32 index = uint32(units.length - 1);
+            uint128 c = p[kinds[i]].collateral; // at most uint96's maximum (_checkParams)
+            uint32 index = uint32(unitsLength++);
+            units[index] = Unit(msg.sender, kinds[i], start, 0, NO_END, uint96(c), uint96(c), start, id);
+            for (uint256 r = 0; r < ringSlots; ++r) {
+                proofSlots[(uint256(index) << 8) | r] = EMPTY_SLOT;
+            }
             unitIndexPlusOne[id] = uint256(index) + 1;
             emit UnitRegistered(index, id, msg.sender, kinds[i], start);
         }
@@ -537,7 +572,7 @@ contract Capacity {
         Unit storage u = _ownedUnit(index);
         uint256 need = u.registeredCollateral - u.collateral;
         if (msg.value == 0 || msg.value > need) revert WrongCollateral(need, msg.value);
-        u.collateral += uint128(msg.value);
+        u.collateral += uint96(msg.value);
         emit CollateralToppedUp(index, msg.value, u.collateral);
     }
 
@@ -574,11 +609,11 @@ contract Capacity {
     }
 
     function unitCount() external view returns (uint32) {
-        return uint32(units.length);
+        return uint32(unitsLength);
     }
 
     function unitInfo(uint32 index) external view returns (Unit memory) {
-        if (index >= units.length) revert UnknownUnit(index);
+        if (index >= unitsLength) revert UnknownUnit(index);
         return units[index];
     }
 
@@ -587,7 +622,7 @@ contract Capacity {
     function unitInfos(uint32[] calldata indices) external view returns (Unit[] memory out) {
         out = new Unit[](indices.length);
         for (uint256 i = 0; i < indices.length; ++i) {
-            if (indices[i] >= units.length) revert UnknownUnit(indices[i]);
+            if (indices[i] >= unitsLength) revert UnknownUnit(indices[i]);
             out[i] = units[indices[i]];
         }
     }
@@ -703,7 +738,7 @@ contract Capacity {
     }
 
     function _ownedUnit(uint32 index) internal view returns (Unit storage u) {
-        if (index >= units.length) revert UnknownUnit(index);
+        if (index >= unitsLength) revert UnknownUnit(index);
         u = units[index];
         if (u.provider != msg.sender) revert NotUnitOwner(index, u.provider);
     }
@@ -712,13 +747,27 @@ contract Capacity {
         return (uint256(unit) << 64) | epoch;
     }
 
+    /// Where unit `unit`'s proof slot for `epoch` lives.
+    function _slotKey(uint32 unit, uint64 epoch) internal view returns (uint256) {
+        return (uint256(unit) << 8) | (epoch % ringSlots);
+    }
+
+    /// Unit `unit`'s proof slot word for `epoch`: zero if the slot holds another epoch.
+    function _slotOf(uint32 unit, uint64 epoch) internal view returns (uint256 word) {
+        word = proofSlots[_slotKey(unit, epoch)];
+        if ((word >> SLOT_TAG_SHIFT) & 0xffffffff != uint256(epoch) + 1) word = 0;
+    }
+
     // ---------------------------------------------------------------- proofs
 
     /// @notice Submits nonces for `epoch`, mined under `seed`. `packed` is a sequence of
-    /// groups, each `uint32 unit ‖ uint16 n ‖ n × uint64 nonce`, big-endian. Per (unit, epoch)
-    /// nonces must strictly increase; duplicates, stale nonces, nonces beyond the kind's maximum
-    /// and nonces of units short of collateral or not active in the epoch are skipped. Units the
-    /// sender does not own revert the call, and so does a seed that is not the epoch's.
+    /// groups, each `uint32 unit ‖ uint16 n ‖ uint8 w ‖ uint64 first ‖ (n - 1) × w-byte delta`,
+    /// big-endian: the nonces are `first` and then each the previous plus its delta (at least
+    /// 1, so they strictly increase); `w` is 1 to 8. Per (unit, epoch) nonces must strictly
+    /// increase across groups too: stale nonces (at most the last accepted) and nonces beyond the
+    /// kind's maximum are skipped, and so are the nonces of units short of collateral or not
+    /// active in the epoch. Units the sender may not submit for revert the call, and so do a
+    /// seed that is not the epoch's and a malformed group.
     /// @return accepted nonces counted, skipped nonces ignored
     function submitProofs(uint64 epoch, bytes32 seed, bytes calldata packed)
         external
@@ -733,8 +782,7 @@ contract Capacity {
         bytes32 fixedSeed = record.seed;
         if (fixedSeed == 0) revert EpochNotSeeded(epoch);
         if (fixedSeed != seed) revert SeedMismatch(epoch, fixedSeed, seed);
-        KindParams[KINDS] storage p = paramsVersions[record.version];
-        uint32[KINDS] memory maxProofs = [p[0].maxProofs, p[1].maxProofs];
+        uint256 maxProofs = uint256(record.maxProofsCpu) | (uint256(record.maxProofsGpu) << 32);
 
         uint256 offset = 0;
         while (offset < packed.length) {
@@ -747,80 +795,137 @@ contract Capacity {
     }
 
     /// Reads the group at `offset` and applies it; returns the offset of the next group.
-    function _submitGroup(uint64 epoch, uint32[KINDS] memory maxProofs, bytes calldata packed, uint256 offset)
+    /// `maxProofs`: the epoch's maximum of each kind, 32 bits each (CPU in the low ones).
+    function _submitGroup(uint64 epoch, uint256 maxProofs, bytes calldata packed, uint256 offset)
         internal
         returns (uint256 next, uint256 took, uint256 left)
     {
         if (offset + GROUP_HEADER_BYTES > packed.length) revert MalformedBatch(offset);
+        uint256 head;
         uint32 unit;
         uint256 n;
-        assembly {
-            let head := calldataload(add(packed.offset, offset))
-            unit := shr(224, head)
-            n := and(shr(208, head), 0xffff)
+        uint256 w;
+        assembly ("memory-safe") {
+            head := add(packed.offset, offset)
+            let word := calldataload(head)
+            unit := shr(224, word)
+            n := and(shr(208, word), 0xffff)
+            w := byte(6, word)
         }
-        next = offset + GROUP_HEADER_BYTES + n * NONCE_BYTES;
+        if (n == 0 || w == 0 || w > 8) revert MalformedBatch(offset);
+        next = offset + GROUP_HEADER_BYTES + (n - 1) * w;
         if (next > packed.length) revert MalformedBatch(offset);
-        if (unit >= units.length) revert UnknownUnit(unit);
         Unit storage u = units[unit];
-        if (u.provider != msg.sender && (operatorProvider[msg.sender] != u.provider || operatorHost[msg.sender] != u.host)) {
-            revert NotUnitOwner(unit, u.provider);
+        address provider = u.provider;
+        if (provider == address(0)) revert UnknownUnit(unit); // never registered
+        if (provider != msg.sender && (operatorProvider[msg.sender] != provider || operatorHost[msg.sender] != u.host)) {
+            revert NotUnitOwner(unit, provider);
         }
         if (epoch < u.startEpoch || epoch >= u.endEpoch || u.collateral < u.registeredCollateral) {
             return (next, 0, n);
         }
-        took = _acceptGroup(epoch, unit, maxProofs[u.kind], packed, offset + GROUP_HEADER_BYTES, n);
+        uint256 max = uint32(maxProofs >> (32 * uint256(u.kind)));
+        took = _acceptGroup(epoch, unit, max, head, n, w);
+        if (took == type(uint256).max) revert MalformedBatch(offset);
         left = n - took;
     }
 
-    /// Applies one group: one read and one write of the unit-epoch word, one digest update,
-    /// one event. `floor` is the smallest nonce still acceptable (last accepted + 1, or 0).
-    function _acceptGroup(uint64 epoch, uint32 unit, uint256 maxProofs, bytes calldata packed, uint256 first, uint256 n)
+    /// Applies one group (`n` nonces of `w`-byte deltas, its header at calldata `head`): one read
+    /// and one write of the unit's proof slot, one event. The accepted nonces are one run of
+    /// the group (those above the last accepted, up to the maximum), logged and digested as
+    /// `uint8 w ‖ uint64 first accepted ‖ their deltas`, copied from the calldata. Returns the
+    /// nonces accepted, or `type(uint256).max` for a malformed group.
+    function _acceptGroup(uint64 epoch, uint32 unit, uint256 maxProofs, uint256 head, uint256 n, uint256 w)
         internal
         returns (uint256 took)
     {
-        uint256 key = _key(unit, epoch);
-        uint256 word = unitEpochWord[key];
-        if ((word >> GROUPS_SHIFT) & COUNTER_MASK >= MAX_GROUPS) return 0;
-        uint256 count = uint32(word >> COUNT_SHIFT);
-        uint256 floor = word & HAS_PROOF != 0 ? uint256(uint64(word)) + 1 : 0;
-        bytes memory acc = new bytes(n * NONCE_BYTES + 32); // +32: slack for word-wide stores
-        assembly {
-            // The accept loop: a nonce counts if above the last accepted one and under the
-            // maximum; accepted nonces are packed into `acc`.
-            let data := add(acc, 32)
-            let dst := data
-            let src := add(packed.offset, first)
-            for { let end := add(src, mul(n, 8)) } lt(src, end) { src := add(src, 8) } {
-                let nonce := shr(192, calldataload(src))
-                if and(iszero(lt(nonce, floor)), lt(count, maxProofs)) {
-                    floor := add(nonce, 1)
-                    count := add(count, 1)
-                    mstore(dst, shl(192, nonce))
-                    dst := add(dst, 8)
+        uint256 slotKey = _slotKey(unit, epoch);
+        uint256 word = proofSlots[slotKey];
+        if ((word >> SLOT_TAG_SHIFT) & 0xffffffff != uint256(epoch) + 1) {
+            word = (uint256(epoch) + 1) << SLOT_TAG_SHIFT; // an older epoch's slot: start afresh
+        }
+        if ((word >> SLOT_GROUPS_SHIFT) & COUNTER_MASK >= MAX_GROUPS) return 0;
+        uint256 count = (word >> SLOT_COUNT_SHIFT) & COUNTER_MASK;
+        (uint256 copyFrom, uint256 first, uint256 floor, uint256 taken) =
+            _scan(head, n, w, count == 0 ? 0 : uint256(uint64(word)) + 1, maxProofs > count ? maxProofs - count : 0);
+        if (taken == type(uint256).max || taken == 0) return taken;
+        count += taken;
+        // The logged group: w ‖ first accepted nonce ‖ the deltas after it, from the calldata.
+        bytes memory logged = new bytes(LOGGED_HEADER_BYTES + (taken - 1) * w);
+        bytes32 d = bytes32(word & DIGEST_MASK);
+        assembly ("memory-safe") {
+            let data := add(logged, 32)
+            mstore(data, or(shl(248, w), shl(184, first)))
+            calldatacopy(add(data, 9), copyFrom, mul(sub(taken, 1), w))
+            // keccak256(digest ‖ logged), hashed in place over logged's length word.
+            let len := mload(logged)
+            mstore(logged, d)
+            d := and(keccak256(logged, add(32, len)), not(0xffffffffffffffffffffffffffffffff))
+            mstore(logged, len)
+        }
+        uint256 groups = ((word >> SLOT_GROUPS_SHIFT) & COUNTER_MASK) + 1;
+        proofSlots[slotKey] = uint256(d) | ((uint256(epoch) + 1) << SLOT_TAG_SHIFT) | (groups << SLOT_GROUPS_SHIFT)
+            | (count << SLOT_COUNT_SHIFT) | (floor - 1);
+        emit ProofsAccepted(epoch, unit, uint32(count), uint64(floor - 1), logged);
+        return taken;
+    }
+
+    /// The accept loop over the group at calldata `head` (`n` nonces, `w`-byte deltas): a nonce
+    /// counts if at least `floor` while `room` is left, so the accepted ones are one run: the
+    /// stale nonces before it are skipped one by one, then its length is known and its deltas
+    /// (and those after it) are only summed and checked. Returns the calldata of the deltas after
+    /// the run's first nonce, that nonce, the new floor (last accepted + 1) and how many were
+    /// accepted (`type(uint256).max`: a zero delta or a nonce past 2^64 - 1, so malformed).
+    function _scan(uint256 head, uint256 n, uint256 w, uint256 floor, uint256 room)
+        internal
+        pure
+        returns (uint256 copyFrom, uint256 first, uint256 newFloor, uint256 taken)
+    {
+        assembly ("memory-safe") {
+            // Sums the deltas in [src, end) onto `nonce`; `bad` if one is zero.
+            function sum(from, to, width, sh, start) -> total, zero {
+                total := start
+                for {} lt(from, to) { from := add(from, width) } {
+                    let delta := shr(sh, calldataload(from))
+                    zero := or(zero, iszero(delta))
+                    total := add(total, delta)
                 }
             }
-            took := shr(3, sub(dst, data))
-            mstore(acc, sub(dst, data)) // trim to the accepted nonces
+            let shift := sub(256, shl(3, w))
+            let src := add(head, 15)
+            let end := add(src, mul(sub(n, 1), w))
+            let nonce := shr(192, calldataload(add(head, 7)))
+            let bad := 0
+            // The stale nonces (below the floor), usually none.
+            for {} and(lt(nonce, floor), lt(src, end)) { src := add(src, w) } {
+                let delta := shr(shift, calldataload(src))
+                bad := or(bad, iszero(delta))
+                nonce := add(nonce, delta)
+            }
+            newFloor := floor
+            let last := nonce
+            if iszero(or(lt(nonce, floor), iszero(room))) {
+                copyFrom := src
+                first := nonce
+                taken := add(div(sub(end, src), w), 1)
+                if lt(room, taken) { taken := room }
+                let runEnd := add(src, mul(sub(taken, 1), w))
+                let b1 := 0
+                last, b1 := sum(src, runEnd, w, shift, nonce)
+                newFloor := add(last, 1)
+                bad := or(bad, b1)
+                src := runEnd
+            }
+            let b2 := 0
+            nonce, b2 := sum(src, end, w, shift, last)
+            if or(or(bad, b2), gt(nonce, 0xffffffffffffffff)) { taken := not(0) }
         }
-        if (took == 0) return 0;
-        unitEpochWord[key] = ((word & ~uint256(type(uint96).max)) + (1 << GROUPS_SHIFT)) | HAS_PROOF | (count << COUNT_SHIFT)
-            | (floor - 1);
-        bytes32 d = unitEpochDigest[key];
-        assembly {
-            // keccak256(digest ‖ accepted nonces), hashed in place over acc's length word.
-            let len := mload(acc)
-            mstore(acc, d)
-            d := keccak256(acc, add(32, len))
-            mstore(acc, len)
-        }
-        unitEpochDigest[key] = d;
-        emit ProofsAccepted(epoch, unit, uint32(count), uint64(floor - 1), acc);
     }
 
     /// @notice The state of a unit in an epoch. `isAttested` and `failed` are judged with
     /// `quorumFor(epoch)`: the quorum in force now until the epoch settles, then the one in force
-    /// at its settlement.
+    /// at its settlement. `lastNonce`, `digest` and `groups` are kept until the epoch settles
+    /// (its proof slot is then reused); `count` from then on is the one its votes recorded.
     function unitEpoch(uint32 unit, uint64 epoch)
         external
         view
@@ -835,29 +940,29 @@ contract Capacity {
             uint32 groups
         )
     {
-        uint256 key = _key(unit, epoch);
-        uint256 word = unitEpochWord[key];
+        uint256 slot = _slotOf(unit, epoch);
+        uint256 verdict = verdicts[_key(unit, epoch)];
         uint256 q = quorumFor(epoch);
         return (
-            uint32(word >> COUNT_SHIFT),
-            uint64(word),
-            unitEpochDigest[key],
-            uint32((word >> ATTESTATIONS_SHIFT) & COUNTER_MASK),
-            _attested(word, q),
-            _failed(word, q),
-            uint32((word >> REPORTS_SHIFT) & COUNTER_MASK),
-            uint32((word >> GROUPS_SHIFT) & COUNTER_MASK)
+            slot != 0 ? uint32((slot >> SLOT_COUNT_SHIFT) & COUNTER_MASK) : uint32(verdict),
+            uint64(slot),
+            bytes32(slot & DIGEST_MASK),
+            uint32((verdict >> ATTESTATIONS_SHIFT) & COUNTER_MASK),
+            _attested(verdict, q),
+            _failed(verdict, q),
+            uint32((verdict >> REPORTS_SHIFT) & COUNTER_MASK),
+            uint32((slot >> SLOT_GROUPS_SHIFT) & COUNTER_MASK)
         );
     }
 
     /// Failed: slashed already, or reports meet the quorum `q`.
-    function _failed(uint256 word, uint256 q) internal pure returns (bool) {
-        return word & FAILED != 0 || (word >> REPORTS_SHIFT) & COUNTER_MASK >= q;
+    function _failed(uint256 verdict, uint256 q) internal pure returns (bool) {
+        return verdict & FAILED != 0 || (verdict >> REPORTS_SHIFT) & COUNTER_MASK >= q;
     }
 
     /// Attested: attestations meet the quorum `q`, and not failed.
-    function _attested(uint256 word, uint256 q) internal pure returns (bool) {
-        return !_failed(word, q) && (word >> ATTESTATIONS_SHIFT) & COUNTER_MASK >= q;
+    function _attested(uint256 verdict, uint256 q) internal pure returns (bool) {
+        return !_failed(verdict, q) && (verdict >> ATTESTATIONS_SHIFT) & COUNTER_MASK >= q;
     }
 
     /// @notice The quorum that judges epoch `e`'s unit-epochs: the one in force at its
@@ -874,7 +979,10 @@ contract Capacity {
     function unitEpochCounts(uint32[] calldata indices, uint64 epoch) external view returns (uint32[] memory counts) {
         counts = new uint32[](indices.length);
         for (uint256 i = 0; i < indices.length; ++i) {
-            counts[i] = uint32(unitEpochWord[_key(indices[i], epoch)] >> COUNT_SHIFT);
+            uint256 slot = _slotOf(indices[i], epoch);
+            counts[i] = slot != 0
+                ? uint32((slot >> SLOT_COUNT_SHIFT) & COUNTER_MASK)
+                : uint32(verdicts[_key(indices[i], epoch)]);
         }
     }
 
@@ -949,20 +1057,21 @@ contract Capacity {
     {
         address party = _party();
         _checkVerifying(epoch);
-        uint256 key = _key(unit, epoch);
-        bytes32 expected = unitEpochDigest[key];
-        if (expected == 0) revert NothingSubmitted(unit, epoch);
+        uint256 slot = _slotOf(unit, epoch);
+        if (slot == 0) revert NothingSubmitted(unit, epoch);
+        bytes32 expected = bytes32(slot & DIGEST_MASK);
         if (digest != expected) revert DigestMismatch(expected, digest);
-        uint256 word = unitEpochWord[key];
+        uint256 key = _key(unit, epoch);
+        uint256 verdict = _withCount(verdicts[key], slot);
         uint256 q = quorum;
-        if (_failed(word, q)) revert AlreadyFailed(unit, epoch);
+        if (_failed(verdict, q)) revert AlreadyFailed(unit, epoch);
         address signer = _recover(sampleHash(unit, epoch, digest), sampleSignature);
         if (signer != msg.sender) revert BadSampleSignature(signer, msg.sender);
         bytes32 mark = keccak256(abi.encode(key, party));
         if (attested[mark]) revert AlreadyAttested(unit, epoch, party);
         attested[mark] = true;
-        uint256 n = ((word >> ATTESTATIONS_SHIFT) & COUNTER_MASK) + 1;
-        unitEpochWord[key] = word + (1 << ATTESTATIONS_SHIFT);
+        uint256 n = ((verdict >> ATTESTATIONS_SHIFT) & COUNTER_MASK) + 1;
+        verdicts[key] = verdict + (1 << ATTESTATIONS_SHIFT);
         emit Attested(unit, epoch, party, digest, checked, sampleSignature);
         // Informational: whether it is attested is judged at settlement (`quorumFor`).
         if (n == q) emit UnitEpochAttested(unit, epoch);
@@ -981,46 +1090,53 @@ contract Capacity {
     {
         address party = _party();
         _checkVerifying(epoch);
-        if (unit >= units.length) revert UnknownUnit(unit);
+        if (unit >= unitsLength) revert UnknownUnit(unit);
+        uint256 slot = _slotOf(unit, epoch);
+        if (slot == 0) revert NothingSubmitted(unit, epoch);
+        _checkEvidence(unit, epoch, nonce, bytes32(slot & DIGEST_MASK), groups);
         uint256 key = _key(unit, epoch);
-        bytes32 expected = unitEpochDigest[key];
-        if (expected == 0) revert NothingSubmitted(unit, epoch);
-        _checkEvidence(unit, epoch, nonce, expected, groups);
         bytes32 mark = keccak256(abi.encode(key, party));
         if (reported[mark]) revert AlreadyReported(unit, epoch, nonce, party);
         reported[mark] = true;
-        uint256 word = unitEpochWord[key] + (1 << REPORTS_SHIFT);
-        unitEpochWord[key] = word;
+        uint256 verdict = _withCount(verdicts[key], slot) + (1 << REPORTS_SHIFT);
+        verdicts[key] = verdict;
         emit InvalidProofReported(unit, epoch, nonce, reason, party);
-        if (_failed(word, quorum)) _slash(unit, epoch, key, word);
+        if (_failed(verdict, quorum)) _slash(unit, epoch, key, verdict);
     }
 
     /// @notice Slashes a unit-epoch whose reports meet `quorumFor(epoch)` but that no report
     /// slashed (the quorum was lowered after the reports came). Permissionless; a no-op
     /// otherwise. Its reward is withheld either way (`_walk` judges with `quorumFor`).
     function enforceFailure(uint32 unit, uint64 epoch) external {
-        if (unit >= units.length) revert UnknownUnit(unit);
+        if (unit >= unitsLength) revert UnknownUnit(unit);
         uint256 key = _key(unit, epoch);
-        uint256 word = unitEpochWord[key];
-        if (_failed(word, quorumFor(epoch))) _slash(unit, epoch, key, word);
+        uint256 verdict = verdicts[key];
+        if (_failed(verdict, quorumFor(epoch))) _slash(unit, epoch, key, verdict);
+    }
+
+    /// `verdict` with the unit-epoch's proof count from its proof `slot` (final once the window
+    /// closed; votes come only after): the count claims judge by after the slot is reused.
+    function _withCount(uint256 verdict, uint256 slot) internal pure returns (uint256) {
+        return (verdict & ~uint256(type(uint32).max)) | ((slot >> SLOT_COUNT_SHIFT) & COUNTER_MASK);
     }
 
     /// Marks the unit-epoch failed (final) and moves `slashRateBps` of the unit's registered
     /// collateral, rounded up, into the pool; once per unit-epoch.
-    function _slash(uint32 unit, uint64 epoch, uint256 key, uint256 word) internal {
-        if (word & FAILED != 0) return;
-        unitEpochWord[key] = word | FAILED;
+    function _slash(uint32 unit, uint64 epoch, uint256 key, uint256 verdict) internal {
+        if (verdict & FAILED != 0) return;
+        verdicts[key] = verdict | FAILED;
         Unit storage u = units[unit];
         uint256 slash = (uint256(u.registeredCollateral) * slashRateBps + BPS - 1) / BPS;
         if (slash > u.collateral) slash = u.collateral;
-        u.collateral -= uint128(slash);
+        u.collateral -= uint96(slash);
         rewardPool += slash;
         emit UnitEpochFailed(unit, epoch, slash);
     }
 
-    /// Checks that `groups` replays to `expected` and holds `nonce`. Hashes each group in one
-    /// scratch area (memory does not grow with the evidence) and scans its nonces in assembly:
-    /// the worst report at `MAX_PROOFS_LIMIT` stays a few million gas of execution.
+    /// Checks that `groups` (logged groups, `uint8 w ‖ uint64 first ‖ w-byte deltas`) replays
+    /// to `expected` and holds `nonce`. Hashes each group in one scratch area (memory does not
+    /// grow with the evidence) and decodes its nonces in assembly: the worst report at
+    /// `MAX_PROOFS_LIMIT` stays a few million gas of execution.
     function _checkEvidence(uint32 unit, uint64 epoch, uint64 nonce, bytes32 expected, bytes[] calldata groups)
         internal
         pure
@@ -1028,25 +1144,28 @@ contract Capacity {
         bytes32 d;
         bool found;
         uint256 scratch;
-        assembly {
+        assembly ("memory-safe") {
             scratch := mload(0x40)
         }
         for (uint256 g = 0; g < groups.length; ++g) {
             bytes calldata b = groups[g];
-            assembly {
+            assembly ("memory-safe") {
                 mstore(scratch, d)
                 calldatacopy(add(scratch, 32), b.offset, b.length)
-                d := keccak256(scratch, add(32, b.length))
+                d := and(keccak256(scratch, add(32, b.length)), not(0xffffffffffffffffffffffffffffffff))
             }
             if (found) continue;
-            if (b.length % NONCE_BYTES != 0) revert MalformedBatch(g);
-            assembly {
+            if (b.length < LOGGED_HEADER_BYTES) revert MalformedBatch(g);
+            uint256 w = uint8(b[0]);
+            if (w == 0 || w > 8 || (b.length - LOGGED_HEADER_BYTES) % w != 0) revert MalformedBatch(g);
+            assembly ("memory-safe") {
+                let v := shr(192, calldataload(add(b.offset, 1)))
+                found := eq(v, nonce)
+                let shift := sub(256, mul(w, 8))
                 let end := add(b.offset, b.length)
-                for { let p := b.offset } lt(p, end) { p := add(p, 8) } {
-                    if eq(shr(192, calldataload(p)), nonce) {
-                        found := 1
-                        break
-                    }
+                for { let p := add(b.offset, 9) } and(lt(p, end), iszero(found)) { p := add(p, w) } {
+                    v := add(v, shr(shift, calldataload(p)))
+                    found := eq(v, nonce)
                 }
             }
         }
@@ -1089,7 +1208,7 @@ contract Capacity {
     /// @notice What claiming `unit` up to `toEpoch` would earn now (before what the pool can
     /// pay), and the epoch it would stop before.
     function claimable(uint32 unit, uint64 toEpoch) external view returns (uint256 amount, uint64 nextEpoch) {
-        if (unit >= units.length) revert UnknownUnit(unit);
+        if (unit >= unitsLength) revert UnknownUnit(unit);
         return _walk(units[unit], unit, toEpoch);
     }
 
@@ -1097,7 +1216,7 @@ contract Capacity {
     function claimables(uint32[] calldata indices, uint64 toEpoch) external view returns (uint256[] memory amounts) {
         amounts = new uint256[](indices.length);
         for (uint256 i = 0; i < indices.length; ++i) {
-            if (indices[i] >= units.length) revert UnknownUnit(indices[i]);
+            if (indices[i] >= unitsLength) revert UnknownUnit(indices[i]);
             (amounts[i],) = _walk(units[indices[i]], indices[i], toEpoch);
         }
     }
@@ -1131,13 +1250,13 @@ contract Capacity {
         while (e <= last && block.timestamp >= settleTime(e)) {
             EpochRecord storage r = epochs[e];
             if (r.seed != 0) {
-                uint256 word = unitEpochWord[_key(unit, e)];
-                uint256 count = uint32(word >> COUNT_SHIFT);
+                uint256 verdict = verdicts[_key(unit, e)];
+                uint256 count = uint32(verdict);
                 KindParams storage p = paramsVersions[r.version][u.kind];
                 uint256 t = settleTime(e);
                 while (h > 1 && quorumHistory[h - 1].since >= t) --h;
                 while (h < quorumHistory.length && quorumHistory[h].since < t) ++h;
-                if (_attested(word, quorumHistory[h - 1].quorum) && count >= p.minProofs && count > 0) {
+                if (_attested(verdict, quorumHistory[h - 1].quorum) && count >= p.minProofs && count > 0) {
                     amount += p.reward;
                 }
             }

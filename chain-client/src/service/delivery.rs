@@ -96,7 +96,7 @@ impl ChainService {
                     .logs()
                     .iter()
                     .filter_map(|l| l.log_decode::<Capacity::ProofsAccepted>().ok())
-                    .map(|l| l.inner.data.nonces.len() / 8)
+                    .map(|l| crate::groups::decode_run(&l.inner.data.group).map_or(0, |n| n.len()))
                     .sum();
                 if accepted > 0 {
                     self.metrics

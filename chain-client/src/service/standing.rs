@@ -142,8 +142,8 @@ impl ChainService {
                     let u = OnChain {
                         start: info.startEpoch,
                         end: info.endEpoch,
-                        collateral: info.collateral,
-                        required: info.registeredCollateral,
+                        collateral: info.collateral.to::<u128>(),
+                        required: info.registeredCollateral.to::<u128>(),
                     };
                     (id, u)
                 })

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::network::EthereumWallet;
-use alloy::primitives::{Address, B256, Bytes, keccak256};
+use alloy::primitives::{Address, B256, Bytes};
 use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
@@ -769,9 +769,9 @@ impl VerifierService {
         let mut out: BTreeMap<UnitIndex, UnitNonces> = BTreeMap::new();
         for log in logs {
             let unit = out.entry(log.unit).or_default();
-            unit.digest = keccak256([unit.digest.as_slice(), &log.nonces].concat());
+            unit.digest = crate::groups::chain_digest(&unit.digest, &log.group);
             unit.nonces.extend(log.nonces());
-            unit.groups.push(log.nonces);
+            unit.groups.push(log.group);
         }
         Ok(out)
     }

@@ -146,12 +146,8 @@ async fn resubmission_changes_nothing_extra_proofs_are_skipped_and_foreign_units
         number: 0,
         base_fee: 1_000_000_000,
     };
-    let packed = [
-        other.to_be_bytes().as_slice(),
-        &1u16.to_be_bytes(),
-        &99u64.to_be_bytes(),
-    ]
-    .concat();
+    let mut packed = Vec::new();
+    capminer_chain::groups::encode_group(other, &[99], &mut packed);
     let seed = net.contract().epochInfo(epoch).call().await.unwrap().seed;
     let data = Capacity::submitProofsCall {
         epoch,

@@ -398,12 +398,8 @@ async fn an_honest_host_restarted_never_raises_it_and_another_key_on_its_unit_do
     // The units' host is 0 (registration's default).
     net.bind_operator(1, 4, 0).await;
     let seed = net.contract().epochInfo(epoch).call().await.unwrap().seed;
-    let packed = [
-        index.to_be_bytes().as_slice(),
-        &1u16.to_be_bytes(),
-        &30u64.to_be_bytes(),
-    ]
-    .concat();
+    let mut packed = Vec::new();
+    capminer_chain::groups::encode_group(index, &[30], &mut packed);
     let operator = devnet::signing_provider(&net.url, net.key(4)).unwrap();
     let foreign = Capacity::new(net.address(), operator)
         .submitProofs(epoch, seed, Bytes::from(packed))
@@ -487,17 +483,10 @@ async fn a_running_node_names_its_duplicated_units_in_status_and_doctor() {
     // The units' host is 0 (registration's default).
     net.bind_operator(1, 4, 0).await;
     let seed = net.contract().epochInfo(epoch).call().await.unwrap().seed;
-    let packed: Vec<u8> = indices
-        .iter()
-        .flat_map(|i| {
-            [
-                i.to_be_bytes().as_slice(),
-                &1u16.to_be_bytes(),
-                &(1u64 << 40).to_be_bytes(),
-            ]
-            .concat()
-        })
-        .collect();
+    let mut packed = Vec::new();
+    for i in &indices {
+        capminer_chain::groups::encode_group(*i, &[1 << 40], &mut packed);
+    }
     let operator = devnet::signing_provider(&net.url, net.key(4)).unwrap();
     assert!(
         Capacity::new(net.address(), operator)

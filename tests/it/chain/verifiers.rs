@@ -256,7 +256,8 @@ async fn honest_work_is_attested_and_paid_invalid_proofs_are_reported_and_unpaid
         let info = c.unitInfo(idx[i]).call().await.unwrap();
         assert_eq!(
             info.collateral,
-            info.registeredCollateral * 9 / 10,
+            info.registeredCollateral * alloy::primitives::Uint::from(9)
+                / alloy::primitives::Uint::from(10),
             "{name} slashed 10%"
         );
     }
@@ -547,7 +548,7 @@ async fn below_rate_one_the_verifier_checks_its_own_signed_sample_and_reports_wh
             .iter()
             .filter(|l| l.unit.0 == index)
             .fold(alloy::primitives::B256::ZERO, |d, l| {
-                alloy::primitives::keccak256([d.as_slice(), &l.nonces].concat())
+                capminer_chain::groups::chain_digest(&d, &l.group)
             });
         let hash = sample_hash(31337, net.address(), index, e, digest);
         let sig = net.key(2).sign_hash_sync(&hash).unwrap().as_bytes();

@@ -107,6 +107,8 @@ fn run_case(seed: u64) {
     // Each unit's found nonces, strictly increasing, with gaps (nonces that met no target).
     let mut next_nonce = vec![0u64; n];
     let mut backlog: Vec<Vec<u64>> = vec![Vec::new(); n];
+    // Each unit's digest as `groups::chain_digest` replays the logged groups.
+    let mut digests = vec![alloy::primitives::B256::ZERO; n];
     for round in 0..rng.range(1, 6) {
         for u in 0..n {
             for _ in 0..rng.below(40) {
@@ -184,12 +186,7 @@ fn run_case(seed: u64) {
             .iter()
             .filter_map(|l| Capacity::ProofsAccepted::decode_log(l).ok())
             .map(|l| {
-                let nonces = l
-                    .data
-                    .nonces
-                    .chunks_exact(8)
-                    .map(|c| u64::from_be_bytes(c.try_into().unwrap()))
-                    .collect();
+                let nonces = capminer_chain::groups::decode_run(&l.data.group).unwrap();
                 (l.data.unit, nonces)
             })
             .collect();
@@ -202,13 +199,17 @@ fn run_case(seed: u64) {
         for (_, index, nonces) in &plan.groups {
             let index = &index.0;
             let u = (index - first) as usize;
-            let after = chain
-                .view(Capacity::unitEpochCall {
-                    unit: *index,
-                    epoch,
-                })
-                .count;
-            assert_eq!(after, counts[u] + nonces.len() as u32, "{what}");
+            let after = chain.view(Capacity::unitEpochCall {
+                unit: *index,
+                epoch,
+            });
+            assert_eq!(after.count, counts[u] + nonces.len() as u32, "{what}");
+            // The logged group is the planned nonces at their fewest-byte width, and the
+            // contract's digest is the client's replay of it.
+            let mut logged = Vec::new();
+            capminer_chain::groups::encode_run(nonces, &mut logged);
+            digests[u] = capminer_chain::groups::chain_digest(&digests[u], &logged);
+            assert_eq!(after.digest, digests[u], "{what}: digest of unit {u}");
             // Sent: out of the backlog (they are a prefix of it: nonce order is kept).
             assert_eq!(&backlog[u][..nonces.len()], nonces.as_slice(), "{what}");
             backlog[u].drain(..nonces.len());

@@ -71,11 +71,8 @@ async fn send<C: SolCall>(
 }
 
 fn packed(unit: u32, nonces: &[u64]) -> Bytes {
-    let mut out = unit.to_be_bytes().to_vec();
-    out.extend_from_slice(&(nonces.len() as u16).to_be_bytes());
-    for n in nonces {
-        out.extend_from_slice(&n.to_be_bytes());
-    }
+    let mut out = Vec::new();
+    capminer_chain::groups::encode_group(unit, nonces, &mut out);
     out.into()
 }
 
@@ -106,7 +103,11 @@ fn accepted_in(receipt: &TransactionReceipt) -> usize {
         .logs()
         .iter()
         .filter_map(|l| l.log_decode::<Capacity::ProofsAccepted>().ok())
-        .map(|l| l.inner.data.nonces.len() / 8)
+        .map(|l| {
+            capminer_chain::groups::decode_run(&l.inner.data.group)
+                .unwrap()
+                .len()
+        })
         .sum()
 }
 
@@ -123,7 +124,7 @@ async fn groups(net: &Net, unit: u32, e: u64) -> Vec<Bytes> {
     logs.iter()
         .filter_map(|l| l.log_decode::<Capacity::ProofsAccepted>().ok())
         .filter(|l| l.inner.data.unit == unit)
-        .map(|l| l.inner.data.nonces.clone())
+        .map(|l| l.inner.data.group.clone())
         .collect()
 }
 
@@ -157,6 +158,7 @@ async fn collateral(net: &Net, unit: u32) -> u128 {
         .await
         .unwrap()
         .collateral
+        .to::<u128>()
 }
 
 /// A closed unit-epoch's digest and the hash a verifier signs to draw its sample.

@@ -77,14 +77,14 @@ impl Seq<'_> {
                 || u.startEpoch != w.start
                 || u.endEpoch != w.end
                 || u.id != w.id
-                || u.collateral != w.collateral
-                || u.registeredCollateral != w.registered
+                || u.collateral.to::<u128>() != w.collateral
+                || u.registeredCollateral.to::<u128>() != w.registered
                 || u.claimedUpTo != w.claimed
                 || u.host != w.host
             {
                 self.fail(&format!("unitInfo({i}) = {u:?}, model {w:?}"));
             }
-            collateral.push(u.collateral);
+            collateral.push(u.collateral.to::<u128>());
         }
         // The many-unit view answers as the one-unit one, in the order asked (here reversed).
         let indices: Vec<u32> = (0..n).rev().collect();
@@ -143,8 +143,11 @@ impl Seq<'_> {
             if r.isAttested && r.failed {
                 self.fail(&format!("invariant 2: {at} is both attested and failed"));
             }
+            // While the unit's proof slot holds the epoch, its count is its logs'; after, the
+            // count its votes recorded.
+            let holds = m.slot_holds(unit, epoch);
             let logged: usize = w.groups.iter().map(Vec::len).sum();
-            if r.count as usize != logged {
+            if holds && r.count as usize != logged {
                 self.fail(&format!(
                     "invariant 4: {at} counts {} but its logs hold {logged} nonces",
                     r.count
@@ -164,21 +167,26 @@ impl Seq<'_> {
                     ));
                 }
             }
-            let replayed = replay(&w.groups);
-            if r.digest != replayed {
+            let replayed = replay(&w.groups, &w.widths);
+            if holds && r.digest != replayed {
                 self.fail(&format!(
                     "invariant 5: {at} digest != replay of its logs {replayed}"
                 ));
             }
-            if r.lastNonce != w.last.unwrap_or(0)
-                || r.digest != w.digest
+            let (count, last, digest, groups) = m.slot_view(unit, epoch);
+            if r.count != count
+                || r.lastNonce != last
+                || r.digest != digest
                 || r.attestations as usize != w.attesters.len()
                 || r.reports as usize != w.reports.len()
-                || r.groups as usize != w.groups.len()
+                || r.groups as usize != groups
                 || r.isAttested != m.is_attested(w, epoch)
                 || r.failed != m.is_failed(w, epoch)
             {
-                self.fail(&format!("{at}, model {w:?}"));
+                self.fail(&format!(
+                    "{at}, model {w:?}, slot view {:?}",
+                    (count, last, digest, groups)
+                ));
             }
             if let (Some(u), Some(ep)) = (m.units.get(unit as usize), m.epochs.get(&epoch)) {
                 let p = &ep.params[u.kind as usize];

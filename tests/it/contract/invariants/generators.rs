@@ -140,10 +140,14 @@ impl Seq<'_> {
             .get(&(unit, epoch))
             .and_then(|u| u.last)
             .map_or(0, |l| l.saturating_add(1));
+        // Groups of no nonce, or of nonces that do not strictly increase (a zero or an
+        // overflowing delta), are malformed: the whole batch reverts.
         let n = if self.rng.chance(10) {
             self.rng.range(8, 24)
+        } else if self.rng.chance(4) {
+            0
         } else {
-            self.rng.below(7)
+            self.rng.range(1, 7)
         };
         let mut v = Vec::new();
         match self.rng.below(100) {
@@ -159,9 +163,12 @@ impl Seq<'_> {
                 }
             }
             64..80 => {
+                // Around the last accepted one: stale ones are skipped.
                 for _ in 0..n {
                     v.push(base.saturating_sub(5).saturating_add(self.rng.below(15)));
                 }
+                v.sort_unstable();
+                v.dedup();
             }
             80..96 => {
                 let x = base.saturating_add(self.rng.below(3));
@@ -173,10 +180,19 @@ impl Seq<'_> {
                     });
                 }
             }
-            _ => {
+            96..98 => {
+                // Not increasing: malformed.
                 for _ in 0..n {
                     v.push(self.rng.pick(&[0, 1, u64::MAX - 1, u64::MAX, 1 << 63]));
                 }
+            }
+            _ => {
+                // Extremes, increasing: eight-byte deltas.
+                for _ in 0..n {
+                    v.push(self.rng.pick(&[0, 1, u64::MAX - 1, u64::MAX, 1 << 63]));
+                }
+                v.sort_unstable();
+                v.dedup();
             }
         }
         v

@@ -27,6 +27,8 @@ pub(super) struct UnitM {
 pub(super) struct UnitEpochM {
     /// The accepted nonces of each `ProofsAccepted` log, in log order.
     pub(super) groups: Vec<Vec<u64>>,
+    /// The delta width of each logged group (its submitted group's).
+    pub(super) widths: Vec<usize>,
     pub(super) last: Option<u64>,
     pub(super) count: u32,
     pub(super) digest: B256,
@@ -84,18 +86,45 @@ pub(super) struct Model {
 
 pub(super) type Expect = Result<Vec<Ev>, &'static str>;
 
-pub(super) fn pack_nonces(nonces: &[u64]) -> Vec<u8> {
-    nonces.iter().flat_map(|n| n.to_be_bytes()).collect()
+/// A logged group: `uint8 w ‖ uint64 first ‖ w-byte deltas` (nonces strictly increasing, each
+/// delta fitting `w` bytes).
+pub(super) fn logged(w: usize, nonces: &[u64]) -> Vec<u8> {
+    let mut out = vec![w as u8];
+    out.extend(nonces[0].to_be_bytes());
+    for p in nonces.windows(2) {
+        out.extend(&(p[1] - p[0]).to_be_bytes()[8 - w..]);
+    }
+    out
+}
+
+/// The bytes of a submitted group of `header_n` nonces: unit, count, width, first, then the
+/// deltas between `nonces`, wrapping (a decreasing pair gives a delta that overflows, an equal
+/// pair a zero delta: both malformed), at the width of the largest.
+pub(super) fn submitted(unit: u32, header_n: usize, nonces: &[u64]) -> Vec<u8> {
+    let deltas: Vec<u64> = nonces.windows(2).map(|p| p[1].wrapping_sub(p[0])).collect();
+    let widest = deltas.iter().copied().max().unwrap_or(1).max(1);
+    let w = 8 - widest.leading_zeros() as usize / 8;
+    let mut out = unit.to_be_bytes().to_vec();
+    out.extend((header_n as u16).to_be_bytes());
+    out.push(w as u8);
+    out.extend(nonces.first().copied().unwrap_or(0).to_be_bytes());
+    for d in deltas {
+        out.extend(&d.to_be_bytes()[8 - w..]);
+    }
+    out
 }
 
 pub(super) fn chain_digest(d: B256, group: &[u8]) -> B256 {
-    keccak256([d.as_slice(), group].concat())
+    let mut d = keccak256([d.as_slice(), group].concat());
+    d.0[16..].fill(0);
+    d
 }
 
-pub(super) fn replay(groups: &[Vec<u64>]) -> B256 {
+pub(super) fn replay(groups: &[Vec<u64>], widths: &[usize]) -> B256 {
     groups
         .iter()
-        .fold(B256::ZERO, |d, g| chain_digest(d, &pack_nonces(g)))
+        .zip(widths)
+        .fold(B256::ZERO, |d, (g, w)| chain_digest(d, &logged(*w, g)))
 }
 
 pub(super) fn zero_params() -> KindParams {
@@ -119,9 +148,45 @@ pub(super) fn bad_params(p: &KindParams) -> bool {
         || p.maxProofs > MAX_PROOFS_LIMIT
         || p.minProofs > p.maxProofs
         || p.target == B256::ZERO
+        || p.collateral > (1u128 << 96) - 1
 }
 
 impl Model {
+    /// `ringSlots` of the contract: proof slots per unit.
+    pub(super) fn ring(&self) -> u64 {
+        1 + (self.grace + self.verify).div_ceil(self.dur)
+    }
+
+    /// Whether unit `unit`'s proof slot still holds `epoch`: it accepted proofs then, and no
+    /// later epoch of the same slot did since.
+    pub(super) fn slot_holds(&self, unit: u32, epoch: u64) -> bool {
+        let k = self.ring();
+        let accepted = |e: u64| {
+            self.ue
+                .get(&(unit, e))
+                .is_some_and(|w| !w.groups.is_empty())
+        };
+        accepted(epoch)
+            && !self
+                .ue
+                .range((unit, epoch + 1)..=(unit, u64::MAX))
+                .any(|((_, e), w)| e % k == epoch % k && !w.groups.is_empty())
+    }
+
+    /// `unitEpoch(unit, epoch)`'s count, last nonce, digest and groups: the proof slot's while
+    /// it holds the epoch; after, the count its votes recorded and nothing else.
+    pub(super) fn slot_view(&self, unit: u32, epoch: u64) -> (u32, u64, B256, usize) {
+        let empty = UnitEpochM::default();
+        let w = self.ue.get(&(unit, epoch)).unwrap_or(&empty);
+        if self.slot_holds(unit, epoch) {
+            (w.count, w.last.unwrap_or(0), w.digest, w.groups.len())
+        } else if !w.attesters.is_empty() || !w.reports.is_empty() {
+            (w.count, 0, B256::ZERO, 0)
+        } else {
+            (0, 0, B256::ZERO, 0)
+        }
+    }
+
     pub(super) fn current(&self, now: u64) -> u64 {
         (now - self.genesis) / self.dur
     }

@@ -7,9 +7,7 @@ use alloy::sol_types::{SolCall, SolInterface, SolValue};
 use capminer_chain::bindings::Capacity;
 use capminer_chain::bindings::Capacity::{CapacityCalls, CapacityEvents as Ev};
 
-use super::model::{
-    EpochM, Expect, MAX_GROUPS, Model, UnitM, bad_params, chain_digest, pack_nonces,
-};
+use super::model::{EpochM, Expect, MAX_GROUPS, Model, UnitM, bad_params, chain_digest, logged};
 use super::{BPS, NO_END};
 
 impl Model {
@@ -115,12 +113,16 @@ impl Model {
         let mut events = Vec::new();
         let mut off = 0usize;
         while off < packed.len() {
-            if off + 6 > packed.len() {
+            if off + 15 > packed.len() {
                 return Err("MalformedBatch");
             }
             let unit = u32::from_be_bytes(packed[off..off + 4].try_into().unwrap());
             let n = u16::from_be_bytes(packed[off + 4..off + 6].try_into().unwrap()) as usize;
-            let next = off + 6 + n * 8;
+            let w = packed[off + 6] as usize;
+            if n == 0 || w == 0 || w > 8 {
+                return Err("MalformedBatch");
+            }
+            let next = off + 15 + (n - 1) * w;
             if next > packed.len() {
                 return Err("MalformedBatch");
             }
@@ -147,30 +149,42 @@ impl Model {
             let mut count = ue.count;
             let mut floor: u128 = ue.last.map_or(0, |l| u128::from(l) + 1);
             let mut took = Vec::new();
+            let mut nonce = u128::from(u64::from_be_bytes(
+                packed[off + 7..off + 15].try_into().unwrap(),
+            ));
             for k in 0..n {
-                let at = off + 6 + k * 8;
-                let nonce = u64::from_be_bytes(packed[at..at + 8].try_into().unwrap());
-                if u128::from(nonce) < floor || count >= max {
+                if k > 0 {
+                    let at = off + 15 + (k - 1) * w;
+                    let mut be = [0u8; 8];
+                    be[8 - w..].copy_from_slice(&packed[at..at + w]);
+                    let delta = u128::from(u64::from_be_bytes(be));
+                    nonce += delta;
+                    if delta == 0 || nonce > u128::from(u64::MAX) {
+                        return Err("MalformedBatch");
+                    }
+                }
+                if nonce < floor || count >= max {
                     continue;
                 }
-                floor = u128::from(nonce) + 1;
+                floor = nonce + 1;
                 count += 1;
-                took.push(nonce);
+                took.push(nonce as u64);
             }
             accepted += took.len() as u64;
             skipped += (n - took.len()) as u64;
             if !took.is_empty() {
-                let bytes = pack_nonces(&took);
+                let bytes = logged(w, &took);
                 ue.count = count;
                 ue.last = Some((floor - 1) as u64);
                 ue.digest = chain_digest(ue.digest, &bytes);
                 ue.groups.push(took);
+                ue.widths.push(w);
                 events.push(Ev::ProofsAccepted(Capacity::ProofsAccepted {
                     epoch,
                     unit,
                     count,
                     lastNonce: (floor - 1) as u64,
-                    nonces: bytes.into(),
+                    group: bytes.into(),
                 }));
                 self.ue.insert((unit, epoch), ue);
             }
@@ -259,12 +273,24 @@ impl Model {
             if found {
                 continue;
             }
-            if g.len() % 8 != 0 {
+            if g.len() < 9 {
                 return Err("MalformedBatch");
             }
-            found = g
-                .chunks(8)
-                .any(|c| u64::from_be_bytes(c.try_into().unwrap()) == nonce);
+            let w = g[0] as usize;
+            if w == 0 || w > 8 || (g.len() - 9) % w != 0 {
+                return Err("MalformedBatch");
+            }
+            let mut v = u128::from(u64::from_be_bytes(g[1..9].try_into().unwrap()));
+            found = v == u128::from(nonce);
+            for c in g[9..].chunks(w) {
+                if found {
+                    break;
+                }
+                let mut be = [0u8; 8];
+                be[8 - w..].copy_from_slice(c);
+                v += u128::from(u64::from_be_bytes(be));
+                found = v == u128::from(nonce);
+            }
         }
         if d != ue.digest {
             return Err("BadEvidence");

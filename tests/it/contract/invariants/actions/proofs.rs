@@ -6,7 +6,7 @@ use alloy::sol_types::SolCall;
 use capminer_chain::bindings::Capacity;
 
 use crate::contract::invariants::b256;
-use crate::contract::invariants::model::pack_nonces;
+use crate::contract::invariants::model::submitted;
 use crate::contract::invariants::sequence::{Call, Seq};
 
 impl Seq<'_> {
@@ -84,14 +84,12 @@ impl Seq<'_> {
             let nonces = self.nonces(unit, epoch);
             desc.push_str(&format!(" [{unit}: {nonces:?}]"));
             targets.push((unit, epoch));
-            packed.extend(unit.to_be_bytes());
             let header_n = if !honest && self.rng.chance(3) {
                 nonces.len() + 1
             } else {
                 nonces.len()
             };
-            packed.extend((header_n as u16).to_be_bytes());
-            packed.extend(pack_nonces(&nonces));
+            packed.extend(submitted(unit, header_n, &nonces));
         }
         match self.rng.below(100) {
             _ if honest => {}

@@ -6,7 +6,7 @@ use alloy::sol_types::SolCall;
 use capminer_chain::bindings::Capacity;
 use capminer_chain::verifier::sample_hash;
 
-use crate::contract::invariants::model::pack_nonces;
+use crate::contract::invariants::model::logged;
 use crate::contract::invariants::sequence::{Call, Seq};
 use crate::contract::invariants::{SECP256K1_ORDER, b256};
 
@@ -107,11 +107,11 @@ impl Seq<'_> {
         self.tick();
         let (from, _) = self.verifier();
         let (unit, epoch) = self.verify_target();
-        let truth: Vec<Vec<u64>> = self
+        let (truth, widths): (Vec<Vec<u64>>, Vec<usize>) = self
             .model
             .ue
             .get(&(unit, epoch))
-            .map(|u| u.groups.clone())
+            .map(|u| (u.groups.clone(), u.widths.clone()))
             .unwrap_or_default();
         let all: Vec<u64> = truth.iter().flatten().copied().collect();
         let nonce = if self.rng.chance(75) && !all.is_empty() {
@@ -123,7 +123,11 @@ impl Seq<'_> {
             }
             x
         };
-        let mut groups: Vec<Bytes> = truth.iter().map(|g| Bytes::from(pack_nonces(g))).collect();
+        let mut groups: Vec<Bytes> = truth
+            .iter()
+            .zip(&widths)
+            .map(|(g, w)| Bytes::from(logged(*w, g)))
+            .collect();
         let forged = if self.rng.chance(72) {
             "true evidence"
         } else {
@@ -145,7 +149,7 @@ impl Seq<'_> {
                     "evidence with two groups swapped"
                 }
                 3 => {
-                    groups.push(Bytes::from(pack_nonces(&[nonce])));
+                    groups.push(Bytes::from(logged(8, &[nonce])));
                     "evidence with an extra group holding the nonce"
                 }
                 4 => {
