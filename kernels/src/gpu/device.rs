@@ -11,6 +11,7 @@ use capminer_protocol::GpuChallenge;
 use capminer_sync::LockExt;
 
 use super::MAX_GROUPS_X;
+use super::cache::{CacheSlot, DeviceCache};
 use super::error::GpuError;
 use super::kernel::{
     BuildKey, Kernel, KernelChoice, SearchKey, SearchPipelines, Share, build_pipeline,
@@ -48,6 +49,9 @@ pub struct DeviceInfo {
     pub subgroup_sizes: (u32, u32),
     /// The adapter has `wgpu::Features::SUBGROUP`.
     pub subgroup_feature: bool,
+    /// Bytes of device memory the adapter reports (Vulkan: its largest device-local heap);
+    /// 0 where the backend does not say (Metal, DX12).
+    pub memory: u64,
 }
 
 impl DeviceInfo {
@@ -89,10 +93,37 @@ pub fn enumerate() -> Vec<(DeviceInfo, wgpu::Adapter)> {
                 driver_info: info.driver_info.clone(),
                 subgroup_sizes: (info.subgroup_min_size, info.subgroup_max_size),
                 subgroup_feature: adapter.features().contains(wgpu::Features::SUBGROUP),
+                memory: device_memory(&adapter),
             };
             (d, adapter)
         })
         .collect()
+}
+
+/// Bytes of the adapter's largest device-local memory heap (Vulkan); 0 where unknown.
+/// wgpu has no portable query for this; Vulkan's memory properties are read through wgpu-hal.
+fn device_memory(adapter: &wgpu::Adapter) -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: the hal adapter is only read (its instance and physical device handle) while
+        // the guard lives, and nothing is created or destroyed through it.
+        if let Some(hal) = unsafe { adapter.as_hal::<wgpu::hal::api::Vulkan>() } {
+            let instance = hal.shared_instance().raw_instance();
+            // SAFETY: the physical device belongs to this instance, which outlives the call.
+            let props =
+                unsafe { instance.get_physical_device_memory_properties(hal.raw_physical_device()) };
+            // VK_MEMORY_HEAP_DEVICE_LOCAL_BIT = 0x1.
+            return props
+                .memory_heaps_as_slice()
+                .iter()
+                .filter(|heap| heap.flags.as_raw() & 1 != 0)
+                .map(|heap| heap.size)
+                .max()
+                .unwrap_or(0);
+        }
+    }
+    let _ = adapter;
+    0
 }
 
 /// The challenge's pipelines on one device, created on first use for each parameter set.
@@ -110,6 +141,7 @@ pub struct GpuDevice {
     pub(super) device: wgpu::Device,
     pub(super) queue: wgpu::Queue,
     pub(super) pipelines: Arc<Pipelines>,
+    cache: Arc<CacheSlot>,
     lost: Arc<AtomicBool>,
 }
 
@@ -147,6 +179,7 @@ impl GpuDevice {
             device,
             queue,
             pipelines: Arc::default(),
+            cache: Arc::default(),
             lost,
         })
     }
@@ -166,6 +199,15 @@ impl GpuDevice {
     /// Whether `kernel` can run here (a subgroup kernel needs [`DeviceInfo::subgroups`]).
     pub fn supports(&self, kernel: Kernel) -> bool {
         kernel != Kernel::Lanes(Share::Subgroup) || self.info.subgroups()
+    }
+
+    /// The light cache of the epoch `seed` on this device, shared by its units: built on the
+    /// CPU and uploaded by the first unit that asks for it, while the others wait for it. The
+    /// flag is true for the call that built it.
+    pub fn epoch_cache(&self, seed: &[u8; 32], params: &GpuChallenge) -> (Arc<DeviceCache>, bool) {
+        let mut built = false;
+        let cache = self.cache.get(self, seed, params, &mut built);
+        (cache, built)
     }
 
     /// The build pipeline for `params` (created on first use, then cached).

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use wgpu::util::DeviceExt;
 
-use super::MAX_GROUPS_X;
 use super::dataset::GpuDataset;
 use super::device::GpuDevice;
 use super::error::GpuError;
@@ -19,8 +18,17 @@ use crate::search::{Hit, Searched, Searcher};
 /// Hits one dispatch can report; more in one dispatch means an easy target: the host redoes
 /// the dispatch in halves.
 pub const MAX_HITS: u32 = 64;
+/// Nonces one dispatch may search. Above 65 535 workgroups a dispatch is a 2-D grid of
+/// them (see `GpuDevice::dispatch`; the kernels index `gid.x + gid.y * groups.x * WG`), so a
+/// batch is not held to one row's 4 194 240 (65 535 × 64); 2^30 keeps that index, which
+/// can exceed the count by up to one row, within a `u32`.
+pub const MAX_BATCH: u32 = 1 << 30;
+
 /// Words a hit takes in a result buffer: the nonce (2) and the hash (8).
 const HIT_WORDS: u32 = 10;
+
+/// Bytes of a dispatch's parameters: 8 words, the header (8) and the target (8).
+const PARAMS_BYTES: u64 = 24 * 4;
 
 /// Bytes of a result buffer: the hit count and `MAX_HITS` slots.
 const RESULT_BYTES: u64 = (4 + MAX_HITS * HIT_WORDS * 4) as u64;
@@ -33,14 +41,29 @@ pub struct GpuSearcher {
     kernel: Kernel,
     pipelines: Arc<SearchPipelines>,
     header: [u32; 8],
-    /// (result buffer, staging buffer) per slot: two alternate between the dispatches in
-    /// flight, the third ([`SPLIT_SLOT`]) serves the synchronous halves of an overflowed one,
-    /// so those never overwrite the results of the dispatch still queued.
-    slots: [(wgpu::Buffer, wgpu::Buffer); 3],
+    /// Two slots alternate between the dispatches in flight, the third ([`SPLIT_SLOT`]) serves
+    /// the synchronous halves of an overflowed one, so those never overwrite the results of
+    /// the dispatch still queued.
+    slots: [Slot; 3],
     batch: u32,
     tune: bool,
     /// A dispatch queued after the last search, with its target (see [`Searcher::search`]).
     ahead: Option<(Pending, [u8; 32])>,
+}
+
+/// What one dispatch in flight uses, created once and reused by every dispatch in the slot:
+/// a dispatch's parameters are written into its uniform buffer with `Queue::write_buffer`,
+/// which takes effect at the next submit, after the submits before it (so a queued dispatch
+/// keeps the parameters it was submitted with).
+struct Slot {
+    /// The search parameters (uniform).
+    params: wgpu::Buffer,
+    /// The hit count and hits (storage).
+    results: wgpu::Buffer,
+    /// `results` copied for reading back.
+    staging: wgpu::Buffer,
+    /// Binds `params`, the dataset and `results` to the search pipeline.
+    group: wgpu::BindGroup,
 }
 
 /// A dispatch in flight.
@@ -74,23 +97,42 @@ impl GpuSearcher {
         let d = &dataset.device;
         let pipelines = d.search_pipelines(&dataset.params, kernel)?;
         let workgroup = pipelines.workgroup;
-        let buffer = |label, usage| {
+        let buffer = |label, size, usage| {
             d.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
-                size: RESULT_BYTES,
+                size,
                 usage,
                 mapped_at_creation: false,
             })
         };
-        let results = wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_SRC
-            | wgpu::BufferUsages::COPY_DST;
-        let staging = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
         let slots = [0, 1, 2].map(|_| {
-            (
-                buffer("results", results),
-                buffer("results staging", staging),
-            )
+            let params = buffer(
+                "search params",
+                PARAMS_BYTES,
+                wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            );
+            let results = buffer(
+                "results",
+                RESULT_BYTES,
+                wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            );
+            let staging = buffer(
+                "results staging",
+                RESULT_BYTES,
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            );
+            let group = d.bind(
+                &pipelines.search,
+                &[(0, &params), (1, &dataset.buffer), (2, &results)],
+            );
+            Slot {
+                params,
+                results,
+                staging,
+                group,
+            }
         });
         Ok(Self {
             dataset,
@@ -98,7 +140,7 @@ impl GpuSearcher {
             pipelines,
             header: keys.header_words(),
             slots,
-            batch: batch.unwrap_or(1 << 16).max(workgroup),
+            batch: batch.unwrap_or(1 << 16).clamp(workgroup, MAX_BATCH),
             tune: batch.is_none(),
             ahead: None,
         })
@@ -113,7 +155,7 @@ impl GpuSearcher {
     /// the batch in use.
     pub fn set_batch(&mut self, batch: Option<u32>) {
         if let Some(b) = batch {
-            self.batch = b.max(self.pipelines.workgroup);
+            self.batch = b.clamp(self.pipelines.workgroup, MAX_BATCH);
         }
         self.tune = batch.is_none();
     }
@@ -128,7 +170,8 @@ impl GpuSearcher {
         &self.dataset.device
     }
 
-    fn params(&self, start: u64, count: u32, target: &[u8; 32]) -> wgpu::Buffer {
+    /// The search parameters of a dispatch (`SearchParams` in `search_io.wgsl`).
+    fn uniform(&self, start: u64, count: u32, target: &[u8; 32]) -> Vec<u32> {
         let p = &self.dataset.params;
         let mut uniform = vec![
             p.items(),
@@ -146,14 +189,8 @@ impl GpuSearcher {
                 .chunks_exact(4)
                 .map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes"))),
         );
-        self.dataset
-            .device
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("search params"),
-                contents: bytemuck::cast_slice(&uniform),
-                usage: wgpu::BufferUsages::UNIFORM,
-            })
+        debug_assert_eq!(uniform.len() * 4, PARAMS_BYTES as usize);
+        uniform
     }
 
     /// Every hash of nonces `start..start + count`, as the GPU computes them.
@@ -165,7 +202,13 @@ impl GpuSearcher {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
-        let params = self.params(start, count, &[0; 32]);
+        let params = d
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("hash params"),
+                contents: bytemuck::cast_slice(&self.uniform(start, count, &[0; 32])),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
         let p = &self.pipelines;
         let group = d.bind(
             &p.hash_all,
@@ -181,17 +224,17 @@ impl GpuSearcher {
     /// the copy of its results to the slot's staging buffer.
     fn submit(&self, slot: usize, start: u64, count: u32, target: &[u8; 32]) -> Pending {
         let d = &self.dataset.device;
-        let (results, staging) = &self.slots[slot];
-        d.queue.write_buffer(results, 0, &[0u8; 4]);
-        let params = self.params(start, count, target);
-        let p = &self.pipelines;
-        let group = d.bind(
-            &p.search,
-            &[(0, &params), (1, &self.dataset.buffer), (2, results)],
+        let s = &self.slots[slot];
+        d.queue.write_buffer(&s.results, 0, &[0u8; 4]);
+        d.queue.write_buffer(
+            &s.params,
+            0,
+            bytemuck::cast_slice(&self.uniform(start, count, target)),
         );
-        let search = d.dispatch(&p.search, &group, count, p.workgroup);
+        let p = &self.pipelines;
+        let search = d.dispatch(&p.search, &s.group, count, p.workgroup);
         let mut enc = d.device.create_command_encoder(&Default::default());
-        enc.copy_buffer_to_buffer(results, 0, staging, 0, RESULT_BYTES);
+        enc.copy_buffer_to_buffer(&s.results, 0, &s.staging, 0, RESULT_BYTES);
         let submission = d.queue.submit([search, enc.finish()]);
         Pending {
             slot,
@@ -205,7 +248,7 @@ impl GpuSearcher {
     /// target than a result buffer holds.
     fn collect(&self, pending: &Pending) -> Result<Option<Vec<Hit>>, GpuError> {
         let d = &self.dataset.device;
-        let words = d.map_read(&self.slots[pending.slot].1, pending.submission.clone())?;
+        let words = d.map_read(&self.slots[pending.slot].staging, pending.submission.clone())?;
         let found = words[0];
         if found > MAX_HITS {
             return Ok(None);
@@ -305,9 +348,8 @@ impl Searcher for GpuSearcher {
                     let took = last.elapsed().as_secs_f64().max(1e-4);
                     let scaled = f64::from(self.batch) * TARGET_SUBMIT.as_secs_f64() / took;
                     let wg = self.pipelines.workgroup;
-                    self.batch = (scaled.clamp(f64::from(wg), f64::from(MAX_GROUPS_X * wg)) as u32)
-                        / wg
-                        * wg;
+                    self.batch =
+                        (scaled.clamp(f64::from(wg), f64::from(MAX_BATCH)) as u32) / wg * wg;
                 }
                 timed = true;
                 last = Instant::now();
