@@ -230,3 +230,95 @@ fn a_rebuild_for_a_new_epoch_keeps_the_buffer_and_changes_the_data() {
     assert_ne!(first, second);
     assert_eq!(second, Dataset::build(&cache2, &keys2, &p).words);
 }
+
+#[test]
+fn the_adapter_reports_its_device_memory() {
+    let d = device();
+    eprintln!("{} reports {} bytes", d.info.name, d.info.memory);
+    // Every Vulkan device has a device-local heap, at least as large as its largest binding.
+    assert!(d.info.memory >= d.info.max_binding, "{:?}", d.info);
+}
+
+#[test]
+fn a_device_builds_the_epoch_cache_once_and_its_units_build_from_it() {
+    let d = device();
+    let p = params(1 << 20);
+    let (first, built) = d.epoch_cache(&[3; 32], &p);
+    assert!(built);
+    let (again, built) = d.clone().epoch_cache(&[3; 32], &p);
+    assert!(!built, "a second unit of the device gets the same cache");
+    assert!(Arc::ptr_eq(&first, &again));
+    assert_eq!(*first.cpu, LightCache::build(&[3; 32], &p));
+    // Two units of the device build from it, each its own dataset, with progress in parts.
+    for unit in [[4u8; 32], [5; 32]] {
+        let keys = UnitKeys::new(&[3; 32], &unit);
+        let gpu = GpuDataset::new(&d, p).unwrap();
+        let mut seen = Vec::new();
+        gpu.build_from(&again, &keys, &mut |done, total| seen.push((done, total)));
+        let total = 2 * p.items() as u64;
+        let part = total / 16;
+        assert_eq!(
+            seen,
+            (1..=16).map(|i| (i * part, total)).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            gpu.read_back().unwrap(),
+            Dataset::build(&first.cpu, &keys, &p).words
+        );
+    }
+    // The next epoch replaces it.
+    let (next, built) = d.epoch_cache(&[8; 32], &p);
+    assert!(built && !Arc::ptr_eq(&next, &first));
+    assert_eq!(*next.cpu, LightCache::build(&[8; 32], &p));
+}
+
+/// A batch above one dispatch row (65 535 workgroups, 4 194 240 nonces at 64 a workgroup) runs
+/// as a 2-D grid: its hits, on both sides of the row boundary, are exactly those of the same
+/// range searched in one-row dispatches, and each is the CPU reference's hash under the target.
+#[test]
+fn a_batch_above_one_dispatch_row_finds_exactly_the_hits_across_the_boundary() {
+    let d = device();
+    let p = GpuChallenge {
+        accesses: 8,
+        ..params(1 << 20)
+    };
+    let cache = LightCache::build(&[6; 32], &p);
+    let keys = UnitKeys::new(&[6; 32], &[7; 32]);
+    let gpu = Arc::new(GpuDataset::new(&d, p).unwrap());
+    gpu.build(&cache, &keys);
+    let row = 65_535 * 64;
+    let count = row + (1 << 20);
+    // About 30 hits in the range: fewer than a result buffer's 64, so no dispatch is split.
+    let mut target = [0xff; 32];
+    target[..3].copy_from_slice(&[0, 0, 0x60]);
+    let start = 1u64 << 33;
+    // The reference: one-row dispatches (their hits are checked against the CPU elsewhere).
+    let many = gpu
+        .searcher(&keys, Some(1 << 20), Kernel::Thread)
+        .unwrap()
+        .search(start, u64::from(count), &target, &mut || false)
+        .unwrap();
+    for kernel in [Kernel::Thread, d.kernel(KernelChoice::Lanes)] {
+        let mut big = gpu.searcher(&keys, Some(count), kernel).unwrap();
+        assert_eq!(big.batch(), count);
+        let one = big
+            .search(start, u64::from(count), &target, &mut || false)
+            .unwrap();
+        assert_eq!(one.hashed, u64::from(count), "{kernel}");
+        assert_eq!(one.hits, many.hits, "{kernel}");
+        let beyond = one
+            .hits
+            .iter()
+            .filter(|h| h.nonce >= start + u64::from(row))
+            .count();
+        assert!(
+            beyond > 0 && beyond < one.hits.len() && one.hits.len() < MAX_HITS as usize,
+            "{kernel}: {} hits, {beyond} in the second row",
+            one.hits.len()
+        );
+        for hit in &one.hits {
+            assert_eq!(hit.hash, hash_light(&cache, &keys, &p, hit.nonce), "{kernel}");
+            assert!(crate::key::meets_target(&hit.hash, &target), "{kernel}");
+        }
+    }
+}
