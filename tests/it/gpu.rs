@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use capminer_config::{Config, GpuDeviceConfig};
+use capminer_config::{Config, GpuDeviceConfig, GpuUnits};
 use capminer_kernels::Searcher;
 use capminer_kernels::gpu::reference::{LightCache, UnitKeys};
 use capminer_kernels::gpu::{GpuDataset, GpuDevice, KernelChoice};
@@ -30,7 +30,7 @@ fn gpu_config() -> Config {
     config.gpu.allow_software = true;
     config.gpu.devices = vec![GpuDeviceConfig {
         select: "0".into(),
-        units: 1,
+        units: GpuUnits::Count(1),
         memory_mib: None,
     }];
     config.network.gpu_unit_bytes = 4 << 20;
