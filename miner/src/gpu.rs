@@ -1,7 +1,8 @@
 //! GPU units: a slice of one GPU's memory holding the unit's own dataset, built on the GPU from
 //! the epoch's light cache, searched by the WGSL kernel, every hit re-checked on the CPU.
 //!
-//! One thread drives a unit: at a new epoch it builds the light cache (CPU), rebuilds the
+//! One thread drives a unit: at a new epoch it takes the device's light cache (built on the CPU
+//! and uploaded once per device and epoch, by the first of its units that asks), rebuilds the
 //! dataset in place on the GPU (the device and the buffer are kept), and hashes rounds through
 //! the same [`UnitContext::run_rounds`] as CPU units, with a [`CheckedSearcher`] between the
 //! GPU and the proof store: a GPU hit whose hash the CPU reference does not reproduce, or that
@@ -65,7 +66,8 @@ pub struct GpuUnitReport {
     pub hits_found: u64,
     /// Of those, the hits the CPU re-check refuted (compute errors).
     pub hits_refuted: u64,
-    /// Seconds of the last light cache build, on the CPU.
+    /// Seconds of the last light cache build on the CPU and its upload (once per device and
+    /// epoch: the device's units share it).
     pub cache_seconds: f64,
     /// Seconds of the last dataset build on the GPU (submit to completion).
     pub build_seconds: f64,
@@ -258,6 +260,8 @@ struct State {
     kernel: Option<Kernel>,
     cache_seconds: f64,
     gpu_build_seconds: f64,
+    /// Halves of items built, of all (the dataset build's progress).
+    progress: (u64, u64),
 }
 
 #[derive(Debug)]
@@ -351,16 +355,31 @@ fn thread_main(shared: &Shared) -> Result<()> {
             if let Some((_, _, order, _)) = keyed.take() {
                 ctx.retire(&order);
             }
-            shared.state.lock_or_recover().building = true;
+            {
+                let mut state = shared.state.lock_or_recover();
+                state.building = true;
+                state.progress = (0, 0);
+            }
             let started = Instant::now();
-            let cache = Arc::new(LightCache::build(epoch.seed.as_bytes(), &shared.params));
+            // The device's cache for this epoch: built and uploaded by the first of its units
+            // that asks, the others wait for it.
+            let (device_cache, built_here) = shared
+                .plan
+                .device
+                .epoch_cache(epoch.seed.as_bytes(), &shared.params);
+            let cache = device_cache.cpu.clone();
             let keys = UnitKeys::new(epoch.seed.as_bytes(), ctx.info.id.as_bytes());
-            let cache_seconds = started.elapsed().as_secs_f64();
-            dataset.build(&cache, &keys);
+            let cache_seconds = device_cache.cpu_seconds + device_cache.upload_seconds;
+            let gpu_started = Instant::now();
+            dataset.build_from(&device_cache, &keys, &mut |done, total| {
+                shared.state.lock_or_recover().progress = (done, total);
+            });
+            let gpu_seconds = gpu_started.elapsed().as_secs_f64();
             let seconds = started.elapsed().as_secs_f64();
             shared.build_seconds.observe(seconds);
+            let cache_note = if built_here { "built here" } else { "the device's, shared" };
             let kernel = shared.plan.device.kernel(shared.plan.kernel);
-            tracing::info!(unit = %ctx.info.label, epoch = epoch.number, %kernel, "GPU dataset built in {seconds:.2} s ({cache_seconds:.2} s of it the light cache on the CPU)");
+            tracing::info!(unit = %ctx.info.label, epoch = epoch.number, %kernel, "GPU dataset built in {gpu_seconds:.2} s, {seconds:.2} s with the light cache ({cache_seconds:.2} s on the CPU and upload, {cache_note})");
             let searcher = CheckedSearcher::new(
                 dataset
                     .searcher(&keys, shared.plan.batch.get(), kernel)
@@ -377,7 +396,7 @@ fn thread_main(shared: &Shared) -> Result<()> {
             state.building = false;
             state.kernel = Some(kernel);
             state.cache_seconds = cache_seconds;
-            state.gpu_build_seconds = seconds - cache_seconds;
+            state.gpu_build_seconds = gpu_seconds;
             state.last_build = Some(BuildReport {
                 epoch: epoch.number,
                 seconds,
@@ -408,7 +427,8 @@ impl Unit for GpuUnit {
         if self.shared.ctx.failed() {
             UnitState::Failed
         } else if state.building {
-            UnitState::Building { done: 0, total: 0 }
+            let (done, total) = state.progress;
+            UnitState::Building { done, total }
         } else {
             state.hashing.map_or(UnitState::Idle, UnitState::Hashing)
         }
