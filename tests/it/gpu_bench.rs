@@ -96,6 +96,14 @@ fn bench_json_reports_every_gpu_field_and_the_probe_of_the_same_run() {
             "the probe covers what the units hold"
         );
         assert_eq!(d["device_memory_bytes"], 4 << 20);
+        assert!(d["device_memory_reported_bytes"].as_u64().unwrap() >= 128 << 20, "{d}");
+        // Filling the device: its one light cache, then the unit's dataset (4 MiB: 1/256 GiB).
+        let (fill, cache) = (f64_of(d, "fill_seconds"), f64_of(d, "cache_seconds"));
+        assert!(fill >= build && cache > 0.0 && fill > cache && fill < 60.0, "{d}");
+        assert_eq!(cache, f64_of(g, "cache_seconds"));
+        assert!((f64_of(d, "fill_seconds_per_gib") - fill * 256.0).abs() < 1e-6, "{d}");
+        let per_gib = f64_of(d, "dataset_build_seconds_per_gib");
+        assert!((per_gib - (fill - cache) * 256.0).abs() < 1e-6, "{d}");
         assert_eq!(f64_of(d, "bytes_read_per_second"), read);
         for (probe, ratio) in [
             ("probe_stream_bytes_per_second", "ratio_to_stream"),
@@ -212,7 +220,10 @@ fn gpu_check_script_runs_end_to_end_on_lavapipe() {
                 "thread"
             };
             assert!(all.iter().all(|u| u["gpu"]["kernel"] == want), "{name}");
-            assert!(f64_of(&bench["gpu_devices"][0], "ratio_to_gather") > 0.0);
+            let device = &bench["gpu_devices"][0];
+            assert!(f64_of(device, "ratio_to_gather") > 0.0);
+            assert_eq!(device["units"], units, "{name}");
+            assert!(f64_of(device, "fill_seconds") > 0.0, "{name}");
         }
     }
     let summary: serde_json::Value = serde_json::from_str(&read("summary.json")).unwrap();
