@@ -542,10 +542,7 @@ fn gpu_kernel_takes_auto_lanes_or_thread_and_refuses_others_by_key() {
 
 #[test]
 fn gpu_device_units_take_a_count_or_fill_and_refuse_others_by_key() {
-    for (text, units) in [
-        ("3", GpuUnits::Count(3)),
-        ("\"fill\"", GpuUnits::Fill),
-    ] {
+    for (text, units) in [("3", GpuUnits::Count(3)), ("\"fill\"", GpuUnits::Fill)] {
         let config = load_text(
             &format!("[gpu]\ndevices = [{{ select = \"0\", units = {text} }}]\n"),
             &[],

@@ -377,7 +377,11 @@ fn thread_main(shared: &Shared) -> Result<()> {
             let gpu_seconds = gpu_started.elapsed().as_secs_f64();
             let seconds = started.elapsed().as_secs_f64();
             shared.build_seconds.observe(seconds);
-            let cache_note = if built_here { "built here" } else { "the device's, shared" };
+            let cache_note = if built_here {
+                "built here"
+            } else {
+                "the device's, shared"
+            };
             let kernel = shared.plan.device.kernel(shared.plan.kernel);
             tracing::info!(unit = %ctx.info.label, epoch = epoch.number, %kernel, "GPU dataset built in {gpu_seconds:.2} s, {seconds:.2} s with the light cache ({cache_seconds:.2} s on the CPU and upload, {cache_note})");
             let searcher = CheckedSearcher::new(

@@ -262,7 +262,10 @@ impl FillClock {
             .map(|d| {
                 let labels = units
                     .iter()
-                    .filter(|u| u.gpu_report().is_some_and(|r| r.device.index == d.info.index))
+                    .filter(|u| {
+                        u.gpu_report()
+                            .is_some_and(|r| r.device.index == d.info.index)
+                    })
                     .map(|u| u.info().label.clone())
                     .collect();
                 (d.info.index, labels, 0, None)
@@ -288,8 +291,8 @@ impl FillClock {
                 tracing::info!(
                     "gpu{index}: {built} of {} units built, {} of {} MiB, {now:.1} s",
                     labels.len(),
-                    built as u64 * self.unit_bytes >> 20,
-                    labels.len() as u64 * self.unit_bytes >> 20
+                    (built as u64 * self.unit_bytes) >> 20,
+                    (labels.len() as u64 * self.unit_bytes) >> 20
                 );
             }
             if built == labels.len() && done.is_none() {

@@ -13,8 +13,8 @@ use capminer_miner::control::Control;
 use capminer_miner::gpu::CheckedSearcher;
 use capminer_miner::metrics::MinerMetrics;
 use capminer_miner::order::NonceOrder;
-use capminer_miner::unit::{UnitContext, UnitInfo};
 use capminer_miner::plan::fill_units;
+use capminer_miner::unit::{UnitContext, UnitInfo};
 use capminer_miner::{Miner, gpu_params};
 use capminer_proofs::store::ProofStore;
 use capminer_proofs::{Epoch, Seed, Target, UnitId, UnitKind};
@@ -239,7 +239,10 @@ fn a_filled_device_runs_as_many_units_as_fit_and_they_share_one_epoch_cache() {
         info.name,
         info.memory
     );
-    assert_eq!(planned, u64::from(fill_units(info.memory, 512 << 20, &params)));
+    assert_eq!(
+        planned,
+        u64::from(fill_units(info.memory, 512 << 20, &params))
+    );
 
     // A stated 21 MiB less an 8 MiB reserve and the 64 KiB cache: 3 units of 4 MiB.
     config.gpu.memory_reserve_mib = 8;
@@ -252,12 +255,16 @@ fn a_filled_device_runs_as_many_units_as_fit_and_they_share_one_epoch_cache() {
     let store = Arc::new(ProofStore::open(dir.path()).unwrap().0);
     let miner = Miner::start_planned(&config, plan, store.clone(), &Registry::new()).unwrap();
     let e = epoch(3, 0x33);
-    miner.set_epoch(e.clone()).unwrap();
+    miner.set_epoch(e).unwrap();
     let enough = wait_for(Duration::from_secs(120), || {
         let units = miner.units();
         let stored = store.proofs(|p| p.proof.epoch == 3).unwrap();
         (units.iter().all(|u| {
-            stored.iter().filter(|p| p.proof.unit == u.info().id).count() >= 2
+            stored
+                .iter()
+                .filter(|p| p.proof.unit == u.info().id)
+                .count()
+                >= 2
         }))
         .then_some(())
     });
@@ -265,7 +272,11 @@ fn a_filled_device_runs_as_many_units_as_fit_and_they_share_one_epoch_cache() {
     // One cache for the device, the one its units built from: every unit reports its figures.
     let (cache, built) = device.epoch_cache(e.seed.as_bytes(), &params);
     assert!(!built, "the device holds the epoch's cache its units built");
-    let reports: Vec<_> = miner.units().iter().map(|u| u.gpu_report().unwrap()).collect();
+    let reports: Vec<_> = miner
+        .units()
+        .iter()
+        .map(|u| u.gpu_report().unwrap())
+        .collect();
     for r in &reports {
         assert_eq!(r.cache_seconds, cache.cpu_seconds + cache.upload_seconds);
         assert_eq!(r.memory_bytes, 4 << 20);

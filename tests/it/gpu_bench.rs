@@ -96,12 +96,21 @@ fn bench_json_reports_every_gpu_field_and_the_probe_of_the_same_run() {
             "the probe covers what the units hold"
         );
         assert_eq!(d["device_memory_bytes"], 4 << 20);
-        assert!(d["device_memory_reported_bytes"].as_u64().unwrap() >= 128 << 20, "{d}");
+        assert!(
+            d["device_memory_reported_bytes"].as_u64().unwrap() >= 128 << 20,
+            "{d}"
+        );
         // Filling the device: its one light cache, then the unit's dataset (4 MiB: 1/256 GiB).
         let (fill, cache) = (f64_of(d, "fill_seconds"), f64_of(d, "cache_seconds"));
-        assert!(fill >= build && cache > 0.0 && fill > cache && fill < 60.0, "{d}");
+        assert!(
+            fill >= build && cache > 0.0 && fill > cache && fill < 60.0,
+            "{d}"
+        );
         assert_eq!(cache, f64_of(g, "cache_seconds"));
-        assert!((f64_of(d, "fill_seconds_per_gib") - fill * 256.0).abs() < 1e-6, "{d}");
+        assert!(
+            (f64_of(d, "fill_seconds_per_gib") - fill * 256.0).abs() < 1e-6,
+            "{d}"
+        );
         let per_gib = f64_of(d, "dataset_build_seconds_per_gib");
         assert!((per_gib - (fill - cache) * 256.0).abs() < 1e-6, "{d}");
         assert_eq!(f64_of(d, "bytes_read_per_second"), read);

@@ -118,10 +118,7 @@ impl GpuDataset {
                     contents: bytemuck::cast_slice(&uniform),
                     usage: wgpu::BufferUsages::UNIFORM,
                 });
-            let group = d.bind(
-                &pipeline,
-                &[(0, &params), (1, cache), (2, &self.buffer)],
-            );
+            let group = d.bind(&pipeline, &[(0, &params), (1, cache), (2, &self.buffer)]);
             let n = part.min(total - offset);
             let submission = d
                 .queue

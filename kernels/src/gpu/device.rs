@@ -110,8 +110,9 @@ fn device_memory(adapter: &wgpu::Adapter) -> u64 {
         if let Some(hal) = unsafe { adapter.as_hal::<wgpu::hal::api::Vulkan>() } {
             let instance = hal.shared_instance().raw_instance();
             // SAFETY: the physical device belongs to this instance, which outlives the call.
-            let props =
-                unsafe { instance.get_physical_device_memory_properties(hal.raw_physical_device()) };
+            let props = unsafe {
+                instance.get_physical_device_memory_properties(hal.raw_physical_device())
+            };
             // VK_MEMORY_HEAP_DEVICE_LOCAL_BIT = 0x1.
             return props
                 .memory_heaps_as_slice()

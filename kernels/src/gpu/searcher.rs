@@ -248,7 +248,10 @@ impl GpuSearcher {
     /// target than a result buffer holds.
     fn collect(&self, pending: &Pending) -> Result<Option<Vec<Hit>>, GpuError> {
         let d = &self.dataset.device;
-        let words = d.map_read(&self.slots[pending.slot].staging, pending.submission.clone())?;
+        let words = d.map_read(
+            &self.slots[pending.slot].staging,
+            pending.submission.clone(),
+        )?;
         let found = words[0];
         if found > MAX_HITS {
             return Ok(None);

@@ -317,7 +317,11 @@ fn a_batch_above_one_dispatch_row_finds_exactly_the_hits_across_the_boundary() {
             one.hits.len()
         );
         for hit in &one.hits {
-            assert_eq!(hit.hash, hash_light(&cache, &keys, &p, hit.nonce), "{kernel}");
+            assert_eq!(
+                hit.hash,
+                hash_light(&cache, &keys, &p, hit.nonce),
+                "{kernel}"
+            );
             assert!(crate::key::meets_target(&hit.hash, &target), "{kernel}");
         }
     }
