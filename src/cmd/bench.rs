@@ -16,6 +16,8 @@ use prometheus::Registry;
 use serde::Serialize;
 
 use super::{ConfigArg, load_config};
+
+mod targets;
 use crate::output::outln;
 use crate::progress::BuildProgress;
 use crate::{epoch, logging};
@@ -35,6 +37,15 @@ pub(crate) struct BenchArgs {
     /// CPU reference on each configured device; exit status 1 when any differs.
     #[arg(long)]
     selftest: bool,
+    /// After the measurement, ROUNDS rounds of the GPU units at a hard target (the epoch's) and
+    /// at an easy one (about `--easy-hits` hits a second, each re-checked on the CPU and
+    /// stored), `--seconds` each, alternated (hard first in even rounds, easy first in odd):
+    /// the medians' ratio shows whether the GPU keeps hashing while hits are re-checked.
+    #[arg(long, value_name = "ROUNDS", default_value_t = 0)]
+    easy_hard: u32,
+    /// Hits a second the easy target of `--easy-hard` aims at, at the measured hashrate.
+    #[arg(long, default_value_t = 100)]
+    easy_hits: u64,
 }
 
 /// One unit's result.
@@ -133,6 +144,9 @@ struct Report {
     units: Vec<UnitResult>,
     total_hashrate: f64,
     gpu_devices: Vec<DeviceResult>,
+    /// `--easy-hard`: the GPU units at an easy and a hard target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    easy_hard: Option<targets::EasyHard>,
 }
 
 /// Runs the benchmark; proofs go to a temporary store that is deleted afterwards.
@@ -221,6 +235,23 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             }
         })
         .collect();
+    let easy_hard = if args.easy_hard > 0 {
+        let rate: f64 = units
+            .iter()
+            .filter(|u| u.gpu.is_some())
+            .map(|u| u.hashrate)
+            .sum();
+        let base = epoch::fixed_epoch(&config);
+        Some(targets::easy_hard(
+            &miner,
+            base,
+            args.easy_hard,
+            Duration::from_secs(args.seconds),
+            (rate / args.easy_hits.max(1) as f64).max(1.0) as u64,
+        )?)
+    } else {
+        None
+    };
     miner.stop()?;
     // The probes, after mining so the units do not compete with them.
     let gpu_devices = devices
@@ -232,6 +263,7 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         total_hashrate: units.iter().map(|u| u.hashrate).sum(),
         units,
         gpu_devices,
+        easy_hard,
     };
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
@@ -436,6 +468,16 @@ fn print_table(r: &Report) -> anyhow::Result<()> {
                 g.dataset_build_seconds
             )?;
         }
+    }
+    if let Some(e) = &r.easy_hard {
+        outln!(
+            "GPU at an easy target ({:.0} hits/s re-checked) / a hard one: {:.0} / {:.0} H/s = {:.3} (medians of {} rounds)",
+            e.easy_hits_per_second,
+            e.easy_hashrate,
+            e.hard_hashrate,
+            e.ratio,
+            e.rounds
+        )?;
     }
     for d in &r.gpu_devices {
         outln!(

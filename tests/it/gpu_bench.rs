@@ -241,3 +241,53 @@ fn gpu_check_script_runs_end_to_end_on_lavapipe() {
     let steps = summary["steps"].as_array().unwrap();
     assert!(steps.iter().all(|s| s["status"] == 0), "{summary}");
 }
+
+#[test]
+fn bench_easy_hard_reports_both_targets_medians_and_their_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = gpu_bench_config(dir.path(), 1);
+    let out = run(&[
+        "bench",
+        "-c",
+        &config,
+        "--seconds",
+        "1",
+        "--json",
+        "--easy-hard",
+        "2",
+        "--easy-hits",
+        "50",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let e = &report["easy_hard"];
+    assert_eq!(e["rounds"], 2, "{e}");
+    assert_eq!(
+        e["hard_target"],
+        "0x0003ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"
+    );
+    // The easy target: a hit in every (measured GPU hashrate / 50) hashes.
+    let rate = f64_of(&report["units"][0], "hashrate");
+    let expected = e["easy_expected_hashes"].as_u64().unwrap();
+    assert_eq!(expected, (rate / 50.0).max(1.0) as u64, "{e}");
+    let median = |key: &str| {
+        let mut v: Vec<f64> = e[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(v.len(), 2, "{key}: {e}");
+        v.sort_by(f64::total_cmp);
+        (v[0] + v[1]) / 2.0
+    };
+    let (hard, easy) = (median("hard_hashrates"), median("easy_hashrates"));
+    // (JSON's decimal floats read back within an ulp or so.)
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs();
+    assert!(close(f64_of(e, "hard_hashrate"), hard), "{e}");
+    assert!(close(f64_of(e, "easy_hashrate"), easy), "{e}");
+    assert!(hard > 0.0 && easy > 0.0, "{e}");
+    assert!(close(f64_of(e, "ratio"), easy / hard), "{e}");
+    assert!(f64_of(e, "easy_hits_per_second") > 0.0, "{e}");
+    assert_eq!(e["hits_refuted"], 0);
+}
