@@ -1,8 +1,10 @@
-//! The GPU search as a [`Searcher`]: double-buffered dispatches of a batch of nonces, the batch
-//! auto-tuned to about 100 ms a submit, a dispatch whose hits overflow its result buffer
-//! redone in halves, and the next range's first dispatch queued before a search returns, so
-//! the GPU works while the caller re-checks and stores the hits.
+//! The GPU search as a [`Searcher`]: dispatches of a batch of nonces, always one queued while
+//! another is read back, the batch auto-tuned to about 100 ms a submit, a dispatch whose hits
+//! overflow its result buffer redone in halves, and up to a round's worth of the next range's
+//! dispatches queued before a search returns, so the GPU works while the caller re-checks and
+//! stores the hits. Uniform buffers and bind groups are made once per result slot.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,21 +36,25 @@ const PARAMS_BYTES: u64 = 24 * 4;
 const RESULT_BYTES: u64 = (4 + MAX_HITS * HIT_WORDS * 4) as u64;
 
 /// The GPU search as a [`Searcher`]: dispatches of `batch` nonces, auto-tuned to about
-/// 100 ms of work a submit unless fixed by the operator. Two result slots alternate, so the
-/// results of one dispatch are read back while the next one already runs.
+/// 100 ms of work a submit unless fixed by the operator. The next dispatch is always queued
+/// while one is read back, and when a search returns up to [`AHEAD`] more are queued for the
+/// range that follows.
 pub struct GpuSearcher {
     dataset: Arc<GpuDataset>,
     kernel: Kernel,
     pipelines: Arc<SearchPipelines>,
     header: [u32; 8],
-    /// Two slots alternate between the dispatches in flight, the third ([`SPLIT_SLOT`]) serves
-    /// the synchronous halves of an overflowed one, so those never overwrite the results of
-    /// the dispatch still queued.
-    slots: [Slot; 3],
+    /// [`RING`] slots taken in turn by the dispatches in flight (at most [`AHEAD`] at once, so
+    /// the next slot in turn is free), and one more ([`SPLIT_SLOT`]) for the synchronous
+    /// halves of an overflowed dispatch, so those never overwrite the results of one queued.
+    slots: [Slot; RING + 1],
+    /// The slot the next dispatch takes.
+    next_slot: usize,
     batch: u32,
     tune: bool,
-    /// A dispatch queued after the last search, with its target (see [`Searcher::search`]).
-    ahead: Option<(Pending, [u8; 32])>,
+    /// Dispatches queued after the last search, in nonce order, with their target (see
+    /// [`Searcher::search`]).
+    ahead: (VecDeque<Pending>, [u8; 32]),
 }
 
 /// What one dispatch in flight uses, created once and reused by every dispatch in the slot:
@@ -80,8 +86,16 @@ impl std::fmt::Debug for GpuSearcher {
     }
 }
 
+/// Dispatches a search keeps in flight: the next one queued while the last is read back.
+const IN_FLIGHT: usize = 2;
+/// Dispatches at most queued when a search returns, covering up to what it hashed: the GPU
+/// keeps hashing the next round's range while the caller re-checks and stores the hits (a
+/// slow fsync included), up to a round's worth.
+const AHEAD: usize = 3;
+/// Result slots in turn: one more than ever in flight at once.
+const RING: usize = AHEAD + 1;
 /// The result slot of [`GpuSearcher::search_split`].
-const SPLIT_SLOT: usize = 2;
+const SPLIT_SLOT: usize = RING;
 
 /// Work a submit should take when auto-tuned.
 const TARGET_SUBMIT: Duration = Duration::from_millis(100);
@@ -105,7 +119,7 @@ impl GpuSearcher {
                 mapped_at_creation: false,
             })
         };
-        let slots = [0, 1, 2].map(|_| {
+        let slots = [(); RING + 1].map(|()| {
             let params = buffer(
                 "search params",
                 PARAMS_BYTES,
@@ -140,9 +154,10 @@ impl GpuSearcher {
             pipelines,
             header: keys.header_words(),
             slots,
+            next_slot: 0,
             batch: batch.unwrap_or(1 << 16).clamp(workgroup, MAX_BATCH),
             tune: batch.is_none(),
-            ahead: None,
+            ahead: (VecDeque::new(), [0; 32]),
         })
     }
 
@@ -158,6 +173,11 @@ impl GpuSearcher {
             self.batch = b.clamp(self.pipelines.workgroup, MAX_BATCH);
         }
         self.tune = batch.is_none();
+    }
+
+    /// Dispatches queued by the last search for the range after it.
+    pub fn queued_ahead(&self) -> usize {
+        self.ahead.0.len()
     }
 
     /// Nonces per dispatch now.
@@ -317,6 +337,34 @@ fn hash_bytes(words: &[u32]) -> [u8; 32] {
     out
 }
 
+impl GpuSearcher {
+    /// Submits a search of `start..start + count` into the next slot in turn.
+    fn submit_next(&mut self, start: u64, count: u32, target: &[u8; 32]) -> Pending {
+        let slot = self.next_slot;
+        self.next_slot = (slot + 1) % RING;
+        self.submit(slot, start, count, target)
+    }
+
+    /// The dispatches queued by the last search that begin this one: contiguous from `start`,
+    /// within `count` nonces, for the same target. The rest are dropped unread.
+    fn adopt(&mut self, start: u64, count: u64, target: &[u8; 32]) -> VecDeque<Pending> {
+        let (queued, for_target) = std::mem::take(&mut self.ahead);
+        let mut adopted = VecDeque::new();
+        if for_target != *target {
+            return adopted;
+        }
+        let mut at = start;
+        for p in queued {
+            if p.start != at || p.start + u64::from(p.count) > start.saturating_add(count) {
+                break;
+            }
+            at += u64::from(p.count);
+            adopted.push_back(p);
+        }
+        adopted
+    }
+}
+
 impl Searcher for GpuSearcher {
     fn search(
         &mut self,
@@ -326,51 +374,55 @@ impl Searcher for GpuSearcher {
         stop: &mut dyn FnMut() -> bool,
     ) -> crate::Result<Searched> {
         let mut searched = Searched::default();
-        // The dispatch queued at the end of the last call, if this call continues its range.
-        let mut pending = self
-            .ahead
-            .take()
-            .filter(|(p, t)| p.start == start && u64::from(p.count) <= count && t == target)
-            .map(|(p, _)| p);
-        let mut submitted = pending.as_ref().map_or(0, |p| u64::from(p.count));
-        // An adopted dispatch started before this call: its time does not tune the batch.
-        let mut timed = pending.is_none();
+        // The dispatches queued at the end of the last call, if this call continues there.
+        let mut queue = self.adopt(start, count, target);
+        let mut submitted: u64 = queue.iter().map(|p| u64::from(p.count)).sum();
+        // Adopted dispatches started before this call: their times do not tune the batch.
+        let mut adopted = queue.len();
         let mut last = Instant::now();
         loop {
-            // Submit the next dispatch before reading the previous one back.
-            let next = (submitted < count && (pending.is_none() || !stop())).then(|| {
+            // Keep IN_FLIGHT dispatches queued before reading the oldest back.
+            while queue.len() < IN_FLIGHT && submitted < count && (queue.is_empty() || !stop()) {
                 let n = (count - submitted).min(u64::from(self.batch)) as u32;
-                let slot = pending.as_ref().map_or(0, |p| 1 - p.slot);
-                let p = self.submit(slot, start + submitted, n, target);
+                let p = self.submit_next(start + submitted, n, target);
                 submitted += u64::from(n);
-                p
-            });
-            if let Some(done) = pending.take() {
-                self.finish(&done, target, &mut searched)?;
-                if self.tune && timed && done.count == self.batch {
-                    let took = last.elapsed().as_secs_f64().max(1e-4);
-                    let scaled = f64::from(self.batch) * TARGET_SUBMIT.as_secs_f64() / took;
-                    let wg = self.pipelines.workgroup;
-                    self.batch =
-                        (scaled.clamp(f64::from(wg), f64::from(MAX_BATCH)) as u32) / wg * wg;
-                }
-                timed = true;
-                last = Instant::now();
+                queue.push_back(p);
             }
-            match next {
-                Some(p) => pending = Some(p),
-                None => break,
+            let Some(done) = queue.pop_front() else {
+                break;
+            };
+            self.finish(&done, target, &mut searched)?;
+            if adopted > 0 {
+                adopted -= 1;
+            } else if self.tune && done.count == self.batch {
+                // Dispatches queued back to back complete one dispatch's GPU time apart.
+                let took = last.elapsed().as_secs_f64().max(1e-4);
+                let scaled = f64::from(self.batch) * TARGET_SUBMIT.as_secs_f64() / took;
+                let wg = self.pipelines.workgroup;
+                self.batch = (scaled.clamp(f64::from(wg), f64::from(MAX_BATCH)) as u32) / wg * wg;
+            }
+            last = Instant::now();
+            if queue.is_empty() && stop() {
+                break;
             }
         }
         // Keep the GPU busy while the caller re-checks and stores these hits: queue the range
         // that follows (a round's next range starts where this one ends, and is at least as
-        // long as what this call hashed); the next call adopts it if it does continue there
-        // with the same target, else it is dropped unread.
-        let following = start.saturating_add(count);
-        let ahead = searched.hashed.min(u64::from(self.batch)) as u32;
-        if ahead > 0 && following.checked_add(u64::from(ahead)).is_some() {
-            self.ahead = Some((self.submit(0, following, ahead, target), *target));
+        // long as what this call hashed), up to AHEAD dispatches; the next call adopts them if
+        // it does continue there with the same target, else they are dropped unread.
+        let mut following = start.saturating_add(count);
+        let mut left = searched.hashed.min(AHEAD as u64 * u64::from(self.batch));
+        let mut ahead = VecDeque::new();
+        while left > 0 {
+            let n = left.min(u64::from(self.batch)) as u32;
+            if following.checked_add(u64::from(n)).is_none() {
+                break;
+            }
+            ahead.push_back(self.submit_next(following, n, target));
+            following += u64::from(n);
+            left -= u64::from(n);
         }
+        self.ahead = (ahead, *target);
         searched.hits.sort_by_key(|h| h.nonce);
         Ok(searched)
     }
