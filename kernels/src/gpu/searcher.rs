@@ -90,8 +90,9 @@ impl std::fmt::Debug for GpuSearcher {
 const IN_FLIGHT: usize = 2;
 /// Dispatches at most queued when a search returns, covering up to what it hashed: the GPU
 /// keeps hashing the next round's range while the caller re-checks and stores the hits (a
-/// slow fsync included), up to a round's worth.
-const AHEAD: usize = 3;
+/// slow fsync included), up to about a round's worth (two auto-tuned dispatches of ~100 ms
+/// against 200 ms rounds: more would make every round wait for work queued before it).
+const AHEAD: usize = 2;
 /// Result slots in turn: one more than ever in flight at once.
 const RING: usize = AHEAD + 1;
 /// The result slot of [`GpuSearcher::search_split`].

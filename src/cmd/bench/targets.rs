@@ -108,7 +108,7 @@ struct Phase {
     refuted: u64,
 }
 
-/// Sets `epoch`, waits until every GPU unit hashes it, then counts for `seconds`.
+/// Sets `epoch`, waits until every GPU unit hashes it, then counts over about `seconds`.
 fn phase(miner: &Miner, epoch: Epoch, seconds: Duration) -> anyhow::Result<Phase> {
     miner.set_epoch(epoch)?;
     let gpu_units = || {
@@ -134,15 +134,32 @@ fn phase(miner: &Miner, epoch: Epoch, seconds: Duration) -> anyhow::Result<Phase
             (h + u.hashes(), f + g.hits_found, r + g.hits_refuted)
         })
     };
-    let before = counts();
-    let start = Instant::now();
-    std::thread::sleep(seconds);
-    let after = counts();
-    let took = start.elapsed().as_secs_f64();
+    // A unit credits its hashes when a round ends, and its first rounds after a re-key are
+    // short (each asks for twice the last): skip a warm-up, then count from one round's end
+    // to the last round's end within the phase, so no partial round skews the rate.
+    std::thread::sleep((seconds / 4).max(Duration::from_millis(500)));
+    let next_credit = |after: (u64, u64, u64), until: Instant| loop {
+        let now = counts();
+        if now.0 != after.0 || Instant::now() >= until {
+            return (now, Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let (first, t0) = next_credit(counts(), Instant::now() + seconds);
+    let end = t0 + seconds;
+    let (mut last, mut t1) = (first, t0);
+    while Instant::now() < end {
+        let (now, at) = next_credit(last, end);
+        if now.0 != last.0 {
+            (last, t1) = (now, at);
+        }
+    }
+    let took = (t1 - t0).as_secs_f64();
+    let per_second = |n: u64| if took > 0.0 { n as f64 / took } else { 0.0 };
     Ok(Phase {
-        hashrate: (after.0 - before.0) as f64 / took,
-        hits_per_second: (after.1 - before.1) as f64 / took,
-        refuted: after.2 - before.2,
+        hashrate: per_second(last.0 - first.0),
+        hits_per_second: per_second(last.1 - first.1),
+        refuted: last.2 - first.2,
     })
 }
 
