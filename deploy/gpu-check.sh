@@ -16,6 +16,10 @@
 #                               the time to fill it and the build's seconds per GiB; each bench
 #                               also runs the device bandwidth probe (stream, gather) and a copy,
 #                               with the ratios
+#   bench-easy-hard.json        `capminer bench --easy-hard 3` with one unit: the GPU's hashes/s at
+#                               the epoch's (hard) target and at an easy one (about 100 hits/s,
+#                               each re-checked on the CPU and stored), alternated, medians and
+#                               their ratio (1.0: the GPU never waits for the re-check)
 #   *.log                       each step's stderr
 #   summary.json                each step's exit status and seconds; passed: all steps succeeded
 #
@@ -173,6 +177,12 @@ for kernel in thread lanes; do
     step "bench-one-$kernel" "$BENCH_LIMIT" "$OUT/bench-one-$kernel.json" \
         env CAPMINER_GPU__KERNEL=$kernel "$BIN" bench -c "$OUT/config-one.toml" --seconds "$SECONDS_EACH" --json
 done
+
+# Easy against hard target, one unit: 3 rounds of 2 phases, a quarter of SECONDS_EACH each.
+EH_SECONDS=$(( SECONDS_EACH / 4 ))
+[ "$EH_SECONDS" -lt 1 ] && EH_SECONDS=1
+step bench-easy-hard $(( BENCH_LIMIT + 6 * (EH_SECONDS + 15) )) "$OUT/bench-easy-hard.json" \
+    "$BIN" bench -c "$OUT/config-one.toml" --seconds "$EH_SECONDS" --easy-hard 3 --json
 
 # The full device: units = "fill", from GPU_CHECK_MEMORY_MIB when set, else from the memory the
 # adapter reports (a device that reports none fails the step, naming the key to set).

@@ -235,6 +235,11 @@ fn gpu_check_script_runs_end_to_end_on_lavapipe() {
             assert!(f64_of(device, "fill_seconds") > 0.0, "{name}");
         }
     }
+    let easy_hard: serde_json::Value =
+        serde_json::from_str(&read("bench-easy-hard.json")).unwrap();
+    let e = &easy_hard["easy_hard"];
+    assert_eq!(e["rounds"], 3, "{easy_hard}");
+    assert!(f64_of(e, "ratio") > 0.0 && e["hits_refuted"] == 0, "{e}");
     let summary: serde_json::Value = serde_json::from_str(&read("summary.json")).unwrap();
     assert_eq!(summary["passed"], true, "{summary}");
     assert!(summary["seconds"].as_u64().unwrap() < 360, "{summary}");
