@@ -10,7 +10,9 @@
 #   devices.txt                 `capminer devices`
 #   selftest.json / .log        `capminer bench --selftest`: every kernel's hashes against the CPU
 #                               reference on this device (a small unit, then the network's)
-#   bench-one-<kernel>.json     `capminer bench --json` with one unit, for kernel thread and lanes;
+#   selftest-unchecked.json     the same with gpu.runtime_checks = false (trusted shader modules)
+#   bench-one-<kernel>.json     `capminer bench --json` with one unit, for kernel thread and lanes,
+#                               and lanes-unchecked: lanes without wgpu's runtime checks;
 #   bench-full-<kernel>.json    ... and with the device full of units (units = "fill": as many as
 #                               fit its memory less the reserve and the shared light cache), with
 #                               the time to fill it and the build's seconds per GiB; each bench
@@ -170,6 +172,8 @@ step devices 30 "$OUT/devices.txt" "$BIN" devices
 
 config "$OUT/config-one.toml" 1
 step selftest 90 "$OUT/selftest.json" "$BIN" bench -c "$OUT/config-one.toml" --selftest
+step selftest-unchecked 90 "$OUT/selftest-unchecked.json" \
+    env CAPMINER_GPU__RUNTIME_CHECKS=false "$BIN" bench -c "$OUT/config-one.toml" --selftest
 
 # Each bench: building the datasets, the measured seconds, then the probe and copy.
 BENCH_LIMIT=$(( SECONDS_EACH + 60 ))
@@ -177,10 +181,13 @@ for kernel in thread lanes; do
     step "bench-one-$kernel" "$BENCH_LIMIT" "$OUT/bench-one-$kernel.json" \
         env CAPMINER_GPU__KERNEL=$kernel "$BIN" bench -c "$OUT/config-one.toml" --seconds "$SECONDS_EACH" --json
 done
+step bench-one-lanes-unchecked "$BENCH_LIMIT" "$OUT/bench-one-lanes-unchecked.json" \
+    env CAPMINER_GPU__KERNEL=lanes CAPMINER_GPU__RUNTIME_CHECKS=false \
+    "$BIN" bench -c "$OUT/config-one.toml" --seconds "$SECONDS_EACH" --json
 
 # Easy against hard target, one unit: 3 rounds of 2 phases, a quarter of SECONDS_EACH each.
 EH_SECONDS=$(( SECONDS_EACH / 4 ))
-[ "$EH_SECONDS" -lt 1 ] && EH_SECONDS=1
+[ "$EH_SECONDS" -lt 2 ] && EH_SECONDS=2
 step bench-easy-hard $(( BENCH_LIMIT + 6 * (EH_SECONDS + 15) )) "$OUT/bench-easy-hard.json" \
     "$BIN" bench -c "$OUT/config-one.toml" --seconds "$EH_SECONDS" --easy-hard 3 --json
 

@@ -310,6 +310,9 @@ pub struct GpuConfig {
     pub memory_reserve_mib: u64,
     /// The search kernel.
     pub kernel: GpuKernel,
+    /// wgpu's runtime checks (bounds, loop bounding) in the GPU kernels; `false` builds them
+    /// as trusted modules without, to compare (their accesses are in bounds by construction).
+    pub runtime_checks: bool,
 }
 
 /// `gpu.kernel`: which search kernel GPU units run (every one gives the same hashes).
@@ -334,6 +337,7 @@ impl Default for GpuConfig {
             batch: None,
             memory_reserve_mib: 512,
             kernel: GpuKernel::Auto,
+            runtime_checks: true,
         }
     }
 }

@@ -73,6 +73,8 @@ pub struct GpuUnitReport {
     pub build_seconds: f64,
     /// Device memory its dataset holds.
     pub memory_bytes: u64,
+    /// Whether its kernels have wgpu's runtime checks (`gpu.runtime_checks`).
+    pub runtime_checks: bool,
 }
 
 /// Nonces per GPU dispatch, shared by the GPU units and changeable while they hash (a config
@@ -111,10 +113,12 @@ impl GpuUnitPlan {
                 unit: self.label.clone(),
                 reason: format!("GPU {} {} is gone", was.index, was.name),
             })?;
-        let device = GpuDevice::open(info.clone(), adapter).map_err(|e| MinerError::Kernel {
-            unit: self.label.clone(),
-            source: e.into(),
-        })?;
+        let device = GpuDevice::open(info.clone(), adapter)
+            .map_err(|e| MinerError::Kernel {
+                unit: self.label.clone(),
+                source: e.into(),
+            })?
+            .with_runtime_checks(self.device.runtime_checks());
         Ok(Self {
             device,
             ..self.clone()
@@ -352,7 +356,10 @@ fn thread_main(shared: &Shared) -> Result<()> {
             continue;
         };
         if keyed.as_ref().map(|k| k.0) != Some(seq) {
-            if let Some((_, _, order, _)) = keyed.take() {
+            // The batch the last epoch's searcher tuned itself to: the next one starts there.
+            let mut tuned = None;
+            if let Some((_, searcher, order, _)) = keyed.take() {
+                tuned = Some(searcher.inner.batch());
                 ctx.retire(&order);
             }
             {
@@ -385,9 +392,15 @@ fn thread_main(shared: &Shared) -> Result<()> {
             let kernel = shared.plan.device.kernel(shared.plan.kernel);
             tracing::info!(unit = %ctx.info.label, epoch = epoch.number, %kernel, "GPU dataset built in {gpu_seconds:.2} s, {seconds:.2} s with the light cache ({cache_seconds:.2} s on the CPU and upload, {cache_note})");
             let searcher = CheckedSearcher::new(
-                dataset
-                    .searcher(&keys, shared.plan.batch.get(), kernel)
-                    .map_err(gpu)?,
+                {
+                    let mut searcher = dataset
+                        .searcher(&keys, shared.plan.batch.get(), kernel)
+                        .map_err(gpu)?;
+                    if let Some(batch) = tuned {
+                        searcher.tune_from(batch);
+                    }
+                    searcher
+                },
                 cache,
                 keys,
                 shared.params,
@@ -452,6 +465,7 @@ impl Unit for GpuUnit {
             cache_seconds: state.cache_seconds,
             build_seconds: state.gpu_build_seconds,
             memory_bytes: self.shared.params.unit_bytes,
+            runtime_checks: self.shared.plan.device.runtime_checks(),
         })
     }
 

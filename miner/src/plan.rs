@@ -222,7 +222,8 @@ pub fn plan_gpu_units(config: &Config, params: &GpuChallenge) -> Result<Vec<GpuU
             );
         }
         let device = GpuDevice::open(info.clone(), adapter)
-            .map_err(|source| crate::MinerError::Device { index, source })?;
+            .map_err(|source| crate::MinerError::Device { index, source })?
+            .with_runtime_checks(gpu.runtime_checks);
         for slot in 0..units {
             plans.push(GpuUnitPlan {
                 label: format!("gpu{index}.{slot}"),

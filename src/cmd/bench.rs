@@ -82,6 +82,8 @@ struct GpuResult {
     backend: String,
     /// "thread", "lanes/subgroup", "lanes/workgroup".
     kernel: String,
+    /// wgpu's runtime checks in its kernels (`gpu.runtime_checks`; false: trusted modules).
+    runtime_checks: bool,
     /// The device's subgroup sizes (smallest, largest).
     subgroup_size: u32,
     subgroup_size_max: u32,
@@ -353,6 +355,7 @@ fn gpu_result(now: &GpuUnitReport, before: Option<&GpuUnitReport>) -> GpuResult 
         driver: format!("{} {}", d.driver, d.driver_info).trim().to_string(),
         backend: d.backend.clone(),
         kernel: now.kernel.map_or(String::new(), |k| k.to_string()),
+        runtime_checks: now.runtime_checks,
         subgroup_size: d.subgroup_sizes.0,
         subgroup_size_max: d.subgroup_sizes.1,
         hits_found: now.hits_found - found,

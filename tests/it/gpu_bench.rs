@@ -235,8 +235,20 @@ fn gpu_check_script_runs_end_to_end_on_lavapipe() {
             assert!(f64_of(device, "fill_seconds") > 0.0, "{name}");
         }
     }
-    let easy_hard: serde_json::Value =
-        serde_json::from_str(&read("bench-easy-hard.json")).unwrap();
+    let unchecked: serde_json::Value =
+        serde_json::from_str(&read("selftest-unchecked.json")).unwrap();
+    assert_eq!(unchecked["passed"], true, "{unchecked}");
+    assert_eq!(unchecked["devices"][0]["runtime_checks"], false);
+    assert_eq!(selftest["devices"][0]["runtime_checks"], true);
+    let bench: serde_json::Value =
+        serde_json::from_str(&read("bench-one-lanes-unchecked.json")).unwrap();
+    let g = &bench["units"][0]["gpu"];
+    assert_eq!(
+        (g["kernel"].as_str(), g["runtime_checks"].as_bool()),
+        (Some("lanes/subgroup"), Some(false)),
+        "{bench}"
+    );
+    let easy_hard: serde_json::Value = serde_json::from_str(&read("bench-easy-hard.json")).unwrap();
     let e = &easy_hard["easy_hard"];
     assert_eq!(e["rounds"], 3, "{easy_hard}");
     assert!(f64_of(e, "ratio") > 0.0 && e["hits_refuted"] == 0, "{e}");

@@ -144,6 +144,8 @@ pub struct GpuDevice {
     pub(super) pipelines: Arc<Pipelines>,
     cache: Arc<CacheSlot>,
     lost: Arc<AtomicBool>,
+    /// wgpu's runtime checks in its shader modules (see `kernel::module`).
+    runtime_checks: bool,
 }
 
 impl std::fmt::Debug for GpuDevice {
@@ -182,7 +184,21 @@ impl GpuDevice {
             pipelines: Arc::default(),
             cache: Arc::default(),
             lost,
+            runtime_checks: true,
         })
+    }
+
+    /// The same device with wgpu's runtime checks in its shader modules on (the default) or
+    /// off (`gpu.runtime_checks`; the modules' accesses are in bounds by construction, see
+    /// `kernel::module`). Pipelines are cached per setting.
+    pub fn with_runtime_checks(mut self, on: bool) -> Self {
+        self.runtime_checks = on;
+        self
+    }
+
+    /// Whether its shader modules have wgpu's runtime checks.
+    pub fn runtime_checks(&self) -> bool {
+        self.runtime_checks
     }
 
     /// The kernel `choice` runs on this device: "auto" and "lanes" exchange by subgroup where
@@ -213,7 +229,7 @@ impl GpuDevice {
 
     /// The build pipeline for `params` (created on first use, then cached).
     pub(super) fn build_pipeline(&self, params: &GpuChallenge) -> Arc<wgpu::ComputePipeline> {
-        let key = BuildKey::of(params);
+        let key = BuildKey::of(params, self.runtime_checks);
         self.pipelines
             .build
             .lock_or_recover()
@@ -244,6 +260,7 @@ impl GpuDevice {
             items: params.items(),
             accesses: params.accesses,
             workgroup,
+            checks: self.runtime_checks,
         };
         Ok(self
             .pipelines

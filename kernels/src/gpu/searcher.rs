@@ -176,6 +176,14 @@ impl GpuSearcher {
         self.tune = batch.is_none();
     }
 
+    /// When auto-tuned: tunes on from `batch` (a previous searcher's on the same device, at a
+    /// new epoch) instead of the default; a fixed batch stays.
+    pub fn tune_from(&mut self, batch: u32) {
+        if self.tune {
+            self.batch = batch.clamp(self.pipelines.workgroup, MAX_BATCH);
+        }
+    }
+
     /// Dispatches queued by the last search for the range after it.
     pub fn queued_ahead(&self) -> usize {
         self.ahead.0.len()

@@ -154,6 +154,32 @@ fn every_kernel_agrees_with_the_reference(d: &GpuDevice, p: GpuChallenge) {
     }
 }
 
+/// The same with wgpu's runtime checks off (`gpu.runtime_checks = false`): the trusted
+/// modules' results must not differ by a bit.
+#[test]
+fn every_kernel_hashes_exactly_as_the_cpu_reference_without_runtime_checks() {
+    let d = device().with_runtime_checks(false);
+    assert!(!d.runtime_checks());
+    let odd = GpuChallenge {
+        unit_bytes: (1 << 20) - 3 * 128,
+        cache_bytes: (64 << 10) - 5 * 64,
+        parents: 250,
+        accesses: 61,
+    };
+    for p in [params(1 << 20), odd] {
+        every_kernel_agrees_with_the_reference(&d, p);
+        // The dataset too, item for item.
+        let cache = LightCache::build(&[2; 32], &p);
+        let keys = UnitKeys::new(&[2; 32], &[3; 32]);
+        let gpu = GpuDataset::new(&d, p).unwrap();
+        gpu.build(&cache, &keys);
+        assert_eq!(
+            gpu.read_back().unwrap(),
+            Dataset::build(&cache, &keys, &p).words
+        );
+    }
+}
+
 #[test]
 fn every_kernel_hashes_exactly_as_the_cpu_reference_with_power_of_two_counts() {
     let d = device();

@@ -145,11 +145,13 @@ fn phase(miner: &Miner, epoch: Epoch, seconds: Duration) -> anyhow::Result<Phase
         }
         std::thread::sleep(Duration::from_millis(2));
     };
-    let (first, t0) = next_credit(counts(), Instant::now() + seconds);
-    let end = t0 + seconds;
+    // Rounds can outlast a short phase: wait (up to a minute) for at least one more round.
+    let patience = seconds + Duration::from_secs(60);
+    let (first, t0) = next_credit(counts(), Instant::now() + patience);
+    let (end, limit) = (t0 + seconds, t0 + patience);
     let (mut last, mut t1) = (first, t0);
-    while Instant::now() < end {
-        let (now, at) = next_credit(last, end);
+    while Instant::now() < end || (last.0 == first.0 && Instant::now() < limit) {
+        let (now, at) = next_credit(last, if last.0 == first.0 { limit } else { end });
         if now.0 != last.0 {
             (last, t1) = (now, at);
         }
