@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use capminer_config::GpuKernel;
 use capminer_kernels::gpu::reference::{LightCache, UnitKeys, hash_light};
-use capminer_kernels::gpu::{DeviceInfo, GpuDataset, GpuDevice, GpuSearcher, Kernel, KernelChoice};
+use capminer_kernels::gpu::{
+    DeviceInfo, GpuDataset, GpuDevice, GpuSearcher, Kernel, KernelChoice, Tuning,
+};
 use capminer_kernels::key::meets_target;
 use capminer_kernels::{Searched, Searcher};
 use capminer_proofs::{Epoch, UnitId};
@@ -75,6 +77,8 @@ pub struct GpuUnitReport {
     pub memory_bytes: u64,
     /// Whether its kernels have wgpu's runtime checks (`gpu.runtime_checks`).
     pub runtime_checks: bool,
+    /// Its batch, how it is tuned, and its dispatches' GPU seconds since it started.
+    pub search: SearchStats,
 }
 
 /// Nonces per GPU dispatch, shared by the GPU units and changeable while they hash (a config
@@ -138,6 +142,21 @@ pub struct CheckedSearcher {
     batch: Option<(LiveBatch, Option<u32>)>,
     /// Hits the GPU reported, before the re-check.
     found: Arc<AtomicU64>,
+    /// The searcher's batch, tuning and GPU time, for reports.
+    stats: Arc<Mutex<SearchStats>>,
+    /// `inner.gpu_seconds()` when last added to `stats`.
+    gpu_seen: f64,
+}
+
+/// A GPU unit's search figures, across its searchers (one an epoch).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SearchStats {
+    /// Nonces a dispatch now.
+    pub batch: u32,
+    /// How the batch is chosen (`None` before the first search).
+    pub tuning: Option<Tuning>,
+    /// GPU seconds of its dispatches (timestamp queries; 0 without).
+    pub gpu_seconds: f64,
 }
 
 impl CheckedSearcher {
@@ -158,7 +177,15 @@ impl CheckedSearcher {
             ctx,
             batch: None,
             found: Arc::default(),
+            stats: Arc::default(),
+            gpu_seen: 0.0,
         }
+    }
+
+    /// Keeps its batch, tuning and GPU time on `stats` as well.
+    pub fn reporting_on(mut self, stats: Arc<Mutex<SearchStats>>) -> Self {
+        self.stats = stats;
+        self
     }
 
     /// Counts the hits the GPU reports (before the re-check) on `found` as well.
@@ -230,6 +257,13 @@ impl Searcher for CheckedSearcher {
             self.inner.device().destroy();
         }
         let mut searched = self.inner.search(start, count, target, stop)?;
+        {
+            let mut stats = self.stats.lock_or_recover();
+            stats.batch = self.inner.batch();
+            stats.tuning = Some(self.inner.tuning());
+            stats.gpu_seconds += self.inner.gpu_seconds() - self.gpu_seen;
+            self.gpu_seen = self.inner.gpu_seconds();
+        }
         if self.ctx.fault_due(FaultKind::Compute) {
             searched.hits.push(capminer_kernels::Hit {
                 nonce: start,
@@ -276,6 +310,7 @@ struct Shared {
     state: Mutex<State>,
     tid: AtomicI32,
     hits_found: Arc<AtomicU64>,
+    stats: Arc<Mutex<SearchStats>>,
     build_seconds: Histogram,
     memory: prometheus::IntGauge,
 }
@@ -314,6 +349,7 @@ impl GpuUnit {
             state: Mutex::new(State::default()),
             tid: AtomicI32::new(0),
             hits_found: Arc::default(),
+            stats: Arc::default(),
         });
         let s = shared.clone();
         let thread = std::thread::Builder::new()
@@ -407,7 +443,8 @@ fn thread_main(shared: &Shared) -> Result<()> {
                 ctx.clone(),
             )
             .with_live_batch(shared.plan.batch.clone())
-            .counting_hits_on(shared.hits_found.clone());
+            .counting_hits_on(shared.hits_found.clone())
+            .reporting_on(shared.stats.clone());
             let order = ctx.open_order(epoch.number, 1);
             let mut state = shared.state.lock_or_recover();
             state.building = false;
@@ -466,6 +503,7 @@ impl Unit for GpuUnit {
             build_seconds: state.gpu_build_seconds,
             memory_bytes: self.shared.params.unit_bytes,
             runtime_checks: self.shared.plan.device.runtime_checks(),
+            search: *self.shared.stats.lock_or_recover(),
         })
     }
 

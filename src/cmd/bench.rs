@@ -84,6 +84,15 @@ struct GpuResult {
     kernel: String,
     /// wgpu's runtime checks in its kernels (`gpu.runtime_checks`; false: trusted modules).
     runtime_checks: bool,
+    /// Nonces a dispatch at the end.
+    batch: u32,
+    /// How the batch was chosen: "gpu timestamps" (each dispatch's GPU time), "wall clock"
+    /// (the adapter has no timestamp queries), "fixed" (`gpu.batch`).
+    batch_tuning: String,
+    /// GPU seconds of its search dispatches over the measured seconds (timestamp queries;
+    /// 0 without): 1.0 is a GPU never idle. Credited when a round ends, and a round's first
+    /// dispatches were queued before it began, so it is exact only over many rounds.
+    gpu_busy: f64,
     /// The device's subgroup sizes (smallest, largest).
     subgroup_size: u32,
     subgroup_size_max: u32,
@@ -233,7 +242,7 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     .then_some(hashrate * bytes_per_hash),
                 gpu: u
                     .gpu_report()
-                    .map(|now| gpu_result(&now, gpu_before.as_ref())),
+                    .map(|now| gpu_result(&now, gpu_before.as_ref(), seconds)),
             }
         })
         .collect();
@@ -346,7 +355,7 @@ impl FillClock {
 }
 
 /// A GPU unit's figures: hits over the measured seconds (`before`: at their start).
-fn gpu_result(now: &GpuUnitReport, before: Option<&GpuUnitReport>) -> GpuResult {
+fn gpu_result(now: &GpuUnitReport, before: Option<&GpuUnitReport>, seconds: f64) -> GpuResult {
     let (found, refuted) = before.map_or((0, 0), |b| (b.hits_found, b.hits_refuted));
     let d = &now.device;
     GpuResult {
@@ -356,6 +365,12 @@ fn gpu_result(now: &GpuUnitReport, before: Option<&GpuUnitReport>) -> GpuResult 
         backend: d.backend.clone(),
         kernel: now.kernel.map_or(String::new(), |k| k.to_string()),
         runtime_checks: now.runtime_checks,
+        batch: now.search.batch,
+        batch_tuning: now
+            .search
+            .tuning
+            .map_or(String::new(), |t| t.name().to_string()),
+        gpu_busy: (now.search.gpu_seconds - before.map_or(0.0, |b| b.search.gpu_seconds)) / seconds,
         subgroup_size: d.subgroup_sizes.0,
         subgroup_size_max: d.subgroup_sizes.1,
         hits_found: now.hits_found - found,

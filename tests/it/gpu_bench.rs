@@ -79,6 +79,15 @@ fn bench_json_reports_every_gpu_field_and_the_probe_of_the_same_run() {
             "{found} hits of {hashes}"
         );
         assert_eq!(refuted, 0, "lavapipe computes what the CPU does");
+        // lavapipe has timestamp queries: the batch follows the dispatches' GPU time, which
+        // also says how busy the unit kept the GPU.
+        assert_eq!(g["batch_tuning"], "gpu timestamps", "{g}");
+        assert!(g["batch"].as_u64().unwrap() >= 64, "{g}");
+        // (Credited per round, and a round's first dispatches ran before it began: over a
+        // few seconds it can read above 1.)
+        let busy = f64_of(g, "gpu_busy");
+        assert!(busy > 0.0 && busy < 3.0, "{g}");
+        assert_eq!(g["runtime_checks"], true);
         assert!(f64_of(g, "cache_seconds") > 0.0);
         let build = f64_of(g, "dataset_build_seconds");
         assert!(build > 0.0 && build < 60.0, "{g}");
@@ -306,5 +315,11 @@ fn bench_easy_hard_reports_both_targets_medians_and_their_ratio() {
     assert!(hard > 0.0 && easy > 0.0, "{e}");
     assert!(close(f64_of(e, "ratio"), easy / hard), "{e}");
     assert!(f64_of(e, "easy_hits_per_second") > 0.0, "{e}");
+    for busy in ["hard_gpu_busy", "easy_gpu_busy"] {
+        assert!(
+            f64_of(e, busy) > 0.0 && f64_of(e, busy) < 3.0,
+            "{busy}: {e}"
+        );
+    }
     assert_eq!(e["hits_refuted"], 0);
 }

@@ -49,6 +49,8 @@ pub struct DeviceInfo {
     pub subgroup_sizes: (u32, u32),
     /// The adapter has `wgpu::Features::SUBGROUP`.
     pub subgroup_feature: bool,
+    /// The adapter has `wgpu::Features::TIMESTAMP_QUERY` (GPU times of compute passes).
+    pub timestamps: bool,
     /// Bytes of device memory the adapter reports (Vulkan: its largest device-local heap);
     /// 0 where the backend does not say (Metal, DX12).
     pub memory: u64,
@@ -93,6 +95,7 @@ pub fn enumerate() -> Vec<(DeviceInfo, wgpu::Adapter)> {
                 driver_info: info.driver_info.clone(),
                 subgroup_sizes: (info.subgroup_min_size, info.subgroup_max_size),
                 subgroup_feature: adapter.features().contains(wgpu::Features::SUBGROUP),
+                timestamps: adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY),
                 memory: device_memory(&adapter),
             };
             (d, adapter)
@@ -162,7 +165,8 @@ impl GpuDevice {
         let desc = wgpu::DeviceDescriptor {
             label: Some("capminer"),
             required_limits: adapter.limits(),
-            required_features: adapter.features() & wgpu::Features::SUBGROUP,
+            required_features: adapter.features()
+                & (wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY),
             ..Default::default()
         };
         let (device, queue) =
@@ -326,6 +330,18 @@ impl GpuDevice {
         invocations: u32,
         workgroup: u32,
     ) -> wgpu::CommandBuffer {
+        self.dispatch_timed(pipeline, group, invocations, workgroup, None)
+    }
+
+    /// [`Self::dispatch`], writing the pass's start and end times to `timestamps` where given.
+    pub(super) fn dispatch_timed(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        group: &wgpu::BindGroup,
+        invocations: u32,
+        workgroup: u32,
+        timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
+    ) -> wgpu::CommandBuffer {
         let groups = invocations.div_ceil(workgroup);
         let (x, y) = if groups <= MAX_GROUPS_X {
             (groups, 1)
@@ -334,7 +350,10 @@ impl GpuDevice {
         };
         let mut enc = self.device.create_command_encoder(&Default::default());
         {
-            let mut pass = enc.begin_compute_pass(&Default::default());
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: timestamps,
+            });
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, group, &[]);
             pass.dispatch_workgroups(x, y, 1);

@@ -50,6 +50,12 @@ pub struct GpuSearcher {
     slots: [Slot; RING + 1],
     /// The slot the next dispatch takes.
     next_slot: usize,
+    /// GPU times of the dispatches, where the device has timestamp queries.
+    timer: Option<Timer>,
+    /// How the batch is chosen.
+    tuning: Tuning,
+    /// GPU seconds of the dispatches read back so far (timestamp queries; 0 without).
+    gpu_seconds: f64,
     batch: u32,
     tune: bool,
     /// Dispatches queued after the last search, in nonce order, with their target (see
@@ -70,6 +76,40 @@ struct Slot {
     staging: wgpu::Buffer,
     /// Binds `params`, the dataset and `results` to the search pipeline.
     group: wgpu::BindGroup,
+}
+
+/// Timestamp queries: a start and an end per result slot, resolved into 256-byte strides
+/// (the resolve alignment) and copied behind the slot's results into its staging buffer.
+struct Timer {
+    queries: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    /// Nanoseconds a timestamp tick.
+    period: f64,
+}
+
+/// Bytes between two slots' resolved timestamps (`wgpu::QUERY_RESOLVE_BUFFER_ALIGNMENT`).
+const RESOLVE_STRIDE: u64 = 256;
+
+/// How a searcher's batch is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tuning {
+    /// Fixed by the operator (`gpu.batch`).
+    Fixed,
+    /// Auto-tuned from each dispatch's GPU time (timestamp queries).
+    Timestamps,
+    /// Auto-tuned from the wall-clock time between completions (no timestamp queries).
+    WallClock,
+}
+
+impl Tuning {
+    /// Its name in reports: "fixed", "gpu timestamps", "wall clock".
+    pub fn name(self) -> &'static str {
+        match self {
+            Tuning::Fixed => "fixed",
+            Tuning::Timestamps => "gpu timestamps",
+            Tuning::WallClock => "wall clock",
+        }
+    }
 }
 
 /// A dispatch in flight.
@@ -135,7 +175,7 @@ impl GpuSearcher {
             );
             let staging = buffer(
                 "results staging",
-                RESULT_BYTES,
+                RESULT_BYTES + 16,
                 wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             );
             let group = d.bind(
@@ -149,6 +189,24 @@ impl GpuSearcher {
                 group,
             }
         });
+        let timer = d.info.timestamps.then(|| Timer {
+            queries: d.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("dispatch times"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2 * (RING as u32 + 1),
+            }),
+            resolve: buffer(
+                "dispatch times",
+                RESOLVE_STRIDE * (RING as u64 + 1),
+                wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            ),
+            period: f64::from(d.queue.get_timestamp_period()),
+        });
+        let tuning = match (batch, d.info.timestamps) {
+            (Some(_), _) => Tuning::Fixed,
+            (None, true) => Tuning::Timestamps,
+            (None, false) => Tuning::WallClock,
+        };
         Ok(Self {
             dataset,
             kernel,
@@ -156,6 +214,9 @@ impl GpuSearcher {
             header: keys.header_words(),
             slots,
             next_slot: 0,
+            timer,
+            tuning,
+            gpu_seconds: 0.0,
             batch: batch.unwrap_or(1 << 16).clamp(workgroup, MAX_BATCH),
             tune: batch.is_none(),
             ahead: (VecDeque::new(), [0; 32]),
@@ -174,6 +235,22 @@ impl GpuSearcher {
             self.batch = b.clamp(self.pipelines.workgroup, MAX_BATCH);
         }
         self.tune = batch.is_none();
+        self.tuning = match (batch, self.timer.is_some()) {
+            (Some(_), _) => Tuning::Fixed,
+            (None, true) => Tuning::Timestamps,
+            (None, false) => Tuning::WallClock,
+        };
+    }
+
+    /// GPU seconds of the search dispatches read back so far, by timestamp queries (0 where
+    /// the adapter has none): over a wall-clock interval, how busy the searches kept the GPU.
+    pub fn gpu_seconds(&self) -> f64 {
+        self.gpu_seconds
+    }
+
+    /// How the batch is chosen.
+    pub fn tuning(&self) -> Tuning {
+        self.tuning
     }
 
     /// When auto-tuned: tunes on from `batch` (a previous searcher's on the same device, at a
@@ -261,9 +338,23 @@ impl GpuSearcher {
             bytemuck::cast_slice(&self.uniform(start, count, target)),
         );
         let p = &self.pipelines;
-        let search = d.dispatch(&p.search, &s.group, count, p.workgroup);
+        let writes = self
+            .timer
+            .as_ref()
+            .map(|t| wgpu::ComputePassTimestampWrites {
+                query_set: &t.queries,
+                beginning_of_pass_write_index: Some(2 * slot as u32),
+                end_of_pass_write_index: Some(2 * slot as u32 + 1),
+            });
+        let search = d.dispatch_timed(&p.search, &s.group, count, p.workgroup, writes);
         let mut enc = d.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(&s.results, 0, &s.staging, 0, RESULT_BYTES);
+        if let Some(t) = &self.timer {
+            let at = RESOLVE_STRIDE * slot as u64;
+            let first = 2 * slot as u32;
+            enc.resolve_query_set(&t.queries, first..first + 2, &t.resolve, at);
+            enc.copy_buffer_to_buffer(&t.resolve, at, &s.staging, RESULT_BYTES, 16);
+        }
         let submission = d.queue.submit([search, enc.finish()]);
         Pending {
             slot,
@@ -273,17 +364,23 @@ impl GpuSearcher {
         }
     }
 
-    /// Waits for a submitted search and reads its hits; `None` when more hashes met the
-    /// target than a result buffer holds.
-    fn collect(&self, pending: &Pending) -> Result<Option<Vec<Hit>>, GpuError> {
+    /// Waits for a submitted search and reads its hits (`None` when more hashes met the
+    /// target than a result buffer holds) and, with timestamp queries, its GPU seconds.
+    fn collect(&self, pending: &Pending) -> Result<(Option<Vec<Hit>>, Option<f64>), GpuError> {
         let d = &self.dataset.device;
         let words = d.map_read(
             &self.slots[pending.slot].staging,
             pending.submission.clone(),
         )?;
+        let gpu_seconds = self.timer.as_ref().and_then(|t| {
+            let at = (RESULT_BYTES / 4) as usize;
+            let tick = |i: usize| u64::from(words[at + i]) | (u64::from(words[at + i + 1]) << 32);
+            let (begin, end) = (tick(0), tick(2));
+            (end > begin).then(|| (end - begin) as f64 * t.period * 1e-9)
+        });
         let found = words[0];
         if found > MAX_HITS {
-            return Ok(None);
+            return Ok((None, gpu_seconds));
         }
         let mut hits: Vec<Hit> = words[1..]
             .chunks_exact(HIT_WORDS as usize)
@@ -294,7 +391,7 @@ impl GpuSearcher {
             })
             .collect();
         hits.sort_by_key(|h| h.nonce);
-        Ok(Some(hits))
+        Ok((Some(hits), gpu_seconds))
     }
 
     /// Searches a range synchronously, halving it whenever a result buffer overflows.
@@ -306,7 +403,7 @@ impl GpuSearcher {
         hits: &mut Vec<Hit>,
     ) -> Result<(), GpuError> {
         let pending = self.submit(SPLIT_SLOT, start, count, target);
-        match self.collect(&pending)? {
+        match self.collect(&pending)?.0 {
             Some(found) => hits.extend(found),
             None if count <= 1 => {
                 return Err(GpuError::Readback(
@@ -322,19 +419,21 @@ impl GpuSearcher {
         Ok(())
     }
 
-    /// Collects a dispatch's hits into `searched`, redoing it in halves if it overflowed.
+    /// Collects a dispatch's hits into `searched`, redoing it in halves if it overflowed;
+    /// returns its GPU seconds where the device measures them.
     fn finish(
         &self,
         pending: &Pending,
         target: &[u8; 32],
         searched: &mut Searched,
-    ) -> Result<(), GpuError> {
-        match self.collect(pending)? {
+    ) -> Result<Option<f64>, GpuError> {
+        let (hits, gpu_seconds) = self.collect(pending)?;
+        match hits {
             Some(hits) => searched.hits.extend(hits),
             None => self.search_split(pending.start, pending.count, target, &mut searched.hits)?,
         }
         searched.hashed += u64::from(pending.count);
-        Ok(())
+        Ok(gpu_seconds)
     }
 }
 
@@ -400,12 +499,19 @@ impl Searcher for GpuSearcher {
             let Some(done) = queue.pop_front() else {
                 break;
             };
-            self.finish(&done, target, &mut searched)?;
-            if adopted > 0 {
-                adopted -= 1;
-            } else if self.tune && done.count == self.batch {
-                // Dispatches queued back to back complete one dispatch's GPU time apart.
-                let took = last.elapsed().as_secs_f64().max(1e-4);
+            let gpu_seconds = self.finish(&done, target, &mut searched)?;
+            self.gpu_seconds += gpu_seconds.unwrap_or(0.0);
+            let wall = adopted == 0;
+            adopted = adopted.saturating_sub(1);
+            // The dispatch's own GPU time where measured, else (not for a dispatch queued
+            // before this call) the wall clock between completions: dispatches queued back to
+            // back complete one dispatch's GPU time apart.
+            let took = match (self.tuning, gpu_seconds) {
+                (Tuning::Timestamps, Some(s)) => Some(s),
+                _ => wall.then(|| last.elapsed().as_secs_f64()),
+            };
+            if let Some(took) = took.filter(|_| self.tune && done.count == self.batch) {
+                let took = took.max(1e-4);
                 let scaled = f64::from(self.batch) * TARGET_SUBMIT.as_secs_f64() / took;
                 let wg = self.pipelines.workgroup;
                 self.batch = (scaled.clamp(f64::from(wg), f64::from(MAX_BATCH)) as u32) / wg * wg;

@@ -379,3 +379,49 @@ fn a_batch_above_one_dispatch_row_finds_exactly_the_hits_across_the_boundary() {
         }
     }
 }
+
+/// An auto-tuned batch follows each dispatch's GPU time where the adapter has timestamp
+/// queries (lavapipe has), the wall clock elsewhere; a fixed one stays.
+#[test]
+fn the_batch_is_tuned_from_gpu_timestamps_where_the_adapter_has_them() {
+    let d = device();
+    eprintln!("{}: timestamps {}", d.info.name, d.info.timestamps);
+    let p = GpuChallenge {
+        accesses: 8,
+        ..params(1 << 20)
+    };
+    let cache = LightCache::build(&[4; 32], &p);
+    let keys = UnitKeys::new(&[4; 32], &[5; 32]);
+    let gpu = Arc::new(GpuDataset::new(&d, p).unwrap());
+    gpu.build(&cache, &keys);
+    let mut fixed = gpu.searcher(&keys, Some(4096), Kernel::Thread).unwrap();
+    assert_eq!(fixed.tuning(), Tuning::Fixed);
+    let mut tuned = gpu.searcher(&keys, None, Kernel::Thread).unwrap();
+    let expected = if d.info.timestamps {
+        Tuning::Timestamps
+    } else {
+        Tuning::WallClock
+    };
+    assert_eq!(tuned.tuning(), expected);
+    assert_eq!(tuned.batch(), 1 << 16);
+    let target = [0u8; 32];
+    let started = std::time::Instant::now();
+    let searched = tuned.search(0, 8 << 16, &target, &mut || false).unwrap();
+    let wall = started.elapsed().as_secs_f64();
+    assert_eq!(searched.hashed, 8 << 16);
+    if d.info.timestamps {
+        // The dispatches' own GPU times: some, and no more than the search took.
+        let gpu = tuned.gpu_seconds();
+        assert!(gpu > 0.0 && gpu <= wall, "GPU {gpu} s in {wall} s");
+    }
+    // 2^16 hashes of 8 accesses take far less or far more than 100 ms: the batch moved,
+    // to a whole number of workgroups.
+    assert_ne!(tuned.batch(), 1 << 16);
+    assert_eq!(tuned.batch() % 64, 0);
+    fixed.search(0, 3 * 4096, &target, &mut || false).unwrap();
+    assert_eq!(fixed.batch(), 4096);
+    tuned.set_batch(Some(512));
+    assert_eq!((tuned.tuning(), tuned.batch()), (Tuning::Fixed, 512));
+    tuned.set_batch(None);
+    assert_eq!(tuned.tuning(), expected);
+}

@@ -31,6 +31,11 @@ pub(super) struct EasyHard {
     pub(super) easy_hashrate: f64,
     /// Median hits a second the GPU reported at the easy target (each re-checked).
     pub(super) easy_hits_per_second: f64,
+    /// Medians of the GPU seconds of the search dispatches a second (timestamp queries; 0
+    /// without): 1.0 is a GPU never idle, so easy_gpu_busy / hard_gpu_busy is the same
+    /// comparison free of how fast the shared machine happened to run.
+    pub(super) hard_gpu_busy: f64,
+    pub(super) easy_gpu_busy: f64,
     /// Hits the re-check refuted, in all phases.
     pub(super) hits_refuted: u64,
     /// easy_hashrate / hard_hashrate.
@@ -50,6 +55,7 @@ pub(super) fn easy_hard(
     let hard = *base.target(UnitKind::Gpu);
     let easy = Target::for_expected_hashes(easy_expected_hashes);
     let (mut hard_rates, mut easy_rates, mut easy_hits) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut hard_busy, mut easy_busy) = (Vec::new(), Vec::new());
     let mut refuted = 0;
     let mut number = base.number;
     for round in 0..rounds {
@@ -68,8 +74,10 @@ pub(super) fn easy_hard(
             if is_easy {
                 easy_rates.push(phase.hashrate);
                 easy_hits.push(phase.hits_per_second);
+                easy_busy.push(phase.gpu_busy);
             } else {
                 hard_rates.push(phase.hashrate);
+                hard_busy.push(phase.gpu_busy);
             }
             tracing::info!(
                 round,
@@ -92,6 +100,8 @@ pub(super) fn easy_hard(
         easy_hashrates: easy_rates,
         hard_hashrate,
         easy_hashrate,
+        hard_gpu_busy: median(&hard_busy),
+        easy_gpu_busy: median(&easy_busy),
         hits_refuted: refuted,
         ratio: if hard_hashrate > 0.0 {
             easy_hashrate / hard_hashrate
@@ -106,6 +116,7 @@ struct Phase {
     hashrate: f64,
     hits_per_second: f64,
     refuted: u64,
+    gpu_busy: f64,
 }
 
 /// Sets `epoch`, waits until every GPU unit hashes it, then counts over about `seconds`.
@@ -134,6 +145,13 @@ fn phase(miner: &Miner, epoch: Epoch, seconds: Duration) -> anyhow::Result<Phase
             (h + u.hashes(), f + g.hits_found, r + g.hits_refuted)
         })
     };
+    let gpu_seconds = || -> f64 {
+        gpu_units()
+            .iter()
+            .filter_map(|u| u.gpu_report())
+            .map(|g| g.search.gpu_seconds)
+            .sum()
+    };
     // A unit credits its hashes when a round ends, and its first rounds after a re-key are
     // short (each asks for twice the last): skip a warm-up, then count from one round's end
     // to the last round's end within the phase, so no partial round skews the rate.
@@ -148,6 +166,7 @@ fn phase(miner: &Miner, epoch: Epoch, seconds: Duration) -> anyhow::Result<Phase
     // Rounds can outlast a short phase: wait (up to a minute) for at least one more round.
     let patience = seconds + Duration::from_secs(60);
     let (first, t0) = next_credit(counts(), Instant::now() + patience);
+    let busy0 = gpu_seconds();
     let (end, limit) = (t0 + seconds, t0 + patience);
     let (mut last, mut t1) = (first, t0);
     while Instant::now() < end || (last.0 == first.0 && Instant::now() < limit) {
@@ -157,11 +176,14 @@ fn phase(miner: &Miner, epoch: Epoch, seconds: Duration) -> anyhow::Result<Phase
         }
     }
     let took = (t1 - t0).as_secs_f64();
-    let per_second = |n: u64| if took > 0.0 { n as f64 / took } else { 0.0 };
+    let busy = gpu_seconds() - busy0;
+    let per_second_f = |x: f64| if took > 0.0 { x / took } else { 0.0 };
+    let per_second = |n: u64| per_second_f(n as f64);
     Ok(Phase {
         hashrate: per_second(last.0 - first.0),
         hits_per_second: per_second(last.1 - first.1),
         refuted: last.2 - first.2,
+        gpu_busy: per_second_f(busy),
     })
 }
 
