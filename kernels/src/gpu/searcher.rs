@@ -138,6 +138,11 @@ const RING: usize = AHEAD + 1;
 /// The result slot of [`GpuSearcher::search_split`].
 const SPLIT_SLOT: usize = RING;
 
+/// The first batch when auto-tuned: small, so that a slow device (a software one, or one
+/// shared by many units) is not stuck for seconds in its first dispatch; the first timed
+/// dispatch scales it to [`TARGET_SUBMIT`] in one step however far that is.
+pub const FIRST_BATCH: u32 = 1 << 12;
+
 /// Work a submit should take when auto-tuned.
 const TARGET_SUBMIT: Duration = Duration::from_millis(100);
 
@@ -217,7 +222,7 @@ impl GpuSearcher {
             timer,
             tuning,
             gpu_seconds: 0.0,
-            batch: batch.unwrap_or(1 << 16).clamp(workgroup, MAX_BATCH),
+            batch: batch.unwrap_or(FIRST_BATCH).clamp(workgroup, MAX_BATCH),
             tune: batch.is_none(),
             ahead: (VecDeque::new(), [0; 32]),
         })

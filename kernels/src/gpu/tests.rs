@@ -403,7 +403,7 @@ fn the_batch_is_tuned_from_gpu_timestamps_where_the_adapter_has_them() {
         Tuning::WallClock
     };
     assert_eq!(tuned.tuning(), expected);
-    assert_eq!(tuned.batch(), 1 << 16);
+    assert_eq!(tuned.batch(), FIRST_BATCH);
     let target = [0u8; 32];
     let started = std::time::Instant::now();
     let searched = tuned.search(0, 8 << 16, &target, &mut || false).unwrap();
@@ -414,9 +414,9 @@ fn the_batch_is_tuned_from_gpu_timestamps_where_the_adapter_has_them() {
         let gpu = tuned.gpu_seconds();
         assert!(gpu > 0.0 && gpu <= wall, "GPU {gpu} s in {wall} s");
     }
-    // 2^16 hashes of 8 accesses take far less or far more than 100 ms: the batch moved,
-    // to a whole number of workgroups.
-    assert_ne!(tuned.batch(), 1 << 16);
+    // 4096 hashes of 8 accesses take far less than 100 ms (or, on a loaded machine, more):
+    // the batch moved, to a whole number of workgroups.
+    assert_ne!(tuned.batch(), FIRST_BATCH);
     assert_eq!(tuned.batch() % 64, 0);
     fixed.search(0, 3 * 4096, &target, &mut || false).unwrap();
     assert_eq!(fixed.batch(), 4096);
