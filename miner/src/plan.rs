@@ -543,6 +543,25 @@ mod tests {
     }
 
     #[test]
+    fn a_device_is_filled_with_the_units_beside_its_reserve_and_one_cache() {
+        let p = GpuChallenge {
+            unit_bytes: 4 * MIB,
+            cache_bytes: 64 << 10,
+            parents: 256,
+            accesses: 64,
+        };
+        // 21 MiB less 8 MiB and 64 KiB: 3 units; one byte less for a fourth is not enough.
+        assert_eq!(fill_units(21 * MIB, 8 * MIB, &p), 3);
+        assert_eq!(fill_units(24 * MIB + (64 << 10), 8 * MIB, &p), 4);
+        assert_eq!(fill_units(24 * MIB + (64 << 10) - 1, 8 * MIB, &p), 3);
+        // Less than the reserve and the cache: none, not an underflow.
+        assert_eq!(fill_units(4 * MIB, 8 * MIB, &p), 0);
+        // The network's 1 GiB units on an 80 GiB device with a 4 GiB reserve: 75.
+        let network = GpuChallenge::NETWORK;
+        assert_eq!(fill_units(80 << 30, 4 << 30, &network), 75);
+    }
+
+    #[test]
     fn derived_ids_follow_the_documented_bytes() {
         let provider = [0x11; 20];
         let mut preimage = b"capminer/unit".to_vec();
