@@ -10,9 +10,18 @@
 #   devices.txt                 `capminer devices`
 #   selftest.json / .log        `capminer bench --selftest`: every kernel's hashes against the CPU
 #                               reference on this device (a small unit, then the network's)
-#   bench-one-<kernel>.json     `capminer bench --json` with one unit, for kernel thread and lanes;
-#   bench-full-<kernel>.json    ... and with the device full of units; each bench also runs the
-#                               device bandwidth probe (stream, gather) and a copy, with the ratios
+#   selftest-unchecked.json     the same with gpu.runtime_checks = false (trusted shader modules)
+#   bench-one-<kernel>.json     `capminer bench --json` with one unit, for kernel thread and lanes,
+#                               and lanes-unchecked: lanes without wgpu's runtime checks;
+#   bench-full-<kernel>.json    ... and with the device full of units (units = "fill": as many as
+#                               fit its memory less the reserve and the shared light cache), with
+#                               the time to fill it and the build's seconds per GiB; each bench
+#                               also runs the device bandwidth probe (stream, gather) and a copy,
+#                               with the ratios
+#   bench-easy-hard.json        `capminer bench --easy-hard 3` with one unit: the GPU's hashes/s at
+#                               the epoch's (hard) target and at an easy one (about 100 hits/s,
+#                               each re-checked on the CPU and stored), alternated, medians and
+#                               their ratio (1.0: the GPU never waits for the re-check)
 #   *.log                       each step's stderr
 #   summary.json                each step's exit status and seconds; passed: all steps succeeded
 #
@@ -24,9 +33,10 @@
 #   GPU_CHECK_SECONDS     seconds each bench measures; 20 (lavapipe 2)
 #   GPU_CHECK_UNIT_BYTES  bytes of a unit; the network's 1073741824 (lavapipe 4194304)
 #   GPU_CHECK_CACHE_BYTES bytes of the light cache; the network's 16777216 (lavapipe 65536)
-#   GPU_CHECK_MEMORY_MIB  the device's memory; nvidia-smi's figure when absent (lavapipe: 3 units)
-#   GPU_CHECK_RESERVE_MIB device memory kept free; 4096 (lavapipe 512): every unit uploads its own
-#                         16 MiB light cache while it builds, so a full device needs headroom
+#   GPU_CHECK_MEMORY_MIB  the device's memory; when absent, what the adapter reports (Vulkan's
+#                         device-local heap, as `capminer devices` shows it; lavapipe: 3 units)
+#   GPU_CHECK_RESERVE_MIB device memory kept free; 4096 (lavapipe 512): the driver's own use and
+#                         the probe's buffers after the bench
 #   GPU_CHECK_BUDGET      seconds for the whole check; 360
 set -uo pipefail
 
@@ -63,7 +73,8 @@ if [ "$LAVAPIPE" = 1 ]; then
     UNIT_BYTES=${GPU_CHECK_UNIT_BYTES:-4194304}
     CACHE_BYTES=${GPU_CHECK_CACHE_BYTES:-65536}
     UNIT_MIB=$(( (UNIT_BYTES + 1048575) / 1048576 ))
-    MEMORY_MIB=${GPU_CHECK_MEMORY_MIB:-$(( 3 * UNIT_MIB + RESERVE ))}
+    # 3 units, the light cache (at most 1 MiB here) and the reserve.
+    MEMORY_MIB=${GPU_CHECK_MEMORY_MIB:-$(( 3 * UNIT_MIB + 1 + RESERVE ))}
     SOFTWARE=true
 else
     RESERVE=${GPU_CHECK_RESERVE_MIB:-4096}
@@ -72,11 +83,6 @@ else
     CACHE_BYTES=${GPU_CHECK_CACHE_BYTES:-16777216}
     UNIT_MIB=$(( (UNIT_BYTES + 1048575) / 1048576 ))
     MEMORY_MIB=${GPU_CHECK_MEMORY_MIB:-}
-    if [ -z "$MEMORY_MIB" ] && command -v nvidia-smi >/dev/null 2>&1; then
-        index=$DEVICE
-        case $index in *[!0-9]*) index=0 ;; esac
-        MEMORY_MIB=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits -i "$index" 2>/dev/null | head -n1 | tr -d ' ')
-    fi
     SOFTWARE=false
 fi
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
@@ -109,7 +115,8 @@ step() {
     STEPS+=("{\"step\": \"$name\", \"status\": $rc, \"seconds\": $took}")
 }
 
-# config FILE UNITS [MEMORY_MIB]: a bench configuration of UNITS units on the device.
+# config FILE UNITS [MEMORY_MIB]: a bench configuration of UNITS units (a number or "fill") on
+# the device.
 config() {
     local memory=""
     [ -n "${3:-}" ] && memory=", memory_mib = $3"
@@ -165,6 +172,8 @@ step devices 30 "$OUT/devices.txt" "$BIN" devices
 
 config "$OUT/config-one.toml" 1
 step selftest 90 "$OUT/selftest.json" "$BIN" bench -c "$OUT/config-one.toml" --selftest
+step selftest-unchecked 90 "$OUT/selftest-unchecked.json" \
+    env CAPMINER_GPU__RUNTIME_CHECKS=false "$BIN" bench -c "$OUT/config-one.toml" --selftest
 
 # Each bench: building the datasets, the measured seconds, then the probe and copy.
 BENCH_LIMIT=$(( SECONDS_EACH + 60 ))
@@ -172,20 +181,24 @@ for kernel in thread lanes; do
     step "bench-one-$kernel" "$BENCH_LIMIT" "$OUT/bench-one-$kernel.json" \
         env CAPMINER_GPU__KERNEL=$kernel "$BIN" bench -c "$OUT/config-one.toml" --seconds "$SECONDS_EACH" --json
 done
+step bench-one-lanes-unchecked "$BENCH_LIMIT" "$OUT/bench-one-lanes-unchecked.json" \
+    env CAPMINER_GPU__KERNEL=lanes CAPMINER_GPU__RUNTIME_CHECKS=false \
+    "$BIN" bench -c "$OUT/config-one.toml" --seconds "$SECONDS_EACH" --json
 
-if [ -n "$MEMORY_MIB" ]; then
-    UNITS=$(( (MEMORY_MIB - RESERVE) / UNIT_MIB ))
-    echo "full device: $UNITS units of $UNIT_MIB MiB in $MEMORY_MIB MiB less $RESERVE MiB" >&2
-    config "$OUT/config-full.toml" "$UNITS" "$MEMORY_MIB"
-    for kernel in thread lanes; do
-        step "bench-full-$kernel" $(( BENCH_LIMIT + 60 )) "$OUT/bench-full-$kernel.json" \
-            env CAPMINER_GPU__KERNEL=$kernel "$BIN" bench -c "$OUT/config-full.toml" --seconds "$SECONDS_EACH" --json
-    done
-else
-    echo "full device skipped: its memory is unknown (set GPU_CHECK_MEMORY_MIB)" >&2
-    STEPS+=("{\"step\": \"bench-full\", \"status\": null, \"seconds\": 0, \"skipped\": true}")
-    FAILED=1
-fi
+# Easy against hard target, one unit: 3 rounds of 2 phases, a quarter of SECONDS_EACH each.
+EH_SECONDS=$(( SECONDS_EACH / 4 ))
+[ "$EH_SECONDS" -lt 2 ] && EH_SECONDS=2
+step bench-easy-hard $(( BENCH_LIMIT + 6 * (EH_SECONDS + 15) )) "$OUT/bench-easy-hard.json" \
+    "$BIN" bench -c "$OUT/config-one.toml" --seconds "$EH_SECONDS" --easy-hard 3 --json
+
+# The full device: units = "fill", from GPU_CHECK_MEMORY_MIB when set, else from the memory the
+# adapter reports (a device that reports none fails the step, naming the key to set).
+echo "full device: units = \"fill\" in ${MEMORY_MIB:-the adapter-reported} MiB less $RESERVE MiB" >&2
+config "$OUT/config-full.toml" '"fill"' "$MEMORY_MIB"
+for kernel in thread lanes; do
+    step "bench-full-$kernel" $(( BENCH_LIMIT + 60 )) "$OUT/bench-full-$kernel.json" \
+        env CAPMINER_GPU__KERNEL=$kernel "$BIN" bench -c "$OUT/config-full.toml" --seconds "$SECONDS_EACH" --json
+done
 rm -rf "$OUT/state"
 
 {

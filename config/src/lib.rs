@@ -310,6 +310,9 @@ pub struct GpuConfig {
     pub memory_reserve_mib: u64,
     /// The search kernel.
     pub kernel: GpuKernel,
+    /// wgpu's runtime checks (bounds, loop bounding) in the GPU kernels; `false` builds them
+    /// as trusted modules without, to compare (their accesses are in bounds by construction).
+    pub runtime_checks: bool,
 }
 
 /// `gpu.kernel`: which search kernel GPU units run (every one gives the same hashes).
@@ -334,6 +337,7 @@ impl Default for GpuConfig {
             batch: None,
             memory_reserve_mib: 512,
             kernel: GpuKernel::Auto,
+            runtime_checks: true,
         }
     }
 }
@@ -344,12 +348,60 @@ impl Default for GpuConfig {
 pub struct GpuDeviceConfig {
     /// Which adapter: its index in `capminer devices`, `pci:<bus id>`, or a substring of its name.
     pub select: String,
-    /// Units on it.
-    pub units: u32,
+    /// Units on it: a count, or `"fill"`: as many as fit its memory (`memory_mib`, else what
+    /// the adapter reports) less `gpu.memory_reserve_mib` and the epoch's light cache.
+    pub units: GpuUnits,
     /// The device's memory in MiB; units beyond it (minus the reserve) are refused.
     /// Absent: not checked (wgpu does not report device memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mib: Option<u64>,
+}
+
+/// `gpu.devices[].units`: how many units a device runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuUnits {
+    /// Exactly this many.
+    Count(u32),
+    /// As many as fit the device's memory (`"fill"`).
+    Fill,
+}
+
+impl Serialize for GpuUnits {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            GpuUnits::Count(n) => s.serialize_u32(*n),
+            GpuUnits::Fill => s.serialize_str("fill"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for GpuUnits {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = GpuUnits;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"a number of units, or "fill" (as many as fit the device)"#)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<GpuUnits, E> {
+                match v {
+                    "fill" => Ok(GpuUnits::Fill),
+                    other => Err(E::invalid_value(serde::de::Unexpected::Str(other), &self)),
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<GpuUnits, E> {
+                u32::try_from(v)
+                    .map(GpuUnits::Count)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<GpuUnits, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+                    .and_then(|v| self.visit_u64(v))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// `[network]`: parameters of the network, the same for every prover and verifier.

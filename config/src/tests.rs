@@ -41,7 +41,7 @@ fn the_example_file_is_valid_and_documents_every_key() {
     full.gpu.batch = Some(1);
     full.gpu.devices = vec![GpuDeviceConfig {
         select: "0".into(),
-        units: 1,
+        units: GpuUnits::Count(1),
         memory_mib: Some(1),
     }];
     full.cpu.units = Units::List(vec![UnitConfig {
@@ -538,4 +538,31 @@ fn gpu_kernel_takes_auto_lanes_or_thread_and_refuses_others_by_key() {
         err.contains("gpu.kernel") && err.contains("line 2") && err.contains("`thread`"),
         "{err}"
     );
+}
+
+#[test]
+fn gpu_device_units_take_a_count_or_fill_and_refuse_others_by_key() {
+    for (text, units) in [("3", GpuUnits::Count(3)), ("\"fill\"", GpuUnits::Fill)] {
+        let config = load_text(
+            &format!("[gpu]\ndevices = [{{ select = \"0\", units = {text} }}]\n"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.gpu.devices[0].units, units);
+        // And back: what serializes loads as the same.
+        let again = toml::to_string(&config.gpu).unwrap();
+        assert!(again.contains(&format!("units = {text}")), "{again}");
+    }
+    for bad in ["\"all\"", "-1"] {
+        let err = load_text(
+            &format!("[gpu]\ndevices = [{{ select = \"0\", units = {bad} }}]\n"),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("gpu.devices") && err.contains("\"fill\"") && err.contains("line 2"),
+            "{bad}: {err}"
+        );
+    }
 }

@@ -1,7 +1,8 @@
 //! GPU units: a slice of one GPU's memory holding the unit's own dataset, built on the GPU from
 //! the epoch's light cache, searched by the WGSL kernel, every hit re-checked on the CPU.
 //!
-//! One thread drives a unit: at a new epoch it builds the light cache (CPU), rebuilds the
+//! One thread drives a unit: at a new epoch it takes the device's light cache (built on the CPU
+//! and uploaded once per device and epoch, by the first of its units that asks), rebuilds the
 //! dataset in place on the GPU (the device and the buffer are kept), and hashes rounds through
 //! the same [`UnitContext::run_rounds`] as CPU units, with a [`CheckedSearcher`] between the
 //! GPU and the proof store: a GPU hit whose hash the CPU reference does not reproduce, or that
@@ -14,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use capminer_config::GpuKernel;
 use capminer_kernels::gpu::reference::{LightCache, UnitKeys, hash_light};
-use capminer_kernels::gpu::{DeviceInfo, GpuDataset, GpuDevice, GpuSearcher, Kernel, KernelChoice};
+use capminer_kernels::gpu::{
+    DeviceInfo, GpuDataset, GpuDevice, GpuSearcher, Kernel, KernelChoice, Tuning,
+};
 use capminer_kernels::key::meets_target;
 use capminer_kernels::{Searched, Searcher};
 use capminer_proofs::{Epoch, UnitId};
@@ -65,12 +68,17 @@ pub struct GpuUnitReport {
     pub hits_found: u64,
     /// Of those, the hits the CPU re-check refuted (compute errors).
     pub hits_refuted: u64,
-    /// Seconds of the last light cache build, on the CPU.
+    /// Seconds of the last light cache build on the CPU and its upload (once per device and
+    /// epoch: the device's units share it).
     pub cache_seconds: f64,
     /// Seconds of the last dataset build on the GPU (submit to completion).
     pub build_seconds: f64,
     /// Device memory its dataset holds.
     pub memory_bytes: u64,
+    /// Whether its kernels have wgpu's runtime checks (`gpu.runtime_checks`).
+    pub runtime_checks: bool,
+    /// Its batch, how it is tuned, and its dispatches' GPU seconds since it started.
+    pub search: SearchStats,
 }
 
 /// Nonces per GPU dispatch, shared by the GPU units and changeable while they hash (a config
@@ -109,10 +117,12 @@ impl GpuUnitPlan {
                 unit: self.label.clone(),
                 reason: format!("GPU {} {} is gone", was.index, was.name),
             })?;
-        let device = GpuDevice::open(info.clone(), adapter).map_err(|e| MinerError::Kernel {
-            unit: self.label.clone(),
-            source: e.into(),
-        })?;
+        let device = GpuDevice::open(info.clone(), adapter)
+            .map_err(|e| MinerError::Kernel {
+                unit: self.label.clone(),
+                source: e.into(),
+            })?
+            .with_runtime_checks(self.device.runtime_checks());
         Ok(Self {
             device,
             ..self.clone()
@@ -132,6 +142,21 @@ pub struct CheckedSearcher {
     batch: Option<(LiveBatch, Option<u32>)>,
     /// Hits the GPU reported, before the re-check.
     found: Arc<AtomicU64>,
+    /// The searcher's batch, tuning and GPU time, for reports.
+    stats: Arc<Mutex<SearchStats>>,
+    /// `inner.gpu_seconds()` when last added to `stats`.
+    gpu_seen: f64,
+}
+
+/// A GPU unit's search figures, across its searchers (one an epoch).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SearchStats {
+    /// Nonces a dispatch now.
+    pub batch: u32,
+    /// How the batch is chosen (`None` before the first search).
+    pub tuning: Option<Tuning>,
+    /// GPU seconds of its dispatches (timestamp queries; 0 without).
+    pub gpu_seconds: f64,
 }
 
 impl CheckedSearcher {
@@ -152,7 +177,15 @@ impl CheckedSearcher {
             ctx,
             batch: None,
             found: Arc::default(),
+            stats: Arc::default(),
+            gpu_seen: 0.0,
         }
+    }
+
+    /// Keeps its batch, tuning and GPU time on `stats` as well.
+    pub fn reporting_on(mut self, stats: Arc<Mutex<SearchStats>>) -> Self {
+        self.stats = stats;
+        self
     }
 
     /// Counts the hits the GPU reports (before the re-check) on `found` as well.
@@ -224,6 +257,13 @@ impl Searcher for CheckedSearcher {
             self.inner.device().destroy();
         }
         let mut searched = self.inner.search(start, count, target, stop)?;
+        {
+            let mut stats = self.stats.lock_or_recover();
+            stats.batch = self.inner.batch();
+            stats.tuning = Some(self.inner.tuning());
+            stats.gpu_seconds += self.inner.gpu_seconds() - self.gpu_seen;
+            self.gpu_seen = self.inner.gpu_seconds();
+        }
         if self.ctx.fault_due(FaultKind::Compute) {
             searched.hits.push(capminer_kernels::Hit {
                 nonce: start,
@@ -258,6 +298,8 @@ struct State {
     kernel: Option<Kernel>,
     cache_seconds: f64,
     gpu_build_seconds: f64,
+    /// Halves of items built, of all (the dataset build's progress).
+    progress: (u64, u64),
 }
 
 #[derive(Debug)]
@@ -268,6 +310,7 @@ struct Shared {
     state: Mutex<State>,
     tid: AtomicI32,
     hits_found: Arc<AtomicU64>,
+    stats: Arc<Mutex<SearchStats>>,
     build_seconds: Histogram,
     memory: prometheus::IntGauge,
 }
@@ -306,6 +349,7 @@ impl GpuUnit {
             state: Mutex::new(State::default()),
             tid: AtomicI32::new(0),
             hits_found: Arc::default(),
+            stats: Arc::default(),
         });
         let s = shared.clone();
         let thread = std::thread::Builder::new()
@@ -348,36 +392,65 @@ fn thread_main(shared: &Shared) -> Result<()> {
             continue;
         };
         if keyed.as_ref().map(|k| k.0) != Some(seq) {
-            if let Some((_, _, order, _)) = keyed.take() {
+            // The batch the last epoch's searcher tuned itself to: the next one starts there.
+            let mut tuned = None;
+            if let Some((_, searcher, order, _)) = keyed.take() {
+                tuned = Some(searcher.inner.batch());
                 ctx.retire(&order);
             }
-            shared.state.lock_or_recover().building = true;
+            {
+                let mut state = shared.state.lock_or_recover();
+                state.building = true;
+                state.progress = (0, 0);
+            }
             let started = Instant::now();
-            let cache = Arc::new(LightCache::build(epoch.seed.as_bytes(), &shared.params));
+            // The device's cache for this epoch: built and uploaded by the first of its units
+            // that asks, the others wait for it.
+            let (device_cache, built_here) = shared
+                .plan
+                .device
+                .epoch_cache(epoch.seed.as_bytes(), &shared.params);
+            let cache = device_cache.cpu.clone();
             let keys = UnitKeys::new(epoch.seed.as_bytes(), ctx.info.id.as_bytes());
-            let cache_seconds = started.elapsed().as_secs_f64();
-            dataset.build(&cache, &keys);
+            let cache_seconds = device_cache.cpu_seconds + device_cache.upload_seconds;
+            let gpu_started = Instant::now();
+            dataset.build_from(&device_cache, &keys, &mut |done, total| {
+                shared.state.lock_or_recover().progress = (done, total);
+            });
+            let gpu_seconds = gpu_started.elapsed().as_secs_f64();
             let seconds = started.elapsed().as_secs_f64();
             shared.build_seconds.observe(seconds);
+            let cache_note = if built_here {
+                "built here"
+            } else {
+                "the device's, shared"
+            };
             let kernel = shared.plan.device.kernel(shared.plan.kernel);
-            tracing::info!(unit = %ctx.info.label, epoch = epoch.number, %kernel, "GPU dataset built in {seconds:.2} s ({cache_seconds:.2} s of it the light cache on the CPU)");
+            tracing::info!(unit = %ctx.info.label, epoch = epoch.number, %kernel, "GPU dataset built in {gpu_seconds:.2} s, {seconds:.2} s with the light cache ({cache_seconds:.2} s on the CPU and upload, {cache_note})");
             let searcher = CheckedSearcher::new(
-                dataset
-                    .searcher(&keys, shared.plan.batch.get(), kernel)
-                    .map_err(gpu)?,
+                {
+                    let mut searcher = dataset
+                        .searcher(&keys, shared.plan.batch.get(), kernel)
+                        .map_err(gpu)?;
+                    if let Some(batch) = tuned {
+                        searcher.tune_from(batch);
+                    }
+                    searcher
+                },
                 cache,
                 keys,
                 shared.params,
                 ctx.clone(),
             )
             .with_live_batch(shared.plan.batch.clone())
-            .counting_hits_on(shared.hits_found.clone());
+            .counting_hits_on(shared.hits_found.clone())
+            .reporting_on(shared.stats.clone());
             let order = ctx.open_order(epoch.number, 1);
             let mut state = shared.state.lock_or_recover();
             state.building = false;
             state.kernel = Some(kernel);
             state.cache_seconds = cache_seconds;
-            state.gpu_build_seconds = seconds - cache_seconds;
+            state.gpu_build_seconds = gpu_seconds;
             state.last_build = Some(BuildReport {
                 epoch: epoch.number,
                 seconds,
@@ -408,7 +481,8 @@ impl Unit for GpuUnit {
         if self.shared.ctx.failed() {
             UnitState::Failed
         } else if state.building {
-            UnitState::Building { done: 0, total: 0 }
+            let (done, total) = state.progress;
+            UnitState::Building { done, total }
         } else {
             state.hashing.map_or(UnitState::Idle, UnitState::Hashing)
         }
@@ -428,6 +502,8 @@ impl Unit for GpuUnit {
             cache_seconds: state.cache_seconds,
             build_seconds: state.gpu_build_seconds,
             memory_bytes: self.shared.params.unit_bytes,
+            runtime_checks: self.shared.plan.device.runtime_checks(),
+            search: *self.shared.stats.lock_or_recover(),
         })
     }
 

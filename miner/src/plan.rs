@@ -2,7 +2,7 @@
 //! cores that do not exist, datasets that do not fit in memory, GPU units that do not fit a
 //! device's binding or stated memory, adapters that are not there.
 
-use capminer_config::{Config, Units};
+use capminer_config::{Config, GpuUnits, Units};
 use capminer_kernels::gpu::GpuDevice;
 use capminer_kernels::key::keccak256;
 use capminer_kernels::randomx::{cache_bytes, dataset_bytes};
@@ -213,10 +213,18 @@ pub fn plan_gpu_units(config: &Config, params: &GpuChallenge) -> Result<Vec<GpuU
     for wanted in wanted {
         let index = wanted.index;
         let (info, adapter) = &adapters[index];
-        check_fits(config, params, info, &wanted)?;
+        let units = units_that_fit(config, params, info, &wanted)?;
+        if wanted.units == GpuUnits::Fill {
+            tracing::info!(
+                "GPU {index} {}: filled with {units} units of {} MiB",
+                info.name,
+                params.unit_bytes / MIB
+            );
+        }
         let device = GpuDevice::open(info.clone(), adapter)
-            .map_err(|source| crate::MinerError::Device { index, source })?;
-        for slot in 0..wanted.units {
+            .map_err(|source| crate::MinerError::Device { index, source })?
+            .with_runtime_checks(gpu.runtime_checks);
+        for slot in 0..units {
             plans.push(GpuUnitPlan {
                 label: format!("gpu{index}.{slot}"),
                 id: derived_unit_id(
@@ -237,7 +245,7 @@ pub fn plan_gpu_units(config: &Config, params: &GpuChallenge) -> Result<Vec<GpuU
 struct Wanted {
     /// The adapter's index in the enumeration.
     index: usize,
-    units: u32,
+    units: GpuUnits,
     /// The device memory the operator states (`gpu.devices[].memory_mib`).
     memory_mib: Option<u64>,
     /// The key that set `units`, for error messages.
@@ -259,7 +267,7 @@ fn wanted_devices<A>(
             .filter(|(d, _)| gpu.allow_software || !d.software)
             .map(|(d, _)| Wanted {
                 index: d.index,
-                units: 1,
+                units: GpuUnits::Count(1),
                 memory_mib: None,
                 units_key: "gpu.devices".to_string(),
             })
@@ -299,14 +307,23 @@ fn wanted_devices<A>(
     Ok(out)
 }
 
-/// Refuses a device whose binding cannot hold one unit, or whose stated memory cannot hold
-/// its units beside `gpu.memory_reserve_mib`.
-fn check_fits(
+/// Units of `unit_bytes` that fit `memory` bytes of a device beside its `reserve` bytes and
+/// the epoch's light cache (one per device, shared by its units).
+pub fn fill_units(memory: u64, reserve: u64, params: &GpuChallenge) -> u32 {
+    let free = memory.saturating_sub(reserve.saturating_add(params.cache_bytes));
+    u32::try_from(free / params.unit_bytes.max(1)).unwrap_or(u32::MAX)
+}
+
+/// The units a device runs: the count asked for, or with `"fill"` as many as fit its memory
+/// (`gpu.devices[].memory_mib`, else what the adapter reports). Refused: a unit larger than
+/// one storage binding, units (and the cache, and `gpu.memory_reserve_mib`) beyond the device's
+/// memory, a fill of a device whose memory is unknown or too small for one unit.
+fn units_that_fit(
     config: &Config,
     params: &GpuChallenge,
     info: &capminer_kernels::gpu::DeviceInfo,
     wanted: &Wanted,
-) -> Result<()> {
+) -> Result<u32> {
     let gpu = &config.gpu;
     if params.unit_bytes > info.max_binding {
         return Err(config
@@ -319,25 +336,63 @@ fn check_fits(
             )
             .into());
     }
-    if let Some(mib) = wanted.memory_mib {
-        let units = wanted.units;
-        let need = u64::from(units) * params.unit_bytes + gpu.memory_reserve_mib * MIB;
-        if need > mib * MIB {
+    let (memory, whose) = match wanted.memory_mib {
+        Some(mib) => (Some(mib * MIB), "gpu.devices[].memory_mib"),
+        None => ((info.memory > 0).then_some(info.memory), "the adapter"),
+    };
+    let reserve = gpu.memory_reserve_mib * MIB;
+    let units = match (wanted.units, memory) {
+        (GpuUnits::Count(units), _) => units,
+        (GpuUnits::Fill, None) => {
             return Err(config
                 .key_error(
                     &wanted.units_key,
                     format!(
-                        "{units} units of {} MiB plus gpu.memory_reserve_mib = {} MiB need {} MiB, but {} has {mib} MiB",
-                        params.unit_bytes / MIB,
-                        gpu.memory_reserve_mib,
-                        need / MIB,
+                        "\"fill\", but {} does not report its memory: state it with \
+                         gpu.devices[].memory_mib, or give a number of units",
                         info.name
                     ),
                 )
                 .into());
         }
+        (GpuUnits::Fill, Some(memory)) => match fill_units(memory, reserve, params) {
+            0 => {
+                return Err(config
+                    .key_error(
+                        &wanted.units_key,
+                        format!(
+                            "\"fill\", but not one unit of {} MiB fits {} ({} MiB, as {whose} \
+                             says) beside the light cache and gpu.memory_reserve_mib = {} MiB",
+                            params.unit_bytes / MIB,
+                            info.name,
+                            memory / MIB,
+                            gpu.memory_reserve_mib
+                        ),
+                    )
+                    .into());
+            }
+            units => units,
+        },
+    };
+    if let Some(memory) = memory {
+        let need = u64::from(units) * params.unit_bytes + params.cache_bytes + reserve;
+        if need > memory {
+            return Err(config
+                .key_error(
+                    &wanted.units_key,
+                    format!(
+                        "{units} units of {} MiB, the light cache and gpu.memory_reserve_mib = {} MiB need {} MiB, but {} has {} MiB (as {whose} says)",
+                        params.unit_bytes / MIB,
+                        gpu.memory_reserve_mib,
+                        need.div_ceil(MIB),
+                        info.name,
+                        memory / MIB
+                    ),
+                )
+                .into());
+        }
     }
-    Ok(())
+    Ok(units)
 }
 
 /// True if `select` (as in `gpu.devices[].select`: an index, `pci:<bus id>`, or a part of the
@@ -485,6 +540,25 @@ mod tests {
             err.contains("key `cpu.units`: 2 RandomX datasets need"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_device_is_filled_with_the_units_beside_its_reserve_and_one_cache() {
+        let p = GpuChallenge {
+            unit_bytes: 4 * MIB,
+            cache_bytes: 64 << 10,
+            parents: 256,
+            accesses: 64,
+        };
+        // 21 MiB less 8 MiB and 64 KiB: 3 units; one byte less for a fourth is not enough.
+        assert_eq!(fill_units(21 * MIB, 8 * MIB, &p), 3);
+        assert_eq!(fill_units(24 * MIB + (64 << 10), 8 * MIB, &p), 4);
+        assert_eq!(fill_units(24 * MIB + (64 << 10) - 1, 8 * MIB, &p), 3);
+        // Less than the reserve and the cache: none, not an underflow.
+        assert_eq!(fill_units(4 * MIB, 8 * MIB, &p), 0);
+        // The network's 1 GiB units on an 80 GiB device with a 4 GiB reserve: 75.
+        let network = GpuChallenge::NETWORK;
+        assert_eq!(fill_units(80 << 30, 4 << 30, &network), 75);
     }
 
     #[test]

@@ -9,13 +9,15 @@ use std::time::{Duration, Instant};
 
 use capminer_kernels::gpu::GpuDevice;
 use capminer_miner::gpu::GpuUnitReport;
-use capminer_miner::{Miner, UnitState};
+use capminer_miner::{Miner, UnitState, UnitView};
 use capminer_proofs::UnitKind;
 use capminer_proofs::store::ProofStore;
 use prometheus::Registry;
 use serde::Serialize;
 
 use super::{ConfigArg, load_config};
+
+mod targets;
 use crate::output::outln;
 use crate::progress::BuildProgress;
 use crate::{epoch, logging};
@@ -35,6 +37,15 @@ pub(crate) struct BenchArgs {
     /// CPU reference on each configured device; exit status 1 when any differs.
     #[arg(long)]
     selftest: bool,
+    /// After the measurement, ROUNDS rounds of the GPU units at a hard target (the epoch's) and
+    /// at an easy one (about `--easy-hits` hits a second, each re-checked on the CPU and
+    /// stored), `--seconds` each, alternated (hard first in even rounds, easy first in odd):
+    /// the medians' ratio shows whether the GPU keeps hashing while hits are re-checked.
+    #[arg(long, value_name = "ROUNDS", default_value_t = 0)]
+    easy_hard: u32,
+    /// Hits a second the easy target of `--easy-hard` aims at, at the measured hashrate.
+    #[arg(long, default_value_t = 100)]
+    easy_hits: u64,
 }
 
 /// One unit's result.
@@ -71,6 +82,17 @@ struct GpuResult {
     backend: String,
     /// "thread", "lanes/subgroup", "lanes/workgroup".
     kernel: String,
+    /// wgpu's runtime checks in its kernels (`gpu.runtime_checks`; false: trusted modules).
+    runtime_checks: bool,
+    /// Nonces a dispatch at the end.
+    batch: u32,
+    /// How the batch was chosen: "gpu timestamps" (each dispatch's GPU time), "wall clock"
+    /// (the adapter has no timestamp queries), "fixed" (`gpu.batch`).
+    batch_tuning: String,
+    /// GPU seconds of its search dispatches over the measured seconds (timestamp queries;
+    /// 0 without): 1.0 is a GPU never idle. Credited when a round ends, and a round's first
+    /// dispatches were queued before it began, so it is exact only over many rounds.
+    gpu_busy: f64,
     /// The device's subgroup sizes (smallest, largest).
     subgroup_size: u32,
     subgroup_size_max: u32,
@@ -94,7 +116,20 @@ struct DeviceResult {
     driver: String,
     backend: String,
     units: usize,
+    /// Device memory its units' datasets hold.
     device_memory_bytes: u64,
+    /// Device memory the adapter reports (Vulkan's largest device-local heap; 0: unknown).
+    device_memory_reported_bytes: u64,
+    /// Seconds from the epoch's start until every unit of the device hashed: the shared light
+    /// cache (CPU build and upload) and every unit's dataset built on the GPU.
+    fill_seconds: f64,
+    /// Of those, the device's light cache on the CPU and its upload (once per device).
+    cache_seconds: f64,
+    /// fill_seconds per GiB of datasets.
+    fill_seconds_per_gib: f64,
+    /// (fill_seconds - cache_seconds) per GiB: the GPU's dataset build, the units' builds
+    /// together.
+    dataset_build_seconds_per_gib: f64,
     hashrate: f64,
     bytes_read_per_second: f64,
     /// Bytes the probe's buffer had (the units' datasets together, at most one binding).
@@ -120,6 +155,9 @@ struct Report {
     units: Vec<UnitResult>,
     total_hashrate: f64,
     gpu_devices: Vec<DeviceResult>,
+    /// `--easy-hard`: the GPU units at an easy and a hard target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    easy_hard: Option<targets::EasyHard>,
 }
 
 /// Runs the benchmark; proofs go to a temporary store that is deleted afterwards.
@@ -155,6 +193,7 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     miner.set_epoch(epoch::fixed_epoch(&config))?;
     let mut progress = BuildProgress::new();
+    let mut fill = FillClock::new(&devices, &miner.units());
     while !miner
         .units()
         .iter()
@@ -164,9 +203,11 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             anyhow::bail!("unit {unit} failed while keying");
         }
         progress.update(&miner.units());
-        std::thread::sleep(Duration::from_millis(100));
+        fill.update(&miner.units());
+        std::thread::sleep(Duration::from_millis(50));
     }
     progress.update(&miner.units());
+    fill.update(&miner.units());
     let start = Instant::now();
     let before: Vec<(u64, Option<GpuUnitReport>)> = miner
         .units()
@@ -201,21 +242,39 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     .then_some(hashrate * bytes_per_hash),
                 gpu: u
                     .gpu_report()
-                    .map(|now| gpu_result(&now, gpu_before.as_ref())),
+                    .map(|now| gpu_result(&now, gpu_before.as_ref(), seconds)),
             }
         })
         .collect();
+    let easy_hard = if args.easy_hard > 0 {
+        let rate: f64 = units
+            .iter()
+            .filter(|u| u.gpu.is_some())
+            .map(|u| u.hashrate)
+            .sum();
+        let base = epoch::fixed_epoch(&config);
+        Some(targets::easy_hard(
+            &miner,
+            base,
+            args.easy_hard,
+            Duration::from_secs(args.seconds),
+            (rate / args.easy_hits.max(1) as f64).max(1.0) as u64,
+        )?)
+    } else {
+        None
+    };
     miner.stop()?;
     // The probes, after mining so the units do not compete with them.
     let gpu_devices = devices
         .iter()
-        .map(|d| device_result(d, &units))
+        .map(|d| device_result(d, &units, fill.seconds(d.info.index)))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let report = Report {
         randomx_flags: flags.to_string(),
         total_hashrate: units.iter().map(|u| u.hashrate).sum(),
         units,
         gpu_devices,
+        easy_hard,
     };
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
@@ -225,8 +284,78 @@ pub(crate) fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// When each GPU device has all its units built, from the epoch's start; logs a device's
+/// progress as its units finish (`gpu0: 2 of 3 units built, 8 of 12 MiB, 1.4 s`).
+struct FillClock {
+    start: Instant,
+    /// Per device: its index, its units' labels, how many were built when last logged, and
+    /// when the last was built.
+    devices: Vec<(usize, Vec<String>, usize, Option<f64>)>,
+    unit_bytes: u64,
+}
+
+impl FillClock {
+    fn new(devices: &[GpuDevice], units: &[UnitView]) -> Self {
+        let unit_bytes = units
+            .iter()
+            .find_map(|u| u.gpu_report())
+            .map_or(0, |r| r.memory_bytes);
+        let devices = devices
+            .iter()
+            .map(|d| {
+                let labels = units
+                    .iter()
+                    .filter(|u| {
+                        u.gpu_report()
+                            .is_some_and(|r| r.device.index == d.info.index)
+                    })
+                    .map(|u| u.info().label.clone())
+                    .collect();
+                (d.info.index, labels, 0, None)
+            })
+            .collect();
+        Self {
+            start: Instant::now(),
+            devices,
+            unit_bytes,
+        }
+    }
+
+    fn update(&mut self, units: &[UnitView]) {
+        let now = self.start.elapsed().as_secs_f64();
+        for (index, labels, logged, done) in &mut self.devices {
+            let built = units
+                .iter()
+                .filter(|u| labels.contains(&u.info().label))
+                .filter(|u| matches!(u.state(), UnitState::Hashing(_)))
+                .count();
+            if built > *logged {
+                *logged = built;
+                tracing::info!(
+                    "gpu{index}: {built} of {} units built, {} of {} MiB, {now:.1} s",
+                    labels.len(),
+                    (built as u64 * self.unit_bytes) >> 20,
+                    (labels.len() as u64 * self.unit_bytes) >> 20
+                );
+            }
+            if built == labels.len() && done.is_none() {
+                *done = Some(now);
+            }
+        }
+    }
+
+    /// Seconds until device `index` had every unit built.
+    fn seconds(&self, index: usize) -> f64 {
+        self.devices
+            .iter()
+            .find(|d| d.0 == index)
+            .and_then(|d| d.3)
+            .unwrap_or(0.0)
+    }
+}
+
 /// A GPU unit's figures: hits over the measured seconds (`before`: at their start).
-fn gpu_result(now: &GpuUnitReport, before: Option<&GpuUnitReport>) -> GpuResult {
+fn gpu_result(now: &GpuUnitReport, before: Option<&GpuUnitReport>, seconds: f64) -> GpuResult {
     let (found, refuted) = before.map_or((0, 0), |b| (b.hits_found, b.hits_refuted));
     let d = &now.device;
     GpuResult {
@@ -235,6 +364,13 @@ fn gpu_result(now: &GpuUnitReport, before: Option<&GpuUnitReport>) -> GpuResult 
         driver: format!("{} {}", d.driver, d.driver_info).trim().to_string(),
         backend: d.backend.clone(),
         kernel: now.kernel.map_or(String::new(), |k| k.to_string()),
+        runtime_checks: now.runtime_checks,
+        batch: now.search.batch,
+        batch_tuning: now
+            .search
+            .tuning
+            .map_or(String::new(), |t| t.name().to_string()),
+        gpu_busy: (now.search.gpu_seconds - before.map_or(0.0, |b| b.search.gpu_seconds)) / seconds,
         subgroup_size: d.subgroup_sizes.0,
         subgroup_size_max: d.subgroup_sizes.1,
         hits_found: now.hits_found - found,
@@ -246,7 +382,11 @@ fn gpu_result(now: &GpuUnitReport, before: Option<&GpuUnitReport>) -> GpuResult 
 }
 
 /// A device's units together, and its probe over as many bytes as they hold.
-fn device_result(d: &GpuDevice, units: &[UnitResult]) -> anyhow::Result<DeviceResult> {
+fn device_result(
+    d: &GpuDevice,
+    units: &[UnitResult],
+    fill_seconds: f64,
+) -> anyhow::Result<DeviceResult> {
     let on: Vec<&UnitResult> = units
         .iter()
         .filter(|u| u.gpu.as_ref().is_some_and(|g| g.device == d.info.index))
@@ -261,6 +401,14 @@ fn device_result(d: &GpuDevice, units: &[UnitResult]) -> anyhow::Result<DeviceRe
     // Two buffers: at most 256 MiB each, so a full device still has room for them.
     let copy = d.copy_bandwidth(probe.bytes.clamp(64 << 20, 256 << 20));
     let ratio = |of: f64| if of > 0.0 { read / of } else { 0.0 };
+    // The device's one light cache: every unit reports the same figure.
+    let cache_seconds = on
+        .iter()
+        .filter_map(|u| u.gpu.as_ref())
+        .map(|g| g.cache_seconds)
+        .fold(0.0, f64::max);
+    let gib = memory as f64 / f64::from(1u32 << 30);
+    let per_gib = |seconds: f64| if gib > 0.0 { seconds / gib } else { 0.0 };
     Ok(DeviceResult {
         device: d.info.index,
         adapter: d.info.name.clone(),
@@ -270,6 +418,11 @@ fn device_result(d: &GpuDevice, units: &[UnitResult]) -> anyhow::Result<DeviceRe
         backend: d.info.backend.clone(),
         units: on.len(),
         device_memory_bytes: memory,
+        device_memory_reported_bytes: d.info.memory,
+        fill_seconds,
+        cache_seconds,
+        fill_seconds_per_gib: per_gib(fill_seconds),
+        dataset_build_seconds_per_gib: per_gib((fill_seconds - cache_seconds).max(0.0)),
         hashrate: on.iter().map(|u| u.hashrate).sum(),
         bytes_read_per_second: read,
         probe_bytes: probe.bytes,
@@ -334,12 +487,24 @@ fn print_table(r: &Report) -> anyhow::Result<()> {
             )?;
         }
     }
+    if let Some(e) = &r.easy_hard {
+        outln!(
+            "GPU at an easy target ({:.0} hits/s re-checked) / a hard one: {:.0} / {:.0} H/s = {:.3} (medians of {} rounds)",
+            e.easy_hits_per_second,
+            e.easy_hashrate,
+            e.hard_hashrate,
+            e.ratio,
+            e.rounds
+        )?;
+    }
     for d in &r.gpu_devices {
         outln!(
-            "gpu{} ({} units, {} MiB): reads {:.2} GB/s; probe stream {:.2} GB/s (ratio {:.3}), gather {:.2} GB/s (ratio {:.3}); copy {:.2} GB/s (ratio {:.3})",
+            "gpu{} ({} units, {} MiB, filled in {:.1} s, {:.1} s/GiB built): reads {:.2} GB/s; probe stream {:.2} GB/s (ratio {:.3}), gather {:.2} GB/s (ratio {:.3}); copy {:.2} GB/s (ratio {:.3})",
             d.device,
             d.units,
             d.device_memory_bytes >> 20,
+            d.fill_seconds,
+            d.dataset_build_seconds_per_gib,
             d.bytes_read_per_second / 1e9,
             d.probe_stream_bytes_per_second / 1e9,
             d.ratio_to_stream,

@@ -7,7 +7,7 @@ use capminer_kernels::gpu::{Kernel, Share};
 use crate::output::outln;
 
 /// Lists the adapters: index, name, vendor and device ids, backend, type, PCI bus id, the
-/// largest storage binding (the largest GPU unit the device can hold), the subgroup sizes and
+/// device memory it reports (what `units = "fill"` fills), the largest storage binding (the largest GPU unit the device can hold), the subgroup sizes and
 /// the kernel `gpu.kernel = "auto"` runs there, and the driver.
 pub(crate) fn devices() -> anyhow::Result<ExitCode> {
     let adapters = capminer_kernels::gpu::enumerate();
@@ -18,13 +18,14 @@ pub(crate) fn devices() -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     outln!(
-        "{:<5} {:<40} {:<11} {:<8} {:<14} {:<14} {:>14} {:>9} {:<15} driver",
+        "{:<5} {:<40} {:<11} {:<8} {:<14} {:<14} {:>10} {:>14} {:>9} {:<15} driver",
         "index",
         "name",
         "vendor:dev",
         "backend",
         "type",
         "pci",
+        "memory MiB",
         "max unit MiB",
         "subgroup",
         "auto kernel"
@@ -42,7 +43,7 @@ pub(crate) fn devices() -> anyhow::Result<ExitCode> {
         };
         let driver = format!("{} {}", d.driver, d.driver_info);
         outln!(
-            "{:<5} {:<40} {:<11} {:<8} {:<14} {:<14} {:>14} {:>9} {:<15} {}",
+            "{:<5} {:<40} {:<11} {:<8} {:<14} {:<14} {:>10} {:>14} {:>9} {:<15} {}",
             d.index,
             d.name,
             format!("{:04x}:{:04x}", d.vendor, d.device),
@@ -56,6 +57,11 @@ pub(crate) fn devices() -> anyhow::Result<ExitCode> {
                 "-".to_string()
             } else {
                 d.pci_bus_id
+            },
+            if d.memory == 0 {
+                "-".to_string()
+            } else {
+                (d.memory >> 20).to_string()
             },
             d.max_binding >> 20,
             subgroups,

@@ -43,6 +43,8 @@ pub(crate) struct DeviceCheck {
     driver: String,
     backend: String,
     subgroup_sizes: (u32, u32),
+    /// wgpu's runtime checks in the kernels checked (`gpu.runtime_checks`).
+    runtime_checks: bool,
     checks: Vec<Check>,
     /// Why the network's unit was not checked, if it was not.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -77,6 +79,7 @@ pub(crate) fn selftest(devices: &[GpuDevice], network: GpuChallenge) -> anyhow::
             driver: format!("{} {}", info.driver, info.driver_info),
             backend: info.backend.clone(),
             subgroup_sizes: info.subgroup_sizes,
+            runtime_checks: device.runtime_checks(),
             checks,
             skipped,
         });

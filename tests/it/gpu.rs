@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use capminer_config::{Config, GpuDeviceConfig};
+use capminer_config::{Config, GpuDeviceConfig, GpuUnits};
 use capminer_kernels::Searcher;
 use capminer_kernels::gpu::reference::{LightCache, UnitKeys};
 use capminer_kernels::gpu::{GpuDataset, GpuDevice, KernelChoice};
@@ -13,6 +13,7 @@ use capminer_miner::control::Control;
 use capminer_miner::gpu::CheckedSearcher;
 use capminer_miner::metrics::MinerMetrics;
 use capminer_miner::order::NonceOrder;
+use capminer_miner::plan::fill_units;
 use capminer_miner::unit::{UnitContext, UnitInfo};
 use capminer_miner::{Miner, gpu_params};
 use capminer_proofs::store::ProofStore;
@@ -30,7 +31,7 @@ fn gpu_config() -> Config {
     config.gpu.allow_software = true;
     config.gpu.devices = vec![GpuDeviceConfig {
         select: "0".into(),
-        units: 1,
+        units: GpuUnits::Count(1),
         memory_mib: None,
     }];
     config.network.gpu_unit_bytes = 4 << 20;
@@ -184,11 +185,102 @@ fn gpu_configs_the_machine_cannot_run_are_refused_by_key() {
     );
 
     let mut config = gpu_config();
-    config.gpu.devices[0].units = 3;
-    config.gpu.devices[0].memory_mib = Some(520); // 3 × 4 MiB + a 512 MiB reserve: 524 MiB
+    config.gpu.devices[0].units = GpuUnits::Count(3);
+    // 3 × 4 MiB + the 64 KiB cache + a 512 MiB reserve: 524.06 MiB
+    config.gpu.devices[0].memory_mib = Some(524);
     let err = Miner::plan(&config).unwrap_err().to_string();
     assert!(
-        err.contains("key `gpu.devices[0].units`") && err.contains("524 MiB"),
+        err.contains("key `gpu.devices[0].units`") && err.contains("need 525 MiB"),
         "{err}"
     );
+
+    // "fill": a unit larger than one binding is still refused, with the binding's size.
+    let mut config = gpu_config();
+    config.gpu.devices[0].units = GpuUnits::Fill;
+    config.network.gpu_unit_bytes = 1 << 30;
+    let err = Miner::plan(&config).unwrap_err().to_string();
+    assert!(
+        err.contains("key `network.gpu_unit_bytes`")
+            && err.contains("does not fit one storage binding")
+            && err.contains(&format!("at most {} bytes", 128 << 20)),
+        "{err}"
+    );
+    // ... and a device too small for one unit beside the cache and the reserve.
+    let mut config = gpu_config();
+    config.gpu.devices[0].units = GpuUnits::Fill;
+    config.gpu.memory_reserve_mib = 8;
+    config.gpu.devices[0].memory_mib = Some(12); // 8 + 0.06 + 4 > 12
+    let err = Miner::plan(&config).unwrap_err().to_string();
+    assert!(
+        err.contains("key `gpu.devices[0].units`")
+            && err.contains("not one unit of 4 MiB fits")
+            && err.contains("(12 MiB, as gpu.devices[].memory_mib says)"),
+        "{err}"
+    );
+}
+
+/// `units = "fill"`: as many units as fit the device's memory (stated, else the adapter's)
+/// less the reserve and the one light cache the device's units share.
+#[test]
+fn a_filled_device_runs_as_many_units_as_fit_and_they_share_one_epoch_cache() {
+    let (info, _) = capminer_kernels::gpu::enumerate()
+        .into_iter()
+        .next()
+        .expect("a Vulkan adapter (lavapipe)");
+    // The adapter's own memory (lavapipe reports a 2 GiB heap): only planned, not allocated.
+    let mut config = gpu_config();
+    config.gpu.devices[0].units = GpuUnits::Fill;
+    let params = gpu_params(&config).unwrap();
+    let planned = Miner::plan(&config).unwrap().gpu.len() as u64;
+    assert_eq!(
+        planned,
+        (info.memory - (512 << 20) - (64 << 10)) / (4 << 20),
+        "{} reports {} bytes",
+        info.name,
+        info.memory
+    );
+    assert_eq!(
+        planned,
+        u64::from(fill_units(info.memory, 512 << 20, &params))
+    );
+
+    // A stated 21 MiB less an 8 MiB reserve and the 64 KiB cache: 3 units of 4 MiB.
+    config.gpu.memory_reserve_mib = 8;
+    config.gpu.devices[0].memory_mib = Some(21);
+    let plan = Miner::plan(&config).unwrap();
+    let labels: Vec<&str> = plan.gpu.iter().map(|p| p.label.as_str()).collect();
+    assert_eq!(labels, ["gpu0.0", "gpu0.1", "gpu0.2"]);
+    let device = plan.gpu[0].device.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ProofStore::open(dir.path()).unwrap().0);
+    let miner = Miner::start_planned(&config, plan, store.clone(), &Registry::new()).unwrap();
+    let e = epoch(3, 0x33);
+    miner.set_epoch(e).unwrap();
+    let enough = wait_for(Duration::from_secs(120), || {
+        let units = miner.units();
+        let stored = store.proofs(|p| p.proof.epoch == 3).unwrap();
+        (units.iter().all(|u| {
+            stored
+                .iter()
+                .filter(|p| p.proof.unit == u.info().id)
+                .count()
+                >= 2
+        }))
+        .then_some(())
+    });
+    assert!(enough.is_some(), "every unit of the filled device mines");
+    // One cache for the device, the one its units built from: every unit reports its figures.
+    let (cache, built) = device.epoch_cache(e.seed.as_bytes(), &params);
+    assert!(!built, "the device holds the epoch's cache its units built");
+    let reports: Vec<_> = miner
+        .units()
+        .iter()
+        .map(|u| u.gpu_report().unwrap())
+        .collect();
+    for r in &reports {
+        assert_eq!(r.cache_seconds, cache.cpu_seconds + cache.upload_seconds);
+        assert_eq!(r.memory_bytes, 4 << 20);
+    }
+    miner.stop().unwrap();
+    assert!(verify_store(&config, &store).1.len() >= 6);
 }

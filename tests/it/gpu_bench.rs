@@ -79,6 +79,15 @@ fn bench_json_reports_every_gpu_field_and_the_probe_of_the_same_run() {
             "{found} hits of {hashes}"
         );
         assert_eq!(refuted, 0, "lavapipe computes what the CPU does");
+        // lavapipe has timestamp queries: the batch follows the dispatches' GPU time, which
+        // also says how busy the unit kept the GPU.
+        assert_eq!(g["batch_tuning"], "gpu timestamps", "{g}");
+        assert!(g["batch"].as_u64().unwrap() >= 64, "{g}");
+        // (Credited per round, and a round's first dispatches ran before it began: over a
+        // few seconds it can read above 1.)
+        let busy = f64_of(g, "gpu_busy");
+        assert!(busy > 0.0 && busy < 3.0, "{g}");
+        assert_eq!(g["runtime_checks"], true);
         assert!(f64_of(g, "cache_seconds") > 0.0);
         let build = f64_of(g, "dataset_build_seconds");
         assert!(build > 0.0 && build < 60.0, "{g}");
@@ -96,6 +105,23 @@ fn bench_json_reports_every_gpu_field_and_the_probe_of_the_same_run() {
             "the probe covers what the units hold"
         );
         assert_eq!(d["device_memory_bytes"], 4 << 20);
+        assert!(
+            d["device_memory_reported_bytes"].as_u64().unwrap() >= 128 << 20,
+            "{d}"
+        );
+        // Filling the device: its one light cache, then the unit's dataset (4 MiB: 1/256 GiB).
+        let (fill, cache) = (f64_of(d, "fill_seconds"), f64_of(d, "cache_seconds"));
+        assert!(
+            fill >= build && cache > 0.0 && fill > cache && fill < 60.0,
+            "{d}"
+        );
+        assert_eq!(cache, f64_of(g, "cache_seconds"));
+        assert!(
+            (f64_of(d, "fill_seconds_per_gib") - fill * 256.0).abs() < 1e-6,
+            "{d}"
+        );
+        let per_gib = f64_of(d, "dataset_build_seconds_per_gib");
+        assert!((per_gib - (fill - cache) * 256.0).abs() < 1e-6, "{d}");
         assert_eq!(f64_of(d, "bytes_read_per_second"), read);
         for (probe, ratio) in [
             ("probe_stream_bytes_per_second", "ratio_to_stream"),
@@ -212,12 +238,88 @@ fn gpu_check_script_runs_end_to_end_on_lavapipe() {
                 "thread"
             };
             assert!(all.iter().all(|u| u["gpu"]["kernel"] == want), "{name}");
-            assert!(f64_of(&bench["gpu_devices"][0], "ratio_to_gather") > 0.0);
+            let device = &bench["gpu_devices"][0];
+            assert!(f64_of(device, "ratio_to_gather") > 0.0);
+            assert_eq!(device["units"], units, "{name}");
+            assert!(f64_of(device, "fill_seconds") > 0.0, "{name}");
         }
     }
+    let unchecked: serde_json::Value =
+        serde_json::from_str(&read("selftest-unchecked.json")).unwrap();
+    assert_eq!(unchecked["passed"], true, "{unchecked}");
+    assert_eq!(unchecked["devices"][0]["runtime_checks"], false);
+    assert_eq!(selftest["devices"][0]["runtime_checks"], true);
+    let bench: serde_json::Value =
+        serde_json::from_str(&read("bench-one-lanes-unchecked.json")).unwrap();
+    let g = &bench["units"][0]["gpu"];
+    assert_eq!(
+        (g["kernel"].as_str(), g["runtime_checks"].as_bool()),
+        (Some("lanes/subgroup"), Some(false)),
+        "{bench}"
+    );
+    let easy_hard: serde_json::Value = serde_json::from_str(&read("bench-easy-hard.json")).unwrap();
+    let e = &easy_hard["easy_hard"];
+    assert_eq!(e["rounds"], 3, "{easy_hard}");
+    assert!(f64_of(e, "ratio") > 0.0 && e["hits_refuted"] == 0, "{e}");
     let summary: serde_json::Value = serde_json::from_str(&read("summary.json")).unwrap();
     assert_eq!(summary["passed"], true, "{summary}");
     assert!(summary["seconds"].as_u64().unwrap() < 360, "{summary}");
     let steps = summary["steps"].as_array().unwrap();
     assert!(steps.iter().all(|s| s["status"] == 0), "{summary}");
+}
+
+#[test]
+fn bench_easy_hard_reports_both_targets_medians_and_their_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = gpu_bench_config(dir.path(), 1);
+    let out = run(&[
+        "bench",
+        "-c",
+        &config,
+        "--seconds",
+        "1",
+        "--json",
+        "--easy-hard",
+        "2",
+        "--easy-hits",
+        "50",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let e = &report["easy_hard"];
+    assert_eq!(e["rounds"], 2, "{e}");
+    assert_eq!(
+        e["hard_target"],
+        "0x0003ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"
+    );
+    // The easy target: a hit in every (measured GPU hashrate / 50) hashes.
+    let rate = f64_of(&report["units"][0], "hashrate");
+    let expected = e["easy_expected_hashes"].as_u64().unwrap();
+    assert_eq!(expected, (rate / 50.0).max(1.0) as u64, "{e}");
+    let median = |key: &str| {
+        let mut v: Vec<f64> = e[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(v.len(), 2, "{key}: {e}");
+        v.sort_by(f64::total_cmp);
+        (v[0] + v[1]) / 2.0
+    };
+    let (hard, easy) = (median("hard_hashrates"), median("easy_hashrates"));
+    // (JSON's decimal floats read back within an ulp or so.)
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs();
+    assert!(close(f64_of(e, "hard_hashrate"), hard), "{e}");
+    assert!(close(f64_of(e, "easy_hashrate"), easy), "{e}");
+    assert!(hard > 0.0 && easy > 0.0, "{e}");
+    assert!(close(f64_of(e, "ratio"), easy / hard), "{e}");
+    assert!(f64_of(e, "easy_hits_per_second") > 0.0, "{e}");
+    for busy in ["hard_gpu_busy", "easy_gpu_busy"] {
+        assert!(
+            f64_of(e, busy) > 0.0 && f64_of(e, busy) < 3.0,
+            "{busy}: {e}"
+        );
+    }
+    assert_eq!(e["hits_refuted"], 0);
 }

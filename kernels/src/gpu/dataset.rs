@@ -7,12 +7,16 @@ use wgpu::util::DeviceExt;
 
 use capminer_protocol::GpuChallenge;
 
+use super::cache::{DeviceCache, upload};
 use super::device::GpuDevice;
 use super::error::GpuError;
 use super::kernel::Kernel;
 use super::reference::{LightCache, UnitKeys};
 use super::searcher::GpuSearcher;
 use super::{MAX_GROUPS_X, WORKGROUP};
+
+/// Dispatches a dataset build is split into, for its progress.
+const BUILD_PARTS: u32 = 16;
 
 /// One unit's dataset in device memory.
 pub struct GpuDataset {
@@ -61,21 +65,49 @@ impl GpuDataset {
         self.params.unit_bytes
     }
 
-    /// Builds (or rebuilds, for a new epoch) the dataset on the GPU from the epoch's light
-    /// cache and the unit's salt. The device and the buffer are kept.
+    /// Builds (or rebuilds, at a new epoch) the dataset in place on the GPU from the epoch's
+    /// cache and the unit's salt. The device and the buffer are kept. The cache is uploaded
+    /// for this build alone: units of one device share theirs through
+    /// [`GpuDevice::epoch_cache`] and [`Self::build_from`].
     pub fn build(&self, cache: &LightCache, keys: &UnitKeys) {
+        let buffer = upload(&self.device, cache);
+        self.build_over(&buffer, keys, &mut |_, _| {});
+    }
+
+    /// Builds the dataset from a cache already on the device, calling `progress(done, total)`
+    /// (in halves of items) as the parts complete: the work is split into about
+    /// [`BUILD_PARTS`] dispatches, one kept queued while the previous one is waited for, so
+    /// the GPU does not idle between them.
+    pub fn build_from(
+        &self,
+        cache: &DeviceCache,
+        keys: &UnitKeys,
+        progress: &mut dyn FnMut(u64, u64),
+    ) {
+        self.build_over(&cache.buffer, keys, progress);
+    }
+
+    fn build_over(
+        &self,
+        cache: &wgpu::Buffer,
+        keys: &UnitKeys,
+        progress: &mut dyn FnMut(u64, u64),
+    ) {
         let d = &self.device;
-        let cache_buffer = d
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("light cache"),
-                contents: bytemuck::cast_slice(&cache.words()),
-                usage: wgpu::BufferUsages::STORAGE,
-            });
         let pipeline = d.build_pipeline(&self.params);
         let total = 2 * self.params.items();
-        let per_dispatch = MAX_GROUPS_X * WORKGROUP;
+        let part = total
+            .div_ceil(BUILD_PARTS)
+            .next_multiple_of(WORKGROUP)
+            .min(MAX_GROUPS_X * WORKGROUP);
+        let mut queued: Option<(wgpu::SubmissionIndex, u32)> = None;
         let mut offset = 0;
+        let wait = |submission: wgpu::SubmissionIndex| {
+            let _ = d.device.poll(wgpu::PollType::Wait {
+                submission_index: Some(submission),
+                timeout: None,
+            });
+        };
         while offset < total {
             let mut uniform = vec![offset, total, 0, 0];
             uniform.extend_from_slice(&keys.salt);
@@ -86,16 +118,21 @@ impl GpuDataset {
                     contents: bytemuck::cast_slice(&uniform),
                     usage: wgpu::BufferUsages::UNIFORM,
                 });
-            let group = d.bind(
-                &pipeline,
-                &[(0, &params), (1, &cache_buffer), (2, &self.buffer)],
-            );
-            let n = per_dispatch.min(total - offset);
-            d.queue
+            let group = d.bind(&pipeline, &[(0, &params), (1, cache), (2, &self.buffer)]);
+            let n = part.min(total - offset);
+            let submission = d
+                .queue
                 .submit([d.dispatch(&pipeline, &group, n, WORKGROUP)]);
             offset += n;
+            if let Some((previous, done)) = queued.replace((submission, offset)) {
+                wait(previous);
+                progress(u64::from(done), u64::from(total));
+            }
         }
-        let _ = d.device.poll(wgpu::PollType::wait_indefinitely());
+        if let Some((last, done)) = queued {
+            wait(last);
+            progress(u64::from(done), u64::from(total));
+        }
     }
 
     /// The whole dataset read back (for checks against the CPU reference).

@@ -11,6 +11,7 @@ use capminer_protocol::GpuChallenge;
 use capminer_sync::LockExt;
 
 use super::MAX_GROUPS_X;
+use super::cache::{CacheSlot, DeviceCache};
 use super::error::GpuError;
 use super::kernel::{
     BuildKey, Kernel, KernelChoice, SearchKey, SearchPipelines, Share, build_pipeline,
@@ -48,6 +49,11 @@ pub struct DeviceInfo {
     pub subgroup_sizes: (u32, u32),
     /// The adapter has `wgpu::Features::SUBGROUP`.
     pub subgroup_feature: bool,
+    /// The adapter has `wgpu::Features::TIMESTAMP_QUERY` (GPU times of compute passes).
+    pub timestamps: bool,
+    /// Bytes of device memory the adapter reports (Vulkan: its largest device-local heap);
+    /// 0 where the backend does not say (Metal, DX12).
+    pub memory: u64,
 }
 
 impl DeviceInfo {
@@ -89,10 +95,39 @@ pub fn enumerate() -> Vec<(DeviceInfo, wgpu::Adapter)> {
                 driver_info: info.driver_info.clone(),
                 subgroup_sizes: (info.subgroup_min_size, info.subgroup_max_size),
                 subgroup_feature: adapter.features().contains(wgpu::Features::SUBGROUP),
+                timestamps: adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY),
+                memory: device_memory(&adapter),
             };
             (d, adapter)
         })
         .collect()
+}
+
+/// Bytes of the adapter's largest device-local memory heap (Vulkan); 0 where unknown.
+/// wgpu has no portable query for this; Vulkan's memory properties are read through wgpu-hal.
+fn device_memory(adapter: &wgpu::Adapter) -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: the hal adapter is only read (its instance and physical device handle) while
+        // the guard lives, and nothing is created or destroyed through it.
+        if let Some(hal) = unsafe { adapter.as_hal::<wgpu::hal::api::Vulkan>() } {
+            let instance = hal.shared_instance().raw_instance();
+            // SAFETY: the physical device belongs to this instance, which outlives the call.
+            let props = unsafe {
+                instance.get_physical_device_memory_properties(hal.raw_physical_device())
+            };
+            // VK_MEMORY_HEAP_DEVICE_LOCAL_BIT = 0x1.
+            return props
+                .memory_heaps_as_slice()
+                .iter()
+                .filter(|heap| heap.flags.as_raw() & 1 != 0)
+                .map(|heap| heap.size)
+                .max()
+                .unwrap_or(0);
+        }
+    }
+    let _ = adapter;
+    0
 }
 
 /// The challenge's pipelines on one device, created on first use for each parameter set.
@@ -110,7 +145,10 @@ pub struct GpuDevice {
     pub(super) device: wgpu::Device,
     pub(super) queue: wgpu::Queue,
     pub(super) pipelines: Arc<Pipelines>,
+    cache: Arc<CacheSlot>,
     lost: Arc<AtomicBool>,
+    /// wgpu's runtime checks in its shader modules (see `kernel::module`).
+    runtime_checks: bool,
 }
 
 impl std::fmt::Debug for GpuDevice {
@@ -127,7 +165,8 @@ impl GpuDevice {
         let desc = wgpu::DeviceDescriptor {
             label: Some("capminer"),
             required_limits: adapter.limits(),
-            required_features: adapter.features() & wgpu::Features::SUBGROUP,
+            required_features: adapter.features()
+                & (wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY),
             ..Default::default()
         };
         let (device, queue) =
@@ -147,8 +186,23 @@ impl GpuDevice {
             device,
             queue,
             pipelines: Arc::default(),
+            cache: Arc::default(),
             lost,
+            runtime_checks: true,
         })
+    }
+
+    /// The same device with wgpu's runtime checks in its shader modules on (the default) or
+    /// off (`gpu.runtime_checks`; the modules' accesses are in bounds by construction, see
+    /// `kernel::module`). Pipelines are cached per setting.
+    pub fn with_runtime_checks(mut self, on: bool) -> Self {
+        self.runtime_checks = on;
+        self
+    }
+
+    /// Whether its shader modules have wgpu's runtime checks.
+    pub fn runtime_checks(&self) -> bool {
+        self.runtime_checks
     }
 
     /// The kernel `choice` runs on this device: "auto" and "lanes" exchange by subgroup where
@@ -168,9 +222,18 @@ impl GpuDevice {
         kernel != Kernel::Lanes(Share::Subgroup) || self.info.subgroups()
     }
 
+    /// The light cache of the epoch `seed` on this device, shared by its units: built on the
+    /// CPU and uploaded by the first unit that asks for it, while the others wait for it. The
+    /// flag is true for the call that built it.
+    pub fn epoch_cache(&self, seed: &[u8; 32], params: &GpuChallenge) -> (Arc<DeviceCache>, bool) {
+        let mut built = false;
+        let cache = self.cache.get(self, seed, params, &mut built);
+        (cache, built)
+    }
+
     /// The build pipeline for `params` (created on first use, then cached).
     pub(super) fn build_pipeline(&self, params: &GpuChallenge) -> Arc<wgpu::ComputePipeline> {
-        let key = BuildKey::of(params);
+        let key = BuildKey::of(params, self.runtime_checks);
         self.pipelines
             .build
             .lock_or_recover()
@@ -201,6 +264,7 @@ impl GpuDevice {
             items: params.items(),
             accesses: params.accesses,
             workgroup,
+            checks: self.runtime_checks,
         };
         Ok(self
             .pipelines
@@ -266,6 +330,18 @@ impl GpuDevice {
         invocations: u32,
         workgroup: u32,
     ) -> wgpu::CommandBuffer {
+        self.dispatch_timed(pipeline, group, invocations, workgroup, None)
+    }
+
+    /// [`Self::dispatch`], writing the pass's start and end times to `timestamps` where given.
+    pub(super) fn dispatch_timed(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        group: &wgpu::BindGroup,
+        invocations: u32,
+        workgroup: u32,
+        timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
+    ) -> wgpu::CommandBuffer {
         let groups = invocations.div_ceil(workgroup);
         let (x, y) = if groups <= MAX_GROUPS_X {
             (groups, 1)
@@ -274,7 +350,10 @@ impl GpuDevice {
         };
         let mut enc = self.device.create_command_encoder(&Default::default());
         {
-            let mut pass = enc.begin_compute_pass(&Default::default());
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: timestamps,
+            });
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, group, &[]);
             pass.dispatch_workgroups(x, y, 1);

@@ -106,6 +106,8 @@ pub(super) struct SearchKey {
     pub(super) items: u32,
     pub(super) accesses: u32,
     pub(super) workgroup: u32,
+    /// wgpu's runtime checks in the module (see [`module`]).
+    pub(super) checks: bool,
 }
 
 /// What the build pipeline depends on.
@@ -114,14 +116,17 @@ pub(super) struct BuildKey {
     pub(super) nodes: u32,
     pub(super) parents: u32,
     pub(super) workgroup: u32,
+    /// wgpu's runtime checks in the module (see [`module`]).
+    pub(super) checks: bool,
 }
 
 impl BuildKey {
-    pub(super) fn of(params: &GpuChallenge) -> Self {
+    pub(super) fn of(params: &GpuChallenge, checks: bool) -> Self {
         Self {
             nodes: params.nodes(),
             parents: params.parents,
             workgroup: super::WORKGROUP,
+            checks,
         }
     }
 }
@@ -156,16 +161,54 @@ pub(super) fn pipeline(
     })
 }
 
-/// A WGSL module from `source`.
-pub(super) fn module(device: &wgpu::Device, label: &str, source: String) -> wgpu::ShaderModule {
-    device.create_shader_module(wgpu::ShaderModuleDescriptor {
+/// A WGSL module from `source`; with `checks` false, without wgpu's runtime checks (the
+/// bounds checks naga injects around every array access, the counters it adds to bound every
+/// loop, the guards around integer division), which `gpu.runtime_checks = false` selects to
+/// compare.
+///
+/// Every index in the challenge's modules is in bounds by construction, so the checks can
+/// never fire:
+/// - dataset reads: `item_of(x) * 8 + lane` (lanes) and `(x % items) * 8 + q` (thread), with
+///   `item_of(x) < ITEMS`, `lane, q < 8`, and the dataset binding exactly `ITEMS * 128` bytes
+///   (`GpuDataset::new` allocates `unit_bytes`, `ITEMS = unit_bytes / 128`, `items` written
+///   by the host from the same parameters; `unit_bytes <= 2 GiB` keeps `ITEMS * 8` in a u32);
+/// - cache reads in `build`: `node_of(h) * 4 + q`, `node_of(h) < NODES = cache_bytes / 64`,
+///   `q < 4`, the cache binding exactly `cache_bytes`;
+/// - dataset writes in `build`: guarded by `h < total` (two halves an item);
+/// - result writes: slot `< max_hits` (`MAX_HITS`, the result buffer's slot count), word
+///   `slot * 10 + 9` at most; `hashes_out[index * 8 + i]` with `index < count`, the buffer
+///   `count * 32` bytes (`hash_range`);
+/// - workgroup slots: `me < WG <= 256` (the arrays' length), `(me & !7) + src` with `src < 8`
+///   and `WG` a multiple of 8;
+/// - private arrays: constant indices or loop counters below the array's length
+///   (`seed_from`'s `w + 3 <= 15`, `mix[(i % 32) / 4] < 8`, `tail[k]`, `k < 8`);
+/// - every loop counts up to a constant or to a uniform (`ACCESSES`, `PARENTS`, `accesses`)
+///   by a fixed step, so none is infinite;
+/// - every division and `%` is of `u32`s by a constant or by `items`, `ITEMS` or `NODES`, at
+///   least 1 and 2 (`GpuChallenge::validate`: `unit_bytes >= 128`, `cache_bytes >= 128`).
+///
+/// The bit-exact tests run the modules both ways.
+pub(super) fn module(
+    device: &wgpu::Device,
+    label: &str,
+    source: String,
+    checks: bool,
+) -> wgpu::ShaderModule {
+    let desc = wgpu::ShaderModuleDescriptor {
         label: Some(label),
         source: wgpu::ShaderSource::Wgsl(source.into()),
-    })
+    };
+    if checks {
+        device.create_shader_module(desc)
+    } else {
+        // SAFETY: every access of these modules is in bounds and every loop ends, by the
+        // construction stated above; the tests compare their results with the CPU reference.
+        unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
+    }
 }
 
 pub(super) fn build_pipeline(device: &wgpu::Device, key: BuildKey) -> wgpu::ComputePipeline {
-    let module = module(device, "build", [BLAKE3, BUILD].concat());
+    let module = module(device, "build", [BLAKE3, BUILD].concat(), key.checks);
     pipeline(
         device,
         &module,
@@ -180,7 +223,7 @@ pub(super) fn build_pipeline(device: &wgpu::Device, key: BuildKey) -> wgpu::Comp
 }
 
 pub(super) fn search_pipelines(device: &wgpu::Device, key: SearchKey) -> SearchPipelines {
-    let module = module(device, key.kernel.name(), key.kernel.source());
+    let module = module(device, key.kernel.name(), key.kernel.source(), key.checks);
     let constants: Vec<(&str, f64)> = match key.kernel {
         Kernel::Thread => Vec::new(),
         Kernel::Lanes(_) => vec![

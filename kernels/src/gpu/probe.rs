@@ -51,7 +51,7 @@ impl GpuDevice {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        let module = module(&self.device, "probe", PROBE.to_string());
+        let module = module(&self.device, "probe", PROBE.to_string(), true);
         let constants = [("WG", f64::from(PROBE_WG))];
         let items = u32::try_from(bytes / 128).unwrap_or(u32::MAX);
         let vec4s = items.saturating_mul(8);

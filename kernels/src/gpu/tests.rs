@@ -99,6 +99,33 @@ fn every_kernel_agrees_with_the_reference(d: &GpuDevice, p: GpuChallenge) {
         assert_eq!(second.hashed, 1024, "{kernel}");
         halves.hits.extend(second.hits);
         assert_eq!(halves.hits, on_cpu.hits, "{kernel}");
+        // Dispatches of 256: a call queues 2 for the range after it (what it hashed, at most
+        // 2), the next call adopts them; a call with another target drops them unread, while
+        // they may still run in the slots it reuses.
+        let mut quarters = gpu.searcher(&keys, Some(256), kernel).unwrap();
+        let mut hits = quarters
+            .search(start, 1024, &target, &mut || false)
+            .unwrap()
+            .hits;
+        assert_eq!(quarters.queued_ahead(), 2, "{kernel}");
+        let second = quarters
+            .search(start + 1024, 1024, &target, &mut || false)
+            .unwrap();
+        assert_eq!(second.hashed, 1024, "{kernel}");
+        hits.extend(second.hits);
+        assert_eq!(hits, on_cpu.hits, "{kernel}");
+        assert_eq!(quarters.queued_ahead(), 2, "{kernel}");
+        let all = quarters
+            .search(start + 1024, 1024, &[0xff; 32], &mut || false)
+            .unwrap();
+        assert_eq!(all.hits.len(), 1024, "{kernel}");
+        assert!(
+            all.hits
+                .iter()
+                .enumerate()
+                .all(|(i, h)| h.nonce == start + 1024 + i as u64 && h.hash == cpu_hashes[1024 + i]),
+            "{kernel}"
+        );
         // An all-ones target overflows the result buffer of one dispatch: the host splits it.
         let all = searcher
             .search(start, 300, &[0xff; 32], &mut || false)
@@ -123,6 +150,32 @@ fn every_kernel_agrees_with_the_reference(d: &GpuDevice, p: GpuChallenge) {
         assert!(
             all.hits.iter().zip(&cpu_hashes).all(|(h, c)| h.hash == *c),
             "{kernel}"
+        );
+    }
+}
+
+/// The same with wgpu's runtime checks off (`gpu.runtime_checks = false`): the trusted
+/// modules' results must not differ by a bit.
+#[test]
+fn every_kernel_hashes_exactly_as_the_cpu_reference_without_runtime_checks() {
+    let d = device().with_runtime_checks(false);
+    assert!(!d.runtime_checks());
+    let odd = GpuChallenge {
+        unit_bytes: (1 << 20) - 3 * 128,
+        cache_bytes: (64 << 10) - 5 * 64,
+        parents: 250,
+        accesses: 61,
+    };
+    for p in [params(1 << 20), odd] {
+        every_kernel_agrees_with_the_reference(&d, p);
+        // The dataset too, item for item.
+        let cache = LightCache::build(&[2; 32], &p);
+        let keys = UnitKeys::new(&[2; 32], &[3; 32]);
+        let gpu = GpuDataset::new(&d, p).unwrap();
+        gpu.build(&cache, &keys);
+        assert_eq!(
+            gpu.read_back().unwrap(),
+            Dataset::build(&cache, &keys, &p).words
         );
     }
 }
@@ -229,4 +282,146 @@ fn a_rebuild_for_a_new_epoch_keeps_the_buffer_and_changes_the_data() {
     let second = gpu.read_back().unwrap();
     assert_ne!(first, second);
     assert_eq!(second, Dataset::build(&cache2, &keys2, &p).words);
+}
+
+#[test]
+fn the_adapter_reports_its_device_memory() {
+    let d = device();
+    eprintln!("{} reports {} bytes", d.info.name, d.info.memory);
+    // Every Vulkan device has a device-local heap, at least as large as its largest binding.
+    assert!(d.info.memory >= d.info.max_binding, "{:?}", d.info);
+}
+
+#[test]
+fn a_device_builds_the_epoch_cache_once_and_its_units_build_from_it() {
+    let d = device();
+    let p = params(1 << 20);
+    let (first, built) = d.epoch_cache(&[3; 32], &p);
+    assert!(built);
+    let (again, built) = d.clone().epoch_cache(&[3; 32], &p);
+    assert!(!built, "a second unit of the device gets the same cache");
+    assert!(Arc::ptr_eq(&first, &again));
+    assert_eq!(*first.cpu, LightCache::build(&[3; 32], &p));
+    // Two units of the device build from it, each its own dataset, with progress in parts.
+    for unit in [[4u8; 32], [5; 32]] {
+        let keys = UnitKeys::new(&[3; 32], &unit);
+        let gpu = GpuDataset::new(&d, p).unwrap();
+        let mut seen = Vec::new();
+        gpu.build_from(&again, &keys, &mut |done, total| seen.push((done, total)));
+        let total = 2 * p.items() as u64;
+        let part = total / 16;
+        assert_eq!(
+            seen,
+            (1..=16).map(|i| (i * part, total)).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            gpu.read_back().unwrap(),
+            Dataset::build(&first.cpu, &keys, &p).words
+        );
+    }
+    // The next epoch replaces it.
+    let (next, built) = d.epoch_cache(&[8; 32], &p);
+    assert!(built && !Arc::ptr_eq(&next, &first));
+    assert_eq!(*next.cpu, LightCache::build(&[8; 32], &p));
+}
+
+/// A batch above one dispatch row (65 535 workgroups, 4 194 240 nonces at 64 a workgroup) runs
+/// as a 2-D grid: its hits, on both sides of the row boundary, are exactly those of the same
+/// range searched in one-row dispatches, and each is the CPU reference's hash under the target.
+#[test]
+fn a_batch_above_one_dispatch_row_finds_exactly_the_hits_across_the_boundary() {
+    let d = device();
+    let p = GpuChallenge {
+        accesses: 8,
+        ..params(1 << 20)
+    };
+    let cache = LightCache::build(&[6; 32], &p);
+    let keys = UnitKeys::new(&[6; 32], &[7; 32]);
+    let gpu = Arc::new(GpuDataset::new(&d, p).unwrap());
+    gpu.build(&cache, &keys);
+    let row = 65_535 * 64;
+    let count = row + (1 << 20);
+    // About 30 hits in the range: fewer than a result buffer's 64, so no dispatch is split.
+    let mut target = [0xff; 32];
+    target[..3].copy_from_slice(&[0, 0, 0x60]);
+    let start = 1u64 << 33;
+    // The reference: one-row dispatches (their hits are checked against the CPU elsewhere).
+    let many = gpu
+        .searcher(&keys, Some(1 << 20), Kernel::Thread)
+        .unwrap()
+        .search(start, u64::from(count), &target, &mut || false)
+        .unwrap();
+    for kernel in [Kernel::Thread, d.kernel(KernelChoice::Lanes)] {
+        let mut big = gpu.searcher(&keys, Some(count), kernel).unwrap();
+        assert_eq!(big.batch(), count);
+        let one = big
+            .search(start, u64::from(count), &target, &mut || false)
+            .unwrap();
+        assert_eq!(one.hashed, u64::from(count), "{kernel}");
+        assert_eq!(one.hits, many.hits, "{kernel}");
+        let beyond = one
+            .hits
+            .iter()
+            .filter(|h| h.nonce >= start + u64::from(row))
+            .count();
+        assert!(
+            beyond > 0 && beyond < one.hits.len() && one.hits.len() < MAX_HITS as usize,
+            "{kernel}: {} hits, {beyond} in the second row",
+            one.hits.len()
+        );
+        for hit in &one.hits {
+            assert_eq!(
+                hit.hash,
+                hash_light(&cache, &keys, &p, hit.nonce),
+                "{kernel}"
+            );
+            assert!(crate::key::meets_target(&hit.hash, &target), "{kernel}");
+        }
+    }
+}
+
+/// An auto-tuned batch follows each dispatch's GPU time where the adapter has timestamp
+/// queries (lavapipe has), the wall clock elsewhere; a fixed one stays.
+#[test]
+fn the_batch_is_tuned_from_gpu_timestamps_where_the_adapter_has_them() {
+    let d = device();
+    eprintln!("{}: timestamps {}", d.info.name, d.info.timestamps);
+    let p = GpuChallenge {
+        accesses: 8,
+        ..params(1 << 20)
+    };
+    let cache = LightCache::build(&[4; 32], &p);
+    let keys = UnitKeys::new(&[4; 32], &[5; 32]);
+    let gpu = Arc::new(GpuDataset::new(&d, p).unwrap());
+    gpu.build(&cache, &keys);
+    let mut fixed = gpu.searcher(&keys, Some(4096), Kernel::Thread).unwrap();
+    assert_eq!(fixed.tuning(), Tuning::Fixed);
+    let mut tuned = gpu.searcher(&keys, None, Kernel::Thread).unwrap();
+    let expected = if d.info.timestamps {
+        Tuning::Timestamps
+    } else {
+        Tuning::WallClock
+    };
+    assert_eq!(tuned.tuning(), expected);
+    assert_eq!(tuned.batch(), FIRST_BATCH);
+    let target = [0u8; 32];
+    let started = std::time::Instant::now();
+    let searched = tuned.search(0, 8 << 16, &target, &mut || false).unwrap();
+    let wall = started.elapsed().as_secs_f64();
+    assert_eq!(searched.hashed, 8 << 16);
+    if d.info.timestamps {
+        // The dispatches' own GPU times: some, and no more than the search took.
+        let gpu = tuned.gpu_seconds();
+        assert!(gpu > 0.0 && gpu <= wall, "GPU {gpu} s in {wall} s");
+    }
+    // 4096 hashes of 8 accesses take far less than 100 ms (or, on a loaded machine, more):
+    // the batch moved, to a whole number of workgroups.
+    assert_ne!(tuned.batch(), FIRST_BATCH);
+    assert_eq!(tuned.batch() % 64, 0);
+    fixed.search(0, 3 * 4096, &target, &mut || false).unwrap();
+    assert_eq!(fixed.batch(), 4096);
+    tuned.set_batch(Some(512));
+    assert_eq!((tuned.tuning(), tuned.batch()), (Tuning::Fixed, 512));
+    tuned.set_batch(None);
+    assert_eq!(tuned.tuning(), expected);
 }

@@ -25,7 +25,7 @@ fn scalar(prometheus: &Prometheus, expr: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_evaluates_every_panel_and_alert_on_a_live_miner_and_verifier() {
     use crate::chain::{GRACE, Net, VERIFY, light_miner_config, register_planned, spec};
-    use capminer_config::{GpuDeviceConfig, UnitConfig, Units};
+    use capminer_config::{GpuDeviceConfig, GpuUnits, UnitConfig, Units};
     use capminer_proofs::Target;
 
     let dir = tempfile::tempdir().unwrap();
@@ -48,7 +48,7 @@ async fn a_real_prometheus_evaluates_every_panel_and_alert_on_a_live_miner_and_v
     miner.gpu.allow_software = true;
     miner.gpu.devices = vec![GpuDeviceConfig {
         select: "0".into(),
-        units: 1,
+        units: GpuUnits::Count(1),
         memory_mib: None,
     }];
     miner.metrics.enabled = true;
