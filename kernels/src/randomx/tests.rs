@@ -320,7 +320,7 @@ fn library_items_into(cache: &Cache, first: u64, out: &mut [u8]) {
     // SAFETY: the library writes exactly items `first..first + count`, i.e. the whole buffer
     // and nothing else; the cache is live and keyed.
     unsafe {
-        ffi::randomx_init_dataset(
+        (ffi::Lib::of(cache.flavor()).init_dataset)(
             (&raw mut scratch).cast(),
             cache.raw(),
             first as std::ffi::c_ulong,

@@ -4,7 +4,8 @@ use std::ptr::{NonNull, null_mut};
 use std::sync::Arc;
 
 use super::memory::{Cache, Dataset, PageSize, alloc_with_fallback};
-use super::{RandomXFlags, ffi};
+use super::ffi::{self, Lib};
+use super::RandomXFlags;
 use crate::key::{cpu_input, meets_target};
 use crate::search::{Hit, Searched, Searcher};
 use crate::{KernelError, Result};
@@ -22,6 +23,7 @@ pub enum VmMemory {
 #[derive(Debug)]
 pub struct Vm {
     ptr: NonNull<ffi::RandomxVm>,
+    lib: &'static Lib,
     pages: PageSize,
     // Keeps the memory the VM reads alive for as long as the VM.
     _memory: VmMemory,
@@ -33,6 +35,15 @@ unsafe impl Send for Vm {}
 impl Vm {
     /// Creates a VM over `memory`; `flags` must be full-memory exactly when `memory` is a dataset.
     pub fn new(flags: RandomXFlags, memory: VmMemory) -> Result<Self> {
+        let memory_flavor = match &memory {
+            VmMemory::Dataset(d) => d.flavor(),
+            VmMemory::Cache(c) => c.flavor(),
+        };
+        if memory_flavor != flags.flavor() {
+            return Err(KernelError::VmSetup(
+                "flags of the same RandomX flavor as the cache or dataset",
+            ));
+        }
         let (cache, dataset) = match &memory {
             VmMemory::Dataset(_) if !flags.full_memory() => {
                 return Err(KernelError::VmSetup(
@@ -49,10 +60,11 @@ impl Vm {
         };
         let (ptr, pages) = alloc_with_fallback(flags, "VM", ffi::SCRATCHPAD_BYTES, |bits| {
             // SAFETY: the cache or dataset is live (held in `memory`, moved into the VM below).
-            unsafe { ffi::randomx_create_vm(bits, cache, dataset) }
+            unsafe { (flags.lib().create_vm)(bits, cache, dataset) }
         })?;
         Ok(Self {
             ptr,
+            lib: flags.lib(),
             pages,
             _memory: memory,
         })
@@ -68,7 +80,7 @@ impl Vm {
         let mut out = [0u8; 32];
         // SAFETY: live VM used exclusively; input readable; output is 32 writable bytes.
         unsafe {
-            ffi::randomx_calculate_hash(
+            (self.lib.calculate_hash)(
                 self.ptr.as_ptr(),
                 input.as_ptr().cast(),
                 input.len(),
@@ -97,7 +109,7 @@ impl Vm {
     fn hash_first(&mut self, input: &[u8]) {
         // SAFETY: as in `hash`.
         unsafe {
-            ffi::randomx_calculate_hash_first(self.ptr.as_ptr(), input.as_ptr().cast(), input.len())
+            (self.lib.calculate_hash_first)(self.ptr.as_ptr(), input.as_ptr().cast(), input.len())
         }
     }
 
@@ -106,7 +118,7 @@ impl Vm {
         let mut out = [0u8; 32];
         // SAFETY: as in `hash`; a run was started by `hash_first`.
         unsafe {
-            ffi::randomx_calculate_hash_next(
+            (self.lib.calculate_hash_next)(
                 self.ptr.as_ptr(),
                 next.as_ptr().cast(),
                 next.len(),
@@ -120,7 +132,7 @@ impl Vm {
     fn hash_last(&mut self) -> [u8; 32] {
         let mut out = [0u8; 32];
         // SAFETY: as in `hash`; a run was started by `hash_first`.
-        unsafe { ffi::randomx_calculate_hash_last(self.ptr.as_ptr(), out.as_mut_ptr().cast()) };
+        unsafe { (self.lib.calculate_hash_last)(self.ptr.as_ptr(), out.as_mut_ptr().cast()) };
         out
     }
 }
@@ -128,7 +140,7 @@ impl Vm {
 impl Drop for Vm {
     fn drop(&mut self) {
         // SAFETY: we own the VM; the memory it reads is still alive (dropped after us).
-        unsafe { ffi::randomx_destroy_vm(self.ptr.as_ptr()) }
+        unsafe { (self.lib.destroy_vm)(self.ptr.as_ptr()) }
     }
 }
 
