@@ -136,10 +136,9 @@ macro_rules! lib {
             },
             get_dataset_memory: |d| unsafe { $m::randomx_get_dataset_memory(d.cast()) },
             release_dataset: |d| unsafe { $m::randomx_release_dataset(d.cast()) },
-            create_vm: |flags, c, d| unsafe {
-                $m::randomx_create_vm(flags, c.cast(), d.cast())
-            }
-            .cast(),
+            create_vm: |flags, c, d| {
+                unsafe { $m::randomx_create_vm(flags, c.cast(), d.cast()) }.cast()
+            },
             destroy_vm: |vm| unsafe { $m::randomx_destroy_vm(vm.cast()) },
             calculate_hash: |vm, input, len, out| unsafe {
                 $m::randomx_calculate_hash(vm.cast(), input, len, out)
@@ -175,4 +174,20 @@ impl Lib {
 pub(super) fn get_flags() -> u32 {
     // SAFETY: a pure query with no arguments.
     unsafe { stock::randomx_get_flags() }
+}
+
+/// Checks that each flavor's table reaches its own library: each library's item count is its
+/// `configuration.h`'s, so a binary where one flavor's calls land in the other's library
+/// (two same-named symbols silently merged, say) fails here, before it hashes anything.
+/// Cheap (two pure calls); run once by [`super::RandomXFlags::resolve`].
+pub(super) fn check_linked() {
+    for flavor in [RandomxFlavor::Stock, RandomxFlavor::Fluence] {
+        // SAFETY: a pure query with no arguments.
+        let items = u64::from(unsafe { (Lib::of(flavor).dataset_item_count)() });
+        assert_eq!(
+            items * DATASET_ITEM_BYTES,
+            flavor.dataset_bytes(),
+            "the {flavor:?} RandomX functions reach the wrong library: this binary is linked wrongly"
+        );
+    }
 }

@@ -98,6 +98,8 @@ impl RandomXFlags {
 
     /// Resolves operator options against this CPU; a flag forced on that cannot work is an error.
     pub fn resolve(options: &RandomXOptions) -> Result<Self> {
+        static LINKED: std::sync::Once = std::sync::Once::new();
+        LINKED.call_once(ffi::check_linked);
         let supported = Self::supported().0;
         let mut bits = 0;
         let mut want = |asked: Option<bool>, flag: u32, name: &'static str| -> Result<()> {

@@ -56,8 +56,10 @@ pub fn huge_pages_per_unit(threads: u64) -> u64 {
 /// Huge pages one CPU unit of `flavor` needs: its dataset, its cache and one scratchpad per
 /// thread.
 pub fn huge_pages_per_unit_for(flavor: RandomxFlavor, threads: u64) -> u64 {
+    // The dataset is not a whole number of pages; its allocation rounds up to one.
     let page = 2 << 20;
-    (dataset_bytes_for(flavor) + ffi::CACHE_BYTES) / page
+    dataset_bytes_for(flavor).div_ceil(page)
+        + ffi::CACHE_BYTES / page
         + threads * (ffi::SCRATCHPAD_BYTES / page)
 }
 
@@ -434,12 +436,7 @@ impl Dataset {
                                     // disjoint item ranges, which RandomX allows concurrently;
                                     // the cache is only read.
                                     unsafe {
-                                        (lib.init_dataset)(
-                                            ds,
-                                            cs,
-                                            at as c_ulong,
-                                            n as c_ulong,
-                                        )
+                                        (lib.init_dataset)(ds, cs, at as c_ulong, n as c_ulong)
                                     };
                                 }
                                 progress.fetch_add(n, Ordering::Relaxed);

@@ -27,4 +27,6 @@ pub use superscalar::DatasetInit;
 pub use vm::{RandomXSearcher, Vm, VmMemory};
 
 #[cfg(test)]
+mod fluence_tests;
+#[cfg(test)]
 mod tests;

@@ -3,10 +3,12 @@
 use std::ptr::{NonNull, null_mut};
 use std::sync::Arc;
 
-use super::memory::{Cache, Dataset, PageSize, alloc_with_fallback};
-use super::ffi::{self, Lib};
 use super::RandomXFlags;
-use crate::key::{cpu_input, meets_target};
+use super::ffi::{self, Lib};
+use super::memory::{Cache, Dataset, PageSize, alloc_with_fallback};
+use capminer_protocol::RandomxFlavor;
+
+use crate::key::{LOCAL_NONCE_TAIL, cpu_input, local_nonce, meets_target};
 use crate::search::{Hit, Searched, Searcher};
 use crate::{KernelError, Result};
 
@@ -23,6 +25,7 @@ pub enum VmMemory {
 #[derive(Debug)]
 pub struct Vm {
     ptr: NonNull<ffi::RandomxVm>,
+    flavor: RandomxFlavor,
     lib: &'static Lib,
     pages: PageSize,
     // Keeps the memory the VM reads alive for as long as the VM.
@@ -64,10 +67,16 @@ impl Vm {
         })?;
         Ok(Self {
             ptr,
+            flavor: flags.flavor(),
             lib: flags.lib(),
             pages,
             _memory: memory,
         })
+    }
+
+    /// The RandomX flavor it hashes.
+    pub fn flavor(&self) -> RandomxFlavor {
+        self.flavor
     }
 
     /// Which pages the scratchpad got.
@@ -144,16 +153,53 @@ impl Drop for Vm {
     }
 }
 
-/// The CPU unit's searcher: RandomX over nonces encoded as in [`cpu_input`].
+/// The CPU unit's searcher: RandomX over nonces encoded as the VM's flavor's network does:
+/// stock, the nonce's 8 little-endian bytes ([`cpu_input`]); Fluence, a 32-byte local nonce
+/// whose counter is the nonce and whose last 24 bytes are the searcher's tail
+/// ([`local_nonce`]).
 #[derive(Debug)]
 pub struct RandomXSearcher {
     vm: Vm,
+    tail: [u8; LOCAL_NONCE_TAIL],
+}
+
+/// One encoded hash input (8 or 32 bytes).
+struct Input {
+    bytes: [u8; 32],
+    len: usize,
 }
 
 impl RandomXSearcher {
-    /// Wraps a VM keyed for one unit and epoch.
+    /// Wraps a VM keyed for one unit and epoch (Fluence: local nonces with a zero tail).
     pub fn new(vm: Vm) -> Self {
-        Self { vm }
+        Self::with_tail(vm, [0; LOCAL_NONCE_TAIL])
+    }
+
+    /// Wraps a VM whose Fluence local nonces end with `tail` (CCP draws it at random for each
+    /// job; a stock VM ignores it).
+    pub fn with_tail(vm: Vm, tail: [u8; LOCAL_NONCE_TAIL]) -> Self {
+        Self { vm, tail }
+    }
+
+    /// The bytes hashed for `nonce`: 8 (stock) or the 32-byte local nonce (Fluence).
+    pub fn input(&self, nonce: u64) -> Vec<u8> {
+        let input = self.encode(nonce);
+        input.bytes[..input.len].to_vec()
+    }
+
+    fn encode(&self, nonce: u64) -> Input {
+        let mut bytes = [0u8; 32];
+        let len = match self.vm.flavor {
+            RandomxFlavor::Stock => {
+                bytes[..8].copy_from_slice(&cpu_input(nonce));
+                8
+            }
+            RandomxFlavor::Fluence => {
+                bytes = local_nonce(nonce, &self.tail);
+                32
+            }
+        };
+        Input { bytes, len }
     }
 
     /// The VM, for reporting its page size.
@@ -175,12 +221,14 @@ impl Searcher for RandomXSearcher {
             return Ok(searched);
         }
         // Pipelined: while the VM finishes nonce n it already starts generating n + 1's program.
-        self.vm.hash_first(&cpu_input(start));
+        let first = self.encode(start);
+        self.vm.hash_first(&first.bytes[..first.len]);
         loop {
             let nonce = start + searched.hashed;
             let more = searched.hashed + 1 < count && !stop();
             let hash = if more {
-                self.vm.hash_next(&cpu_input(nonce + 1))
+                let next = self.encode(nonce + 1);
+                self.vm.hash_next(&next.bytes[..next.len])
             } else {
                 self.vm.hash_last()
             };
@@ -195,6 +243,7 @@ impl Searcher for RandomXSearcher {
     }
 
     fn hash_one(&mut self, nonce: u64) -> Result<[u8; 32]> {
-        Ok(self.vm.hash(&cpu_input(nonce)))
+        let input = self.encode(nonce);
+        Ok(self.vm.hash(&input.bytes[..input.len]))
     }
 }

@@ -59,8 +59,8 @@
 //! executable only once it is complete (never writable and executable at once), and unmapped
 //! when the [`Compiled`] programs are dropped.
 
-use super::program::{Op, OpKind, Program};
 use super::CacheMemory;
+use super::program::{Op, OpKind, Program};
 
 /// One group of five items: four in the vector lanes (their registers `rows[q][lane]`) and one
 /// in general-purpose registers (`scalar[q]`), with the byte offsets in the cache of the blocks

@@ -78,7 +78,9 @@ impl SuperscalarHash {
         assert!(accesses >= 1, "an item mixes in one cache block at least");
         let mut rng = blake2::Blake2Generator::new(key, 0);
         Self {
-            programs: (0..accesses).map(|_| generator::generate(&mut rng)).collect(),
+            programs: (0..accesses)
+                .map(|_| generator::generate(&mut rng))
+                .collect(),
             compiled: std::sync::OnceLock::new(),
         }
     }
