@@ -124,7 +124,6 @@ pub(super) struct Lib {
 /// libraries' structures are opaque here; only their own functions read them).
 macro_rules! lib {
     ($m:ident) => {
-        // SAFETY (of every entry): a plain forwarding call; the caller upholds the C contract.
         Lib {
             alloc_cache: |flags| unsafe { $m::randomx_alloc_cache(flags) }.cast(),
             init_cache: |c, key, len| unsafe { $m::randomx_init_cache(c.cast(), key, len) },
@@ -156,7 +155,11 @@ macro_rules! lib {
     };
 }
 
+// Each entry's unsafe block forwards one call unchanged to the C function of the same name;
+// the caller of the entry upholds that function's contract (see `Lib`).
+#[allow(clippy::undocumented_unsafe_blocks)]
 static STOCK: Lib = lib!(stock);
+#[allow(clippy::undocumented_unsafe_blocks)]
 static FLUENCE: Lib = lib!(fluence);
 
 impl Lib {
@@ -183,7 +186,9 @@ pub(super) fn get_flags() -> u32 {
 pub(super) fn check_linked() {
     for flavor in [RandomxFlavor::Stock, RandomxFlavor::Fluence] {
         // SAFETY: a pure query with no arguments.
-        let items = u64::from(unsafe { (Lib::of(flavor).dataset_item_count)() });
+        let count = unsafe { (Lib::of(flavor).dataset_item_count)() };
+        #[allow(clippy::useless_conversion)] // c_ulong is u32 on some targets
+        let items = u64::from(count);
         assert_eq!(
             items * DATASET_ITEM_BYTES,
             flavor.dataset_bytes(),

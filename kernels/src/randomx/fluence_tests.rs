@@ -157,7 +157,7 @@ fn the_fluence_searcher_hashes_local_nonces_with_its_tail() {
     let target = b32(hash);
     let found = searcher.search(0, 3, &target, &mut || false).unwrap();
     assert!(found.hits.iter().any(|h| h.nonce == 0 && h.hash == target));
-    let mut stock = RandomXSearcher::with_tail(vm(RandomxFlavor::Stock, &k), tail);
+    let stock = RandomXSearcher::with_tail(vm(RandomxFlavor::Stock, &k), tail);
     assert_eq!(
         stock.input(5),
         cpu_input(5).to_vec(),
