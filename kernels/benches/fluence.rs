@@ -13,14 +13,15 @@
 //!    crates): `Cache::new`, `Dataset::allocate` and `randomx_init_dataset` split evenly over `T`
 //!    threads (as CCP splits it), then `T` fast VMs hashing for `S` seconds.
 //!
-//! capminer runs first in even rounds and second in odd ones. The table gives hashes per second
+//! capminer runs first in even rounds and second in odd ones (`CAPMINER_BENCH_CCP_FIRST=1`: the
+//! other way round), so that neither side always meets fresh memory first. The table gives hashes per second
 //! per core (hashing threads = cores here) and re-key seconds (key + dataset build, allocation
 //! included), and the ratios capminer / ccp-randomx (hashrate: the bar is 0.98) and ccp-randomx /
 //! capminer (re-key: above 1 is faster).
 //!
 //! Environment: `CAPMINER_BENCH_THREADS` (default: all CPUs), `CAPMINER_BENCH_SECONDS` (hashing
 //! time a side, default 30), `CAPMINER_BENCH_ROUNDS` (default 1), `CAPMINER_BENCH_LARGE_PAGES=1`,
-//! `CAPMINER_FLUENCE_KAT` (a built `fluence-kat`; else it is built into `target/fluence-kat`).
+//! `CAPMINER_BENCH_CCP_FIRST=1`, `CAPMINER_FLUENCE_KAT` (a built `fluence-kat`; else it is built into `target/fluence-kat`).
 //! Needs about 4.5 GiB of memory. Run with `cargo bench -p capminer-kernels --bench fluence`.
 
 use std::path::PathBuf;
@@ -216,6 +217,7 @@ fn main() {
     ) as usize;
     let seconds = env_u64("CAPMINER_BENCH_SECONDS", 30) as f64;
     let rounds = env_u64("CAPMINER_BENCH_ROUNDS", 1);
+    let flip = u64::from(std::env::var("CAPMINER_BENCH_CCP_FIRST").is_ok_and(|v| v == "1"));
     let kat = fluence_kat();
     println!(
         "Fluence flavor: {threads} threads pinned to CPUs 0..{threads}, {seconds} s of hashing a side"
@@ -225,7 +227,7 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for round in 0..rounds {
-        let (ours, theirs) = if round % 2 == 0 {
+        let (ours, theirs) = if (round + flip) % 2 == 0 {
             let ours = capminer(&kat, threads, seconds);
             (ours, ccp(&kat, threads, seconds))
         } else {
