@@ -13,11 +13,12 @@
 //! * `fluence-kat items K FIRST COUNT`: dataset items `FIRST..FIRST + COUNT` of key `K`, one
 //!   64-byte item (hex) a line, built by the fork's `randomx_init_dataset` into a dataset that
 //!   is allocated whole but written only there.
-//! * `fluence-kat bench THREADS SECONDS [large-pages]`: the reference side of capminer's Fluence
+//! * `fluence-kat bench THREADS [large-pages]`: the reference side of capminer's Fluence
 //!   benchmark: key a cache, allocate and build a full dataset on `THREADS` threads (item
-//!   ranges split evenly, as CCP splits them), then hash 32-byte local nonces pipelined on
-//!   `THREADS` fast VMs (thread `i` pinned to CPU `i`) for `SECONDS`; prints `key_seconds`,
-//!   `build_seconds`, `hashes` and `hash_seconds` lines.
+//!   ranges split evenly, as CCP splits them), print `key_seconds` and `build_seconds` and
+//!   `ready`; then for each line `hash SECONDS` read from stdin, hash 32-byte local nonces
+//!   pipelined on `THREADS` fast VMs (thread `i` pinned to CPU `i`) for `SECONDS` and print
+//!   `hashes N` and `hash_seconds S`; at the end of stdin, exit.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -34,10 +35,10 @@ fn main() -> ExitCode {
         }
         Some("hash") if args.len() >= 3 => hash(&args[1], &args[2..]),
         Some("items") if args.len() == 4 => items(&args[1], &args[2], &args[3]),
-        Some("bench") if args.len() >= 3 => bench(&args[1], &args[2], args.get(3)),
+        Some("bench") if args.len() >= 2 => bench(&args[1], args.get(2)),
         _ => Err(
             "usage: fluence-kat vectors | hash K NONCE... | items K FIRST COUNT | \
-                  bench THREADS SECONDS [large-pages]"
+                  bench THREADS [large-pages]"
                 .to_string(),
         ),
     };
@@ -188,9 +189,8 @@ fn pin(cpu: usize) {
     }
 }
 
-fn bench(threads: &str, seconds: &str, large: Option<&String>) -> Result<(), String> {
+fn bench(threads: &str, large: Option<&String>) -> Result<(), String> {
     let threads = number("THREADS", threads)?.max(1) as usize;
-    let seconds = number("SECONDS", seconds)? as f64;
     let large = match large.map(String::as_str) {
         None => false,
         Some("large-pages") => true,
@@ -221,26 +221,51 @@ fn bench(threads: &str, seconds: &str, large: Option<&String>) -> Result<(), Str
         }
     });
     println!("build_seconds {:.3}", started.elapsed().as_secs_f64());
+    println!("ready");
     drop(cache);
+    let mut counters = vec![0u64; threads];
+    for line in std::io::stdin().lines() {
+        let line = line.map_err(|e| format!("stdin: {e}"))?;
+        let seconds = match line.split_whitespace().collect::<Vec<_>>()[..] {
+            ["hash", seconds] => number("SECONDS", seconds)? as f64,
+            _ => return Err(format!("unknown command {line:?}")),
+        };
+        let (hashes, wall) = hash_phase(&dataset, flags, &mut counters, seconds);
+        println!("hashes {hashes}");
+        println!("hash_seconds {wall:.3}");
+    }
+    Ok(())
+}
 
+/// Hashes on one fast VM a thread for `seconds`, each thread continuing its counter; the
+/// hashes done and the longest thread's time.
+fn hash_phase(
+    dataset: &Dataset,
+    flags: RandomXFlags,
+    counters: &mut [u64],
+    seconds: f64,
+) -> (u64, f64) {
     let hashed: Vec<(u64, f64)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|i| {
+        let workers: Vec<_> = counters
+            .iter_mut()
+            .enumerate()
+            .map(|(i, counter)| {
                 let handle = dataset.handle();
                 scope.spawn(move || {
                     pin(i);
                     let vm = RandomXVM::fast(handle, flags).expect("a fast VM");
                     let started = Instant::now();
-                    let mut counter = 0u64;
-                    vm.hash_first(&local_nonce(counter, i as u8));
+                    let first = *counter;
+                    vm.hash_first(&local_nonce(*counter, i as u8));
                     while started.elapsed().as_secs_f64() < seconds {
                         for _ in 0..16 {
-                            counter += 1;
-                            std::hint::black_box(vm.hash_next(&local_nonce(counter, i as u8)));
+                            *counter += 1;
+                            std::hint::black_box(vm.hash_next(&local_nonce(*counter, i as u8)));
                         }
                     }
                     std::hint::black_box(vm.hash_last());
-                    (counter + 1, started.elapsed().as_secs_f64())
+                    *counter += 1;
+                    (*counter - first, started.elapsed().as_secs_f64())
                 })
             })
             .collect();
@@ -251,7 +276,5 @@ fn bench(threads: &str, seconds: &str, large: Option<&String>) -> Result<(), Str
     });
     let hashes: u64 = hashed.iter().map(|(n, _)| n).sum();
     let wall = hashed.iter().map(|(_, s)| *s).fold(0.0, f64::max);
-    println!("hashes {hashes}");
-    println!("hash_seconds {wall:.3}");
-    Ok(())
+    (hashes, wall)
 }
