@@ -52,7 +52,10 @@ fn main() {
         archive.display()
     );
     let map = out.join("fluence-renames.txt");
-    let lines: String = symbols.iter().map(|s| format!("{s} {PREFIX}{s}\n")).collect();
+    let lines: String = symbols
+        .iter()
+        .map(|s| format!("{s} {PREFIX}{s}\n"))
+        .collect();
     std::fs::write(&map, lines).expect("writing the rename map");
     let renamed = out.join(format!("lib{LIB}.a"));
     run(Command::new(tool("OBJCOPY", "objcopy"))
@@ -154,7 +157,11 @@ fn defined_globals(archive: &Path) -> Vec<String> {
         .arg(archive)
         .output()
         .expect("running nm");
-    assert!(output.status.success(), "nm failed on {}", archive.display());
+    assert!(
+        output.status.success(),
+        "nm failed on {}",
+        archive.display()
+    );
     let mut symbols: Vec<String> = String::from_utf8_lossy(&output.stdout)
         .lines()
         // POSIX format: "name type value size"; member headers end with ':' ("lib.a[x.o]:").
@@ -181,7 +188,11 @@ fn group_signatures(archive: &Path) -> Vec<String> {
         .arg(archive)
         .output()
         .expect("running readelf");
-    assert!(output.status.success(), "readelf failed on {}", archive.display());
+    assert!(
+        output.status.success(),
+        "readelf failed on {}",
+        archive.display()
+    );
     // "COMDAT group section [    1] `.group' [signature] contains 2 sections:"
     String::from_utf8_lossy(&output.stdout)
         .lines()

@@ -72,7 +72,11 @@ unsafe extern "C" {
         output: *mut c_void,
     );
     #[link_name = "capminer_fluence_randomx_calculate_hash_first"]
-    pub fn randomx_calculate_hash_first(vm: *mut randomx_vm, input: *const c_void, input_size: usize);
+    pub fn randomx_calculate_hash_first(
+        vm: *mut randomx_vm,
+        input: *const c_void,
+        input_size: usize,
+    );
     #[link_name = "capminer_fluence_randomx_calculate_hash_next"]
     pub fn randomx_calculate_hash_next(
         vm: *mut randomx_vm,
