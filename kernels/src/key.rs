@@ -3,6 +3,11 @@
 //! * CPU unit key: `K = keccak256(seed ‖ unit_id)`, 32 + 32 bytes in, 32 out. The same value is
 //!   `keccak256(abi.encodePacked(seed, unitId))` in Solidity.
 //! * CPU hash input: the nonce as 8 bytes, little-endian.
+//!
+//! Fluence's network (the `fluence` profile, Fluence's RandomX fork) keys the same way,
+//! `K = keccak256(global_nonce ‖ cu_id)` ([`cpu_unit_key`] with the global nonce as the seed and
+//! the CU id as the unit id), and hashes a 32-byte local nonce ([`local_nonce`]): CCP counts in
+//! its bytes 0..8, a little-endian u64, and keeps bytes 8..32 fixed for a job.
 
 use tiny_keccak::{Hasher, Keccak};
 
@@ -25,6 +30,23 @@ pub fn cpu_unit_key(seed: &[u8; 32], unit_id: &[u8; 32]) -> [u8; 32] {
 /// The RandomX input for a nonce: its 8 little-endian bytes.
 pub fn cpu_input(nonce: u64) -> [u8; 8] {
     nonce.to_le_bytes()
+}
+
+/// Bytes of a Fluence local nonce that stay fixed while its counter runs.
+pub const LOCAL_NONCE_TAIL: usize = 24;
+
+/// The Fluence hash input (a CCP local nonce) with counter `counter`: its 8 little-endian bytes,
+/// then `tail`.
+pub fn local_nonce(counter: u64, tail: &[u8; LOCAL_NONCE_TAIL]) -> [u8; 32] {
+    let mut nonce = [0u8; 32];
+    nonce[..8].copy_from_slice(&counter.to_le_bytes());
+    nonce[8..].copy_from_slice(tail);
+    nonce
+}
+
+/// The counter of a local nonce (its bytes 0..8, little-endian).
+pub fn local_nonce_counter(nonce: &[u8; 32]) -> u64 {
+    u64::from_le_bytes(nonce[..8].try_into().expect("8 bytes"))
 }
 
 /// True when `hash`, read as a 256-bit big-endian integer, is at most `target`.
@@ -65,6 +87,19 @@ mod tests {
     #[test]
     fn cpu_input_is_little_endian() {
         assert_eq!(cpu_input(0x0102_0304_0506_0708), [8, 7, 6, 5, 4, 3, 2, 1]);
+    }
+
+    #[test]
+    fn local_nonce_counts_little_endian_in_its_first_eight_bytes() {
+        let tail = [0xab; LOCAL_NONCE_TAIL];
+        let nonce = local_nonce(0x0102_0304_0506_0708, &tail);
+        assert_eq!(nonce[..8], [8, 7, 6, 5, 4, 3, 2, 1]);
+        assert_eq!(nonce[8..], tail);
+        assert_eq!(local_nonce_counter(&nonce), 0x0102_0304_0506_0708);
+        // CCP's end-to-end vector (b): counter 1 and a zero tail is 01 then 31 zero bytes.
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        assert_eq!(local_nonce(1, &[0; LOCAL_NONCE_TAIL]), one);
     }
 
     #[test]

@@ -29,7 +29,8 @@ pub struct RandomXOptions {
     pub jit: Option<bool>,
     /// Hardware AES.
     pub hard_aes: Option<bool>,
-    /// Hash from the full 2080 MiB dataset (mining) rather than the 256 MiB cache (light mode).
+    /// Hash from the full dataset (2080 MiB stock, 4128 MiB Fluence) rather than the 256 MiB
+    /// cache (light mode).
     pub full_memory: bool,
     /// Ask for 2 MiB pages; fall back to normal pages when the OS refuses.
     pub large_pages: bool,
@@ -78,8 +79,12 @@ const CAPMINER_THP: u32 = 1 << 31;
 /// capminer's own bits: which code builds dataset items (0 library, 1 SIMD, 2 scalar).
 const CAPMINER_INIT_SHIFT: u32 = 29;
 const CAPMINER_INIT_MASK: u32 = 3 << CAPMINER_INIT_SHIFT;
+/// capminer's own bit: the RandomX flavor is Fluence's fork (clear: stock). Every cache,
+/// dataset and VM takes its library from its flags, so one flavor's structures are never
+/// handed to the other's functions.
+const CAPMINER_FLUENCE: u32 = 1 << 28;
 /// Every bit that is capminer's rather than RandomX's.
-const CAPMINER_BITS: u32 = CAPMINER_THP | CAPMINER_INIT_MASK;
+const CAPMINER_BITS: u32 = CAPMINER_THP | CAPMINER_INIT_MASK | CAPMINER_FLUENCE;
 
 /// Resolved RandomX flags, valid for this CPU (plus capminer's transparent-huge-pages choice).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,18 +93,13 @@ pub struct RandomXFlags(u32);
 impl RandomXFlags {
     /// What this CPU and build support, as RandomX reports it.
     pub fn supported() -> Self {
-        // SAFETY: a pure query with no arguments.
-        Self(unsafe { ffi::randomx_get_flags() })
+        Self(ffi::get_flags())
     }
 
     /// Resolves operator options against this CPU; a flag forced on that cannot work is an error.
     pub fn resolve(options: &RandomXOptions) -> Result<Self> {
-        if options.flavor != RandomxFlavor::Stock {
-            return Err(KernelError::UnsupportedFlag {
-                flag: "network = \"fluence\"",
-                reason: "this build hashes stock RandomX only",
-            });
-        }
+        static LINKED: std::sync::Once = std::sync::Once::new();
+        LINKED.call_once(ffi::check_linked);
         let supported = Self::supported().0;
         let mut bits = 0;
         let mut want = |asked: Option<bool>, flag: u32, name: &'static str| -> Result<()> {
@@ -153,6 +153,9 @@ impl RandomXFlags {
         if options.transparent_huge_pages {
             bits |= CAPMINER_THP;
         }
+        if options.flavor == RandomxFlavor::Fluence {
+            bits |= CAPMINER_FLUENCE;
+        }
         Self(bits).with_dataset_init(options.dataset_init)
     }
 
@@ -186,6 +189,20 @@ impl RandomXFlags {
         self.0 & CAPMINER_THP != 0
     }
 
+    /// The RandomX flavor (parameter set) these flags hash with.
+    pub fn flavor(self) -> RandomxFlavor {
+        if self.0 & CAPMINER_FLUENCE != 0 {
+            RandomxFlavor::Fluence
+        } else {
+            RandomxFlavor::Stock
+        }
+    }
+
+    /// The library of the flavor.
+    pub(super) fn lib(self) -> &'static ffi::Lib {
+        ffi::Lib::of(self.flavor())
+    }
+
     /// True when the full dataset is used.
     pub fn full_memory(self) -> bool {
         self.0 & ffi::FLAG_FULL_MEM != 0
@@ -216,6 +233,7 @@ impl fmt::Display for RandomXFlags {
             (ffi::FLAG_SECURE, "secure"),
             (ffi::FLAG_LARGE_PAGES, "large_pages"),
             (CAPMINER_THP, "thp"),
+            (CAPMINER_FLUENCE, "flavor=fluence"),
         ];
         let mut parts: Vec<&str> = names
             .iter()

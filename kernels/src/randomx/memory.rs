@@ -8,7 +8,9 @@ use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use super::ffi;
+use capminer_protocol::RandomxFlavor;
+
+use super::ffi::{self, Lib};
 use super::superscalar::{self, CacheMemory, SuperscalarHash};
 use super::{DatasetInit, RandomXFlags};
 use crate::{KernelError, Result};
@@ -46,22 +48,41 @@ impl fmt::Display for PageSize {
     }
 }
 
-/// Huge pages one CPU unit needs: its dataset, its cache and one scratchpad per thread.
+/// Huge pages one stock CPU unit needs: its dataset, its cache and one scratchpad per thread.
 pub fn huge_pages_per_unit(threads: u64) -> u64 {
+    huge_pages_per_unit_for(RandomxFlavor::Stock, threads)
+}
+
+/// Huge pages one CPU unit of `flavor` needs: its dataset, its cache and one scratchpad per
+/// thread.
+pub fn huge_pages_per_unit_for(flavor: RandomxFlavor, threads: u64) -> u64 {
+    // The dataset is not a whole number of pages; its allocation rounds up to one.
     let page = 2 << 20;
-    (dataset_bytes() + ffi::CACHE_BYTES) / page + threads * (ffi::SCRATCHPAD_BYTES / page)
+    dataset_bytes_for(flavor).div_ceil(page)
+        + ffi::CACHE_BYTES / page
+        + threads * (ffi::SCRATCHPAD_BYTES / page)
 }
 
-/// Bytes of one full dataset (2080 MiB with stock parameters).
+/// Bytes of one full stock dataset (2080 MiB).
 pub fn dataset_bytes() -> u64 {
-    dataset_items() * ffi::DATASET_ITEM_BYTES
+    dataset_bytes_for(RandomxFlavor::Stock)
 }
 
-/// Items in one full dataset.
+/// Bytes of one full dataset of `flavor` (2080 MiB stock, 4128 MiB Fluence).
+pub fn dataset_bytes_for(flavor: RandomxFlavor) -> u64 {
+    dataset_items_for(flavor) * ffi::DATASET_ITEM_BYTES
+}
+
+/// Items in one full stock dataset.
 pub fn dataset_items() -> u64 {
+    dataset_items_for(RandomxFlavor::Stock)
+}
+
+/// Items in one full dataset of `flavor`, as its library counts them.
+pub fn dataset_items_for(flavor: RandomxFlavor) -> u64 {
     #[allow(clippy::useless_conversion)] // c_ulong is u32 on some targets
     // SAFETY: a pure query with no arguments.
-    u64::from(unsafe { ffi::randomx_dataset_item_count() })
+    u64::from(unsafe { (Lib::of(flavor).dataset_item_count)() })
 }
 
 /// Bytes of one cache (256 MiB).
@@ -88,8 +109,8 @@ pub(crate) fn alloc_with_fallback<T>(
                 "huge pages refused by the OS for the RandomX {what}: falling back to normal pages, \
                  which costs hashrate. Reserve them with `sysctl -w vm.nr_hugepages={}` \
                  (2 MiB pages: {} per CPU unit with one thread), then restart capminer",
-                huge_pages_per_unit(1),
-                huge_pages_per_unit(1),
+                huge_pages_per_unit_for(flags.flavor(), 1),
+                huge_pages_per_unit_for(flags.flavor(), 1),
             );
         });
     }
@@ -102,6 +123,7 @@ pub(crate) fn alloc_with_fallback<T>(
 #[derive(Debug)]
 pub struct Cache {
     ptr: NonNull<ffi::RandomxCache>,
+    flavor: RandomxFlavor,
     pages: PageSize,
     key: Option<[u8; 32]>,
     /// The key's SuperscalarHash programs, for capminer's own dataset initialisation.
@@ -119,10 +141,11 @@ impl Cache {
     pub fn new(flags: RandomXFlags) -> Result<Self> {
         let (ptr, pages) = alloc_with_fallback(flags, "cache", ffi::CACHE_BYTES, |bits| {
             // SAFETY: allocation with valid flag bits; a null result is handled.
-            unsafe { ffi::randomx_alloc_cache(bits) }
+            unsafe { (flags.lib().alloc_cache)(bits) }
         })?;
         let mut cache = Self {
             ptr,
+            flavor: flags.flavor(),
             pages,
             key: None,
             superscalar: None,
@@ -184,17 +207,19 @@ impl Cache {
     /// Keys the cache with a key of any length (upstream test vectors use short ASCII keys,
     /// the reference `randomx-benchmark` a 4-byte seed).
     pub fn init_bytes(&mut self, key: &[u8]) {
-        // SAFETY: `ptr` is a live cache and we hold it exclusively; the key is readable.
-        unsafe { ffi::randomx_init_cache(self.ptr.as_ptr(), key.as_ptr().cast(), key.len()) };
+        // SAFETY: `ptr` is a live cache of this flavor's library and we hold it exclusively;
+        // the key is readable.
+        unsafe { (self.lib().init_cache)(self.ptr.as_ptr(), key.as_ptr().cast(), key.len()) };
         self.key = None;
-        self.superscalar = Some(SuperscalarHash::new(key));
+        let accesses = self.flavor.cache_accesses() as usize;
+        self.superscalar = Some(SuperscalarHash::new(key, accesses));
     }
 
     /// The keyed cache's Argon2 memory and SuperscalarHash programs; `None` before keying.
     ///
     /// The C API gives no access to the cache memory, so this reads it through the layout of
-    /// `struct randomx_cache` in the RandomX that `randomx-rs` =1.6.0 vendors
-    /// (`src/dataset.hpp`): a standard-layout struct (asserted there) whose first member is
+    /// `struct randomx_cache` in the RandomX that `randomx-rs` =1.6.0 vendors and in the fork
+    /// that `ccp-randomx` =0.17.0 vendors (the same `src/dataset.hpp`): a standard-layout struct (asserted there) whose first member is
     /// `uint8_t* memory`, pointing at the 256 MiB Argon2 output. The version is pinned in the
     /// workspace `Cargo.toml`; the test `simd_and_scalar_items_equal_the_librarys` guards the
     /// dependence (a changed layout gives different items or a crash there).
@@ -225,6 +250,15 @@ impl Cache {
         }
     }
 
+    /// The RandomX flavor it was allocated for.
+    pub fn flavor(&self) -> RandomxFlavor {
+        self.flavor
+    }
+
+    fn lib(&self) -> &'static Lib {
+        Lib::of(self.flavor)
+    }
+
     pub(crate) fn raw(&self) -> *mut ffi::RandomxCache {
         self.ptr.as_ptr()
     }
@@ -244,15 +278,17 @@ pub struct KeyedBeside<T> {
 
 impl Drop for Cache {
     fn drop(&mut self) {
-        // SAFETY: we own the cache and nothing borrows it any more.
-        unsafe { ffi::randomx_release_cache(self.ptr.as_ptr()) }
+        // SAFETY: we own the cache (of this library) and nothing borrows it any more.
+        unsafe { (self.lib().release_cache)(self.ptr.as_ptr()) }
     }
 }
 
-/// A RandomX dataset (2080 MiB), allocated once and rebuilt in place for every new key.
+/// A RandomX dataset (2080 MiB stock, 4128 MiB Fluence), allocated once and rebuilt in place
+/// for every new key.
 #[derive(Debug)]
 pub struct Dataset {
     ptr: NonNull<ffi::RandomxDataset>,
+    flavor: RandomxFlavor,
     pages: PageSize,
     init: DatasetInit,
 }
@@ -271,18 +307,20 @@ impl Dataset {
     /// pages, the dataset is advised to the kernel for transparent huge pages before it is
     /// first written, as the random reads of hashing thrash the TLB on 4 KiB pages.
     pub fn new(flags: RandomXFlags) -> Result<Self> {
-        let (ptr, pages) = alloc_with_fallback(flags, "dataset", dataset_bytes(), |bits| {
+        let bytes = dataset_bytes_for(flags.flavor());
+        let (ptr, pages) = alloc_with_fallback(flags, "dataset", bytes, |bits| {
             // SAFETY: allocation with valid flag bits; a null result is handled.
-            unsafe { ffi::randomx_alloc_dataset(bits) }
+            unsafe { (flags.lib().alloc_dataset)(bits) }
         })?;
         let mut dataset = Self {
             ptr,
+            flavor: flags.flavor(),
             pages,
             init: flags.dataset_init(),
         };
         if pages == PageSize::Normal
             && flags.transparent_huge_pages()
-            && advise_huge_pages(dataset.memory(), dataset_bytes())
+            && advise_huge_pages(dataset.memory(), bytes)
         {
             dataset.pages = PageSize::Transparent(0.0);
         }
@@ -293,7 +331,7 @@ impl Dataset {
     pub fn pages(&self) -> PageSize {
         match self.pages {
             PageSize::Transparent(_) => {
-                PageSize::Transparent(thp_share(self.memory(), dataset_bytes()))
+                PageSize::Transparent(thp_share(self.memory(), self.items() * 64))
             }
             other => other,
         }
@@ -304,12 +342,26 @@ impl Dataset {
         self.init
     }
 
-    pub(crate) fn memory(&self) -> *mut u8 {
-        // SAFETY: a live dataset; the call only reads a field.
-        unsafe { ffi::randomx_get_dataset_memory(self.ptr.as_ptr()).cast() }
+    /// The RandomX flavor it was allocated for.
+    pub fn flavor(&self) -> RandomxFlavor {
+        self.flavor
     }
 
-    /// Builds every item from `cache` on `threads` threads. They claim chunks of items in turn
+    /// Items it holds (its flavor's dataset size).
+    pub fn items(&self) -> u64 {
+        dataset_items_for(self.flavor)
+    }
+
+    fn lib(&self) -> &'static Lib {
+        Lib::of(self.flavor)
+    }
+
+    pub(crate) fn memory(&self) -> *mut u8 {
+        // SAFETY: a live dataset of this library; the call only reads a field.
+        unsafe { (self.lib().get_dataset_memory)(self.ptr.as_ptr()).cast() }
+    }
+
+    /// Builds every item from `cache` (of the same flavor) on `threads` threads. They claim chunks of items in turn
     /// until none is left, so a thread slowed by other work costs the build only its share of
     /// the chunks, not the whole build a fixed slice would wait for.
     ///
@@ -324,7 +376,13 @@ impl Dataset {
         progress: &AtomicU64,
         stop: &(dyn Fn() -> bool + Sync),
     ) -> bool {
-        let items = dataset_items();
+        assert_eq!(
+            cache.flavor(),
+            self.flavor,
+            "a dataset is built from a cache of its own flavor"
+        );
+        let items = self.items();
+        let lib = self.lib();
         let threads = threads.max(1) as u64;
         let dataset = SendPtr(self.ptr.as_ptr());
         let memory = SendPtr(self.memory());
@@ -378,12 +436,7 @@ impl Dataset {
                                     // disjoint item ranges, which RandomX allows concurrently;
                                     // the cache is only read.
                                     unsafe {
-                                        ffi::randomx_init_dataset(
-                                            ds,
-                                            cs,
-                                            at as c_ulong,
-                                            n as c_ulong,
-                                        )
+                                        (lib.init_dataset)(ds, cs, at as c_ulong, n as c_ulong)
                                     };
                                 }
                                 progress.fetch_add(n, Ordering::Relaxed);
@@ -408,8 +461,8 @@ impl Dataset {
 
 impl Drop for Dataset {
     fn drop(&mut self) {
-        // SAFETY: we own the dataset and nothing borrows it any more.
-        unsafe { ffi::randomx_release_dataset(self.ptr.as_ptr()) }
+        // SAFETY: we own the dataset (of this library) and nothing borrows it any more.
+        unsafe { (self.lib().release_dataset)(self.ptr.as_ptr()) }
     }
 }
 

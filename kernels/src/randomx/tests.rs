@@ -7,7 +7,7 @@ use super::superscalar::{self};
 use super::*;
 use crate::search::Searcher;
 
-fn light_vm(options: RandomXOptions, key: &[u8]) -> Vm {
+pub(super) fn light_vm(options: RandomXOptions, key: &[u8]) -> Vm {
     let flags = RandomXFlags::resolve(&options.light()).unwrap();
     let mut cache = Cache::new(flags).unwrap();
     // Upstream vectors use short ASCII keys: key the raw FFI with exactly those bytes.
@@ -295,7 +295,7 @@ fn capminer_cpu_proof_vectors() {
 
 /// The library's items `first..first + count`, built by `randomx_init_dataset` into a scratch
 /// buffer rather than a 2 GiB dataset.
-fn library_items(cache: &Cache, first: u64, count: u64) -> Vec<u8> {
+pub(super) fn library_items(cache: &Cache, first: u64, count: u64) -> Vec<u8> {
     let mut out = vec![0u8; (count * 64) as usize];
     library_items_into(cache, first, &mut out);
     out
@@ -320,7 +320,7 @@ fn library_items_into(cache: &Cache, first: u64, out: &mut [u8]) {
     // SAFETY: the library writes exactly items `first..first + count`, i.e. the whole buffer
     // and nothing else; the cache is live and keyed.
     unsafe {
-        ffi::randomx_init_dataset(
+        (ffi::Lib::of(cache.flavor()).init_dataset)(
             (&raw mut scratch).cast(),
             cache.raw(),
             first as std::ffi::c_ulong,
@@ -329,7 +329,7 @@ fn library_items_into(cache: &Cache, first: u64, out: &mut [u8]) {
     };
 }
 
-fn rust_items(cache: &Cache, method: DatasetInit, first: u64, count: u64) -> Vec<u8> {
+pub(super) fn rust_items(cache: &Cache, method: DatasetInit, first: u64, count: u64) -> Vec<u8> {
     let mut out = vec![0u8; (count * 64) as usize];
     rust_items_into(cache, method, first, &mut out);
     out

@@ -3,9 +3,12 @@
 use std::ptr::{NonNull, null_mut};
 use std::sync::Arc;
 
+use super::RandomXFlags;
+use super::ffi::{self, Lib};
 use super::memory::{Cache, Dataset, PageSize, alloc_with_fallback};
-use super::{RandomXFlags, ffi};
-use crate::key::{cpu_input, meets_target};
+use capminer_protocol::RandomxFlavor;
+
+use crate::key::{LOCAL_NONCE_TAIL, cpu_input, local_nonce, meets_target};
 use crate::search::{Hit, Searched, Searcher};
 use crate::{KernelError, Result};
 
@@ -22,6 +25,8 @@ pub enum VmMemory {
 #[derive(Debug)]
 pub struct Vm {
     ptr: NonNull<ffi::RandomxVm>,
+    flavor: RandomxFlavor,
+    lib: &'static Lib,
     pages: PageSize,
     // Keeps the memory the VM reads alive for as long as the VM.
     _memory: VmMemory,
@@ -33,6 +38,15 @@ unsafe impl Send for Vm {}
 impl Vm {
     /// Creates a VM over `memory`; `flags` must be full-memory exactly when `memory` is a dataset.
     pub fn new(flags: RandomXFlags, memory: VmMemory) -> Result<Self> {
+        let memory_flavor = match &memory {
+            VmMemory::Dataset(d) => d.flavor(),
+            VmMemory::Cache(c) => c.flavor(),
+        };
+        if memory_flavor != flags.flavor() {
+            return Err(KernelError::VmSetup(
+                "flags of the same RandomX flavor as the cache or dataset",
+            ));
+        }
         let (cache, dataset) = match &memory {
             VmMemory::Dataset(_) if !flags.full_memory() => {
                 return Err(KernelError::VmSetup(
@@ -49,13 +63,20 @@ impl Vm {
         };
         let (ptr, pages) = alloc_with_fallback(flags, "VM", ffi::SCRATCHPAD_BYTES, |bits| {
             // SAFETY: the cache or dataset is live (held in `memory`, moved into the VM below).
-            unsafe { ffi::randomx_create_vm(bits, cache, dataset) }
+            unsafe { (flags.lib().create_vm)(bits, cache, dataset) }
         })?;
         Ok(Self {
             ptr,
+            flavor: flags.flavor(),
+            lib: flags.lib(),
             pages,
             _memory: memory,
         })
+    }
+
+    /// The RandomX flavor it hashes.
+    pub fn flavor(&self) -> RandomxFlavor {
+        self.flavor
     }
 
     /// Which pages the scratchpad got.
@@ -68,7 +89,7 @@ impl Vm {
         let mut out = [0u8; 32];
         // SAFETY: live VM used exclusively; input readable; output is 32 writable bytes.
         unsafe {
-            ffi::randomx_calculate_hash(
+            (self.lib.calculate_hash)(
                 self.ptr.as_ptr(),
                 input.as_ptr().cast(),
                 input.len(),
@@ -97,7 +118,7 @@ impl Vm {
     fn hash_first(&mut self, input: &[u8]) {
         // SAFETY: as in `hash`.
         unsafe {
-            ffi::randomx_calculate_hash_first(self.ptr.as_ptr(), input.as_ptr().cast(), input.len())
+            (self.lib.calculate_hash_first)(self.ptr.as_ptr(), input.as_ptr().cast(), input.len())
         }
     }
 
@@ -106,7 +127,7 @@ impl Vm {
         let mut out = [0u8; 32];
         // SAFETY: as in `hash`; a run was started by `hash_first`.
         unsafe {
-            ffi::randomx_calculate_hash_next(
+            (self.lib.calculate_hash_next)(
                 self.ptr.as_ptr(),
                 next.as_ptr().cast(),
                 next.len(),
@@ -120,7 +141,7 @@ impl Vm {
     fn hash_last(&mut self) -> [u8; 32] {
         let mut out = [0u8; 32];
         // SAFETY: as in `hash`; a run was started by `hash_first`.
-        unsafe { ffi::randomx_calculate_hash_last(self.ptr.as_ptr(), out.as_mut_ptr().cast()) };
+        unsafe { (self.lib.calculate_hash_last)(self.ptr.as_ptr(), out.as_mut_ptr().cast()) };
         out
     }
 }
@@ -128,20 +149,57 @@ impl Vm {
 impl Drop for Vm {
     fn drop(&mut self) {
         // SAFETY: we own the VM; the memory it reads is still alive (dropped after us).
-        unsafe { ffi::randomx_destroy_vm(self.ptr.as_ptr()) }
+        unsafe { (self.lib.destroy_vm)(self.ptr.as_ptr()) }
     }
 }
 
-/// The CPU unit's searcher: RandomX over nonces encoded as in [`cpu_input`].
+/// The CPU unit's searcher: RandomX over nonces encoded as the VM's flavor's network does:
+/// stock, the nonce's 8 little-endian bytes ([`cpu_input`]); Fluence, a 32-byte local nonce
+/// whose counter is the nonce and whose last 24 bytes are the searcher's tail
+/// ([`local_nonce`]).
 #[derive(Debug)]
 pub struct RandomXSearcher {
     vm: Vm,
+    tail: [u8; LOCAL_NONCE_TAIL],
+}
+
+/// One encoded hash input (8 or 32 bytes).
+struct Input {
+    bytes: [u8; 32],
+    len: usize,
 }
 
 impl RandomXSearcher {
-    /// Wraps a VM keyed for one unit and epoch.
+    /// Wraps a VM keyed for one unit and epoch (Fluence: local nonces with a zero tail).
     pub fn new(vm: Vm) -> Self {
-        Self { vm }
+        Self::with_tail(vm, [0; LOCAL_NONCE_TAIL])
+    }
+
+    /// Wraps a VM whose Fluence local nonces end with `tail` (CCP draws it at random for each
+    /// job; a stock VM ignores it).
+    pub fn with_tail(vm: Vm, tail: [u8; LOCAL_NONCE_TAIL]) -> Self {
+        Self { vm, tail }
+    }
+
+    /// The bytes hashed for `nonce`: 8 (stock) or the 32-byte local nonce (Fluence).
+    pub fn input(&self, nonce: u64) -> Vec<u8> {
+        let input = self.encode(nonce);
+        input.bytes[..input.len].to_vec()
+    }
+
+    fn encode(&self, nonce: u64) -> Input {
+        let mut bytes = [0u8; 32];
+        let len = match self.vm.flavor {
+            RandomxFlavor::Stock => {
+                bytes[..8].copy_from_slice(&cpu_input(nonce));
+                8
+            }
+            RandomxFlavor::Fluence => {
+                bytes = local_nonce(nonce, &self.tail);
+                32
+            }
+        };
+        Input { bytes, len }
     }
 
     /// The VM, for reporting its page size.
@@ -163,12 +221,14 @@ impl Searcher for RandomXSearcher {
             return Ok(searched);
         }
         // Pipelined: while the VM finishes nonce n it already starts generating n + 1's program.
-        self.vm.hash_first(&cpu_input(start));
+        let first = self.encode(start);
+        self.vm.hash_first(&first.bytes[..first.len]);
         loop {
             let nonce = start + searched.hashed;
             let more = searched.hashed + 1 < count && !stop();
             let hash = if more {
-                self.vm.hash_next(&cpu_input(nonce + 1))
+                let next = self.encode(nonce + 1);
+                self.vm.hash_next(&next.bytes[..next.len])
             } else {
                 self.vm.hash_last()
             };
@@ -183,6 +243,7 @@ impl Searcher for RandomXSearcher {
     }
 
     fn hash_one(&mut self, nonce: u64) -> Result<[u8; 32]> {
-        Ok(self.vm.hash(&cpu_input(nonce)))
+        let input = self.encode(nonce);
+        Ok(self.vm.hash(&input.bytes[..input.len]))
     }
 }

@@ -29,7 +29,7 @@ const _: () = assert!(
 pub(super) fn available() -> bool {
     static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *AVAILABLE.get_or_init(|| {
-        cpu_has_avx2() && Compiled::new(SuperscalarHash::new(b"probe").programs()).is_some()
+        cpu_has_avx2() && Compiled::new(SuperscalarHash::new(b"probe", 8).programs()).is_some()
     })
 }
 
@@ -94,9 +94,10 @@ fn batch(compiled: &Compiled, cache: &CacheMemory<'_>, first: u64, out: &mut [u8
         group.scalar_block = cache.block_offset(item);
         prefetch(cache, group);
     }
-    let last = super::PROGRAMS - 1;
+    let programs = compiled.programs();
+    let last = programs - 1;
     let final_slice = compiled.slices() - 1;
-    for index in 0..super::PROGRAMS {
+    for index in 0..programs {
         // Each slice over every group before the next slice starts, so that its code stays in
         // the micro-op cache.
         for slice in 0..final_slice {

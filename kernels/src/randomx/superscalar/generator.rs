@@ -22,7 +22,7 @@
 //! Generation stops when a port is saturated past cycle 170 or the program reaches 512
 //! instructions. The address register is the one with the longest dependency chain when every
 //! instruction takes one cycle. Every random choice draws from the [`Blake2Generator`] in a fixed
-//! order, so the same key always gives the same eight programs.
+//! order, so the same key always gives the same programs.
 
 use super::blake2::Blake2Generator;
 use super::program::{Op, OpKind, Program, reciprocal};

@@ -59,8 +59,8 @@
 //! executable only once it is complete (never writable and executable at once), and unmapped
 //! when the [`Compiled`] programs are dropped.
 
+use super::CacheMemory;
 use super::program::{Op, OpKind, Program};
-use super::{CacheMemory, PROGRAMS};
 
 /// One group of five items: four in the vector lanes (their registers `rows[q][lane]`) and one
 /// in general-purpose registers (`scalar[q]`), with the byte offsets in the cache of the blocks
@@ -117,12 +117,12 @@ const _: () = {
 #[derive(Debug, Clone, Copy)]
 struct Entry([u64; 4]);
 
-/// The eight compiled programs of one key.
+/// The compiled programs of one key (one per cache access).
 #[derive(Debug)]
 pub(super) struct Compiled {
     code: Mapping,
     /// Each program's slices' entry points.
-    entries: [Vec<usize>; PROGRAMS],
+    entries: Vec<Vec<usize>>,
     pool: Vec<Entry>,
 }
 
@@ -138,27 +138,35 @@ type ProgramFn = unsafe extern "sysv64" fn(*mut Group, *const Entry, *const u8, 
 impl Compiled {
     /// Compiles `programs`, each cut into [`SLICES`] functions; `None` if the system refuses
     /// executable memory.
-    pub(super) fn new(programs: &[Program; PROGRAMS]) -> Option<Self> {
+    pub(super) fn new(programs: &[Program]) -> Option<Self> {
         Self::with(programs, SLICES, cpu_has_bmi2())
     }
 
     /// Compiles `programs`, each cut into `slices` (at least one) functions that run its
     /// instructions in order, the last one mixing in the blocks; the scalar item's unsigned
     /// high products with `mulx` when `mulx` (BMI2), else with `mul`.
-    pub(super) fn with(programs: &[Program; PROGRAMS], slices: usize, mulx: bool) -> Option<Self> {
+    pub(super) fn with(programs: &[Program], slices: usize, mulx: bool) -> Option<Self> {
         assert!(slices >= 1, "a program is at least one function");
         let mut asm = Assembler {
             mulx,
             ..Assembler::default()
         };
         let mut pool = vec![Entry([0xffff_ffff; 4]), Entry([0xffff_ffff_0000_0000; 4])];
-        let entries = std::array::from_fn(|p| asm.program(&programs[p], slices, &mut pool));
+        let entries = programs
+            .iter()
+            .map(|program| asm.program(program, slices, &mut pool))
+            .collect();
         let code = Mapping::executable(&asm.code)?;
         Some(Self {
             code,
             entries,
             pool,
         })
+    }
+
+    /// Programs (cache accesses an item).
+    pub(super) fn programs(&self) -> usize {
+        self.entries.len()
     }
 
     /// Slices per program.

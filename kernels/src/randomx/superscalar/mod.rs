@@ -2,7 +2,8 @@
 //! 7.3), bit-exact with the library's `randomx_init_dataset`.
 //!
 //! A dataset item `i` (64 bytes) is computed from the Argon2d cache (256 MiB, filled by the
-//! library) and eight SuperscalarHash programs generated from the key:
+//! library) and `RANDOMX_CACHE_ACCESSES` SuperscalarHash programs generated from the key (eight
+//! in stock RandomX, sixteen in Fluence's fork; nothing else about an item differs):
 //!
 //! 1. eight registers start as `r0 = (i + 1) * 6364136223846793005` and `rk = r0 ^ ADDk`;
 //! 2. for each program `p` in order: the 64-byte cache block at index `address % 2^22` is
@@ -10,9 +11,9 @@
 //!    XORed into them, and `address` becomes the register `p` designates;
 //! 3. the registers, little-endian, are the item.
 //!
-//! Items are independent. One item alone is slow because each of its 8 cache reads is a random
+//! Items are independent. One item alone is slow because each of its 8 (or 16) cache reads is a random
 //! DRAM access that depends on the previous program, and an interpreter pays a dispatch per
-//! instruction. The SIMD path ([`avx2`]) therefore compiles the eight programs to x86-64 machine
+//! instruction. The SIMD path ([`avx2`]) therefore compiles the programs to x86-64 machine
 //! code with AVX2 ([`jit`]) that runs one program on five items at once (four in the 64-bit
 //! lanes of `ymm` registers, the blocks gathered into lanes, and a fifth in general-purpose
 //! registers on the integer pipes that the vector code leaves idle), and keeps 160 items in
@@ -38,8 +39,6 @@ use program::Program;
 
 use crate::{KernelError, Result};
 
-/// Programs per item (RANDOMX_CACHE_ACCESSES).
-const PROGRAMS: usize = 8;
 /// Bytes of one cache block and one dataset item.
 const BLOCK_BYTES: usize = 64;
 /// Cache blocks (256 MiB / 64 B).
@@ -64,24 +63,29 @@ fn item_registers(item: u64) -> [u64; 8] {
     ADD.map(|add| r0 ^ add)
 }
 
-/// The eight SuperscalarHash programs of one key, and their AVX2 code once compiled.
+/// The SuperscalarHash programs of one key (one per cache access), and their AVX2 code once
+/// compiled.
 #[derive(Debug)]
 pub(crate) struct SuperscalarHash {
-    programs: [Program; PROGRAMS],
+    programs: Vec<Program>,
     compiled: std::sync::OnceLock<Option<jit::Compiled>>,
 }
 
 impl SuperscalarHash {
-    /// Generates the programs of `key` (only its first 60 bytes matter, as in RandomX).
-    pub(crate) fn new(key: &[u8]) -> Self {
+    /// Generates the `accesses` programs of `key` (only its first 60 bytes matter, as in
+    /// RandomX), one after the other from one generator, as `randomx_init_cache` does.
+    pub(crate) fn new(key: &[u8], accesses: usize) -> Self {
+        assert!(accesses >= 1, "an item mixes in one cache block at least");
         let mut rng = blake2::Blake2Generator::new(key, 0);
         Self {
-            programs: std::array::from_fn(|_| generator::generate(&mut rng)),
+            programs: (0..accesses)
+                .map(|_| generator::generate(&mut rng))
+                .collect(),
             compiled: std::sync::OnceLock::new(),
         }
     }
 
-    pub(crate) fn programs(&self) -> &[Program; PROGRAMS] {
+    pub(crate) fn programs(&self) -> &[Program] {
         &self.programs
     }
 
