@@ -26,13 +26,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use ccp_shared::proof::{BatchRequest, BatchResponse, CCProof, CCProofId, ProofIdx};
 use ccp_shared::types::{
     CUID, Difficulty, GlobalNonce, LocalNonce, LogicalCoreId, PhysicalCoreId, ResultHash,
 };
 use capminer_protocol::{FluenceEpoch, FluenceProof};
-use jsonrpsee::server::{RpcModule, Server, ServerHandle};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use jsonrpsee::RpcModule;
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -50,19 +54,76 @@ pub(crate) struct Context {
     pub utility: UtilityCpus,
 }
 
-/// Binds `listen` and serves the methods; the bound address and the server's handle.
+/// Binds `listen` and serves the methods over HTTP until `stop` is set; the bound address and
+/// the serving task.
+///
+/// A notification (a call without an id) is carried out too, and answered by its HTTP status
+/// alone: 200, or 400 (with the error as the body) if it was refused. `ccp-rpc-client` sends
+/// `realloc_utility_cores` as a notification and reads only that status; jsonrpsee's own
+/// server would drop the call unseen.
 pub(crate) async fn serve(
     listen: SocketAddr,
     context: Context,
-) -> anyhow::Result<(SocketAddr, ServerHandle)> {
-    let server = Server::builder()
-        .build(listen)
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let module = Arc::new(module(context)?);
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("ccp.listen = {listen}: cannot bind: {e}"))?;
-    let bound = server.local_addr()?;
-    let handle = server.start(module(context)?);
+    let bound = listener.local_addr()?;
+    let app = axum::Router::new()
+        .route("/", axum::routing::post(handle))
+        .with_state(module);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(crate::metrics_server::stopped(stop))
+            .await
+        {
+            tracing::error!("CCP JSON-RPC server stopped: {e}");
+        }
+    });
     tracing::info!("CCP JSON-RPC at http://{bound}");
-    Ok((bound, handle))
+    Ok((bound, task))
+}
+
+/// One HTTP request: a JSON-RPC call or notification.
+async fn handle(
+    State(module): State<Arc<RpcModule<Context>>>,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    let json = |status: StatusCode, body: String| {
+        (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    };
+    let mut call: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return json(StatusCode::OK, error_body(-32700, &format!("parse error: {e}"))),
+    };
+    let notification = call.as_object().is_some_and(|o| !o.contains_key("id"));
+    if notification {
+        call["id"] = Value::from(0);
+    }
+    match module.raw_json_request(&call.to_string(), 1).await {
+        Ok((response, _)) if notification => {
+            let failed = serde_json::from_str::<Value>(&response)
+                .map(|v| v.get("error").is_some())
+                .unwrap_or(true);
+            if failed {
+                json(StatusCode::BAD_REQUEST, response)
+            } else {
+                StatusCode::OK.into_response()
+            }
+        }
+        Ok((response, _)) => json(StatusCode::OK, response),
+        Err(e) => json(
+            StatusCode::OK,
+            error_body(-32600, &format!("invalid request (one call an HTTP request): {e}")),
+        ),
+    }
+}
+
+fn error_body(code: i32, message: &str) -> String {
+    serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}})
+        .to_string()
 }
 
 fn module(context: Context) -> anyhow::Result<RpcModule<Context>> {

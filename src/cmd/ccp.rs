@@ -45,12 +45,13 @@ pub(crate) fn ccp(args: CcpArgs) -> anyhow::Result<ExitCode> {
             // On the worker: it moves itself, and threads started later follow.
             tokio::spawn(async move { utility.move_to(cpus) }).await??;
         }
-        let (_, handle) = serve(
+        let (_, server) = serve(
             config.ccp.listen,
             Context {
                 ccp: ccp.clone(),
                 utility,
             },
+            stop.clone(),
         )
         .await?;
         if config.metrics.enabled {
@@ -58,8 +59,7 @@ pub(crate) fn ccp(args: CcpArgs) -> anyhow::Result<ExitCode> {
         }
         wait_for_signal(stop.clone()).await;
         tracing::info!("stopping");
-        let _ = handle.stop();
-        handle.stopped().await;
+        let _ = server.await;
         anyhow::Ok(())
     });
     stop.store(true, std::sync::atomic::Ordering::Release);
