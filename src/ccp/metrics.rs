@@ -20,6 +20,8 @@ pub(crate) struct CcpMetrics {
     pub unit_core: IntGaugeVec,
     /// CUs allocated now.
     pub units: IntGauge,
+    /// Each allocated CU's state: 2 hashing, 1 keying (cache, dataset), 0 failed.
+    pub unit_state: IntGaugeVec,
     /// JSON-RPC calls, by method and outcome.
     pub requests: IntCounterVec,
     /// Time to key a CU (cache plus dataset).
@@ -54,6 +56,13 @@ impl CcpMetrics {
                 &["cu"],
             )?,
             units: IntGauge::new("capminer_ccp_units", "Compute units allocated now")?,
+            unit_state: IntGaugeVec::new(
+                Opts::new(
+                    "capminer_ccp_unit_state",
+                    "A compute unit's state: 2 hashing, 1 keying (cache and dataset), 0 failed (its threads stopped; see the log)",
+                ),
+                &["cu"],
+            )?,
             requests: IntCounterVec::new(
                 Opts::new("capminer_ccp_requests_total", "JSON-RPC calls by method and outcome"),
                 &["method", "outcome"],
@@ -72,6 +81,7 @@ impl CcpMetrics {
         registry.register(Box::new(m.store_errors.clone()))?;
         registry.register(Box::new(m.unit_core.clone()))?;
         registry.register(Box::new(m.units.clone()))?;
+        registry.register(Box::new(m.unit_state.clone()))?;
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.build_seconds.clone()))?;
         Ok(m)

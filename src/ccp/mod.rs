@@ -19,6 +19,8 @@ mod cu;
 mod metrics;
 pub(crate) mod rpc;
 mod state;
+#[cfg(test)]
+mod tests;
 mod units;
 
 use std::collections::BTreeMap;
@@ -120,8 +122,9 @@ impl Ccp {
         &self.metrics
     }
 
-    /// Takes up the saved commitment (after a restart); the saved utility CPUs, for the caller
-    /// to move the runtime to. Blocking.
+    /// Takes up the saved commitment (after a restart), or logs why it cannot (then no CU
+    /// runs until the node commits again); the saved utility CPUs, for the caller to move the
+    /// runtime to. Blocking.
     pub(crate) fn restore(&self) -> anyhow::Result<Vec<usize>> {
         let mut inner = self.inner.lock_or_recover();
         let saved = inner.saved.clone();
@@ -134,10 +137,13 @@ impl Ccp {
             );
             self.store.set_epoch(c.epoch())?;
             let units = &mut inner.units;
-            units
+            if let Err(e) = units
                 .check(&allocation)
                 .and_then(|()| units.apply(c.epoch(), &allocation))
-                .map_err(|e| anyhow::anyhow!("the saved commitment: {e}"))?;
+            {
+                // The node's next call may still work here: wait for it rather than exit.
+                tracing::error!("cannot take up the saved commitment: {e}; no CU runs until the node commits again");
+            }
         }
         Ok(saved.utility_cores.iter().map(|c| *c as usize).collect())
     }
@@ -256,9 +262,20 @@ impl Ccp {
         self.inner.lock_or_recover().units.stop_all();
     }
 
-    /// The running CUs: id, core, building, failure.
-    pub(crate) fn units(&self) -> Vec<([u8; 32], u32, bool, Option<String>)> {
-        self.inner.lock_or_recover().units.view()
+    /// Publishes each CU's state (`capminer_ccp_unit_state`).
+    pub(crate) fn publish_states(&self) {
+        let units = self.inner.lock_or_recover().units.view();
+        let state = &self.metrics.unit_state;
+        state.reset();
+        for (cu, _core, building, failed) in units {
+            let cu = hex::encode(cu);
+            let value = match (failed, building) {
+                (Some(_), _) => 0,
+                (None, true) => 1,
+                (None, false) => 2,
+            };
+            state.with_label_values(&[&cu]).set(value);
+        }
     }
 
     fn save(&self, saved: &SavedState) -> Result<(), CcpError> {

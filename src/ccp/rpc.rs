@@ -264,13 +264,13 @@ fn idx_u64(idx: ProofIdx) -> u64 {
 }
 
 /// A method's parameters, by name or by position.
-struct Args {
+pub(super) struct Args {
     value: Value,
     names: &'static [&'static str],
 }
 
 impl Args {
-    fn new(params: &Params<'static>, names: &'static [&'static str]) -> Result<Self, CcpError> {
+    pub(super) fn new(params: &Params<'_>, names: &'static [&'static str]) -> Result<Self, CcpError> {
         let value = match params.as_str() {
             None => Value::Null,
             Some(text) => serde_json::from_str(text)
@@ -286,7 +286,7 @@ impl Args {
     }
 
     /// Parameter `i`, parsed; an error names it (and the path inside it).
-    fn get<T: DeserializeOwned>(&self, i: usize) -> Result<T, CcpError> {
+    pub(super) fn get<T: DeserializeOwned>(&self, i: usize) -> Result<T, CcpError> {
         let name = self.names[i];
         let value = match &self.value {
             Value::Object(m) => m.get(name),

@@ -104,6 +104,15 @@ impl Units {
             .filter(|(_, cu)| !self.running.contains_key(*cu))
             .map(|(core, _)| self.unit_bytes(self.threads(*core)))
             .sum();
+        // What the CUs no longer allocated give back when they stop (before new ones start).
+        let wanted: Vec<&[u8; 32]> = allocation.values().collect();
+        let freed: u64 = self
+            .running
+            .iter()
+            .filter(|(cu, _)| !wanted.contains(cu))
+            .map(|(_, (core, _))| self.unit_bytes(self.threads(*core)))
+            .sum();
+        let new = new.saturating_sub(freed);
         if new > 0 {
             let available = capminer_miner::plan::available_memory()
                 .map_err(|e| CcpError::Prover(e.to_string()))?;
@@ -111,7 +120,7 @@ impl Units {
                 return Err(CcpError::field(
                     "cu_allocation".into(),
                     format!(
-                        "the new CUs need {} MiB ({} MiB a CU with its dataset) and cpu.memory_reserve_mib keeps {} MiB free, but only {} MiB are available",
+                        "the new CUs need {} MiB more ({} MiB a CU with its dataset) and cpu.memory_reserve_mib keeps {} MiB free, but only {} MiB are available",
                         new / MIB,
                         self.unit_bytes(1) / MIB,
                         self.reserve_bytes / MIB,

@@ -57,6 +57,14 @@ pub(crate) fn ccp(args: CcpArgs) -> anyhow::Result<ExitCode> {
         if config.metrics.enabled {
             metrics_server::serve(config.metrics.listen, registry.clone(), stop.clone()).await?;
         }
+        let publishing = ccp.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                let ccp = publishing.clone();
+                let _ = tokio::task::spawn_blocking(move || ccp.publish_states()).await;
+            }
+        });
         wait_for_signal(stop.clone()).await;
         tracing::info!("stopping");
         let _ = server.await;

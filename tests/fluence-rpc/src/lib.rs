@@ -169,6 +169,8 @@ pub fn keccak256(parts: &[&[u8]]) -> [u8; 32] {
 #[derive(Default)]
 pub struct FluenceHasher {
     vms: BTreeMap<[u8; 32], RandomXVM<ccp_randomx::cache::CacheHandle>>,
+    /// (key, input) -> hash already computed: a proof served again is not hashed again.
+    known: BTreeMap<([u8; 32], Vec<u8>), [u8; 32]>,
 }
 
 impl std::fmt::Debug for FluenceHasher {
@@ -179,13 +181,18 @@ impl std::fmt::Debug for FluenceHasher {
 
 impl FluenceHasher {
     pub fn hash(&mut self, key: &[u8; 32], input: &[u8]) -> [u8; 32] {
+        if let Some(hash) = self.known.get(&(*key, input.to_vec())) {
+            return *hash;
+        }
         if !self.vms.contains_key(key) {
             let flags = RandomXFlags::recommended();
             let cache = Cache::new(key, flags).unwrap();
             let vm = RandomXVM::light(cache.handle(), flags).unwrap();
             self.vms.insert(*key, vm);
         }
-        self.vms[key].hash(input).into_slice()
+        let hash = self.vms[key].hash(input).into_slice();
+        self.known.insert((*key, input.to_vec()), hash);
+        hash
     }
 }
 
