@@ -264,6 +264,7 @@ fn idx_u64(idx: ProofIdx) -> u64 {
 }
 
 /// A method's parameters, by name or by position.
+#[derive(Debug)]
 pub(super) struct Args {
     value: Value,
     names: &'static [&'static str],
