@@ -251,26 +251,48 @@ mod tests {
             let (store, _) = FluenceStore::open(dir.path()).unwrap();
             assert!(store.set_epoch(epoch(1)).unwrap());
             assert!(!store.set_epoch(epoch(1)).unwrap());
-            let a = store.append(&epoch(1), [0xa; 32], [1; 32], [0; 32]).unwrap().unwrap();
-            let b = store.append(&epoch(1), [0xb; 32], [2; 32], [0; 32]).unwrap().unwrap();
-            let a2 = store.append(&epoch(1), [0xa; 32], [3; 32], [0; 32]).unwrap().unwrap();
+            let a = store
+                .append(&epoch(1), [0xa; 32], [1; 32], [0; 32])
+                .unwrap()
+                .unwrap();
+            let b = store
+                .append(&epoch(1), [0xb; 32], [2; 32], [0; 32])
+                .unwrap()
+                .unwrap();
+            let a2 = store
+                .append(&epoch(1), [0xa; 32], [3; 32], [0; 32])
+                .unwrap()
+                .unwrap();
             assert_eq!((a.idx, b.idx, a2.idx), (1, 1, 2));
             // A proof of another epoch is dropped.
-            assert_eq!(store.append(&epoch(2), [0xa; 32], [4; 32], [0; 32]).unwrap(), None);
+            assert_eq!(
+                store
+                    .append(&epoch(2), [0xa; 32], [4; 32], [0; 32])
+                    .unwrap(),
+                None
+            );
             // A second process cannot open the store.
             assert!(FluenceStore::open(dir.path()).is_err());
         }
         let (store, recovery) = FluenceStore::open(dir.path()).unwrap();
         assert_eq!(recovery.records, 4);
         assert_eq!(store.epoch(), Some(epoch(1)));
-        let a: Vec<u64> = store.after(&[0xa; 32], 0, 10).iter().map(|p| p.idx).collect();
+        let a: Vec<u64> = store
+            .after(&[0xa; 32], 0, 10)
+            .iter()
+            .map(|p| p.idx)
+            .collect();
         assert_eq!(a, [1, 2]);
         assert_eq!(store.after(&[0xa; 32], 1, 10)[0].local_nonce, [3; 32]);
         assert!(store.after(&[0xa; 32], 2, 10).is_empty());
         assert_eq!(store.after(&[0xa; 32], 0, 1).len(), 1);
         assert_eq!(store.counts(), vec![([0xa; 32], 2), ([0xb; 32], 1)]);
         assert_eq!(
-            store.append(&epoch(1), [0xb; 32], [5; 32], [0; 32]).unwrap().unwrap().idx,
+            store
+                .append(&epoch(1), [0xb; 32], [5; 32], [0; 32])
+                .unwrap()
+                .unwrap()
+                .idx,
             2
         );
         assert!(store.set_epoch(epoch(2)).unwrap());
@@ -287,8 +309,12 @@ mod tests {
         {
             let (store, _) = FluenceStore::open(dir.path()).unwrap();
             store.set_epoch(epoch(1)).unwrap();
-            store.append(&epoch(1), [0xa; 32], [1; 32], [0; 32]).unwrap();
-            store.append(&epoch(1), [0xa; 32], [2; 32], [0; 32]).unwrap();
+            store
+                .append(&epoch(1), [0xa; 32], [1; 32], [0; 32])
+                .unwrap();
+            store
+                .append(&epoch(1), [0xa; 32], [2; 32], [0; 32])
+                .unwrap();
         }
         let path = dir.path().join(LOG_FILE);
         let len = std::fs::metadata(&path).unwrap().len();
@@ -298,7 +324,10 @@ mod tests {
         let (store, recovery) = FluenceStore::open(dir.path()).unwrap();
         assert_eq!(recovery.torn_bytes, 105 + 12 - 7);
         assert_eq!(store.counts(), vec![([0xa; 32], 1)]);
-        let p = store.append(&epoch(1), [0xa; 32], [9; 32], [0; 32]).unwrap().unwrap();
+        let p = store
+            .append(&epoch(1), [0xa; 32], [9; 32], [0; 32])
+            .unwrap()
+            .unwrap();
         assert_eq!(p.idx, 2);
     }
 }

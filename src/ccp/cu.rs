@@ -196,7 +196,10 @@ fn thread_main(shared: &Shared, t: usize) -> Result<(), String> {
             let Some(memory) = memory else {
                 continue; // a newer job or a stop came in meanwhile
             };
-            vm = Some((key, Vm::new(shared.flags, memory).map_err(|e| e.to_string())?));
+            vm = Some((
+                key,
+                Vm::new(shared.flags, memory).map_err(|e| e.to_string())?,
+            ));
         }
         let (_, machine) = vm.as_mut().expect("keyed above");
         if nonce_job != Some(job) {
@@ -319,10 +322,18 @@ fn wait_for_key(shared: &Shared, key: [u8; 32]) -> Option<VmMemory> {
         {
             return Some(m.clone());
         }
-        if state.stop || state.failed.is_some() || state.job.map(|j| job_key(shared, &j)) != Some(key) {
+        if state.stop
+            || state.failed.is_some()
+            || state.job.map(|j| job_key(shared, &j)) != Some(key)
+        {
             return None;
         }
-        state = recover(shared.changed.wait_timeout(state, Duration::from_millis(50))).0;
+        state = recover(
+            shared
+                .changed
+                .wait_timeout(state, Duration::from_millis(50)),
+        )
+        .0;
     }
 }
 

@@ -33,7 +33,10 @@ impl CcpMetrics {
     pub(crate) fn register(registry: &Registry) -> prometheus::Result<Self> {
         let m = Self {
             hashes: IntCounterVec::new(
-                Opts::new("capminer_ccp_hashes_total", "Hashes a compute unit computed, across epochs"),
+                Opts::new(
+                    "capminer_ccp_hashes_total",
+                    "Hashes a compute unit computed, across epochs",
+                ),
                 &["cu"],
             )?,
             proofs_found: IntCounterVec::new(
@@ -52,7 +55,10 @@ impl CcpMetrics {
                 "Proofs lost because the proof store refused the write",
             )?,
             unit_core: IntGaugeVec::new(
-                Opts::new("capminer_ccp_unit_core", "The physical core a compute unit runs on"),
+                Opts::new(
+                    "capminer_ccp_unit_core",
+                    "The physical core a compute unit runs on",
+                ),
                 &["cu"],
             )?,
             units: IntGauge::new("capminer_ccp_units", "Compute units allocated now")?,
@@ -64,7 +70,10 @@ impl CcpMetrics {
                 &["cu"],
             )?,
             requests: IntCounterVec::new(
-                Opts::new("capminer_ccp_requests_total", "JSON-RPC calls by method and outcome"),
+                Opts::new(
+                    "capminer_ccp_requests_total",
+                    "JSON-RPC calls by method and outcome",
+                ),
                 &["method", "outcome"],
             )?,
             build_seconds: Histogram::with_opts(
@@ -72,7 +81,9 @@ impl CcpMetrics {
                     "capminer_ccp_dataset_build_seconds",
                     "Time to key a compute unit: cache plus dataset build",
                 )
-                .buckets(vec![0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 90.0, 120.0, 300.0]),
+                .buckets(vec![
+                    0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 90.0, 120.0, 300.0,
+                ]),
             )?,
         };
         registry.register(Box::new(m.hashes.clone()))?;

@@ -93,7 +93,12 @@ pub(crate) fn fluence_flags(config: &Config) -> anyhow::Result<RandomXFlags> {
         tracing::warn!("built with ccp-dev-stock-randomx: hashing STOCK RandomX, not Fluence's");
         options.flavor = capminer_protocol::RandomxFlavor::Stock;
     }
-    RandomXFlags::resolve(&options).map_err(|e| anyhow::anyhow!("network.profile = \"{}\": {e}", config.network.profile.name()))
+    RandomXFlags::resolve(&options).map_err(|e| {
+        anyhow::anyhow!(
+            "network.profile = \"{}\": {e}",
+            config.network.profile.name()
+        )
+    })
 }
 
 impl Ccp {
@@ -142,7 +147,9 @@ impl Ccp {
                 .and_then(|()| units.apply(c.epoch(), &allocation))
             {
                 // The node's next call may still work here: wait for it rather than exit.
-                tracing::error!("cannot take up the saved commitment: {e}; no CU runs until the node commits again");
+                tracing::error!(
+                    "cannot take up the saved commitment: {e}; no CU runs until the node commits again"
+                );
             }
         }
         Ok(saved.utility_cores.iter().map(|c| *c as usize).collect())
@@ -279,6 +286,7 @@ impl Ccp {
     }
 
     fn save(&self, saved: &SavedState) -> Result<(), CcpError> {
-        state::save(&self.dir, saved).map_err(|e| CcpError::Prover(format!("cannot save the state: {e:#}")))
+        state::save(&self.dir, saved)
+            .map_err(|e| CcpError::Prover(format!("cannot save the state: {e:#}")))
     }
 }

@@ -28,14 +28,14 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use capminer_protocol::{FluenceEpoch, FluenceProof};
 use ccp_shared::proof::{BatchRequest, BatchResponse, CCProof, CCProofId, ProofIdx};
 use ccp_shared::types::{
     CUID, Difficulty, GlobalNonce, LocalNonce, LogicalCoreId, PhysicalCoreId, ResultHash,
 };
-use capminer_protocol::{FluenceEpoch, FluenceProof};
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
 use jsonrpsee::RpcModule;
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use serde::de::DeserializeOwned;
@@ -96,7 +96,12 @@ async fn handle(
     };
     let mut call: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => return json(StatusCode::OK, error_body(-32700, &format!("parse error: {e}"))),
+        Err(e) => {
+            return json(
+                StatusCode::OK,
+                error_body(-32700, &format!("parse error: {e}")),
+            );
+        }
     };
     let notification = call.as_object().is_some_and(|o| !o.contains_key("id"));
     if notification {
@@ -116,7 +121,10 @@ async fn handle(
         Ok((response, _)) => json(StatusCode::OK, response),
         Err(e) => json(
             StatusCode::OK,
-            error_body(-32600, &format!("invalid request (one call an HTTP request): {e}")),
+            error_body(
+                -32600,
+                &format!("invalid request (one call an HTTP request): {e}"),
+            ),
         ),
     }
 }
@@ -169,12 +177,20 @@ async fn on_active_commitment(params: Params<'static>, ctx: &Context) -> Result<
     blocking(move || ccp.commit(epoch, allocation)).await
 }
 
-fn get_proofs_after(params: Params<'static>, ctx: &Context) -> Result<Vec<BatchResponse>, CcpError> {
+fn get_proofs_after(
+    params: Params<'static>,
+    ctx: &Context,
+) -> Result<Vec<BatchResponse>, CcpError> {
     let args = Args::new(&params, &["last_known_proofs", "limit"])?;
     let last_known: HashMap<CUID, u64> = args.get(0)?;
     let limit: usize = args.get(1)?;
-    let last_known = last_known.into_iter().map(|(cu, i)| (*cu.as_ref(), i)).collect();
-    let (epoch, found) = ctx.ccp.proofs_after(&last_known, true, |_| usize::MAX, limit);
+    let last_known = last_known
+        .into_iter()
+        .map(|(cu, i)| (*cu.as_ref(), i))
+        .collect();
+    let (epoch, found) = ctx
+        .ccp
+        .proofs_after(&last_known, true, |_| usize::MAX, limit);
     Ok(respond(ctx, epoch, found))
 }
 
@@ -198,9 +214,9 @@ fn get_batch_proofs_after(
         last_known.insert(*cu.as_ref(), idx_u64(req.last_seen_proof_idx));
         sizes.insert(*cu.as_ref(), req.proof_batch_size);
     }
-    let (epoch, mut found) =
-        ctx.ccp
-            .proofs_after(&last_known, false, |cu| sizes[cu], usize::MAX);
+    let (epoch, mut found) = ctx
+        .ccp
+        .proofs_after(&last_known, false, |cu| sizes[cu], usize::MAX);
     if found.len() < min.max(1) {
         return Ok(Vec::new());
     }
@@ -271,7 +287,10 @@ pub(super) struct Args {
 }
 
 impl Args {
-    pub(super) fn new(params: &Params<'_>, names: &'static [&'static str]) -> Result<Self, CcpError> {
+    pub(super) fn new(
+        params: &Params<'_>,
+        names: &'static [&'static str],
+    ) -> Result<Self, CcpError> {
         let value = match params.as_str() {
             None => Value::Null,
             Some(text) => serde_json::from_str(text)
@@ -297,7 +316,11 @@ impl Args {
         .ok_or_else(|| CcpError::field(name.into(), "missing"))?;
         serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
-            let field = if path == "." { name.to_string() } else { format!("{name}.{path}") };
+            let field = if path == "." {
+                name.to_string()
+            } else {
+                format!("{name}.{path}")
+            };
             CcpError::field(field, e.into_inner().to_string())
         })
     }
@@ -314,7 +337,11 @@ async fn blocking<T: Send + 'static>(
 /// Counts the call and turns its error into a JSON-RPC error.
 fn count<T>(ctx: &Context, method: &str, r: Result<T, CcpError>) -> Result<T, ErrorObjectOwned> {
     let outcome = if r.is_ok() { "ok" } else { "error" };
-    ctx.ccp.metrics().requests.with_label_values(&[method, outcome]).inc();
+    ctx.ccp
+        .metrics()
+        .requests
+        .with_label_values(&[method, outcome])
+        .inc();
     r.map_err(|e| {
         tracing::warn!("{method}: {e}");
         match e {
@@ -323,9 +350,7 @@ fn count<T>(ctx: &Context, method: &str, r: Result<T, CcpError>) -> Result<T, Er
                 format!("invalid params: {field}: {message}"),
                 Some(serde_json::json!({ "field": field })),
             ),
-            CcpError::Prover(message) => {
-                ErrorObjectOwned::owned(PROVER_ERROR, message, None::<()>)
-            }
+            CcpError::Prover(message) => ErrorObjectOwned::owned(PROVER_ERROR, message, None::<()>),
         }
     })
 }

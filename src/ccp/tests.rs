@@ -65,21 +65,34 @@ fn parameters_are_read_by_name_or_position_and_errors_name_them() {
     assert_eq!(nonce.as_ref(), &h32(GLOBAL_NONCE));
     let positional = format!(r#"["{GLOBAL_NONCE}",{{"3":"{CU_ID}"}}]"#);
     let args = Args::new(&Params::new(Some(&positional)), NAMES).unwrap();
-    let alloc: std::collections::HashMap<ccp_shared::types::PhysicalCoreId, ccp_shared::types::CUID> =
-        args.get(1).unwrap();
-    assert_eq!(alloc[&ccp_shared::types::PhysicalCoreId::new(3)].as_ref(), &h32(CU_ID));
+    let alloc: std::collections::HashMap<
+        ccp_shared::types::PhysicalCoreId,
+        ccp_shared::types::CUID,
+    > = args.get(1).unwrap();
+    assert_eq!(
+        alloc[&ccp_shared::types::PhysicalCoreId::new(3)].as_ref(),
+        &h32(CU_ID)
+    );
 
     let bad = r#"{"global_nonce":"0x12","cu_allocation":{"3":"zz"}}"#;
     let args = Args::new(&Params::new(Some(bad)), NAMES).unwrap();
-    assert_eq!(field_of(args.get::<ccp_shared::types::GlobalNonce>(0)), "global_nonce");
     assert_eq!(
-        field_of(args.get::<std::collections::HashMap<
-            ccp_shared::types::PhysicalCoreId,
-            ccp_shared::types::CUID,
-        >>(1)),
+        field_of(args.get::<ccp_shared::types::GlobalNonce>(0)),
+        "global_nonce"
+    );
+    assert_eq!(
+        field_of(
+            args.get::<std::collections::HashMap<
+                ccp_shared::types::PhysicalCoreId,
+                ccp_shared::types::CUID,
+            >>(1)
+        ),
         "cu_allocation.3"
     );
     let missing = Args::new(&Params::new(Some("{}")), NAMES).unwrap();
     assert_eq!(field_of(missing.get::<u64>(1)), "cu_allocation");
-    assert_eq!(field_of(Args::new(&Params::new(Some("7")), NAMES)), "params");
+    assert_eq!(
+        field_of(Args::new(&Params::new(Some("7")), NAMES)),
+        "params"
+    );
 }

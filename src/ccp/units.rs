@@ -13,9 +13,9 @@ use capminer_miner::topology::Topology;
 use capminer_proofs::fluence::FluenceStore;
 use capminer_protocol::FluenceEpoch;
 
+use super::CcpError;
 use super::cu::CuProver;
 use super::metrics::CcpMetrics;
-use super::CcpError;
 
 const MIB: u64 = 1 << 20;
 /// One RandomX cache (the same in every flavor).
@@ -72,7 +72,10 @@ impl Units {
     }
 
     fn threads(&self, core: u32) -> usize {
-        let cpus = self.topology.core(core as usize).map_or(1, |c| c.cpus.len());
+        let cpus = self
+            .topology
+            .core(core as usize)
+            .map_or(1, |c| c.cpus.len());
         self.threads_per_core.unwrap_or(cpus).max(1)
     }
 
@@ -201,7 +204,10 @@ impl Units {
         if let Some((_, prover)) = self.running.remove(cu) {
             tracing::info!(cu = %hex::encode(cu), "CU stops");
             prover.stop();
-            let _ = self.metrics.unit_core.remove_label_values(&[&hex::encode(cu)]);
+            let _ = self
+                .metrics
+                .unit_core
+                .remove_label_values(&[&hex::encode(cu)]);
         }
     }
 

@@ -209,7 +209,10 @@ pub fn check_proofs(
         for p in &batch.proof_batches {
             assert_eq!(p.cu_id, batch.cu_id, "a proof in another CU's batch");
             assert_eq!(&p.id.global_nonce, epoch.0, "proof of another epoch: {p:?}");
-            assert_eq!(&p.id.difficulty, epoch.1, "proof of another difficulty: {p:?}");
+            assert_eq!(
+                &p.id.difficulty, epoch.1,
+                "proof of another difficulty: {p:?}"
+            );
             assert!(
                 p.result_hash.as_ref() <= epoch.1.as_ref(),
                 "hash above the difficulty: {p:?}"

@@ -33,7 +33,10 @@ fn proof_idx(n: u64) -> ProofIdx {
 
 /// Every proof of the epoch, by CU (asking from 0 for each).
 async fn all_proofs(client: &CCPRpcHttpClient) -> Vec<ccp_shared::proof::BatchResponse> {
-    client.get_proofs_after(HashMap::new(), 1_000_000).await.unwrap()
+    client
+        .get_proofs_after(HashMap::new(), 1_000_000)
+        .await
+        .unwrap()
 }
 
 /// Polls until each of `cus` has at least `n` proofs (2 minutes at most).
@@ -48,13 +51,19 @@ async fn wait_for_proofs(
     let started = Instant::now();
     loop {
         let by_cu = check_proofs(hasher, epoch, &all_proofs(client).await);
-        if cus.iter().all(|cu| by_cu.get(cu).is_some_and(|p| p.len() >= n)) {
+        if cus
+            .iter()
+            .all(|cu| by_cu.get(cu).is_some_and(|p| p.len() >= n))
+        {
             return by_cu;
         }
         assert!(
             started.elapsed() < Duration::from_secs(120),
             "fewer than {n} proofs per CU after 2 minutes: {:?}; log:\n{}",
-            by_cu.iter().map(|(c, p)| (c.to_string(), p.len())).collect::<Vec<_>>(),
+            by_cu
+                .iter()
+                .map(|(c, p)| (c.to_string(), p.len()))
+                .collect::<Vec<_>>(),
             miner.log()
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -79,8 +88,10 @@ fn call_message(e: ClientError) -> String {
 fn fluence_randomx_known_answers_hold_in_this_build() {
     // Vectors of Fluence's fork (shared/design/research/ccp.md), computed with ccp-randomx: a
     // wrong link (stock RandomX's symbols) fails here first.
-    let gn = hex::decode("13dcfdbd51f89c893a726149c63ea2320741c3db9204410d9ea568033d40ebe6").unwrap();
-    let cu = hex::decode("21f7ce63f24fd9be3a2d57dd97a2d90b2b97a04dc7adb78c8247de71bd75ae3f").unwrap();
+    let gn =
+        hex::decode("13dcfdbd51f89c893a726149c63ea2320741c3db9204410d9ea568033d40ebe6").unwrap();
+    let cu =
+        hex::decode("21f7ce63f24fd9be3a2d57dd97a2d90b2b97a04dc7adb78c8247de71bd75ae3f").unwrap();
     let key = keccak256(&[&gn, &cu]);
     assert_eq!(
         hex::encode(key),
@@ -122,7 +133,11 @@ async fn every_method_answers_as_the_client_expects_and_every_proof_verifies() {
         .unwrap();
     let started = Instant::now();
     while !miner.log().contains("runtime threads moved to CPUs [0]") {
-        assert!(started.elapsed() < Duration::from_secs(10), "{}", miner.log());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            miner.log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let e = client
@@ -133,7 +148,10 @@ async fn every_method_answers_as_the_client_expects_and_every_proof_verifies() {
     // As a call (with an id), the error names the field.
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"ccp_realloc_utility_cores","params":{"utility_core_ids":[0,4096]}}"#;
     let raw = miner.raw_call(body);
-    assert!(raw.contains("-32602") && raw.contains("\"field\":\"utility_core_ids[1]\""), "{raw}");
+    assert!(
+        raw.contains("-32602") && raw.contains("\"field\":\"utility_core_ids[1]\""),
+        "{raw}"
+    );
 
     // A core this machine lacks, and a CU on two cores, are refused by field.
     let e = client
@@ -150,7 +168,10 @@ async fn every_method_answers_as_the_client_expects_and_every_proof_verifies() {
     // A global nonce that is not 32 bytes of hex (the typed client cannot send one).
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"ccp_on_active_commitment","params":{"global_nonce":"0x12","difficulty":"00","cu_allocation":{}}}"#;
     let raw = miner.raw_call(body);
-    assert!(raw.contains("-32602") && raw.contains("\"field\":\"global_nonce\""), "{raw}");
+    assert!(
+        raw.contains("-32602") && raw.contains("\"field\":\"global_nonce\""),
+        "{raw}"
+    );
 
     // Two CUs on cores 0 and 1.
     client
@@ -176,16 +197,40 @@ async fn every_method_answers_as_the_client_expects_and_every_proof_verifies() {
 
     // Batches: up to proof_batch_size a CU, max_batch_count CUs, none below min_batch_count.
     let reqs = HashMap::from([
-        (a, BatchRequest { last_seen_proof_idx: proof_idx(0), proof_batch_size: 2 }),
-        (b, BatchRequest { last_seen_proof_idx: proof_idx(1), proof_batch_size: 2 }),
+        (
+            a,
+            BatchRequest {
+                last_seen_proof_idx: proof_idx(0),
+                proof_batch_size: 2,
+            },
+        ),
+        (
+            b,
+            BatchRequest {
+                last_seen_proof_idx: proof_idx(1),
+                proof_batch_size: 2,
+            },
+        ),
     ]);
-    let batches = client.get_batch_proofs_after(reqs.clone(), 1, 2).await.unwrap();
+    let batches = client
+        .get_batch_proofs_after(reqs.clone(), 1, 2)
+        .await
+        .unwrap();
     let got = check_proofs(&mut hasher, (&gn, &d), &batches);
     assert_eq!(got[&a].iter().map(idx).collect::<Vec<_>>(), [1, 2]);
     assert_eq!(got[&b].iter().map(idx).collect::<Vec<_>>(), [2, 3]);
-    let capped = client.get_batch_proofs_after(reqs.clone(), 1, 1).await.unwrap();
+    let capped = client
+        .get_batch_proofs_after(reqs.clone(), 1, 1)
+        .await
+        .unwrap();
     assert_eq!(capped.len(), 1);
-    assert!(client.get_batch_proofs_after(reqs.clone(), 3, 3).await.unwrap().is_empty());
+    assert!(
+        client
+            .get_batch_proofs_after(reqs.clone(), 3, 3)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let e = client.get_batch_proofs_after(reqs, 2, 1).await.unwrap_err();
     assert!(call_message(e).contains("max_batch_count"));
 
@@ -202,7 +247,11 @@ async fn every_method_answers_as_the_client_expects_and_every_proof_verifies() {
     for proofs in by_cu.values() {
         assert_contiguous(proofs);
     }
-    assert_eq!(miner.log().matches("keyed in").count(), keyed, "a moved CU was keyed again");
+    assert_eq!(
+        miner.log().matches("keyed in").count(),
+        keyed,
+        "a moved CU was keyed again"
+    );
 
     // A new global nonce: a new epoch, indices from 1 again; CU b is no longer allocated.
     let gn2 = GlobalNonce::new(b32(8));
@@ -212,14 +261,25 @@ async fn every_method_answers_as_the_client_expects_and_every_proof_verifies() {
         .unwrap();
     let by_cu = wait_for_proofs(&client, &mut hasher, (&gn2, &d), &[a], 2, &miner).await;
     assert_contiguous(&by_cu[&a]);
-    assert!(!by_cu.contains_key(&b), "a CU no longer allocated found proofs");
+    assert!(
+        !by_cu.contains_key(&b),
+        "a CU no longer allocated found proofs"
+    );
 
     // No commitment: hashing stops, the proofs stay readable.
     client.on_no_active_commitment().await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let n1: usize = all_proofs(&client).await.iter().map(|r| r.proof_batches.len()).sum();
+    let n1: usize = all_proofs(&client)
+        .await
+        .iter()
+        .map(|r| r.proof_batches.len())
+        .sum();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let n2: usize = all_proofs(&client).await.iter().map(|r| r.proof_batches.len()).sum();
+    let n2: usize = all_proofs(&client)
+        .await
+        .iter()
+        .map(|r| r.proof_batches.len())
+        .sum();
     assert_eq!(n1, n2, "proofs found without a commitment");
     assert!(n1 >= 2);
 }
@@ -271,15 +331,36 @@ async fn kill9_loses_and_duplicates_no_proof_index() {
         let client = miner.client().await;
         let by_cu = check_proofs(&mut hasher, (&gn, &d), &all_proofs(&client).await);
         for ((cu, i), p) in &served {
-            let now = by_cu.get(cu).and_then(|ps| ps.iter().find(|q| idx(q) == *i));
-            assert_eq!(now, Some(p), "round {round}: index {i} of {cu} lost or changed after kill -9");
+            let now = by_cu
+                .get(cu)
+                .and_then(|ps| ps.iter().find(|q| idx(q) == *i));
+            assert_eq!(
+                now,
+                Some(p),
+                "round {round}: index {i} of {cu} lost or changed after kill -9"
+            );
         }
         for proofs in by_cu.values() {
             assert_contiguous(proofs);
         }
     }
-    println!("{} proofs served, each found again unchanged after every kill -9", served.len());
-    assert!(served.len() >= 6, "too few proofs to mean anything: {}", served.len());
+    println!(
+        "{} proofs served, each found again unchanged after every kill -9",
+        served.len()
+    );
+    assert!(
+        served.len() >= 6,
+        "too few proofs to mean anything: {}",
+        served.len()
+    );
     // Both CUs hash again after the last restart.
-    wait_for_proofs(&miner.client().await, &mut hasher, (&gn, &d), &[a, b], 1, &miner).await;
+    wait_for_proofs(
+        &miner.client().await,
+        &mut hasher,
+        (&gn, &d),
+        &[a, b],
+        1,
+        &miner,
+    )
+    .await;
 }
