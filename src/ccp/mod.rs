@@ -65,6 +65,9 @@ impl CcpError {
     }
 }
 
+/// Proofs by CU id, in CU order.
+pub(crate) type CuProofs = Vec<([u8; 32], Vec<FluenceProof>)>;
+
 /// What changes with the commitment: the CUs and the saved state.
 #[derive(Debug)]
 struct Inner {
@@ -240,7 +243,7 @@ impl Ccp {
         all: bool,
         mut per_cu: impl FnMut(&[u8; 32]) -> usize,
         limit: usize,
-    ) -> (Option<FluenceEpoch>, Vec<([u8; 32], Vec<FluenceProof>)>) {
+    ) -> (Option<FluenceEpoch>, CuProofs) {
         let epoch = self.store.epoch();
         let mut cus: Vec<[u8; 32]> = last_known.keys().copied().collect();
         if all {

@@ -31,7 +31,7 @@ use std::sync::atomic::AtomicBool;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use capminer_protocol::{FluenceEpoch, FluenceProof};
+use capminer_protocol::FluenceEpoch;
 use ccp_shared::proof::{BatchRequest, BatchResponse, CCProof, CCProofId, ProofIdx};
 use ccp_shared::types::{
     CUID, Difficulty, GlobalNonce, LocalNonce, LogicalCoreId, PhysicalCoreId, ResultHash,
@@ -41,7 +41,7 @@ use jsonrpsee::types::{ErrorObjectOwned, Params};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{Ccp, CcpError};
+use super::{Ccp, CcpError, CuProofs};
 use crate::runtime::UtilityCpus;
 
 /// CCP's error code for a failure of the prover.
@@ -239,11 +239,7 @@ async fn realloc_utility_cores(params: Params<'static>, ctx: &Context) -> Result
 }
 
 /// Fluence's response: each CU's proofs with the epoch in their ids.
-fn respond(
-    ctx: &Context,
-    epoch: Option<FluenceEpoch>,
-    found: Vec<([u8; 32], Vec<FluenceProof>)>,
-) -> Vec<BatchResponse> {
+fn respond(ctx: &Context, epoch: Option<FluenceEpoch>, found: CuProofs) -> Vec<BatchResponse> {
     let Some(epoch) = epoch else {
         return Vec::new();
     };

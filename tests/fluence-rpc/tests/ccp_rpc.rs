@@ -301,7 +301,10 @@ async fn kill9_loses_and_duplicates_no_proof_index() {
     let mut hasher = FluenceHasher::default();
     let (a, b) = (CUID::new(b32(3)), CUID::new(b32(4)));
     let gn = GlobalNonce::new(b32(9));
-    let d = difficulty();
+    // About one proof in 4 hashes: proofs come often enough for kills to land among them.
+    let mut d = [0xff; 32];
+    d[0] = 0x3f;
+    let d = Difficulty::new(d);
     miner
         .client()
         .await
@@ -312,9 +315,13 @@ async fn kill9_loses_and_duplicates_no_proof_index() {
     let mut served: BTreeMap<(CUID, u64), CCProof> = BTreeMap::new();
     for round in 0..6 {
         let client = miner.client().await;
-        let run_ms = 1500 + splitmix(&mut rng) % 3000;
+        // Hash until a new proof is served, then on for a random while, polling all along: the
+        // kill falls anywhere, between two proofs or in the middle of one's append.
+        let before = served.len();
+        let extra = Duration::from_millis(splitmix(&mut rng) % 2500);
         let started = Instant::now();
-        while started.elapsed() < Duration::from_millis(run_ms) {
+        let mut grew_at = None;
+        loop {
             let by_cu = check_proofs(&mut hasher, (&gn, &d), &all_proofs(&client).await);
             for (cu, proofs) in &by_cu {
                 assert_contiguous(proofs);
@@ -324,6 +331,17 @@ async fn kill9_loses_and_duplicates_no_proof_index() {
                     }
                 }
             }
+            if grew_at.is_none() && served.len() > before {
+                grew_at = Some(Instant::now());
+            }
+            if grew_at.is_some_and(|t| t.elapsed() >= extra) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "round {round}: no new proof in 2 minutes; log:\n{}",
+                miner.log()
+            );
             tokio::time::sleep(Duration::from_millis(splitmix(&mut rng) % 200)).await;
         }
         miner.kill9();
