@@ -3,7 +3,8 @@
 //! RandomX (`ccp-randomx`, light mode).
 //!
 //! The binary is `$CAPMINER_BIN`, else the workspace's `target/debug/capminer`, built first
-//! with `cargo build -p capminer --bin capminer`.
+//! with `cargo build -p capminer --bin capminer`. `CAPMINER_CCP_FULL_MEMORY=1` runs capminer
+//! with full 4 GiB datasets instead (about 4.3 GiB of memory a CU; minutes to build each).
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -40,6 +41,20 @@ pub fn capminer_bin() -> PathBuf {
     .clone()
 }
 
+/// True when the tests run capminer with full datasets (`CAPMINER_CCP_FULL_MEMORY=1`).
+pub fn full_memory() -> bool {
+    std::env::var("CAPMINER_CCP_FULL_MEMORY").is_ok_and(|v| v == "1")
+}
+
+/// How long a CU may take to key and find its first proofs.
+pub fn keying_timeout() -> Duration {
+    if full_memory() {
+        Duration::from_secs(1200)
+    } else {
+        Duration::from_secs(120)
+    }
+}
+
 /// A `capminer ccp` process and its directory (config, state, log).
 #[derive(Debug)]
 pub struct Capminer {
@@ -62,7 +77,8 @@ impl Capminer {
             "[network]\nprofile = \"fluence\"\n\n[ccp]\nlisten = \"{addr}\"\n\n\
              [miner]\nstate_dir = \"state\"\n\n[metrics]\nenabled = false\n\n\
              [log]\nlevel = \"info\"\n\n\
-             [cpu]\nmemory_reserve_mib = 0\n\n[cpu.randomx]\nfull_memory = false\nlarge_pages = false\n"
+             [cpu]\nmemory_reserve_mib = 0\n\n[cpu.randomx]\nfull_memory = {}\nlarge_pages = false\n",
+            full_memory()
         );
         std::fs::write(dir.path().join("capminer.toml"), config).unwrap();
         let mut me = Self {

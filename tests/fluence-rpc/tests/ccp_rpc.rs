@@ -1,12 +1,13 @@
 //! `capminer ccp` driven only through `ccp-rpc-client`, as Fluence's node drives CCP, with
 //! every proof it serves re-hashed by Fluence's own RandomX (`ccp-randomx`, light mode).
-//! capminer runs in light mode (a 256 MiB cache a CU, no dataset), two CUs on cores 0 and 1.
+//! capminer runs in light mode (a 256 MiB cache a CU, no dataset; `CAPMINER_CCP_FULL_MEMORY=1`:
+//! full datasets), two CUs on cores 0 and 1.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use capminer_fluence_rpc_tests::{
-    Capminer, FluenceHasher, b32, check_proofs, idx, keccak256, splitmix,
+    Capminer, FluenceHasher, b32, check_proofs, idx, keccak256, keying_timeout, splitmix,
 };
 use ccp_randomx::{Cache, RandomXFlags, RandomXVM};
 use ccp_rpc_client::{CCPRpcHttpClient, ClientError};
@@ -39,7 +40,7 @@ async fn all_proofs(client: &CCPRpcHttpClient) -> Vec<ccp_shared::proof::BatchRe
         .unwrap()
 }
 
-/// Polls until each of `cus` has at least `n` proofs (2 minutes at most).
+/// Polls until each of `cus` has at least `n` proofs (see `keying_timeout`).
 async fn wait_for_proofs(
     client: &CCPRpcHttpClient,
     hasher: &mut FluenceHasher,
@@ -58,8 +59,9 @@ async fn wait_for_proofs(
             return by_cu;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "fewer than {n} proofs per CU after 2 minutes: {:?}; log:\n{}",
+            started.elapsed() < keying_timeout(),
+            "fewer than {n} proofs per CU after {:?}: {:?}; log:\n{}",
+            keying_timeout(),
             by_cu
                 .iter()
                 .map(|(c, p)| (c.to_string(), p.len()))
@@ -338,8 +340,9 @@ async fn kill9_loses_and_duplicates_no_proof_index() {
                 break;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "round {round}: no new proof in 2 minutes; log:\n{}",
+                started.elapsed() < keying_timeout(),
+                "round {round}: no new proof in {:?}; log:\n{}",
+                keying_timeout(),
                 miner.log()
             );
             tokio::time::sleep(Duration::from_millis(splitmix(&mut rng) % 200)).await;
