@@ -2,7 +2,8 @@
 //! this machine, then reconciled with the CUs running now. A CU that stays keeps its threads
 //! and dataset: on another core it is only re-pinned, in a new epoch it is re-keyed in place
 //! (a new difficulty alone changes nothing but the proofs' epoch). A CU no longer allocated
-//! stops; a new one starts, once the memory its dataset needs is known to be there.
+//! stops; a new one starts, once the memory its dataset needs is known to be there. A CU whose
+//! threads failed (see `capminer_ccp_unit_state`) starts again at the node's next call.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -149,7 +150,14 @@ impl Units {
             .filter(|cu| !wanted.contains_key(*cu))
             .copied()
             .collect();
-        for cu in gone {
+        // A CU whose threads failed starts again from scratch (with a fresh dataset).
+        let failed: Vec<[u8; 32]> = self
+            .running
+            .iter()
+            .filter(|(_, (_, p))| p.failed().is_some())
+            .map(|(cu, _)| *cu)
+            .collect();
+        for cu in gone.into_iter().chain(failed) {
             self.stop_one(&cu);
         }
         for (core, cu) in allocation {
