@@ -89,13 +89,6 @@ pub(crate) struct Ccp {
 pub(crate) fn fluence_flags(config: &Config) -> anyhow::Result<RandomXFlags> {
     let mut options = capminer_miner::randomx_options(config);
     options.flavor = config.network.profile.randomx();
-    // DEVELOPMENT ONLY, off by default: until Fluence's fork is hashable in this build, hash
-    // stock RandomX. Its proofs are NOT Fluence proofs; never build a release with it.
-    #[cfg(feature = "ccp-dev-stock-randomx")]
-    {
-        tracing::warn!("built with ccp-dev-stock-randomx: hashing STOCK RandomX, not Fluence's");
-        options.flavor = capminer_protocol::RandomxFlavor::Stock;
-    }
     RandomXFlags::resolve(&options).map_err(|e| {
         anyhow::anyhow!(
             "network.profile = \"{}\": {e}",
