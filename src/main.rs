@@ -17,6 +17,7 @@
 //! ```text
 //!  cmd/      one module per subcommand (run, devnet, bench, ...)
 //!  node/     the miner's main job: units, store, chain client, servers, until a signal
+//!  ccp/      the Fluence profile: CCP's JSON-RPC, its CUs and their proof store
 //!  api/      the control API (status, control, units), given the node's shared state
 //!  runtime   the async runtime pinned to the utility CPUs (state it owns), signals, and
 //!            NodeShared: what the node shares with the API
@@ -24,6 +25,7 @@
 //! ```
 
 mod api;
+mod ccp;
 mod cmd;
 mod epoch;
 mod logging;

@@ -18,7 +18,7 @@ mod validate;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use capminer_protocol::GpuChallenge;
+use capminer_protocol::{GpuChallenge, NetworkProfile};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use error::{ConfigError, Source};
@@ -49,6 +49,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// The per-unit watchdog.
     pub watchdog: WatchdogConfig,
+    /// `[ccp]`: the Fluence profile's JSON-RPC server (`capminer ccp`).
+    pub ccp: CcpConfig,
     /// Logging.
     pub log: LogConfig,
     /// Where each value came from, for error messages. Not part of the file.
@@ -408,6 +410,9 @@ impl<'de> Deserialize<'de> for GpuUnits {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NetworkConfig {
+    /// Which network CPU units prove to: `"capminer"` (its own contract) or `"fluence"`
+    /// (Fluence's, served to its node over CCP's JSON-RPC by `capminer ccp`).
+    pub profile: NetworkProfile,
     /// Bytes of one GPU unit's dataset (a multiple of 128).
     pub gpu_unit_bytes: u64,
     /// Bytes of the GPU challenge's light cache (a multiple of 64).
@@ -422,6 +427,7 @@ impl Default for NetworkConfig {
     fn default() -> Self {
         let network = GpuChallenge::NETWORK;
         Self {
+            profile: NetworkProfile::Capminer,
             gpu_unit_bytes: network.unit_bytes,
             gpu_cache_bytes: network.cache_bytes,
             gpu_parents: network.parents,
@@ -637,6 +643,24 @@ impl Default for ApiConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 9478)),
             token_file: None,
+        }
+    }
+}
+
+/// `[ccp]`: `capminer ccp`, the Fluence profile's replacement of Fluence's Capacity Commitment
+/// Prover: the JSON-RPC server its node (nox) drives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CcpConfig {
+    /// Listen address of the JSON-RPC server (HTTP). CCP's port, on loopback: nox runs beside
+    /// it and nothing else should reach it.
+    pub listen: SocketAddr,
+}
+
+impl Default for CcpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9383)),
         }
     }
 }

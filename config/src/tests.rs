@@ -566,3 +566,28 @@ fn gpu_device_units_take_a_count_or_fill_and_refuse_others_by_key() {
         );
     }
 }
+
+#[test]
+fn the_network_profile_defaults_to_capminer_and_refuses_unknown_names_by_key() {
+    let config = load_text("", &[]).unwrap();
+    assert_eq!(
+        config.network.profile,
+        capminer_protocol::NetworkProfile::Capminer
+    );
+    assert_eq!(config.ccp.listen.to_string(), "127.0.0.1:9383");
+    let config = load_text("[network]\nprofile = \"fluence\"\n", &[]).unwrap();
+    assert_eq!(
+        config.network.profile,
+        capminer_protocol::NetworkProfile::Fluence
+    );
+    let err = load_text("[network]\nprofile = \"monero\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("network.profile"), "{err}");
+    assert!(err.contains("monero"), "{err}");
+    let config = load_text("", &[("CAPMINER_NETWORK__PROFILE", "fluence")]).unwrap();
+    assert_eq!(
+        config.network.profile,
+        capminer_protocol::NetworkProfile::Fluence
+    );
+}

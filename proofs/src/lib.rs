@@ -7,6 +7,9 @@
 //!                             └──── submitted(tx) → included(block) → final ◀┘
 //! ```
 //!
+//! [`fluence::FluenceStore`] holds the Fluence profile's proofs (one epoch, per-CU indices) on
+//! the same log framing.
+//!
 //! [`durable`] is the one durable whole-file write (temporary file, fsync, rename, fsync of the
 //! directory), used by the store's archive and by the chain verifier's progress file.
 
@@ -14,6 +17,7 @@
 
 pub mod durable;
 pub mod error;
+pub mod fluence;
 pub mod store;
 
 pub use capminer_protocol::{Epoch, Hash, Proof, ProofRef, Seed, Target, UnitId, UnitKind};

@@ -7,6 +7,7 @@
 //!  proof    Epoch, ProofRef, Proof            what a unit mines under and what it finds
 //!  gpu      GpuChallenge (+ its chain word)   the GPU challenge's network parameters
 //!  network  NetworkProfile, RandomxFlavor     which network a miner proves to, and its RandomX
+//!  fluence  FluenceEpoch, FluenceProof         the Fluence profile's epoch and proof
 //!  verify   Claim ─▶ Checker ─▶ Verdict       what a verifier recomputes and concludes,
 //!                          └──▶ VerifyError   or why it could not
 //! ```
@@ -16,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+pub mod fluence;
 pub mod gpu;
 mod ids;
 mod network;
@@ -23,6 +25,7 @@ mod proof;
 mod unit;
 pub mod verify;
 
+pub use fluence::{FluenceEpoch, FluenceProof};
 pub use gpu::{GpuChallenge, ParamsError};
 pub use ids::{Hash, ParseBytes32Error, Seed, Target, UnitId};
 pub use network::{NetworkProfile, RandomxFlavor};

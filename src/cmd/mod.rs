@@ -10,10 +10,12 @@
 //!  status, ctl ── a running node through its control API (src/api/)
 //!  provider, party ── tasks signed with the provider's or a verifier party's own key
 //!  devices   ── the GPU adapters                          config    ── check or print
+//!  ccp       ── the Fluence profile: CCP's JSON-RPC for Fluence's node (src/ccp/)
 //! ```
 
 mod api_client;
 pub(crate) mod bench;
+pub(crate) mod ccp;
 pub(crate) mod config;
 pub(crate) mod ctl;
 pub(crate) mod devices;
@@ -87,6 +89,9 @@ pub(crate) enum Command {
     /// Check or print the configuration.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Prove for Fluence's network (network.profile = "fluence"): serve CCP's JSON-RPC to
+    /// Fluence's node (nox) in place of Fluence's Capacity Commitment Prover.
+    Ccp(ccp::CcpArgs),
 }
 
 impl Command {
@@ -106,6 +111,7 @@ impl Command {
             Command::Status(args) => status::status(args),
             Command::Ctl(args) => ctl::ctl(args),
             Command::Config(cmd) => config::config(cmd),
+            Command::Ccp(args) => ccp::ccp(args),
         }
     }
 }

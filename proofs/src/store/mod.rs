@@ -577,7 +577,7 @@ fn record_epochs(record: &Record) -> Box<dyn Iterator<Item = u64> + '_> {
 }
 
 /// Takes the store's exclusive lock (released by the OS when the process dies, even by kill -9).
-fn lock_dir(dir: &Path) -> Result<File> {
+pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
     let path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()
         .create(true)

@@ -66,6 +66,7 @@ fn small_gpu() -> capminer_config::NetworkConfig {
         gpu_cache_bytes: 64 << 10,
         gpu_parents: 256,
         gpu_accesses: 64,
+        ..Default::default()
     }
 }
 
