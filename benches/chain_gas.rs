@@ -176,21 +176,15 @@ async fn main() {
         id[24..].copy_from_slice(&(i as u64 + 1).to_be_bytes());
         (UnitId(id), kind)
     };
-    let mut indices = Vec::new();
-    for chunk in (0..40 + FLEET_UNITS).collect::<Vec<_>>().chunks(60) {
-        let units: Vec<(UnitId, UnitKind)> = chunk
-            .iter()
-            .map(|&i| {
-                let gpu = (40..40 + FLEET_GPU_UNITS).contains(&i);
-                unit(i, if gpu { UnitKind::Gpu } else { UnitKind::Cpu })
-            })
-            .collect();
-        indices.extend(
-            devnet::register_units(&url, key(1), deployment.address, &units)
-                .await
-                .unwrap(),
-        );
-    }
+    let units: Vec<(UnitId, UnitKind)> = (0..40 + FLEET_UNITS)
+        .map(|i| {
+            let gpu = (40..40 + FLEET_GPU_UNITS).contains(&i);
+            unit(i, if gpu { UnitKind::Gpu } else { UnitKind::Cpu })
+        })
+        .collect();
+    let indices = devnet::register_units(&url, key(1), deployment.address, &units)
+        .await
+        .unwrap();
     let provider = devnet::signing_provider(&url, key(1)).unwrap();
     let bench = Bench {
         contract: Capacity::new(deployment.address, provider.clone()),

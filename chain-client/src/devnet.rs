@@ -167,8 +167,11 @@ async fn send_and_wait(
     Ok(())
 }
 
-/// Registers `units` to the signer of `key`, paying each kind's collateral; returns their
-/// on-chain indices.
+/// Units registered per transaction by [`register_units`].
+pub const REGISTER_CHUNK: usize = 100;
+
+/// Registers `units` to the signer of `key`, paying each kind's collateral, in transactions of
+/// at most [`REGISTER_CHUNK`] units; returns their on-chain indices.
 pub async fn register_units(
     url: &str,
     key: PrivateKeySigner,
@@ -177,22 +180,30 @@ pub async fn register_units(
 ) -> Result<Vec<u32>> {
     let provider = signing_provider(url, key)?;
     let contract = Capacity::new(address, provider.clone());
-    let mut value = U256::ZERO;
-    for kind in units.iter().map(|(_, k)| *k as u8) {
-        let p = contract
-            .kindParams(kind)
-            .call()
-            .await
-            .map_err(setup_error("reading kind parameters"))?;
-        value += U256::from(p.collateral);
+    let mut collateral = [U256::ZERO; 2];
+    for kind in [UnitKind::Cpu, UnitKind::Gpu] {
+        if units.iter().any(|(_, k)| *k == kind) {
+            let p = contract
+                .kindParams(kind as u8)
+                .call()
+                .await
+                .map_err(setup_error("reading kind parameters"))?;
+            collateral[kind as usize] = U256::from(p.collateral);
+        }
     }
     let ids: Vec<FixedBytes<32>> = units.iter().map(|(id, _)| FixedBytes(id.0)).collect();
-    let kinds: Vec<u8> = units.iter().map(|(_, k)| *k as u8).collect();
-    send_and_wait(
-        contract.registerUnits(ids.clone(), kinds).value(value),
-        "registering units",
-    )
-    .await?;
+    // In transactions of at most REGISTER_CHUNK units: a unit costs about 175k gas (its
+    // record, its id and its proof slots), so a chunk stays well inside a 30M block.
+    for chunk in units.chunks(REGISTER_CHUNK) {
+        let value: U256 = chunk.iter().map(|(_, k)| collateral[*k as usize]).sum();
+        let chunk_ids: Vec<FixedBytes<32>> = chunk.iter().map(|(id, _)| FixedBytes(id.0)).collect();
+        let kinds: Vec<u8> = chunk.iter().map(|(_, k)| *k as u8).collect();
+        send_and_wait(
+            contract.registerUnits(chunk_ids, kinds).value(value),
+            "registering units",
+        )
+        .await?;
+    }
     let mut indices = Vec::new();
     for id in ids {
         indices.push(

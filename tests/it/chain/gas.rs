@@ -47,3 +47,49 @@ async fn a_hundred_proof_batch_stays_within_the_gas_budget() {
         "{per_proof} gas a proof is over the budget of {BUDGET}"
     );
 }
+
+/// Registration buys each unit its proof slots (`ringSlots` words of 22,100 gas), so a unit
+/// costs about 175k gas to register: 250 units in one transaction would pass a 30M block.
+/// `register_units` sends at most `REGISTER_CHUNK` a transaction, each well inside anvil's 30M
+/// block; the indices come back in order, and the last unit proves like the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_many_units_goes_in_transactions_that_fit_a_block() {
+    let net = Net::start(&spec(Target([0xff; 32]), 1, 32_768), &[]).await;
+    let units: Vec<(capminer_proofs::UnitId, UnitKind)> = (0..250u32)
+        .map(|i| {
+            let mut id = unit_id(1, 0).0;
+            id[28..].copy_from_slice(&i.to_be_bytes());
+            let kind = if i % 5 == 0 {
+                UnitKind::Gpu
+            } else {
+                UnitKind::Cpu
+            };
+            (capminer_proofs::UnitId(id), kind)
+        })
+        .collect();
+    assert!(units.len() > 2 * devnet::REGISTER_CHUNK);
+    let indices = net.register(1, &units).await;
+    assert_eq!(indices, (0..250).collect::<Vec<u32>>());
+    assert_eq!(net.contract().unitCount().call().await.unwrap(), 250);
+    let e = net.next_epoch().await;
+    net.seed_epoch().await;
+    let seed = net.contract().epochInfo(e).call().await.unwrap().seed;
+    let contract = Capacity::new(
+        net.address(),
+        devnet::signing_provider(&net.url, net.key(1)).unwrap(),
+    );
+    let mut packed = Vec::new();
+    for unit in [0u32, 249] {
+        capminer_chain::groups::encode_group(unit, &[7, 9], &mut packed);
+    }
+    let receipt = contract
+        .submitProofs(e, seed, packed.into())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(receipt.status());
+    assert_eq!((net.count(0, e).await, net.count(249, e).await), (2, 2));
+}
