@@ -146,6 +146,9 @@ impl Seq<'_> {
             // While the unit's proof slot holds the epoch, its count is its logs'; after, the
             // count its votes recorded.
             let holds = m.slot_holds(unit, epoch);
+            if !holds && !w.groups.is_empty() {
+                self.stats.milestone("proof slot reused by a later epoch");
+            }
             let logged: usize = w.groups.iter().map(Vec::len).sum();
             if holds && r.count as usize != logged {
                 self.fail(&format!(

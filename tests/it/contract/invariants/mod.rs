@@ -158,6 +158,7 @@ fn random_sequences_keep_the_contract_invariants() {
             "executed setQuorum",
             "executed setGuardian",
             "proofs by an operator key",
+            "proof slot reused by a later epoch",
         ] {
             assert!(
                 stats.milestones.get(m).copied().unwrap_or(0) > 0,
