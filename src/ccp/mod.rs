@@ -85,11 +85,9 @@ pub(crate) struct Ccp {
 }
 
 /// RandomX flags of the Fluence profile from the configuration: its flags, the profile's
-/// flavor (Fluence's fork).
+/// flavor (Fluence's fork: `randomx_options` follows `network.profile`).
 pub(crate) fn fluence_flags(config: &Config) -> anyhow::Result<RandomXFlags> {
-    let mut options = capminer_miner::randomx_options(config);
-    options.flavor = config.network.profile.randomx();
-    RandomXFlags::resolve(&options).map_err(|e| {
+    RandomXFlags::resolve(&capminer_miner::randomx_options(config)).map_err(|e| {
         anyhow::anyhow!(
             "network.profile = \"{}\": {e}",
             config.network.profile.name()

@@ -8,6 +8,7 @@ mod config_traps;
 mod contract;
 mod devnet;
 mod disk_faults;
+mod fluence_profile;
 mod gpu;
 mod gpu_bench;
 mod hostile;
