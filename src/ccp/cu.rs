@@ -122,6 +122,11 @@ impl CuProver {
         });
     }
 
+    /// Its hashing threads.
+    pub(crate) fn threads(&self) -> usize {
+        self.threads.len()
+    }
+
     /// True while the CU builds its dataset (or keys its cache).
     pub(crate) fn building(&self) -> bool {
         self.shared.building.load(Ordering::Acquire)

@@ -19,6 +19,7 @@ mod cu;
 mod metrics;
 pub(crate) mod rpc;
 mod state;
+pub(crate) mod status;
 #[cfg(test)]
 mod tests;
 mod units;
@@ -26,6 +27,7 @@ mod units;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use anyhow::Context;
 use capminer_config::Config;
@@ -82,6 +84,7 @@ pub(crate) struct Ccp {
     store: Arc<FluenceStore>,
     inner: Mutex<Inner>,
     metrics: CcpMetrics,
+    started: Instant,
 }
 
 /// RandomX flags of the Fluence profile from the configuration: its flags, the profile's
@@ -113,6 +116,7 @@ impl Ccp {
             store,
             inner: Mutex::new(Inner { units, saved }),
             metrics,
+            started: Instant::now(),
         })
     }
 
@@ -268,9 +272,9 @@ impl Ccp {
         let units = self.inner.lock_or_recover().units.view();
         let state = &self.metrics.unit_state;
         state.reset();
-        for (cu, _core, building, failed) in units {
-            let cu = hex::encode(cu);
-            let value = match (failed, building) {
+        for u in units {
+            let cu = hex::encode(u.cu);
+            let value = match (u.failed, u.building) {
                 (Some(_), _) => 0,
                 (None, true) => 1,
                 (None, false) => 2,

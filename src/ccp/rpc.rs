@@ -54,7 +54,8 @@ pub(crate) struct Context {
     pub utility: UtilityCpus,
 }
 
-/// Binds `listen` and serves the methods over HTTP until `stop` is set; the bound address and
+/// Binds `listen` and serves the methods over HTTP (`POST /`), and the status
+/// (`GET /api/v1/status`, see [`super::status`]), until `stop` is set; the bound address and
 /// the serving task.
 ///
 /// A notification (a call without an id) is carried out too, and answered by its HTTP status
@@ -66,6 +67,7 @@ pub(crate) async fn serve(
     context: Context,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let status = super::status::routes(context.ccp.clone(), context.utility.clone());
     let module = Arc::new(module(context)?);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -73,7 +75,8 @@ pub(crate) async fn serve(
     let bound = listener.local_addr()?;
     let app = axum::Router::new()
         .route("/", axum::routing::post(handle))
-        .with_state(module);
+        .with_state(module)
+        .merge(status);
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(crate::metrics_server::stopped(stop))

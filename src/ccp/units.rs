@@ -219,14 +219,35 @@ impl Units {
         }
     }
 
-    /// The running CUs: id, core, building, failure.
-    pub(crate) fn view(&self) -> Vec<([u8; 32], u32, bool, Option<String>)> {
-        let mut v: Vec<_> = self
+    /// The running CUs, by core.
+    pub(crate) fn view(&self) -> Vec<CuView> {
+        let mut v: Vec<CuView> = self
             .running
             .iter()
-            .map(|(cu, (core, p))| (*cu, *core, p.building(), p.failed()))
+            .map(|(cu, (core, p))| CuView {
+                cu: *cu,
+                core: *core,
+                threads: p.threads(),
+                building: p.building(),
+                failed: p.failed(),
+            })
             .collect();
-        v.sort_by_key(|(_, core, _, _)| *core);
+        v.sort_by_key(|u| u.core);
         v
     }
+}
+
+/// A running CU as [`Units::view`] sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct CuView {
+    /// Its id.
+    pub cu: [u8; 32],
+    /// Its physical core.
+    pub core: u32,
+    /// Its hashing threads.
+    pub threads: usize,
+    /// True while it keys its cache and dataset.
+    pub building: bool,
+    /// Why one of its threads failed.
+    pub failed: Option<String>,
 }

@@ -9,6 +9,7 @@ mod contract;
 mod devnet;
 mod disk_faults;
 mod fluence_profile;
+mod fluence_status;
 mod gpu;
 mod gpu_bench;
 mod hostile;
