@@ -15,6 +15,7 @@
 //! reconcile the CUs; reading proofs takes only the store's lock, so it never waits for a
 //! dataset build or a commitment change.
 
+mod control;
 mod cu;
 mod metrics;
 pub(crate) mod rpc;
@@ -37,6 +38,7 @@ use capminer_protocol::{FluenceEpoch, FluenceProof};
 use capminer_sync::LockExt;
 use prometheus::Registry;
 
+pub(crate) use control::routes as control_routes;
 pub(crate) use metrics::CcpMetrics;
 use state::{Commitment, SavedState};
 use units::Units;
@@ -262,6 +264,16 @@ impl Ccp {
         (epoch, out)
     }
 
+    /// Pauses or resumes `cu` (every running CU when `None`); the CUs it applied to. A pause
+    /// lasts until resumed, the CU stops, or capminer restarts. Blocking.
+    pub(crate) fn set_paused(
+        &self,
+        cu: Option<&[u8; 32]>,
+        paused: bool,
+    ) -> Result<Vec<[u8; 32]>, CcpError> {
+        self.inner.lock_or_recover().units.set_paused(cu, paused)
+    }
+
     /// Stops every CU. Blocking.
     pub(crate) fn shutdown(&self) {
         self.inner.lock_or_recover().units.stop_all();
@@ -274,10 +286,11 @@ impl Ccp {
         state.reset();
         for u in units {
             let cu = hex::encode(u.cu);
-            let value = match (u.failed, u.building) {
-                (Some(_), _) => 0,
-                (None, true) => 1,
-                (None, false) => 2,
+            let value = match (u.failed, u.paused, u.building) {
+                (Some(_), _, _) => 0,
+                (None, true, _) => 3,
+                (None, false, true) => 1,
+                (None, false, false) => 2,
             };
             state.with_label_values(&[&cu]).set(value);
         }

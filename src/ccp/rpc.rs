@@ -54,9 +54,9 @@ pub(crate) struct Context {
     pub utility: UtilityCpus,
 }
 
-/// Binds `listen` and serves the methods over HTTP (`POST /`), and the status
-/// (`GET /api/v1/status`, see [`super::status`]), until `stop` is set; the bound address and
-/// the serving task.
+/// Binds `listen` and serves the methods over HTTP (`POST /`), and `routes` beside them (the
+/// control API, see [`super::control`]), until `stop` is set; the bound address and the
+/// serving task.
 ///
 /// A notification (a call without an id) is carried out too, and answered by its HTTP status
 /// alone: 200, or 400 (with the error as the body) if it was refused. `ccp-rpc-client` sends
@@ -65,9 +65,9 @@ pub(crate) struct Context {
 pub(crate) async fn serve(
     listen: SocketAddr,
     context: Context,
+    routes: axum::Router,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let status = super::status::routes(context.ccp.clone(), context.utility.clone());
     let module = Arc::new(module(context)?);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -76,7 +76,7 @@ pub(crate) async fn serve(
     let app = axum::Router::new()
         .route("/", axum::routing::post(handle))
         .with_state(module)
-        .merge(status);
+        .merge(routes);
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(crate::metrics_server::stopped(stop))

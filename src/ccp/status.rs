@@ -1,8 +1,8 @@
 //! `GET /api/v1/status` of `capminer ccp`, served on the JSON-RPC listener (`ccp.listen`,
 //! loopback by default) beside `POST /`: the commitment, each CU and the utility CPUs, read from
 //! the saved state, the live CUs, the proof store and the metric families `/metrics` serves
-//! (one source of truth). Read-only and without a token, like `capminer run`'s status;
-//! `capminer status` prints it as a table.
+//! (one source of truth). Without a token, like `capminer run`'s status (routes in
+//! control.rs); `capminer status` prints it as a table.
 //!
 //! ```json
 //! {"version": "0.1.0", "profile": "fluence", "uptime_seconds": 12,
@@ -13,17 +13,11 @@
 //! ```
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use capminer_sync::LockExt;
 use serde::{Deserialize, Serialize};
 
 use super::Ccp;
-use crate::runtime::UtilityCpus;
 
 /// `GET /api/v1/status` in the Fluence profile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,7 +59,8 @@ pub(crate) struct CuStatus {
     pub core: u32,
     /// Its hashing threads.
     pub threads: usize,
-    /// `building` (keying its cache and dataset), `hashing` or `failed`.
+    /// `building` (keying its cache and dataset), `hashing`, `paused` (control API) or
+    /// `failed`.
     pub state: String,
     /// Why it failed.
     pub reason: Option<String>,
@@ -94,10 +89,11 @@ pub(crate) fn status(ccp: &Ccp, utility_cpus: Vec<usize>) -> CcpStatus {
                     .get_metric_with_label_values(&[&cu])
                     .map_or(0, |c| c.get())
             };
-            let (state, reason) = match (u.failed, u.building) {
-                (Some(why), _) => ("failed", Some(why)),
-                (None, true) => ("building", None),
-                (None, false) => ("hashing", None),
+            let (state, reason) = match (u.failed, u.paused, u.building) {
+                (Some(why), _, _) => ("failed", Some(why)),
+                (None, true, _) => ("paused", None),
+                (None, false, true) => ("building", None),
+                (None, false, false) => ("hashing", None),
             };
             CuStatus {
                 hashes: counter(&m.hashes),
@@ -126,24 +122,4 @@ pub(crate) fn status(ccp: &Ccp, utility_cpus: Vec<usize>) -> CcpStatus {
         utility_cpus,
         proofs_served: m.proofs_served.get(),
     }
-}
-
-/// The route, for the JSON-RPC listener's router.
-pub(crate) fn routes(ccp: Arc<Ccp>, utility: UtilityCpus) -> axum::Router {
-    axum::Router::new()
-        .route("/api/v1/status", get(get_status))
-        .with_state((ccp, utility))
-}
-
-async fn get_status(State((ccp, utility)): State<(Arc<Ccp>, UtilityCpus)>) -> Response {
-    let cpus = utility.get();
-    let (code, body) = match tokio::task::spawn_blocking(move || status(&ccp, cpus)).await {
-        Ok(s) => (StatusCode::OK, serde_json::to_string(&s)),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            serde_json::to_string(&serde_json::json!({ "error": format!("status: {e}") })),
-        ),
-    };
-    let body = body.unwrap_or_else(|e| format!("{{\"error\": \"status: {e}\"}}"));
-    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }

@@ -219,6 +219,29 @@ impl Units {
         }
     }
 
+    /// Pauses or resumes `cu` (every running CU when `None`); the CUs it applied to, by core.
+    pub(crate) fn set_paused(
+        &self,
+        cu: Option<&[u8; 32]>,
+        paused: bool,
+    ) -> Result<Vec<[u8; 32]>, CcpError> {
+        let mut done: Vec<(u32, [u8; 32])> = Vec::new();
+        for (id, (core, prover)) in &self.running {
+            if cu.is_none_or(|c| c == id) {
+                prover.set_paused(paused);
+                done.push((*core, *id));
+            }
+        }
+        if let (Some(cu), true) = (cu, done.is_empty()) {
+            return Err(CcpError::field(
+                "cu".into(),
+                format!("CU {} is not allocated here", hex::encode(cu)),
+            ));
+        }
+        done.sort();
+        Ok(done.into_iter().map(|(_, id)| id).collect())
+    }
+
     /// The running CUs, by core.
     pub(crate) fn view(&self) -> Vec<CuView> {
         let mut v: Vec<CuView> = self
@@ -228,6 +251,7 @@ impl Units {
                 cu: *cu,
                 core: *core,
                 threads: p.threads(),
+                paused: p.paused(),
                 building: p.building(),
                 failed: p.failed(),
             })
@@ -246,6 +270,8 @@ pub(crate) struct CuView {
     pub core: u32,
     /// Its hashing threads.
     pub threads: usize,
+    /// Paused through the control API.
+    pub paused: bool,
     /// True while it keys its cache and dataset.
     pub building: bool,
     /// Why one of its threads failed.
