@@ -80,10 +80,10 @@ async fn status(State(c): State<Control>) -> Response {
     }
 }
 
-/// `Ok` if the request carries the token.
-fn authorize(c: &Control, headers: &HeaderMap) -> Result<(), Response> {
+/// `Ok` if the request carries the token; the status and the error otherwise.
+fn authorize(c: &Control, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
     let Some(token) = &c.token else {
-        return Err(refuse(
+        return Err((
             StatusCode::FORBIDDEN,
             "the control API is read-only: set api.token_file to allow pause and resume".into(),
         ));
@@ -94,8 +94,8 @@ fn authorize(c: &Control, headers: &HeaderMap) -> Result<(), Response> {
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
         Some(g) if crate::api::same(g.trim().as_bytes(), token) => Ok(()),
-        Some(_) => Err(refuse(StatusCode::UNAUTHORIZED, "wrong token".into())),
-        None => Err(refuse(
+        Some(_) => Err((StatusCode::UNAUTHORIZED, "wrong token".into())),
+        None => Err((
             StatusCode::UNAUTHORIZED,
             "no token: send Authorization: Bearer <the token in api.token_file>".into(),
         )),
@@ -109,8 +109,8 @@ async fn pause_or_resume<const PAUSE: bool>(
     query: Result<Query<CuQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     // The token first: a caller without it learns nothing of what the call takes.
-    if let Err(refused) = authorize(&c, &headers) {
-        return refused;
+    if let Err((code, why)) = authorize(&c, &headers) {
+        return refuse(code, why);
     }
     let Query(query) = match query {
         Ok(q) => q,
