@@ -32,7 +32,7 @@ pub(crate) struct UtilityCpus(Arc<Mutex<Vec<usize>>>);
 
 impl UtilityCpus {
     /// The CPUs now.
-    fn get(&self) -> Vec<usize> {
+    pub(crate) fn get(&self) -> Vec<usize> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 

@@ -284,8 +284,11 @@ impl Miner {
             ));
         }
         if moving.is_none() {
-            let need = cpu_unit_bytes(config.cpu.randomx.full_memory, plan.threads)
-                + config.cpu.memory_reserve_mib * (1 << 20);
+            let need = cpu_unit_bytes(
+                config.network.profile.randomx(),
+                config.cpu.randomx.full_memory,
+                plan.threads,
+            ) + config.cpu.memory_reserve_mib * (1 << 20);
             let available = crate::plan::available_memory()
                 .map_err(|e| refuse(&field, ChangeKind::Invalid, e.to_string()))?;
             if need > available {

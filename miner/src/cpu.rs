@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use capminer_kernels::KernelError;
 use capminer_kernels::key::cpu_unit_key;
 use capminer_kernels::randomx::{
-    Cache, Dataset, PageSize, RandomXFlags, RandomXSearcher, Vm, VmMemory, dataset_items,
+    Cache, Dataset, PageSize, RandomXFlags, RandomXSearcher, Vm, VmMemory, dataset_items_for,
 };
 use capminer_proofs::Epoch;
 use capminer_sync::{LockExt, recover};
@@ -130,7 +130,7 @@ impl Unit for CpuUnit {
         }
         if s.building.load(Ordering::Acquire) != 0 {
             let total = if s.flags.full_memory() {
-                dataset_items()
+                dataset_items_for(s.flags.flavor())
             } else {
                 0
             };

@@ -20,7 +20,8 @@ use crate::supervisor::{Launcher, Supervisor, UnitPlan, UnitView};
 use crate::topology::Topology;
 use crate::{MinerError, Result};
 
-/// RandomX options from the configuration.
+/// RandomX options from the configuration, in the flavor of its network profile
+/// (`network.profile`: stock RandomX for capminer's network, Fluence's fork for Fluence's).
 pub fn randomx_options(config: &Config) -> RandomXOptions {
     let r = &config.cpu.randomx;
     RandomXOptions {
@@ -42,7 +43,7 @@ pub fn randomx_options(config: &Config) -> RandomXOptions {
             capminer_config::DatasetInit::Scalar => DatasetInit::Scalar,
             capminer_config::DatasetInit::Library => DatasetInit::Library,
         },
-        flavor: capminer_protocol::RandomxFlavor::Stock,
+        flavor: config.network.profile.randomx(),
     }
 }
 

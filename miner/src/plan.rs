@@ -5,9 +5,9 @@
 use capminer_config::{Config, GpuUnits, Units};
 use capminer_kernels::gpu::GpuDevice;
 use capminer_kernels::key::keccak256;
-use capminer_kernels::randomx::{cache_bytes, dataset_bytes};
+use capminer_kernels::randomx::{cache_bytes, dataset_bytes_for};
 use capminer_proofs::{UnitId, UnitKind};
-use capminer_protocol::GpuChallenge;
+use capminer_protocol::{GpuChallenge, RandomxFlavor};
 
 use crate::Result;
 use crate::gpu::GpuUnitPlan;
@@ -53,12 +53,13 @@ pub fn derived_unit_id(provider: &[u8; 20], kind: UnitKind, index: u32) -> UnitI
 
 const MIB: u64 = 1 << 20;
 
-/// Memory one CPU unit needs while keying: its dataset plus the cache it is built from (light
-/// mode: the cache alone), plus a scratchpad per thread.
-pub fn cpu_unit_bytes(full_memory: bool, threads: usize) -> u64 {
+/// Memory one CPU unit of `flavor` needs while keying: its dataset (2080 MiB stock, 4128 MiB
+/// Fluence) plus the cache it is built from (light mode: the cache alone), plus a scratchpad
+/// per thread.
+pub fn cpu_unit_bytes(flavor: RandomxFlavor, full_memory: bool, threads: usize) -> u64 {
     let scratchpads = threads as u64 * 2 * MIB;
     if full_memory {
-        dataset_bytes() + cache_bytes() + scratchpads
+        dataset_bytes_for(flavor) + cache_bytes() + scratchpads
     } else {
         cache_bytes() + scratchpads
     }
@@ -116,7 +117,11 @@ pub fn plan_cpu_units(
         plans.push(cpu_unit_plan(config, topology, core, id));
     }
     let full = cpu.randomx.full_memory;
-    let need: u64 = plans.iter().map(|p| cpu_unit_bytes(full, p.threads)).sum();
+    let flavor = config.network.profile.randomx();
+    let need: u64 = plans
+        .iter()
+        .map(|p| cpu_unit_bytes(flavor, full, p.threads))
+        .sum();
     let reserve = cpu.memory_reserve_mib * MIB;
     if need + reserve > available {
         let what = if full {
@@ -132,7 +137,7 @@ pub fn plan_cpu_units(
                      but only {} MiB is available: use fewer units, a smaller reserve, or light mode",
                     plans.len(),
                     need / MIB,
-                    cpu_unit_bytes(full, 1) / MIB,
+                    cpu_unit_bytes(flavor, full, 1) / MIB,
                     cpu.memory_reserve_mib,
                     available / MIB
                 ),
@@ -530,7 +535,7 @@ mod tests {
     #[test]
     fn datasets_that_do_not_fit_are_refused() {
         let config = Config::default();
-        let one = cpu_unit_bytes(true, 2);
+        let one = cpu_unit_bytes(RandomxFlavor::Stock, true, 2);
         let fits = plan_cpu_units(&config, &topo(2), 2 * one + 1024 * MIB);
         assert_eq!(fits.unwrap().len(), 2);
         let err = plan_cpu_units(&config, &topo(2), 2 * one + 1024 * MIB - 1)
@@ -539,6 +544,47 @@ mod tests {
         assert!(
             err.contains("key `cpu.units`: 2 RandomX datasets need"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn the_fluence_profile_plans_its_4_gib_datasets() {
+        // Fluence's fork: 67_633_151 items of 64 bytes (4 GiB + 32 MiB - 64); stock 34_078_719.
+        assert_eq!(
+            cpu_unit_bytes(RandomxFlavor::Fluence, true, 2),
+            67_633_151 * 64 + 256 * MIB + 4 * MIB
+        );
+        assert_eq!(
+            cpu_unit_bytes(RandomxFlavor::Stock, true, 2),
+            34_078_719 * 64 + 256 * MIB + 4 * MIB
+        );
+        assert_eq!(
+            cpu_unit_bytes(RandomxFlavor::Fluence, false, 2),
+            256 * MIB + 4 * MIB
+        );
+        let mut fluence = Config::default();
+        fluence.network.profile = capminer_protocol::NetworkProfile::Fluence;
+        // Room for two stock units (two threads each) is not room for two Fluence units.
+        let stock_two = 2 * cpu_unit_bytes(RandomxFlavor::Stock, true, 2) + 1024 * MIB;
+        assert_eq!(
+            plan_cpu_units(&Config::default(), &topo(2), stock_two)
+                .unwrap()
+                .len(),
+            2
+        );
+        let err = plan_cpu_units(&fluence, &topo(2), stock_two)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("2 RandomX datasets need 8775 MiB (each 4385 MiB while keying)"),
+            "{err}"
+        );
+        let one = cpu_unit_bytes(RandomxFlavor::Fluence, true, 2);
+        assert_eq!(
+            plan_cpu_units(&fluence, &topo(2), 2 * one + 1024 * MIB)
+                .unwrap()
+                .len(),
+            2
         );
     }
 

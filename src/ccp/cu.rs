@@ -38,6 +38,8 @@ struct State {
     cpus: Vec<usize>,
     cpus_version: u64,
     stop: bool,
+    /// Paused through the control API: the threads wait, the keyed memory stays.
+    paused: bool,
     /// The keyed memory and its key.
     memory: Option<([u8; 32], VmMemory)>,
     failed: Option<String>,
@@ -122,6 +124,21 @@ impl CuProver {
         });
     }
 
+    /// Pauses (the threads wait after their batch, keeping the keyed memory) or resumes it.
+    pub(crate) fn set_paused(&self, paused: bool) {
+        self.update(|s| s.paused = paused);
+    }
+
+    /// True while paused.
+    pub(crate) fn paused(&self) -> bool {
+        self.shared.state.lock_or_recover().paused
+    }
+
+    /// Its hashing threads.
+    pub(crate) fn threads(&self) -> usize {
+        self.threads.len()
+    }
+
     /// True while the CU builds its dataset (or keys its cache).
     pub(crate) fn building(&self) -> bool {
         self.shared.building.load(Ordering::Acquire)
@@ -157,7 +174,8 @@ struct Look {
 fn look(shared: &Shared, t: usize) -> Look {
     let s = shared.state.lock_or_recover();
     Look {
-        job: s.job,
+        // A paused CU waits as an idle one does; a build under way goes on (see `interrupted`).
+        job: if s.paused { None } else { s.job },
         cpu: (!s.cpus.is_empty()).then(|| (s.cpus[t % s.cpus.len()], s.cpus_version)),
         stop: s.stop || s.failed.is_some(),
     }

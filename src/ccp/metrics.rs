@@ -20,7 +20,7 @@ pub(crate) struct CcpMetrics {
     pub unit_core: IntGaugeVec,
     /// CUs allocated now.
     pub units: IntGauge,
-    /// Each allocated CU's state: 2 hashing, 1 keying (cache, dataset), 0 failed.
+    /// Each allocated CU's state: 3 paused, 2 hashing, 1 keying (cache, dataset), 0 failed.
     pub unit_state: IntGaugeVec,
     /// JSON-RPC calls, by method and outcome.
     pub requests: IntCounterVec,
@@ -65,7 +65,7 @@ impl CcpMetrics {
             unit_state: IntGaugeVec::new(
                 Opts::new(
                     "capminer_ccp_unit_state",
-                    "A compute unit's state: 2 hashing, 1 keying (cache and dataset), 0 failed (its threads stopped; see the log)",
+                    "A compute unit's state: 3 paused (control API), 2 hashing, 1 keying (cache and dataset), 0 failed (its threads stopped; see the log)",
                 ),
                 &["cu"],
             )?,

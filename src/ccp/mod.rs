@@ -15,10 +15,12 @@
 //! reconcile the CUs; reading proofs takes only the store's lock, so it never waits for a
 //! dataset build or a commitment change.
 
+mod control;
 mod cu;
 mod metrics;
 pub(crate) mod rpc;
 mod state;
+pub(crate) mod status;
 #[cfg(test)]
 mod tests;
 mod units;
@@ -26,6 +28,7 @@ mod units;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use anyhow::Context;
 use capminer_config::Config;
@@ -35,6 +38,7 @@ use capminer_protocol::{FluenceEpoch, FluenceProof};
 use capminer_sync::LockExt;
 use prometheus::Registry;
 
+pub(crate) use control::routes as control_routes;
 pub(crate) use metrics::CcpMetrics;
 use state::{Commitment, SavedState};
 use units::Units;
@@ -82,14 +86,13 @@ pub(crate) struct Ccp {
     store: Arc<FluenceStore>,
     inner: Mutex<Inner>,
     metrics: CcpMetrics,
+    started: Instant,
 }
 
 /// RandomX flags of the Fluence profile from the configuration: its flags, the profile's
-/// flavor (Fluence's fork).
+/// flavor (Fluence's fork: `randomx_options` follows `network.profile`).
 pub(crate) fn fluence_flags(config: &Config) -> anyhow::Result<RandomXFlags> {
-    let mut options = capminer_miner::randomx_options(config);
-    options.flavor = config.network.profile.randomx();
-    RandomXFlags::resolve(&options).map_err(|e| {
+    RandomXFlags::resolve(&capminer_miner::randomx_options(config)).map_err(|e| {
         anyhow::anyhow!(
             "network.profile = \"{}\": {e}",
             config.network.profile.name()
@@ -115,6 +118,7 @@ impl Ccp {
             store,
             inner: Mutex::new(Inner { units, saved }),
             metrics,
+            started: Instant::now(),
         })
     }
 
@@ -260,6 +264,16 @@ impl Ccp {
         (epoch, out)
     }
 
+    /// Pauses or resumes `cu` (every running CU when `None`); the CUs it applied to. A pause
+    /// lasts until resumed, the CU stops, or capminer restarts. Blocking.
+    pub(crate) fn set_paused(
+        &self,
+        cu: Option<&[u8; 32]>,
+        paused: bool,
+    ) -> Result<Vec<[u8; 32]>, CcpError> {
+        self.inner.lock_or_recover().units.set_paused(cu, paused)
+    }
+
     /// Stops every CU. Blocking.
     pub(crate) fn shutdown(&self) {
         self.inner.lock_or_recover().units.stop_all();
@@ -270,12 +284,13 @@ impl Ccp {
         let units = self.inner.lock_or_recover().units.view();
         let state = &self.metrics.unit_state;
         state.reset();
-        for (cu, _core, building, failed) in units {
-            let cu = hex::encode(cu);
-            let value = match (failed, building) {
-                (Some(_), _) => 0,
-                (None, true) => 1,
-                (None, false) => 2,
+        for u in units {
+            let cu = hex::encode(u.cu);
+            let value = match (u.failed, u.paused, u.building) {
+                (Some(_), _, _) => 0,
+                (None, true, _) => 3,
+                (None, false, true) => 1,
+                (None, false, false) => 2,
             };
             state.with_label_values(&[&cu]).set(value);
         }

@@ -54,8 +54,9 @@ pub(crate) struct Context {
     pub utility: UtilityCpus,
 }
 
-/// Binds `listen` and serves the methods over HTTP until `stop` is set; the bound address and
-/// the serving task.
+/// Binds `listen` and serves the methods over HTTP (`POST /`), and `routes` beside them (the
+/// control API, see [`super::control`]), until `stop` is set; the bound address and the
+/// serving task.
 ///
 /// A notification (a call without an id) is carried out too, and answered by its HTTP status
 /// alone: 200, or 400 (with the error as the body) if it was refused. `ccp-rpc-client` sends
@@ -64,6 +65,7 @@ pub(crate) struct Context {
 pub(crate) async fn serve(
     listen: SocketAddr,
     context: Context,
+    routes: axum::Router,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let module = Arc::new(module(context)?);
@@ -73,7 +75,8 @@ pub(crate) async fn serve(
     let bound = listener.local_addr()?;
     let app = axum::Router::new()
         .route("/", axum::routing::post(handle))
-        .with_state(module);
+        .with_state(module)
+        .merge(routes);
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(crate::metrics_server::stopped(stop))

@@ -219,14 +219,61 @@ impl Units {
         }
     }
 
-    /// The running CUs: id, core, building, failure.
-    pub(crate) fn view(&self) -> Vec<([u8; 32], u32, bool, Option<String>)> {
-        let mut v: Vec<_> = self
+    /// Pauses or resumes `cu` (every running CU when `None`); the CUs it applied to, by core.
+    pub(crate) fn set_paused(
+        &self,
+        cu: Option<&[u8; 32]>,
+        paused: bool,
+    ) -> Result<Vec<[u8; 32]>, CcpError> {
+        let mut done: Vec<(u32, [u8; 32])> = Vec::new();
+        for (id, (core, prover)) in &self.running {
+            if cu.is_none_or(|c| c == id) {
+                prover.set_paused(paused);
+                done.push((*core, *id));
+            }
+        }
+        if let (Some(cu), true) = (cu, done.is_empty()) {
+            return Err(CcpError::field(
+                "cu".into(),
+                format!("CU {} is not allocated here", hex::encode(cu)),
+            ));
+        }
+        done.sort();
+        Ok(done.into_iter().map(|(_, id)| id).collect())
+    }
+
+    /// The running CUs, by core.
+    pub(crate) fn view(&self) -> Vec<CuView> {
+        let mut v: Vec<CuView> = self
             .running
             .iter()
-            .map(|(cu, (core, p))| (*cu, *core, p.building(), p.failed()))
+            .map(|(cu, (core, p))| CuView {
+                cu: *cu,
+                core: *core,
+                threads: p.threads(),
+                paused: p.paused(),
+                building: p.building(),
+                failed: p.failed(),
+            })
             .collect();
-        v.sort_by_key(|(_, core, _, _)| *core);
+        v.sort_by_key(|u| u.core);
         v
     }
+}
+
+/// A running CU as [`Units::view`] sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct CuView {
+    /// Its id.
+    pub cu: [u8; 32],
+    /// Its physical core.
+    pub core: u32,
+    /// Its hashing threads.
+    pub threads: usize,
+    /// Paused through the control API.
+    pub paused: bool,
+    /// True while it keys its cache and dataset.
+    pub building: bool,
+    /// Why one of its threads failed.
+    pub failed: Option<String>,
 }

@@ -1,5 +1,6 @@
 //! `capminer ccp`: the Fluence profile (`network.profile = "fluence"`), serving Fluence's node
-//! over CCP's JSON-RPC (see src/ccp/) until SIGINT or SIGTERM, with the metrics endpoint.
+//! over CCP's JSON-RPC (see src/ccp/) until SIGINT or SIGTERM, with the control API (status,
+//! pause, resume) on the same listener and the metrics endpoint.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -8,8 +9,8 @@ use std::sync::atomic::AtomicBool;
 use capminer_protocol::NetworkProfile;
 
 use super::{ConfigArg, load_config};
-use crate::ccp::Ccp;
 use crate::ccp::rpc::{Context, serve};
+use crate::ccp::{Ccp, control_routes};
 use crate::runtime::{Runtime, wait_for_signal};
 use crate::{logging, metrics_server};
 
@@ -31,6 +32,13 @@ pub(crate) fn ccp(args: CcpArgs) -> anyhow::Result<ExitCode> {
             )
             .into());
     }
+    // Pause and resume need it (src/ccp/control.rs); without it they are refused.
+    let token = config
+        .api
+        .token_file
+        .as_deref()
+        .map(crate::api::read_token)
+        .transpose()?;
     logging::init(&config)?;
     let runtime = Runtime::new(&config)?;
     let registry = prometheus::Registry::new();
@@ -49,8 +57,9 @@ pub(crate) fn ccp(args: CcpArgs) -> anyhow::Result<ExitCode> {
             config.ccp.listen,
             Context {
                 ccp: ccp.clone(),
-                utility,
+                utility: utility.clone(),
             },
+            control_routes(ccp.clone(), utility, token),
             stop.clone(),
         )
         .await?;

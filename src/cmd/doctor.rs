@@ -4,7 +4,10 @@
 //! Checks: what `run` checks before it starts (the state directory, the key and token files,
 //! the log filter, units to mine and, with a chain, a `miner.provider` that can own the unit
 //! ids: src/node/preflight.rs), the CPU's flags for RandomX, the units this configuration plans
-//! here (cores and memory), huge pages (reserved count needed, transparent huge pages mode),
+//! here (cores and memory: the bytes one unit needs while keying, in the RandomX flavor of
+//! `network.profile`: a 2080 MiB dataset stock, 4128 MiB in the Fluence profile, whose CUs nox
+//! allocates, so doctor says how many fit), huge pages (reserved count needed, a unit and in
+//! all), transparent huge pages mode,
 //! NUMA nodes a unit straddles, MSR access, GPU adapters and the largest unit each holds,
 //! secret files' permissions, and, with `chain.enabled`: the RPC node (chain id, contract
 //! code), the node's clock against this machine's, that the key signing is the provider's own
@@ -18,8 +21,11 @@ use alloy::primitives::Address;
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use capminer_config::{Config, ConfigError};
-use capminer_kernels::randomx::huge_pages_per_unit;
-use capminer_miner::Miner;
+use capminer_kernels::randomx::{RandomXFlags, dataset_bytes_for, huge_pages_per_unit_for};
+use capminer_miner::plan::{CpuUnitPlan, cpu_unit_bytes, plan_cpu_units};
+use capminer_miner::topology::Topology;
+use capminer_miner::{Miner, randomx_flags};
+use capminer_protocol::NetworkProfile;
 
 use super::{ConfigArg, load_config};
 use crate::node::preflight::{Preflight, preflight};
@@ -59,7 +65,16 @@ impl Report {
 pub(crate) fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.config)?;
     let mut report = Report::default();
-    let pre = preflight(&config, |k| std::env::var(k).ok());
+    let mut pre = preflight(&config, |k| std::env::var(k).ok());
+    if config.network.profile == NetworkProfile::Fluence {
+        // The profile `run` refuses is the one `capminer ccp` serves.
+        pre.problems
+            .retain(|p| !matches!(p, ConfigError::Key { key, .. } if key == "network.profile"));
+        report.ok(
+            "profile",
+            "fluence: serve Fluence's node (nox) with `capminer ccp` (`capminer run` refuses this profile)",
+        );
+    }
     settings(&pre, &mut report);
     cpu_flags(&config, &mut report);
     units_and_pages(&config, &mut report);
@@ -160,8 +175,21 @@ fn meminfo(key: &str) -> Option<u64> {
         .ok()
 }
 
+/// The CPU units planned, how many GPU units, the RandomX flags. In the Fluence profile the CUs
+/// are nox's to allocate: every core the configuration leaves to units is planned, whatever
+/// memory holds (the `memory` line says how many fit).
+fn plan(config: &Config) -> capminer_miner::Result<(Vec<CpuUnitPlan>, usize, RandomXFlags)> {
+    if config.network.profile == NetworkProfile::Fluence {
+        let flags = randomx_flags(config)?;
+        let cpu = plan_cpu_units(config, &Topology::detect()?, u64::MAX / 2)?;
+        return Ok((cpu, 0, flags));
+    }
+    let plan = Miner::plan(config)?;
+    Ok((plan.cpu, plan.gpu.len(), plan.flags))
+}
+
 fn units_and_pages(config: &Config, r: &mut Report) {
-    let plan = match Miner::plan(config) {
+    let (cpu, gpus, flags) = match plan(config) {
         Ok(plan) => plan,
         Err(e) => {
             r.fail("units", e.to_string());
@@ -172,34 +200,34 @@ fn units_and_pages(config: &Config, r: &mut Report) {
     r.ok(
         "units",
         format!(
-            "{} CPU, {} GPU planned; RandomX {}; {available} MiB available",
-            plan.cpu.len(),
-            plan.gpu.len(),
-            plan.flags
+            "{} CPU, {gpus} GPU planned; RandomX {flags}; {available} MiB available",
+            cpu.len(),
         ),
     );
-    if plan.cpu.is_empty() {
+    let Some(threads) = cpu.iter().map(|u| u.threads).max() else {
         return;
-    }
+    };
+    memory(config, flags, threads, available << 20, r);
     let r_cfg = &config.cpu.randomx;
     if r_cfg.full_memory && r_cfg.large_pages {
-        let need: u64 = plan
-            .cpu
+        let flavor = flags.flavor();
+        let per = huge_pages_per_unit_for(flavor, threads as u64);
+        let need: u64 = cpu
             .iter()
-            .map(|u| huge_pages_per_unit(u.threads as u64))
+            .map(|u| huge_pages_per_unit_for(flavor, u.threads as u64))
             .sum();
         let free = meminfo("HugePages_Free").unwrap_or(0);
         if free >= need {
             r.ok(
                 "huge pages",
-                format!("{free} free 2 MiB pages, {need} needed"),
+                format!("{free} free 2 MiB pages, {need} needed ({per} a unit)"),
             );
         } else {
             let total = meminfo("HugePages_Total").unwrap_or(0);
             r.warn(
                 "huge pages",
                 format!(
-                    "{free} free 2 MiB pages, {need} needed: datasets fall back to transparent or 4 KiB pages (slower); reserve them with `sysctl -w vm.nr_hugepages={}` (add it to /etc/sysctl.d to keep it)",
+                    "{free} free 2 MiB pages, {need} needed ({per} a unit): datasets fall back to transparent or 4 KiB pages (slower); reserve them with `sysctl -w vm.nr_hugepages={}` (add it to /etc/sysctl.d to keep it)",
                     total + need - free
                 ),
             );
@@ -218,11 +246,47 @@ fn units_and_pages(config: &Config, r: &mut Report) {
         Ok(mode) => r.ok("thp", format!("mode {}", mode.trim())),
         Err(_) => r.warn("thp", "no /sys/kernel/mm/transparent_hugepage: not a Linux kernel with THP"),
     }
-    numa(&plan.cpu, r);
+    numa(&cpu, r);
+}
+
+/// What one CPU unit of `threads` threads needs while keying, in the profile's RandomX flavor;
+/// in the Fluence profile how many CUs `available` bytes hold beside the reserve (`capminer
+/// ccp` refuses an allocation of more before it builds).
+fn memory(config: &Config, flags: RandomXFlags, threads: usize, available: u64, r: &mut Report) {
+    const MIB: u64 = 1 << 20;
+    let flavor = flags.flavor();
+    let full = config.cpu.randomx.full_memory;
+    let per = cpu_unit_bytes(flavor, full, threads);
+    let dataset = if full {
+        format!("a dataset of {} bytes", dataset_bytes_for(flavor))
+    } else {
+        "no dataset (light mode)".into()
+    };
+    let what = format!(
+        "{} MiB a unit of {threads} thread(s) while keying in the {} profile: {dataset}, a 256 MiB cache, 2 MiB a thread",
+        per.div_ceil(MIB),
+        config.network.profile.name()
+    );
+    if config.network.profile != NetworkProfile::Fluence {
+        r.ok("memory", what);
+        return;
+    }
+    let reserve = config.cpu.memory_reserve_mib * MIB;
+    let fit = available.saturating_sub(reserve) / per;
+    let room = format!(
+        "{} MiB available less cpu.memory_reserve_mib = {} holds {fit} CU(s); `capminer ccp` refuses an allocation of more before it builds",
+        available / MIB,
+        config.cpu.memory_reserve_mib
+    );
+    if fit == 0 {
+        r.fail("memory", format!("{what}; {room}"));
+    } else {
+        r.ok("memory", format!("{what}; {room}"));
+    }
 }
 
 /// The NUMA node of each CPU, from /sys.
-fn numa(units: &[capminer_miner::plan::CpuUnitPlan], r: &mut Report) {
+fn numa(units: &[CpuUnitPlan], r: &mut Report) {
     let Ok(nodes) = std::fs::read_dir("/sys/devices/system/node") else {
         r.ok("numa", "no NUMA information (one node)");
         return;

@@ -3,6 +3,8 @@
 //! at once, each naming the config file (and line) and the key, the OS error once.
 //!
 //! ```text
+//!  network.profile  "capminer": `run` proves to capminer's network only (the Fluence profile
+//!                   is served to Fluence's node by `capminer ccp`)
 //!  log.level        parses as a tracing filter
 //!  miner.state_dir  a directory, or creatable: its nearest existing ancestor is a directory
 //!                   this user can write to (probed with an unnamed temporary file)
@@ -20,6 +22,7 @@ use alloy::signers::local::PrivateKeySigner;
 use capminer_chain::ChainError;
 use capminer_chain::key::{KeyProblem, KeySource, load_signer};
 use capminer_config::{Config, ConfigError};
+use capminer_protocol::NetworkProfile;
 
 use crate::{api, logging};
 
@@ -34,6 +37,9 @@ pub(crate) struct Preflight {
 /// Runs every check on `config`; `env` reads environment variables (the key's).
 pub(crate) fn preflight(config: &Config, env: impl Fn(&str) -> Option<String>) -> Preflight {
     let mut problems = Vec::new();
+    if let Some(problem) = profile_problem(config) {
+        problems.push(problem);
+    }
     if let Err(e) = logging::filter(config) {
         problems.push(
             e.downcast::<ConfigError>()
@@ -89,6 +95,22 @@ impl Preflight {
             .iter()
             .any(|p| matches!(p, ConfigError::Key { key: k, .. } if k == key))
     }
+}
+
+/// Why `run` cannot serve `network.profile`: there is no Fluence chain client, Fluence's node
+/// (nox) submits the proofs it reads from `capminer ccp`.
+pub(crate) fn profile_problem(config: &Config) -> Option<ConfigError> {
+    let profile = config.network.profile;
+    (profile != NetworkProfile::Capminer).then(|| {
+        config.key_error(
+            "network.profile",
+            format!(
+                "is \"{}\": `capminer run` proves to capminer's network only; Fluence's node (nox) \
+                 submits Fluence's proofs itself: serve it with `capminer ccp` on this configuration",
+                profile.name()
+            ),
+        )
+    })
 }
 
 /// Why the provider's key did not load, blamed on `chain.key_file` (never with key material).

@@ -8,6 +8,8 @@ mod config_traps;
 mod contract;
 mod devnet;
 mod disk_faults;
+mod fluence_profile;
+mod fluence_status;
 mod gpu;
 mod gpu_bench;
 mod hostile;

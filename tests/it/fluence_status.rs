@@ -1,0 +1,280 @@
+//! `capminer ccp`'s status (`GET /api/v1/status` on the JSON-RPC listener) and `capminer status`
+//! in the Fluence profile, against the real binary in light mode driven over raw JSON-RPC as
+//! Fluence's node drives it: the commitment, each CU's fields, the utility CPUs; a CU paused
+//! and resumed through the control API (bearer token).
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::{capminer, free_port, http, text, wait_for, write_config};
+
+const GLOBAL_NONCE: &str = "13dcfdbd51f89c893a726149c63ea2320741c3db9204410d9ea568033d40ebe6";
+const CU: &str = "21f7ce63f24fd9be3a2d57dd97a2d90b2b97a04dc7adb78c8247de71bd75ae3f";
+
+/// Kills the process when dropped.
+struct Ccp(Child);
+
+impl Drop for Ccp {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One JSON-RPC call to `ccp.listen`; its result (panics on an error).
+fn call(port: u16, method: &str, params: Value) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    let (code, body) = http(
+        port,
+        "POST",
+        "/",
+        &["Content-Type: application/json"],
+        &body,
+    )
+    .expect("the JSON-RPC server answers");
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v.get("error").is_none(), "{method}: {v}");
+    v["result"].clone()
+}
+
+fn status(port: u16) -> Value {
+    let (code, body) = http(port, "GET", "/api/v1/status", &[], "").expect("status answers");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn commit(port: u16, difficulty: &str) {
+    call(
+        port,
+        "ccp_on_active_commitment",
+        json!({"global_nonce": GLOBAL_NONCE, "difficulty": difficulty, "cu_allocation": {"0": CU}}),
+    );
+}
+
+/// Waits until the CU hashes and `done` holds for the status.
+fn wait_until(port: u16, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    wait_for(Duration::from_secs(120), || {
+        let s = status(port);
+        done(&s).then_some(s)
+    })
+    .unwrap_or_else(|| panic!("{what} within 120 s: {}", status(port)))
+}
+
+#[test]
+fn ccp_serves_its_status_and_capminer_status_prints_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let path = write_config(
+        dir.path(),
+        &format!(
+            "[network]\nprofile = \"fluence\"\n\n[ccp]\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [miner]\nstate_dir = \"state\"\n\n[metrics]\nenabled = false\n\n\
+             [api]\ntoken_file = \"token\"\n\n\
+             [cpu]\nthreads_per_core = 1\nmemory_reserve_mib = 0\n\n\
+             [cpu.randomx]\nfull_memory = false\nlarge_pages = false\n"
+        ),
+    );
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let log = std::fs::File::create(dir.path().join("ccp.log")).unwrap();
+    let _ccp = Ccp(Command::new(env!("CARGO_BIN_EXE_capminer"))
+        .current_dir(dir.path())
+        .args(["ccp", "--config", path.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap());
+    let log = || std::fs::read_to_string(dir.path().join("ccp.log")).unwrap_or_default();
+    wait_for(Duration::from_secs(60), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    })
+    .unwrap_or_else(|| panic!("capminer ccp does not listen; log:\n{}", log()));
+
+    // No commitment yet: no CU.
+    let s = status(port);
+    assert_eq!(s["profile"], "fluence");
+    assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(s["commitment"], Value::Null);
+    assert_eq!(s["units"], json!([]));
+    assert_eq!(s["utility_cpus"], json!([]));
+    assert_eq!(s["proofs_served"], 0);
+    let fields: Vec<&String> = s.as_object().unwrap().keys().collect();
+    assert_eq!(
+        fields,
+        [
+            "commitment",
+            "profile",
+            "proofs_served",
+            "units",
+            "uptime_seconds",
+            "utility_cpus",
+            "version"
+        ]
+    );
+
+    // A difficulty no hash meets: the CU hashes and finds nothing.
+    let zero = "00".repeat(32);
+    commit(port, &zero);
+    let s = wait_until(port, "the CU hashes", |s| {
+        s["units"][0]["state"] == "hashing" && s["units"][0]["hashes"].as_u64() > Some(0)
+    });
+    assert_eq!(
+        s["commitment"],
+        json!({"global_nonce": GLOBAL_NONCE, "difficulty": zero})
+    );
+    let unit = &s["units"][0];
+    assert_eq!(s["units"].as_array().unwrap().len(), 1, "{s}");
+    assert_eq!(
+        (
+            &unit["cu"],
+            &unit["core"],
+            &unit["threads"],
+            &unit["reason"],
+            &unit["proofs_found"],
+            &unit["last_proof_index"]
+        ),
+        (
+            &json!(CU),
+            &json!(0),
+            &json!(1),
+            &Value::Null,
+            &json!(0),
+            &Value::Null
+        ),
+        "{s}"
+    );
+    let hashes = unit["hashes"].as_u64().unwrap();
+    let later = wait_until(port, "more hashes", |s| {
+        s["units"][0]["hashes"].as_u64() > Some(hashes)
+    });
+    assert_eq!(later["units"][0]["state"], "hashing");
+
+    // A difficulty every hash meets: a new epoch, the same CU (its key is unchanged).
+    let all = "ff".repeat(32);
+    commit(port, &all);
+    let s1 = wait_until(port, "3 proofs", |s| {
+        s["commitment"]["difficulty"] == json!(all)
+            && s["units"][0]["last_proof_index"].as_u64() >= Some(3)
+    });
+    let proofs = call(
+        port,
+        "ccp_get_proofs_after",
+        json!({"last_known_proofs": {}, "limit": 1000}),
+    );
+    let served = proofs[0]["proof_batches"].as_array().unwrap();
+    let s2 = status(port);
+    let idx = |p: &Value| p["id"]["idx"].as_u64().unwrap();
+    let last = served.iter().map(idx).max().unwrap();
+    let (before, after) = (
+        s1["units"][0]["last_proof_index"].as_u64().unwrap(),
+        s2["units"][0]["last_proof_index"].as_u64().unwrap(),
+    );
+    assert!(before <= last && last <= after, "{s1} {proofs} {s2}");
+    assert_eq!(served.len() as u64, last, "indices 1..=last: {proofs}");
+    assert_eq!(s2["proofs_served"], json!(served.len()), "{s2}");
+
+    // The node moves the runtime's threads.
+    call(
+        port,
+        "ccp_realloc_utility_cores",
+        json!({"utility_core_ids": [0]}),
+    );
+    assert_eq!(status(port)["utility_cpus"], json!([0]));
+
+    // Pause and resume: the token first, then the CU named.
+    let post = |path: &str, headers: &[&str]| http(port, "POST", path, headers, "").unwrap();
+    let bearer = "Authorization: Bearer s3cret";
+    let refused = |(code, body): (u16, String), want: u16, error: &str| {
+        assert_eq!(code, want, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v, json!({ "error": error }));
+    };
+    refused(
+        post("/api/v1/pause", &[]),
+        401,
+        "no token: send Authorization: Bearer <the token in api.token_file>",
+    );
+    refused(
+        post("/api/v1/pause", &["Authorization: Bearer wrong"]),
+        401,
+        "wrong token",
+    );
+    refused(
+        post("/api/v1/pause?cu=zz", &[bearer]),
+        400,
+        "query field cu: \"zz\" is not a CU id (32 bytes of hex)",
+    );
+    let other = "ab".repeat(32);
+    refused(
+        post(&format!("/api/v1/pause?cu={other}"), &[bearer]),
+        404,
+        &format!("query field cu: CU {other} is not allocated here"),
+    );
+    let (code, body) = post(&format!("/api/v1/pause?cu=0x{CU}"), &[bearer]);
+    assert_eq!(
+        (code, body.as_str()),
+        (200, &*json!({"paused": [CU]}).to_string())
+    );
+    // Paused: the state says so and the hashes stop (after the batch under way).
+    let still = wait_for(Duration::from_secs(30), || {
+        let a = status(port);
+        std::thread::sleep(Duration::from_millis(700));
+        let b = status(port);
+        (a["units"][0] == b["units"][0]).then_some(b)
+    })
+    .expect("a paused CU stops hashing");
+    assert_eq!(still["units"][0]["state"], "paused", "{still}");
+    // Found across epochs, none in the first: every index of this epoch, once quiet.
+    assert_eq!(
+        still["units"][0]["proofs_found"], still["units"][0]["last_proof_index"],
+        "{still}"
+    );
+    let (code, body) = post("/api/v1/resume", &[bearer]);
+    assert_eq!(
+        (code, body.as_str()),
+        (200, &*json!({"resumed": [CU]}).to_string())
+    );
+    let paused_at = still["units"][0]["hashes"].as_u64();
+    wait_until(port, "hashing again", |s| {
+        s["units"][0]["state"] == "hashing" && s["units"][0]["hashes"].as_u64() > paused_at
+    });
+
+    // `capminer status` reads the same, as a table and as JSON.
+    let out = capminer()
+        .args(["status", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains(&format!(
+            "commitment: global nonce {GLOBAL_NONCE}  difficulty {all}"
+        )),
+        "{table}"
+    );
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(CU))
+        .unwrap_or_else(|| panic!("a row for the CU: {table}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cols[1..4], ["0", "1", "hashing"], "{table}");
+    assert!(table.contains("utility CPUs: 0"), "{table}");
+    let out = capminer()
+        .args(["status", "--json", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["commitment"]["global_nonce"], GLOBAL_NONCE);
+    assert_eq!(json["units"][0]["cu"], CU);
+
+    // No commitment: every CU stops.
+    call(port, "ccp_on_no_active_commitment", json!(null));
+    let s = status(port);
+    assert_eq!(s["commitment"], Value::Null);
+    assert_eq!(s["units"], json!([]));
+}
