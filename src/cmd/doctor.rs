@@ -65,11 +65,9 @@ impl Report {
 pub(crate) fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.config)?;
     let mut report = Report::default();
-    let mut pre = preflight(&config, |k| std::env::var(k).ok());
+    let pre = preflight(&config, |k| std::env::var(k).ok());
     if config.network.profile == NetworkProfile::Fluence {
         // The profile `run` refuses is the one `capminer ccp` serves.
-        pre.problems
-            .retain(|p| !matches!(p, ConfigError::Key { key, .. } if key == "network.profile"));
         report.ok(
             "profile",
             "fluence: serve Fluence's node (nox) with `capminer ccp` (`capminer run` refuses this profile)",

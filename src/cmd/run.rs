@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use super::{ConfigArg, load_config};
-use crate::node::preflight::preflight;
+use crate::node::preflight::{preflight, profile_problem};
 use crate::node::{ChainJob, NodeArgs, run_node};
 use crate::runtime::Runtime;
 use crate::{epoch, logging};
@@ -20,6 +20,9 @@ pub(crate) struct RunArgs {
 /// (see [`preflight`]) is refused before anything starts.
 pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.config)?;
+    if let Some(problem) = profile_problem(&config) {
+        anyhow::bail!("{problem}");
+    }
     let signer = preflight(&config, |k| std::env::var(k).ok()).into_result()?;
     if !config.chain.enabled {
         epoch::check_recorded_seed(&config, args.config.config.as_deref())?;

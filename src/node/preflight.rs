@@ -37,9 +37,6 @@ pub(crate) struct Preflight {
 /// Runs every check on `config`; `env` reads environment variables (the key's).
 pub(crate) fn preflight(config: &Config, env: impl Fn(&str) -> Option<String>) -> Preflight {
     let mut problems = Vec::new();
-    if let Some(problem) = profile_problem(config) {
-        problems.push(problem);
-    }
     if let Err(e) = logging::filter(config) {
         problems.push(
             e.downcast::<ConfigError>()
@@ -98,7 +95,8 @@ impl Preflight {
 }
 
 /// Why `run` cannot serve `network.profile`: there is no Fluence chain client, Fluence's node
-/// (nox) submits the proofs it reads from `capminer ccp`.
+/// (nox) submits the proofs it reads from `capminer ccp`. Only `run` asks: a Fluence
+/// configuration is valid (`config check`, `doctor`), for `capminer ccp`.
 pub(crate) fn profile_problem(config: &Config) -> Option<ConfigError> {
     let profile = config.network.profile;
     (profile != NetworkProfile::Capminer).then(|| {

@@ -114,4 +114,16 @@ fn run_refuses_the_fluence_profile_and_names_capminer_ccp() {
         "{stderr}"
     );
     assert!(!dir.path().join("state").exists(), "nothing is created");
+    // The same configuration is valid for `capminer ccp`: `config check` says so.
+    let out = capminer()
+        .current_dir(dir.path())
+        .args(["config", "check", "-c", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("configuration is valid"),
+        "{}",
+        text(&out)
+    );
 }
