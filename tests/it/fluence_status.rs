@@ -234,10 +234,25 @@ fn ccp_serves_its_status_and_capminer_status_prints_it() {
         still["units"][0]["proofs_found"], still["units"][0]["last_proof_index"],
         "{still}"
     );
-    let (code, body) = post("/api/v1/resume", &[bearer]);
+    // `capminer ctl` speaks to `capminer ccp` in this profile: no live reload, resume by CU.
+    let ctl = |args: &[&str]| {
+        capminer()
+            .args(["ctl", "--config", path.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = ctl(&["reload"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`capminer ccp` has no live reload"),
+        "{out:?}"
+    );
+    let out = ctl(&["resume", "--unit", CU]);
+    assert!(out.status.success(), "{out:?}");
     assert_eq!(
-        (code, body.as_str()),
-        (200, &*json!({"resumed": [CU]}).to_string())
+        String::from_utf8_lossy(&out.stdout).trim(),
+        json!({"resumed": [CU]}).to_string()
     );
     let paused_at = still["units"][0]["hashes"].as_u64();
     wait_until(port, "hashing again", |s| {
