@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what capminer needs on a Debian machine, idempotently:
-#   - Debian packages: cmake, make and a C++ compiler (RandomX, built by randomx-rs), Mesa's Vulkan
+#   - Debian packages: cmake, make and a C++ compiler (RandomX, built by randomx-rs), binutils
+#     (objcopy renames the symbols of Fluence's RandomX fork, randomx-fluence-sys), Mesa's Vulkan
 #     drivers (lavapipe, the GPU of machines without one), Prometheus (promtool and the server
 #     the tests scrape with), Node.js and npm (for anvil and solc), mount (a tmpfs in a test),
 #     systemd (only its systemd-analyze, which verifies the unit files in deploy/systemd), chromium
@@ -17,6 +18,7 @@ need_apt=()
 command -v cmake >/dev/null || need_apt+=(cmake)
 command -v c++ >/dev/null || need_apt+=(g++)
 command -v make >/dev/null || need_apt+=(make)
+command -v objcopy >/dev/null || need_apt+=(binutils) # renames the Fluence RandomX fork's symbols
 [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || need_apt+=(mesa-vulkan-drivers)
 command -v promtool >/dev/null && command -v prometheus >/dev/null || need_apt+=(prometheus)
 command -v npm >/dev/null || need_apt+=(nodejs npm)
