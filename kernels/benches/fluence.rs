@@ -18,12 +18,19 @@
 //!    [`RandomXSearcher`] (32-byte local nonces, pipelined), ccp-randomx with its `RandomXVM`'s
 //!    `hash_first`/`hash_next`.
 //!
+//! 4. concurrent pairs (`Q` of them, with at least 2 threads): both sides hash at the same time
+//!    for `S` seconds, capminer on CPUs `0..T/2` and ccp-randomx on `T/2..T` (one thread a CPU),
+//!    then the halves swap; a pair's ratio is capminer's hashes a second over ccp-randomx's,
+//!    each summed over both halves. Load that comes and goes on a shared host falls on both
+//!    sides at once, which alternating phases cannot give.
+//!
 //! The table gives hashes per second per core (hashing threads = cores) over all phases, the
 //! spread of the per-pair ratios, and re-key seconds; ratios are capminer / ccp-randomx for
 //! the hashrate (the bar is 0.98) and ccp-randomx / capminer for re-keying (above 1: faster).
 //!
 //! Environment: `CAPMINER_BENCH_THREADS` (default: all CPUs), `CAPMINER_BENCH_SECONDS` (a phase,
-//! default 10), `CAPMINER_BENCH_PHASES` (default 6), `CAPMINER_BENCH_LARGE_PAGES=1`,
+//! default 10), `CAPMINER_BENCH_PHASES` (default 6), `CAPMINER_BENCH_PAIRS` (default 6),
+//! `CAPMINER_BENCH_LARGE_PAGES=1`,
 //! `CAPMINER_FLUENCE_KAT` (a built `fluence-kat`; else it is built into `target/fluence-kat`).
 //! Needs two datasets' worth of memory (about 8.5 GiB). Run with
 //! `cargo bench -p capminer-kernels --bench fluence`.
@@ -175,12 +182,13 @@ fn capminer(kat: &PathBuf, threads: usize) -> Capminer {
 }
 
 impl Capminer {
-    /// Hashes on `threads` pinned threads for `seconds`: the hashes and the longest thread's
-    /// time. `phase` keeps each phase's nonces apart.
-    fn hash(&self, threads: usize, seconds: f64, phase: u64) -> (u64, f64) {
+    /// Hashes on one thread a CPU of `cpus`, each pinned to its CPU, for `seconds`: the hashes
+    /// and the longest thread's time. `phase` keeps each phase's nonces apart.
+    fn hash(&self, cpus: &[usize], seconds: f64, phase: u64) -> (u64, f64) {
         let counts: Vec<(u64, f64)> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|i| {
+            let workers: Vec<_> = cpus
+                .iter()
+                .map(|&i| {
                     let dataset = self.dataset.clone();
                     scope.spawn(move || {
                         pin(i);
@@ -260,13 +268,71 @@ fn ccp(kat: &PathBuf, threads: usize) -> Ccp {
 }
 
 impl Ccp {
-    fn hash(&mut self, seconds: f64) -> (u64, f64) {
+    /// Starts a phase of `seconds` on one thread a CPU of `cpus`; [`Ccp::finish`] reads it.
+    fn start(&mut self, seconds: f64, cpus: &[usize]) {
         let stdin = self.child.stdin.as_mut().expect("stdin");
-        writeln!(stdin, "hash {}", seconds as u64).expect("fluence-kat's stdin");
+        let cpus: Vec<String> = cpus.iter().map(usize::to_string).collect();
+        writeln!(stdin, "hash {} {}", seconds as u64, cpus.join(" ")).expect("fluence-kat's stdin");
         stdin.flush().expect("fluence-kat's stdin");
+    }
+
+    /// The hashes and the longest thread's time of the phase started last.
+    fn finish(&mut self) -> (u64, f64) {
         let hashes = value(&mut self.lines, "hashes") as u64;
         (hashes, value(&mut self.lines, "hash_seconds"))
     }
+
+    fn hash(&mut self, seconds: f64, cpus: &[usize]) -> (u64, f64) {
+        self.start(seconds, cpus);
+        self.finish()
+    }
+}
+
+/// Hashes per second.
+fn rate((hashes, seconds): (u64, f64)) -> f64 {
+    hashes as f64 / seconds
+}
+
+/// The smallest, the median and the largest of `values`.
+fn spread(values: &[f64]) -> (f64, f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let median = if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    };
+    (sorted[0], median, sorted[n - 1])
+}
+
+/// The concurrent pairs: both sides hash at the same time, capminer on one half of the CPUs
+/// and ccp-randomx on the other, then the halves swap. A pair's ratio is capminer's hashes a
+/// second over ccp-randomx's, each summed over both halves: whatever slows the host in that
+/// interval slows both sides alike, and a faster or busier CPU serves both sides once.
+/// Returns each pair's ratio.
+fn concurrent(
+    ours: &Capminer,
+    theirs: &mut Ccp,
+    threads: usize,
+    seconds: f64,
+    pairs: u64,
+) -> Vec<f64> {
+    let half = threads / 2;
+    let low: Vec<usize> = (0..half).collect();
+    let high: Vec<usize> = (half..2 * half).collect();
+    (0..pairs)
+        .map(|pair| {
+            let mut ours_rate = 0.0;
+            let mut theirs_rate = 0.0;
+            for (phase, (mine, other)) in [(&low, &high), (&high, &low)].into_iter().enumerate() {
+                theirs.start(seconds, other);
+                ours_rate += rate(ours.hash(mine, seconds, 1 << 20 | pair << 1 | phase as u64));
+                theirs_rate += rate(theirs.finish());
+            }
+            ours_rate / theirs_rate
+        })
+        .collect()
 }
 
 fn main() {
@@ -276,17 +342,19 @@ fn main() {
     ) as usize;
     let seconds = env_u64("CAPMINER_BENCH_SECONDS", 10) as f64;
     let phases = env_u64("CAPMINER_BENCH_PHASES", 6);
+    let pairs = env_u64("CAPMINER_BENCH_PAIRS", 6);
     let kat = fluence_kat();
     let mut ours = capminer(&kat, threads);
     let mut theirs = ccp(&kat, threads);
+    let all: Vec<usize> = (0..threads).collect();
     let mut ratios = Vec::new();
     for phase in 0..phases {
-        let run_ours = || ours.hash(threads, seconds, phase);
+        let run_ours = || ours.hash(&all, seconds, phase);
         let ((a, a_s), (b, b_s)) = if phase % 4 == 0 || phase % 4 == 3 {
             let a = run_ours();
-            (a, theirs.hash(seconds))
+            (a, theirs.hash(seconds, &all))
         } else {
-            let b = theirs.hash(seconds);
+            let b = theirs.hash(seconds, &all);
             (run_ours(), b)
         };
         ours.side.hashes += a;
@@ -295,13 +363,16 @@ fn main() {
         theirs.side.hash_seconds += b_s;
         ratios.push((a as f64 / a_s) / (b as f64 / b_s));
     }
+    let paired = if threads >= 2 && pairs > 0 {
+        concurrent(&ours, &mut theirs, threads, seconds, pairs)
+    } else {
+        Vec::new()
+    };
     drop(theirs.child.stdin.take());
     let _ = theirs.child.wait();
-    let (lo, hi) = ratios
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+    let (lo, median, hi) = spread(&ratios);
     println!(
-        "Fluence flavor: {threads} threads pinned to CPUs 0..{threads}, {phases} phases of {seconds} s a side (ABBA); per-phase hashrate ratios {lo:.3}-{hi:.3}"
+        "Fluence flavor: {threads} threads pinned to CPUs 0..{threads}, {phases} phases of {seconds} s a side (ABBA); per-phase hashrate ratios {lo:.3}-{hi:.3} (median {median:.3})"
     );
     println!(
         "| side | pages (dataset init) | key s | build s | re-key s | H/s per core | hashrate ratio | re-key ratio |"
@@ -318,5 +389,16 @@ fn main() {
             side.per_core(threads) / theirs.side.per_core(threads),
             theirs.side.rekey() / side.rekey(),
         );
+    }
+    if !paired.is_empty() {
+        let (lo, median, hi) = spread(&paired);
+        let mean = paired.iter().sum::<f64>() / paired.len() as f64;
+        println!(
+            "Concurrent: {pairs} pairs of {seconds} s phases, capminer and ccp-randomx hashing at the same time on {} CPUs each, halves swapped within a pair",
+            threads / 2
+        );
+        println!("| pairs | hashrate ratio (mean) | median | min | max |");
+        println!("|---|---|---|---|---|");
+        println!("| {pairs} | {mean:.3} | {median:.3} | {lo:.3} | {hi:.3} |");
     }
 }

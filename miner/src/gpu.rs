@@ -144,8 +144,9 @@ pub struct CheckedSearcher {
     found: Arc<AtomicU64>,
     /// The searcher's batch, tuning and GPU time, for reports.
     stats: Arc<Mutex<SearchStats>>,
-    /// `inner.gpu_seconds()` when last added to `stats`.
+    /// `inner.gpu_seconds()` and `inner.overflows()` when last added to `stats`.
     gpu_seen: f64,
+    overflows_seen: u64,
 }
 
 /// A GPU unit's search figures, across its searchers (one an epoch).
@@ -157,6 +158,8 @@ pub struct SearchStats {
     pub tuning: Option<Tuning>,
     /// GPU seconds of its dispatches (timestamp queries; 0 without).
     pub gpu_seconds: f64,
+    /// Dispatches whose hits overflowed their result buffer (redone in halves).
+    pub overflows: u64,
 }
 
 impl CheckedSearcher {
@@ -179,6 +182,7 @@ impl CheckedSearcher {
             found: Arc::default(),
             stats: Arc::default(),
             gpu_seen: 0.0,
+            overflows_seen: 0,
         }
     }
 
@@ -263,6 +267,8 @@ impl Searcher for CheckedSearcher {
             stats.tuning = Some(self.inner.tuning());
             stats.gpu_seconds += self.inner.gpu_seconds() - self.gpu_seen;
             self.gpu_seen = self.inner.gpu_seconds();
+            stats.overflows += self.inner.overflows() - self.overflows_seen;
+            self.overflows_seen = self.inner.overflows();
         }
         if self.ctx.fault_due(FaultKind::Compute) {
             searched.hits.push(capminer_kernels::Hit {

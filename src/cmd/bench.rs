@@ -100,6 +100,9 @@ struct GpuResult {
     hits_found: u64,
     /// Of those, hits the CPU re-check refuted.
     hits_refuted: u64,
+    /// Dispatches whose hits overflowed their result buffer, each redone in halves while
+    /// the GPU waited (an easy target cuts dispatches so this stays 0).
+    dispatch_overflows: u64,
     /// The light cache build on the CPU (last build).
     cache_seconds: f64,
     /// The dataset build on the GPU (last build, submit to completion).
@@ -375,6 +378,7 @@ fn gpu_result(now: &GpuUnitReport, before: Option<&GpuUnitReport>, seconds: f64)
         subgroup_size_max: d.subgroup_sizes.1,
         hits_found: now.hits_found - found,
         hits_refuted: now.hits_refuted - refuted,
+        dispatch_overflows: now.search.overflows - before.map_or(0, |b| b.search.overflows),
         cache_seconds: now.cache_seconds,
         dataset_build_seconds: now.build_seconds,
         device_memory_bytes: now.memory_bytes,

@@ -31,7 +31,7 @@ pub use device::{DeviceInfo, GpuDevice, enumerate};
 pub use error::GpuError;
 pub use kernel::{Kernel, KernelChoice, Share};
 pub use probe::Bandwidth;
-pub use searcher::{FIRST_BATCH, GpuSearcher, MAX_BATCH, MAX_HITS, Tuning};
+pub use searcher::{FIRST_BATCH, GpuSearcher, MAX_BATCH, MAX_HITS, Tuning, nonces_for_hits};
 
 /// Invocations per workgroup of the build (`WG` in `build.wgsl`).
 const WORKGROUP: u32 = 64;

@@ -1,8 +1,13 @@
 //! The GPU search as a [`Searcher`]: dispatches of a batch of nonces, always one queued while
-//! another is read back, the batch auto-tuned to about 100 ms a submit, a dispatch whose hits
-//! overflow its result buffer redone in halves, and up to a round's worth of the next range's
-//! dispatches queued before a search returns, so the GPU works while the caller re-checks and
-//! stores the hits. Uniform buffers and bind groups are made once per result slot.
+//! another is read back, the batch auto-tuned to about 100 ms a submit, and up to a round's
+//! worth of the next range's dispatches queued before a search returns, so the GPU works while
+//! the caller re-checks and stores the hits. Uniform buffers and bind groups are made once per
+//! result slot.
+//!
+//! A result buffer holds [`MAX_HITS`] hits, and at an easy target a dispatch is cut to the
+//! nonces that expect at most a quarter of that ([`nonces_for_hits`]), so a dispatch whose hits
+//! overflow its buffer (redone in halves, synchronously: the GPU idles meanwhile) stays a
+//! rare accident instead of the rule whenever the target is easy.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,9 +22,9 @@ use super::kernel::{Kernel, SearchPipelines};
 use super::reference::UnitKeys;
 use crate::search::{Hit, Searched, Searcher};
 
-/// Hits one dispatch can report; more in one dispatch means an easy target: the host redoes
-/// the dispatch in halves.
-pub const MAX_HITS: u32 = 64;
+/// Hits one dispatch can report (a result buffer is 40 KiB); a dispatch is cut to expect at
+/// most a quarter of them, and one that still finds more is redone in halves.
+pub const MAX_HITS: u32 = 1024;
 /// Nonces one dispatch may search. Above 65 535 workgroups a dispatch is a 2-D grid of
 /// them (see `GpuDevice::dispatch`; the kernels index `gid.x + gid.y * groups.x * WG`), so a
 /// batch is not held to one row's 4 194 240 (65 535 × 64); 2^30 keeps that index, which
@@ -58,6 +63,10 @@ pub struct GpuSearcher {
     gpu_seconds: f64,
     batch: u32,
     tune: bool,
+    /// Hits a dispatch may report: [`MAX_HITS`], less only in tests that overflow it.
+    max_hits: u32,
+    /// Dispatches whose hits overflowed their result buffer (each redone in halves).
+    overflows: u64,
     /// Dispatches queued after the last search, in nonce order, with their target (see
     /// [`Searcher::search`]).
     ahead: (VecDeque<Pending>, [u8; 32]),
@@ -224,8 +233,17 @@ impl GpuSearcher {
             gpu_seconds: 0.0,
             batch: batch.unwrap_or(FIRST_BATCH).clamp(workgroup, MAX_BATCH),
             tune: batch.is_none(),
+            max_hits: MAX_HITS,
+            overflows: 0,
             ahead: (VecDeque::new(), [0; 32]),
         })
+    }
+
+    /// Reports at most `hits` hits a dispatch (at most [`MAX_HITS`]) while dispatches are
+    /// still cut for `MAX_HITS`: for tests of a dispatch that overflows its result buffer.
+    #[doc(hidden)]
+    pub fn limit_hits(&mut self, hits: u32) {
+        self.max_hits = hits.clamp(1, MAX_HITS);
     }
 
     /// The kernel it runs.
@@ -266,6 +284,12 @@ impl GpuSearcher {
         }
     }
 
+    /// Dispatches whose hits overflowed their result buffer, since it was made: each was
+    /// redone in halves while the GPU waited.
+    pub fn overflows(&self) -> u64 {
+        self.overflows
+    }
+
     /// Dispatches queued by the last search for the range after it.
     pub fn queued_ahead(&self) -> usize {
         self.ahead.0.len()
@@ -290,7 +314,7 @@ impl GpuSearcher {
             start as u32,
             (start >> 32) as u32,
             count,
-            MAX_HITS,
+            self.max_hits,
             0,
             0,
         ];
@@ -384,7 +408,7 @@ impl GpuSearcher {
             (end > begin).then(|| (end - begin) as f64 * t.period * 1e-9)
         });
         let found = words[0];
-        if found > MAX_HITS {
+        if found > self.max_hits {
             return Ok((None, gpu_seconds));
         }
         let mut hits: Vec<Hit> = words[1..]
@@ -425,21 +449,31 @@ impl GpuSearcher {
     }
 
     /// Collects a dispatch's hits into `searched`, redoing it in halves if it overflowed;
-    /// returns its GPU seconds where the device measures them.
+    /// returns its GPU seconds where the device measures them, and whether it overflowed.
     fn finish(
         &self,
         pending: &Pending,
         target: &[u8; 32],
         searched: &mut Searched,
-    ) -> Result<Option<f64>, GpuError> {
+    ) -> Result<(Option<f64>, bool), GpuError> {
         let (hits, gpu_seconds) = self.collect(pending)?;
+        let overflowed = hits.is_none();
         match hits {
             Some(hits) => searched.hits.extend(hits),
             None => self.search_split(pending.start, pending.count, target, &mut searched.hits)?,
         }
         searched.hashed += u64::from(pending.count);
-        Ok(gpu_seconds)
+        Ok((gpu_seconds, overflowed))
     }
+}
+
+/// The most nonces that expect at most `hits` hashes at or below `target` (at least 1, at
+/// most [`MAX_BATCH`]): a hash meets it with probability about `(top + 1) / 2^64`, `top` the
+/// target's first 8 bytes (big-endian), which rounds the probability up.
+pub fn nonces_for_hits(target: &[u8; 32], hits: u32) -> u64 {
+    let top = u64::from_be_bytes(target[..8].try_into().expect("8 bytes"));
+    let nonces = (u128::from(hits) << 64) / (u128::from(top) + 1);
+    nonces.clamp(1, u128::from(MAX_BATCH)) as u64
 }
 
 fn hash_bytes(words: &[u32]) -> [u8; 32] {
@@ -493,10 +527,14 @@ impl Searcher for GpuSearcher {
         // Adopted dispatches started before this call: their times do not tune the batch.
         let mut adopted = queue.len();
         let mut last = Instant::now();
+        // The nonces of a dispatch: the batch, cut where the target is easy enough to overflow
+        // a result buffer.
+        let cut = nonces_for_hits(target, MAX_HITS / 4).max(u64::from(self.pipelines.workgroup));
+        let per_dispatch = move |batch: u32| u64::from(batch).min(cut);
         loop {
             // Keep IN_FLIGHT dispatches queued before reading the oldest back.
             while queue.len() < IN_FLIGHT && submitted < count && (queue.is_empty() || !stop()) {
-                let n = (count - submitted).min(u64::from(self.batch)) as u32;
+                let n = (count - submitted).min(per_dispatch(self.batch)) as u32;
                 let p = self.submit_next(start + submitted, n, target);
                 submitted += u64::from(n);
                 queue.push_back(p);
@@ -504,7 +542,8 @@ impl Searcher for GpuSearcher {
             let Some(done) = queue.pop_front() else {
                 break;
             };
-            let gpu_seconds = self.finish(&done, target, &mut searched)?;
+            let (gpu_seconds, overflowed) = self.finish(&done, target, &mut searched)?;
+            self.overflows += u64::from(overflowed);
             self.gpu_seconds += gpu_seconds.unwrap_or(0.0);
             let wall = adopted == 0;
             adopted = adopted.saturating_sub(1);
@@ -515,9 +554,11 @@ impl Searcher for GpuSearcher {
                 (Tuning::Timestamps, Some(s)) => Some(s),
                 _ => wall.then(|| last.elapsed().as_secs_f64()),
             };
-            if let Some(took) = took.filter(|_| self.tune && done.count == self.batch) {
+            // A whole dispatch (not a range's short tail) tunes the batch, a cut one too.
+            let whole = u64::from(done.count) == per_dispatch(self.batch);
+            if let Some(took) = took.filter(|_| self.tune && whole) {
                 let took = took.max(1e-4);
-                let scaled = f64::from(self.batch) * TARGET_SUBMIT.as_secs_f64() / took;
+                let scaled = f64::from(done.count) * TARGET_SUBMIT.as_secs_f64() / took;
                 let wg = self.pipelines.workgroup;
                 self.batch = (scaled.clamp(f64::from(wg), f64::from(MAX_BATCH)) as u32) / wg * wg;
             }
@@ -531,10 +572,10 @@ impl Searcher for GpuSearcher {
         // long as what this call hashed), up to AHEAD dispatches; the next call adopts them if
         // it does continue there with the same target, else they are dropped unread.
         let mut following = start.saturating_add(count);
-        let mut left = searched.hashed.min(AHEAD as u64 * u64::from(self.batch));
+        let mut left = searched.hashed.min(AHEAD as u64 * per_dispatch(self.batch));
         let mut ahead = VecDeque::new();
         while left > 0 {
-            let n = left.min(u64::from(self.batch)) as u32;
+            let n = left.min(per_dispatch(self.batch)) as u32;
             if following.checked_add(u64::from(n)).is_none() {
                 break;
             }

@@ -126,10 +126,27 @@ fn every_kernel_agrees_with_the_reference(d: &GpuDevice, p: GpuChallenge) {
                 .all(|(i, h)| h.nonce == start + 1024 + i as u64 && h.hash == cpu_hashes[1024 + i]),
             "{kernel}"
         );
-        // An all-ones target overflows the result buffer of one dispatch: the host splits it.
+        // At an all-ones target every hash is a hit: dispatches are cut to 256 nonces, a
+        // quarter of a result buffer, so none overflows.
+        let before = searcher.overflows();
         let all = searcher
             .search(start, 300, &[0xff; 32], &mut || false)
             .unwrap();
+        assert_eq!(searcher.overflows(), before, "{kernel}");
+        assert_eq!(all.hits.len(), 300, "{kernel}");
+        assert!(
+            all.hits
+                .iter()
+                .enumerate()
+                .all(|(i, h)| h.nonce == start + i as u64 && h.hash == cpu_hashes[i]),
+            "{kernel}"
+        );
+        // With room for only 64 hits a dispatch, the same search overflows: the host splits it.
+        searcher.limit_hits(64);
+        let all = searcher
+            .search(start, 300, &[0xff; 32], &mut || false)
+            .unwrap();
+        assert!(searcher.overflows() > before, "{kernel}");
         assert_eq!(all.hits.len(), 300, "{kernel}");
         assert!(
             all.hits
@@ -141,12 +158,14 @@ fn every_kernel_agrees_with_the_reference(d: &GpuDevice, p: GpuChallenge) {
         // Dispatches of 128 that all overflow, one always queued behind the one being split:
         // the halves must not overwrite the queued dispatch's results.
         let mut small = gpu.searcher(&keys, Some(128), kernel).unwrap();
+        small.limit_hits(64);
         let all = small
             .search(start, 640, &[0xff; 32], &mut || false)
             .unwrap();
         assert_eq!(all.hashed, 640, "{kernel}");
         let nonces: Vec<u64> = all.hits.iter().map(|h| h.nonce).collect();
         assert_eq!(nonces, (start..start + 640).collect::<Vec<_>>(), "{kernel}");
+        assert_eq!(small.overflows(), 5, "{kernel}");
         assert!(
             all.hits.iter().zip(&cpu_hashes).all(|(h, c)| h.hash == *c),
             "{kernel}"
@@ -424,4 +443,29 @@ fn the_batch_is_tuned_from_gpu_timestamps_where_the_adapter_has_them() {
     assert_eq!((tuned.tuning(), tuned.batch()), (Tuning::Fixed, 512));
     tuned.set_batch(None);
     assert_eq!(tuned.tuning(), expected);
+}
+
+/// A dispatch's nonces at a target: the most that expect the given hits, from the target's
+/// first 8 bytes, between 1 and `MAX_BATCH`.
+#[test]
+fn an_easy_target_cuts_a_dispatch_to_the_nonces_that_expect_a_quarter_of_its_hits() {
+    let target = |top: u64| {
+        let mut t = [0xff; 32];
+        t[..8].copy_from_slice(&top.to_be_bytes());
+        t
+    };
+    // Every hash a hit: 256 nonces.
+    assert_eq!(nonces_for_hits(&[0xff; 32], MAX_HITS / 4), 256);
+    // One in 2^20 (the top 20 bits zero): 256 · 2^20.
+    assert_eq!(nonces_for_hits(&target((1 << 44) - 1), 256), 1 << 28);
+    // About 3 in 2^12: 7 · 2^64 / (3 · 2^52 + 1) = 9557.33, rounded down.
+    assert_eq!(nonces_for_hits(&target(3 << 52), 7), 9557);
+    // Hard targets: the batch's own limit.
+    assert_eq!(
+        nonces_for_hits(&target(u64::MAX >> 32), 256),
+        u64::from(MAX_BATCH)
+    );
+    assert_eq!(nonces_for_hits(&[0; 32], 256), u64::from(MAX_BATCH));
+    // Never below one nonce.
+    assert_eq!(nonces_for_hits(&[0xff; 32], 0), 1);
 }

@@ -16,9 +16,10 @@
 //! * `fluence-kat bench THREADS [large-pages]`: the reference side of capminer's Fluence
 //!   benchmark: key a cache, allocate and build a full dataset on `THREADS` threads (item
 //!   ranges split evenly, as CCP splits them), print `key_seconds` and `build_seconds` and
-//!   `ready`; then for each line `hash SECONDS` read from stdin, hash 32-byte local nonces
-//!   pipelined on `THREADS` fast VMs (thread `i` pinned to CPU `i`) for `SECONDS` and print
-//!   `hashes N` and `hash_seconds S`; at the end of stdin, exit.
+//!   `ready`; then for each line `hash SECONDS [CPU...]` read from stdin, hash 32-byte local
+//!   nonces pipelined on one fast VM a CPU (CPUs `0..THREADS` unless listed, each thread pinned
+//!   to its CPU) for `SECONDS` and print `hashes N` and `hash_seconds S`; at the end of stdin,
+//!   exit.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -223,34 +224,49 @@ fn bench(threads: &str, large: Option<&String>) -> Result<(), String> {
     println!("build_seconds {:.3}", started.elapsed().as_secs_f64());
     println!("ready");
     drop(cache);
-    let mut counters = vec![0u64; threads];
+    // One counter a CPU, continued from phase to phase.
+    let mut counters = std::collections::BTreeMap::<usize, u64>::new();
     for line in std::io::stdin().lines() {
         let line = line.map_err(|e| format!("stdin: {e}"))?;
-        let seconds = match line.split_whitespace().collect::<Vec<_>>()[..] {
-            ["hash", seconds] => number("SECONDS", seconds)? as f64,
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (seconds, cpus) = match words[..] {
+            ["hash", seconds, ref cpus @ ..] => {
+                let cpus = if cpus.is_empty() {
+                    (0..threads).collect()
+                } else {
+                    cpus.iter()
+                        .map(|c| number("CPU", c).map(|c| c as usize))
+                        .collect::<Result<Vec<_>, _>>()?
+                };
+                (number("SECONDS", seconds)? as f64, cpus)
+            }
             _ => return Err(format!("unknown command {line:?}")),
         };
-        let (hashes, wall) = hash_phase(&dataset, flags, &mut counters, seconds);
+        let mut phase: Vec<(usize, u64)> = cpus
+            .iter()
+            .map(|&cpu| (cpu, *counters.entry(cpu).or_default()))
+            .collect();
+        let (hashes, wall) = hash_phase(&dataset, flags, &mut phase, seconds);
+        counters.extend(phase);
         println!("hashes {hashes}");
         println!("hash_seconds {wall:.3}");
     }
     Ok(())
 }
 
-/// Hashes on one fast VM a thread for `seconds`, each thread continuing its counter; the
-/// hashes done and the longest thread's time.
+/// Hashes on one fast VM a CPU for `seconds`, each thread pinned to its CPU and continuing
+/// that CPU's counter; the hashes done and the longest thread's time.
 fn hash_phase(
     dataset: &Dataset,
     flags: RandomXFlags,
-    counters: &mut [u64],
+    counters: &mut [(usize, u64)],
     seconds: f64,
 ) -> (u64, f64) {
     let hashed: Vec<(u64, f64)> = std::thread::scope(|scope| {
         let workers: Vec<_> = counters
             .iter_mut()
-            .enumerate()
-            .map(|(i, counter)| {
-                let handle = dataset.handle();
+            .map(|(cpu, counter)| {
+                let (i, handle) = (*cpu, dataset.handle());
                 scope.spawn(move || {
                     pin(i);
                     let vm = RandomXVM::fast(handle, flags).expect("a fast VM");
