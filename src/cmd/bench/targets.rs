@@ -38,6 +38,9 @@ pub(super) struct EasyHard {
     pub(super) easy_gpu_busy: f64,
     /// Hits the re-check refuted, in all phases.
     pub(super) hits_refuted: u64,
+    /// Dispatches whose hits overflowed their result buffer (each redone in halves while the
+    /// GPU waited), in all phases: an easy target cuts dispatches so this stays 0.
+    pub(super) dispatch_overflows: u64,
     /// easy_hashrate / hard_hashrate.
     pub(super) ratio: f64,
 }
@@ -56,7 +59,7 @@ pub(super) fn easy_hard(
     let easy = Target::for_expected_hashes(easy_expected_hashes);
     let (mut hard_rates, mut easy_rates, mut easy_hits) = (Vec::new(), Vec::new(), Vec::new());
     let (mut hard_busy, mut easy_busy) = (Vec::new(), Vec::new());
-    let mut refuted = 0;
+    let (mut refuted, mut overflows) = (0, 0);
     let mut number = base.number;
     for round in 0..rounds {
         let order = if round % 2 == 0 {
@@ -71,6 +74,7 @@ pub(super) fn easy_hard(
             epoch.targets[UnitKind::Gpu.index()] = target;
             let phase = phase(miner, epoch, seconds)?;
             refuted += phase.refuted;
+            overflows += phase.overflows;
             if is_easy {
                 easy_rates.push(phase.hashrate);
                 easy_hits.push(phase.hits_per_second);
@@ -103,6 +107,7 @@ pub(super) fn easy_hard(
         hard_gpu_busy: median(&hard_busy),
         easy_gpu_busy: median(&easy_busy),
         hits_refuted: refuted,
+        dispatch_overflows: overflows,
         ratio: if hard_hashrate > 0.0 {
             easy_hashrate / hard_hashrate
         } else {
@@ -116,6 +121,7 @@ struct Phase {
     hashrate: f64,
     hits_per_second: f64,
     refuted: u64,
+    overflows: u64,
     gpu_busy: f64,
 }
 
@@ -145,6 +151,13 @@ fn phase(miner: &Miner, epoch: Epoch, seconds: Duration) -> anyhow::Result<Phase
             (h + u.hashes(), f + g.hits_found, r + g.hits_refuted)
         })
     };
+    let overflows = || -> u64 {
+        gpu_units()
+            .iter()
+            .filter_map(|u| u.gpu_report())
+            .map(|g| g.search.overflows)
+            .sum()
+    };
     let gpu_seconds = || -> f64 {
         gpu_units()
             .iter()
@@ -166,7 +179,7 @@ fn phase(miner: &Miner, epoch: Epoch, seconds: Duration) -> anyhow::Result<Phase
     // Rounds can outlast a short phase: wait (up to a minute) for at least one more round.
     let patience = seconds + Duration::from_secs(60);
     let (first, t0) = next_credit(counts(), Instant::now() + patience);
-    let busy0 = gpu_seconds();
+    let (busy0, overflows0) = (gpu_seconds(), overflows());
     let (end, limit) = (t0 + seconds, t0 + patience);
     let (mut last, mut t1) = (first, t0);
     while Instant::now() < end || (last.0 == first.0 && Instant::now() < limit) {
@@ -183,6 +196,7 @@ fn phase(miner: &Miner, epoch: Epoch, seconds: Duration) -> anyhow::Result<Phase
         hashrate: per_second(last.0 - first.0),
         hits_per_second: per_second(last.1 - first.1),
         refuted: last.2 - first.2,
+        overflows: overflows() - overflows0,
         gpu_busy: per_second_f(busy),
     })
 }
