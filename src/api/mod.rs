@@ -108,7 +108,7 @@ pub(crate) async fn serve(
         .route("/api/v1/resume", post(control::pause_or_resume::<false>))
         .route("/api/v1/reload", post(control::reload))
         .route("/api/v1/units", post(units::units))
-        .merge(page::routes(state.clone()))
+        .merge(page::routes::<Api, Api>(state.clone()))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .layer(DefaultBodyLimit::max(4096))
         .layer(axum::middleware::from_fn(log_refusals))

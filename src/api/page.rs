@@ -5,9 +5,10 @@
 //!  GET /                    the page (HTML), built into the binary
 //!  GET /page/{file}         its scripts, style sheet and the vendored chart library (uPlot)
 //!  GET /api/v1/live         what the page shows beside the status, from the listener's
-//!                           [`LiveSource`]: `capminer run`'s epoch, proofs against the epoch's
-//!                           minimum, pipeline, GPU devices and alerts ([`live`]); `capminer ccp`'s
-//!                           CUs (`"profile": "fluence"`, see `crate::ccp::page`)
+//!                           [`LiveSource`]: `capminer run`'s epoch, proofs against the
+//!                           epoch's minimum, pipeline, GPU devices and alerts
+//!                           ([`live`](super::live)); `capminer ccp`'s CUs and alerts
+//!                           (`"profile": "fluence"`, see `crate::ccp::page`)
 //!  GET /api/v1/history      the last hour (10 s samples) and day (1 min) ([`history`])
 //! ```
 //!

@@ -45,7 +45,7 @@ struct CuQuery {
 /// The routes, for the JSON-RPC listener's router: the status, pause and resume, and the live
 /// page (its sampler started: call this on the runtime).
 pub(crate) fn routes(ccp: Arc<Ccp>, utility: UtilityCpus, token: Option<Vec<u8>>) -> axum::Router {
-    let page = crate::api::page::routes(super::page::CcpPage::new(ccp.clone()));
+    let page: axum::Router = crate::api::page::routes(super::page::CcpPage::new(ccp.clone()));
     axum::Router::new()
         .route("/api/v1/status", get(status))
         .route("/api/v1/pause", post(pause_or_resume::<true>))

@@ -119,7 +119,7 @@ impl Tracker {
                 let hashed = u.hashes.saturating_sub(n) as f64;
                 samples.push(UnitSample {
                     unit: label(&u.cu).into(),
-                    hashrate: if secs > 0.0 { hashed / secs } else { 0.0 } as f32,
+                    hashrate: (if secs > 0.0 { hashed / secs } else { 0.0 }) as f32,
                     found: u.proofs_found,
                     compute_errors: 0,
                     restarts: 0,

@@ -84,7 +84,7 @@ await withPage(async (page, { requests }) => {
   assert.equal(await text(page.locator("#cc-nonce")), s.commitment.global_nonce);
   assert.equal(await text(page.locator("#cc-difficulty")), s.commitment.difficulty);
   assert.ok(!(await page.locator("#cc-none").isVisible()));
-  assert.equal(await text(page.locator("#cc-utility")), "any (nox set none)");
+  assert.equal(await text(page.locator("#cc-utility")), "any (none set)");
   await until("the no-commitment alert to clear", async () => (await alertCount(page, "CapminerCcpNoCommitment")) === 0, 10000);
   // Every CU as the status has it, in its order (by core).
   assert.deepEqual(s.units.map((u) => [u.cu, u.core, u.threads]), cus.map((cu, core) => [cu, core, 1]));
@@ -161,7 +161,7 @@ await withPage(async (page, { requests }) => {
     }
     return true;
   }, 10000);
-  assert.equal(await alertCount(page, "CapminerCcpUnitPaused"), 2);
+  await until("a paused alert for each CU", async () => (await alertCount(page, "CapminerCcpUnitPaused")) === 2, 10000);
   await page.screenshot({ path: path.join(shots, "page-ccp-paused.png"), fullPage: true });
 
   step("resume all");

@@ -12,7 +12,7 @@ function renderFluence(status, live) {
   $("cc-difficulty").textContent = c ? c.difficulty : "–";
   $("cc-utility").textContent = status.utility_cpus.length
     ? status.utility_cpus.join(", ")
-    : "any (nox set none)";
+    : "any (none set)";
   renderCus(status, live);
   $("ccp-found").textContent = status.units.reduce((sum, u) => sum + u.proofs_found, 0);
   $("ccp-served").textContent = status.proofs_served;
