@@ -180,7 +180,10 @@ impl History {
         let (then, now) = (self.ago(3600)?, self.fine.back()?);
         let found = |s: &Sample| s.units.iter().find(|u| &*u.unit == label).map(|u| u.found);
         (now.t > then.t).then(|| {
-            found(now).unwrap_or(0).saturating_sub(found(then).unwrap_or(0)) as f64 * 3600.0
+            found(now)
+                .unwrap_or(0)
+                .saturating_sub(found(then).unwrap_or(0)) as f64
+                * 3600.0
                 / (now.t - then.t) as f64
         })
     }

@@ -100,17 +100,16 @@ impl LiveSource for Api {
     type Live = Live;
 
     fn live(&self, history: &Mutex<History>) -> Result<Live, String> {
-        let miner = self
-            .node
-            .miner
-            .upgrade()
-            .ok_or("the miner is stopping")?;
+        let miner = self.node.miner.upgrade().ok_or("the miner is stopping")?;
         let epoch = u64::try_from(miner.metrics().epoch.get())
             .ok()
             .filter(|e| *e > 0);
         // The store's lock may wait on a unit's fsync: the page calls this off the async threads.
         let tallies = match epoch {
-            Some(e) => self.node.store.tallies(e.saturating_sub(PIPELINE_EPOCHS)..=e),
+            Some(e) => self
+                .node
+                .store
+                .tallies(e.saturating_sub(PIPELINE_EPOCHS)..=e),
             None => Vec::new(),
         };
         let history = history.lock().unwrap_or_else(|e| e.into_inner());

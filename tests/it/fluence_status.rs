@@ -135,7 +135,10 @@ fn ccp_serves_its_status_and_capminer_status_prints_it() {
     let (l, alerts) = live(port);
     let fields: Vec<&String> = l.as_object().unwrap().keys().collect();
     assert_eq!(fields, ["alerts", "now", "profile", "units"], "{l}");
-    assert_eq!((&l["profile"], &l["units"]), (&json!("fluence"), &json!([])));
+    assert_eq!(
+        (&l["profile"], &l["units"]),
+        (&json!("fluence"), &json!([]))
+    );
     assert_eq!(alerts, ["CapminerCcpNoCommitment"], "{l}");
 
     // A difficulty no hash meets: the CU hashes and finds nothing.
@@ -348,5 +351,8 @@ fn ccp_serves_its_status_and_capminer_status_prints_it() {
     assert_eq!(s["commitment"], Value::Null);
     assert_eq!(s["units"], json!([]));
     let (l, alerts) = live(port);
-    assert_eq!((&l["units"], alerts), (&json!([]), vec!["CapminerCcpNoCommitment".to_string()]));
+    assert_eq!(
+        (&l["units"], alerts),
+        (&json!([]), vec!["CapminerCcpNoCommitment".to_string()])
+    );
 }

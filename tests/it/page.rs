@@ -210,7 +210,13 @@ fn the_live_page_shows_capminer_ccp_in_a_real_browser() {
     .unwrap_or_else(|| panic!("capminer ccp does not listen; log:\n{}", log()));
     // Nothing the page reads names a file or carries the token.
     let dir_name = dir.path().to_str().unwrap();
-    for path in ["/", "/page/app.js", "/page/app-fluence.js", "/api/v1/live", "/api/v1/history"] {
+    for path in [
+        "/",
+        "/page/app.js",
+        "/page/app-fluence.js",
+        "/api/v1/live",
+        "/api/v1/history",
+    ] {
         let (code, body) = http(port, "GET", path, &[], "").unwrap();
         assert_eq!(code, 200, "{path}: {body}");
         assert!(
