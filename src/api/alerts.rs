@@ -5,7 +5,8 @@
 //! a window count here over the history's (10 min, 30 min) or since start where the history has
 //! no counter (reorged final proofs, invalid proofs found); a duplicate host fires from the chain
 //! client's hold on the unit. Two are the page's own: a unit paused through the API, and the
-//! chain's head not moving (RPC unreachable).
+//! chain's head not moving (RPC unreachable). `capminer ccp`'s page raises its own, with these
+//! types (`crate::ccp::alerts`).
 
 use serde::Serialize;
 
@@ -18,7 +19,7 @@ pub(super) const PENDING_SECS: u64 = 900;
 
 /// One condition that needs the operator.
 #[derive(Debug, Serialize, PartialEq)]
-pub(super) struct Alert {
+pub(crate) struct Alert {
     /// The rule's name in alerts.yml (or the page's own).
     pub name: &'static str,
     /// `critical` or `warning`, as in alerts.yml.
@@ -31,7 +32,8 @@ pub(super) struct Alert {
     pub fix: &'static str,
 }
 
-fn alert(
+/// An alert (for `capminer ccp`'s page too, whose rules are in `crate::ccp::alerts`).
+pub(crate) fn alert(
     name: &'static str,
     severity: &'static str,
     subject: &str,

@@ -13,21 +13,21 @@ use std::collections::VecDeque;
 use serde::Serialize;
 
 /// Seconds between samples.
-pub(super) const STEP_SECS: u64 = 10;
+pub(crate) const STEP_SECS: u64 = 10;
 /// Samples of the last hour, one every [`STEP_SECS`].
-pub(super) const FINE: usize = 360;
+pub(crate) const FINE: usize = 360;
 /// Fine samples averaged into one coarse sample.
 const PER_COARSE: usize = 6;
 /// Coarse samples: a minute each, the last day.
-pub(super) const COARSE: usize = 1440;
+pub(crate) const COARSE: usize = 1440;
 /// Units kept per sample; a node with more keeps the first ones.
-pub(super) const MAX_UNITS: usize = 64;
+pub(crate) const MAX_UNITS: usize = 64;
 /// Bytes of a unit's label kept.
-pub(super) const MAX_LABEL: usize = 16;
+pub(crate) const MAX_LABEL: usize = 16;
 
 /// One unit in a sample.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub(super) struct UnitSample {
+pub(crate) struct UnitSample {
     /// Label (`cpu0`).
     pub unit: Box<str>,
     /// Hashes per second over the 10 s window.
@@ -42,7 +42,7 @@ pub(super) struct UnitSample {
 
 /// What the node looked like at one moment.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub(super) struct Sample {
+pub(crate) struct Sample {
     /// Unix time, seconds.
     pub t: u64,
     /// The units.
@@ -57,7 +57,7 @@ pub(super) struct Sample {
 
 impl Sample {
     /// A sample of `units`, at most [`MAX_UNITS`] of them, labels cut to [`MAX_LABEL`].
-    pub(super) fn new(t: u64, units: Vec<UnitSample>) -> Self {
+    pub(crate) fn new(t: u64, units: Vec<UnitSample>) -> Self {
         let units = units
             .into_iter()
             .take(MAX_UNITS)
@@ -109,7 +109,7 @@ impl Sample {
 
 /// The ring: the last hour at [`STEP_SECS`], the last day a minute a sample.
 #[derive(Debug, Serialize)]
-pub(super) struct History {
+pub(crate) struct History {
     /// Oldest first.
     fine: VecDeque<Sample>,
     /// Oldest first.
@@ -121,7 +121,7 @@ pub(super) struct History {
 
 /// The most bytes a [`History`] holds (its two rings full, every sample at [`MAX_UNITS`]
 /// units with labels of [`MAX_LABEL`] bytes), for `units` units a sample.
-pub(super) fn max_bytes(units: usize) -> usize {
+pub(crate) fn max_bytes(units: usize) -> usize {
     let units = units.min(MAX_UNITS);
     let sample =
         std::mem::size_of::<Sample>() + units * (std::mem::size_of::<UnitSample>() + MAX_LABEL);
@@ -141,7 +141,7 @@ impl Default for History {
 
 impl History {
     /// Adds `sample`; drops the oldest beyond an hour (fine) or a day (coarse).
-    pub(super) fn push(&mut self, sample: Sample) {
+    pub(crate) fn push(&mut self, sample: Sample) {
         self.fine.push_back(sample);
         if self.fine.len() > FINE {
             self.fine.pop_front();
@@ -159,13 +159,13 @@ impl History {
     }
 
     /// The samples of the last hour, oldest first.
-    pub(super) fn fine(&self) -> &VecDeque<Sample> {
+    pub(crate) fn fine(&self) -> &VecDeque<Sample> {
         &self.fine
     }
 
     /// The newest sample taken at least `secs` before the newest one (the oldest if none is
     /// that old).
-    pub(super) fn ago(&self, secs: u64) -> Option<&Sample> {
+    pub(crate) fn ago(&self, secs: u64) -> Option<&Sample> {
         let newest = self.fine.back()?.t;
         self.fine
             .iter()
@@ -174,8 +174,38 @@ impl History {
             .or_else(|| self.fine.front())
     }
 
+    /// Proofs `label` found per hour over the last hour (as far back as the samples go);
+    /// `None` without two samples apart.
+    pub(crate) fn found_per_hour(&self, label: &str) -> Option<f64> {
+        let (then, now) = (self.ago(3600)?, self.fine.back()?);
+        let found = |s: &Sample| s.units.iter().find(|u| &*u.unit == label).map(|u| u.found);
+        (now.t > then.t).then(|| {
+            found(now)
+                .unwrap_or(0)
+                .saturating_sub(found(then).unwrap_or(0)) as f64
+                * 3600.0
+                / (now.t - then.t) as f64
+        })
+    }
+
+    /// The mean of `label`'s hashrate (10 s windows) over the samples of the last `secs`
+    /// before the newest one, the newest included (so 10 s: the newest alone); `None` if none of
+    /// them holds the unit.
+    pub(crate) fn mean_rate(&self, label: &str, secs: u64) -> Option<f64> {
+        let newest = self.fine.back()?.t;
+        let rates: Vec<f64> = self
+            .fine
+            .iter()
+            .rev()
+            .take_while(|s| s.t + secs > newest)
+            .filter_map(|s| s.units.iter().find(|u| &*u.unit == label))
+            .map(|u| f64::from(u.hashrate))
+            .collect();
+        (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64)
+    }
+
     /// Bytes held, counted from the rings' capacities.
-    pub(super) fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + (self.fine.capacity() - self.fine.len() + self.coarse.capacity() - self.coarse.len())
                 * std::mem::size_of::<Sample>()
@@ -270,5 +300,24 @@ mod tests {
         assert_eq!(h.ago(20).unwrap().t, 30);
         assert_eq!(h.ago(3600).unwrap().t, 0);
         assert!(History::default().ago(10).is_none());
+    }
+
+    #[test]
+    fn rates_and_proofs_per_hour_read_the_recent_samples() {
+        let mut h = History::default();
+        assert_eq!(h.mean_rate("cpu0", 60), None);
+        assert_eq!(h.found_per_hour("cpu0"), None);
+        // Rates 1..=8 at t = 0, 10, ..., 70; `found` is t (see `sample`).
+        for i in 0..8u64 {
+            h.push(sample(i * STEP_SECS, 1, (i + 1) as f32));
+        }
+        assert_eq!(h.mean_rate("cpu0", 10), Some(8.0));
+        // 60 s: t = 20..=70, rates 3..=8.
+        assert_eq!(h.mean_rate("cpu0", 60), Some(5.5));
+        assert_eq!(h.mean_rate("cpu0", 3600), Some(4.5));
+        assert_eq!(h.mean_rate("cpu1", 60), None);
+        // 70 found in 70 s.
+        assert_eq!(h.found_per_hour("cpu0"), Some(3600.0));
+        assert_eq!(h.found_per_hour("cpu1"), Some(0.0));
     }
 }

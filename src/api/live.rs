@@ -4,28 +4,28 @@
 //! the chain's totals (gas, balance, claims), the GPU devices, and the alerts.
 //!
 //! The alerts ([`alerts`](super::alerts)) are evaluated from facts gathered here: the metric
-//! handles and the node's [`History`] for the ones that look back.
+//! handles and the node's [`History`] for the ones that look back. This module is `capminer
+//! run`'s [`LiveSource`]: it also takes the node's samples for the history.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
-use axum::extract::State;
-use axum::response::Response;
 use capminer_miner::{Miner, UnitState};
 use capminer_proofs::store::Tally;
 use prometheus::core::Collector;
 use serde::Serialize;
 
-use super::ApiError;
+use super::Api;
 use super::alerts::{self, Alert, ChainFacts, NodeFacts, UnitFacts};
 use super::history::{History, Sample, UnitSample};
-use super::page::{Page, secured_json, unix_now};
+use super::page::{LiveSource, unix_now};
 use super::status::total_where;
 
 /// Epochs before the current one the pipeline shows.
 const PIPELINE_EPOCHS: u64 = 5;
 /// `GET /api/v1/live`.
 #[derive(Debug, Serialize)]
-pub(super) struct Live {
+pub(crate) struct Live {
     /// Unix time of this answer (the node's clock).
     now: u64,
     epoch: EpochLive,
@@ -96,37 +96,75 @@ struct GpuLive {
     memory_bytes: f64,
 }
 
-/// `GET /api/v1/live`.
-pub(super) async fn live(State(page): State<Page>) -> Result<Response, ApiError> {
-    let miner = page.api.miner()?;
-    let store = page.api.node.store.clone();
-    let epoch = u64::try_from(miner.metrics().epoch.get())
-        .ok()
-        .filter(|e| *e > 0);
-    // The store's lock may wait on a unit's fsync: off the async threads.
-    let tallies = match epoch {
-        Some(e) => tokio::task::spawn_blocking(move || {
-            store.tallies(e.saturating_sub(PIPELINE_EPOCHS)..=e)
+impl LiveSource for Api {
+    type Live = Live;
+
+    fn live(&self, history: &Mutex<History>) -> Result<Live, String> {
+        let miner = self.node.miner.upgrade().ok_or("the miner is stopping")?;
+        let epoch = u64::try_from(miner.metrics().epoch.get())
+            .ok()
+            .filter(|e| *e > 0);
+        // The store's lock may wait on a unit's fsync: the page calls this off the async threads.
+        let tallies = match epoch {
+            Some(e) => self
+                .node
+                .store
+                .tallies(e.saturating_sub(PIPELINE_EPOCHS)..=e),
+            None => Vec::new(),
+        };
+        let history = history.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(build(&miner, self, epoch, &tallies, &history))
+    }
+
+    fn sample(&self) -> Option<Sample> {
+        let miner = self.node.miner.upgrade()?;
+        Some(take_sample(&miner, self))
+    }
+}
+
+/// The node now: each unit's 10 s hashrate and counters, the chain's head and accepted proofs.
+/// Reads metric handles only (no lock a unit holds while hashing).
+fn take_sample(miner: &Miner, api: &Api) -> Sample {
+    let metrics = miner.metrics();
+    let (rates, found, errors) = (
+        metrics.hashrate.collect(),
+        metrics.proofs_found.collect(),
+        metrics.compute_errors.collect(),
+    );
+    let units = miner
+        .units()
+        .iter()
+        .map(|u| {
+            let label = u.info().label.as_str();
+            let only = [("unit", label)];
+            UnitSample {
+                unit: label.into(),
+                hashrate: total_where(&rates, &[("unit", label), ("window", "10s")]).unwrap_or(0.0)
+                    as f32,
+                found: total_where(&found, &only).unwrap_or(0.0) as u64,
+                compute_errors: total_where(&errors, &only).unwrap_or(0.0) as u64,
+                restarts: u32::try_from(u.restarts()).unwrap_or(u32::MAX),
+            }
         })
-        .await
-        .unwrap_or_default(),
-        None => Vec::new(),
-    };
-    let history = page.history.lock().unwrap_or_else(|e| e.into_inner());
-    Ok(secured_json(&build(
-        &miner, &page, epoch, &tallies, &history,
-    )))
+        .collect();
+    let mut sample = Sample::new(unix_now(), units);
+    if let Some(chain) = &api.node.metrics.chain {
+        sample.head_block = u64::try_from(chain.last_block.get()).unwrap_or(0);
+        sample.accepted = chain.proofs_accepted.get();
+    }
+    sample.store_errors = total_where(&metrics.store_errors.collect(), &[]).unwrap_or(0.0) as u64;
+    sample
 }
 
 fn build<'a>(
     miner: &Miner,
-    page: &Page,
+    api: &Api,
     epoch: Option<u64>,
     tallies: &[(u64, capminer_protocol::UnitId, Tally)],
     history: &'a History,
 ) -> Live {
     let now = unix_now();
-    let chain = page.api.node.metrics.chain.as_ref();
+    let chain = api.node.metrics.chain.as_ref();
     let ends_at = chain
         .and_then(|c| u64::try_from(c.epoch_ends.get()).ok())
         .filter(|t| *t > 0);
@@ -142,13 +180,11 @@ fn build<'a>(
     };
     let rates = miner.metrics().hashrate.collect();
     let memory = miner.metrics().gpu_memory.collect();
-    let hour_ago = history.ago(3600);
     let newest = history.fine().back();
     let mut alerts = Vec::new();
     let mut units = Vec::new();
     let mut gpus: BTreeMap<String, GpuLive> = BTreeMap::new();
-    let bytes_per_hash = page
-        .api
+    let bytes_per_hash = api
         .node
         .reloader
         .running()
@@ -164,14 +200,7 @@ fn build<'a>(
             .filter(|(e, id, _)| Some(*e) == epoch && *id == info.id)
             .map(|(_, _, t)| u64::from(t.counted()))
             .sum();
-        let found = |s: &Sample| s.units.iter().find(|u| &*u.unit == label).map(|u| u.found);
-        let proofs_per_hour = match (hour_ago, newest) {
-            (Some(a), Some(b)) if b.t > a.t => Some(
-                (found(b).unwrap_or(0).saturating_sub(found(a).unwrap_or(0))) as f64 * 3600.0
-                    / (b.t - a.t) as f64,
-            ),
-            _ => None,
-        };
+        let proofs_per_hour = history.found_per_hour(label);
         let (min_proofs, max_proofs) = (kind_value(&mins, kind), kind_value(&maxs, kind));
         let projected = match (ends_at, proofs_per_hour) {
             // The contract counts no more than the maximum (the chain client idles the unit there).
@@ -236,7 +265,7 @@ fn build<'a>(
             projected,
         });
     }
-    alerts.extend(alerts::node_alerts(&node_facts(page, history)));
+    alerts.extend(alerts::node_alerts(&node_facts(api, history)));
     Live {
         now,
         epoch: EpochLive {
@@ -252,7 +281,7 @@ fn build<'a>(
             balance_ether: c.balance_wei.get() / 1e18,
             rewards_claimed_gwei: c.rewards_claimed_gwei.get(),
             proofs_accepted: c.proofs_accepted.get(),
-            attested: verifier_total(page, |v| total_where(&v.verified().collect(), &[])),
+            attested: verifier_total(api, |v| total_where(&v.verified().collect(), &[])),
         }),
         gpus: gpus.into_values().collect(),
         alerts,
@@ -261,10 +290,10 @@ fn build<'a>(
 
 /// The sum over this process's verifiers; `None` without one.
 fn verifier_total(
-    page: &Page,
+    api: &Api,
     read: impl Fn(&capminer_chain::verifier::VerifierMetrics) -> Option<f64>,
 ) -> Option<f64> {
-    let verifiers = &page.api.node.metrics.verifiers;
+    let verifiers = &api.node.metrics.verifiers;
     (!verifiers.is_empty()).then(|| verifiers.iter().filter_map(&read).fold(0.0, |a, b| a + b))
 }
 
@@ -274,9 +303,9 @@ fn unit_in<'a>(sample: Option<&'a Sample>, label: &str) -> Option<&'a UnitSample
 }
 
 /// The facts of the node-wide alerts.
-fn node_facts(page: &Page, history: &History) -> NodeFacts {
+fn node_facts(api: &Api, history: &History) -> NodeFacts {
     let newest = history.fine().back();
-    let metrics = &page.api.node.metrics;
+    let metrics = &api.node.metrics;
     NodeFacts {
         store_errors_10m: newest
             .zip(history.ago(600))
@@ -294,7 +323,7 @@ fn node_facts(page: &Page, history: &History) -> NodeFacts {
             .iter()
             .map(|v| v.backlog().get())
             .collect(),
-        invalid_found: verifier_total(page, |v| total_where(&v.invalid().collect(), &[])),
+        invalid_found: verifier_total(api, |v| total_where(&v.invalid().collect(), &[])),
     }
 }
 

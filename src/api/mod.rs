@@ -8,7 +8,8 @@
 //!                                       config (as SIGHUP does), then restarts the unit if named
 //!  POST /api/v1/units  {"add": ...}     Authorization: Bearer <api.token_file>; adds, removes or
 //!                                       moves a unit (units.rs)
-//!  GET  /  /page/*  /api/v1/live  /api/v1/history   the live page, read-only (page.rs)
+//!  GET  /  /page/*  /api/v1/live  /api/v1/history   the live page, read-only (page.rs; its
+//!                                       data from live.rs, as `capminer ccp`'s from src/ccp/page.rs)
 //! ```
 //!
 //! Status is read from the node's live objects and the typed handles of its metric families
@@ -23,11 +24,11 @@
 //! (`POST /api/v1/units`). What the handlers read and change comes from the node as one
 //! [`NodeShared`]: the API depends on `crate::runtime`, never on the node.
 
-mod alerts;
+pub(crate) mod alerts;
 mod control;
-mod history;
+pub(crate) mod history;
 mod live;
-mod page;
+pub(crate) mod page;
 mod status;
 mod units;
 
@@ -107,7 +108,7 @@ pub(crate) async fn serve(
         .route("/api/v1/resume", post(control::pause_or_resume::<false>))
         .route("/api/v1/reload", post(control::reload))
         .route("/api/v1/units", post(units::units))
-        .merge(page::routes(&state))
+        .merge(page::routes::<Api, Api>(state.clone()))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .layer(DefaultBodyLimit::max(4096))
         .layer(axum::middleware::from_fn(log_refusals))

@@ -1,12 +1,19 @@
-//! The live page for operators, served at `/` of the control API's listener:
+//! The live page for operators, served at `/` of the control API's listener (`capminer run`)
+//! and of `ccp.listen` (`capminer ccp`, the Fluence profile):
 //!
 //! ```text
 //!  GET /                    the page (HTML), built into the binary
-//!  GET /page/{file}         its script, style sheet and the vendored chart library (uPlot)
-//!  GET /api/v1/live         what the page shows beside the status: epoch, proofs against the
-//!                           epoch's minimum, the pipeline per epoch, GPU devices, alerts ([`live`])
+//!  GET /page/{file}         its scripts, style sheet and the vendored chart library (uPlot)
+//!  GET /api/v1/live         what the page shows beside the status, from the listener's
+//!                           [`LiveSource`]: `capminer run`'s epoch, proofs against the
+//!                           epoch's minimum, pipeline, GPU devices and alerts
+//!                           ([`live`](super::live)); `capminer ccp`'s CUs and alerts
+//!                           (`"profile": "fluence"`, see `crate::ccp::page`)
 //!  GET /api/v1/history      the last hour (10 s samples) and day (1 min) ([`history`])
 //! ```
+//!
+//! One page for both: its script reads the `profile` of `GET /api/v1/status` and shows the
+//! sections of that profile (`app-fluence.js` draws the Fluence profile's).
 //!
 //! Everything is read-only and needs no token, like `GET /api/v1/status`; the page's
 //! pause/resume buttons call the existing `POST /api/v1/pause` and `/resume` with the token the
@@ -15,7 +22,7 @@
 //! fetches from the page's own origin only, no inline code, no frames) and `nosniff`. The
 //! files are `include_str!`ed: the page works on an air-gapped host.
 //!
-//! A sampler task records a [`history::Sample`] every 10 s while the miner runs.
+//! A sampler task records a [`Sample`] from the source every 10 s while the source lives.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,12 +32,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use capminer_miner::Miner;
-use prometheus::core::Collector;
 
-use super::history::{self, History, Sample, UnitSample};
-use super::status::total_where;
-use super::{Api, ApiError, error, live};
+use super::history::{self, History, Sample};
+use super::{ApiError, error};
 
 /// The Content-Security-Policy of every answer of the page's routes.
 pub(super) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -38,7 +42,7 @@ pub(super) const CSP: &str = "default-src 'none'; script-src 'self'; style-src '
     frame-ancestors 'none'";
 
 /// The page's files: name, content type, content.
-const FILES: [(&str, &str, &str); 6] = [
+const FILES: [(&str, &str, &str); 7] = [
     (
         "favicon.svg",
         "image/svg+xml",
@@ -48,6 +52,11 @@ const FILES: [(&str, &str, &str); 6] = [
         "app.js",
         "text/javascript; charset=utf-8",
         include_str!("page/app.js"),
+    ),
+    (
+        "app-fluence.js",
+        "text/javascript; charset=utf-8",
+        include_str!("page/app-fluence.js"),
     ),
     (
         "app.css",
@@ -73,17 +82,41 @@ const FILES: [(&str, &str, &str); 6] = [
 
 const INDEX: &str = include_str!("page/index.html");
 
-/// The page's shared state: the history the sampler fills.
-#[derive(Clone)]
-pub(super) struct Page {
-    pub(super) api: Api,
-    pub(super) history: Arc<Mutex<History>>,
+/// Where the page's data comes from: `capminer run`'s node (the API's state, see [`live`]) or
+/// `capminer ccp`'s CUs (`crate::ccp::page`). Both methods may block (on the lock a commitment
+/// change holds, on a store write): the page calls them off the async threads.
+pub(crate) trait LiveSource: Send + Sync + 'static {
+    /// The answer of `GET /api/v1/live`.
+    type Live: serde::Serialize + Send + 'static;
+
+    /// What the page shows now, read from the source and its `history`; why not when it
+    /// cannot answer (then 503).
+    fn live(&self, history: &Mutex<History>) -> Result<Self::Live, String>;
+
+    /// The source now, for the history; `None` once it is gone (the sampler ends).
+    fn sample(&self) -> Option<Sample>;
 }
 
-/// The page's routes, and its sampler started (it ends when the miner does).
-pub(super) fn routes(api: &Api) -> Router<Api> {
+/// The page's shared state: its source and the history the sampler fills.
+struct Page<S> {
+    source: Arc<S>,
+    history: Arc<Mutex<History>>,
+}
+
+impl<S> Clone for Page<S> {
+    fn clone(&self) -> Self {
+        Self {
+            source: self.source.clone(),
+            history: self.history.clone(),
+        }
+    }
+}
+
+/// The page's routes, for any listener's router, and its sampler started (on the runtime
+/// this is called from; it ends when the source does).
+pub(crate) fn routes<S: LiveSource, T: Clone + Send + Sync + 'static>(source: S) -> Router<T> {
     let page = Page {
-        api: api.clone(),
+        source: Arc::new(source),
         history: Arc::new(Mutex::new(History::default())),
     };
     tokio::spawn(sample_every(
@@ -93,8 +126,8 @@ pub(super) fn routes(api: &Api) -> Router<Api> {
     Router::new()
         .route("/", get(index))
         .route("/page/{file}", get(file))
-        .route("/api/v1/live", get(live::live))
-        .route("/api/v1/history", get(history_json))
+        .route("/api/v1/live", get(live::<S>))
+        .route("/api/v1/history", get(history_json::<S>))
         .with_state(page)
 }
 
@@ -121,7 +154,7 @@ fn secured(content_type: &'static str, body: impl IntoResponse) -> Response {
 }
 
 /// A JSON body with the page's security headers.
-pub(super) fn secured_json(body: &impl serde::Serialize) -> Response {
+fn secured_json(body: &impl serde::Serialize) -> Response {
     secured(
         "application/json",
         serde_json::to_string(body).expect("serializes"),
@@ -140,8 +173,17 @@ async fn file(Path(name): Path<String>) -> Result<Response, ApiError> {
     Ok(secured(content_type, *body))
 }
 
+/// `GET /api/v1/live`.
+async fn live<S: LiveSource>(State(page): State<Page<S>>) -> Result<Response, ApiError> {
+    let answer = tokio::task::spawn_blocking(move || page.source.live(&page.history))
+        .await
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("live: {e}")))?
+        .map_err(|why| error(StatusCode::SERVICE_UNAVAILABLE, why))?;
+    Ok(secured_json(&answer))
+}
+
 /// `GET /api/v1/history`.
-async fn history_json(State(page): State<Page>) -> Response {
+async fn history_json<S: LiveSource>(State(page): State<Page<S>>) -> Response {
     let history = page.history.lock().unwrap_or_else(|e| e.into_inner());
     secured_json(&serde_json::json!({
         "step_seconds": history::STEP_SECS,
@@ -152,62 +194,27 @@ async fn history_json(State(page): State<Page>) -> Response {
 }
 
 /// Unix time now, seconds.
-pub(super) fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-/// Records a sample every `every` until the miner is gone (the first at once).
-async fn sample_every(page: Page, every: Duration) {
+/// Records a sample every `every` until the source is gone (the first at once).
+async fn sample_every<S: LiveSource>(page: Page<S>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let Some(miner) = page.api.node.miner.upgrade() else {
+        let source = page.source.clone();
+        let Ok(Some(sample)) = tokio::task::spawn_blocking(move || source.sample()).await else {
             return;
         };
-        let sample = take_sample(&miner, &page.api);
-        drop(miner);
         page.history
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(sample);
     }
-}
-
-/// The node now: each unit's 10 s hashrate and counters, the chain's head and accepted proofs.
-/// Reads metric handles only (no lock a unit holds while hashing).
-fn take_sample(miner: &Miner, api: &Api) -> Sample {
-    let metrics = miner.metrics();
-    let (rates, found, errors) = (
-        metrics.hashrate.collect(),
-        metrics.proofs_found.collect(),
-        metrics.compute_errors.collect(),
-    );
-    let units = miner
-        .units()
-        .iter()
-        .map(|u| {
-            let label = u.info().label.as_str();
-            let only = [("unit", label)];
-            UnitSample {
-                unit: label.into(),
-                hashrate: total_where(&rates, &[("unit", label), ("window", "10s")]).unwrap_or(0.0)
-                    as f32,
-                found: total_where(&found, &only).unwrap_or(0.0) as u64,
-                compute_errors: total_where(&errors, &only).unwrap_or(0.0) as u64,
-                restarts: u32::try_from(u.restarts()).unwrap_or(u32::MAX),
-            }
-        })
-        .collect();
-    let mut sample = Sample::new(unix_now(), units);
-    if let Some(chain) = &api.node.metrics.chain {
-        sample.head_block = u64::try_from(chain.last_block.get()).unwrap_or(0);
-        sample.accepted = chain.proofs_accepted.get();
-    }
-    sample.store_errors = total_where(&metrics.store_errors.collect(), &[]).unwrap_or(0.0) as u64;
-    sample
 }
 
 #[cfg(test)]
@@ -240,7 +247,7 @@ mod tests {
         for line in lower.lines().filter(|l| l.contains("<script")) {
             assert!(line.contains("src=\"/page/"), "{line}");
         }
-        for (name, _, body) in FILES.iter().filter(|(n, _, _)| n.starts_with("app.")) {
+        for (name, _, body) in FILES.iter().filter(|(n, _, _)| n.starts_with("app")) {
             assert!(
                 !body.contains("http://") && !body.contains("https://"),
                 "{name}"

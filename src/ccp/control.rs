@@ -4,6 +4,9 @@
 //!  GET  /api/v1/status            anyone who can reach it (see status.rs)
 //!  POST /api/v1/pause[?cu=<hex>]  Authorization: Bearer <api.token_file>; every CU or one
 //!  POST /api/v1/resume[?cu=<hex>] Authorization: Bearer <api.token_file>
+//!  GET  /  /page/{file}  /api/v1/live  /api/v1/history
+//!                                 the live page, read-only (`capminer run`'s page, with
+//!                                 this profile's data: see page.rs)
 //! ```
 //!
 //! A paused CU's threads wait after their batch and keep its dataset (a build under way
@@ -39,8 +42,10 @@ struct CuQuery {
     cu: Option<String>,
 }
 
-/// The routes, for the JSON-RPC listener's router: the status, pause and resume.
+/// The routes, for the JSON-RPC listener's router: the status, pause and resume, and the live
+/// page (its sampler started: call this on the runtime).
 pub(crate) fn routes(ccp: Arc<Ccp>, utility: UtilityCpus, token: Option<Vec<u8>>) -> axum::Router {
+    let page: axum::Router = crate::api::page::routes(super::page::CcpPage::new(ccp.clone()));
     axum::Router::new()
         .route("/api/v1/status", get(status))
         .route("/api/v1/pause", post(pause_or_resume::<true>))
@@ -50,6 +55,7 @@ pub(crate) fn routes(ccp: Arc<Ccp>, utility: UtilityCpus, token: Option<Vec<u8>>
             utility,
             token: token.map(Arc::new),
         })
+        .merge(page)
 }
 
 fn json(code: StatusCode, body: &serde_json::Value) -> Response {

@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use capminer_kernels::key::{cpu_unit_key, meets_target};
-use capminer_kernels::randomx::{Cache, Dataset, RandomXFlags, Vm, VmMemory};
+use capminer_kernels::randomx::{Cache, Dataset, RandomXFlags, Vm, VmMemory, dataset_items_for};
 use capminer_miner::topology::pin_current_thread;
 use capminer_proofs::fluence::FluenceStore;
 use capminer_protocol::FluenceEpoch;
@@ -142,6 +142,18 @@ impl CuProver {
     /// True while the CU builds its dataset (or keys its cache).
     pub(crate) fn building(&self) -> bool {
         self.shared.building.load(Ordering::Acquire)
+    }
+
+    /// Dataset items built and in all while it builds its dataset; `None` otherwise (in light
+    /// mode too: keying a cache has no items to count).
+    pub(crate) fn build_progress(&self) -> Option<(u64, u64)> {
+        let flags = self.shared.flags;
+        (self.building() && flags.full_memory()).then(|| {
+            (
+                self.shared.built_items.load(Ordering::Relaxed),
+                dataset_items_for(flags.flavor()),
+            )
+        })
     }
 
     /// Why a thread of the CU failed, if one did.

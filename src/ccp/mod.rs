@@ -14,10 +14,16 @@
 //! Calls that change the commitment take one lock ([`Ccp::commit`]), save the state, then
 //! reconcile the CUs; reading proofs takes only the store's lock, so it never waits for a
 //! dataset build or a commitment change.
+//!
+//! The same listener serves the control API ([`control`]: status, pause, resume) and the
+//! operator's live page (`capminer run`'s page with this profile's data: [`page`], its
+//! alerts in [`alerts`]).
 
+mod alerts;
 mod control;
 mod cu;
 mod metrics;
+mod page;
 pub(crate) mod rpc;
 mod state;
 pub(crate) mod status;

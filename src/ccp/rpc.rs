@@ -85,7 +85,7 @@ pub(crate) async fn serve(
             tracing::error!("CCP JSON-RPC server stopped: {e}");
         }
     });
-    tracing::info!("CCP JSON-RPC at http://{bound}");
+    tracing::info!("CCP JSON-RPC at http://{bound}, live page at http://{bound}/");
     Ok((bound, task))
 }
 

@@ -18,6 +18,8 @@ use capminer_sync::LockExt;
 use serde::{Deserialize, Serialize};
 
 use super::Ccp;
+use super::state::Commitment;
+use super::units::CuView;
 
 /// `GET /api/v1/status` in the Fluence profile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,10 +76,23 @@ pub(crate) struct CuStatus {
 
 /// The status now. Blocking (it takes the service's lock, held while a commitment changes).
 pub(crate) fn status(ccp: &Ccp, utility_cpus: Vec<usize>) -> CcpStatus {
-    let (units, commitment) = {
-        let inner = ccp.inner.lock_or_recover();
-        (inner.units.view(), inner.saved.commitment.clone())
-    };
+    let (units, commitment) = snapshot(ccp);
+    from_snapshot(ccp, units, commitment, utility_cpus)
+}
+
+/// The running CUs and the commitment, read together. Blocking (the service's lock).
+pub(crate) fn snapshot(ccp: &Ccp) -> (Vec<CuView>, Option<Commitment>) {
+    let inner = ccp.inner.lock_or_recover();
+    (inner.units.view(), inner.saved.commitment.clone())
+}
+
+/// The status of a [`snapshot`], with the store's counts and the metric families now.
+pub(crate) fn from_snapshot(
+    ccp: &Ccp,
+    units: Vec<CuView>,
+    commitment: Option<Commitment>,
+    utility_cpus: Vec<usize>,
+) -> CcpStatus {
     let counts: HashMap<[u8; 32], u64> = ccp.store.counts().into_iter().collect();
     let m = &ccp.metrics;
     let units = units

@@ -253,6 +253,7 @@ impl Units {
                 threads: p.threads(),
                 paused: p.paused(),
                 building: p.building(),
+                build: p.build_progress(),
                 failed: p.failed(),
             })
             .collect();
@@ -274,6 +275,8 @@ pub(crate) struct CuView {
     pub paused: bool,
     /// True while it keys its cache and dataset.
     pub building: bool,
+    /// Dataset items built and in all, while it builds a dataset.
+    pub build: Option<(u64, u64)>,
     /// Why one of its threads failed.
     pub failed: Option<String>,
 }

@@ -1,7 +1,8 @@
 //! `capminer ccp`'s status (`GET /api/v1/status` on the JSON-RPC listener) and `capminer status`
 //! in the Fluence profile, against the real binary in light mode driven over raw JSON-RPC as
 //! Fluence's node drives it: the commitment, each CU's fields, the utility CPUs; a CU paused
-//! and resumed through the control API (bearer token).
+//! and resumed through the control API (bearer token); the live page's data on the same
+//! listener (`GET /api/v1/live` in this profile: its CUs and alerts).
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -44,6 +45,20 @@ fn status(port: u16) -> Value {
     let (code, body) = http(port, "GET", "/api/v1/status", &[], "").expect("status answers");
     assert_eq!(code, 200, "{body}");
     serde_json::from_str(&body).unwrap()
+}
+
+/// `GET /api/v1/live`, and its alerts' names.
+fn live(port: u16) -> (Value, Vec<String>) {
+    let (code, body) = http(port, "GET", "/api/v1/live", &[], "").expect("live answers");
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let names = v["alerts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("alerts: {v}"))
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_string())
+        .collect();
+    (v, names)
 }
 
 fn commit(port: u16, difficulty: &str) {
@@ -116,6 +131,15 @@ fn ccp_serves_its_status_and_capminer_status_prints_it() {
             "version"
         ]
     );
+    // The live page's data: no CU, and the alert that says why.
+    let (l, alerts) = live(port);
+    let fields: Vec<&String> = l.as_object().unwrap().keys().collect();
+    assert_eq!(fields, ["alerts", "now", "profile", "units"], "{l}");
+    assert_eq!(
+        (&l["profile"], &l["units"]),
+        (&json!("fluence"), &json!([]))
+    );
+    assert_eq!(alerts, ["CapminerCcpNoCommitment"], "{l}");
 
     // A difficulty no hash meets: the CU hashes and finds nothing.
     let zero = "00".repeat(32);
@@ -153,6 +177,37 @@ fn ccp_serves_its_status_and_capminer_status_prints_it() {
         s["units"][0]["hashes"].as_u64() > Some(hashes)
     });
     assert_eq!(later["units"][0]["state"], "hashing");
+    // The live data: the CU by its id and label, its rate once the sampler has seen it twice
+    // (10 s apart), no build progress in light mode, nothing to alert about.
+    let (l, alerts) = wait_for(Duration::from_secs(60), || {
+        let (l, alerts) = live(port);
+        (l["units"][0]["hashrate"]["10s"].as_f64() > Some(0.0)).then_some((l, alerts))
+    })
+    .unwrap_or_else(|| panic!("a 10 s hashrate within 60 s: {}", live(port).0));
+    let cu = &l["units"][0];
+    let fields: Vec<&String> = cu.as_object().unwrap().keys().collect();
+    assert_eq!(
+        fields,
+        ["build", "cu", "hashrate", "proofs_per_hour", "unit"],
+        "{l}"
+    );
+    assert_eq!(
+        (&cu["cu"], &cu["unit"], &cu["build"]),
+        (&json!(CU), &json!(CU[..8]), &Value::Null),
+        "{l}"
+    );
+    let windows: Vec<&String> = cu["hashrate"].as_object().unwrap().keys().collect();
+    assert_eq!(windows, ["10s", "15m", "60s"], "{l}");
+    assert!(alerts.is_empty(), "{l}");
+    // The history holds the CU's samples under its label, with the proofs it found (none).
+    let (_, body) = http(port, "GET", "/api/v1/history", &[], "").unwrap();
+    let h: Value = serde_json::from_str(&body).unwrap();
+    let newest = h["history"]["fine"].as_array().unwrap().last().unwrap();
+    assert_eq!(
+        (&newest["units"][0]["unit"], &newest["units"][0]["found"]),
+        (&json!(CU[..8]), &json!(0)),
+        "{h}"
+    );
 
     // A difficulty every hash meets: a new epoch, the same CU (its key is unchanged).
     let all = "ff".repeat(32);
@@ -229,6 +284,9 @@ fn ccp_serves_its_status_and_capminer_status_prints_it() {
     })
     .expect("a paused CU stops hashing");
     assert_eq!(still["units"][0]["state"], "paused", "{still}");
+    let (l, alerts) = live(port);
+    assert_eq!(alerts, ["CapminerCcpUnitPaused"], "{l}");
+    assert_eq!(l["alerts"][0]["subject"], CU, "{l}");
     // Found across epochs, none in the first: every index of this epoch, once quiet.
     assert_eq!(
         still["units"][0]["proofs_found"], still["units"][0]["last_proof_index"],
@@ -292,4 +350,9 @@ fn ccp_serves_its_status_and_capminer_status_prints_it() {
     let s = status(port);
     assert_eq!(s["commitment"], Value::Null);
     assert_eq!(s["units"], json!([]));
+    let (l, alerts) = live(port);
+    assert_eq!(
+        (&l["units"], alerts),
+        (&json!([]), vec!["CapminerCcpNoCommitment".to_string()])
+    );
 }

@@ -5,7 +5,10 @@
 //! 401 as curl with a wrong one), working with it, the phone width and the "node unreachable"
 //! state once the node stops; it writes screenshots to `target/tmp/page/`. A second test runs
 //! `tests/page/chain.mjs` against a devnet: the epoch's progress, proofs against the epoch's
-//! minimum and maximum, final proofs and gas.
+//! minimum and maximum, final proofs and gas. A third runs `tests/page/ccp.mjs` against
+//! `capminer ccp` (the Fluence profile, light mode, two CUs): the same page on `ccp.listen`,
+//! showing the commitment, the CUs and the proofs served as `/api/v1/status` says, pause and
+//! resume by CU with the token, and "no active commitment".
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -167,4 +170,92 @@ fn the_live_page_follows_a_devnets_chain() {
     );
     let size = std::fs::metadata(shots().join("page-chain.png")).map_or(0, |m| m.len());
     assert!(size > 10_000, "page-chain.png: {size} bytes");
+}
+
+#[test]
+fn the_live_page_shows_capminer_ccp_in_a_real_browser() {
+    chromium();
+    let dir = tempfile::tempdir().unwrap();
+    let token = "ccp-page-token-81c2";
+    let token_file = dir.path().join("api.token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[network]\nprofile = \"fluence\"\n\n[ccp]\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [miner]\nstate_dir = \"state\"\n\n[metrics]\nenabled = false\n\n\
+             [api]\ntoken_file = \"api.token\"\n\n\
+             [cpu]\nthreads_per_core = 1\nmemory_reserve_mib = 0\n\n\
+             [cpu.randomx]\nfull_memory = false\nlarge_pages = false\n"
+        ),
+    );
+    let log = dir.path().join("ccp.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let ccp = Kill(
+        capminer()
+            .current_dir(dir.path())
+            .args(["ccp", "--config", config.to_str().unwrap()])
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap(),
+    );
+    let log = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for(Duration::from_secs(60), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    })
+    .unwrap_or_else(|| panic!("capminer ccp does not listen; log:\n{}", log()));
+    // Nothing the page reads names a file or carries the token.
+    let dir_name = dir.path().to_str().unwrap();
+    for path in [
+        "/",
+        "/page/app.js",
+        "/page/app-fluence.js",
+        "/api/v1/live",
+        "/api/v1/history",
+    ] {
+        let (code, body) = http(port, "GET", path, &[], "").unwrap();
+        assert_eq!(code, 200, "{path}: {body}");
+        assert!(
+            !body.contains(dir_name) && !body.contains(token),
+            "{path} leaks a path or the token: {body}"
+        );
+    }
+    // Two CUs, one a core (threads_per_core = 1), and a difficulty about one hash in 16 meets.
+    let cus = [
+        "21f7ce63f24fd9be3a2d57dd97a2d90b2b97a04dc7adb78c8247de71bd75ae3f",
+        "9a0c41d2e5b7f8361c2d4e5f60718293a4b5c6d7e8f90112233445566778899a",
+    ];
+    let out = run_script(
+        "ccp.mjs",
+        port,
+        &[
+            ("API_TOKEN", token.to_string()),
+            ("CUS", cus.join(",")),
+            (
+                "GLOBAL_NONCE",
+                "13dcfdbd51f89c893a726149c63ea2320741c3db9204410d9ea568033d40ebe6".into(),
+            ),
+            ("DIFFICULTY", format!("0f{}", "ff".repeat(31))),
+        ],
+    );
+    drop(ccp);
+    assert!(
+        out.status.success(),
+        "the browser checks failed:\n{}\n--- capminer ccp's log\n{}",
+        text(&out),
+        log()
+    );
+    for shot in [
+        "page-ccp.png",
+        "page-ccp-paused.png",
+        "page-ccp-phone.png",
+        "page-ccp-none.png",
+    ] {
+        let size = std::fs::metadata(shots().join(shot)).map_or(0, |m| m.len());
+        assert!(size > 10_000, "{shot}: {size} bytes");
+    }
 }

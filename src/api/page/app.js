@@ -1,4 +1,6 @@
 // capminer's live page: polls the node's read-only endpoints every 2 s and draws what they say.
+// One page for both profiles: the status's "profile" ("fluence": `capminer ccp`, drawn by
+// app-fluence.js) picks the sections shown (body[data-profile], see app.css).
 // No inline code (the Content-Security-Policy forbids it); data only ever goes into the page
 // through textContent, never as HTML. The API token lives in this tab's sessionStorage and is
 // sent only in the Authorization header of pause/resume requests.
@@ -312,15 +314,22 @@ async function poll() {
     last = { status, live };
     lastOk = new Date();
     setConn(true);
+    const fluence = status.profile === "fluence";
+    document.body.dataset.profile = fluence ? "fluence" : "capminer";
     $("version").textContent = "v" + status.version;
     $("uptime").textContent = "up " + duration(status.uptime_seconds);
-    renderEpoch(status, live);
     renderAlerts(live);
-    renderUnits(status, live);
-    renderPipeline(status, live);
-    renderGpus(live);
-    kinds = Object.fromEntries(status.units.map((u) => [u.unit, u.kind]));
-    addPoint(live.now, Object.fromEntries(status.units.map((u) => [u.unit, u.hashrate["10s"]])));
+    if (fluence) {
+      renderFluence(status, live);
+      addPoint(live.now, Object.fromEntries(live.units.map((u) => [u.unit, u.hashrate["10s"]])));
+    } else {
+      renderEpoch(status, live);
+      renderUnits(status, live);
+      renderPipeline(status, live);
+      renderGpus(live);
+      kinds = Object.fromEntries(status.units.map((u) => [u.unit, u.kind]));
+      addPoint(live.now, Object.fromEntries(status.units.map((u) => [u.unit, u.hashrate["10s"]])));
+    }
     drawChart();
     document.body.dataset.polls = String(Number(document.body.dataset.polls || 0) + 1);
   } catch (e) {
@@ -333,20 +342,23 @@ function token() {
   return sessionStorage.getItem(TOKEN_KEY);
 }
 
-async function act(action, unit) {
+// Pauses or resumes `unit` (every unit when none): a label in `capminer run` (?unit=), a CU id
+// in the Fluence profile (?cu=); `name` is what the message calls it.
+async function act(action, unit, name) {
   const msg = $("action-msg");
+  const fluence = document.body.dataset.profile === "fluence";
   const t = token();
   if (!t) {
     msg.textContent = "Enter the API token first: pause and resume need it.";
     msg.className = "bad";
     return;
   }
-  const path = "/api/v1/" + action + (unit ? "?unit=" + encodeURIComponent(unit) : "");
+  const path = "/api/v1/" + action + (unit ? (fluence ? "?cu=" : "?unit=") + encodeURIComponent(unit) : "");
   try {
     const r = await fetch(path, { method: "POST", headers: { Authorization: "Bearer " + t } });
     const body = await r.json().catch(() => ({}));
     if (r.ok) {
-      msg.textContent = action + " " + (unit || "all units") + ": done";
+      msg.textContent = action + " " + (name || unit || (fluence ? "all CUs" : "all units")) + ": done";
       msg.className = "ok";
     } else {
       msg.textContent = action + " refused (HTTP " + r.status + "): " + (body.error || r.statusText);
@@ -375,10 +387,12 @@ function setup() {
   });
   $("pause-all").addEventListener("click", () => act("pause"));
   $("resume-all").addEventListener("click", () => act("resume"));
-  $("units").addEventListener("click", (e) => {
-    const b = e.target.closest("button[data-action]");
-    if (b) act(b.dataset.action, b.dataset.unit);
-  });
+  for (const table of ["units", "cus"]) {
+    $(table).addEventListener("click", (e) => {
+      const b = e.target.closest("button[data-action]");
+      if (b) act(b.dataset.action, b.dataset.unit, b.dataset.name);
+    });
+  }
   window.addEventListener("resize", () => {
     for (const kind in charts) if (charts[kind]) charts[kind].setSize(chartSize(kind));
   });
