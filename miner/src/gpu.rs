@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use capminer_config::GpuKernel;
-use capminer_kernels::gpu::reference::{LightCache, UnitKeys, hash_light};
+use capminer_kernels::gpu::reference::{LightCache, UnitKeys, hash_light, hash_light_many};
 use capminer_kernels::gpu::{
     DeviceInfo, GpuDataset, GpuDevice, GpuSearcher, Kernel, KernelChoice, Tuning,
 };
@@ -216,22 +216,32 @@ impl CheckedSearcher {
     /// target, in order. Spread over the machine's CPUs (1.94 ms a hit at the network's
     /// parameters) while the GPU already hashes the range the searcher queued next.
     fn recheck(&self, hits: &[capminer_kernels::Hit], target: &[u8; 32]) -> Vec<bool> {
-        let check = |hit: &capminer_kernels::Hit| {
-            let reference = hash_light(&self.cache, &self.keys, &self.params, hit.nonce);
-            reference == hit.hash && meets_target(&reference, target)
+        // A chunk's hashes side by side (`hash_light_many`), each against its hit.
+        let check = |chunk: &[capminer_kernels::Hit]| {
+            let nonces: Vec<u64> = chunk.iter().map(|h| h.nonce).collect();
+            let mut reference = vec![[0u8; 32]; chunk.len()];
+            hash_light_many(
+                &self.cache,
+                &self.keys,
+                &self.params,
+                &nonces,
+                &mut reference,
+            );
+            chunk
+                .iter()
+                .zip(&reference)
+                .map(|(hit, r)| *r == hit.hash && meets_target(r, target))
+                .collect::<Vec<bool>>()
         };
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         if hits.len() < 2 || threads < 2 {
-            return hits.iter().map(check).collect();
+            return check(hits);
         }
         let per = hits.len().div_ceil(threads);
         std::thread::scope(|scope| {
             let parts: Vec<_> = hits
                 .chunks(per)
-                .map(|chunk| {
-                    let part = scope.spawn(move || chunk.iter().map(check).collect::<Vec<bool>>());
-                    (chunk.len(), part)
-                })
+                .map(|chunk| (chunk.len(), scope.spawn(move || check(chunk))))
                 .collect();
             parts
                 .into_iter()

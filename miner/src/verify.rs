@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use capminer_kernels::gpu::reference::{LightCache, UnitKeys, hash_light};
+use capminer_kernels::gpu::reference::{LOCKSTEP, LightCache, UnitKeys, hash_light_many};
 use capminer_kernels::key::{cpu_input, cpu_unit_key};
 use capminer_kernels::randomx::{LightCaches, RandomXFlags, RandomXOptions, Vm, VmMemory};
 use capminer_proofs::{Hash, UnitId, UnitKind};
@@ -141,7 +141,8 @@ fn cannot_check(claim: &Claim, error: KernelError) -> VerifyError {
 }
 
 impl Verifier {
-    /// GPU claims of one epoch: the light cache once, then each hash from it, in parallel.
+    /// GPU claims of one epoch: the light cache once, then the hashes from it, in parallel,
+    /// a unit's claims [`LOCKSTEP`] at a time side by side (their cache reads overlap).
     fn verify_gpu(
         &self,
         seed: &[u8; 32],
@@ -149,18 +150,27 @@ impl Verifier {
         claims: &[Claim],
     ) -> Vec<(usize, Verdict)> {
         let cache = LightCache::build(seed, &self.gpu);
-        indices
+        let mut by_unit: BTreeMap<UnitId, Vec<usize>> = BTreeMap::new();
+        for &i in indices {
+            by_unit.entry(claims[i].unit).or_default().push(i);
+        }
+        let batches: Vec<(UnitKeys, &[usize])> = by_unit
+            .iter()
+            .flat_map(|(unit, indices)| {
+                let keys = UnitKeys::new(seed, unit.as_bytes());
+                indices.chunks(LOCKSTEP).map(move |batch| (keys, batch))
+            })
+            .collect();
+        batches
             .par_iter()
-            .map(|&i| {
-                let claim = &claims[i];
-                let keys = UnitKeys::new(seed, claim.unit.as_bytes());
-                (
-                    i,
-                    judge(
-                        claim,
-                        Hash(hash_light(&cache, &keys, &self.gpu, claim.nonce)),
-                    ),
-                )
+            .flat_map_iter(|(keys, batch)| {
+                let nonces: Vec<u64> = batch.iter().map(|&i| claims[i].nonce).collect();
+                let mut hashes = vec![[0u8; 32]; batch.len()];
+                hash_light_many(&cache, keys, &self.gpu, &nonces, &mut hashes);
+                batch
+                    .iter()
+                    .zip(hashes)
+                    .map(|(&i, hash)| (i, judge(&claims[i], Hash(hash))))
             })
             .collect()
     }

@@ -33,7 +33,7 @@ mod primitives;
 
 pub use cache::LightCache;
 pub use dataset::{Dataset, DatasetSearcher};
-pub use hash::{half, hash_light, hash_with, item};
+pub use hash::{LOCKSTEP, half, hash_light, hash_light_many, hash_with, item};
 pub use keys::UnitKeys;
 pub use primitives::{fnv, x64};
 

@@ -125,3 +125,35 @@ fn the_search_finds_exactly_the_hashes_at_or_below_the_target() {
             .all(|h| hashes[h.nonce as usize] == h.hash && h.hash <= target)
     );
 }
+
+/// Hashes side by side (`hash_light_many`, LOCKSTEP at a time, the last batch short) are the
+/// hashes one by one, and those are the full dataset's: with power-of-two counts (masks) and
+/// not (`%`), for every count from none to past two batches.
+#[test]
+fn hashes_side_by_side_are_the_hashes_one_by_one() {
+    let odd = GpuChallenge {
+        unit_bytes: 128 * 1000,
+        cache_bytes: 64 * 999,
+        parents: 250,
+        accesses: 61,
+    };
+    for params in [SMALL, odd] {
+        let cache = LightCache::build(&[8; 32], &params);
+        let keys = UnitKeys::new(&[8; 32], &[9; 32]);
+        let dataset = Dataset::build(&cache, &keys, &params);
+        let mut searcher = DatasetSearcher::new(dataset, keys, params);
+        for count in 0..=2 * LOCKSTEP + 1 {
+            let nonces: Vec<u64> = (0..count as u64).map(|k| k * 7919 + u64::MAX / 3).collect();
+            let mut many = vec![[0u8; 32]; count];
+            hash_light_many(&cache, &keys, &params, &nonces, &mut many);
+            for (nonce, hash) in nonces.iter().zip(&many) {
+                assert_eq!(
+                    *hash,
+                    searcher.hash_one(*nonce).unwrap(),
+                    "{params:?} {count}"
+                );
+                assert_eq!(*hash, hash_light(&cache, &keys, &params, *nonce));
+            }
+        }
+    }
+}
