@@ -105,6 +105,15 @@ impl Runtime {
     {
         self.tokio.spawn(future)
     }
+
+    /// Runs `f` on the runtime's blocking pool (waits on processes, files, hashing).
+    pub(crate) fn spawn_blocking<F, R>(&self, f: F) -> tokio::task::JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        self.tokio.spawn_blocking(f)
+    }
 }
 
 /// Typed handles of the metric families the status reports beside the miner's own

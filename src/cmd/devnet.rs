@@ -148,22 +148,25 @@ pub(crate) fn devnet(args: DevnetArgs) -> anyhow::Result<ExitCode> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let registry = Registry::new();
-    let verifiers = start_verifiers(&runtime, &config, &accounts, &registry, &stop)?;
-    // Hosts 1.. as child processes, each with its operator key; killed when the devnet ends.
-    let children = start_hosts(&config, &host_configs, &accounts.operators)?;
-    let result = run_node(NodeArgs {
-        config: &host_configs[0],
-        chain: Some(ChainJob {
-            signer: accounts.node_signer(),
-        }),
-        runtime: &runtime,
-        registry: &registry,
-        stop: stop.clone(),
-        critical: verifiers.critical,
-        verifiers: verifiers.metrics,
+    let mut verifiers = start_verifiers(&runtime, &config, &accounts, &registry, &stop)?;
+    // Hosts 1.. as child processes, each with its operator key: the devnet stops with an error
+    // if one exits, and stops them when it ends.
+    let hosts = start_hosts(&runtime, &config, &host_configs, &accounts.operators, &stop);
+    let result = hosts.and_then(|hosts| {
+        verifiers.critical.extend(hosts);
+        run_node(NodeArgs {
+            config: &host_configs[0],
+            chain: Some(ChainJob {
+                signer: accounts.node_signer(),
+            }),
+            runtime: &runtime,
+            registry: &registry,
+            stop: stop.clone(),
+            critical: verifiers.critical,
+            verifiers: verifiers.metrics,
+        })
     });
     stop.store(true, Ordering::Release);
-    drop(children);
     drop(anvil);
     result
 }
@@ -438,13 +441,17 @@ fn start_verifiers(
 }
 
 /// Starts hosts 1.. as `capminer run` child processes, each with its configuration written
-/// beside the state directory and its operator key in the environment.
+/// beside the state directory and its operator key in the environment. Each is watched by a
+/// task the node cannot live without: it ends when its host exits (a host that cannot bind its
+/// metrics port, say), and stops its host when `stop` is set.
 fn start_hosts(
+    runtime: &Runtime,
     config: &Config,
     host_configs: &[Config],
     operators: &[PrivateKeySigner],
-) -> anyhow::Result<Vec<KillOnDrop>> {
-    let mut children = Vec::new();
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Vec<CriticalTask>> {
+    let mut hosts = Vec::new();
     for (h, c) in host_configs.iter().enumerate().skip(1) {
         let path = config.miner.state_dir.join(format!("host-{h}.toml"));
         std::fs::create_dir_all(&config.miner.state_dir)?;
@@ -463,20 +470,46 @@ fn start_hosts(
                 Ok(())
             });
         }
-        let child = command.spawn()?;
-        tracing::info!(host = h, pid = child.id(), config = %path.display(), "host started");
-        children.push(KillOnDrop(child));
+        let host = Host(command.spawn()?);
+        let pid = host.0.id();
+        tracing::info!(host = h, pid, config = %path.display(), "host started");
+        let stop = stop.clone();
+        let task = runtime.spawn_blocking(move || host.watch(h, &stop));
+        hosts.push(CriticalTask::new(format!("host {h} (pid {pid})"), task));
     }
-    Ok(children)
+    Ok(hosts)
 }
 
-/// A child process stopped (SIGTERM, then waited for) when dropped.
-struct KillOnDrop(std::process::Child);
+/// A host's child process, stopped (SIGTERM, then waited for) when dropped if it still runs.
+struct Host(std::process::Child);
 
-impl Drop for KillOnDrop {
+impl Host {
+    /// Returns when the host exits (logged as an error) or `stop` is set.
+    fn watch(self, h: usize, stop: &AtomicBool) {
+        let mut host = self;
+        while !stop.load(Ordering::Acquire) {
+            match host.0.try_wait() {
+                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(200)),
+                Ok(Some(status)) => {
+                    tracing::error!(host = h, %status, "host exited; see its log above");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(host = h, error = %e, "cannot wait for the host");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Host {
     fn drop(&mut self) {
-        // SAFETY: kill(2) of our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
+        // Only a child not yet reaped: a reaped one's pid may belong to another process.
+        if let Ok(None) = self.0.try_wait() {
+            // SAFETY: kill(2) of our own child, not yet reaped.
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+            let _ = self.0.wait();
+        }
     }
 }

@@ -67,11 +67,28 @@ level = "info"
 
 /// A free loopback TCP port.
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports(1)
+}
+
+/// The first of `n` consecutive loopback TCP ports that were all free a moment ago, picked at
+/// random below Linux's ephemeral range (32768 and up): a port the kernel hands out for `bind(0)`
+/// or an outgoing connection can be taken again by any process between this pick and the
+/// child's bind, which is how a devnet host once lost its metrics port in CI.
+pub(crate) fn free_ports(n: u16) -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    const LOW: u16 = 20_000;
+    const HIGH: u16 = 32_000;
+    loop {
+        let mut random = std::collections::hash_map::RandomState::new().build_hasher();
+        random.write_u32(std::process::id());
+        let base = LOW + (random.finish() % u64::from(HIGH - LOW - n)) as u16;
+        let held: Option<Vec<std::net::TcpListener>> = (base..base + n)
+            .map(|port| std::net::TcpListener::bind(("127.0.0.1", port)).ok())
+            .collect();
+        if held.is_some() {
+            return base;
+        }
+    }
 }
 
 /// Polls `f` until it returns `Some` or `timeout` passes.

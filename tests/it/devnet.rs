@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use crate::common::{Term, capminer, free_port, http_get, light_config, wait_for, write_config};
+use crate::common::{
+    Term, capminer, free_port, free_ports, http_get, light_config, wait_for, write_config,
+};
 
 /// Sum of every sample of metric `name` whose line contains every one of `filters`.
 fn total(body: &str, name: &str, filters: &[&str]) -> f64 {
@@ -18,7 +20,8 @@ fn total(body: &str, name: &str, filters: &[&str]) -> f64 {
 #[test]
 fn the_devnet_runs_several_hosts_and_sharded_verifier_parties() {
     let dir = tempfile::tempdir().unwrap();
-    let metrics = free_port();
+    // Host 0 serves metrics on this port, host 1 on the next: both must be free.
+    let metrics = free_ports(2);
     let path = write_config(
         dir.path(),
         &light_config(
@@ -123,5 +126,39 @@ fn the_devnet_runs_several_hosts_and_sharded_verifier_parties() {
     let haystack = format!("{}{}", log().to_lowercase(), bodies.join("").to_lowercase());
     for key in &keys {
         assert!(!haystack.contains(key.as_str()), "a private key leaked");
+    }
+}
+
+/// A host that exits (here: its metrics port is taken) stops the devnet with an error naming
+/// it, instead of a devnet that goes on with a fleet short of a host.
+#[test]
+fn a_host_that_exits_stops_the_devnet_with_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = free_ports(2);
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", metrics + 1)).unwrap();
+    let path = write_config(dir.path(), &light_config(metrics, ""));
+    let anvil = free_port().to_string();
+    let mut devnet = Term(
+        capminer()
+            .args(["devnet", "-c", path.to_str().unwrap(), "--port", &anvil])
+            .args(["--hosts", "2", "--verifiers", "1"])
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("devnet.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let status = wait_for(Duration::from_secs(120), || devnet.0.try_wait().unwrap());
+    let log = std::fs::read_to_string(dir.path().join("devnet.log")).unwrap();
+    let status = status.unwrap_or_else(|| panic!("the devnet stopped:\n{log}"));
+    assert_eq!(status.code(), Some(2), "{log}");
+    let port = metrics + 1;
+    for expected in [
+        format!("metrics.listen = 127.0.0.1:{port}: cannot bind"),
+        "host exited".into(),
+        "host 1 (pid ".into(),
+        "stopped unexpectedly".into(),
+    ] {
+        assert!(log.contains(&expected), "{expected:?} in:\n{log}");
     }
 }
