@@ -1,6 +1,7 @@
 //! `capminer ccp`: the Fluence profile (`network.profile = "fluence"`), serving Fluence's node
 //! over CCP's JSON-RPC (see src/ccp/) until SIGINT or SIGTERM, with the control API (status,
-//! pause, resume) on the same listener and the metrics endpoint.
+//! pause, resume) and the live page (`/`, src/ccp/page.rs) on the same listener, and the metrics
+//! endpoint.
 
 use std::process::ExitCode;
 use std::sync::Arc;
