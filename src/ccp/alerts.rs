@@ -1,7 +1,8 @@
 //! The live page's alerts in the Fluence profile (`capminer ccp`), with the types of
 //! `capminer run`'s ([`Alert`]): what needs the operator where nox submits the proofs, so no
 //! chain alert. Each fires at once, from facts the page gathers ([`CuFacts`]: the status and
-//! what the sampler saw; the store's errors over the history's last 10 minutes):
+//! what the sampler saw; the store's errors over the history's last 10 minutes), where
+//! Prometheus waits the `for:` of the same rules in `deploy/prometheus/alerts-ccp.yml`:
 //!
 //! | alert | severity | when |
 //! |---|---|---|

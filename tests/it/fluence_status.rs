@@ -4,6 +4,7 @@
 //! and resumed through the control API (bearer token); the live page's data on the same
 //! listener (`GET /api/v1/live` in this profile: its CUs and alerts).
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -11,21 +12,78 @@ use serde_json::{Value, json};
 
 use crate::common::{capminer, free_port, http, text, wait_for, write_config};
 
-const GLOBAL_NONCE: &str = "13dcfdbd51f89c893a726149c63ea2320741c3db9204410d9ea568033d40ebe6";
-const CU: &str = "21f7ce63f24fd9be3a2d57dd97a2d90b2b97a04dc7adb78c8247de71bd75ae3f";
+pub(crate) const GLOBAL_NONCE: &str =
+    "13dcfdbd51f89c893a726149c63ea2320741c3db9204410d9ea568033d40ebe6";
+pub(crate) const CU: &str = "21f7ce63f24fd9be3a2d57dd97a2d90b2b97a04dc7adb78c8247de71bd75ae3f";
 
-/// Kills the process when dropped.
-struct Ccp(Child);
+/// A running `capminer ccp` in light mode (one thread a CU), its control API behind the token
+/// `s3cret`; killed when dropped.
+pub(crate) struct Ccp {
+    child: Child,
+    /// `ccp.listen`'s port: JSON-RPC, the status, the control API and the live page.
+    pub port: u16,
+    /// Its configuration file.
+    pub path: PathBuf,
+    log: PathBuf,
+}
+
+impl Ccp {
+    /// Starts it in `dir` with `ccp.listen` on a free port and `metrics` as the keys of its
+    /// `[metrics]` section; returns once it listens.
+    pub(crate) fn start(dir: &Path, metrics: &str) -> Ccp {
+        let port = free_port();
+        let path = write_config(
+            dir,
+            &format!(
+                "[network]\nprofile = \"fluence\"\n\n[ccp]\nlisten = \"127.0.0.1:{port}\"\n\n\
+                 [miner]\nstate_dir = \"state\"\n\n[metrics]\n{metrics}\n\n\
+                 [api]\ntoken_file = \"token\"\n\n\
+                 [cpu]\nthreads_per_core = 1\nmemory_reserve_mib = 0\n\n\
+                 [cpu.randomx]\nfull_memory = false\nlarge_pages = false\n"
+            ),
+        );
+        let token = dir.join("token");
+        std::fs::write(&token, "s3cret\n").unwrap();
+        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let log = dir.join("ccp.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_capminer"))
+            .current_dir(dir)
+            .args(["ccp", "--config", path.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let ccp = Ccp {
+            child,
+            port,
+            path,
+            log,
+        };
+        wait_for(Duration::from_secs(60), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        })
+        .unwrap_or_else(|| panic!("capminer ccp does not listen; log:\n{}", ccp.log()));
+        ccp
+    }
+
+    /// What it logged so far.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
 
 impl Drop for Ccp {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 /// One JSON-RPC call to `ccp.listen`; its result (panics on an error).
-fn call(port: u16, method: &str, params: Value) -> Value {
+pub(crate) fn call(port: u16, method: &str, params: Value) -> Value {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
     let (code, body) = http(
         port,
@@ -41,7 +99,7 @@ fn call(port: u16, method: &str, params: Value) -> Value {
     v["result"].clone()
 }
 
-fn status(port: u16) -> Value {
+pub(crate) fn status(port: u16) -> Value {
     let (code, body) = http(port, "GET", "/api/v1/status", &[], "").expect("status answers");
     assert_eq!(code, 200, "{body}");
     serde_json::from_str(&body).unwrap()
@@ -61,7 +119,7 @@ fn live(port: u16) -> (Value, Vec<String>) {
     (v, names)
 }
 
-fn commit(port: u16, difficulty: &str) {
+pub(crate) fn commit(port: u16, difficulty: &str) {
     call(
         port,
         "ccp_on_active_commitment",
@@ -70,7 +128,7 @@ fn commit(port: u16, difficulty: &str) {
 }
 
 /// Waits until the CU hashes and `done` holds for the status.
-fn wait_until(port: u16, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn wait_until(port: u16, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     wait_for(Duration::from_secs(120), || {
         let s = status(port);
         done(&s).then_some(s)
@@ -81,34 +139,8 @@ fn wait_until(port: u16, what: &str, done: impl Fn(&Value) -> bool) -> Value {
 #[test]
 fn ccp_serves_its_status_and_capminer_status_prints_it() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let path = write_config(
-        dir.path(),
-        &format!(
-            "[network]\nprofile = \"fluence\"\n\n[ccp]\nlisten = \"127.0.0.1:{port}\"\n\n\
-             [miner]\nstate_dir = \"state\"\n\n[metrics]\nenabled = false\n\n\
-             [api]\ntoken_file = \"token\"\n\n\
-             [cpu]\nthreads_per_core = 1\nmemory_reserve_mib = 0\n\n\
-             [cpu.randomx]\nfull_memory = false\nlarge_pages = false\n"
-        ),
-    );
-    let token = dir.path().join("token");
-    std::fs::write(&token, "s3cret\n").unwrap();
-    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let log = std::fs::File::create(dir.path().join("ccp.log")).unwrap();
-    let _ccp = Ccp(Command::new(env!("CARGO_BIN_EXE_capminer"))
-        .current_dir(dir.path())
-        .args(["ccp", "--config", path.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap());
-    let log = || std::fs::read_to_string(dir.path().join("ccp.log")).unwrap_or_default();
-    wait_for(Duration::from_secs(60), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    })
-    .unwrap_or_else(|| panic!("capminer ccp does not listen; log:\n{}", log()));
+    let ccp = Ccp::start(dir.path(), "enabled = false");
+    let (port, path) = (ccp.port, &ccp.path);
 
     // No commitment yet: no CU.
     let s = status(port);

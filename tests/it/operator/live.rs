@@ -17,6 +17,33 @@ fn scalar(prometheus: &Prometheus, expr: &str) -> Option<f64> {
     series.first()?["value"][1].as_str()?.parse().ok()
 }
 
+/// Every metric name Prometheus has scraped.
+pub(super) fn metric_names_present(prometheus: &Prometheus) -> BTreeSet<String> {
+    prometheus.api("label/__name__/values", &[]).unwrap()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The alerts Prometheus loaded: name to expression, as the server runs it.
+pub(super) fn loaded_alerts(prometheus: &Prometheus) -> BTreeMap<String, String> {
+    let rules = prometheus.api("rules", &[("type", "alert")]).unwrap();
+    rules["data"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap().iter())
+        .map(|r| {
+            (
+                str_of(&r["name"], "name").to_string(),
+                str_of(&r["query"], "query").to_string(),
+            )
+        })
+        .collect()
+}
+
 /// A real anvil with the contract, a real `capminer run` (one CPU unit and one GPU unit on
 /// lavapipe, light mode) and a real `capminer verifier`, as processes; a real Prometheus with
 /// deploy/prometheus/prometheus.yml (its targets pointed at them) and alerts.yml. Once proofs
@@ -226,12 +253,7 @@ async fn a_real_prometheus_evaluates_every_panel_and_alert_on_a_live_miner_and_v
     tokio::time::sleep(Duration::from_secs(5)).await;
 
     // Every metric name Prometheus has from the two jobs.
-    let names: BTreeSet<String> = prometheus.api("label/__name__/values", &[]).unwrap()["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
+    let names = metric_names_present(&prometheus);
 
     // Every panel expression returns data.
     let expressions = panel_expressions(&dashboard());
@@ -266,22 +288,13 @@ async fn a_real_prometheus_evaluates_every_panel_and_alert_on_a_live_miner_and_v
     }
 
     // Every alert Prometheus loaded from alerts.yml: a valid query naming metrics that exist.
-    let rules = prometheus.api("rules", &[("type", "alert")]).unwrap();
-    let loaded: BTreeMap<String, String> = rules["data"]["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|g| g["rules"].as_array().unwrap().iter())
-        .map(|r| {
-            (
-                str_of(&r["name"], "name").to_string(),
-                str_of(&r["query"], "query").to_string(),
-            )
-        })
-        .collect();
+    let loaded = loaded_alerts(&prometheus);
     assert_eq!(
         loaded.keys().cloned().collect::<BTreeSet<_>>(),
-        alert_rules().keys().cloned().collect::<BTreeSet<_>>(),
+        alert_rules("alerts.yml")
+            .keys()
+            .cloned()
+            .collect::<BTreeSet<_>>(),
         "Prometheus loaded every alert of alerts.yml"
     );
     let mut with_data = Vec::new();

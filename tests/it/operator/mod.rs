@@ -13,8 +13,10 @@
 //! One file per part of the plane: [`promql`] (the metric names of an expression),
 //! [`prometheus`] (configuration and rules through promtool), [`grafana`] (the dashboard and its
 //! provisioning), [`live`] (everything evaluated by a real Prometheus), [`systemd`], [`container`],
-//! [`kubernetes`]. The helpers that read `deploy/` are here.
+//! [`kubernetes`], [`ccp`] (`capminer ccp`'s alerts evaluated by a real Prometheus). The helpers
+//! that read `deploy/` are here.
 
+mod ccp;
 mod container;
 mod grafana;
 mod kubernetes;

@@ -1,5 +1,7 @@
-//! The Prometheus files: `prometheus.yml`, `alerts.yml` and `alerts_test.yml` checked and
-//! unit-tested by promtool; every alert annotated, and tested both firing and not firing.
+//! The Prometheus files, for `capminer run` and `capminer verifier` (`prometheus.yml`,
+//! `alerts.yml`, `alerts_test.yml`) and for `capminer ccp` (`prometheus-ccp.yml`,
+//! `alerts-ccp.yml`, `alerts-ccp_test.yml`): checked and unit-tested by promtool; every alert
+//! annotated, and tested both firing and not firing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -18,9 +20,19 @@ fn promtool(dir: &Path, args: &[&str]) -> Output {
         .expect("promtool (Debian package prometheus, deploy/setup.sh installs it)")
 }
 
-/// The alerting rules of alerts.yml: name to rule.
-pub(super) fn alert_rules() -> BTreeMap<String, Json> {
-    let rules = yaml_json("prometheus/alerts.yml");
+/// The configuration, rule and rule-test files of each profile, in deploy/prometheus.
+const FILES: [[&str; 3]; 2] = [
+    ["prometheus.yml", "alerts.yml", "alerts_test.yml"],
+    [
+        "prometheus-ccp.yml",
+        "alerts-ccp.yml",
+        "alerts-ccp_test.yml",
+    ],
+];
+
+/// The alerting rules of `file` (in deploy/prometheus): name to rule.
+pub(super) fn alert_rules(file: &str) -> BTreeMap<String, Json> {
+    let rules = yaml_json(&format!("prometheus/{file}"));
     let mut by_name = BTreeMap::new();
     for group in rules["groups"].as_array().expect("groups") {
         for rule in group["rules"].as_array().expect("rules") {
@@ -37,58 +49,65 @@ pub(super) fn alert_rules() -> BTreeMap<String, Json> {
 #[test]
 fn alert_rules_pass_promtool() {
     let dir = deploy().join("prometheus");
-    for args in [
-        &["check", "config", "prometheus.yml"][..],
-        &["check", "rules", "alerts.yml"],
-        &["test", "rules", "alerts_test.yml"],
-    ] {
-        let out = promtool(&dir, args);
-        eprintln!("promtool {}: {}", args.join(" "), text(&out));
-        assert!(out.status.success(), "promtool {args:?}: {}", text(&out));
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains("SUCCESS"),
-            "{}",
-            text(&out)
-        );
-    }
-
-    // Every alert: a severity, a summary, a description.
-    let rules = alert_rules();
-    assert!(rules.len() >= 8, "{rules:?}");
-    for (name, rule) in &rules {
-        let severity = str_of(&rule["labels"]["severity"], "severity");
-        assert!(
-            ["critical", "warning"].contains(&severity),
-            "{name}: {severity}"
-        );
-        for key in ["summary", "description"] {
+    let mut names = BTreeSet::new();
+    for [config, rules_file, tests_file] in FILES {
+        for args in [
+            &["check", "config", config][..],
+            &["check", "rules", rules_file],
+            &["test", "rules", tests_file],
+        ] {
+            let out = promtool(&dir, args);
+            eprintln!("promtool {}: {}", args.join(" "), text(&out));
+            assert!(out.status.success(), "promtool {args:?}: {}", text(&out));
             assert!(
-                !str_of(&rule["annotations"][key], key).trim().is_empty(),
-                "{name}: {key}"
+                String::from_utf8_lossy(&out.stdout).contains("SUCCESS"),
+                "{}",
+                text(&out)
             );
         }
-    }
+        let config = yaml_json(&format!("prometheus/{config}"));
+        assert_eq!(config["rule_files"], serde_json::json!([rules_file]));
 
-    // Every alert is tested both firing and not firing.
-    let tests = yaml_json("prometheus/alerts_test.yml");
-    let mut firing = BTreeSet::new();
-    let mut quiet = BTreeSet::new();
-    for test in tests["tests"].as_array().expect("tests") {
-        for case in test["alert_rule_test"].as_array().expect("alert_rule_test") {
-            let name = str_of(&case["alertname"], "alertname").to_string();
+        // Every alert: a severity, a summary, a description; no name in two files.
+        let rules = alert_rules(rules_file);
+        assert!(rules.len() >= 6, "{rules:?}");
+        for (name, rule) in &rules {
+            assert!(names.insert(name.clone()), "{name} in two rule files");
+            let severity = str_of(&rule["labels"]["severity"], "severity");
             assert!(
-                rules.contains_key(&name),
-                "a test of an unknown alert {name}"
+                ["critical", "warning"].contains(&severity),
+                "{name}: {severity}"
             );
-            let expected = case["exp_alerts"].as_array().map_or(0, Vec::len);
-            if expected > 0 {
-                firing.insert(name);
-            } else {
-                quiet.insert(name);
+            for key in ["summary", "description"] {
+                assert!(
+                    !str_of(&rule["annotations"][key], key).trim().is_empty(),
+                    "{name}: {key}"
+                );
             }
         }
+
+        // Every alert is tested both firing and not firing.
+        let tests = yaml_json(&format!("prometheus/{tests_file}"));
+        assert_eq!(tests["rule_files"], serde_json::json!([rules_file]));
+        let mut firing = BTreeSet::new();
+        let mut quiet = BTreeSet::new();
+        for test in tests["tests"].as_array().expect("tests") {
+            for case in test["alert_rule_test"].as_array().expect("alert_rule_test") {
+                let name = str_of(&case["alertname"], "alertname").to_string();
+                assert!(
+                    rules.contains_key(&name),
+                    "{tests_file} tests an unknown alert {name}"
+                );
+                let expected = case["exp_alerts"].as_array().map_or(0, Vec::len);
+                if expected > 0 {
+                    firing.insert(name);
+                } else {
+                    quiet.insert(name);
+                }
+            }
+        }
+        let all: BTreeSet<String> = rules.keys().cloned().collect();
+        assert_eq!(firing, all, "{rules_file}: every alert tested firing");
+        assert_eq!(quiet, all, "{rules_file}: every alert tested not firing");
     }
-    let all: BTreeSet<String> = rules.keys().cloned().collect();
-    assert_eq!(firing, all, "every alert tested firing");
-    assert_eq!(quiet, all, "every alert tested not firing");
 }
