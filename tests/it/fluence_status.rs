@@ -28,9 +28,9 @@ pub(crate) struct Ccp {
 }
 
 impl Ccp {
-    /// Starts it in `dir` with `ccp.listen` on a free port and `metrics` as the keys of its
-    /// `[metrics]` section; returns once it listens.
-    pub(crate) fn start(dir: &Path, metrics: &str) -> Ccp {
+    /// Starts it in `dir` with `ccp.listen` on a free port, `metrics` as the keys of its
+    /// `[metrics]` section and full datasets or light mode; returns once it listens.
+    pub(crate) fn start(dir: &Path, metrics: &str, full_memory: bool) -> Ccp {
         let port = free_port();
         let path = write_config(
             dir,
@@ -39,7 +39,7 @@ impl Ccp {
                  [miner]\nstate_dir = \"state\"\n\n[metrics]\n{metrics}\n\n\
                  [api]\ntoken_file = \"token\"\n\n\
                  [cpu]\nthreads_per_core = 1\nmemory_reserve_mib = 0\n\n\
-                 [cpu.randomx]\nfull_memory = false\nlarge_pages = false\n"
+                 [cpu.randomx]\nfull_memory = {full_memory}\nlarge_pages = false\n"
             ),
         );
         let token = dir.join("token");
@@ -139,7 +139,7 @@ pub(crate) fn wait_until(port: u16, what: &str, done: impl Fn(&Value) -> bool) -
 #[test]
 fn ccp_serves_its_status_and_capminer_status_prints_it() {
     let dir = tempfile::tempdir().unwrap();
-    let ccp = Ccp::start(dir.path(), "enabled = false");
+    let ccp = Ccp::start(dir.path(), "enabled = false", false);
     let (port, path) = (ccp.port, &ccp.path);
 
     // No commitment yet: no CU.
@@ -386,5 +386,42 @@ fn ccp_serves_its_status_and_capminer_status_prints_it() {
     assert_eq!(
         (&l["units"], alerts),
         (&json!([]), vec!["CapminerCcpNoCommitment".to_string()])
+    );
+}
+
+/// A CU with a full dataset (Fluence's 4 GiB) shows its build on the live page's data and in
+/// its status while it builds: items done of the fork's item count, moving forward. The test
+/// stops the process long before the dataset is whole.
+#[test]
+fn a_cu_building_its_full_dataset_shows_its_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let ccp = Ccp::start(dir.path(), "enabled = false", true);
+    commit(ccp.port, &"00".repeat(32));
+    let items = capminer_protocol::RandomxFlavor::Fluence.dataset_bytes() / 64;
+    assert_eq!(items, 67_633_151);
+    let progress = |what: &str, after: u64| {
+        wait_for(Duration::from_secs(60), || {
+            let (l, _) = live(ccp.port);
+            let build = l["units"][0]["build"].as_array()?.clone();
+            let done = build[0].as_u64()?;
+            (done > after).then_some((done, build[1].as_u64(), l))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{what} within 60 s: {}; log:\n{}",
+                live(ccp.port).0,
+                ccp.log()
+            )
+        })
+    };
+    let (first, total, l) = progress("build progress", 0);
+    assert_eq!(total, Some(items), "{l}");
+    assert!(first < items, "{l}");
+    assert_eq!(status(ccp.port)["units"][0]["state"], "building");
+    let (later, total, l) = progress("more items built", first);
+    assert_eq!(total, Some(items), "{l}");
+    assert!(
+        later < items,
+        "the test stops before the dataset is whole: {l}"
     );
 }

@@ -46,7 +46,11 @@ fn holds_for(
 fn a_real_prometheus_evaluates_every_ccp_alert_on_a_live_ccp() {
     let dir = tempfile::tempdir().unwrap();
     let metrics = free_port();
-    let ccp = Ccp::start(dir.path(), &format!("listen = \"127.0.0.1:{metrics}\""));
+    let ccp = Ccp::start(
+        dir.path(),
+        &format!("listen = \"127.0.0.1:{metrics}\""),
+        false,
+    );
     let log = || ccp.log();
     // A difficulty no hash meets: the CU hashes and finds nothing.
     commit(ccp.port, &"00".repeat(32));
