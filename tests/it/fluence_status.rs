@@ -16,8 +16,11 @@ pub(crate) const GLOBAL_NONCE: &str =
     "13dcfdbd51f89c893a726149c63ea2320741c3db9204410d9ea568033d40ebe6";
 pub(crate) const CU: &str = "21f7ce63f24fd9be3a2d57dd97a2d90b2b97a04dc7adb78c8247de71bd75ae3f";
 
-/// A running `capminer ccp` in light mode (one thread a CU), its control API behind the token
-/// `s3cret`; killed when dropped.
+/// The token of [`Ccp`]'s control API.
+pub(crate) const TOKEN: &str = "s3cret";
+
+/// A running `capminer ccp` (one thread a CU), its control API behind [`TOKEN`]; killed when
+/// dropped.
 pub(crate) struct Ccp {
     child: Child,
     /// `ccp.listen`'s port: JSON-RPC, the status, the control API and the live page.
@@ -43,7 +46,7 @@ impl Ccp {
             ),
         );
         let token = dir.join("token");
-        std::fs::write(&token, "s3cret\n").unwrap();
+        std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
         std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .unwrap();
         let log = dir.join("ccp.log");

@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::common::{
     Kill, Term, capminer, free_port, http, light_config, text, wait_for, write_config,
 };
+use crate::fluence_status::{CU, Ccp, GLOBAL_NONCE, TOKEN};
 
 /// Where the screenshots go: `target/tmp/page/`.
 fn shots() -> PathBuf {
@@ -172,42 +173,42 @@ fn the_live_page_follows_a_devnets_chain() {
     assert!(size > 10_000, "page-chain.png: {size} bytes");
 }
 
+/// A CU building Fluence's full 4 GiB dataset, in a real browser: its row's state, a progress
+/// bar of the fork's items that moves forward, the percentage and the time left. The test
+/// stops the process long before the dataset is whole.
+#[test]
+fn the_live_page_shows_a_cus_full_dataset_build_in_a_real_browser() {
+    chromium();
+    let dir = tempfile::tempdir().unwrap();
+    let ccp = Ccp::start(dir.path(), "enabled = false", true);
+    let items = capminer_protocol::RandomxFlavor::Fluence.dataset_bytes() / 64;
+    let out = run_script(
+        "ccp-build.mjs",
+        ccp.port,
+        &[
+            ("CU", CU.to_string()),
+            ("GLOBAL_NONCE", GLOBAL_NONCE.to_string()),
+            ("ITEMS", items.to_string()),
+        ],
+    );
+    let log = ccp.log();
+    drop(ccp);
+    assert!(
+        out.status.success(),
+        "the browser checks failed:\n{}\n--- capminer ccp's log\n{log}",
+        text(&out),
+    );
+    let shot = shots().join("page-ccp-building.png");
+    let size = std::fs::metadata(&shot).map_or(0, |m| m.len());
+    assert!(size > 10_000, "{}: {size} bytes", shot.display());
+}
+
 #[test]
 fn the_live_page_shows_capminer_ccp_in_a_real_browser() {
     chromium();
     let dir = tempfile::tempdir().unwrap();
-    let token = "ccp-page-token-81c2";
-    let token_file = dir.path().join("api.token");
-    std::fs::write(&token_file, format!("{token}\n")).unwrap();
-    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let port = free_port();
-    let config = write_config(
-        dir.path(),
-        &format!(
-            "[network]\nprofile = \"fluence\"\n\n[ccp]\nlisten = \"127.0.0.1:{port}\"\n\n\
-             [miner]\nstate_dir = \"state\"\n\n[metrics]\nenabled = false\n\n\
-             [api]\ntoken_file = \"api.token\"\n\n\
-             [cpu]\nthreads_per_core = 1\nmemory_reserve_mib = 0\n\n\
-             [cpu.randomx]\nfull_memory = false\nlarge_pages = false\n"
-        ),
-    );
-    let log = dir.path().join("ccp.log");
-    let out = std::fs::File::create(&log).unwrap();
-    let ccp = Kill(
-        capminer()
-            .current_dir(dir.path())
-            .args(["ccp", "--config", config.to_str().unwrap()])
-            .stdin(std::process::Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap(),
-    );
-    let log = || std::fs::read_to_string(&log).unwrap_or_default();
-    wait_for(Duration::from_secs(60), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    })
-    .unwrap_or_else(|| panic!("capminer ccp does not listen; log:\n{}", log()));
+    let ccp = Ccp::start(dir.path(), "enabled = false", false);
+    let (port, token) = (ccp.port, TOKEN);
     // Nothing the page reads names a file or carries the token.
     let dir_name = dir.path().to_str().unwrap();
     for path in [
@@ -242,12 +243,12 @@ fn the_live_page_shows_capminer_ccp_in_a_real_browser() {
             ("DIFFICULTY", format!("0f{}", "ff".repeat(31))),
         ],
     );
+    let log = ccp.log();
     drop(ccp);
     assert!(
         out.status.success(),
-        "the browser checks failed:\n{}\n--- capminer ccp's log\n{}",
+        "the browser checks failed:\n{}\n--- capminer ccp's log\n{log}",
         text(&out),
-        log()
     );
     for shot in [
         "page-ccp.png",

@@ -13,25 +13,12 @@
 // page-ccp-none.png. Exits non-zero with the failed check's message.
 import path from "node:path";
 import assert from "node:assert/strict";
-import { base, shots, step, api, status, until, withPage } from "./lib.mjs";
+import { base, shots, step, api, rpc, status, until, withPage } from "./lib.mjs";
 
 const token = process.env.API_TOKEN;
 const cus = process.env.CUS.split(",");
 const nonce = process.env.GLOBAL_NONCE;
 const difficulty = process.env.DIFFICULTY;
-
-/** One JSON-RPC call, as nox makes it; its result. */
-async function rpc(method, params) {
-  const r = await api("/", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
-  });
-  assert.equal(r.status, 200, `${method}: ${r.body}`);
-  const v = JSON.parse(r.body);
-  assert.ok(!("error" in v), `${method}: ${r.body}`);
-  return v.result;
-}
 
 const short = (cu) => cu.slice(0, 8);
 const text = async (locator) => (await locator.textContent()).trim();

@@ -22,6 +22,19 @@ export async function api(p, init) {
 
 export const status = async () => JSON.parse((await api("/api/v1/status")).body);
 
+/** One JSON-RPC call to `capminer ccp`, as Fluence's node makes it; its result. */
+export async function rpc(method, params) {
+  const r = await api("/", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
+  });
+  if (r.status !== 200) throw new Error(`${method}: HTTP ${r.status}: ${r.body}`);
+  const v = JSON.parse(r.body);
+  if ("error" in v) throw new Error(`${method}: ${r.body}`);
+  return v.result;
+}
+
 /** Polls `f` until it returns something truthy; a throw or falsy value is kept as the last word. */
 export async function until(what, f, ms = 30000) {
   const end = Date.now() + ms;
