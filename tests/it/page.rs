@@ -173,6 +173,17 @@ fn the_live_page_follows_a_devnets_chain() {
     assert!(size > 10_000, "page-chain.png: {size} bytes");
 }
 
+/// Stops `capminer ccp`, then fails with its log if the browser script's run `out` failed.
+fn stop_and_check(ccp: Ccp, out: &Output) {
+    let log = ccp.log();
+    drop(ccp);
+    assert!(
+        out.status.success(),
+        "the browser checks failed:\n{}\n--- capminer ccp's log\n{log}",
+        text(out),
+    );
+}
+
 /// A CU building Fluence's full 4 GiB dataset, in a real browser: its row's state, a progress
 /// bar of the fork's items that moves forward, the percentage and the time left. The test
 /// stops the process long before the dataset is whole.
@@ -191,13 +202,7 @@ fn the_live_page_shows_a_cus_full_dataset_build_in_a_real_browser() {
             ("ITEMS", items.to_string()),
         ],
     );
-    let log = ccp.log();
-    drop(ccp);
-    assert!(
-        out.status.success(),
-        "the browser checks failed:\n{}\n--- capminer ccp's log\n{log}",
-        text(&out),
-    );
+    stop_and_check(ccp, &out);
     let shot = shots().join("page-ccp-building.png");
     let size = std::fs::metadata(&shot).map_or(0, |m| m.len());
     assert!(size > 10_000, "{}: {size} bytes", shot.display());
@@ -243,13 +248,7 @@ fn the_live_page_shows_capminer_ccp_in_a_real_browser() {
             ("DIFFICULTY", format!("0f{}", "ff".repeat(31))),
         ],
     );
-    let log = ccp.log();
-    drop(ccp);
-    assert!(
-        out.status.success(),
-        "the browser checks failed:\n{}\n--- capminer ccp's log\n{log}",
-        text(&out),
-    );
+    stop_and_check(ccp, &out);
     for shot in [
         "page-ccp.png",
         "page-ccp-paused.png",
