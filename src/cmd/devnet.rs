@@ -485,10 +485,9 @@ struct Host(std::process::Child);
 
 impl Host {
     /// Returns when the host exits (logged as an error) or `stop` is set.
-    fn watch(self, h: usize, stop: &AtomicBool) {
-        let mut host = self;
+    fn watch(mut self, h: usize, stop: &AtomicBool) {
         while !stop.load(Ordering::Acquire) {
-            match host.0.try_wait() {
+            match self.0.try_wait() {
                 Ok(None) => std::thread::sleep(std::time::Duration::from_millis(200)),
                 Ok(Some(status)) => {
                     tracing::error!(host = h, %status, "host exited; see its log above");

@@ -79,8 +79,8 @@ pub(crate) fn free_ports(n: u16) -> u16 {
     const LOW: u16 = 20_000;
     const HIGH: u16 = 32_000;
     loop {
-        let mut random = std::collections::hash_map::RandomState::new().build_hasher();
-        random.write_u32(std::process::id());
+        // A fresh RandomState is keyed at random: its hash of nothing is a random number.
+        let random = std::collections::hash_map::RandomState::new().build_hasher();
         let base = LOW + (random.finish() % u64::from(HIGH - LOW - n)) as u16;
         let held: Option<Vec<std::net::TcpListener>> = (base..base + n)
             .map(|port| std::net::TcpListener::bind(("127.0.0.1", port)).ok())

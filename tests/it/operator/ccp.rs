@@ -13,7 +13,7 @@ use super::prometheus::alert_rules;
 use super::promql::metric_names;
 use super::{deploy, str_of, yaml_json};
 use crate::common::{Prometheus, free_port, http, wait_for};
-use crate::fluence_status::{CU, Ccp, call, commit, wait_until};
+use crate::fluence_status::{CU, Ccp, TOKEN, call, commit, wait_until};
 
 /// Waits until the expression of `alert` evaluates to exactly the series whose `cu` labels are
 /// `cus` (no `cu` label: ""), or panics with what it evaluated to.
@@ -104,13 +104,14 @@ fn a_real_prometheus_evaluates_every_ccp_alert_on_a_live_ccp() {
         holds_for(&prometheus, alert, expr, &[], &log);
     }
 
-    // Paused through the control API: the paused condition holds for that CU, and the
-    // not-hashing one does not (a paused CU is not a fault).
+    // Paused through the control API: the paused condition holds for that CU. (That a paused
+    // CU's still hash count does not fire the not-hashing rule takes minutes to show; the rules'
+    // promtool tests show it.)
     let (code, body) = http(
         ccp.port,
         "POST",
         &format!("/api/v1/pause?cu={CU}"),
-        &["Authorization: Bearer s3cret"],
+        &[&format!("Authorization: Bearer {TOKEN}")],
         "",
     )
     .unwrap();
@@ -122,10 +123,6 @@ fn a_real_prometheus_evaluates_every_ccp_alert_on_a_live_ccp() {
         &[CU],
         &log,
     );
-    std::thread::sleep(Duration::from_secs(3));
-    for alert in ["CapminerCcpUnitNotHashing", "CapminerCcpUnitFailed"] {
-        holds_for(&prometheus, alert, &loaded[alert], &[], &log);
-    }
 
     // No commitment: no CU, and the condition that says so holds for the process.
     call(ccp.port, "ccp_on_no_active_commitment", json!(null));
